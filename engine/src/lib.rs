@@ -1,0 +1,18 @@
+//! driftdb's engine: core types, sketch states and their binary codecs, statistics and rule
+//! logic. Pure computation: no I/O, no async runtime, no storage (SPEC §1).
+//!
+//! - [`time`]: timestamps, window ids from event time, the [`time::Clock`] trait;
+//! - [`series`]: series identity (model, version, feature, segment);
+//! - [`model`]: model definitions;
+//! - [`sketch`]: mergeable per-window states holding Apache DataSketches images;
+//! - [`codec`]: the versioned, checksummed envelope every stored value uses.
+#![warn(missing_docs)]
+
+pub mod codec;
+pub mod error;
+pub mod model;
+pub mod series;
+pub mod sketch;
+pub mod time;
+
+pub use error::{Error, ErrorKind, Result};

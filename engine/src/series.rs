@@ -1,0 +1,93 @@
+//! Series identity: model, version, feature (or `$score`/`$label`/`$latency`), segment.
+//!
+//! A series is one sketch state per window (SPEC §2). Identifiers are names, never node-local
+//! counters (SPEC §10.2), so any node can compute a series' key.
+
+use std::fmt;
+
+/// What a series measures.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum FeatureRef {
+    /// A named input feature.
+    Named(String),
+    /// The model's prediction score (`$score`); also carries labelled performance.
+    Score,
+    /// The ground-truth label distribution (`$label`).
+    Label,
+    /// Serving latency in milliseconds (`$latency`).
+    Latency,
+}
+
+impl FeatureRef {
+    /// Parses the DriftQL spelling: `$score`, `$label`, `$latency` or a feature name.
+    pub fn parse(s: &str) -> FeatureRef {
+        match s {
+            "$score" => FeatureRef::Score,
+            "$label" => FeatureRef::Label,
+            "$latency" => FeatureRef::Latency,
+            other => FeatureRef::Named(other.to_string()),
+        }
+    }
+}
+
+impl fmt::Display for FeatureRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FeatureRef::Named(n) => f.write_str(n),
+            FeatureRef::Score => f.write_str("$score"),
+            FeatureRef::Label => f.write_str("$label"),
+            FeatureRef::Latency => f.write_str("$latency"),
+        }
+    }
+}
+
+/// The overall segment's name in tables and series labels.
+pub const ALL_SEGMENT: &str = "all";
+/// The value that segment values past the cardinality cap fold into.
+pub const OTHER_SEGMENT_VALUE: &str = "__other__";
+
+/// A slice of traffic: everything, or one value of one segment key.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Segment {
+    /// The overall segment `all`.
+    All,
+    /// Rows whose segment `key` equals `value`.
+    Value {
+        /// Segment key, e.g. `region`.
+        key: String,
+        /// Segment value, e.g. `eu`.
+        value: String,
+    },
+}
+
+impl fmt::Display for Segment {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Segment::All => f.write_str(ALL_SEGMENT),
+            Segment::Value { key, value } => write!(f, "{key}={value}"),
+        }
+    }
+}
+
+/// The identity of one series.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SeriesKey {
+    /// Model id.
+    pub model: String,
+    /// Model version.
+    pub version: String,
+    /// What is measured.
+    pub feature: FeatureRef,
+    /// Which slice of traffic.
+    pub segment: Segment,
+}
+
+impl fmt::Display for SeriesKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}@{}.{}[{}]",
+            self.model, self.version, self.feature, self.segment
+        )
+    }
+}

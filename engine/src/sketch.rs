@@ -1,0 +1,157 @@
+//! Sketch states: one per series and window, mergeable and stored in a checksummed envelope.
+//!
+//! Every state merges associatively and commutatively with an identity (the default state), so
+//! storage can apply ingest deltas as RocksDB merge operands in any grouping and queries can
+//! merge any set of windows. Counts, sums and bins merge exactly; KLL quantiles within the
+//! sketch's rank-error bound; frequent items and HLL within theirs.
+
+pub mod categorical;
+pub mod kll;
+pub mod numeric;
+pub mod performance;
+
+pub use categorical::CategoricalState;
+pub use numeric::{BinCounts, BinEdges, NumericState};
+pub use performance::PerformanceState;
+
+use crate::codec::{Reader, Writer, open, seal};
+use crate::error::{Error, Result};
+
+/// The prediction score's state: its distribution plus the performance of labelled predictions.
+#[derive(Debug, Clone, Default)]
+pub struct ScoreState {
+    /// Predictions made in the window (labelled or not): the denominator of label coverage.
+    pub predictions: u64,
+    /// Distribution of the score (drift of the prediction).
+    pub distribution: NumericState,
+    /// Sums over predictions whose label has joined.
+    pub performance: PerformanceState,
+}
+
+impl ScoreState {
+    /// Merges `other` into `self`.
+    pub fn merge(&mut self, other: &ScoreState) -> Result<()> {
+        self.predictions += other.predictions;
+        self.distribution.merge(&other.distribution)?;
+        self.performance.merge(&other.performance);
+        Ok(())
+    }
+
+    /// Share of predictions whose label has arrived.
+    pub fn label_coverage(&self) -> Option<f64> {
+        (self.predictions > 0)
+            .then(|| self.performance.n_labeled() as f64 / self.predictions as f64)
+    }
+}
+
+/// A series-window state of any kind.
+#[derive(Debug, Clone)]
+pub enum SeriesState {
+    /// Numeric feature, `$latency`, or numeric `$label`.
+    Numeric(NumericState),
+    /// Categorical feature or categorical `$label`.
+    Categorical(CategoricalState),
+    /// `$score`.
+    Score(ScoreState),
+}
+
+const TAG_NUMERIC: u8 = 1;
+const TAG_CATEGORICAL: u8 = 2;
+const TAG_SCORE: u8 = 3;
+
+impl SeriesState {
+    /// The kind's name, for messages.
+    pub fn kind_name(&self) -> &'static str {
+        match self {
+            SeriesState::Numeric(_) => "numeric",
+            SeriesState::Categorical(_) => "categorical",
+            SeriesState::Score(_) => "score",
+        }
+    }
+
+    /// Merges `other` into `self`; both must be of the same kind.
+    pub fn merge(&mut self, other: &SeriesState) -> Result<()> {
+        match (self, other) {
+            (SeriesState::Numeric(a), SeriesState::Numeric(b)) => a.merge(b),
+            (SeriesState::Categorical(a), SeriesState::Categorical(b)) => a.merge(b),
+            (SeriesState::Score(a), SeriesState::Score(b)) => a.merge(b),
+            (a, b) => Err(Error::KindMismatch {
+                left: a.kind_name(),
+                right: b.kind_name(),
+            }),
+        }
+    }
+
+    /// Encodes the state in the checksummed envelope.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::new();
+        let tag = match self {
+            SeriesState::Numeric(s) => {
+                s.encode(&mut w);
+                TAG_NUMERIC
+            }
+            SeriesState::Categorical(s) => {
+                s.encode(&mut w);
+                TAG_CATEGORICAL
+            }
+            SeriesState::Score(s) => {
+                w.varint(s.predictions);
+                s.distribution.encode(&mut w);
+                s.performance.encode(&mut w);
+                TAG_SCORE
+            }
+        };
+        seal(tag, &w.into_bytes())
+    }
+
+    /// Decodes a value written by [`SeriesState::encode`]; any corruption is an error.
+    pub fn decode(bytes: &[u8]) -> Result<Self> {
+        let (tag, payload) = open(bytes)?;
+        let mut r = Reader::new(payload);
+        let s = match tag {
+            TAG_NUMERIC => SeriesState::Numeric(NumericState::decode(&mut r)?),
+            TAG_CATEGORICAL => SeriesState::Categorical(CategoricalState::decode(&mut r)?),
+            TAG_SCORE => SeriesState::Score(ScoreState {
+                predictions: r.varint()?,
+                distribution: NumericState::decode(&mut r)?,
+                performance: PerformanceState::decode(&mut r)?,
+            }),
+            tag => return Err(Error::UnknownStateKind { tag }),
+        };
+        r.finish("series state")?;
+        Ok(s)
+    }
+}
+
+/// The outcome of merging encoded values, as storage's merge operator needs it.
+#[derive(Debug)]
+pub struct MergedValue {
+    /// The encoded merge of every operand that decoded.
+    pub bytes: Option<Vec<u8>>,
+    /// Operands that failed to decode (checksum, format) and were left out.
+    pub corrupt: usize,
+}
+
+/// Merges encoded states in order. Operands that do not decode, or whose kind differs from the
+/// first good one, are counted and skipped, never folded in as data.
+pub fn merge_encoded<'a>(values: impl IntoIterator<Item = &'a [u8]>) -> MergedValue {
+    let mut acc: Option<SeriesState> = None;
+    let mut corrupt = 0;
+    for v in values {
+        match SeriesState::decode(v) {
+            Ok(s) => match acc.as_mut() {
+                None => acc = Some(s),
+                Some(a) => {
+                    if a.merge(&s).is_err() {
+                        corrupt += 1;
+                    }
+                }
+            },
+            Err(_) => corrupt += 1,
+        }
+    }
+    MergedValue {
+        bytes: acc.map(|s| s.encode()),
+        corrupt,
+    }
+}

@@ -1,0 +1,371 @@
+//! The numeric series-window state: exact counts and moments, exact counts over the reference's
+//! quantile bin edges, and a KLL sketch for quantiles, KS and Wasserstein.
+
+use crate::codec::{Reader, Writer};
+use crate::error::{Error, Result};
+use crate::sketch::kll::{Kll, WeightedCdf, kll_deserialize, kll_merge, kll_update, new_kll};
+
+/// Quantile bin edges of a reference profile (FORMULAS.md §2): sorted, unique, finite.
+///
+/// Bins are left-closed with open outer bins: `bin(x)` is the number of edges `<= x`, so there
+/// are `edges.len() + 1` bins. The id is a crc32 of the edges, so states binned on different
+/// edges are never added together.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BinEdges {
+    edges: Vec<f64>,
+    id: u32,
+}
+
+impl BinEdges {
+    /// Validated edges: finite, strictly increasing.
+    pub fn new(edges: Vec<f64>) -> Result<Self> {
+        if edges.iter().any(|e| !e.is_finite()) || edges.windows(2).any(|w| w[0] >= w[1]) {
+            return Err(Error::invalid(
+                "bin edges",
+                "must be finite and strictly increasing",
+            ));
+        }
+        let mut h = crc32fast::Hasher::new();
+        for e in &edges {
+            h.update(&e.to_le_bytes());
+        }
+        Ok(BinEdges {
+            id: h.finalize(),
+            edges,
+        })
+    }
+
+    /// The edges.
+    pub fn edges(&self) -> &[f64] {
+        &self.edges
+    }
+
+    /// Number of bins (`edges + 1`).
+    pub fn num_bins(&self) -> usize {
+        self.edges.len() + 1
+    }
+
+    /// Identity of this edge set.
+    pub fn id(&self) -> u32 {
+        self.id
+    }
+
+    /// The bin of `x`: the number of edges `<= x` (numpy `searchsorted(side="right")`).
+    pub fn bin(&self, x: f64) -> usize {
+        self.edges.partition_point(|e| *e <= x)
+    }
+}
+
+/// Counts over a [`BinEdges`] set.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BinCounts {
+    /// The [`BinEdges::id`] the counts were taken on.
+    pub edges_id: u32,
+    /// One count per bin.
+    pub counts: Vec<u64>,
+}
+
+/// Summary of a numeric series over one window (or any merge of windows).
+///
+/// Merging is associative and commutative with [`NumericState::default`] as identity, exactly
+/// for every count, moment and bin, and within KLL's rank-error bound for quantiles.
+#[derive(Debug, Clone)]
+pub struct NumericState {
+    count: u64,
+    missing: u64,
+    invalid: u64,
+    sum: f64,
+    m2: f64,
+    min: f64,
+    max: f64,
+    bins: Option<BinCounts>,
+    kll: Kll,
+}
+
+impl Default for NumericState {
+    fn default() -> Self {
+        NumericState {
+            count: 0,
+            missing: 0,
+            invalid: 0,
+            sum: 0.0,
+            m2: 0.0,
+            min: f64::INFINITY,
+            max: f64::NEG_INFINITY,
+            bins: None,
+            kll: new_kll(),
+        }
+    }
+}
+
+impl NumericState {
+    /// An empty state that bins values on `edges` (when given).
+    pub fn new(edges: Option<&BinEdges>) -> Self {
+        NumericState {
+            bins: edges.map(|e| BinCounts {
+                edges_id: e.id(),
+                counts: vec![0; e.num_bins()],
+            }),
+            ..Default::default()
+        }
+    }
+
+    /// Folds one value: NaN and ±inf count as invalid and touch nothing else.
+    ///
+    /// `edges` must be the edges this state was created with (or `None`).
+    pub fn observe(&mut self, v: f64, edges: Option<&BinEdges>) {
+        if !v.is_finite() {
+            self.invalid += 1;
+            return;
+        }
+        // Welford's update keeps m2 exact enough for the 1e-9 std tolerance.
+        let n0 = self.count as f64;
+        let mean0 = if self.count == 0 { 0.0 } else { self.sum / n0 };
+        self.count += 1;
+        self.sum += v;
+        let mean1 = self.sum / self.count as f64;
+        self.m2 += (v - mean0) * (v - mean1);
+        if v < self.min {
+            self.min = v;
+        }
+        if v > self.max {
+            self.max = v;
+        }
+        if self.count == 1 {
+            // The first value decides which edges (if any) this state bins on.
+            self.bins = edges.map(|e| BinCounts {
+                edges_id: e.id(),
+                counts: vec![0; e.num_bins()],
+            });
+        }
+        match (self.bins.as_mut(), edges) {
+            (Some(b), Some(e)) if b.edges_id == e.id() && b.counts.len() == e.num_bins() => {
+                b.counts[e.bin(v)] += 1;
+            }
+            // A value that cannot be binned on the same edges makes the bins incomplete.
+            _ => self.bins = None,
+        }
+        kll_update(&mut self.kll, v);
+    }
+
+    /// Counts one missing value.
+    pub fn observe_missing(&mut self) {
+        self.missing += 1;
+    }
+
+    /// Counts one invalid value (NaN, ±inf, wrong type).
+    pub fn observe_invalid(&mut self) {
+        self.invalid += 1;
+    }
+
+    /// Merges `other` into `self`.
+    pub fn merge(&mut self, other: &NumericState) -> Result<()> {
+        self.bins = match (self.count, other.count) {
+            (_, 0) => self.bins.take(),
+            (0, _) => other.bins.clone(),
+            _ => match (self.bins.take(), &other.bins) {
+                (Some(mut a), Some(b))
+                    if a.edges_id == b.edges_id && a.counts.len() == b.counts.len() =>
+                {
+                    for (x, y) in a.counts.iter_mut().zip(&b.counts) {
+                        *x += y;
+                    }
+                    Some(a)
+                }
+                _ => None,
+            },
+        };
+        if other.count > 0 {
+            let (na, nb) = (self.count as f64, other.count as f64);
+            let n = na + nb;
+            if self.count == 0 {
+                self.m2 = other.m2;
+            } else {
+                let delta = other.sum / nb - self.sum / na;
+                self.m2 += other.m2 + delta * delta * na * nb / n;
+            }
+            self.sum += other.sum;
+            self.min = self.min.min(other.min);
+            self.max = self.max.max(other.max);
+            kll_merge(&mut self.kll, &other.kll)?;
+        }
+        self.count += other.count;
+        self.missing += other.missing;
+        self.invalid += other.invalid;
+        Ok(())
+    }
+
+    /// Non-null finite values.
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+    /// Missing (null) values.
+    pub fn missing(&self) -> u64 {
+        self.missing
+    }
+    /// Invalid values (NaN, ±inf, wrong type): counted, never folded into the sketches.
+    pub fn invalid(&self) -> u64 {
+        self.invalid
+    }
+    /// Rows seen: valid + missing + invalid.
+    pub fn count_total(&self) -> u64 {
+        self.count + self.missing + self.invalid
+    }
+    /// Sum of valid values.
+    pub fn sum(&self) -> f64 {
+        self.sum
+    }
+    /// Arithmetic mean, `None` when empty.
+    pub fn mean(&self) -> Option<f64> {
+        (self.count > 0).then(|| self.sum / self.count as f64)
+    }
+    /// Sample standard deviation (n − 1), `None` when n < 2.
+    pub fn std(&self) -> Option<f64> {
+        (self.count > 1).then(|| (self.m2.max(0.0) / (self.count - 1) as f64).sqrt())
+    }
+    /// Sum of squared deviations from the mean.
+    pub fn m2(&self) -> f64 {
+        self.m2
+    }
+    /// Exact minimum, `None` when empty.
+    pub fn min(&self) -> Option<f64> {
+        (self.count > 0).then_some(self.min)
+    }
+    /// Exact maximum, `None` when empty.
+    pub fn max(&self) -> Option<f64> {
+        (self.count > 0).then_some(self.max)
+    }
+    /// Counts over the reference bin edges, when every value was binned.
+    pub fn bins(&self) -> Option<&BinCounts> {
+        self.bins
+            .as_ref()
+            .filter(|b| b.counts.iter().sum::<u64>() == self.count)
+    }
+    /// The KLL sketch.
+    pub fn kll(&self) -> &Kll {
+        &self.kll
+    }
+    /// The sketch's step CDF.
+    pub fn cdf(&self) -> Result<WeightedCdf> {
+        WeightedCdf::from_sketch(&self.kll)
+    }
+
+    pub(crate) fn encode(&self, w: &mut Writer) {
+        let has_bins = self.count > 0 && self.bins().is_some();
+        w.u8(u8::from(has_bins));
+        w.varint(self.count);
+        w.varint(self.missing);
+        w.varint(self.invalid);
+        if self.count == 0 {
+            return;
+        }
+        w.f64(self.sum);
+        w.f64(self.m2);
+        w.f64(self.min);
+        w.f64(self.max);
+        if let Some(b) = self.bins.as_ref().filter(|_| has_bins) {
+            w.varint(u64::from(b.edges_id));
+            w.varint(b.counts.len() as u64);
+            for c in &b.counts {
+                w.varint(*c);
+            }
+        }
+        w.bytes(&self.kll.serialize());
+    }
+
+    pub(crate) fn decode(r: &mut Reader<'_>) -> Result<Self> {
+        let flags = r.u8()?;
+        if flags > 1 {
+            return Err(Error::Malformed {
+                what: "numeric state",
+                detail: format!("flags {flags:#x}"),
+            });
+        }
+        let mut s = NumericState {
+            count: r.varint()?,
+            missing: r.varint()?,
+            invalid: r.varint()?,
+            ..Default::default()
+        };
+        if s.count == 0 {
+            return Ok(s);
+        }
+        s.sum = r.f64()?;
+        s.m2 = r.f64()?;
+        s.min = r.f64()?;
+        s.max = r.f64()?;
+        if flags & 1 == 1 {
+            let id = u32::try_from(r.varint()?).map_err(|_| Error::Malformed {
+                what: "bin edges id",
+                detail: "over 32 bits".into(),
+            })?;
+            let n = r.len(10_000, "bin count")?;
+            let mut counts = Vec::with_capacity(n);
+            for _ in 0..n {
+                counts.push(r.varint()?);
+            }
+            if counts.iter().sum::<u64>() != s.count {
+                return Err(Error::Malformed {
+                    what: "numeric state",
+                    detail: "bin counts do not add up to count".into(),
+                });
+            }
+            s.bins = Some(BinCounts {
+                edges_id: id,
+                counts,
+            });
+        }
+        s.kll = kll_deserialize(r.bytes()?)?;
+        if s.kll.n() != s.count {
+            return Err(Error::Malformed {
+                what: "numeric state",
+                detail: format!("kll n {} != count {}", s.kll.n(), s.count),
+            });
+        }
+        Ok(s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bins_follow_formulas_worked_case() {
+        // FORMULAS worked case: edges [2, 4.5]; current [2, 2, 4.5, 7, 11, 12, 2.5] -> [0, 3, 4].
+        let e = BinEdges::new(vec![2.0, 4.5]).unwrap();
+        let mut s = NumericState::new(Some(&e));
+        for v in [2.0, 2.0, 4.5, 7.0, 11.0, 12.0, 2.5] {
+            s.observe(v, Some(&e));
+        }
+        assert_eq!(s.bins().unwrap().counts, vec![0, 3, 4]);
+        s.observe(f64::NAN, Some(&e));
+        s.observe(f64::INFINITY, Some(&e));
+        s.observe_missing();
+        assert_eq!(
+            (s.count(), s.invalid(), s.missing(), s.count_total()),
+            (7, 2, 1, 10)
+        );
+        assert_eq!(s.min(), Some(2.0));
+        assert_eq!(s.max(), Some(12.0));
+    }
+
+    #[test]
+    fn mean_and_std_match_two_pass() {
+        let xs: Vec<f64> = (0..1000).map(|i| 1e6 + (i as f64 * 0.37).sin()).collect();
+        let mut a = NumericState::new(None);
+        let mut b = NumericState::new(None);
+        for (i, x) in xs.iter().enumerate() {
+            if i % 3 == 0 {
+                a.observe(*x, None)
+            } else {
+                b.observe(*x, None)
+            }
+        }
+        a.merge(&b).unwrap();
+        let mean = xs.iter().sum::<f64>() / xs.len() as f64;
+        let var = xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (xs.len() - 1) as f64;
+        assert!((a.mean().unwrap() - mean).abs() / mean < 1e-12);
+        assert!((a.std().unwrap() - var.sqrt()).abs() / var.sqrt() < 1e-9);
+    }
+}
