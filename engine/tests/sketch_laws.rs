@@ -1,0 +1,221 @@
+//! Property tests: every state merges associatively and commutatively with an identity, merging
+//! equals folding the union of rows, encode/decode round-trips byte for byte, and any corrupted
+//! byte is detected rather than decoded as data.
+
+use driftdb_engine::sketch::performance::PerformanceState;
+use driftdb_engine::sketch::{BinEdges, CategoricalState, NumericState, ScoreState, SeriesState};
+use proptest::prelude::*;
+
+fn edges() -> BinEdges {
+    BinEdges::new(vec![-50.0, -10.0, 0.0, 0.5, 3.0, 10.0, 100.0]).unwrap()
+}
+
+fn numeric(vals: &[Option<f64>]) -> NumericState {
+    let e = edges();
+    let mut s = NumericState::new(Some(&e));
+    for v in vals {
+        match v {
+            Some(x) => s.observe(*x, Some(&e)),
+            None => s.observe_missing(),
+        }
+    }
+    s
+}
+
+fn categorical(vals: &[Option<String>]) -> CategoricalState {
+    let mut s = CategoricalState::default();
+    for v in vals {
+        match v {
+            Some(x) => s.observe(x, x.starts_with('z')),
+            None => s.observe_missing(),
+        }
+    }
+    s
+}
+
+fn score(rows: &[(f64, bool)]) -> ScoreState {
+    let mut s = ScoreState::default();
+    for (p, y) in rows {
+        s.predictions += 1;
+        s.distribution.observe(*p, None);
+        s.performance.observe_binary(*p, *y).unwrap();
+    }
+    s
+}
+
+fn value() -> impl Strategy<Value = Option<f64>> {
+    prop_oneof![
+        8 => (-1e3f64..1e3).prop_map(Some),
+        1 => prop::sample::select(vec![0.0, 0.5, 3.0, 10.0, f64::NAN, f64::INFINITY]).prop_map(Some),
+        1 => Just(None),
+    ]
+}
+
+fn category() -> impl Strategy<Value = Option<String>> {
+    prop_oneof![
+        8 => "[a-e]{1,2}".prop_map(Some),
+        1 => "z[0-9]{1,3}".prop_map(Some),
+        1 => Just(None),
+    ]
+}
+
+/// Observable summary of a numeric state that must merge exactly.
+fn exact_view(
+    s: &NumericState,
+) -> (
+    u64,
+    u64,
+    u64,
+    Option<f64>,
+    Option<f64>,
+    Option<Vec<u64>>,
+    u64,
+) {
+    (
+        s.count(),
+        s.missing(),
+        s.invalid(),
+        s.min(),
+        s.max(),
+        s.bins().map(|b| b.counts.clone()),
+        s.kll().n(),
+    )
+}
+
+fn close(a: Option<f64>, b: Option<f64>, rel: f64) -> bool {
+    match (a, b) {
+        (Some(x), Some(y)) => (x - y).abs() <= rel * x.abs().max(y.abs()).max(1.0),
+        (None, None) => true,
+        _ => false,
+    }
+}
+
+fn merged<T: Clone>(a: &T, b: &T, f: impl Fn(&mut T, &T)) -> T {
+    let mut x = a.clone();
+    f(&mut x, b);
+    x
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(96))]
+
+    #[test]
+    fn numeric_merge_laws(a in prop::collection::vec(value(), 0..300), b in prop::collection::vec(value(), 0..300), c in prop::collection::vec(value(), 0..300)) {
+        let (sa, sb, sc) = (numeric(&a), numeric(&b), numeric(&c));
+        let m = |x: &mut NumericState, y: &NumericState| x.merge(y).unwrap();
+        let ab = merged(&sa, &sb, m);
+        let ba = merged(&sb, &sa, m);
+        prop_assert_eq!(exact_view(&ab), exact_view(&ba));
+        prop_assert!(close(ab.mean(), ba.mean(), 1e-12) && close(ab.std(), ba.std(), 1e-9));
+        let ab_c = merged(&ab, &sc, m);
+        let a_bc = merged(&sa, &merged(&sb, &sc, m), m);
+        prop_assert_eq!(exact_view(&ab_c), exact_view(&a_bc));
+        prop_assert!(close(ab_c.mean(), a_bc.mean(), 1e-12) && close(ab_c.std(), a_bc.std(), 1e-9));
+        // Identity: merging the empty state changes nothing, byte for byte.
+        let id = merged(&sa, &NumericState::default(), m);
+        prop_assert_eq!(SeriesState::Numeric(id).encode(), SeriesState::Numeric(sa.clone()).encode());
+        let id2 = merged(&NumericState::default(), &sa, m);
+        prop_assert_eq!(exact_view(&id2), exact_view(&sa));
+        // Merge equals folding the union of rows.
+        let union: Vec<_> = a.iter().chain(&b).chain(&c).copied().collect();
+        let su = numeric(&union);
+        prop_assert_eq!(exact_view(&su), exact_view(&ab_c));
+        prop_assert!(close(su.mean(), ab_c.mean(), 1e-12) && close(su.std(), ab_c.std(), 1e-9));
+    }
+
+    #[test]
+    fn categorical_merge_laws(a in prop::collection::vec(category(), 0..400), b in prop::collection::vec(category(), 0..400), c in prop::collection::vec(category(), 0..400)) {
+        let (sa, sb, sc) = (categorical(&a), categorical(&b), categorical(&c));
+        let m = |x: &mut CategoricalState, y: &CategoricalState| x.merge(y).unwrap();
+        let view = |s: &CategoricalState| (s.count(), s.missing(), s.unseen(), s.is_exact(), if s.is_exact() { s.counts() } else { Default::default() });
+        let ab_c = merged(&merged(&sa, &sb, m), &sc, m);
+        let a_bc = merged(&sa, &merged(&sb, &sc, m), m);
+        let cb_a = merged(&merged(&sc, &sb, m), &sa, m);
+        prop_assert_eq!(view(&ab_c), view(&a_bc));
+        prop_assert_eq!(view(&ab_c), view(&cb_a));
+        let union: Vec<_> = a.iter().chain(&b).chain(&c).cloned().collect();
+        prop_assert_eq!(view(&categorical(&union)), view(&ab_c));
+        let id = merged(&sa, &CategoricalState::default(), m);
+        prop_assert_eq!(SeriesState::Categorical(id).encode(), SeriesState::Categorical(sa).encode());
+    }
+
+    #[test]
+    fn score_merge_is_exact_addition(a in prop::collection::vec((0.0f64..=1.0, any::<bool>()), 0..200), b in prop::collection::vec((0.0f64..=1.0, any::<bool>()), 0..200)) {
+        let (sa, sb) = (score(&a), score(&b));
+        let mut ab = sa.clone();
+        ab.merge(&sb).unwrap();
+        let union: Vec<_> = a.iter().chain(&b).copied().collect();
+        let su = score(&union);
+        let pa = ab.performance.binary.clone().unwrap_or_default();
+        let pu = su.performance.binary.clone().unwrap_or_default();
+        prop_assert_eq!(pa.n, pu.n);
+        prop_assert_eq!(pa.confusion, pu.confusion);
+        prop_assert_eq!(&pa.hist, &pu.hist);
+        prop_assert_eq!(pa.calibration.iter().map(|c| c.n).collect::<Vec<_>>(), pu.calibration.iter().map(|c| c.n).collect::<Vec<_>>());
+        prop_assert!((pa.brier_sum - pu.brier_sum).abs() <= 1e-9 * pu.brier_sum.max(1.0));
+        prop_assert_eq!(ab.label_coverage(), su.label_coverage());
+        let mut perf = PerformanceState::default();
+        perf.merge(&ab.performance);
+        prop_assert_eq!(&perf, &ab.performance);
+    }
+
+    #[test]
+    fn encode_decode_round_trips(vals in prop::collection::vec(value(), 0..500), cats in prop::collection::vec(category(), 0..600), rows in prop::collection::vec((0.0f64..=1.0, any::<bool>()), 0..100)) {
+        for s in [SeriesState::Numeric(numeric(&vals)), SeriesState::Categorical(categorical(&cats)), SeriesState::Score(score(&rows))] {
+            let bytes = s.encode();
+            let back = SeriesState::decode(&bytes).unwrap();
+            prop_assert_eq!(back.encode(), bytes);
+        }
+    }
+
+    #[test]
+    fn corrupted_bytes_are_detected(vals in prop::collection::vec(value(), 1..300), at in any::<prop::sample::Index>(), flip in 1u8..=255) {
+        let bytes = SeriesState::Numeric(numeric(&vals)).encode();
+        let mut bad = bytes.clone();
+        let i = at.index(bad.len());
+        bad[i] ^= flip;
+        prop_assert!(SeriesState::decode(&bad).is_err(), "corruption at byte {} went unnoticed", i);
+        prop_assert!(SeriesState::decode(&bytes[..at.index(bytes.len())]).is_err());
+    }
+}
+
+#[test]
+fn merge_encoded_skips_corrupt_operands() {
+    let a = SeriesState::Numeric(numeric(&[Some(1.0), Some(2.0)])).encode();
+    let b = SeriesState::Numeric(numeric(&[Some(3.0)])).encode();
+    let mut bad = b.clone();
+    bad[3] ^= 0x40;
+    let cat = SeriesState::Categorical(categorical(&[Some("a".into())])).encode();
+    let out = driftdb_engine::sketch::merge_encoded([
+        a.as_slice(),
+        bad.as_slice(),
+        b.as_slice(),
+        cat.as_slice(),
+    ]);
+    assert_eq!(out.corrupt, 2);
+    match SeriesState::decode(&out.bytes.unwrap()).unwrap() {
+        SeriesState::Numeric(n) => assert_eq!((n.count(), n.sum()), (3, 6.0)),
+        other => panic!("wrong kind {}", other.kind_name()),
+    }
+}
+
+#[test]
+fn kll_quantiles_of_merged_windows_stay_within_rank_error() {
+    // 96 windows of 500 values merged, like a 24 h query over 15-minute windows.
+    let mut all = NumericState::default();
+    let mut raw = Vec::new();
+    for w in 0..96 {
+        let vals: Vec<Option<f64>> = (0..500)
+            .map(|i| Some(((i * 7919 + w * 104_729) % 100_003) as f64 / 100.0))
+            .collect();
+        raw.extend(vals.iter().flatten().copied());
+        all.merge(&numeric(&vals)).unwrap();
+    }
+    let exact = driftdb_engine::sketch::kll::WeightedCdf::from_values(&raw);
+    let cdf = all.cdf().unwrap();
+    let eps = all.kll().normalized_rank_error();
+    for q in [0.01, 0.1, 0.5, 0.9, 0.99] {
+        let v = cdf.quantile(q).unwrap();
+        assert!((exact.cdf_le(v) - q).abs() <= eps, "q={q}");
+    }
+}
