@@ -1,0 +1,293 @@
+//! Folding inference batches into deltas, and the label join's performance deltas.
+
+use driftdb_engine::ingest::*;
+use driftdb_engine::model::{ModelDef, Task};
+use driftdb_engine::series::{FeatureRef, Segment};
+use driftdb_engine::sketch::SeriesState;
+use driftdb_engine::sketch::performance::PerformanceState;
+use driftdb_engine::time::{Resolution, Timestamp};
+
+fn model() -> ModelDef {
+    serde_json::from_str(
+        r#"{"id":"m1","task":"binary","window":"15m","segments":["region","device"],"segment_cap":1,
+            "features":{"amount":"numeric","country":"categorical","is_new":"categorical"}}"#,
+    )
+    .unwrap()
+}
+
+fn t(s: &str) -> Timestamp {
+    Timestamp::parse_rfc3339(s).unwrap()
+}
+
+fn row(id: &str, ts: &str, region: &str, amount: FieldValue, country: FieldValue) -> InferenceRow {
+    InferenceRow {
+        request_id: id.into(),
+        ts: t(ts),
+        version: "v1".into(),
+        segments: vec![Some(region.into()), None],
+        features: vec![amount, country, FieldValue::Bool(true)],
+        score: Some(0.25),
+        latency_ms: Some(12.0),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn fold_places_rows_by_event_time_and_caps_segments() {
+    let m = model();
+    let batch = InferenceBatch {
+        model_id: "m1".into(),
+        feature_names: vec!["amount".into(), "country".into(), "is_new".into()],
+        segment_keys: vec!["region".into(), "device".into()],
+        rows: vec![
+            row(
+                "r1",
+                "2026-03-01T00:00:01Z",
+                "eu",
+                FieldValue::Number(10.0),
+                FieldValue::Category("DE".into()),
+            ),
+            row(
+                "r2",
+                "2026-03-01T00:14:59.999Z",
+                "us",
+                FieldValue::Number(f64::NAN),
+                FieldValue::Missing,
+            ),
+            row(
+                "r3",
+                "2026-03-01T00:15:00Z",
+                "eu",
+                FieldValue::Missing,
+                FieldValue::Category("FR".into()),
+            ),
+            row(
+                "bad-type",
+                "2026-03-01T00:15:00Z",
+                "eu",
+                FieldValue::Category("x".into()),
+                FieldValue::Missing,
+            ),
+            row(
+                "too-old",
+                "2025-01-01T00:00:00Z",
+                "eu",
+                FieldValue::Number(1.0),
+                FieldValue::Missing,
+            ),
+            row(
+                "future",
+                "2027-01-01T00:00:00Z",
+                "eu",
+                FieldValue::Number(1.0),
+                FieldValue::Missing,
+            ),
+            row(
+                "dup",
+                "2026-03-01T00:00:01Z",
+                "eu",
+                FieldValue::Number(1.0),
+                FieldValue::Missing,
+            ),
+        ],
+    };
+    let mut reg = SegmentRegistry::new(1);
+    let bounds = TimeBounds {
+        oldest: t("2026-01-01T00:00:00Z"),
+        newest: t("2026-03-02T00:00:00Z"),
+    };
+    let out = fold_batch(
+        &m,
+        Resolution::M15,
+        &batch,
+        &NoBaselines,
+        &mut reg,
+        bounds,
+        &|_, r| r.request_id == "dup",
+    );
+    assert_eq!(out.accepted, 3);
+    let reasons: Vec<_> = out
+        .rejected
+        .iter()
+        .map(|r| (r.request_id.as_str(), r.reason.as_str()))
+        .collect();
+    assert_eq!(reasons.len(), 3, "{reasons:?}");
+    assert!(reasons[0].1.contains("expected a number"));
+    assert!(reasons[1].1.contains("older than the retention"));
+    assert!(reasons[2].1.contains("future"));
+    assert_eq!(out.invalid_values, 1);
+    // Segment cap 1: "eu" admitted first, "us" folds into __other__.
+    let amount = |w: &str, seg: Segment| -> Option<(u64, u64, u64)> {
+        out.deltas.iter().find_map(|(k, ts, s)| match s {
+            SeriesState::Numeric(n)
+                if k.feature == FeatureRef::Named("amount".into())
+                    && k.segment == seg
+                    && *ts == t(w) =>
+            {
+                Some((n.count(), n.missing(), n.invalid()))
+            }
+            _ => None,
+        })
+    };
+    let other = Segment::Value {
+        key: "region".into(),
+        value: "__other__".into(),
+    };
+    let eu = Segment::Value {
+        key: "region".into(),
+        value: "eu".into(),
+    };
+    assert_eq!(
+        amount("2026-03-01T00:00:00Z", Segment::All),
+        Some((1, 0, 1))
+    );
+    assert_eq!(amount("2026-03-01T00:00:00Z", other), Some((0, 0, 1)));
+    assert_eq!(amount("2026-03-01T00:15:00Z", eu), Some((0, 1, 0)));
+    // Booleans are categories "true"/"false"; $score counts predictions; $latency folds.
+    let is_new = out.deltas.iter().find_map(|(k, _, s)| match s {
+        SeriesState::Categorical(c)
+            if k.feature == FeatureRef::Named("is_new".into()) && k.segment == Segment::All =>
+        {
+            Some(c.counts())
+        }
+        _ => None,
+    });
+    assert_eq!(is_new.unwrap().get("true"), Some(&2));
+    let preds: u64 = out
+        .deltas
+        .iter()
+        .filter_map(|(k, _, s)| match s {
+            SeriesState::Score(sc) if k.segment == Segment::All => Some(sc.predictions),
+            _ => None,
+        })
+        .sum();
+    assert_eq!(preds, 3);
+    assert_eq!(out.pending.len(), 3);
+    assert_eq!(
+        out.pending[0].1.segments.len(),
+        2,
+        "all + region (device absent)"
+    );
+}
+
+#[test]
+fn batch_schema_is_checked() {
+    let m = model();
+    let mut b = InferenceBatch {
+        model_id: "m1".into(),
+        feature_names: vec!["nope".into()],
+        ..Default::default()
+    };
+    assert!(
+        validate_batch(&m, &b)
+            .unwrap_err()
+            .contains("unknown feature")
+    );
+    b.feature_names = vec!["amount".into(), "amount".into()];
+    assert!(validate_batch(&m, &b).unwrap_err().contains("twice"));
+    b.feature_names = vec!["amount".into()];
+    b.segment_keys = vec!["planet".into()];
+    assert!(validate_batch(&m, &b).unwrap_err().contains("segment key"));
+}
+
+#[test]
+fn sampling_is_deterministic_and_close_to_the_rate() {
+    let kept = (0..20_000)
+        .filter(|i| sampled_in(&format!("req-{i}"), 0.25))
+        .count();
+    assert!((4_500..5_500).contains(&kept), "kept {kept}");
+    assert_eq!(sampled_in("req-7", 0.25), sampled_in("req-7", 0.25));
+    assert!(sampled_in("anything", 1.0));
+}
+
+#[test]
+fn ranking_join_matches_the_worked_case() {
+    let g: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../shared/golden/expected.json"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let r = &g["worked_cases"]["ranking"];
+    let mut perf = PerformanceState::default();
+    for inf in r["inferences"].as_array().unwrap() {
+        let id = inf["request_id"].as_str().unwrap();
+        let Some(label) = r["labels"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["request_id"] == id)
+        else {
+            continue;
+        };
+        let p = PendingPrediction {
+            version: "v1".into(),
+            window: Timestamp(0),
+            segments: vec![Segment::All],
+            score: None,
+            items: inf["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|i| i["id"].as_str().unwrap().to_string())
+                .collect(),
+        };
+        let o = &label["outcomes"];
+        let lr = LabelRow {
+            request_id: id.into(),
+            click: o["click"].as_f64(),
+            purchase: o["purchase"].as_f64(),
+            revenue: o["revenue"].as_f64(),
+            relevance: o["relevance"]
+                .as_object()
+                .map(|m| {
+                    m.iter()
+                        .map(|(k, v)| (k.clone(), v.as_f64().unwrap()))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            ..Default::default()
+        };
+        perf.merge(&join_delta(Task::Ranking, &p, &lr).unwrap());
+    }
+    let k = perf.ranking.unwrap();
+    assert_eq!(k.impressions, r["impressions"].as_u64().unwrap());
+    let rel = |a: f64, b: f64| (a - b).abs() <= 1e-12 * b.abs().max(1e-300);
+    assert!(rel(
+        k.ndcg_sum[2] / k.impressions as f64,
+        r["ndcg_at_3"].as_f64().unwrap()
+    ));
+    assert!(rel(
+        k.ndcg_sum[4] / k.impressions as f64,
+        r["ndcg_at_5"].as_f64().unwrap()
+    ));
+    assert!(rel(
+        k.clicks / k.impressions as f64,
+        r["ctr"].as_f64().unwrap()
+    ));
+    assert!(rel(
+        1000.0 * k.revenue / k.impressions as f64,
+        r["rpm"].as_f64().unwrap()
+    ));
+}
+
+#[test]
+fn binary_join_rejects_bad_labels() {
+    let p = PendingPrediction {
+        version: "v1".into(),
+        window: Timestamp(0),
+        segments: vec![Segment::All],
+        score: Some(0.7),
+        items: vec![],
+    };
+    let lr = |y: f64| LabelRow {
+        request_id: "r".into(),
+        label: Some(y),
+        ..Default::default()
+    };
+    assert!(join_delta(Task::Binary, &p, &lr(2.0)).is_err());
+    let d = join_delta(Task::Binary, &p, &lr(1.0)).unwrap();
+    assert_eq!(d.binary.unwrap().confusion, [1, 0, 0, 0]);
+}
