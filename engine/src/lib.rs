@@ -5,11 +5,13 @@
 //! - [`series`]: series identity (model, version, feature, segment);
 //! - [`model`]: model definitions;
 //! - [`sketch`]: mergeable per-window states holding Apache DataSketches images;
+//! - [`ingest`]: folding inference batches into sketch deltas, and the label join;
 //! - [`codec`]: the versioned, checksummed envelope every stored value uses.
 #![warn(missing_docs)]
 
 pub mod codec;
 pub mod error;
+pub mod ingest;
 pub mod model;
 pub mod series;
 pub mod sketch;
