@@ -49,8 +49,6 @@ pub struct InferenceRow {
     pub version: String,
     /// Segment values, positional over [`InferenceBatch::segment_keys`]; `None` when absent.
     pub segments: Vec<Option<String>>,
-    /// Feature values, positional over [`InferenceBatch::feature_names`].
-    pub features: Vec<FieldValue>,
     /// Prediction score (binary / multiclass probability).
     pub score: Option<f64>,
     /// Predicted value (regression) or class.
@@ -59,6 +57,58 @@ pub struct InferenceRow {
     pub items: Vec<RankedItem>,
     /// Serving latency in ms.
     pub latency_ms: Option<f64>,
+}
+
+/// One feature's values for every row of a batch (columnar layout: names once per batch).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Column {
+    /// Numbers, `None` for missing: the fast path for numeric features.
+    Numbers(Vec<Option<f64>>),
+    /// Values of any type, for row-oriented sources (JSONL, CSV); checked against the schema.
+    Values(Vec<FieldValue>),
+}
+
+impl Column {
+    /// Number of rows in the column.
+    pub fn len(&self) -> usize {
+        match self {
+            Column::Numbers(v) => v.len(),
+            Column::Values(v) => v.len(),
+        }
+    }
+
+    /// Whether the column has no rows.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The value at `row` (`Missing` past the end).
+    pub fn get(&self, row: usize) -> FieldRef<'_> {
+        match self {
+            Column::Numbers(v) => match v.get(row) {
+                Some(Some(x)) => FieldRef::Number(*x),
+                _ => FieldRef::Missing,
+            },
+            Column::Values(v) => match v.get(row) {
+                Some(FieldValue::Number(x)) => FieldRef::Number(*x),
+                Some(FieldValue::Category(c)) => FieldRef::Category(c),
+                Some(FieldValue::Bool(true)) => FieldRef::Category("true"),
+                Some(FieldValue::Bool(false)) => FieldRef::Category("false"),
+                Some(FieldValue::Missing) | None => FieldRef::Missing,
+            },
+        }
+    }
+}
+
+/// A borrowed feature value; booleans already mapped to their categories.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum FieldRef<'a> {
+    /// A number.
+    Number(f64),
+    /// A category.
+    Category(&'a str),
+    /// Missing.
+    Missing,
 }
 
 /// A batch of inference rows for one model.
@@ -70,8 +120,10 @@ pub struct InferenceBatch {
     pub feature_names: Vec<String>,
     /// Segment keys, once per batch.
     pub segment_keys: Vec<String>,
-    /// The rows.
+    /// Per-row metadata (request id, time, version, segments, prediction).
     pub rows: Vec<InferenceRow>,
+    /// One column per feature name, each with one value per row.
+    pub columns: Vec<Column>,
 }
 
 /// The reference side of folding: bin edges and known categories per series.
@@ -253,7 +305,7 @@ pub fn fold_batch(
         if skip(i, row) {
             continue;
         }
-        if let Err(reason) = check_row(model, batch, row, bounds, &kinds) {
+        if let Err(reason) = check_row(model, batch, i, bounds, &kinds) {
             out.rejected.push(Rejection {
                 row: i,
                 request_id: row.request_id.clone(),
@@ -333,14 +385,14 @@ pub fn fold_batch(
                     .collect();
                 let mut states: Vec<Option<NumericState>> = vec![None; group_list.len()];
                 for (i, gs) in &rows {
-                    let value = &batch.rows[*i].features[c];
-                    if matches!(value, FieldValue::Number(x) if !x.is_finite()) {
+                    let value = batch.columns[c].get(*i);
+                    if matches!(value, FieldRef::Number(x) if !x.is_finite()) {
                         out.invalid_values += 1;
                     }
                     for &g in gs {
                         let st = states[g].get_or_insert_with(|| NumericState::new(edges[g]));
                         match value {
-                            FieldValue::Number(x) => st.observe(*x, edges[g]),
+                            FieldRef::Number(x) => st.observe(x, edges[g]),
                             _ => st.observe_missing(),
                         }
                     }
@@ -355,23 +407,17 @@ pub fn fold_batch(
             FeatureKind::Categorical => {
                 let mut states: Vec<Option<CategoricalState>> = vec![None; group_list.len()];
                 for (i, gs) in &rows {
-                    let value = &batch.rows[*i].features[c];
+                    let value = batch.columns[c].get(*i);
                     for &g in gs {
                         let st = states[g].get_or_insert_with(CategoricalState::default);
-                        let cat = match value {
-                            FieldValue::Category(s) => Some(s.as_str()),
-                            FieldValue::Bool(true) => Some("true"),
-                            FieldValue::Bool(false) => Some("false"),
-                            _ => None,
-                        };
-                        match cat {
-                            Some(s) => {
+                        match value {
+                            FieldRef::Category(s) => {
                                 let (v, _, seg) = &group_list[g];
                                 let unseen = baselines.knows_category(&versions[*v], name, seg, s)
                                     == Some(false);
                                 st.observe(s, unseen);
                             }
-                            None => st.observe_missing(),
+                            _ => st.observe_missing(),
                         }
                     }
                 }
@@ -448,6 +494,22 @@ pub fn validate_batch(model: &ModelDef, batch: &InferenceBatch) -> Result<(), St
             return Err(format!("feature {f:?} named twice"));
         }
     }
+    if batch.columns.len() != batch.feature_names.len() {
+        return Err(format!(
+            "{} columns for {} feature names",
+            batch.columns.len(),
+            batch.feature_names.len()
+        ));
+    }
+    for (name, col) in batch.feature_names.iter().zip(&batch.columns) {
+        if col.len() != batch.rows.len() {
+            return Err(format!(
+                "column {name:?} has {} values for {} rows",
+                col.len(),
+                batch.rows.len()
+            ));
+        }
+    }
     for k in &batch.segment_keys {
         if !model.segments.contains(k) {
             return Err(format!(
@@ -462,10 +524,11 @@ pub fn validate_batch(model: &ModelDef, batch: &InferenceBatch) -> Result<(), St
 fn check_row(
     model: &ModelDef,
     batch: &InferenceBatch,
-    row: &InferenceRow,
+    i: usize,
     bounds: TimeBounds,
     kinds: &[FeatureKind],
 ) -> Result<(), String> {
+    let row = &batch.rows[i];
     if row.request_id.is_empty() {
         return Err("empty request_id".into());
     }
@@ -485,13 +548,6 @@ fn check_row(
             row.ts.to_rfc3339()
         ));
     }
-    if row.features.len() != batch.feature_names.len() {
-        return Err(format!(
-            "{} feature values for {} feature names",
-            row.features.len(),
-            batch.feature_names.len()
-        ));
-    }
     if row.segments.len() != batch.segment_keys.len() {
         return Err(format!(
             "{} segment values for {} segment keys",
@@ -509,13 +565,13 @@ fn check_row(
             }
         }
     }
-    for ((name, kind), v) in batch.feature_names.iter().zip(kinds).zip(&row.features) {
-        match (kind, v) {
-            (_, FieldValue::Missing) => {}
-            (FeatureKind::Numeric, FieldValue::Number(_)) => {}
-            (FeatureKind::Categorical, FieldValue::Category(_) | FieldValue::Bool(_)) => {}
+    for ((name, kind), col) in batch.feature_names.iter().zip(kinds).zip(&batch.columns) {
+        match (kind, col.get(i)) {
+            (_, FieldRef::Missing)
+            | (FeatureKind::Numeric, FieldRef::Number(_))
+            | (FeatureKind::Categorical, FieldRef::Category(_)) => {}
             (FeatureKind::Numeric, _) => return Err(format!("feature {name}: expected a number")),
-            (FeatureKind::Categorical, FieldValue::Number(_)) => {
+            (FeatureKind::Categorical, FieldRef::Number(_)) => {
                 return Err(format!(
                     "feature {name}: expected a string or boolean (categorical)"
                 ));

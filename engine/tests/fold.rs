@@ -19,78 +19,98 @@ fn t(s: &str) -> Timestamp {
     Timestamp::parse_rfc3339(s).unwrap()
 }
 
-fn row(id: &str, ts: &str, region: &str, amount: FieldValue, country: FieldValue) -> InferenceRow {
-    InferenceRow {
+fn row(
+    id: &str,
+    ts: &str,
+    region: &str,
+    amount: FieldValue,
+    country: FieldValue,
+) -> (InferenceRow, [FieldValue; 3]) {
+    let meta = InferenceRow {
         request_id: id.into(),
         ts: t(ts),
         version: "v1".into(),
         segments: vec![Some(region.into()), None],
-        features: vec![amount, country, FieldValue::Bool(true)],
         score: Some(0.25),
         latency_ms: Some(12.0),
         ..Default::default()
+    };
+    (meta, [amount, country, FieldValue::Bool(true)])
+}
+
+fn batch(rows: Vec<(InferenceRow, [FieldValue; 3])>) -> InferenceBatch {
+    let mut cols = vec![Vec::new(), Vec::new(), Vec::new()];
+    let mut metas = Vec::new();
+    for (m, vals) in rows {
+        metas.push(m);
+        for (c, v) in cols.iter_mut().zip(vals) {
+            c.push(v);
+        }
+    }
+    InferenceBatch {
+        model_id: "m1".into(),
+        feature_names: vec!["amount".into(), "country".into(), "is_new".into()],
+        segment_keys: vec!["region".into(), "device".into()],
+        rows: metas,
+        columns: cols.into_iter().map(Column::Values).collect(),
     }
 }
 
 #[test]
 fn fold_places_rows_by_event_time_and_caps_segments() {
     let m = model();
-    let batch = InferenceBatch {
-        model_id: "m1".into(),
-        feature_names: vec!["amount".into(), "country".into(), "is_new".into()],
-        segment_keys: vec!["region".into(), "device".into()],
-        rows: vec![
-            row(
-                "r1",
-                "2026-03-01T00:00:01Z",
-                "eu",
-                FieldValue::Number(10.0),
-                FieldValue::Category("DE".into()),
-            ),
-            row(
-                "r2",
-                "2026-03-01T00:14:59.999Z",
-                "us",
-                FieldValue::Number(f64::NAN),
-                FieldValue::Missing,
-            ),
-            row(
-                "r3",
-                "2026-03-01T00:15:00Z",
-                "eu",
-                FieldValue::Missing,
-                FieldValue::Category("FR".into()),
-            ),
-            row(
-                "bad-type",
-                "2026-03-01T00:15:00Z",
-                "eu",
-                FieldValue::Category("x".into()),
-                FieldValue::Missing,
-            ),
-            row(
-                "too-old",
-                "2025-01-01T00:00:00Z",
-                "eu",
-                FieldValue::Number(1.0),
-                FieldValue::Missing,
-            ),
-            row(
-                "future",
-                "2027-01-01T00:00:00Z",
-                "eu",
-                FieldValue::Number(1.0),
-                FieldValue::Missing,
-            ),
-            row(
-                "dup",
-                "2026-03-01T00:00:01Z",
-                "eu",
-                FieldValue::Number(1.0),
-                FieldValue::Missing,
-            ),
-        ],
-    };
+    let batch = batch(vec![
+        row(
+            "r1",
+            "2026-03-01T00:00:01Z",
+            "eu",
+            FieldValue::Number(10.0),
+            FieldValue::Category("DE".into()),
+        ),
+        row(
+            "r2",
+            "2026-03-01T00:14:59.999Z",
+            "us",
+            FieldValue::Number(f64::NAN),
+            FieldValue::Missing,
+        ),
+        row(
+            "r3",
+            "2026-03-01T00:15:00Z",
+            "eu",
+            FieldValue::Missing,
+            FieldValue::Category("FR".into()),
+        ),
+        row(
+            "bad-type",
+            "2026-03-01T00:15:00Z",
+            "eu",
+            FieldValue::Category("x".into()),
+            FieldValue::Missing,
+        ),
+        row(
+            "too-old",
+            "2025-01-01T00:00:00Z",
+            "eu",
+            FieldValue::Number(1.0),
+            FieldValue::Missing,
+        ),
+        row(
+            "future",
+            "2027-01-01T00:00:00Z",
+            "eu",
+            FieldValue::Number(1.0),
+            FieldValue::Missing,
+        ),
+        row(
+            "dup",
+            "2026-03-01T00:00:01Z",
+            "eu",
+            FieldValue::Number(1.0),
+            FieldValue::Missing,
+        ),
+    ]);
+    assert_eq!(validate_batch(&m, &batch), Ok(()));
     let mut reg = SegmentRegistry::new(1);
     let bounds = TimeBounds {
         oldest: t("2026-01-01T00:00:00Z"),
@@ -186,6 +206,8 @@ fn batch_schema_is_checked() {
     b.feature_names = vec!["amount".into(), "amount".into()];
     assert!(validate_batch(&m, &b).unwrap_err().contains("twice"));
     b.feature_names = vec!["amount".into()];
+    assert!(validate_batch(&m, &b).unwrap_err().contains("columns"));
+    b.columns = vec![Column::Numbers(vec![])];
     b.segment_keys = vec!["planet".into()];
     assert!(validate_batch(&m, &b).unwrap_err().contains("segment key"));
 }
