@@ -6,7 +6,8 @@
 //! - [`model`]: model definitions;
 //! - [`sketch`]: mergeable per-window states holding Apache DataSketches images;
 //! - [`ingest`]: folding inference batches into sketch deltas, and the label join;
-//! - [`codec`]: the versioned, checksummed envelope every stored value uses.
+//! - [`codec`]: the versioned, checksummed envelope every stored value uses;
+//! - [`stats`]: drift, summaries, performance, FDR control and silent-failure signals over states.
 #![warn(missing_docs)]
 
 pub mod codec;
@@ -15,6 +16,7 @@ pub mod ingest;
 pub mod model;
 pub mod series;
 pub mod sketch;
+pub mod stats;
 pub mod time;
 
 pub use error::{Error, ErrorKind, Result};

@@ -171,6 +171,10 @@ impl CategoricalState {
                 .collect(),
         }
     }
+    /// The exact category counts, borrowed; `None` once the state overflowed.
+    pub fn exact_counts(&self) -> Option<&BTreeMap<String, u64>> {
+        self.overflow.is_none().then_some(&self.exact)
+    }
     /// Number of distinct categories: exact, or the HLL estimate past the cap.
     pub fn n_distinct(&self) -> f64 {
         match &self.overflow {

@@ -183,6 +183,12 @@ impl WeightedCdf {
         &self.items
     }
 
+    /// Cumulative weight at each of [`WeightedCdf::items`]: `cumulative()[i]` is the weight of
+    /// items `<= items()[i]`.
+    pub fn cumulative(&self) -> &[u64] {
+        &self.cum
+    }
+
     /// Exact minimum of the stream.
     pub fn min(&self) -> f64 {
         self.min
