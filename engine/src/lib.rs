@@ -6,6 +6,7 @@
 //! - [`model`]: model definitions;
 //! - [`sketch`]: mergeable per-window states holding Apache DataSketches images;
 //! - [`ingest`]: folding inference batches into sketch deltas, and the label join;
+//! - [`reference`]: reference profiles built once per model version;
 //! - [`codec`]: the versioned, checksummed envelope every stored value uses;
 //! - [`stats`]: drift, summaries, performance, FDR control and silent-failure signals over states.
 #![warn(missing_docs)]
@@ -14,6 +15,7 @@ pub mod codec;
 pub mod error;
 pub mod ingest;
 pub mod model;
+pub mod reference;
 pub mod series;
 pub mod sketch;
 pub mod stats;

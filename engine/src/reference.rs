@@ -1,0 +1,574 @@
+//! Reference profiles (SPEC §2): built once from training/validation rows, stored per model
+//! version, never recomputed from raw data.
+//!
+//! Per series (feature, `$score`, `$latency`, `$label`) and per segment (overall and each
+//! segment value, FORMULAS §0: a segment's baseline is that segment's own reference rows,
+//! including its bin edges): a [`NumericState`] binned on the exact 50-quantile edges (the
+//! 10-bin edges are a subset), exact type-7 quantiles p1…p99, and for categoricals the category
+//! counts. Labelled reference rows also give reference performance.
+
+use std::collections::BTreeMap;
+
+use crate::codec::{Reader, Writer, open, seal};
+use crate::error::{Error, Result};
+use crate::ingest::{Baselines, FieldRef, InferenceBatch, Rejection, SegmentRegistry};
+use crate::model::{FeatureKind, ModelDef, Task};
+use crate::series::{FeatureRef, Segment};
+use crate::sketch::performance::PerformanceState;
+use crate::sketch::{BinEdges, CategoricalState, NumericState, SeriesState};
+use crate::stats::quantile::{ReferenceEdges, sorted_finite, type7_quantile_sorted};
+use crate::time::Timestamp;
+
+/// The quantile levels stored exactly in every numeric profile.
+pub const PROFILE_QUANTILES: [f64; 7] = [0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99];
+
+/// Most numeric reference values one upload may hold in memory while edges are computed.
+pub const MAX_REFERENCE_VALUES: usize = 100_000_000;
+
+/// A numeric series' reference.
+#[derive(Debug, Clone)]
+pub struct NumericProfile {
+    /// Counts, moments, KLL and counts over the 50-bin edges.
+    pub state: NumericState,
+    /// The exact quantile bin edges (10 and 50 bins); `None` when no finite value was seen.
+    pub edges: Option<ReferenceEdges>,
+    /// Exact type-7 quantiles at [`PROFILE_QUANTILES`] (NaN when empty).
+    pub quantiles: [f64; 7],
+}
+
+/// One series' reference.
+#[derive(Debug, Clone)]
+pub enum SeriesProfile {
+    /// Numeric feature, `$score`, `$latency`, numeric `$label`.
+    Numeric(NumericProfile),
+    /// Categorical feature.
+    Categorical(CategoricalState),
+}
+
+impl SeriesProfile {
+    /// The profile's state in the same shape as a window's, for two-sample statistics.
+    pub fn numeric(&self) -> Option<&NumericProfile> {
+        match self {
+            SeriesProfile::Numeric(n) => Some(n),
+            SeriesProfile::Categorical(_) => None,
+        }
+    }
+
+    /// The categorical state, if categorical.
+    pub fn categorical(&self) -> Option<&CategoricalState> {
+        match self {
+            SeriesProfile::Categorical(c) => Some(c),
+            SeriesProfile::Numeric(_) => None,
+        }
+    }
+}
+
+/// The reference of one segment (or of all rows).
+#[derive(Debug, Clone, Default)]
+pub struct SegmentProfile {
+    /// Rows in this segment's reference.
+    pub rows: u64,
+    /// Per series (features and `$score`, `$latency`, `$label`).
+    pub series: BTreeMap<FeatureRef, SeriesProfile>,
+    /// Performance of the labelled reference rows.
+    pub performance: PerformanceState,
+}
+
+/// A model version's reference profile.
+#[derive(Debug, Clone)]
+pub struct ReferenceProfile {
+    /// Model id.
+    pub model: String,
+    /// Model version.
+    pub version: String,
+    /// When it was built.
+    pub created_at: Timestamp,
+    /// Per segment, `Segment::All` included.
+    pub segments: BTreeMap<Segment, SegmentProfile>,
+}
+
+impl ReferenceProfile {
+    /// The profile of one series in one segment.
+    pub fn series(&self, feature: &FeatureRef, segment: &Segment) -> Option<&SeriesProfile> {
+        self.segments.get(segment)?.series.get(feature)
+    }
+
+    /// Rows in the overall reference.
+    pub fn rows(&self) -> u64 {
+        self.segments.get(&Segment::All).map_or(0, |s| s.rows)
+    }
+}
+
+/// Accumulates reference rows, then builds the profile.
+#[derive(Debug)]
+pub struct ReferenceBuilder {
+    model: ModelDef,
+    version: String,
+    registry: SegmentRegistry,
+    values: usize,
+    segments: BTreeMap<Segment, SegmentAcc>,
+}
+
+#[derive(Debug, Default)]
+struct SegmentAcc {
+    rows: u64,
+    numeric: BTreeMap<FeatureRef, NumAcc>,
+    categorical: BTreeMap<String, CategoricalState>,
+    performance: PerformanceState,
+}
+
+#[derive(Debug, Default)]
+struct NumAcc {
+    values: Vec<f64>,
+    missing: u64,
+    invalid: u64,
+}
+
+impl NumAcc {
+    fn push(&mut self, v: Option<f64>) -> usize {
+        match v {
+            Some(x) if x.is_finite() => {
+                self.values.push(x);
+                1
+            }
+            Some(_) => {
+                self.invalid += 1;
+                0
+            }
+            None => {
+                self.missing += 1;
+                0
+            }
+        }
+    }
+}
+
+impl ReferenceBuilder {
+    /// A builder for `model`'s `version`.
+    pub fn new(model: &ModelDef, version: &str) -> Result<Self> {
+        model.validate()?;
+        crate::model::validate_name("model_version", version)?;
+        Ok(ReferenceBuilder {
+            model: model.clone(),
+            version: version.to_string(),
+            registry: SegmentRegistry::new(model.segment_cap as usize),
+            values: 0,
+            segments: BTreeMap::new(),
+        })
+    }
+
+    /// Adds a batch; `labels[i]` is row i's inline label. Returns rejected rows.
+    pub fn add(
+        &mut self,
+        batch: &InferenceBatch,
+        labels: &[Option<f64>],
+    ) -> Result<Vec<Rejection>> {
+        crate::ingest::validate_batch(&self.model, batch)
+            .map_err(|e| Error::invalid("reference batch", e))?;
+        let mut rejected = Vec::new();
+        let kinds: Vec<FeatureKind> = batch
+            .feature_names
+            .iter()
+            .filter_map(|f| self.model.features.get(f).copied())
+            .collect();
+        for (i, row) in batch.rows.iter().enumerate() {
+            if row.segments.len() != batch.segment_keys.len() {
+                rejected.push(Rejection {
+                    row: i,
+                    request_id: row.request_id.clone(),
+                    reason: "segment values do not match segment keys".into(),
+                });
+                continue;
+            }
+            let mut bad = None;
+            for ((name, kind), col) in batch.feature_names.iter().zip(&kinds).zip(&batch.columns) {
+                match (kind, col.get(i)) {
+                    (FeatureKind::Numeric, FieldRef::Category(_)) => {
+                        bad = Some(format!("feature {name}: expected a number"))
+                    }
+                    (FeatureKind::Categorical, FieldRef::Number(_)) => {
+                        bad = Some(format!(
+                            "feature {name}: expected a string or boolean (categorical)"
+                        ))
+                    }
+                    _ => {}
+                }
+            }
+            let label = labels.get(i).copied().flatten();
+            if let Some(reason) = bad {
+                rejected.push(Rejection {
+                    row: i,
+                    request_id: row.request_id.clone(),
+                    reason,
+                });
+                continue;
+            }
+            let mut segs = vec![Segment::All];
+            for (k, v) in batch.segment_keys.iter().zip(&row.segments) {
+                if let Some(v) = v {
+                    segs.push(Segment::Value {
+                        key: k.clone(),
+                        value: self.registry.admit(k, v),
+                    });
+                }
+            }
+            let score = row.score.or(row.prediction);
+            let mut perf = PerformanceState::default();
+            let mut perf_ok = false;
+            if let (Some(s), Some(y)) = (score, label) {
+                perf_ok = match self.model.task {
+                    Task::Binary => {
+                        (y == 0.0 || y == 1.0) && perf.observe_binary(s, y == 1.0).is_ok()
+                    }
+                    Task::Regression | Task::Multiclass => perf.observe_regression(s, y).is_ok(),
+                    Task::Ranking => false,
+                };
+            }
+            for seg in segs {
+                let acc = self.segments.entry(seg).or_default();
+                acc.rows += 1;
+                for ((name, kind), col) in
+                    batch.feature_names.iter().zip(&kinds).zip(&batch.columns)
+                {
+                    match kind {
+                        FeatureKind::Numeric => {
+                            let v = match col.get(i) {
+                                FieldRef::Number(x) => Some(x),
+                                _ => None,
+                            };
+                            self.values += acc
+                                .numeric
+                                .entry(FeatureRef::Named(name.clone()))
+                                .or_default()
+                                .push(v);
+                        }
+                        FeatureKind::Categorical => {
+                            let st = acc.categorical.entry(name.clone()).or_default();
+                            match col.get(i) {
+                                FieldRef::Category(c) => st.observe(c, false),
+                                _ => st.observe_missing(),
+                            }
+                        }
+                    }
+                }
+                self.values += acc
+                    .numeric
+                    .entry(FeatureRef::Score)
+                    .or_default()
+                    .push(score);
+                if let Some(l) = row.latency_ms {
+                    self.values += acc
+                        .numeric
+                        .entry(FeatureRef::Latency)
+                        .or_default()
+                        .push(Some(l));
+                }
+                if label.is_some() {
+                    self.values += acc
+                        .numeric
+                        .entry(FeatureRef::Label)
+                        .or_default()
+                        .push(label);
+                }
+                if perf_ok {
+                    acc.performance.merge(&perf);
+                }
+            }
+            if self.values > MAX_REFERENCE_VALUES {
+                return Err(Error::invalid(
+                    "reference",
+                    format!(
+                        "more than {MAX_REFERENCE_VALUES} numeric values; upload a sample of the training data"
+                    ),
+                ));
+            }
+        }
+        Ok(rejected)
+    }
+
+    /// Builds the profile: exact edges and quantiles, then states binned on those edges.
+    pub fn finish(self, created_at: Timestamp) -> Result<ReferenceProfile> {
+        let mut segments = BTreeMap::new();
+        for (seg, acc) in self.segments {
+            let mut series = BTreeMap::new();
+            for (f, num) in acc.numeric {
+                series.insert(f, SeriesProfile::Numeric(numeric_profile(num)?));
+            }
+            for (f, c) in acc.categorical {
+                series.insert(FeatureRef::Named(f), SeriesProfile::Categorical(c));
+            }
+            segments.insert(
+                seg,
+                SegmentProfile {
+                    rows: acc.rows,
+                    series,
+                    performance: acc.performance,
+                },
+            );
+        }
+        Ok(ReferenceProfile {
+            model: self.model.id,
+            version: self.version,
+            created_at,
+            segments,
+        })
+    }
+}
+
+fn numeric_profile(acc: NumAcc) -> Result<NumericProfile> {
+    let sorted = sorted_finite(&acc.values);
+    let edges = if sorted.is_empty() {
+        None
+    } else {
+        Some(ReferenceEdges::from_sorted(&sorted)?)
+    };
+    let fine = edges.as_ref().map(|e| &e.q50);
+    let mut state = NumericState::new(fine);
+    for v in &acc.values {
+        state.observe(*v, fine);
+    }
+    for _ in 0..acc.missing {
+        state.observe_missing();
+    }
+    for _ in 0..acc.invalid {
+        state.observe_invalid();
+    }
+    let mut quantiles = [f64::NAN; 7];
+    for (q, out) in PROFILE_QUANTILES.iter().zip(quantiles.iter_mut()) {
+        *out = type7_quantile_sorted(&sorted, *q).unwrap_or(f64::NAN);
+    }
+    Ok(NumericProfile {
+        state,
+        edges,
+        quantiles,
+    })
+}
+
+/// Profiles by version, as the fold's [`Baselines`].
+impl Baselines for BTreeMap<String, ReferenceProfile> {
+    fn edges(&self, version: &str, feature: &FeatureRef, segment: &Segment) -> Option<&BinEdges> {
+        self.get(version)?
+            .series(feature, segment)?
+            .numeric()?
+            .edges
+            .as_ref()
+            .map(|e| &e.q50)
+    }
+
+    fn knows_category(
+        &self,
+        version: &str,
+        feature: &str,
+        segment: &Segment,
+        value: &str,
+    ) -> Option<bool> {
+        let c = self
+            .get(version)?
+            .series(&FeatureRef::Named(feature.to_string()), segment)?
+            .categorical()?;
+        Some(c.exact_counts().map_or(true, |m| m.contains_key(value)))
+    }
+}
+
+const PROFILE_KIND: u8 = 0x20;
+
+fn encode_segment(w: &mut Writer, s: &Segment) {
+    match s {
+        Segment::All => w.u8(0),
+        Segment::Value { key, value } => {
+            w.u8(1);
+            w.str(key);
+            w.str(value);
+        }
+    }
+}
+
+fn decode_segment(r: &mut Reader<'_>) -> Result<Segment> {
+    match r.u8()? {
+        0 => Ok(Segment::All),
+        1 => Ok(Segment::Value {
+            key: r.str()?.to_string(),
+            value: r.str()?.to_string(),
+        }),
+        t => Err(Error::Malformed {
+            what: "segment",
+            detail: format!("tag {t}"),
+        }),
+    }
+}
+
+fn encode_feature(w: &mut Writer, f: &FeatureRef) {
+    match f {
+        FeatureRef::Named(n) => {
+            w.u8(0);
+            w.str(n);
+        }
+        FeatureRef::Score => w.u8(1),
+        FeatureRef::Label => w.u8(2),
+        FeatureRef::Latency => w.u8(3),
+    }
+}
+
+fn decode_feature(r: &mut Reader<'_>) -> Result<FeatureRef> {
+    match r.u8()? {
+        0 => Ok(FeatureRef::Named(r.str()?.to_string())),
+        1 => Ok(FeatureRef::Score),
+        2 => Ok(FeatureRef::Label),
+        3 => Ok(FeatureRef::Latency),
+        t => Err(Error::Malformed {
+            what: "feature",
+            detail: format!("tag {t}"),
+        }),
+    }
+}
+
+fn encode_edges(w: &mut Writer, e: &BinEdges) {
+    w.varint(e.edges().len() as u64);
+    for x in e.edges() {
+        w.f64(*x);
+    }
+}
+
+fn decode_edges(r: &mut Reader<'_>) -> Result<BinEdges> {
+    let n = r.len(10_000, "edges")?;
+    let mut v = Vec::with_capacity(n);
+    for _ in 0..n {
+        v.push(r.f64()?);
+    }
+    BinEdges::new(v)
+}
+
+impl ReferenceProfile {
+    /// Encodes the profile in the checksummed envelope (layout in `storage/FORMAT.md`).
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::new();
+        w.str(&self.model);
+        w.str(&self.version);
+        w.f64(self.created_at.0 as f64);
+        w.varint(self.segments.len() as u64);
+        for (seg, p) in &self.segments {
+            encode_segment(&mut w, seg);
+            w.varint(p.rows);
+            w.bytes(
+                &SeriesState::Score(crate::sketch::ScoreState {
+                    performance: p.performance.clone(),
+                    ..Default::default()
+                })
+                .encode(),
+            );
+            w.varint(p.series.len() as u64);
+            for (f, s) in &p.series {
+                encode_feature(&mut w, f);
+                match s {
+                    SeriesProfile::Numeric(n) => {
+                        w.u8(0);
+                        w.bytes(&SeriesState::Numeric(n.state.clone()).encode());
+                        match &n.edges {
+                            None => w.u8(0),
+                            Some(e) => {
+                                w.u8(1);
+                                encode_edges(&mut w, &e.q10);
+                                encode_edges(&mut w, &e.q50);
+                            }
+                        }
+                        for q in n.quantiles {
+                            w.f64(q);
+                        }
+                    }
+                    SeriesProfile::Categorical(c) => {
+                        w.u8(1);
+                        w.bytes(&SeriesState::Categorical(c.clone()).encode());
+                    }
+                }
+            }
+        }
+        seal(PROFILE_KIND, &w.into_bytes())
+    }
+
+    /// Decodes a profile written by [`ReferenceProfile::encode`].
+    pub fn decode(bytes: &[u8]) -> Result<Self> {
+        let (kind, payload) = open(bytes)?;
+        if kind != PROFILE_KIND {
+            return Err(Error::UnknownStateKind { tag: kind });
+        }
+        let mut r = Reader::new(payload);
+        let model = r.str()?.to_string();
+        let version = r.str()?.to_string();
+        let created_at = Timestamp(r.f64()? as i64);
+        let nseg = r.len(1_000_000, "segments")?;
+        let mut segments = BTreeMap::new();
+        for _ in 0..nseg {
+            let seg = decode_segment(&mut r)?;
+            let rows = r.varint()?;
+            let performance = match SeriesState::decode(r.bytes()?)? {
+                SeriesState::Score(s) => s.performance,
+                other => {
+                    return Err(Error::KindMismatch {
+                        left: "score",
+                        right: other.kind_name(),
+                    });
+                }
+            };
+            let n = r.len(1_000_000, "series")?;
+            let mut series = BTreeMap::new();
+            for _ in 0..n {
+                let f = decode_feature(&mut r)?;
+                let p = match r.u8()? {
+                    0 => {
+                        let state = match SeriesState::decode(r.bytes()?)? {
+                            SeriesState::Numeric(s) => s,
+                            other => {
+                                return Err(Error::KindMismatch {
+                                    left: "numeric",
+                                    right: other.kind_name(),
+                                });
+                            }
+                        };
+                        let edges = match r.u8()? {
+                            0 => None,
+                            _ => {
+                                let q10 = decode_edges(&mut r)?;
+                                let q50 = decode_edges(&mut r)?;
+                                Some(ReferenceEdges::new(q10, q50)?)
+                            }
+                        };
+                        let mut quantiles = [0.0; 7];
+                        for q in quantiles.iter_mut() {
+                            *q = r.f64()?;
+                        }
+                        SeriesProfile::Numeric(NumericProfile {
+                            state,
+                            edges,
+                            quantiles,
+                        })
+                    }
+                    _ => match SeriesState::decode(r.bytes()?)? {
+                        SeriesState::Categorical(c) => SeriesProfile::Categorical(c),
+                        other => {
+                            return Err(Error::KindMismatch {
+                                left: "categorical",
+                                right: other.kind_name(),
+                            });
+                        }
+                    },
+                };
+                series.insert(f, p);
+            }
+            segments.insert(
+                seg,
+                SegmentProfile {
+                    rows,
+                    series,
+                    performance,
+                },
+            );
+        }
+        r.finish("reference profile")?;
+        Ok(ReferenceProfile {
+            model,
+            version,
+            created_at,
+            segments,
+        })
+    }
+}

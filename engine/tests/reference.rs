@@ -1,0 +1,135 @@
+//! Reference profiles: exact edges and quantiles, per-segment baselines, storage round trip.
+
+use driftdb_engine::ingest::{Baselines, Column, FieldValue, InferenceBatch, InferenceRow};
+use driftdb_engine::model::ModelDef;
+use driftdb_engine::reference::{ReferenceBuilder, ReferenceProfile};
+use driftdb_engine::series::{FeatureRef, Segment};
+use driftdb_engine::time::Timestamp;
+
+fn model() -> ModelDef {
+    serde_json::from_str(
+        r#"{"id":"m","task":"binary","window":"1h","segments":["region"],
+            "features":{"x":"numeric","c":"categorical"}}"#,
+    )
+    .unwrap()
+}
+
+fn batch(n: usize) -> (InferenceBatch, Vec<Option<f64>>) {
+    let mut rows = Vec::new();
+    let (mut x, mut c, mut labels) = (Vec::new(), Vec::new(), Vec::new());
+    for i in 0..n {
+        rows.push(InferenceRow {
+            request_id: format!("r{i}"),
+            ts: Timestamp(0),
+            version: "v1".into(),
+            segments: vec![Some(if i % 2 == 0 { "eu" } else { "us" }.into())],
+            score: Some((i % 10) as f64 / 10.0),
+            latency_ms: Some(5.0),
+            ..Default::default()
+        });
+        x.push(if i % 25 == 0 {
+            FieldValue::Missing
+        } else {
+            FieldValue::Number(i as f64)
+        });
+        c.push(FieldValue::Category(format!("k{}", i % 3)));
+        labels.push(Some((i % 2) as f64));
+    }
+    let b = InferenceBatch {
+        model_id: "m".into(),
+        feature_names: vec!["x".into(), "c".into()],
+        segment_keys: vec!["region".into()],
+        rows,
+        columns: vec![Column::Values(x), Column::Values(c)],
+    };
+    (b, labels)
+}
+
+#[test]
+fn profile_has_exact_edges_per_segment_and_round_trips() {
+    let (b, labels) = batch(1000);
+    let mut builder = ReferenceBuilder::new(&model(), "v1").unwrap();
+    assert!(builder.add(&b, &labels).unwrap().is_empty());
+    let p = builder.finish(Timestamp(42)).unwrap();
+    assert_eq!(p.rows(), 1000);
+    let x = FeatureRef::Named("x".into());
+    let all = p.series(&x, &Segment::All).unwrap().numeric().unwrap();
+    assert_eq!((all.state.count(), all.state.missing()), (960, 40));
+    // Non-missing values are 1..999 without multiples of 25; type-7 edges at k/10.
+    let mut vals: Vec<f64> = (0..1000)
+        .filter(|i| i % 25 != 0)
+        .map(|i| i as f64)
+        .collect();
+    vals.sort_by(f64::total_cmp);
+    let q = |p: f64| {
+        let h = (vals.len() - 1) as f64 * p;
+        let lo = h.floor() as usize;
+        vals[lo] + (h - lo as f64) * (vals[(lo + 1).min(vals.len() - 1)] - vals[lo])
+    };
+    let e = all.edges.as_ref().unwrap();
+    assert_eq!(e.q10.edges().len(), 9);
+    for (k, edge) in e.q10.edges().iter().enumerate() {
+        assert!((edge - q((k + 1) as f64 / 10.0)).abs() < 1e-9);
+    }
+    assert_eq!(e.q50.edges().len(), 49);
+    assert_eq!(all.state.bins().unwrap().counts.iter().sum::<u64>(), 960);
+    assert!((all.quantiles[3] - q(0.5)).abs() < 1e-9);
+    // Segment eu has its own edges from its own rows.
+    let eu = Segment::Value {
+        key: "region".into(),
+        value: "eu".into(),
+    };
+    let eu_p = p.series(&x, &eu).unwrap().numeric().unwrap();
+    assert_eq!(eu_p.state.count(), 480);
+    assert_ne!(eu_p.edges.as_ref().unwrap().q50.edges(), e.q50.edges());
+    // Performance of labelled reference rows.
+    assert_eq!(
+        p.segments[&Segment::All]
+            .performance
+            .binary
+            .as_ref()
+            .unwrap()
+            .n,
+        1000
+    );
+    // Round trip through the stored encoding.
+    let back = ReferenceProfile::decode(&p.encode()).unwrap();
+    assert_eq!(back.encode(), p.encode());
+    assert_eq!(back.created_at, Timestamp(42));
+    // As fold baselines.
+    let mut by_version = std::collections::BTreeMap::new();
+    by_version.insert("v1".to_string(), back);
+    assert_eq!(
+        by_version.edges("v1", &x, &eu).unwrap().edges(),
+        eu_p.edges.as_ref().unwrap().q50.edges()
+    );
+    assert_eq!(
+        by_version.knows_category("v1", "c", &Segment::All, "k1"),
+        Some(true)
+    );
+    assert_eq!(
+        by_version.knows_category("v1", "c", &Segment::All, "k9"),
+        Some(false)
+    );
+    assert_eq!(
+        by_version.knows_category("v2", "c", &Segment::All, "k1"),
+        None
+    );
+    let mut bad = p.encode();
+    let mid = bad.len() / 2;
+    bad[mid] ^= 1;
+    assert!(ReferenceProfile::decode(&bad).is_err());
+}
+
+#[test]
+fn wrong_types_are_rejected_per_row() {
+    let (mut b, labels) = batch(10);
+    if let Column::Values(v) = &mut b.columns[0] {
+        v[3] = FieldValue::Category("oops".into());
+    }
+    let mut builder = ReferenceBuilder::new(&model(), "v1").unwrap();
+    let rej = builder.add(&b, &labels).unwrap();
+    assert_eq!(rej.len(), 1);
+    assert_eq!(rej[0].request_id, "r3");
+    assert_eq!(builder.finish(Timestamp(0)).unwrap().rows(), 9);
+}
