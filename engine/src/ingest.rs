@@ -556,8 +556,10 @@ fn check_row(
         ));
     }
     for (k, v) in batch.segment_keys.iter().zip(&row.segments) {
-        if let Some(v) = v {
-            if v.is_empty() || v.len() > crate::model::MAX_NAME_LEN {
+        if let Some(v) = v
+            && (v.is_empty() || v.len() > crate::model::MAX_NAME_LEN)
+        {
+            {
                 return Err(format!(
                     "segment {k}: value must be 1..={} bytes",
                     crate::model::MAX_NAME_LEN
@@ -580,8 +582,11 @@ fn check_row(
     }
     match model.task {
         Task::Binary => {
-            if let Some(s) = row.score {
-                if s.is_finite() && !(0.0..=1.0).contains(&s) {
+            if let Some(s) = row.score
+                && s.is_finite()
+                && !(0.0..=1.0).contains(&s)
+            {
+                {
                     return Err(format!("score {s} is not a probability in [0, 1]"));
                 }
             }

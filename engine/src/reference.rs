@@ -366,7 +366,7 @@ impl Baselines for BTreeMap<String, ReferenceProfile> {
             .get(version)?
             .series(&FeatureRef::Named(feature.to_string()), segment)?
             .categorical()?;
-        Some(c.exact_counts().map_or(true, |m| m.contains_key(value)))
+        Some(c.exact_counts().is_none_or(|m| m.contains_key(value)))
     }
 }
 

@@ -46,6 +46,10 @@ impl ScoreState {
 
 /// A series-window state of any kind.
 #[derive(Debug, Clone)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "states are built and merged in place by the million; boxing would add an allocation per state"
+)]
 pub enum SeriesState {
     /// Numeric feature, `$latency`, or numeric `$label`.
     Numeric(NumericState),

@@ -1,6 +1,11 @@
 //! Sketch images written by Apache DataSketches (Python 5.2.0) read back with the answers the
 //! golden README lists (SPEC §10.1), and images driftdb writes read back the same way.
 
+#![expect(
+    clippy::unwrap_used,
+    reason = "test helpers fail loudly on broken fixtures"
+)]
+
 use datasketches::common::SearchCriteria;
 use datasketches::frequencies::FrequentItemsSketch;
 use datasketches::hash::value::raw_bytes;

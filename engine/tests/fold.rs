@@ -1,5 +1,10 @@
 //! Folding inference batches into deltas, and the label join's performance deltas.
 
+#![expect(
+    clippy::unwrap_used,
+    reason = "test helpers fail loudly on broken fixtures"
+)]
+
 use driftdb_engine::ingest::*;
 use driftdb_engine::model::{ModelDef, Task};
 use driftdb_engine::series::{FeatureRef, Segment};

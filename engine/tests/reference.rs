@@ -1,5 +1,10 @@
 //! Reference profiles: exact edges and quantiles, per-segment baselines, storage round trip.
 
+#![expect(
+    clippy::unwrap_used,
+    reason = "test helpers fail loudly on broken fixtures"
+)]
+
 use driftdb_engine::ingest::{Baselines, Column, FieldValue, InferenceBatch, InferenceRow};
 use driftdb_engine::model::ModelDef;
 use driftdb_engine::reference::{ReferenceBuilder, ReferenceProfile};

@@ -2,6 +2,11 @@
 //! equals folding the union of rows, encode/decode round-trips byte for byte, and any corrupted
 //! byte is detected rather than decoded as data.
 
+#![expect(
+    clippy::unwrap_used,
+    reason = "test helpers fail loudly on broken fixtures"
+)]
+
 use driftdb_engine::sketch::performance::PerformanceState;
 use driftdb_engine::sketch::{BinEdges, CategoricalState, NumericState, ScoreState, SeriesState};
 use proptest::prelude::*;
@@ -59,10 +64,8 @@ fn category() -> impl Strategy<Value = Option<String>> {
     ]
 }
 
-/// Observable summary of a numeric state that must merge exactly.
-fn exact_view(
-    s: &NumericState,
-) -> (
+/// count, missing, invalid, min, max, bins, KLL n.
+type ExactView = (
     u64,
     u64,
     u64,
@@ -70,7 +73,10 @@ fn exact_view(
     Option<f64>,
     Option<Vec<u64>>,
     u64,
-) {
+);
+
+/// Observable summary of a numeric state that must merge exactly.
+fn exact_view(s: &NumericState) -> ExactView {
     (
         s.count(),
         s.missing(),

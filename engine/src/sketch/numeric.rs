@@ -239,6 +239,7 @@ impl NumericState {
     pub fn bins(&self) -> Option<&BinCounts> {
         self.bins
             .as_ref()
+            .filter(|_| self.count > 0)
             .filter(|b| b.counts.iter().sum::<u64>() == self.count)
     }
     /// The KLL sketch.
