@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use crate::model::{FeatureKind, ModelDef, Task};
 use crate::series::{FeatureRef, OTHER_SEGMENT_VALUE, Segment, SeriesKey};
-use crate::sketch::performance::{MAX_NDCG_K, PerformanceState};
+use crate::sketch::performance::PerformanceState;
 use crate::sketch::{BinEdges, CategoricalState, NumericState, ScoreState, SeriesState};
 use crate::time::{Resolution, Timestamp};
 
@@ -620,26 +620,6 @@ pub struct LabelRow {
     pub relevance: Vec<(String, f64)>,
 }
 
-/// NDCG@K with linear gains (FORMULAS §12): `served` relevances in display order, `judged` all
-/// relevance values of the request. 0 when the ideal DCG is 0.
-pub fn ndcg_at_k(served: &[f64], judged: &[f64], k: usize) -> f64 {
-    let dcg: f64 = served
-        .iter()
-        .take(k)
-        .enumerate()
-        .map(|(i, r)| r / ((i + 2) as f64).log2())
-        .sum();
-    let mut ideal: Vec<f64> = judged.to_vec();
-    ideal.sort_by(|a, b| b.total_cmp(a));
-    let idcg: f64 = ideal
-        .iter()
-        .take(k)
-        .enumerate()
-        .map(|(i, r)| r / ((i + 2) as f64).log2())
-        .sum();
-    if idcg == 0.0 { 0.0 } else { dcg / idcg }
-}
-
 /// The performance delta of one joined (prediction, label) pair.
 pub fn join_delta(
     task: Task,
@@ -674,10 +654,7 @@ pub fn join_delta(
                 .map(|id| rel.get(id.as_str()).copied().unwrap_or(0.0))
                 .collect();
             let judged: Vec<f64> = label.relevance.iter().map(|(_, v)| *v).collect();
-            let mut ndcg = [0.0; MAX_NDCG_K];
-            for (k, v) in ndcg.iter_mut().enumerate() {
-                *v = ndcg_at_k(&served, &judged, k + 1);
-            }
+            let ndcg = crate::stats::performance::ndcg_all(&served, &judged);
             perf.observe_ranking(
                 &ndcg,
                 label.click.unwrap_or(0.0),
