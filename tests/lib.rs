@@ -1,1 +1,1 @@
-//! Integration test support.
+//! Support code shared by driftdb's integration tests.

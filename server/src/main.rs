@@ -1,1 +1,5 @@
-fn main() {}
+//! The `driftdb` binary.
+
+fn main() -> std::process::ExitCode {
+    driftdb_server::cli::main()
+}

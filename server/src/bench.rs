@@ -1,0 +1,344 @@
+//! `driftdb bench ingest`: an end-to-end load generator over gRPC loopback (SPEC §8).
+//!
+//! It starts an embedded server on a data directory (a temp dir unless `--data`), registers a
+//! model (default 500 numeric features, 2 segment keys), uploads a reference so states bin on
+//! real edges, then streams pre-generated batches with unique request ids from several
+//! concurrent streams, each batch acknowledged after its durable write (WAL fsync). It reports
+//! feature-values/s and rows/s, the in-process fold rate on the same batches (the ceiling
+//! without gRPC and RocksDB), their ratio, and the process' peak RSS.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use clap::Args;
+use driftdb_engine::ingest::{InferenceBatch, SegmentRegistry, TimeBounds, fold_batch};
+use driftdb_engine::model::{FeatureKind, ModelDef, Task};
+use driftdb_engine::time::{Clock, Resolution, SystemClock, Timestamp};
+use driftdb_proto::v1 as pb;
+use driftdb_storage::StoreConfig;
+use tokio_stream::StreamExt;
+
+use crate::client::Client;
+use crate::convert::{batch_from_pb, model_to_pb};
+use crate::error::{Error, Result};
+use crate::node::Node;
+use crate::output;
+
+/// Options of `driftdb bench ingest`.
+#[derive(Debug, Args, Clone)]
+pub struct IngestBenchArgs {
+    /// Numeric features of the generated model.
+    #[arg(long, default_value_t = 500)]
+    pub features: usize,
+    /// Of which categorical (the rest numeric).
+    #[arg(long, default_value_t = 0)]
+    pub categorical: usize,
+    /// Segment keys.
+    #[arg(long, default_value_t = 2)]
+    pub segments: usize,
+    /// Distinct values per segment key.
+    #[arg(long, default_value_t = 8)]
+    pub segment_values: usize,
+    /// Rows per batch.
+    #[arg(long, default_value_t = 2000)]
+    pub batch: usize,
+    /// Total rows to send.
+    #[arg(long, default_value_t = 200_000)]
+    pub rows: usize,
+    /// Concurrent gRPC streams.
+    #[arg(long, default_value_t = 2)]
+    pub streams: usize,
+    /// Data directory (default: a fresh temp dir, removed afterwards).
+    #[arg(long)]
+    pub data: Option<std::path::PathBuf>,
+    /// Skip the WAL fsync before each ack (not durable against power loss; for comparison).
+    #[arg(long)]
+    pub no_sync: bool,
+    /// Print the result as one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Deterministic pseudo-random numbers (SplitMix64), so runs are comparable.
+#[derive(Debug)]
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    fn unit(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+fn model(a: &IngestBenchArgs) -> ModelDef {
+    let mut features = BTreeMap::new();
+    for i in 0..a.features {
+        let kind = if i < a.categorical {
+            FeatureKind::Categorical
+        } else {
+            FeatureKind::Numeric
+        };
+        features.insert(format!("f{i:03}"), kind);
+    }
+    ModelDef {
+        id: "bench".into(),
+        task: Task::Binary,
+        window: "15m".into(),
+        grace: "5m".into(),
+        max_label_delay: "30d".into(),
+        segments: (0..a.segments).map(|i| format!("s{i}")).collect(),
+        segment_cap: 64,
+        features,
+        sampling: 1.0,
+        team: None,
+    }
+}
+
+/// A batch of `n` rows with request ids `{prefix}-{i}` at `ts`.
+fn gen_batch(
+    def: &ModelDef,
+    a: &IngestBenchArgs,
+    rng: &mut Rng,
+    prefix: &str,
+    n: usize,
+    ts: i64,
+    with_labels: bool,
+) -> pb::InferenceBatch {
+    let mut b = pb::InferenceBatch {
+        model_id: def.id.clone(),
+        model_versions: vec!["v1".into()],
+        request_ids: (0..n).map(|i| format!("{prefix}-{i}")).collect(),
+        ts_ms: vec![ts; n],
+        ..Default::default()
+    };
+    for s in &def.segments {
+        b.segments.push(pb::SegmentColumn {
+            key: s.clone(),
+            values: (0..n)
+                .map(|_| format!("v{}", rng.next() % a.segment_values as u64))
+                .collect(),
+        });
+    }
+    for (j, (name, kind)) in def.features.iter().enumerate() {
+        let mut col = pb::FeatureColumn {
+            name: name.clone(),
+            ..Default::default()
+        };
+        match kind {
+            FeatureKind::Numeric => {
+                col.numbers = (0..n)
+                    .map(|_| (rng.unit() * 100.0 + j as f64).ln())
+                    .collect()
+            }
+            FeatureKind::Categorical => {
+                col.categories = (0..n).map(|_| format!("c{}", rng.next() % 20)).collect()
+            }
+        }
+        b.features.push(col);
+    }
+    b.scores = (0..n).map(|_| rng.unit()).collect();
+    b.latency_ms = (0..n).map(|_| 5.0 + 20.0 * rng.unit()).collect();
+    if with_labels {
+        b.labels = (0..n).map(|_| (rng.next() % 2) as f64).collect();
+    }
+    b
+}
+
+fn peak_rss_kib() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    s.lines()
+        .find(|l| l.starts_with("VmHWM:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+/// Runs the benchmark and prints its figures.
+pub async fn ingest(a: IngestBenchArgs) -> Result<()> {
+    if a.features == 0 || a.batch == 0 || a.streams == 0 || a.categorical > a.features {
+        return Err(Error::Invalid(
+            "features, batch and streams must be positive; categorical <= features".into(),
+        ));
+    }
+    let def = model(&a);
+    let tmp;
+    let dir = match &a.data {
+        Some(d) => d.clone(),
+        None => {
+            tmp = tempfile::tempdir().map_err(|e| Error::Internal(e.to_string()))?;
+            tmp.path().to_path_buf()
+        }
+    };
+    let cfg = StoreConfig {
+        sync_writes: !a.no_sync,
+        ..StoreConfig::default()
+    };
+    let node = tokio::task::spawn_blocking(move || Node::open(&dir, cfg, Arc::new(SystemClock)))
+        .await
+        .map_err(|e| Error::Internal(e.to_string()))??;
+    let running = crate::serve::start(
+        node.clone(),
+        "127.0.0.1:0"
+            .parse()
+            .map_err(|_| Error::Internal("addr".into()))?,
+        "127.0.0.1:0"
+            .parse()
+            .map_err(|_| Error::Internal("addr".into()))?,
+    )
+    .await?;
+    let url = format!("http://{}", running.bound.grpc);
+    let mut client = Client::connect(&url).await?;
+    client
+        .models
+        .create_model(pb::CreateModelRequest {
+            model: Some(model_to_pb(&def, vec![])),
+        })
+        .await?;
+    let now = SystemClock.now().millis();
+    let mut rng = Rng(0x5eed);
+    // Reference: 5,000 labelled rows.
+    let reference = gen_batch(&def, &a, &mut rng, "ref", 5000, now - 86_400_000, true);
+    let chunks = vec![
+        pb::ReferenceChunk {
+            chunk: Some(pb::reference_chunk::Chunk::Header(pb::ReferenceHeader {
+                model_id: def.id.clone(),
+                model_version: "v1".into(),
+                replace: false,
+            })),
+        },
+        pb::ReferenceChunk {
+            chunk: Some(pb::reference_chunk::Chunk::Rows(reference)),
+        },
+    ];
+    client
+        .models
+        .upload_reference(tokio_stream::iter(chunks))
+        .await?;
+    // Pre-generate a pool of batches; request ids are rewritten per send.
+    let pool: Vec<pb::InferenceBatch> = (0..4)
+        .map(|i| gen_batch(&def, &a, &mut rng, &format!("pool{i}"), a.batch, now, false))
+        .collect();
+    // In-process fold ceiling: the same batches folded on one core, no gRPC, no RocksDB.
+    let engine_batches: Vec<InferenceBatch> = pool
+        .iter()
+        .map(|b| batch_from_pb(b.clone(), &def.features).map(|x| x.0))
+        .collect::<Result<_>>()?;
+    let fold_rows = (a.rows / 4).clamp(a.batch, 50_000);
+    let t0 = Instant::now();
+    let mut folded = 0usize;
+    let mut reg = SegmentRegistry::new(64);
+    let bounds = TimeBounds {
+        oldest: Timestamp(now - 86_400_000),
+        newest: Timestamp(now + 3_600_000),
+    };
+    let refs = node
+        .registry
+        .get(&def.id)?
+        .references
+        .read()
+        .map_err(|_| Error::Internal("lock".into()))?
+        .clone();
+    while folded < fold_rows {
+        for b in &engine_batches {
+            let out = fold_batch(
+                &def,
+                Resolution::M15,
+                b,
+                &refs,
+                &mut reg,
+                bounds,
+                &|_, _| false,
+            );
+            folded += out.accepted;
+            // Encoding the deltas is part of the fold's output cost.
+            let bytes: usize = out.deltas.iter().map(|(_, _, s)| s.encode().len()).sum();
+            std::hint::black_box(bytes);
+        }
+    }
+    let fold_secs = t0.elapsed().as_secs_f64();
+    let fold_rows_per_s = folded as f64 / fold_secs;
+    // End to end.
+    let per_stream = a.rows.div_ceil(a.batch).div_ceil(a.streams);
+    let t0 = Instant::now();
+    let mut tasks = Vec::new();
+    for s in 0..a.streams {
+        let mut c = client.clone();
+        let pool = pool.clone();
+        tasks.push(tokio::spawn(async move {
+            let (tx, rx) = tokio::sync::mpsc::channel::<pb::InferenceBatch>(2);
+            let mut acks = c
+                .ingest
+                .ingest_inferences(tokio_stream::wrappers::ReceiverStream::new(rx))
+                .await?
+                .into_inner();
+            let sender = tokio::spawn(async move {
+                for k in 0..per_stream {
+                    let mut b = pool[k % pool.len()].clone();
+                    for (i, id) in b.request_ids.iter_mut().enumerate() {
+                        *id = format!("s{s}-b{k}-{i}");
+                    }
+                    b.producer_id = format!("bench-{s}");
+                    b.sequence = k as u64 + 1;
+                    if tx.send(b).await.is_err() {
+                        break;
+                    }
+                }
+            });
+            let mut rows = 0u64;
+            while let Some(ack) = acks.next().await {
+                rows += ack?.accepted;
+            }
+            sender.await.map_err(|e| Error::Internal(e.to_string()))?;
+            Ok::<u64, Error>(rows)
+        }));
+    }
+    let mut rows = 0u64;
+    for t in tasks {
+        rows += t.await.map_err(|e| Error::Internal(e.to_string()))??;
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    let rows_per_s = rows as f64 / secs;
+    let fv = rows_per_s * a.features as f64;
+    let fold_fv = fold_rows_per_s * a.features as f64;
+    let rss = peak_rss_kib().unwrap_or(0);
+    running.shutdown().await?;
+    if a.json {
+        output::line(&serde_json::json!({
+            "features": a.features, "segments": a.segments, "batch": a.batch, "streams": a.streams, "rows": rows,
+            "seconds": secs, "rows_per_s": rows_per_s, "feature_values_per_s": fv,
+            "fold_rows_per_s": fold_rows_per_s, "fold_feature_values_per_s": fold_fv,
+            "ratio_to_fold": fv / fold_fv, "peak_rss_mib": rss as f64 / 1024.0, "durable": !a.no_sync,
+        }).to_string());
+    } else {
+        output::line(&format!(
+            "ingest over gRPC loopback ({} features, {} segment keys, batches of {}, {} streams, WAL fsync {}):",
+            a.features,
+            a.segments,
+            a.batch,
+            a.streams,
+            if a.no_sync { "off" } else { "on" }
+        ));
+        output::line(&format!(
+            "  {rows} rows in {secs:.2} s: {rows_per_s:.0} rows/s, {:.2} M feature-values/s",
+            fv / 1e6
+        ));
+        output::line(&format!(
+            "  in-process fold (1 core, no gRPC/RocksDB): {fold_rows_per_s:.0} rows/s, {:.2} M feature-values/s",
+            fold_fv / 1e6
+        ));
+        output::line(&format!(
+            "  end-to-end / in-process fold: {:.2}",
+            fv / fold_fv
+        ));
+        output::line(&format!("  peak RSS: {:.0} MiB", rss as f64 / 1024.0));
+    }
+    Ok(())
+}

@@ -1,0 +1,817 @@
+//! The `driftdb` command line (SPEC §5): `serve`, client commands against a server, and
+//! `bench`. Exit status 0 on success; otherwise a one-line reason on stderr and status 1.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use clap::{Args, Parser, Subcommand};
+use driftdb_engine::model::ModelDef;
+use driftdb_engine::time::{DurationMs, SystemClock};
+use driftdb_proto::v1 as pb;
+use driftdb_storage::StoreConfig;
+use indicatif::{ProgressBar, ProgressStyle};
+use tokio_stream::StreamExt;
+
+use crate::client::Client;
+use crate::convert::{model_from_pb, model_to_pb};
+use crate::error::{Error, Result};
+use crate::files::{
+    BatchBuilder, Record, label_from_record, progress_total, read_records, record_model,
+};
+use crate::node::Node;
+use crate::output;
+
+/// driftdb: a time-series database for monitoring machine-learning models in production.
+#[derive(Debug, Parser)]
+#[command(name = "driftdb", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Args, Clone)]
+struct ServerArg {
+    /// gRPC address of the server.
+    #[arg(
+        long,
+        env = "DRIFTDB_SERVER",
+        default_value = "http://127.0.0.1:50051",
+        global = true
+    )]
+    server: String,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the server: gRPC and HTTP over a data directory. Prints `ready grpc=… http=…` once
+    /// both listeners accept.
+    Serve(ServeArgs),
+    /// Create, list and show models.
+    #[command(subcommand)]
+    Model(ModelCmd),
+    /// Reference profiles (training/validation data, uploaded once per model version).
+    #[command(subcommand)]
+    Reference(ReferenceCmd),
+    /// Ingest an inference file (.jsonl, .csv or .parquet); prints a summary of accepted and
+    /// rejected rows.
+    Ingest(IngestArgs),
+    /// Ingest a label/outcome file (.jsonl, .csv or .parquet); labels join their predictions.
+    Labels(LabelsArgs),
+    /// Load generators and measurements.
+    #[command(subcommand)]
+    Bench(BenchCmd),
+}
+
+#[derive(Debug, Args)]
+struct ServeArgs {
+    /// Data directory (created when missing).
+    #[arg(long, default_value = "./data")]
+    data: PathBuf,
+    /// gRPC listen address.
+    #[arg(long, default_value = "127.0.0.1:50051")]
+    grpc: SocketAddr,
+    /// HTTP listen address (health, metrics).
+    #[arg(long, default_value = "127.0.0.1:9090")]
+    http: SocketAddr,
+    /// JSON configuration file; see `config.example.json`: retention, downsample_after,
+    /// sync_writes, block_cache_mb, ingest_concurrency.
+    #[arg(long)]
+    config: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+enum ModelCmd {
+    /// Register a model from its JSON definition.
+    Create {
+        /// Model definition JSON (SPEC §5).
+        #[arg(long)]
+        file: PathBuf,
+        #[command(flatten)]
+        server: ServerArg,
+    },
+    /// List models.
+    List {
+        #[command(flatten)]
+        server: ServerArg,
+    },
+    /// Show one model's definition and reference versions as JSON.
+    Show {
+        /// Model id.
+        id: String,
+        #[command(flatten)]
+        server: ServerArg,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ReferenceCmd {
+    /// Upload a reference file for a model version; bin edges are fixed at this moment.
+    Load {
+        /// Model id.
+        #[arg(long)]
+        model: String,
+        /// Model version.
+        #[arg(long)]
+        version: String,
+        /// Replace an existing profile of this version.
+        #[arg(long)]
+        replace: bool,
+        /// Rows per uploaded chunk.
+        #[arg(long, default_value_t = 2000)]
+        batch_size: usize,
+        /// Reference rows (.jsonl, .csv, .parquet), labels inline as `label`.
+        file: PathBuf,
+        #[command(flatten)]
+        server: ServerArg,
+    },
+}
+
+#[derive(Debug, Args)]
+struct IngestArgs {
+    /// Inference file (.jsonl, .csv, .parquet).
+    file: PathBuf,
+    /// Model id for files without a `model_id` column.
+    #[arg(long)]
+    model: Option<String>,
+    /// Rows per batch.
+    #[arg(long, default_value_t = 1000)]
+    batch_size: usize,
+    /// Producer id for idempotent replays (default: derived from the file name).
+    #[arg(long)]
+    producer: Option<String>,
+    #[command(flatten)]
+    server: ServerArg,
+}
+
+#[derive(Debug, Args)]
+struct LabelsArgs {
+    /// Label file (.jsonl, .csv, .parquet).
+    file: PathBuf,
+    /// Model id for files without a `model_id` column.
+    #[arg(long)]
+    model: Option<String>,
+    /// Labels per batch.
+    #[arg(long, default_value_t = 2000)]
+    batch_size: usize,
+    #[command(flatten)]
+    server: ServerArg,
+}
+
+#[derive(Debug, Subcommand)]
+enum BenchCmd {
+    /// End-to-end ingest load over gRPC loopback against an embedded server (durable, WAL
+    /// fsync on); reports feature-values/s, rows/s, the in-process fold ceiling and peak RSS.
+    Ingest(crate::bench::IngestBenchArgs),
+}
+
+/// Runs the CLI and returns the process exit code.
+pub fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let serve = matches!(cli.command, Command::Serve(_));
+    init_tracing(serve);
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("driftdb: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(cli)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!(
+                "driftdb: {}",
+                e.to_string().lines().next().unwrap_or("error")
+            );
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing(serve: bool) {
+    let default = if serve { "info" } else { "warn" };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("DRIFTDB_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Serve(a) => serve(a).await,
+        Command::Model(ModelCmd::Create { file, server }) => {
+            let text = std::fs::read_to_string(&file).map_err(|e| Error::File {
+                path: file.display().to_string(),
+                detail: e.to_string(),
+            })?;
+            let def: ModelDef = serde_json::from_str(&text).map_err(|e| Error::File {
+                path: file.display().to_string(),
+                detail: e.to_string(),
+            })?;
+            def.validate()?;
+            let mut c = Client::connect(&server.server).await?;
+            let m = c
+                .models
+                .create_model(pb::CreateModelRequest {
+                    model: Some(model_to_pb(&def, vec![])),
+                })
+                .await?
+                .into_inner();
+            output::line(&format!(
+                "created model {}",
+                m.model.map(|m| m.id).unwrap_or_default()
+            ));
+            Ok(())
+        }
+        Command::Model(ModelCmd::List { server }) => {
+            let mut c = Client::connect(&server.server).await?;
+            let ms = c
+                .models
+                .list_models(pb::ListModelsRequest {})
+                .await?
+                .into_inner()
+                .models;
+            let rows: Vec<Vec<String>> = ms
+                .into_iter()
+                .filter_map(|m| {
+                    let versions = m.versions.join(",");
+                    let def = model_from_pb(m).ok()?;
+                    Some(vec![
+                        def.id,
+                        format!("{:?}", def.task).to_lowercase(),
+                        def.window,
+                        def.features.len().to_string(),
+                        def.segments.join(","),
+                        versions,
+                    ])
+                })
+                .collect();
+            output::table(
+                &[
+                    "model", "task", "window", "features", "segments", "versions",
+                ],
+                &rows,
+            );
+            Ok(())
+        }
+        Command::Model(ModelCmd::Show { id, server }) => {
+            let mut c = Client::connect(&server.server).await?;
+            let m = c.model(&id).await?;
+            let versions = m.versions.clone();
+            let def = model_from_pb(m)?;
+            let mut v = serde_json::to_value(&def).map_err(|e| Error::Internal(e.to_string()))?;
+            if let Some(o) = v.as_object_mut() {
+                o.insert("versions".into(), serde_json::json!(versions));
+            }
+            output::line(
+                &serde_json::to_string_pretty(&v).map_err(|e| Error::Internal(e.to_string()))?,
+            );
+            Ok(())
+        }
+        Command::Reference(ReferenceCmd::Load {
+            model,
+            version,
+            replace,
+            batch_size,
+            file,
+            server,
+        }) => reference_load(&server.server, &model, &version, replace, batch_size, &file).await,
+        Command::Ingest(a) => ingest_file(a).await,
+        Command::Labels(a) => labels_file(a).await,
+        Command::Bench(BenchCmd::Ingest(a)) => crate::bench::ingest(a).await,
+    }
+}
+
+/// Settings of `driftdb serve --config FILE` (JSON). Every field is optional.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServeConfig {
+    /// How long windows are kept (default `90d`).
+    pub retention: Option<String>,
+    /// Age after which 15-minute windows are downsampled to hourly (default `30d`).
+    pub downsample_after: Option<String>,
+    /// fsync the WAL before every ack (default true).
+    pub sync_writes: Option<bool>,
+    /// Block cache in MiB (default 256).
+    pub block_cache_mb: Option<usize>,
+    /// Ingest batches processed at once before RESOURCE_EXHAUSTED (default 8).
+    pub ingest_concurrency: Option<usize>,
+}
+
+impl ServeConfig {
+    /// Reads and validates a config file.
+    pub fn load(path: &Path) -> Result<ServeConfig> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::File {
+            path: path.display().to_string(),
+            detail: e.to_string(),
+        })?;
+        serde_json::from_str(&text).map_err(|e| Error::File {
+            path: path.display().to_string(),
+            detail: e.to_string(),
+        })
+    }
+
+    /// The store configuration these settings give.
+    pub fn store_config(&self) -> Result<StoreConfig> {
+        let mut c = StoreConfig::default();
+        if let Some(r) = &self.retention {
+            c.retention_ms = DurationMs::parse(r)?.millis();
+        }
+        if let Some(d) = &self.downsample_after {
+            c.downsample_after_ms = DurationMs::parse(d)?.millis();
+        }
+        if let Some(s) = self.sync_writes {
+            c.sync_writes = s;
+        }
+        if let Some(mb) = self.block_cache_mb {
+            c.block_cache_bytes = mb << 20;
+        }
+        c.validate()?;
+        Ok(c)
+    }
+}
+
+async fn serve(a: ServeArgs) -> Result<()> {
+    let cfg = match &a.config {
+        Some(p) => ServeConfig::load(p)?,
+        None => ServeConfig::default(),
+    };
+    let store_cfg = cfg.store_config()?;
+    std::fs::create_dir_all(&a.data).map_err(|e| Error::File {
+        path: a.data.display().to_string(),
+        detail: e.to_string(),
+    })?;
+    let data = a.data.clone();
+    let mut node =
+        tokio::task::spawn_blocking(move || Node::open(&data, store_cfg, Arc::new(SystemClock)))
+            .await
+            .map_err(|e| Error::Internal(e.to_string()))??;
+    if let Some(n) = cfg.ingest_concurrency {
+        node.ingest_permits = Arc::new(tokio::sync::Semaphore::new(n.max(1)));
+    }
+    let running = crate::serve::start(node, a.grpc, a.http).await?;
+    output::line(&format!(
+        "ready grpc={} http={}",
+        running.bound.grpc, running.bound.http
+    ));
+    running
+        .run_until(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await
+}
+
+fn progress_bar(total: u64, what: &str) -> ProgressBar {
+    let pb = ProgressBar::with_draw_target(Some(total), indicatif::ProgressDrawTarget::stderr());
+    if let Ok(style) = ProgressStyle::with_template(&format!(
+        "{what} {{bar:40}} {{percent:>3}}% {{elapsed_precise}} eta {{eta}}"
+    )) {
+        pb.set_style(style);
+    }
+    pb
+}
+
+/// Keeps a progress bar in step with a counter until dropped.
+fn track(pb: &ProgressBar, counter: &Arc<AtomicU64>) -> tokio::task::JoinHandle<()> {
+    let pb = pb.clone();
+    let c = Arc::clone(counter);
+    tokio::spawn(async move {
+        loop {
+            pb.set_position(c.load(Ordering::Relaxed));
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    })
+}
+
+async fn reference_load(
+    server: &str,
+    model: &str,
+    version: &str,
+    replace: bool,
+    batch_size: usize,
+    file: &Path,
+) -> Result<()> {
+    let mut c = Client::connect(server).await?;
+    let def = model_from_pb(c.model(model).await?)?;
+    let total = progress_total(file)?;
+    let counter = Arc::new(AtomicU64::new(0));
+    let pb = progress_bar(total, "reference");
+    let ticker = track(&pb, &counter);
+    let (tx, rx) = tokio::sync::mpsc::channel::<pb::ReferenceChunk>(4);
+    let header = pb::ReferenceChunk {
+        chunk: Some(pb::reference_chunk::Chunk::Header(pb::ReferenceHeader {
+            model_id: model.into(),
+            model_version: version.into(),
+            replace,
+        })),
+    };
+    tx.send(header)
+        .await
+        .map_err(|_| Error::Internal("upload channel closed".into()))?;
+    let file_owned = file.to_path_buf();
+    let model_owned = model.to_string();
+    let counter2 = Arc::clone(&counter);
+    let reader = tokio::task::spawn_blocking(move || -> Result<Vec<(u64, String)>> {
+        let bad = std::cell::RefCell::new(Vec::new());
+        let mut builder = BatchBuilder::new(&def, true);
+        read_records(
+            &file_owned,
+            &counter2,
+            |r: Record| {
+                if let Some(m) = record_model(&r) {
+                    if m != model_owned {
+                        bad.borrow_mut().push((r.line, format!("row is for model {m:?}")));
+                        return Ok(());
+                    }
+                }
+                if let Err(e) = builder.push(&r) {
+                    bad.borrow_mut().push((r.line, e));
+                }
+                if builder.len() >= batch_size {
+                    tx.blocking_send(pb::ReferenceChunk {
+                        chunk: Some(pb::reference_chunk::Chunk::Rows(builder.take())),
+                    })
+                    .map_err(|_| Error::Transport("upload stream closed".into()))?;
+                }
+                Ok(())
+            },
+            |line, e| bad.borrow_mut().push((line, e)),
+        )?;
+        if !builder.is_empty() {
+            tx.blocking_send(pb::ReferenceChunk {
+                chunk: Some(pb::reference_chunk::Chunk::Rows(builder.take())),
+            })
+            .map_err(|_| Error::Transport("upload stream closed".into()))?;
+        }
+        Ok(bad.into_inner())
+    });
+    let resp = c
+        .models
+        .upload_reference(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await;
+    let bad = reader.await.map_err(|e| Error::Internal(e.to_string()))??;
+    ticker.abort();
+    pb.finish_and_clear();
+    let s = resp?.into_inner();
+    output::line(&format!(
+        "reference {}@{}: {} rows profiled, {} rejected by the server, {} rejected in the file",
+        s.model_id,
+        s.model_version,
+        s.rows,
+        s.rejected,
+        bad.len()
+    ));
+    for (line, e) in bad.iter().take(10) {
+        eprintln!("  line {line}: {e}");
+    }
+    for e in s.errors.iter().take(10) {
+        eprintln!("  row {} ({}): {}", e.row, e.request_id, e.reason);
+    }
+    Ok(())
+}
+
+/// Totals of an ingest run, printed at the end.
+#[derive(Debug, Default)]
+struct IngestTotals {
+    read: u64,
+    accepted: u64,
+    rejected: u64,
+    duplicates: u64,
+    invalid_values: u64,
+    sampled_out: u64,
+    file_rejected: u64,
+    errors: Vec<(u64, String)>,
+}
+
+struct ModelStream {
+    tx: tokio::sync::mpsc::Sender<pb::InferenceBatch>,
+    lines: Arc<std::sync::Mutex<VecDeque<Vec<u64>>>>,
+    done: tokio::task::JoinHandle<Result<()>>,
+}
+
+async fn ingest_file(a: IngestArgs) -> Result<()> {
+    let mut client = Client::connect(&a.server.server).await?;
+    let total = progress_total(&a.file)?;
+    let counter = Arc::new(AtomicU64::new(0));
+    let pb = progress_bar(total, "ingest");
+    let ticker = track(&pb, &counter);
+    let totals = Arc::new(std::sync::Mutex::new(IngestTotals::default()));
+    let producer = a
+        .producer
+        .clone()
+        .unwrap_or_else(|| format!("file:{}", a.file.display()));
+    // Records are read on a blocking thread and handed over in bounded chunks.
+    let (rtx, mut rrx) = tokio::sync::mpsc::channel::<Vec<Record>>(4);
+    let file = a.file.clone();
+    let counter2 = Arc::clone(&counter);
+    let totals2 = Arc::clone(&totals);
+    let reader = tokio::task::spawn_blocking(move || -> Result<()> {
+        let mut chunk = Vec::with_capacity(1024);
+        read_records(
+            &file,
+            &counter2,
+            |r| {
+                chunk.push(r);
+                if chunk.len() >= 1024 {
+                    rtx.blocking_send(std::mem::take(&mut chunk))
+                        .map_err(|_| Error::Internal("reader channel closed".into()))?;
+                }
+                Ok(())
+            },
+            |line, e| {
+                if let Ok(mut t) = totals2.lock() {
+                    t.read += 1;
+                    t.file_rejected += 1;
+                    t.errors.push((line, e));
+                }
+            },
+        )?;
+        if !chunk.is_empty() {
+            rtx.blocking_send(chunk)
+                .map_err(|_| Error::Internal("reader channel closed".into()))?;
+        }
+        Ok(())
+    });
+    let mut models: HashMap<String, (BatchBuilder, Vec<u64>)> = HashMap::new();
+    let mut streams: HashMap<String, ModelStream> = HashMap::new();
+    let mut seq = 0u64;
+    while let Some(chunk) = rrx.recv().await {
+        for r in chunk {
+            let reject = |totals: &Arc<std::sync::Mutex<IngestTotals>>, line: u64, e: String| {
+                if let Ok(mut t) = totals.lock() {
+                    t.read += 1;
+                    t.file_rejected += 1;
+                    t.errors.push((line, e));
+                }
+            };
+            let Some(mid) = record_model(&r).or_else(|| a.model.clone()) else {
+                reject(&totals, r.line, "no model_id (pass --model)".into());
+                continue;
+            };
+            if !models.contains_key(&mid) {
+                let def = match client.model(&mid).await {
+                    Ok(m) => model_from_pb(m)?,
+                    Err(e) => {
+                        reject(&totals, r.line, e.to_string());
+                        continue;
+                    }
+                };
+                models.insert(mid.clone(), (BatchBuilder::new(&def, false), Vec::new()));
+            }
+            let Some((builder, lines)) = models.get_mut(&mid) else {
+                continue;
+            };
+            match builder.push(&r) {
+                Ok(()) => lines.push(r.line),
+                Err(e) => {
+                    reject(&totals, r.line, e);
+                    continue;
+                }
+            }
+            if let Ok(mut t) = totals.lock() {
+                t.read += 1;
+            }
+            if builder.len() >= a.batch_size {
+                seq += 1;
+                let mut batch = builder.take();
+                batch.producer_id = producer.clone();
+                batch.sequence = seq;
+                let ls = std::mem::take(lines);
+                send_batch(&mut client, &mut streams, &mid, batch, ls, &totals).await?;
+            }
+        }
+    }
+    reader.await.map_err(|e| Error::Internal(e.to_string()))??;
+    for (mid, (builder, lines)) in models.iter_mut() {
+        if !builder.is_empty() {
+            seq += 1;
+            let mut batch = builder.take();
+            batch.producer_id = producer.clone();
+            batch.sequence = seq;
+            send_batch(
+                &mut client,
+                &mut streams,
+                mid,
+                batch,
+                std::mem::take(lines),
+                &totals,
+            )
+            .await?;
+        }
+    }
+    let mut first_err = None;
+    for (_, s) in streams.drain() {
+        drop(s.tx);
+        if let Err(e) = s.done.await.map_err(|e| Error::Internal(e.to_string()))? {
+            first_err.get_or_insert(e);
+        }
+    }
+    ticker.abort();
+    pb.finish_and_clear();
+    let t = totals
+        .lock()
+        .map_err(|_| Error::Internal("totals lock".into()))?;
+    output::line(&format!(
+        "read {} rows: {} accepted, {} rejected ({} by the server, {} in the file), {} duplicates skipped, {} invalid values, {} sampled out",
+        t.read,
+        t.accepted,
+        t.rejected + t.file_rejected,
+        t.rejected,
+        t.file_rejected,
+        t.duplicates,
+        t.invalid_values,
+        t.sampled_out
+    ));
+    let mut errs = t.errors.clone();
+    errs.sort();
+    for (line, e) in errs.iter().take(20) {
+        eprintln!("  line {line}: {e}");
+    }
+    if errs.len() > 20 {
+        eprintln!("  … and {} more", errs.len() - 20);
+    }
+    match first_err {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+async fn send_batch(
+    client: &mut Client,
+    streams: &mut HashMap<String, ModelStream>,
+    model: &str,
+    batch: pb::InferenceBatch,
+    lines: Vec<u64>,
+    totals: &Arc<std::sync::Mutex<IngestTotals>>,
+) -> Result<()> {
+    if !streams.contains_key(model) {
+        let (tx, rx) = tokio::sync::mpsc::channel::<pb::InferenceBatch>(4);
+        let mut acks = client
+            .ingest
+            .ingest_inferences(tokio_stream::wrappers::ReceiverStream::new(rx))
+            .await?
+            .into_inner();
+        let line_q: Arc<std::sync::Mutex<VecDeque<Vec<u64>>>> = Arc::default();
+        let q = Arc::clone(&line_q);
+        let totals = Arc::clone(totals);
+        let done = tokio::spawn(async move {
+            while let Some(ack) = acks.next().await {
+                let ack = ack?;
+                let lines = q
+                    .lock()
+                    .ok()
+                    .and_then(|mut q| q.pop_front())
+                    .unwrap_or_default();
+                if let Ok(mut t) = totals.lock() {
+                    t.accepted += ack.accepted;
+                    t.rejected += ack.rejected;
+                    t.duplicates += ack.duplicates;
+                    t.invalid_values += ack.invalid_values;
+                    t.sampled_out += ack.sampled_out;
+                    if ack.replayed {
+                        t.duplicates += lines.len() as u64;
+                    }
+                    for e in ack.errors {
+                        let line = lines.get(e.row as usize).copied().unwrap_or(0);
+                        t.errors.push((line, e.reason));
+                    }
+                }
+            }
+            Ok(())
+        });
+        streams.insert(
+            model.to_string(),
+            ModelStream {
+                tx,
+                lines: line_q,
+                done,
+            },
+        );
+    }
+    let Some(s) = streams.get(model) else {
+        return Err(Error::Internal("stream vanished".into()));
+    };
+    if let Ok(mut q) = s.lines.lock() {
+        q.push_back(lines);
+    }
+    if s.tx.send(batch).await.is_err() {
+        // The stream ended: surface the server's reason.
+        if let Some(s) = streams.remove(model) {
+            s.done.await.map_err(|e| Error::Internal(e.to_string()))??;
+        }
+        return Err(Error::Transport(
+            "ingest stream closed by the server".into(),
+        ));
+    }
+    Ok(())
+}
+
+async fn labels_file(a: LabelsArgs) -> Result<()> {
+    let mut client = Client::connect(&a.server.server).await?;
+    let total = progress_total(&a.file)?;
+    let counter = Arc::new(AtomicU64::new(0));
+    let pb = progress_bar(total, "labels");
+    let ticker = track(&pb, &counter);
+    let file = a.file.clone();
+    let default_model = a.model.clone();
+    let batch_size = a.batch_size;
+    let (tx, rx) = tokio::sync::mpsc::channel::<(String, pb::LabelBatch, Vec<u64>)>(4);
+    let reader = tokio::task::spawn_blocking(move || -> Result<Vec<(u64, String)>> {
+        let bad = std::cell::RefCell::new(Vec::new());
+        let mut per_model: HashMap<String, (pb::LabelBatch, Vec<u64>)> = HashMap::new();
+        read_records(
+            &file,
+            &counter,
+            |r| {
+                let Some(mid) = record_model(&r).or_else(|| default_model.clone()) else {
+                    bad.borrow_mut().push((r.line, "no model_id (pass --model)".into()));
+                    return Ok(());
+                };
+                match label_from_record(&r) {
+                    Ok(l) => {
+                        let e = per_model.entry(mid.clone()).or_insert_with(|| {
+                            (
+                                pb::LabelBatch {
+                                    model_id: mid.clone(),
+                                    ..Default::default()
+                                },
+                                Vec::new(),
+                            )
+                        });
+                        e.0.labels.push(l);
+                        e.1.push(r.line);
+                        if e.0.labels.len() >= batch_size {
+                            let (b, lines) = std::mem::take(e);
+                            tx.blocking_send((mid, b, lines))
+                                .map_err(|_| Error::Internal("label channel closed".into()))?;
+                        }
+                    }
+                    Err(e) => bad.borrow_mut().push((r.line, e)),
+                }
+                Ok(())
+            },
+            |line, e| bad.borrow_mut().push((line, e)),
+        )?;
+        for (mid, (b, lines)) in per_model {
+            if !b.labels.is_empty() {
+                let b = pb::LabelBatch {
+                    model_id: mid.clone(),
+                    ..b
+                };
+                tx.blocking_send((mid, b, lines))
+                    .map_err(|_| Error::Internal("label channel closed".into()))?;
+            }
+        }
+        Ok(bad.into_inner())
+    });
+    let mut rx = rx;
+    let (mut joined, mut pending, mut rejected, mut dups, mut read) =
+        (0u64, 0u64, 0u64, 0u64, 0u64);
+    let mut errors: Vec<(u64, String)> = Vec::new();
+    while let Some((mid, mut b, lines)) = rx.recv().await {
+        b.model_id = mid;
+        read += b.labels.len() as u64;
+        let mut acks = client
+            .ingest
+            .ingest_labels(tokio_stream::iter(vec![b]))
+            .await?
+            .into_inner();
+        while let Some(ack) = acks.next().await {
+            let ack = ack?;
+            joined += ack.joined;
+            pending += ack.pending;
+            rejected += ack.rejected;
+            dups += ack.duplicates;
+            for e in ack.errors {
+                errors.push((lines.get(e.row as usize).copied().unwrap_or(0), e.reason));
+            }
+        }
+    }
+    let bad = reader.await.map_err(|e| Error::Internal(e.to_string()))??;
+    ticker.abort();
+    pb.finish_and_clear();
+    output::line(&format!(
+        "read {} labels: {} joined, {} pending (waiting for their prediction), {} rejected ({} by the server, {} in the file), {} duplicates",
+        read + bad.len() as u64,
+        joined,
+        pending,
+        rejected + bad.len() as u64,
+        rejected,
+        bad.len(),
+        dups
+    ));
+    errors.extend(bad);
+    errors.sort();
+    for (line, e) in errors.iter().take(20) {
+        eprintln!("  line {line}: {e}");
+    }
+    Ok(())
+}

@@ -1,0 +1,264 @@
+//! The gRPC services (tonic): models, reference upload, ingest and labels.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use driftdb_engine::reference::ReferenceBuilder;
+use driftdb_proto::v1 as pb;
+use futures::Stream;
+use tokio_stream::StreamExt;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::convert::{batch_from_pb, model_from_pb, model_to_pb};
+use crate::error::{Error, to_status};
+use crate::ingest::{ingest_inferences, ingest_labels};
+use crate::node::Node;
+
+/// Largest gRPC message accepted (a 1,000-row × 500-feature batch is about 4 MB).
+pub const MAX_MESSAGE_BYTES: usize = 64 << 20;
+/// How long a batch waits for an ingest slot before RESOURCE_EXHAUSTED.
+pub const OVERLOAD_WAIT: Duration = Duration::from_secs(2);
+
+type AckStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+
+/// Implements `driftdb.v1.Models`.
+#[derive(Debug, Clone)]
+pub struct ModelsService(pub Node);
+
+#[tonic::async_trait]
+impl pb::models_server::Models for ModelsService {
+    async fn create_model(
+        &self,
+        req: Request<pb::CreateModelRequest>,
+    ) -> Result<Response<pb::CreateModelResponse>, Status> {
+        let m = req
+            .into_inner()
+            .model
+            .ok_or_else(|| Status::invalid_argument("model missing"))?;
+        let def = model_from_pb(m).map_err(|e| to_status(&e))?;
+        let entry = self.0.registry.create(def).map_err(|e| to_status(&e))?;
+        Ok(Response::new(pb::CreateModelResponse {
+            model: Some(model_to_pb(&entry.def, versions(&entry))),
+        }))
+    }
+
+    async fn get_model(
+        &self,
+        req: Request<pb::GetModelRequest>,
+    ) -> Result<Response<pb::GetModelResponse>, Status> {
+        let entry = self
+            .0
+            .registry
+            .get(&req.into_inner().id)
+            .map_err(|e| to_status(&e))?;
+        Ok(Response::new(pb::GetModelResponse {
+            model: Some(model_to_pb(&entry.def, versions(&entry))),
+        }))
+    }
+
+    async fn list_models(
+        &self,
+        _: Request<pb::ListModelsRequest>,
+    ) -> Result<Response<pb::ListModelsResponse>, Status> {
+        let models = self.0.registry.list().map_err(|e| to_status(&e))?;
+        Ok(Response::new(pb::ListModelsResponse {
+            models: models
+                .iter()
+                .map(|m| model_to_pb(&m.def, versions(m)))
+                .collect(),
+        }))
+    }
+
+    async fn upload_reference(
+        &self,
+        req: Request<Streaming<pb::ReferenceChunk>>,
+    ) -> Result<Response<pb::ReferenceSummary>, Status> {
+        let mut stream = req.into_inner();
+        let header = match stream.next().await {
+            Some(Ok(pb::ReferenceChunk {
+                chunk: Some(pb::reference_chunk::Chunk::Header(h)),
+            })) => h,
+            Some(Err(e)) => return Err(e),
+            _ => {
+                return Err(Status::invalid_argument(
+                    "the first reference chunk must be a header",
+                ));
+            }
+        };
+        let model = self
+            .0
+            .registry
+            .get(&header.model_id)
+            .map_err(|e| to_status(&e))?;
+        let mut builder = ReferenceBuilder::new(&model.def, &header.model_version)
+            .map_err(|e| to_status(&Error::from(e)))?;
+        let mut summary = pb::ReferenceSummary {
+            model_id: header.model_id.clone(),
+            model_version: header.model_version.clone(),
+            ..Default::default()
+        };
+        let mut offset = 0u32;
+        while let Some(chunk) = stream.next().await {
+            let rows = match chunk?.chunk {
+                Some(pb::reference_chunk::Chunk::Rows(r)) => r,
+                _ => {
+                    return Err(Status::invalid_argument(
+                        "only one header per reference upload",
+                    ));
+                }
+            };
+            if rows.model_id != header.model_id {
+                return Err(Status::invalid_argument(format!(
+                    "rows for model {:?} in an upload for {:?}",
+                    rows.model_id, header.model_id
+                )));
+            }
+            let (batch, labels) =
+                batch_from_pb(rows, &model.def.features).map_err(|e| to_status(&e))?;
+            let n = batch.rows.len() as u32;
+            let rejected = builder
+                .add(&batch, &labels)
+                .map_err(|e| to_status(&Error::from(e)))?;
+            summary.rows += u64::from(n) - rejected.len() as u64;
+            summary.rejected += rejected.len() as u64;
+            for r in rejected
+                .into_iter()
+                .take(100usize.saturating_sub(summary.errors.len()))
+            {
+                summary.errors.push(pb::RowError {
+                    row: offset + r.row as u32,
+                    request_id: r.request_id,
+                    reason: r.reason,
+                });
+            }
+            offset += n;
+        }
+        if summary.rows == 0 {
+            return Err(Status::invalid_argument(
+                "the reference upload holds no valid row",
+            ));
+        }
+        let node = self.0.clone();
+        let replace = header.replace;
+        let profile = tokio::task::spawn_blocking(move || builder.finish(node.clock.now()))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(|e| to_status(&Error::from(e)))?;
+        summary.features = model.def.features.keys().cloned().collect();
+        let node = self.0.clone();
+        let m2 = Arc::clone(&model);
+        tokio::task::spawn_blocking(move || node.registry.put_reference(&m2, profile, replace))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(|e| to_status(&e))?;
+        Ok(Response::new(summary))
+    }
+}
+
+fn versions(m: &crate::registry::ModelEntry) -> Vec<String> {
+    m.references
+        .read()
+        .map(|r| r.keys().cloned().collect())
+        .unwrap_or_default()
+}
+
+/// Implements `driftdb.v1.Ingest`.
+#[derive(Debug, Clone)]
+pub struct IngestService(pub Node);
+
+async fn with_permit<T, F: std::future::Future<Output = Result<T, Error>>>(
+    node: &Node,
+    f: F,
+) -> Result<T, Status> {
+    let permit = match tokio::time::timeout(
+        OVERLOAD_WAIT,
+        Arc::clone(&node.ingest_permits).acquire_owned(),
+    )
+    .await
+    {
+        Ok(Ok(p)) => p,
+        _ => {
+            node.metrics
+                .overloaded
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let mut s =
+                Status::resource_exhausted("ingest is overloaded; retry the batch after 1s");
+            s.metadata_mut().insert(
+                "retry-after-ms",
+                tonic::metadata::MetadataValue::from_static("1000"),
+            );
+            return Err(s);
+        }
+    };
+    let r = f.await.map_err(|e| to_status(&e));
+    drop(permit);
+    r
+}
+
+#[tonic::async_trait]
+impl pb::ingest_server::Ingest for IngestService {
+    type IngestInferencesStream = AckStream<pb::BatchAck>;
+    type IngestLabelsStream = AckStream<pb::LabelAck>;
+
+    async fn ingest_inferences(
+        &self,
+        req: Request<Streaming<pb::InferenceBatch>>,
+    ) -> Result<Response<Self::IngestInferencesStream>, Status> {
+        let mut inbound = req.into_inner();
+        let node = self.0.clone();
+        // One batch in flight per stream: the ack goes out after the durable write, and the
+        // bounded channel keeps a slow reader from growing memory.
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        tokio::spawn(async move {
+            while let Some(msg) = inbound.next().await {
+                let res = match msg {
+                    Ok(b) => with_permit(&node, ingest_inferences(&node, b)).await,
+                    Err(e) => Err(e),
+                };
+                let stop = res.is_err();
+                if tx.send(res).await.is_err() || stop {
+                    break;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
+    }
+
+    async fn ingest_labels(
+        &self,
+        req: Request<Streaming<pb::LabelBatch>>,
+    ) -> Result<Response<Self::IngestLabelsStream>, Status> {
+        let mut inbound = req.into_inner();
+        let node = self.0.clone();
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        tokio::spawn(async move {
+            while let Some(msg) = inbound.next().await {
+                let res = match msg {
+                    Ok(b) => with_permit(&node, ingest_labels(&node, b)).await,
+                    Err(e) => Err(e),
+                };
+                let stop = res.is_err();
+                if tx.send(res).await.is_err() || stop {
+                    break;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
+    }
+}
+
+/// The gRPC router with every implemented service.
+pub fn router(node: &Node) -> tonic::service::Routes {
+    let models = pb::models_server::ModelsServer::new(ModelsService(node.clone()))
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let ingest = pb::ingest_server::IngestServer::new(IngestService(node.clone()))
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    tonic::service::Routes::new(models).add_service(ingest)
+}

@@ -1,0 +1,541 @@
+//! The ingest path: validate a batch, drop replays and duplicate request ids, fold rows into
+//! sketch deltas, and write deltas, dedup records and pending label joins as one durable
+//! RocksDB batch before acknowledging (SPEC §5, §10.4).
+//!
+//! Label joins: every accepted prediction leaves a `pending` record keyed by (model,
+//! request id) holding what its label will need (window, segments, score). A label that finds
+//! it folds a performance delta into the prediction's window and marks the record joined; a
+//! label that arrives first is held in the same record until its prediction comes. The record
+//! doubles as request-id dedup: a prediction whose record exists is a duplicate.
+
+use std::collections::HashSet;
+
+use driftdb_engine::codec::{Reader, Writer};
+use driftdb_engine::ingest::{
+    LabelRow, PendingPrediction, TimeBounds, fold_batch, join_delta, validate_batch,
+};
+use driftdb_engine::model::Task;
+use driftdb_engine::series::{FeatureRef, Segment, SeriesKey};
+use driftdb_engine::sketch::{NumericState, ScoreState, SeriesState};
+use driftdb_engine::time::Timestamp;
+use driftdb_proto::v1 as pb;
+use driftdb_storage::{Family, WriteSet};
+
+use crate::convert::{batch_from_pb, label_from_pb};
+use crate::error::{Error, Result};
+use crate::node::Node;
+use crate::registry::{ModelEntry, Registry};
+
+const KIND_PENDING: u8 = 0x30;
+const KIND_PRODUCER: u8 = 0x31;
+/// Errors reported per ack at most.
+const MAX_ERRORS: usize = 100;
+/// How far in the future an event time may be (clock skew allowance).
+pub const MAX_FUTURE_MS: i64 = 60 * 60 * 1000;
+
+/// The state of one request id in the `pending` family.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PendingRecord {
+    /// A prediction waiting for its label.
+    Prediction(PendingPrediction),
+    /// A label waiting for its prediction.
+    Label(LabelRow),
+    /// Joined; kept so duplicates of either side are recognised.
+    Joined,
+}
+
+fn pending_key(model: &str, request_id: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(model.len() + request_id.len() + 1);
+    k.extend_from_slice(model.as_bytes());
+    k.push(0);
+    k.extend_from_slice(request_id.as_bytes());
+    k
+}
+
+fn producer_key(kind: &str, model: &str, producer: &str) -> Vec<u8> {
+    format!("producer/{kind}/{model}\0{producer}").into_bytes()
+}
+
+fn encode_segment(w: &mut Writer, s: &Segment) {
+    match s {
+        Segment::All => w.u8(0),
+        Segment::Value { key, value } => {
+            w.u8(1);
+            w.str(key);
+            w.str(value);
+        }
+    }
+}
+
+fn decode_segment(r: &mut Reader<'_>) -> Result<Segment> {
+    Ok(match r.u8()? {
+        0 => Segment::All,
+        _ => Segment::Value {
+            key: r.str()?.to_string(),
+            value: r.str()?.to_string(),
+        },
+    })
+}
+
+fn opt_f64(w: &mut Writer, v: Option<f64>) {
+    match v {
+        Some(x) => {
+            w.u8(1);
+            w.f64(x);
+        }
+        None => w.u8(0),
+    }
+}
+
+fn read_opt_f64(r: &mut Reader<'_>) -> Result<Option<f64>> {
+    Ok(if r.u8()? == 1 { Some(r.f64()?) } else { None })
+}
+
+impl PendingRecord {
+    /// Encodes the record (layout in `storage/FORMAT.md`).
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::new();
+        match self {
+            PendingRecord::Prediction(p) => {
+                w.u8(1);
+                w.str(&p.version);
+                w.f64(p.window.0 as f64);
+                w.varint(p.segments.len() as u64);
+                for s in &p.segments {
+                    encode_segment(&mut w, s);
+                }
+                opt_f64(&mut w, p.score);
+                w.varint(p.items.len() as u64);
+                for i in &p.items {
+                    w.str(i);
+                }
+            }
+            PendingRecord::Label(l) => {
+                w.u8(2);
+                w.f64(l.ts.0 as f64);
+                opt_f64(&mut w, l.label);
+                opt_f64(&mut w, l.click);
+                opt_f64(&mut w, l.purchase);
+                opt_f64(&mut w, l.revenue);
+                w.varint(l.relevance.len() as u64);
+                for (k, v) in &l.relevance {
+                    w.str(k);
+                    w.f64(*v);
+                }
+            }
+            PendingRecord::Joined => w.u8(3),
+        }
+        w.into_bytes()
+    }
+
+    /// Decodes a record for `request_id`.
+    pub fn decode(request_id: &str, b: &[u8]) -> Result<Self> {
+        let mut r = Reader::new(b);
+        let rec = match r.u8()? {
+            1 => {
+                let version = r.str()?.to_string();
+                let window = Timestamp(r.f64()? as i64);
+                let n = r.len(1024, "segments")?;
+                let mut segments = Vec::with_capacity(n);
+                for _ in 0..n {
+                    segments.push(decode_segment(&mut r)?);
+                }
+                let score = read_opt_f64(&mut r)?;
+                let m = r.len(100_000, "items")?;
+                let mut items = Vec::with_capacity(m);
+                for _ in 0..m {
+                    items.push(r.str()?.to_string());
+                }
+                PendingRecord::Prediction(PendingPrediction {
+                    version,
+                    window,
+                    segments,
+                    score,
+                    items,
+                })
+            }
+            2 => {
+                let ts = Timestamp(r.f64()? as i64);
+                let label = read_opt_f64(&mut r)?;
+                let click = read_opt_f64(&mut r)?;
+                let purchase = read_opt_f64(&mut r)?;
+                let revenue = read_opt_f64(&mut r)?;
+                let n = r.len(100_000, "relevance")?;
+                let mut relevance = Vec::with_capacity(n);
+                for _ in 0..n {
+                    relevance.push((r.str()?.to_string(), r.f64()?));
+                }
+                PendingRecord::Label(LabelRow {
+                    request_id: request_id.to_string(),
+                    ts,
+                    label,
+                    click,
+                    purchase,
+                    revenue,
+                    relevance,
+                })
+            }
+            3 => PendingRecord::Joined,
+            t => return Err(Error::Internal(format!("pending record tag {t}"))),
+        };
+        r.finish("pending record")?;
+        Ok(rec)
+    }
+}
+
+/// The last applied sequence of a producer, if any.
+fn producer_seq(node: &Node, kind: &str, model: &str, producer: &str) -> Result<Option<u64>> {
+    Ok(
+        match node
+            .store
+            .family(Family::Dedup)
+            .get(&producer_key(kind, model, producer))?
+        {
+            Some(e) => Some(Reader::new(&e.payload).varint()?),
+            None => None,
+        },
+    )
+}
+
+fn record_producer(ws: &mut WriteSet, kind: &str, model: &str, producer: &str, seq: u64) {
+    if !producer.is_empty() && seq > 0 {
+        let mut w = Writer::new();
+        w.varint(seq);
+        ws.put(
+            Family::Dedup,
+            producer_key(kind, model, producer),
+            KIND_PRODUCER,
+            &w.into_bytes(),
+        );
+    }
+}
+
+fn lookup_pending(node: &Node, model: &str, request_id: &str) -> Result<Option<PendingRecord>> {
+    match node
+        .store
+        .family(Family::Pending)
+        .get(&pending_key(model, request_id))
+    {
+        Ok(Some(e)) => Ok(Some(PendingRecord::decode(request_id, &e.payload)?)),
+        Ok(None) => Ok(None),
+        // A corrupt record is reported and treated as absent rather than failing the batch.
+        Err(e) if e.kind() == driftdb_engine::ErrorKind::Corruption => {
+            tracing::warn!(request_id, error = %e, "corrupt pending record ignored");
+            Ok(None)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Adds the deltas of a joined (prediction, label) pair to `ws`.
+fn add_join(
+    ws: &mut WriteSet,
+    m: &ModelEntry,
+    p: &PendingPrediction,
+    label: &LabelRow,
+) -> Result<(), String> {
+    let perf = join_delta(m.def.task, p, label)?;
+    let score = SeriesState::Score(ScoreState {
+        performance: perf,
+        ..Default::default()
+    });
+    let label_state = label
+        .label
+        .filter(|_| m.def.task != Task::Ranking)
+        .map(|y| {
+            let mut n = NumericState::default();
+            n.observe(y, None);
+            SeriesState::Numeric(n)
+        });
+    for seg in &p.segments {
+        let key = |feature| SeriesKey {
+            model: m.def.id.clone(),
+            version: p.version.clone(),
+            feature,
+            segment: seg.clone(),
+        };
+        ws.merge(&key(FeatureRef::Score), m.resolution, p.window, &score);
+        if let Some(l) = &label_state {
+            ws.merge(&key(FeatureRef::Label), m.resolution, p.window, l);
+        }
+    }
+    Ok(())
+}
+
+fn row_error(row: usize, request_id: &str, reason: impl Into<String>) -> pb::RowError {
+    pb::RowError {
+        row: row as u32,
+        request_id: request_id.to_string(),
+        reason: reason.into(),
+    }
+}
+
+/// Ingests one inference batch; returns its ack after the durable write.
+pub async fn ingest_inferences(node: &Node, b: pb::InferenceBatch) -> Result<pb::BatchAck> {
+    let model = node.registry.get(&b.model_id)?;
+    let _guard = model.ingest_lock.lock().await;
+    let node2 = node.clone();
+    let m2 = std::sync::Arc::clone(&model);
+    tokio::task::spawn_blocking(move || ingest_inferences_blocking(&node2, &m2, b))
+        .await
+        .map_err(|e| Error::Internal(format!("ingest task: {e}")))?
+}
+
+fn ingest_inferences_blocking(
+    node: &Node,
+    model: &ModelEntry,
+    b: pb::InferenceBatch,
+) -> Result<pb::BatchAck> {
+    let mut ack = pb::BatchAck {
+        producer_id: b.producer_id.clone(),
+        sequence: b.sequence,
+        ..Default::default()
+    };
+    if !b.producer_id.is_empty() && b.sequence > 0 {
+        if let Some(last) = producer_seq(node, "inf", &model.def.id, &b.producer_id)? {
+            if b.sequence <= last {
+                ack.replayed = true;
+                return Ok(ack);
+            }
+        }
+    }
+    let producer = b.producer_id.clone();
+    let seq = b.sequence;
+    let (batch, _labels) = batch_from_pb(b, &model.def.features)?;
+    validate_batch(&model.def, &batch).map_err(Error::Invalid)?;
+    // Duplicates: within the batch, and request ids already pending/joined. Labels that
+    // arrived before their prediction are joined right away.
+    let mut seen = HashSet::with_capacity(batch.rows.len());
+    let mut skip = vec![false; batch.rows.len()];
+    let mut early_labels: Vec<(usize, LabelRow)> = Vec::new();
+    for (i, row) in batch.rows.iter().enumerate() {
+        if !seen.insert(row.request_id.as_str()) {
+            skip[i] = true;
+            continue;
+        }
+        match lookup_pending(node, &model.def.id, &row.request_id)? {
+            Some(PendingRecord::Prediction(_)) | Some(PendingRecord::Joined) => skip[i] = true,
+            Some(PendingRecord::Label(l)) => early_labels.push((i, l)),
+            None => {}
+        }
+    }
+    ack.duplicates = skip.iter().filter(|s| **s).count() as u64;
+    let now = node.clock.now();
+    let bounds = TimeBounds {
+        oldest: node.store.retention_cutoff(),
+        newest: now.saturating_add_ms(MAX_FUTURE_MS),
+    };
+    let refs = model
+        .references
+        .read()
+        .map_err(|_| Error::Internal("reference lock poisoned".into()))?;
+    let mut segs = model
+        .segments
+        .lock()
+        .map_err(|_| Error::Internal("segment lock poisoned".into()))?;
+    let out = fold_batch(
+        &model.def,
+        model.resolution,
+        &batch,
+        &*refs,
+        &mut segs,
+        bounds,
+        &|i, _| skip[i],
+    );
+    drop(refs);
+    let mut ws = WriteSet::new();
+    for (key, ts, state) in &out.deltas {
+        ws.merge(key, model.resolution, *ts, state);
+    }
+    let early: std::collections::HashMap<&str, &LabelRow> = early_labels
+        .iter()
+        .map(|(i, l)| (batch.rows[*i].request_id.as_str(), l))
+        .collect();
+    for (id, p) in &out.pending {
+        let rec = match early.get(id.as_str()) {
+            Some(label) => match add_join(&mut ws, model, p, label) {
+                Ok(()) => PendingRecord::Joined,
+                Err(reason) => {
+                    tracing::warn!(request_id = %id, reason, "held label could not join");
+                    PendingRecord::Joined
+                }
+            },
+            None => PendingRecord::Prediction(p.clone()),
+        };
+        ws.put(
+            Family::Pending,
+            pending_key(&model.def.id, id),
+            KIND_PENDING,
+            &rec.encode(),
+        );
+    }
+    Registry::save_segments(&model.def, &mut segs, &mut ws);
+    record_producer(&mut ws, "inf", &model.def.id, &producer, seq);
+    node.store.write(&ws)?;
+    drop(segs);
+    ack.accepted = out.accepted as u64;
+    ack.rejected = out.rejected.len() as u64;
+    ack.invalid_values = out.invalid_values;
+    ack.sampled_out = out.sampled_out as u64;
+    ack.errors = out
+        .rejected
+        .iter()
+        .take(MAX_ERRORS)
+        .map(|r| row_error(r.row, &r.request_id, r.reason.clone()))
+        .collect();
+    node.metrics.record_ingest(&ack, batch.feature_names.len());
+    Ok(ack)
+}
+
+/// Ingests one label batch; returns its ack after the durable write.
+pub async fn ingest_labels(node: &Node, b: pb::LabelBatch) -> Result<pb::LabelAck> {
+    let model = node.registry.get(&b.model_id)?;
+    let _guard = model.ingest_lock.lock().await;
+    let node2 = node.clone();
+    let m2 = std::sync::Arc::clone(&model);
+    tokio::task::spawn_blocking(move || ingest_labels_blocking(&node2, &m2, b))
+        .await
+        .map_err(|e| Error::Internal(format!("label task: {e}")))?
+}
+
+fn ingest_labels_blocking(
+    node: &Node,
+    model: &ModelEntry,
+    b: pb::LabelBatch,
+) -> Result<pb::LabelAck> {
+    let mut ack = pb::LabelAck {
+        producer_id: b.producer_id.clone(),
+        sequence: b.sequence,
+        ..Default::default()
+    };
+    if b.labels.len() > crate::convert::MAX_BATCH_ROWS {
+        return Err(Error::Overloaded(format!(
+            "batch of {} labels exceeds the limit of {}; split it",
+            b.labels.len(),
+            crate::convert::MAX_BATCH_ROWS
+        )));
+    }
+    if !b.producer_id.is_empty() && b.sequence > 0 {
+        if let Some(last) = producer_seq(node, "lbl", &model.def.id, &b.producer_id)? {
+            if b.sequence <= last {
+                ack.replayed = true;
+                return Ok(ack);
+            }
+        }
+    }
+    let mut ws = WriteSet::new();
+    let mut seen = HashSet::new();
+    let now = node.clock.now();
+    for (i, l) in b.labels.into_iter().enumerate() {
+        if !l.model_id.is_empty() && l.model_id != model.def.id {
+            ack.rejected += 1;
+            push_err(
+                &mut ack.errors,
+                row_error(
+                    i,
+                    &l.request_id,
+                    format!(
+                        "label is for model {:?}, batch for {:?}",
+                        l.model_id, model.def.id
+                    ),
+                ),
+            );
+            continue;
+        }
+        let label = label_from_pb(l);
+        if label.request_id.is_empty() {
+            ack.rejected += 1;
+            push_err(&mut ack.errors, row_error(i, "", "empty request_id"));
+            continue;
+        }
+        if model.def.task != Task::Ranking {
+            match label.label {
+                Some(y) if y.is_finite() => {}
+                Some(_) => {
+                    ack.rejected += 1;
+                    push_err(
+                        &mut ack.errors,
+                        row_error(i, &label.request_id, "label is NaN or infinite"),
+                    );
+                    continue;
+                }
+                None => {
+                    ack.rejected += 1;
+                    push_err(
+                        &mut ack.errors,
+                        row_error(i, &label.request_id, "label missing"),
+                    );
+                    continue;
+                }
+            }
+            if model.def.task == Task::Binary
+                && label.label != Some(0.0)
+                && label.label != Some(1.0)
+            {
+                ack.rejected += 1;
+                push_err(
+                    &mut ack.errors,
+                    row_error(i, &label.request_id, "binary label must be 0 or 1"),
+                );
+                continue;
+            }
+        }
+        if !seen.insert(label.request_id.clone()) {
+            ack.duplicates += 1;
+            continue;
+        }
+        let key = pending_key(&model.def.id, &label.request_id);
+        match lookup_pending(node, &model.def.id, &label.request_id)? {
+            Some(PendingRecord::Prediction(p)) if label_expired(model, &p, &label, now) => {
+                ack.rejected += 1;
+                push_err(&mut ack.errors, row_error(i, &label.request_id, format!("label arrived more than max_label_delay ({}) after its prediction's window", model.def.max_label_delay)));
+            }
+            Some(PendingRecord::Prediction(p)) => match add_join(&mut ws, model, &p, &label) {
+                Ok(()) => {
+                    ws.put(
+                        Family::Pending,
+                        key,
+                        KIND_PENDING,
+                        &PendingRecord::Joined.encode(),
+                    );
+                    ack.joined += 1;
+                }
+                Err(reason) => {
+                    ack.rejected += 1;
+                    push_err(&mut ack.errors, row_error(i, &label.request_id, reason));
+                }
+            },
+            Some(PendingRecord::Joined) | Some(PendingRecord::Label(_)) => ack.duplicates += 1,
+            None => {
+                ws.put(
+                    Family::Pending,
+                    key,
+                    KIND_PENDING,
+                    &PendingRecord::Label(label).encode(),
+                );
+                ack.pending += 1;
+            }
+        }
+    }
+    record_producer(&mut ws, "lbl", &model.def.id, &b.producer_id, b.sequence);
+    if !ws.is_empty() {
+        node.store.write(&ws)?;
+    }
+    node.metrics.record_labels(&ack);
+    Ok(ack)
+}
+
+/// Whether a label comes later than `max_label_delay` after the end of its prediction's window
+/// (judged by the label's own time, or the server's clock when it has none).
+fn label_expired(model: &ModelEntry, p: &PendingPrediction, label: &LabelRow, now: Timestamp) -> bool {
+    let delay = driftdb_engine::time::DurationMs::parse(&model.def.max_label_delay).map_or(i64::MAX, |d| d.millis());
+    let arrived = if label.ts.0 > 0 { label.ts } else { now };
+    let window_end = p.window.0.saturating_add(model.resolution.width_ms());
+    arrived.0 > window_end.saturating_add(delay)
+}
+
+fn push_err(errors: &mut Vec<pb::RowError>, e: pb::RowError) {
+    if errors.len() < MAX_ERRORS {
+        errors.push(e);
+    }
+}

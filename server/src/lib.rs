@@ -1,0 +1,19 @@
+//! The `driftdb` server and command-line client: gRPC (tonic) and HTTP (axum) servers over one
+//! node, the model registry, the ingest and label-join paths, file readers and the CLI.
+//!
+//! Only this crate knows about transports: errors from the core crates are classified by kind
+//! and mapped to gRPC and HTTP codes in [`error`].
+
+pub mod bench;
+pub mod cli;
+pub mod client;
+pub mod convert;
+pub mod error;
+pub mod files;
+pub mod grpc;
+pub mod http;
+pub mod ingest;
+pub mod node;
+pub mod output;
+pub mod registry;
+pub mod serve;

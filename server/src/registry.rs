@@ -1,0 +1,224 @@
+//! The model registry: model definitions, admitted segment values and reference profiles, kept
+//! in the `meta` and `reference` families and cached in memory.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex, RwLock};
+
+use driftdb_engine::codec::{Reader, Writer};
+use driftdb_engine::ingest::SegmentRegistry;
+use driftdb_engine::model::ModelDef;
+use driftdb_engine::reference::ReferenceProfile;
+use driftdb_engine::time::Resolution;
+use driftdb_storage::{Family, Store, WriteSet};
+
+use crate::error::{Error, Result};
+
+const KIND_MODEL: u8 = 0x10;
+const KIND_SEGMENTS: u8 = 0x11;
+const KIND_REFERENCE: u8 = 0x20;
+
+fn model_key(id: &str) -> Vec<u8> {
+    [b"model/".as_slice(), id.as_bytes()].concat()
+}
+fn segments_key(id: &str) -> Vec<u8> {
+    [b"segments/".as_slice(), id.as_bytes()].concat()
+}
+fn reference_key(id: &str, version: &str) -> Vec<u8> {
+    let mut k = id.as_bytes().to_vec();
+    k.push(0);
+    k.extend_from_slice(version.as_bytes());
+    k
+}
+
+/// A registered model with everything ingest needs at hand.
+#[derive(Debug)]
+pub struct ModelEntry {
+    /// The definition.
+    pub def: ModelDef,
+    /// Its window resolution.
+    pub resolution: Resolution,
+    /// Reference profiles by version.
+    pub references: RwLock<BTreeMap<String, ReferenceProfile>>,
+    /// Admitted segment values (cardinality cap), persisted on change.
+    pub segments: Mutex<SegmentRegistry>,
+    /// Serialises ingest of this model so request-id dedup sees every earlier batch.
+    pub ingest_lock: tokio::sync::Mutex<()>,
+}
+
+/// All models, cached over the store.
+#[derive(Debug)]
+pub struct Registry {
+    store: Arc<Store>,
+    models: RwLock<BTreeMap<String, Arc<ModelEntry>>>,
+}
+
+fn poisoned<T>(_: T) -> Error {
+    Error::Internal("registry lock poisoned".into())
+}
+
+impl Registry {
+    /// Loads every model and reference from the store.
+    pub fn load(store: Arc<Store>) -> Result<Self> {
+        let mut models = BTreeMap::new();
+        for e in store.family(Family::Meta).scan_prefix(b"model/")? {
+            let e = e?;
+            let def: ModelDef = serde_json::from_slice(&e.payload)
+                .map_err(|err| Error::Internal(format!("stored model: {err}")))?;
+            let resolution = def.validate()?;
+            let mut segs = SegmentRegistry::new(def.segment_cap as usize);
+            if let Some(s) = store.family(Family::Meta).get(&segments_key(&def.id))? {
+                segs = SegmentRegistry::from_admitted(
+                    def.segment_cap as usize,
+                    decode_admitted(&s.payload)?,
+                );
+            }
+            let mut refs = BTreeMap::new();
+            let mut prefix = def.id.as_bytes().to_vec();
+            prefix.push(0);
+            for r in store.family(Family::Reference).scan_prefix(&prefix)? {
+                let r = r?;
+                let p = ReferenceProfile::decode(&r.payload)?;
+                refs.insert(p.version.clone(), p);
+            }
+            models.insert(
+                def.id.clone(),
+                Arc::new(ModelEntry {
+                    def,
+                    resolution,
+                    references: RwLock::new(refs),
+                    segments: Mutex::new(segs),
+                    ingest_lock: tokio::sync::Mutex::new(()),
+                }),
+            );
+        }
+        Ok(Registry {
+            store,
+            models: RwLock::new(models),
+        })
+    }
+
+    /// The store underneath.
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    /// Registers a model; fails if the id exists with a different definition.
+    pub fn create(&self, def: ModelDef) -> Result<Arc<ModelEntry>> {
+        let resolution = def.validate()?;
+        let mut models = self.models.write().map_err(poisoned)?;
+        if let Some(existing) = models.get(&def.id) {
+            if existing.def == def {
+                return Ok(Arc::clone(existing));
+            }
+            return Err(Error::AlreadyExists {
+                what: "model",
+                name: def.id,
+            });
+        }
+        let json = serde_json::to_vec(&def).map_err(|e| Error::Internal(e.to_string()))?;
+        let mut ws = WriteSet::new();
+        ws.put(Family::Meta, model_key(&def.id), KIND_MODEL, &json);
+        self.store.write(&ws)?;
+        let entry = Arc::new(ModelEntry {
+            segments: Mutex::new(SegmentRegistry::new(def.segment_cap as usize)),
+            def,
+            resolution,
+            references: RwLock::new(BTreeMap::new()),
+            ingest_lock: tokio::sync::Mutex::new(()),
+        });
+        models.insert(entry.def.id.clone(), Arc::clone(&entry));
+        Ok(entry)
+    }
+
+    /// A model by id.
+    pub fn get(&self, id: &str) -> Result<Arc<ModelEntry>> {
+        self.models
+            .read()
+            .map_err(poisoned)?
+            .get(id)
+            .cloned()
+            .ok_or_else(|| Error::NotFound {
+                what: "model",
+                name: id.to_string(),
+            })
+    }
+
+    /// Every model, by id.
+    pub fn list(&self) -> Result<Vec<Arc<ModelEntry>>> {
+        Ok(self
+            .models
+            .read()
+            .map_err(poisoned)?
+            .values()
+            .cloned()
+            .collect())
+    }
+
+    /// Stores a reference profile for a version (refusing to overwrite unless `replace`).
+    pub fn put_reference(
+        &self,
+        model: &ModelEntry,
+        profile: ReferenceProfile,
+        replace: bool,
+    ) -> Result<()> {
+        let mut refs = model.references.write().map_err(poisoned)?;
+        if refs.contains_key(&profile.version) && !replace {
+            return Err(Error::AlreadyExists {
+                what: "reference profile for version",
+                name: profile.version.clone(),
+            });
+        }
+        let mut ws = WriteSet::new();
+        ws.put(
+            Family::Reference,
+            reference_key(&profile.model, &profile.version),
+            KIND_REFERENCE,
+            &profile.encode(),
+        );
+        self.store.write(&ws)?;
+        refs.insert(profile.version.clone(), profile);
+        Ok(())
+    }
+
+    /// Adds the segment registry to `ws` if it changed (call with the registry locked).
+    pub fn save_segments(model: &ModelDef, segs: &mut SegmentRegistry, ws: &mut WriteSet) {
+        if segs.changed() {
+            ws.put(
+                Family::Meta,
+                segments_key(&model.id),
+                KIND_SEGMENTS,
+                &encode_admitted(segs.admitted()),
+            );
+            segs.mark_saved();
+        }
+    }
+}
+
+fn encode_admitted(a: &BTreeMap<String, BTreeSet<String>>) -> Vec<u8> {
+    let mut w = Writer::new();
+    w.varint(a.len() as u64);
+    for (k, vs) in a {
+        w.str(k);
+        w.varint(vs.len() as u64);
+        for v in vs {
+            w.str(v);
+        }
+    }
+    w.into_bytes()
+}
+
+fn decode_admitted(b: &[u8]) -> Result<BTreeMap<String, BTreeSet<String>>> {
+    let mut r = Reader::new(b);
+    let mut out = BTreeMap::new();
+    let n = r.len(10_000, "segment keys")?;
+    for _ in 0..n {
+        let k = r.str()?.to_string();
+        let m = r.len(1_000_000, "segment values")?;
+        let mut set = BTreeSet::new();
+        for _ in 0..m {
+            set.insert(r.str()?.to_string());
+        }
+        out.insert(k, set);
+    }
+    Ok(out)
+}

@@ -1,0 +1,472 @@
+//! Ingest, reference profiles and label joins against a real server on 127.0.0.1:0 with a temp
+//! data dir, checked against `../shared/golden/expected.json`.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+
+use driftdb_engine::model::ModelDef;
+use driftdb_engine::series::{FeatureRef, Segment, SeriesKey};
+use driftdb_engine::sketch::SeriesState;
+use driftdb_engine::time::{ManualClock, Resolution, Timestamp};
+use driftdb_proto::v1 as pb;
+use driftdb_server::client::Client;
+use driftdb_server::convert::model_to_pb;
+use driftdb_server::files::{BatchBuilder, label_from_record, read_records};
+use driftdb_server::node::Node;
+use driftdb_storage::{SeriesReader, StoreConfig};
+use serde_json::Value;
+use tokio_stream::StreamExt;
+
+pub fn golden(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/golden")
+        .join(name)
+}
+
+pub fn expected() -> Value {
+    serde_json::from_slice(&std::fs::read(golden("expected.json")).unwrap()).unwrap()
+}
+
+pub fn t0() -> Timestamp {
+    Timestamp::parse_rfc3339("2026-03-01T00:00:00Z").unwrap()
+}
+
+pub struct TestServer {
+    pub node: Node,
+    pub client: Client,
+    pub clock: ManualClock,
+    pub running: Option<driftdb_server::serve::Running>,
+    _dir: tempfile::TempDir,
+}
+
+impl TestServer {
+    pub async fn start() -> TestServer {
+        let dir = tempfile::tempdir().unwrap();
+        // The golden data is dated 2026-03-01; the clock stands a day later.
+        let clock = ManualClock::new(Timestamp(t0().0 + 86_400_000));
+        let node = Node::open(dir.path(), StoreConfig::default(), Arc::new(clock.clone())).unwrap();
+        let running = driftdb_server::serve::start(
+            node.clone(),
+            "127.0.0.1:0".parse().unwrap(),
+            "127.0.0.1:0".parse().unwrap(),
+        )
+        .await
+        .unwrap();
+        let client = Client::connect(&format!("http://{}", running.bound.grpc))
+            .await
+            .unwrap();
+        TestServer {
+            node,
+            client,
+            clock,
+            running: Some(running),
+            _dir: dir,
+        }
+    }
+
+    pub async fn create_golden_model(&mut self) -> ModelDef {
+        let def: ModelDef =
+            serde_json::from_slice(&std::fs::read(golden("model.json")).unwrap()).unwrap();
+        self.client
+            .models
+            .create_model(pb::CreateModelRequest {
+                model: Some(model_to_pb(&def, vec![])),
+            })
+            .await
+            .unwrap();
+        def
+    }
+
+    pub async fn load_reference(&mut self, def: &ModelDef) -> pb::ReferenceSummary {
+        let mut chunks = vec![pb::ReferenceChunk {
+            chunk: Some(pb::reference_chunk::Chunk::Header(pb::ReferenceHeader {
+                model_id: def.id.clone(),
+                model_version: "v2".into(),
+                replace: false,
+            })),
+        }];
+        for b in file_batches(def, &golden("reference.jsonl"), true, 5000) {
+            chunks.push(pb::ReferenceChunk {
+                chunk: Some(pb::reference_chunk::Chunk::Rows(b)),
+            });
+        }
+        self.client
+            .models
+            .upload_reference(tokio_stream::iter(chunks))
+            .await
+            .unwrap()
+            .into_inner()
+    }
+
+    pub async fn ingest(
+        &mut self,
+        batches: Vec<pb::InferenceBatch>,
+    ) -> Result<Vec<pb::BatchAck>, tonic::Status> {
+        let mut acks = self
+            .client
+            .ingest
+            .ingest_inferences(tokio_stream::iter(batches))
+            .await?
+            .into_inner();
+        let mut out = Vec::new();
+        while let Some(a) = acks.next().await {
+            out.push(a?);
+        }
+        Ok(out)
+    }
+
+    pub async fn labels(&mut self, batch: pb::LabelBatch) -> Result<pb::LabelAck, tonic::Status> {
+        let mut acks = self
+            .client
+            .ingest
+            .ingest_labels(tokio_stream::iter(vec![batch]))
+            .await?
+            .into_inner();
+        Ok(acks.next().await.unwrap()?)
+    }
+
+    pub fn window(&self, feature: FeatureRef, segment: Segment, w: i64) -> Option<SeriesState> {
+        let key = SeriesKey {
+            model: "fraud".into(),
+            version: "v2".into(),
+            feature,
+            segment,
+        };
+        let start = Timestamp(t0().0 + w * 900_000);
+        let mut it = self
+            .node
+            .store
+            .windows(&key, Resolution::M15, start, Timestamp(start.0 + 1))
+            .unwrap();
+        it.next().map(|w| w.unwrap().state)
+    }
+}
+
+pub fn file_batches(
+    def: &ModelDef,
+    path: &Path,
+    with_labels: bool,
+    size: usize,
+) -> Vec<pb::InferenceBatch> {
+    let mut b = BatchBuilder::new(def, with_labels);
+    let mut out = Vec::new();
+    read_records(
+        path,
+        &Arc::new(AtomicU64::new(0)),
+        |r| {
+            b.push(&r).unwrap();
+            if b.len() >= size {
+                out.push(b.take());
+            }
+            Ok(())
+        },
+        |line, e| panic!("line {line}: {e}"),
+    )
+    .unwrap();
+    if !b.is_empty() {
+        out.push(b.take());
+    }
+    out
+}
+
+pub fn label_batch(path: &Path) -> pb::LabelBatch {
+    let mut labels = Vec::new();
+    read_records(
+        path,
+        &Arc::new(AtomicU64::new(0)),
+        |r| {
+            labels.push(label_from_record(&r).unwrap());
+            Ok(())
+        },
+        |line, e| panic!("line {line}: {e}"),
+    )
+    .unwrap();
+    pb::LabelBatch {
+        model_id: "fraud".into(),
+        labels,
+        ..Default::default()
+    }
+}
+
+fn numeric(s: SeriesState) -> driftdb_engine::sketch::NumericState {
+    match s {
+        SeriesState::Numeric(n) => n,
+        other => panic!("expected numeric, got {}", other.kind_name()),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn golden_scenario_round_trips_through_the_server() {
+    let mut s = TestServer::start().await;
+    let def = s.create_golden_model().await;
+    let exp = expected();
+    let summary = s.load_reference(&def).await;
+    assert_eq!((summary.rows, summary.rejected), (20_000, 0));
+    // The stored reference has the exact golden edges.
+    let m = s.node.registry.get("fraud").unwrap();
+    {
+        let refs = m.references.read().unwrap();
+        let p = refs.get("v2").unwrap();
+        let amount = p
+            .series(&FeatureRef::Named("amount".into()), &Segment::All)
+            .unwrap()
+            .numeric()
+            .unwrap();
+        let want: Vec<f64> = exp["reference"]["numeric"]["amount"]["edges_q10"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect();
+        assert_eq!(amount.edges.as_ref().unwrap().q10.edges(), want.as_slice());
+        assert_eq!(
+            amount.state.count(),
+            exp["reference"]["numeric"]["amount"]["count"]
+                .as_u64()
+                .unwrap()
+        );
+    }
+    let batches = file_batches(&def, &golden("windows.jsonl"), false, 1000);
+    let n_batches = batches.len();
+    let acks = s.ingest(batches).await.unwrap();
+    assert_eq!(acks.len(), n_batches);
+    let accepted: u64 = acks.iter().map(|a| a.accepted).sum();
+    assert_eq!(accepted, 16_000);
+    assert!(acks.iter().all(|a| a.rejected == 0));
+    for w in 0..8i64 {
+        let ew = &exp["windows"][w as usize];
+        for col in ["amount", "age", "session_s", "balance", "risk"] {
+            let n = numeric(
+                s.window(FeatureRef::Named(col.into()), Segment::All, w)
+                    .unwrap(),
+            );
+            let e = &ew["numeric"][col];
+            assert_eq!(
+                n.count(),
+                e["count"].as_u64().unwrap(),
+                "window {w} {col} count"
+            );
+            assert_eq!(
+                n.missing(),
+                e["missing"].as_u64().unwrap(),
+                "window {w} {col} missing"
+            );
+            assert_eq!(n.min(), e["min"].as_f64(), "window {w} {col} min");
+            assert_eq!(n.max(), e["max"].as_f64(), "window {w} {col} max");
+            let mean = e["mean"].as_f64().unwrap();
+            assert!(
+                (n.mean().unwrap() - mean).abs() <= 1e-9 * mean.abs(),
+                "window {w} {col} mean"
+            );
+        }
+        match s
+            .window(FeatureRef::Named("merchant_cat".into()), Segment::All, w)
+            .unwrap()
+        {
+            SeriesState::Categorical(c) => {
+                let want: std::collections::BTreeMap<String, u64> =
+                    ew["categorical"]["merchant_cat"]["counts"]
+                        .as_object()
+                        .unwrap()
+                        .iter()
+                        .map(|(k, v)| (k.clone(), v.as_u64().unwrap()))
+                        .collect();
+                assert_eq!(c.counts(), want, "window {w} merchant_cat");
+                let unseen: u64 = ew["categorical"]["merchant_cat"]["unseen_categories"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|k| want[k.as_str().unwrap()])
+                    .sum();
+                assert_eq!(c.unseen(), unseen, "window {w} unseen");
+            }
+            other => panic!("{}", other.kind_name()),
+        }
+        // By segment: channel=app counts.
+        let app = Segment::Value {
+            key: "channel".into(),
+            value: "app".into(),
+        };
+        let n = numeric(
+            s.window(FeatureRef::Named("amount".into()), app, w)
+                .unwrap(),
+        );
+        assert_eq!(
+            n.count(),
+            ew["by_segment"]["channel"]["app"]["numeric"]["amount"]["count"]
+                .as_u64()
+                .unwrap()
+        );
+    }
+    // Labels: all of them, then per-window labelled counts and ECE match.
+    let ack = s
+        .labels(label_batch(&golden("labels.jsonl")))
+        .await
+        .unwrap();
+    assert_eq!(ack.rejected, 0);
+    assert_eq!(ack.pending, 0);
+    for w in 0..8i64 {
+        let ew = &exp["windows"][w as usize]["performance"];
+        match s.window(FeatureRef::Score, Segment::All, w).unwrap() {
+            SeriesState::Score(sc) => {
+                assert_eq!(sc.predictions, 2000);
+                let b = sc.performance.binary.as_ref().unwrap();
+                assert_eq!(
+                    b.n,
+                    ew["n_labeled"].as_u64().unwrap(),
+                    "window {w} n_labeled"
+                );
+                let conf = ew["confusion_at_0_5"].clone();
+                assert_eq!(b.confusion[0], conf["tp"].as_u64().unwrap());
+                assert!(
+                    (sc.label_coverage().unwrap() - ew["label_coverage"].as_f64().unwrap()).abs()
+                        < 1e-12
+                );
+            }
+            other => panic!("{}", other.kind_name()),
+        }
+    }
+    // Replaying the same labels joins nothing twice.
+    let again = s
+        .labels(label_batch(&golden("labels.jsonl")))
+        .await
+        .unwrap();
+    assert_eq!((again.joined, again.duplicates), (0, ack.joined));
+    s.running.take().unwrap().shutdown().await.unwrap();
+}
+
+fn small_batch(ids: &[&str], ts: i64, amount: Vec<f64>) -> pb::InferenceBatch {
+    let n = ids.len();
+    pb::InferenceBatch {
+        model_id: "fraud".into(),
+        request_ids: ids.iter().map(|s| s.to_string()).collect(),
+        ts_ms: vec![ts; n],
+        model_versions: vec!["v2".into()],
+        segments: vec![pb::SegmentColumn { key: "channel".into(), values: vec!["web".into(); n] }],
+        features: vec![pb::FeatureColumn { name: "amount".into(), numbers: amount, ..Default::default() }],
+        scores: vec![0.7; n],
+        ..Default::default()
+    }
+}
+
+fn count_rows(s: &TestServer, w: i64) -> u64 {
+    match s.window(FeatureRef::Score, Segment::All, w) {
+        Some(SeriesState::Score(sc)) => sc.predictions,
+        None => 0,
+        Some(other) => panic!("{}", other.kind_name()),
+    }
+}
+
+fn labelled(s: &TestServer, w: i64) -> u64 {
+    match s.window(FeatureRef::Score, Segment::All, w) {
+        Some(SeriesState::Score(sc)) => sc.performance.n_labeled(),
+        _ => 0,
+    }
+}
+
+fn label(id: &str, ts: i64, y: f64) -> pb::Label {
+    pb::Label { request_id: id.into(), ts_ms: ts, label: Some(y), ..Default::default() }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn label_joins_in_any_order_once_and_expire() {
+    let mut s = TestServer::start().await;
+    s.create_golden_model().await;
+    let ts = t0().0 + 60_000; // window 0
+    // In order: prediction, then label.
+    s.ingest(vec![small_batch(&["a1", "a2"], ts, vec![1.0, 2.0])]).await.unwrap();
+    let ack = s.labels(pb::LabelBatch { model_id: "fraud".into(), labels: vec![label("a1", ts + 1000, 1.0)], ..Default::default() }).await.unwrap();
+    assert_eq!((ack.joined, ack.pending), (1, 0));
+    assert_eq!(labelled(&s, 0), 1);
+    // Out of order: label first (held), then its prediction joins it.
+    let ack = s.labels(pb::LabelBatch { model_id: "fraud".into(), labels: vec![label("b1", ts, 0.0)], ..Default::default() }).await.unwrap();
+    assert_eq!((ack.joined, ack.pending), (0, 1));
+    assert_eq!(labelled(&s, 0), 1);
+    s.ingest(vec![small_batch(&["b1"], ts, vec![3.0])]).await.unwrap();
+    assert_eq!(labelled(&s, 0), 2);
+    // Duplicated: the same label again, and inside one batch, joins nothing more.
+    let ack = s
+        .labels(pb::LabelBatch { model_id: "fraud".into(), labels: vec![label("a1", ts + 2000, 1.0), label("a2", ts, 0.0), label("a2", ts, 0.0)], ..Default::default() })
+        .await
+        .unwrap();
+    assert_eq!((ack.joined, ack.duplicates), (1, 2));
+    assert_eq!(labelled(&s, 0), 3);
+    // Expired: a label more than max_label_delay (30d) after its prediction's window.
+    s.ingest(vec![small_batch(&["c1"], ts, vec![4.0])]).await.unwrap();
+    let late = ts + 31 * 86_400_000;
+    let ack = s.labels(pb::LabelBatch { model_id: "fraud".into(), labels: vec![label("c1", late, 1.0)], ..Default::default() }).await.unwrap();
+    assert_eq!((ack.joined, ack.rejected), (0, 1));
+    assert!(ack.errors[0].reason.contains("max_label_delay"), "{:?}", ack.errors);
+    assert_eq!(labelled(&s, 0), 3);
+    // Duplicate prediction ids are skipped, and a replayed (producer, sequence) is not applied.
+    let before = count_rows(&s, 0);
+    let mut b = small_batch(&["a1", "d1"], ts, vec![1.0, 5.0]);
+    b.producer_id = "p".into();
+    b.sequence = 7;
+    let ack = s.ingest(vec![b.clone()]).await.unwrap();
+    assert_eq!((ack[0].accepted, ack[0].duplicates), (1, 1));
+    let ack = s.ingest(vec![b]).await.unwrap();
+    assert!(ack[0].replayed);
+    assert_eq!(count_rows(&s, 0), before + 1);
+    s.running.take().unwrap().shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_gets_a_precise_error_and_changes_nothing() {
+    let mut s = TestServer::start().await;
+    s.create_golden_model().await;
+    let ts = t0().0 + 60_000;
+    s.ingest(vec![small_batch(&["ok1"], ts, vec![1.0])]).await.unwrap();
+    let baseline = count_rows(&s, 0);
+    let code = |r: Result<Vec<pb::BatchAck>, tonic::Status>| r.err().map(|e| (e.code(), e.message().to_string()));
+    // Unknown model.
+    let mut b = small_batch(&["x1"], ts, vec![1.0]);
+    b.model_id = "nope".into();
+    let (c, m) = code(s.ingest(vec![b]).await).unwrap();
+    assert_eq!(c, tonic::Code::NotFound, "{m}");
+    // Unknown feature.
+    let mut b = small_batch(&["x2"], ts, vec![1.0]);
+    b.features[0].name = "height".into();
+    let (c, m) = code(s.ingest(vec![b]).await).unwrap();
+    assert_eq!(c, tonic::Code::InvalidArgument);
+    assert!(m.contains("unknown feature"), "{m}");
+    // Wrong type: strings for a numeric feature.
+    let mut b = small_batch(&["x3"], ts, vec![]);
+    b.features[0].categories = vec!["12.5".into()];
+    let (c, m) = code(s.ingest(vec![b]).await).unwrap();
+    assert_eq!(c, tonic::Code::InvalidArgument);
+    assert!(m.contains("numeric"), "{m}");
+    // Ragged columns.
+    let b = small_batch(&["x4", "x5"], ts, vec![1.0]);
+    let (c, m) = code(s.ingest(vec![b]).await).unwrap();
+    assert_eq!(c, tonic::Code::InvalidArgument);
+    assert!(m.contains("1 values for 2 rows"), "{m}");
+    // Oversized batch.
+    let ids: Vec<String> = (0..100_001).map(|i| format!("big{i}")).collect();
+    let refs: Vec<&str> = ids.iter().map(|s| s.as_str()).collect();
+    let (c, _) = code(s.ingest(vec![small_batch(&refs, ts, vec![1.0; 100_001])]).await).unwrap();
+    assert_eq!(c, tonic::Code::ResourceExhausted);
+    assert_eq!(count_rows(&s, 0), baseline, "rejected batches changed the store");
+    // Row-level: NaN is counted invalid (row accepted, value not folded); too old and too far in
+    // the future are rejected with reasons.
+    let mut b = small_batch(&["n1", "old", "future"], ts, vec![f64::NAN, 1.0, 1.0]);
+    b.model_versions = vec!["v2".into(); 3];
+    b.ts_ms = vec![ts, t0().0 - 200 * 86_400_000, driftdb_engine::time::Clock::now(&s.clock).0 + 2 * 3_600_000];
+    let ack = s.ingest(vec![b]).await.unwrap().remove(0);
+    assert_eq!((ack.accepted, ack.rejected, ack.invalid_values), (1, 2, 1));
+    let reasons: Vec<&str> = ack.errors.iter().map(|e| e.reason.as_str()).collect();
+    assert!(reasons[0].contains("older than the retention"), "{reasons:?}");
+    assert!(reasons[1].contains("future"), "{reasons:?}");
+    match s.window(FeatureRef::Named("amount".into()), Segment::All, 0).unwrap() {
+        SeriesState::Numeric(n) => assert_eq!((n.count(), n.invalid()), (1, 1)),
+        other => panic!("{}", other.kind_name()),
+    }
+    // Labels: unknown request id is held, a non-binary label is rejected.
+    let ack = s.labels(pb::LabelBatch { model_id: "fraud".into(), labels: vec![label("ghost", ts, 1.0), label("ok1", ts, 2.0)], ..Default::default() }).await.unwrap();
+    assert_eq!((ack.pending, ack.rejected), (1, 1));
+    assert!(ack.errors[0].reason.contains("0 or 1"));
+    // The server is still up and serving.
+    assert_eq!(s.client.models.list_models(pb::ListModelsRequest {}).await.unwrap().into_inner().models.len(), 1);
+    s.running.take().unwrap().shutdown().await.unwrap();
+}
