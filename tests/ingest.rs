@@ -123,7 +123,7 @@ impl TestServer {
             .ingest_labels(tokio_stream::iter(vec![batch]))
             .await?
             .into_inner();
-        Ok(acks.next().await.unwrap()?)
+        acks.next().await.unwrap()
     }
 
     pub fn window(&self, feature: FeatureRef, segment: Segment, w: i64) -> Option<SeriesState> {
@@ -343,8 +343,15 @@ fn small_batch(ids: &[&str], ts: i64, amount: Vec<f64>) -> pb::InferenceBatch {
         request_ids: ids.iter().map(|s| s.to_string()).collect(),
         ts_ms: vec![ts; n],
         model_versions: vec!["v2".into()],
-        segments: vec![pb::SegmentColumn { key: "channel".into(), values: vec!["web".into(); n] }],
-        features: vec![pb::FeatureColumn { name: "amount".into(), numbers: amount, ..Default::default() }],
+        segments: vec![pb::SegmentColumn {
+            key: "channel".into(),
+            values: vec!["web".into(); n],
+        }],
+        features: vec![pb::FeatureColumn {
+            name: "amount".into(),
+            numbers: amount,
+            ..Default::default()
+        }],
         scores: vec![0.7; n],
         ..Default::default()
     }
@@ -366,7 +373,12 @@ fn labelled(s: &TestServer, w: i64) -> u64 {
 }
 
 fn label(id: &str, ts: i64, y: f64) -> pb::Label {
-    pb::Label { request_id: id.into(), ts_ms: ts, label: Some(y), ..Default::default() }
+    pb::Label {
+        request_id: id.into(),
+        ts_ms: ts,
+        label: Some(y),
+        ..Default::default()
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -375,29 +387,68 @@ async fn label_joins_in_any_order_once_and_expire() {
     s.create_golden_model().await;
     let ts = t0().0 + 60_000; // window 0
     // In order: prediction, then label.
-    s.ingest(vec![small_batch(&["a1", "a2"], ts, vec![1.0, 2.0])]).await.unwrap();
-    let ack = s.labels(pb::LabelBatch { model_id: "fraud".into(), labels: vec![label("a1", ts + 1000, 1.0)], ..Default::default() }).await.unwrap();
+    s.ingest(vec![small_batch(&["a1", "a2"], ts, vec![1.0, 2.0])])
+        .await
+        .unwrap();
+    let ack = s
+        .labels(pb::LabelBatch {
+            model_id: "fraud".into(),
+            labels: vec![label("a1", ts + 1000, 1.0)],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
     assert_eq!((ack.joined, ack.pending), (1, 0));
     assert_eq!(labelled(&s, 0), 1);
     // Out of order: label first (held), then its prediction joins it.
-    let ack = s.labels(pb::LabelBatch { model_id: "fraud".into(), labels: vec![label("b1", ts, 0.0)], ..Default::default() }).await.unwrap();
+    let ack = s
+        .labels(pb::LabelBatch {
+            model_id: "fraud".into(),
+            labels: vec![label("b1", ts, 0.0)],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
     assert_eq!((ack.joined, ack.pending), (0, 1));
     assert_eq!(labelled(&s, 0), 1);
-    s.ingest(vec![small_batch(&["b1"], ts, vec![3.0])]).await.unwrap();
+    s.ingest(vec![small_batch(&["b1"], ts, vec![3.0])])
+        .await
+        .unwrap();
     assert_eq!(labelled(&s, 0), 2);
     // Duplicated: the same label again, and inside one batch, joins nothing more.
     let ack = s
-        .labels(pb::LabelBatch { model_id: "fraud".into(), labels: vec![label("a1", ts + 2000, 1.0), label("a2", ts, 0.0), label("a2", ts, 0.0)], ..Default::default() })
+        .labels(pb::LabelBatch {
+            model_id: "fraud".into(),
+            labels: vec![
+                label("a1", ts + 2000, 1.0),
+                label("a2", ts, 0.0),
+                label("a2", ts, 0.0),
+            ],
+            ..Default::default()
+        })
         .await
         .unwrap();
     assert_eq!((ack.joined, ack.duplicates), (1, 2));
     assert_eq!(labelled(&s, 0), 3);
     // Expired: a label more than max_label_delay (30d) after its prediction's window.
-    s.ingest(vec![small_batch(&["c1"], ts, vec![4.0])]).await.unwrap();
+    s.ingest(vec![small_batch(&["c1"], ts, vec![4.0])])
+        .await
+        .unwrap();
     let late = ts + 31 * 86_400_000;
-    let ack = s.labels(pb::LabelBatch { model_id: "fraud".into(), labels: vec![label("c1", late, 1.0)], ..Default::default() }).await.unwrap();
+    let ack = s
+        .labels(pb::LabelBatch {
+            model_id: "fraud".into(),
+            labels: vec![label("c1", late, 1.0)],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
     assert_eq!((ack.joined, ack.rejected), (0, 1));
-    assert!(ack.errors[0].reason.contains("max_label_delay"), "{:?}", ack.errors);
+    assert!(
+        ack.errors[0].reason.contains("max_label_delay"),
+        "{:?}",
+        ack.errors
+    );
     assert_eq!(labelled(&s, 0), 3);
     // Duplicate prediction ids are skipped, and a replayed (producer, sequence) is not applied.
     let before = count_rows(&s, 0);
@@ -417,9 +468,13 @@ async fn bad_input_gets_a_precise_error_and_changes_nothing() {
     let mut s = TestServer::start().await;
     s.create_golden_model().await;
     let ts = t0().0 + 60_000;
-    s.ingest(vec![small_batch(&["ok1"], ts, vec![1.0])]).await.unwrap();
+    s.ingest(vec![small_batch(&["ok1"], ts, vec![1.0])])
+        .await
+        .unwrap();
     let baseline = count_rows(&s, 0);
-    let code = |r: Result<Vec<pb::BatchAck>, tonic::Status>| r.err().map(|e| (e.code(), e.message().to_string()));
+    let code = |r: Result<Vec<pb::BatchAck>, tonic::Status>| {
+        r.err().map(|e| (e.code(), e.message().to_string()))
+    };
     // Unknown model.
     let mut b = small_batch(&["x1"], ts, vec![1.0]);
     b.model_id = "nope".into();
@@ -445,28 +500,63 @@ async fn bad_input_gets_a_precise_error_and_changes_nothing() {
     // Oversized batch.
     let ids: Vec<String> = (0..100_001).map(|i| format!("big{i}")).collect();
     let refs: Vec<&str> = ids.iter().map(|s| s.as_str()).collect();
-    let (c, _) = code(s.ingest(vec![small_batch(&refs, ts, vec![1.0; 100_001])]).await).unwrap();
+    let (c, _) = code(
+        s.ingest(vec![small_batch(&refs, ts, vec![1.0; 100_001])])
+            .await,
+    )
+    .unwrap();
     assert_eq!(c, tonic::Code::ResourceExhausted);
-    assert_eq!(count_rows(&s, 0), baseline, "rejected batches changed the store");
+    assert_eq!(
+        count_rows(&s, 0),
+        baseline,
+        "rejected batches changed the store"
+    );
     // Row-level: NaN is counted invalid (row accepted, value not folded); too old and too far in
     // the future are rejected with reasons.
     let mut b = small_batch(&["n1", "old", "future"], ts, vec![f64::NAN, 1.0, 1.0]);
     b.model_versions = vec!["v2".into(); 3];
-    b.ts_ms = vec![ts, t0().0 - 200 * 86_400_000, driftdb_engine::time::Clock::now(&s.clock).0 + 2 * 3_600_000];
+    b.ts_ms = vec![
+        ts,
+        t0().0 - 200 * 86_400_000,
+        driftdb_engine::time::Clock::now(&s.clock).0 + 2 * 3_600_000,
+    ];
     let ack = s.ingest(vec![b]).await.unwrap().remove(0);
     assert_eq!((ack.accepted, ack.rejected, ack.invalid_values), (1, 2, 1));
     let reasons: Vec<&str> = ack.errors.iter().map(|e| e.reason.as_str()).collect();
-    assert!(reasons[0].contains("older than the retention"), "{reasons:?}");
+    assert!(
+        reasons[0].contains("older than the retention"),
+        "{reasons:?}"
+    );
     assert!(reasons[1].contains("future"), "{reasons:?}");
-    match s.window(FeatureRef::Named("amount".into()), Segment::All, 0).unwrap() {
+    match s
+        .window(FeatureRef::Named("amount".into()), Segment::All, 0)
+        .unwrap()
+    {
         SeriesState::Numeric(n) => assert_eq!((n.count(), n.invalid()), (1, 1)),
         other => panic!("{}", other.kind_name()),
     }
     // Labels: unknown request id is held, a non-binary label is rejected.
-    let ack = s.labels(pb::LabelBatch { model_id: "fraud".into(), labels: vec![label("ghost", ts, 1.0), label("ok1", ts, 2.0)], ..Default::default() }).await.unwrap();
+    let ack = s
+        .labels(pb::LabelBatch {
+            model_id: "fraud".into(),
+            labels: vec![label("ghost", ts, 1.0), label("ok1", ts, 2.0)],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
     assert_eq!((ack.pending, ack.rejected), (1, 1));
     assert!(ack.errors[0].reason.contains("0 or 1"));
     // The server is still up and serving.
-    assert_eq!(s.client.models.list_models(pb::ListModelsRequest {}).await.unwrap().into_inner().models.len(), 1);
+    assert_eq!(
+        s.client
+            .models
+            .list_models(pb::ListModelsRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+            .models
+            .len(),
+        1
+    );
     s.running.take().unwrap().shutdown().await.unwrap();
 }

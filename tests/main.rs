@@ -1,5 +1,7 @@
 //! driftdb's integration tests: one binary, real components (RocksDB on temp dirs, servers on
 //! 127.0.0.1:0).
 
+#![expect(clippy::unwrap_used, reason = "tests fail loudly on broken setup")]
+
 mod deps;
 mod ingest;

@@ -426,11 +426,12 @@ async fn reference_load(
             &file_owned,
             &counter2,
             |r: Record| {
-                if let Some(m) = record_model(&r) {
-                    if m != model_owned {
-                        bad.borrow_mut().push((r.line, format!("row is for model {m:?}")));
-                        return Ok(());
-                    }
+                if let Some(m) = record_model(&r)
+                    && m != model_owned
+                {
+                    bad.borrow_mut()
+                        .push((r.line, format!("row is for model {m:?}")));
+                    return Ok(());
                 }
                 if let Err(e) = builder.push(&r) {
                     bad.borrow_mut().push((r.line, e));
@@ -732,7 +733,8 @@ async fn labels_file(a: LabelsArgs) -> Result<()> {
             &counter,
             |r| {
                 let Some(mid) = record_model(&r).or_else(|| default_model.clone()) else {
-                    bad.borrow_mut().push((r.line, "no model_id (pass --model)".into()));
+                    bad.borrow_mut()
+                        .push((r.line, "no model_id (pass --model)".into()));
                     return Ok(());
                 };
                 match label_from_record(&r) {

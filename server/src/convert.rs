@@ -139,6 +139,10 @@ pub fn batch_from_pb(
         segment_cols.push(s);
     }
     let mut rows = Vec::with_capacity(n);
+    #[expect(
+        clippy::needless_range_loop,
+        reason = "one index walks eight parallel columns"
+    )]
     for i in 0..n {
         rows.push(InferenceRow {
             request_id: b.request_ids[i].clone(),

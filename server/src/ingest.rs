@@ -197,6 +197,14 @@ fn producer_seq(node: &Node, kind: &str, model: &str, producer: &str) -> Result<
     )
 }
 
+/// Whether `(producer, seq)` was already applied (sequence 0 or no producer: never a replay).
+fn is_replay(node: &Node, kind: &str, model: &str, producer: &str, seq: u64) -> Result<bool> {
+    if producer.is_empty() || seq == 0 {
+        return Ok(false);
+    }
+    Ok(producer_seq(node, kind, model, producer)?.is_some_and(|last| seq <= last))
+}
+
 fn record_producer(ws: &mut WriteSet, kind: &str, model: &str, producer: &str, seq: u64) {
     if !producer.is_empty() && seq > 0 {
         let mut w = Writer::new();
@@ -291,13 +299,9 @@ fn ingest_inferences_blocking(
         sequence: b.sequence,
         ..Default::default()
     };
-    if !b.producer_id.is_empty() && b.sequence > 0 {
-        if let Some(last) = producer_seq(node, "inf", &model.def.id, &b.producer_id)? {
-            if b.sequence <= last {
-                ack.replayed = true;
-                return Ok(ack);
-            }
-        }
+    if is_replay(node, "inf", &model.def.id, &b.producer_id, b.sequence)? {
+        ack.replayed = true;
+        return Ok(ack);
     }
     let producer = b.producer_id.clone();
     let seq = b.sequence;
@@ -415,13 +419,9 @@ fn ingest_labels_blocking(
             crate::convert::MAX_BATCH_ROWS
         )));
     }
-    if !b.producer_id.is_empty() && b.sequence > 0 {
-        if let Some(last) = producer_seq(node, "lbl", &model.def.id, &b.producer_id)? {
-            if b.sequence <= last {
-                ack.replayed = true;
-                return Ok(ack);
-            }
-        }
+    if is_replay(node, "lbl", &model.def.id, &b.producer_id, b.sequence)? {
+        ack.replayed = true;
+        return Ok(ack);
     }
     let mut ws = WriteSet::new();
     let mut seen = HashSet::new();
@@ -488,7 +488,17 @@ fn ingest_labels_blocking(
         match lookup_pending(node, &model.def.id, &label.request_id)? {
             Some(PendingRecord::Prediction(p)) if label_expired(model, &p, &label, now) => {
                 ack.rejected += 1;
-                push_err(&mut ack.errors, row_error(i, &label.request_id, format!("label arrived more than max_label_delay ({}) after its prediction's window", model.def.max_label_delay)));
+                push_err(
+                    &mut ack.errors,
+                    row_error(
+                        i,
+                        &label.request_id,
+                        format!(
+                            "label arrived more than max_label_delay ({}) after its prediction's window",
+                            model.def.max_label_delay
+                        ),
+                    ),
+                );
             }
             Some(PendingRecord::Prediction(p)) => match add_join(&mut ws, model, &p, &label) {
                 Ok(()) => {
@@ -527,8 +537,14 @@ fn ingest_labels_blocking(
 
 /// Whether a label comes later than `max_label_delay` after the end of its prediction's window
 /// (judged by the label's own time, or the server's clock when it has none).
-fn label_expired(model: &ModelEntry, p: &PendingPrediction, label: &LabelRow, now: Timestamp) -> bool {
-    let delay = driftdb_engine::time::DurationMs::parse(&model.def.max_label_delay).map_or(i64::MAX, |d| d.millis());
+fn label_expired(
+    model: &ModelEntry,
+    p: &PendingPrediction,
+    label: &LabelRow,
+    now: Timestamp,
+) -> bool {
+    let delay = driftdb_engine::time::DurationMs::parse(&model.def.max_label_delay)
+        .map_or(i64::MAX, |d| d.millis());
     let arrived = if label.ts.0 > 0 { label.ts } else { now };
     let window_end = p.window.0.saturating_add(model.resolution.width_ms());
     arrived.0 > window_end.saturating_add(delay)

@@ -2,6 +2,8 @@
 //! row survives, and replaying the unacknowledged tail with the same producer sequence numbers
 //! counts each row exactly once.
 
+#![expect(clippy::unwrap_used, reason = "tests fail loudly on broken setup")]
+
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
