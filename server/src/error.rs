@@ -99,7 +99,11 @@ pub fn to_http(e: &Error) -> (u16, String) {
 
 impl From<tonic::Status> for Error {
     fn from(s: tonic::Status) -> Self {
-        Error::Transport(format!("{}: {}", code_name(s.code()), s.message()))
+        if s.message().is_empty() {
+            Error::Transport(code_name(s.code()).to_string())
+        } else {
+            Error::Transport(s.message().to_string())
+        }
     }
 }
 
