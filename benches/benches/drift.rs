@@ -35,36 +35,19 @@ const PROFILES: usize = 32;
 /// Categories per categorical series.
 const CATEGORIES: usize = 20;
 
-/// splitmix64 stream.
-struct Rng(u64);
+use driftdb_benches::Rng;
 
-impl Rng {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn uniform(&mut self) -> f64 {
-        ((self.next_u64() >> 11) as f64 + 0.5) / (1u64 << 53) as f64
-    }
-    /// Standard normal (Box–Muller).
-    fn normal(&mut self) -> f64 {
-        let (u, v) = (self.uniform(), self.uniform());
-        (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()
-    }
-    /// Lognormal, 2 decimals, like the golden `amount`.
-    fn amount(&mut self, mu: f64, sigma: f64) -> f64 {
-        ((mu + sigma * self.normal()).exp() * 100.0).round() / 100.0
-    }
-    /// A category of a Zipf-like law over `CATEGORIES` levels (plus `extra` unseen ones).
-    fn category(&mut self, extra: usize) -> String {
-        let k = CATEGORIES + extra;
-        let u = self.uniform();
-        let i = ((k as f64).powf(u) - 1.0) as usize;
-        format!("c{:02}", i.min(k - 1))
-    }
+/// Lognormal, 2 decimals, like the golden `amount`.
+fn amount(rng: &mut Rng, mu: f64, sigma: f64) -> f64 {
+    ((mu + sigma * rng.normal()).exp() * 100.0).round() / 100.0
+}
+
+/// A category of a Zipf-like law over `CATEGORIES` levels (plus `extra` unseen ones).
+fn category(rng: &mut Rng, extra: usize) -> String {
+    let k = CATEGORIES + extra;
+    let u = rng.unit();
+    let i = ((k as f64).powf(u) - 1.0) as usize;
+    format!("c{:02}", i.min(k - 1))
 }
 
 struct NumProfile {
@@ -94,7 +77,9 @@ fn fixture(series: usize) -> Fixture {
     let num_profiles: Vec<NumProfile> = (0..PROFILES)
         .map(|p| {
             let mu = 3.0 + 0.05 * p as f64;
-            let vals: Vec<f64> = (0..REFERENCE_ROWS).map(|_| rng.amount(mu, 0.9)).collect();
+            let vals: Vec<f64> = (0..REFERENCE_ROWS)
+                .map(|_| amount(&mut rng, mu, 0.9))
+                .collect();
             let edges = ReferenceEdges::from_values(&vals).unwrap();
             let state = fold(&vals, &edges);
             let cdf = CdfSample::from_state_binned(&state, &edges.q50).unwrap();
@@ -105,7 +90,7 @@ fn fixture(series: usize) -> Fixture {
         .map(|_| {
             let mut s = CategoricalState::default();
             for _ in 0..REFERENCE_ROWS {
-                s.observe(&rng.category(0), false);
+                s.observe(&category(&mut rng, 0), false);
             }
             s
         })
@@ -117,7 +102,9 @@ fn fixture(series: usize) -> Fixture {
             // Some series drift (wider spread), most do not.
             let sigma = if i % 7 == 0 { 1.2 } else { 0.9 };
             let mu = 3.0 + 0.05 * p as f64;
-            let vals: Vec<f64> = (0..WINDOW_VALUES).map(|_| rng.amount(mu, sigma)).collect();
+            let vals: Vec<f64> = (0..WINDOW_VALUES)
+                .map(|_| amount(&mut rng, mu, sigma))
+                .collect();
             (p, fold(&vals, &num_profiles[p].edges))
         })
         .collect();
@@ -128,7 +115,7 @@ fn fixture(series: usize) -> Fixture {
             let reference = cat_profiles[p].exact_counts().unwrap();
             let mut s = CategoricalState::default();
             for _ in 0..400 {
-                let c = rng.category(extra);
+                let c = category(&mut rng, extra);
                 let unseen = !reference.contains_key(&c);
                 s.observe(&c, unseen);
             }

@@ -18,25 +18,7 @@ const M15: i64 = 900_000;
 const WINDOWS: i64 = 90 * 96;
 const VALUES_PER_WINDOW: usize = 1_000;
 
-struct Rng(u64);
-
-impl Rng {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn unit(&mut self) -> f64 {
-        ((self.next_u64() >> 11) as f64 + 0.5) / (1u64 << 53) as f64
-    }
-    /// Normal(50, 10) by Box–Muller.
-    fn normal(&mut self) -> f64 {
-        let (u, v) = (self.unit(), self.unit());
-        50.0 + 10.0 * (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()
-    }
-}
+use driftdb_benches::Rng;
 
 #[derive(Clone, Copy, Debug)]
 enum Values {
@@ -72,7 +54,7 @@ fn build(dir: &std::path::Path, kind: Values) -> (Store, f64) {
     for w in 0..WINDOWS {
         let mut st = NumericState::new(Some(&edges));
         for _ in 0..VALUES_PER_WINDOW {
-            let v = rng.normal();
+            let v = 50.0 + 10.0 * rng.normal();
             let v = match kind {
                 Values::F64 => v,
                 Values::F32 => f64::from(v as f32),

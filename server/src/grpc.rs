@@ -196,6 +196,32 @@ async fn with_permit<T, F: std::future::Future<Output = Result<T, Error>>>(
     r
 }
 
+/// Serves one ingest stream: each inbound batch is handled in order and acknowledged after its
+/// durable write. One batch is in flight per stream, and the bounded channel keeps a slow
+/// reader from growing memory; the first error ends the stream.
+fn ack_stream<In, Out, F, Fut>(node: Node, mut inbound: Streaming<In>, handle: F) -> AckStream<Out>
+where
+    In: Send + 'static,
+    Out: Send + 'static,
+    F: Fn(Node, In) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Result<Out, Error>> + Send,
+{
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    tokio::spawn(async move {
+        while let Some(msg) = inbound.next().await {
+            let res = match msg {
+                Ok(b) => with_permit(&node, handle(node.clone(), b)).await,
+                Err(e) => Err(e),
+            };
+            let stop = res.is_err();
+            if tx.send(res).await.is_err() || stop {
+                break;
+            }
+        }
+    });
+    Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))
+}
+
 #[tonic::async_trait]
 impl pb::ingest_server::Ingest for IngestService {
     type IngestInferencesStream = AckStream<pb::BatchAck>;
@@ -205,25 +231,10 @@ impl pb::ingest_server::Ingest for IngestService {
         &self,
         req: Request<Streaming<pb::InferenceBatch>>,
     ) -> Result<Response<Self::IngestInferencesStream>, Status> {
-        let mut inbound = req.into_inner();
-        let node = self.0.clone();
-        // One batch in flight per stream: the ack goes out after the durable write, and the
-        // bounded channel keeps a slow reader from growing memory.
-        let (tx, rx) = tokio::sync::mpsc::channel(4);
-        tokio::spawn(async move {
-            while let Some(msg) = inbound.next().await {
-                let res = match msg {
-                    Ok(b) => with_permit(&node, ingest_inferences(&node, b)).await,
-                    Err(e) => Err(e),
-                };
-                let stop = res.is_err();
-                if tx.send(res).await.is_err() || stop {
-                    break;
-                }
-            }
-        });
-        Ok(Response::new(Box::pin(
-            tokio_stream::wrappers::ReceiverStream::new(rx),
+        Ok(Response::new(ack_stream(
+            self.0.clone(),
+            req.into_inner(),
+            |node, b| async move { ingest_inferences(&node, b).await },
         )))
     }
 
@@ -231,23 +242,10 @@ impl pb::ingest_server::Ingest for IngestService {
         &self,
         req: Request<Streaming<pb::LabelBatch>>,
     ) -> Result<Response<Self::IngestLabelsStream>, Status> {
-        let mut inbound = req.into_inner();
-        let node = self.0.clone();
-        let (tx, rx) = tokio::sync::mpsc::channel(4);
-        tokio::spawn(async move {
-            while let Some(msg) = inbound.next().await {
-                let res = match msg {
-                    Ok(b) => with_permit(&node, ingest_labels(&node, b)).await,
-                    Err(e) => Err(e),
-                };
-                let stop = res.is_err();
-                if tx.send(res).await.is_err() || stop {
-                    break;
-                }
-            }
-        });
-        Ok(Response::new(Box::pin(
-            tokio_stream::wrappers::ReceiverStream::new(rx),
+        Ok(Response::new(ack_stream(
+            self.0.clone(),
+            req.into_inner(),
+            |node, b| async move { ingest_labels(&node, b).await },
         )))
     }
 }
