@@ -225,3 +225,15 @@ fn kll_quantiles_of_merged_windows_stay_within_rank_error() {
         assert!((exact.cdf_le(v) - q).abs() <= eps, "q={q}");
     }
 }
+
+/// Shrunk proptest failure kept as a named case: three empty windows merged must look exactly
+/// like the empty union (an empty state reports no bins, whether or not it was created with
+/// edges).
+#[test]
+fn regression_empty_windows_merge_like_the_empty_union() {
+    let mut merged = numeric(&[]);
+    merged.merge(&numeric(&[])).unwrap();
+    merged.merge(&NumericState::default()).unwrap();
+    assert_eq!(exact_view(&merged), exact_view(&numeric(&[])));
+    assert!(merged.bins().is_none());
+}
