@@ -19,6 +19,7 @@ use driftdb_engine::series::{FeatureRef, Segment, SeriesKey};
 use driftdb_engine::sketch::{NumericState, ScoreState, SeriesState};
 use driftdb_engine::time::Timestamp;
 use driftdb_proto::v1 as pb;
+use driftdb_storage::layout::{self, KeyWriter};
 use driftdb_storage::{Family, WriteSet};
 
 use crate::convert::{batch_from_pb, label_from_pb};
@@ -45,15 +46,19 @@ pub enum PendingRecord {
 }
 
 fn pending_key(model: &str, request_id: &str) -> Vec<u8> {
-    let mut k = Vec::with_capacity(model.len() + request_id.len() + 1);
-    k.extend_from_slice(model.as_bytes());
-    k.push(0);
-    k.extend_from_slice(request_id.as_bytes());
-    k
+    KeyWriter::with_prefix(layout::PENDING_BY_ID)
+        .str(model)
+        .str(request_id)
+        .finish()
 }
 
+/// `'P' | str(model) | str(stream kind: inf|lbl) | str(producer)`.
 fn producer_key(kind: &str, model: &str, producer: &str) -> Vec<u8> {
-    format!("producer/{kind}/{model}\0{producer}").into_bytes()
+    KeyWriter::with_prefix(layout::DEDUP_PRODUCER)
+        .str(model)
+        .str(kind)
+        .str(producer)
+        .finish()
 }
 
 fn encode_segment(w: &mut Writer, s: &Segment) {

@@ -9,6 +9,7 @@ use driftdb_engine::ingest::SegmentRegistry;
 use driftdb_engine::model::ModelDef;
 use driftdb_engine::reference::ReferenceProfile;
 use driftdb_engine::time::Resolution;
+use driftdb_storage::layout::{self, KeyWriter};
 use driftdb_storage::{Family, Store, WriteSet};
 
 use crate::error::{Error, Result};
@@ -18,16 +19,24 @@ const KIND_SEGMENTS: u8 = 0x11;
 const KIND_REFERENCE: u8 = 0x20;
 
 fn model_key(id: &str) -> Vec<u8> {
-    [b"model/".as_slice(), id.as_bytes()].concat()
+    KeyWriter::with_prefix(layout::META_MODEL).str(id).finish()
 }
 fn segments_key(id: &str) -> Vec<u8> {
-    [b"segments/".as_slice(), id.as_bytes()].concat()
+    KeyWriter::with_prefix(layout::META_SEGMENTS)
+        .str(id)
+        .finish()
+}
+/// Prefix of every reference profile of a model (`'H' | str(model)`).
+fn reference_prefix(id: &str) -> Vec<u8> {
+    KeyWriter::with_prefix(layout::REFERENCE_HEADER)
+        .str(id)
+        .finish()
 }
 fn reference_key(id: &str, version: &str) -> Vec<u8> {
-    let mut k = id.as_bytes().to_vec();
-    k.push(0);
-    k.extend_from_slice(version.as_bytes());
-    k
+    KeyWriter::with_prefix(layout::REFERENCE_HEADER)
+        .str(id)
+        .str(version)
+        .finish()
 }
 
 /// A registered model with everything ingest needs at hand.
@@ -60,7 +69,10 @@ impl Registry {
     /// Loads every model and reference from the store.
     pub fn load(store: Arc<Store>) -> Result<Self> {
         let mut models = BTreeMap::new();
-        for e in store.family(Family::Meta).scan_prefix(b"model/")? {
+        for e in store
+            .family(Family::Meta)
+            .scan_prefix(&[layout::META_MODEL])?
+        {
             let e = e?;
             let def: ModelDef = serde_json::from_slice(&e.payload)
                 .map_err(|err| Error::Internal(format!("stored model: {err}")))?;
@@ -73,9 +85,10 @@ impl Registry {
                 );
             }
             let mut refs = BTreeMap::new();
-            let mut prefix = def.id.as_bytes().to_vec();
-            prefix.push(0);
-            for r in store.family(Family::Reference).scan_prefix(&prefix)? {
+            for r in store
+                .family(Family::Reference)
+                .scan_prefix(&reference_prefix(&def.id))?
+            {
                 let r = r?;
                 let p = ReferenceProfile::decode(&r.payload)?;
                 refs.insert(p.version.clone(), p);

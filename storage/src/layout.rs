@@ -68,6 +68,8 @@ pub const META_MODEL: u8 = b'M';
 pub const META_VERSION: u8 = b'V';
 /// `meta` key prefix: storage's own bookkeeping, `'S' | name` (e.g. downsampling watermarks).
 pub const META_STORAGE: u8 = b'S';
+/// [`CF_META`]: admitted segment values of a model (cardinality cap); written by the server.
+pub const META_SEGMENTS: u8 = b'G';
 /// `meta` storage record: the 15m → 1h downsampling watermark (`'S' | "downsample" | 0x00 |
 /// source resolution tag`).
 pub const META_DOWNSAMPLE_NAME: &[u8] = b"downsample";
