@@ -2,7 +2,8 @@
 # Installs what the build needs from the system, once. Idempotent: skips what is present.
 #   - libclang (RocksDB's bindgen needs it at build time)
 #   - a C++ compiler (librocksdb-sys builds RocksDB from source)
-#   - prometheus (the remote-read integration test runs a real one), when asked with --test
+#   --test: what the test suite needs beyond the build (nothing more yet; the remote-read
+#           tests will install Debian's prometheus here)
 set -euo pipefail
 
 want_test=0
