@@ -372,31 +372,6 @@ impl Baselines for BTreeMap<String, ReferenceProfile> {
 
 const PROFILE_KIND: u8 = 0x20;
 
-fn encode_segment(w: &mut Writer, s: &Segment) {
-    match s {
-        Segment::All => w.u8(0),
-        Segment::Value { key, value } => {
-            w.u8(1);
-            w.str(key);
-            w.str(value);
-        }
-    }
-}
-
-fn decode_segment(r: &mut Reader<'_>) -> Result<Segment> {
-    match r.u8()? {
-        0 => Ok(Segment::All),
-        1 => Ok(Segment::Value {
-            key: r.str()?.to_string(),
-            value: r.str()?.to_string(),
-        }),
-        t => Err(Error::Malformed {
-            what: "segment",
-            detail: format!("tag {t}"),
-        }),
-    }
-}
-
 fn encode_feature(w: &mut Writer, f: &FeatureRef) {
     match f {
         FeatureRef::Named(n) => {
@@ -447,7 +422,7 @@ impl ReferenceProfile {
         w.f64(self.created_at.0 as f64);
         w.varint(self.segments.len() as u64);
         for (seg, p) in &self.segments {
-            encode_segment(&mut w, seg);
+            seg.encode(&mut w);
             w.varint(p.rows);
             w.bytes(
                 &SeriesState::Score(crate::sketch::ScoreState {
@@ -498,7 +473,7 @@ impl ReferenceProfile {
         let nseg = r.len(1_000_000, "segments")?;
         let mut segments = BTreeMap::new();
         for _ in 0..nseg {
-            let seg = decode_segment(&mut r)?;
+            let seg = Segment::decode(&mut r)?;
             let rows = r.varint()?;
             let performance = match SeriesState::decode(r.bytes()?)? {
                 SeriesState::Score(s) => s.performance,

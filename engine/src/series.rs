@@ -5,6 +5,9 @@
 
 use std::fmt;
 
+use crate::codec::{Reader, Writer};
+use crate::error::{Error, Result};
+
 /// What a series measures.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum FeatureRef {
@@ -65,6 +68,35 @@ impl fmt::Display for Segment {
         match self {
             Segment::All => f.write_str(ALL_SEGMENT),
             Segment::Value { key, value } => write!(f, "{key}={value}"),
+        }
+    }
+}
+
+impl Segment {
+    /// Writes the segment inside a stored value: `00` (all) or `01 str8(key) str8(value)`.
+    pub fn encode(&self, w: &mut Writer) {
+        match self {
+            Segment::All => w.u8(0),
+            Segment::Value { key, value } => {
+                w.u8(1);
+                w.str(key);
+                w.str(value);
+            }
+        }
+    }
+
+    /// Reads a segment written by [`Segment::encode`].
+    pub fn decode(r: &mut Reader<'_>) -> Result<Segment> {
+        match r.u8()? {
+            0 => Ok(Segment::All),
+            1 => Ok(Segment::Value {
+                key: r.str()?.to_string(),
+                value: r.str()?.to_string(),
+            }),
+            t => Err(Error::Malformed {
+                what: "segment",
+                detail: format!("tag {t}"),
+            }),
         }
     }
 }

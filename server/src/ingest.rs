@@ -61,27 +61,6 @@ fn producer_key(kind: &str, model: &str, producer: &str) -> Vec<u8> {
         .finish()
 }
 
-fn encode_segment(w: &mut Writer, s: &Segment) {
-    match s {
-        Segment::All => w.u8(0),
-        Segment::Value { key, value } => {
-            w.u8(1);
-            w.str(key);
-            w.str(value);
-        }
-    }
-}
-
-fn decode_segment(r: &mut Reader<'_>) -> Result<Segment> {
-    Ok(match r.u8()? {
-        0 => Segment::All,
-        _ => Segment::Value {
-            key: r.str()?.to_string(),
-            value: r.str()?.to_string(),
-        },
-    })
-}
-
 fn opt_f64(w: &mut Writer, v: Option<f64>) {
     match v {
         Some(x) => {
@@ -107,7 +86,7 @@ impl PendingRecord {
                 w.f64(p.window.0 as f64);
                 w.varint(p.segments.len() as u64);
                 for s in &p.segments {
-                    encode_segment(&mut w, s);
+                    s.encode(&mut w);
                 }
                 opt_f64(&mut w, p.score);
                 w.varint(p.items.len() as u64);
@@ -143,7 +122,7 @@ impl PendingRecord {
                 let n = r.len(1024, "segments")?;
                 let mut segments = Vec::with_capacity(n);
                 for _ in 0..n {
-                    segments.push(decode_segment(&mut r)?);
+                    segments.push(Segment::decode(&mut r)?);
                 }
                 let score = read_opt_f64(&mut r)?;
                 let m = r.len(100_000, "items")?;
