@@ -1,0 +1,711 @@
+//! DriftQL's metrics: what each name means, which series it applies to, and how its value is
+//! computed from merged sketch states (every statistic itself lives in `driftdb_engine::stats`).
+//!
+//! Three families:
+//! - **drift** (two-sample, against the baseline): `psi js hellinger` (10 reference-quantile
+//!   bins for numeric series, the category union for categorical ones), `psi50 js50
+//!   hellinger50`, `ks` (D, with a p-value), `wasserstein`, `mean_shift`, `chi2` (statistic, with
+//!   a p-value), `linf`, `unseen_share`, `missing_rate_change`;
+//! - **summary** (one window or range on its own): `count rows missing_rate invalid_rate mean
+//!   std min max distinct quantile(q)`;
+//! - **performance** (labelled predictions on `$score`): `auc ece logloss brier accuracy
+//!   precision recall f1 positive_rate label_coverage rmse mae mape ndcg(k) ctr cvr rpm
+//!   score_entropy`.
+
+use driftdb_engine::reference::SeriesProfile;
+use driftdb_engine::sketch::{CategoricalState, NumericState, PerformanceState, SeriesState};
+use driftdb_engine::stats::categorical::categorical_drift;
+use driftdb_engine::stats::ks::{CdfSample, ks_and_wasserstein};
+use driftdb_engine::stats::numeric::bin_metrics;
+use driftdb_engine::stats::performance::{binary_metrics, ranking_metrics, regression_metrics};
+use driftdb_engine::stats::quantile::ReferenceEdges;
+use driftdb_engine::stats::signals::histogram_entropy;
+use driftdb_engine::stats::summary::{categorical_summary, numeric_summary};
+
+use crate::error::Result;
+
+/// A metric's family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Family {
+    /// Two-sample: the current data against a baseline.
+    Drift,
+    /// One-sample description of the current data.
+    Summary,
+    /// Labelled performance of the prediction score.
+    Performance,
+}
+
+/// Which series a metric can be computed on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applies {
+    /// Numeric series (numeric features, `$score`'s distribution, `$latency`, numeric `$label`).
+    Numeric,
+    /// Categorical series.
+    Categorical,
+    /// Both.
+    Any,
+    /// `$score` only (labelled performance).
+    Score,
+}
+
+/// A metric DriftQL knows.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MetricDef {
+    /// Its DriftQL name.
+    pub name: &'static str,
+    /// Its family.
+    pub family: Family,
+    /// Which series it applies to.
+    pub applies: Applies,
+    /// Whether it yields a p-value.
+    pub has_p: bool,
+    /// Whether a larger value is better (performance), worse (drift, error metrics) or neither.
+    pub higher_is_better: Option<bool>,
+    /// One line of help.
+    pub help: &'static str,
+}
+
+const fn def(
+    name: &'static str,
+    family: Family,
+    applies: Applies,
+    has_p: bool,
+    higher_is_better: Option<bool>,
+    help: &'static str,
+) -> MetricDef {
+    MetricDef {
+        name,
+        family,
+        applies,
+        has_p,
+        higher_is_better,
+        help,
+    }
+}
+
+use Applies::{Any, Categorical, Numeric, Score};
+use Family::{Drift, Performance, Summary};
+
+/// Every metric, in the order `help` lists them.
+pub const METRICS: &[MetricDef] = &[
+    def(
+        "psi",
+        Drift,
+        Any,
+        false,
+        Some(false),
+        "population stability index (10 reference-quantile bins; categories)",
+    ),
+    def(
+        "js",
+        Drift,
+        Any,
+        false,
+        Some(false),
+        "Jensen-Shannon distance, base 2 (10 bins; categories)",
+    ),
+    def(
+        "hellinger",
+        Drift,
+        Any,
+        false,
+        Some(false),
+        "Hellinger distance (10 bins; categories)",
+    ),
+    def(
+        "psi50",
+        Drift,
+        Numeric,
+        false,
+        Some(false),
+        "PSI over the 50 reference-quantile bins",
+    ),
+    def(
+        "js50",
+        Drift,
+        Numeric,
+        false,
+        Some(false),
+        "JS distance over the 50 reference-quantile bins",
+    ),
+    def(
+        "hellinger50",
+        Drift,
+        Numeric,
+        false,
+        Some(false),
+        "Hellinger distance over the 50 bins",
+    ),
+    def(
+        "ks",
+        Drift,
+        Numeric,
+        true,
+        Some(false),
+        "Kolmogorov-Smirnov D with a sketch-aware p-value",
+    ),
+    def(
+        "wasserstein",
+        Drift,
+        Numeric,
+        false,
+        Some(false),
+        "Wasserstein-1 distance in the feature's units",
+    ),
+    def(
+        "mean_shift",
+        Drift,
+        Numeric,
+        false,
+        None,
+        "mean(current) - mean(baseline)",
+    ),
+    def(
+        "chi2",
+        Drift,
+        Categorical,
+        true,
+        Some(false),
+        "chi-square homogeneity statistic with its p-value",
+    ),
+    def(
+        "linf",
+        Drift,
+        Categorical,
+        false,
+        Some(false),
+        "largest absolute change of a category's share",
+    ),
+    def(
+        "unseen_share",
+        Drift,
+        Categorical,
+        false,
+        Some(false),
+        "share of values in categories the baseline lacks",
+    ),
+    def(
+        "missing_rate_change",
+        Drift,
+        Any,
+        false,
+        None,
+        "missing share(current) - missing share(baseline)",
+    ),
+    def("count", Summary, Any, false, None, "non-null values"),
+    def(
+        "rows",
+        Summary,
+        Any,
+        false,
+        None,
+        "rows seen (missing and invalid included)",
+    ),
+    def(
+        "missing_rate",
+        Summary,
+        Any,
+        false,
+        Some(false),
+        "share of rows without a usable value",
+    ),
+    def(
+        "invalid_rate",
+        Summary,
+        Any,
+        false,
+        Some(false),
+        "share of rows with NaN or infinite values",
+    ),
+    def("mean", Summary, Numeric, false, None, "mean"),
+    def(
+        "std",
+        Summary,
+        Numeric,
+        false,
+        None,
+        "standard deviation (population)",
+    ),
+    def("min", Summary, Numeric, false, None, "minimum"),
+    def("max", Summary, Numeric, false, None, "maximum"),
+    def(
+        "quantile",
+        Summary,
+        Numeric,
+        false,
+        None,
+        "quantile(q, target): the q-quantile from the KLL sketch",
+    ),
+    def(
+        "distinct",
+        Summary,
+        Categorical,
+        false,
+        None,
+        "distinct categories (HLL estimate past the cap)",
+    ),
+    def(
+        "auc",
+        Performance,
+        Score,
+        false,
+        Some(true),
+        "ROC AUC of labelled predictions",
+    ),
+    def(
+        "ece",
+        Performance,
+        Score,
+        false,
+        Some(false),
+        "expected calibration error, 10 bins",
+    ),
+    def(
+        "logloss",
+        Performance,
+        Score,
+        false,
+        Some(false),
+        "mean log loss",
+    ),
+    def(
+        "brier",
+        Performance,
+        Score,
+        false,
+        Some(false),
+        "Brier score",
+    ),
+    def(
+        "accuracy",
+        Performance,
+        Score,
+        false,
+        Some(true),
+        "accuracy at threshold 0.5",
+    ),
+    def(
+        "precision",
+        Performance,
+        Score,
+        false,
+        Some(true),
+        "precision at threshold 0.5",
+    ),
+    def(
+        "recall",
+        Performance,
+        Score,
+        false,
+        Some(true),
+        "recall at threshold 0.5",
+    ),
+    def(
+        "f1",
+        Performance,
+        Score,
+        false,
+        Some(true),
+        "F1 at threshold 0.5",
+    ),
+    def(
+        "positive_rate",
+        Performance,
+        Score,
+        false,
+        None,
+        "share of positive labels",
+    ),
+    def(
+        "label_coverage",
+        Performance,
+        Score,
+        false,
+        Some(true),
+        "share of predictions whose label arrived",
+    ),
+    def(
+        "rmse",
+        Performance,
+        Score,
+        false,
+        Some(false),
+        "root mean squared error",
+    ),
+    def(
+        "mae",
+        Performance,
+        Score,
+        false,
+        Some(false),
+        "mean absolute error",
+    ),
+    def(
+        "mape",
+        Performance,
+        Score,
+        false,
+        Some(false),
+        "mean absolute percentage error (fraction)",
+    ),
+    def(
+        "ndcg",
+        Performance,
+        Score,
+        false,
+        Some(true),
+        "ndcg(K, model): mean NDCG@K, K <= 20",
+    ),
+    def(
+        "ctr",
+        Performance,
+        Score,
+        false,
+        Some(true),
+        "clicks per impression",
+    ),
+    def(
+        "cvr",
+        Performance,
+        Score,
+        false,
+        Some(true),
+        "purchases per click",
+    ),
+    def(
+        "rpm",
+        Performance,
+        Score,
+        false,
+        Some(true),
+        "revenue per 1000 impressions",
+    ),
+    def(
+        "score_entropy",
+        Summary,
+        Numeric,
+        false,
+        None,
+        "normalised entropy of the distribution over the 50 reference bins",
+    ),
+];
+
+/// Looks a metric up by name.
+pub fn lookup(name: &str) -> Option<&'static MetricDef> {
+    METRICS.iter().find(|m| m.name == name)
+}
+
+/// A metric with its parameter (`quantile`'s q, `ndcg`'s K).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Metric {
+    /// The definition.
+    pub def: &'static MetricDef,
+    /// `q` of `quantile`, `K` of `ndcg`.
+    pub param: Option<f64>,
+}
+
+impl Metric {
+    /// The name shown in the `metric` column (`quantile(0.99)`, `ndcg@10`, `psi`).
+    pub fn label(&self) -> String {
+        match (self.def.name, self.param) {
+            ("quantile", Some(q)) => format!("quantile({q})"),
+            ("ndcg", Some(k)) => format!("ndcg@{k}"),
+            (n, _) => n.to_string(),
+        }
+    }
+}
+
+/// A metric's result on one series and bucket.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Value {
+    /// The value; `None` when undefined (empty side, no labels, no bins).
+    pub value: Option<f64>,
+    /// The current sample size the value rests on.
+    pub n: u64,
+    /// The baseline's sample size, when there is a baseline.
+    pub baseline_n: Option<u64>,
+    /// The p-value, for metrics that have one.
+    pub p: Option<f64>,
+}
+
+/// What a series is compared against, resolved to states.
+#[derive(Debug, Clone, Copy)]
+pub enum BaseRef<'a> {
+    /// No baseline data (e.g. nothing stored in the baseline range).
+    Missing,
+    /// A reference profile's series, with its segment's reference performance.
+    Profile {
+        /// The series' profile.
+        series: &'a SeriesProfile,
+        /// The segment's labelled reference performance.
+        performance: &'a PerformanceState,
+    },
+    /// Merged windows (previous, offset, range, other version).
+    State(&'a SeriesState),
+}
+
+impl<'a> BaseRef<'a> {
+    fn numeric(&self) -> Option<&'a NumericState> {
+        match *self {
+            BaseRef::Profile { series, .. } => series.numeric().map(|n| &n.state),
+            BaseRef::State(s) => numeric_of(s),
+            BaseRef::Missing => None,
+        }
+    }
+
+    fn categorical(&self) -> Option<&'a CategoricalState> {
+        match *self {
+            BaseRef::Profile { series, .. } => series.categorical(),
+            BaseRef::State(SeriesState::Categorical(c)) => Some(c),
+            _ => None,
+        }
+    }
+
+    fn performance(&self) -> Option<&'a PerformanceState> {
+        match *self {
+            BaseRef::Profile { performance, .. } => Some(performance),
+            BaseRef::State(SeriesState::Score(s)) => Some(&s.performance),
+            _ => None,
+        }
+    }
+}
+
+/// The numeric distribution of a state (a score's distribution for `$score`).
+pub fn numeric_of(s: &SeriesState) -> Option<&NumericState> {
+    match s {
+        SeriesState::Numeric(n) => Some(n),
+        SeriesState::Score(sc) => Some(&sc.distribution),
+        SeriesState::Categorical(_) => None,
+    }
+}
+
+/// Whether `def` can be computed on a series whose merged state looks like `state`.
+pub fn applies_to(def: &MetricDef, state: &SeriesState) -> bool {
+    match def.applies {
+        Any => true,
+        Numeric => !matches!(state, SeriesState::Categorical(_)),
+        Categorical => matches!(state, SeriesState::Categorical(_)),
+        Score => matches!(state, SeriesState::Score(_)),
+    }
+}
+
+fn summary_value(value: Option<f64>, n: u64, base_n: Option<u64>) -> Value {
+    Value {
+        value,
+        n,
+        baseline_n: base_n,
+        p: None,
+    }
+}
+
+/// Computes `metric` on `current` against `base`; `edges` are the reference quantile edges
+/// of this (version, feature, segment), which the bin metrics need. `Ok(None)` when the metric
+/// does not apply to this kind of series.
+pub fn evaluate(
+    metric: &Metric,
+    current: &SeriesState,
+    base: BaseRef<'_>,
+    edges: Option<&ReferenceEdges>,
+) -> Result<Option<Value>> {
+    if !applies_to(metric.def, current) {
+        return Ok(None);
+    }
+    Ok(Some(match metric.def.family {
+        Family::Drift => drift(metric, current, base, edges)?,
+        Family::Summary => summary(metric, current, base)?,
+        Family::Performance => performance(metric, current, base),
+    }))
+}
+
+fn drift(
+    metric: &Metric,
+    current: &SeriesState,
+    base: BaseRef<'_>,
+    edges: Option<&ReferenceEdges>,
+) -> Result<Value> {
+    let name = metric.def.name;
+    if let SeriesState::Categorical(cur) = current {
+        let Some(b) = base.categorical() else {
+            return Ok(summary_value(None, cur.count(), None));
+        };
+        let d = categorical_drift(b, cur)?;
+        let mut v = summary_value(None, cur.count(), Some(b.count()));
+        if let Some(d) = d {
+            (v.value, v.p) = match name {
+                "psi" => (Some(d.psi), None),
+                "js" => (Some(d.js), None),
+                "hellinger" => (Some(d.hellinger), None),
+                "chi2" => (Some(d.chi2.statistic), Some(d.chi2.pvalue)),
+                "linf" => (Some(d.linf), None),
+                "unseen_share" => (Some(d.unseen_share), None),
+                "missing_rate_change" => (d.missing_share_change, None),
+                _ => (None, None),
+            };
+        } else if name == "missing_rate_change" {
+            v.value = share(cur.count(), cur.count_total())
+                .zip(share(b.count(), b.count_total()))
+                .map(|(c, b)| c - b);
+        }
+        return Ok(v);
+    }
+    let Some(cur) = numeric_of(current) else {
+        return Ok(Value::default());
+    };
+    let Some(b) = base.numeric() else {
+        return Ok(summary_value(None, cur.count(), None));
+    };
+    let mut v = summary_value(None, cur.count(), Some(b.count()));
+    match name {
+        "psi" | "js" | "hellinger" | "psi50" | "js50" | "hellinger50" => {
+            if let Some(edges) = edges {
+                let (q10, q50) = bin_metrics(b, cur, edges)?;
+                let bins = if name.ends_with("50") { q50 } else { q10 };
+                v.value = bins.map(|d| match name {
+                    "psi" | "psi50" => d.psi,
+                    "js" | "js50" => d.js,
+                    _ => d.hellinger,
+                });
+            }
+        }
+        "ks" | "wasserstein" => {
+            let (bc, cc) = match edges {
+                Some(e) => (
+                    CdfSample::from_state_binned(b, &e.q50)?,
+                    CdfSample::from_state_binned(cur, &e.q50)?,
+                ),
+                None => (CdfSample::from_state(b)?, CdfSample::from_state(cur)?),
+            };
+            if let Some((ks, w1)) = ks_and_wasserstein(&bc, &cc) {
+                if name == "ks" {
+                    v.value = Some(ks.statistic);
+                    v.p = Some(ks.pvalue_conservative);
+                } else {
+                    v.value = Some(w1);
+                }
+            }
+        }
+        "mean_shift" => v.value = cur.mean().zip(b.mean()).map(|(c, b)| c - b),
+        "missing_rate_change" => {
+            v.value = share(cur.count(), cur.count_total())
+                .zip(share(b.count(), b.count_total()))
+                .map(|(c, b)| c - b);
+        }
+        _ => {}
+    }
+    Ok(v)
+}
+
+/// `(total − count) / total`: FORMULAS' missing share (missing and invalid values alike).
+fn share(count: u64, total: u64) -> Option<f64> {
+    (total > 0).then(|| (total - count) as f64 / total as f64)
+}
+
+fn summary(metric: &Metric, current: &SeriesState, base: BaseRef<'_>) -> Result<Value> {
+    let name = metric.def.name;
+    if let SeriesState::Categorical(c) = current {
+        let s = categorical_summary(c);
+        let base_n = base.categorical().map(CategoricalState::count);
+        let value = match name {
+            "count" => Some(s.count as f64),
+            "rows" => Some(s.count_total as f64),
+            "missing_rate" => s.missing_share,
+            "invalid_rate" => s.invalid_rate,
+            "distinct" => Some(s.n_distinct),
+            _ => None,
+        };
+        return Ok(summary_value(value, s.count, base_n));
+    }
+    let Some(n) = numeric_of(current) else {
+        return Ok(Value::default());
+    };
+    let base_n = base.numeric().map(NumericState::count);
+    let value = match name {
+        "count" => Some(n.count() as f64),
+        "rows" => Some(n.count_total() as f64),
+        "missing_rate" => share(n.count(), n.count_total()),
+        "invalid_rate" => {
+            (n.count_total() > 0).then(|| n.invalid() as f64 / n.count_total() as f64)
+        }
+        "mean" => n.mean(),
+        "std" => n.std(),
+        "min" => n.min(),
+        "max" => n.max(),
+        "quantile" => {
+            let q = metric.param.unwrap_or(0.5);
+            numeric_summary(n, &[q])?.quantiles.first().map(|x| x.value)
+        }
+        "score_entropy" => n
+            .bins()
+            .and_then(|b| histogram_entropy(&b.counts))
+            .map(|e| e.normalized),
+        _ => None,
+    };
+    Ok(summary_value(value, n.count(), base_n))
+}
+
+fn performance(metric: &Metric, current: &SeriesState, base: BaseRef<'_>) -> Value {
+    let SeriesState::Score(s) = current else {
+        return Value::default();
+    };
+    let base_n = base.performance().map(PerformanceState::n_labeled);
+    let perf = &s.performance;
+    let name = metric.def.name;
+    let (value, n) = if let Some(b) = &perf.binary {
+        let m = binary_metrics(b, s.predictions);
+        let v = match name {
+            "auc" => m.roc_auc,
+            "ece" => m.ece,
+            "logloss" => m.log_loss,
+            "brier" => m.brier,
+            "accuracy" => m.accuracy,
+            "precision" => m.precision,
+            "recall" => m.recall,
+            "f1" => m.f1,
+            "positive_rate" => m.positive_rate,
+            "label_coverage" => m.label_coverage,
+            _ => None,
+        };
+        (v, m.n_labeled)
+    } else if let Some(r) = &perf.regression {
+        let m = regression_metrics(r, s.predictions);
+        let v = match name {
+            "rmse" => m.rmse,
+            "mae" => m.mae,
+            "mape" => m.mape,
+            "label_coverage" => m.label_coverage,
+            _ => None,
+        };
+        (v, m.n_labeled)
+    } else if let Some(r) = &perf.ranking {
+        let m = ranking_metrics(r, s.predictions);
+        let v = match name {
+            "ndcg" => m.ndcg_at(metric.param.unwrap_or(10.0) as usize),
+            "ctr" => m.ctr,
+            "cvr" => m.cvr,
+            "rpm" => m.rpm,
+            "label_coverage" => m.label_coverage,
+            _ => None,
+        };
+        (v, m.impressions)
+    } else {
+        let v = (name == "label_coverage" && s.predictions > 0).then_some(0.0);
+        (v, 0)
+    };
+    Value {
+        value,
+        n,
+        baseline_n: base_n,
+        p: None,
+    }
+}
+
+/// The value of a performance metric on a reference segment's labelled rows (for `explain`
+/// and relative comparisons); `None` when the reference has no such labels.
+pub fn reference_performance(metric: &Metric, perf: &PerformanceState, rows: u64) -> Option<f64> {
+    let state = SeriesState::Score(driftdb_engine::sketch::ScoreState {
+        predictions: rows,
+        distribution: NumericState::default(),
+        performance: perf.clone(),
+    });
+    performance(metric, &state, BaseRef::Missing).value
+}

@@ -1,0 +1,206 @@
+//! The drift summary of one model version over a range (gRPC `DriftSummary`, HTTP
+//! `GET /models/{id}/drift/summary`): features with high drift, the prediction's shift, and
+//! labelled performance against the reference.
+
+use driftdb_engine::model::Task;
+use driftdb_engine::series::{FeatureRef, Segment};
+use driftdb_engine::sketch::SeriesState;
+use driftdb_storage::SeriesPrefix;
+
+use crate::ast::ModelRef;
+use crate::error::Result;
+use crate::exec::{ExecStats, Intervals, accumulate, edges_of, reference_base};
+use crate::explain::{ALPHA, MIN_MAGNITUDE, drift_cell, overall_drift};
+use crate::metrics::{Metric, evaluate, lookup, reference_performance};
+use crate::plan::{Context, TimeRange, resolve_model};
+use crate::table::{Cell, Table};
+
+/// The three tables of a drift summary.
+#[derive(Debug, Clone, Default)]
+pub struct DriftSummary {
+    /// Model version summarised.
+    pub version: String,
+    /// The range.
+    pub range: Option<TimeRange>,
+    /// Every feature's drift against the reference, worst first, with a `drifted` verdict.
+    pub drifted_features: Table,
+    /// `$score` against the reference: psi, ks, mean shift.
+    pub prediction_shift: Table,
+    /// Labelled performance in range against the reference's.
+    pub performance: Table,
+    /// Notes (no reference, no labels).
+    pub warnings: Vec<String>,
+}
+
+/// Summarises `model` (`version`, or the default version) over `[from, to)`; `None` bounds
+/// mean the last hour.
+pub fn drift_summary(
+    ctx: &Context<'_>,
+    model: &str,
+    version: Option<&str>,
+    from: Option<driftdb_engine::time::Timestamp>,
+    to: Option<driftdb_engine::time::Timestamp>,
+) -> Result<DriftSummary> {
+    let scope = resolve_model(
+        ctx,
+        &ModelRef {
+            id: model.to_string(),
+            version: version.map(str::to_string),
+            pos: Default::default(),
+        },
+    )
+    .map_err(|e| match e {
+        // Not named in any query text: no position to point at.
+        crate::error::Error::NotFound {
+            what, name, hint, ..
+        } => crate::error::Error::NotFound {
+            pos: None,
+            what,
+            name,
+            hint,
+        },
+        crate::error::Error::Plan { message, .. } => {
+            crate::error::Error::Plan { pos: None, message }
+        }
+        other => other,
+    })?;
+    let res = scope.resolution;
+    let to = to.unwrap_or(driftdb_engine::time::Timestamp(
+        res.window_start(ctx.now).0 + res.width_ms(),
+    ));
+    let from = res.window_start(from.unwrap_or(driftdb_engine::time::Timestamp(to.0 - 3_600_000)));
+    if from >= to {
+        return Err(crate::error::Error::plan(
+            None,
+            "empty range: `from` must be before `to`",
+        ));
+    }
+    let range = TimeRange { from, to };
+    let mut stats = ExecStats::default();
+    let mut warnings = Vec::new();
+    let reference = scope.reference.as_deref();
+    if reference.is_none() {
+        warnings.push(format!(
+            "{}@{} has no reference profile",
+            scope.def.id, scope.version
+        ));
+    }
+    let prefix = SeriesPrefix::Version {
+        model: scope.def.id.clone(),
+        version: scope.version.clone(),
+    };
+    let acc = accumulate(
+        ctx.reader,
+        &prefix,
+        res,
+        &Intervals(vec![range]),
+        &|_, s| *s == Segment::All,
+        &mut stats,
+    )?;
+
+    let mut drifted = Table::new([
+        "feature",
+        "psi",
+        "statistic",
+        "p_adj",
+        "missing_change",
+        "n",
+        "baseline_n",
+        "drifted",
+    ]);
+    for (f, c, adj) in overall_drift(&acc, reference)? {
+        let is = adj < ALPHA && c.magnitude() >= MIN_MAGNITUDE;
+        drifted.rows.push(vec![
+            Cell::text(f.to_string()),
+            Cell::num(c.psi),
+            Cell::num(c.statistic),
+            Cell::num(Some(adj)),
+            Cell::num(c.missing_change),
+            Cell::count(c.n),
+            Cell::count(c.baseline_n),
+            Cell::text(if is { "yes" } else { "no" }),
+        ]);
+    }
+
+    let score = acc
+        .get(&FeatureRef::Score)
+        .and_then(|m| m.get(&Segment::All))
+        .and_then(|v| v.first())
+        .and_then(Option::as_ref);
+    let mut shift = Table::new(["metric", "value", "n", "baseline_n"]);
+    if let Some(s) = score {
+        let base = reference_base(reference, &FeatureRef::Score, &Segment::All);
+        let edges = edges_of(reference, &FeatureRef::Score, &Segment::All);
+        if let Some(c) = drift_cell(s, base, edges)? {
+            shift.rows.push(vec![
+                Cell::text("psi"),
+                Cell::num(c.psi),
+                Cell::count(c.n),
+                Cell::count(c.baseline_n),
+            ]);
+            shift.rows.push(vec![
+                Cell::text("ks"),
+                Cell::num(c.statistic),
+                Cell::count(c.n),
+                Cell::count(c.baseline_n),
+            ]);
+        }
+        for name in ["mean_shift", "mean"] {
+            if let Some(def) = lookup(name)
+                && let Some(v) = evaluate(&Metric { def, param: None }, s, base, edges)?
+            {
+                shift.rows.push(vec![
+                    Cell::text(name),
+                    Cell::num(v.value),
+                    Cell::count(v.n),
+                    v.baseline_n.map_or(Cell::Null, Cell::count),
+                ]);
+            }
+        }
+    }
+
+    let mut perf = Table::new(["metric", "value", "reference", "change", "n_labeled"]);
+    let names: &[&str] = match scope.def.task {
+        Task::Binary | Task::Multiclass => &[
+            "auc",
+            "ece",
+            "logloss",
+            "brier",
+            "accuracy",
+            "label_coverage",
+        ],
+        Task::Regression => &["rmse", "mae", "mape", "label_coverage"],
+        Task::Ranking => &["ndcg", "ctr", "cvr", "rpm", "label_coverage"],
+    };
+    if let Some(s @ SeriesState::Score(_)) = score {
+        let ref_seg = reference.and_then(|r| r.segments.get(&Segment::All));
+        for name in names {
+            let Some(def) = lookup(name) else { continue };
+            let m = Metric {
+                def,
+                param: (*name == "ndcg").then_some(10.0),
+            };
+            let Some(v) = evaluate(&m, s, crate::metrics::BaseRef::Missing, None)? else {
+                continue;
+            };
+            let r = ref_seg.and_then(|sp| reference_performance(&m, &sp.performance, sp.rows));
+            perf.rows.push(vec![
+                Cell::text(m.label()),
+                Cell::num(v.value),
+                Cell::num(r),
+                Cell::num(v.value.zip(r).map(|(a, b)| a - b)),
+                Cell::count(v.n),
+            ]);
+        }
+    } else {
+        warnings.push("no predictions in range".to_string());
+    }
+    Ok(DriftSummary {
+        version: scope.version,
+        range: Some(range),
+        drifted_features: drifted,
+        prediction_shift: shift,
+        performance: perf,
+        warnings,
+    })
+}
