@@ -5,3 +5,4 @@
 
 mod deps;
 mod ingest;
+mod query_e2e;

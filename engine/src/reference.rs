@@ -8,6 +8,7 @@
 //! counts. Labelled reference rows also give reference performance.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use crate::codec::{Reader, Writer, open, seal};
 use crate::error::{Error, Result};
@@ -344,15 +345,38 @@ fn numeric_profile(acc: NumAcc) -> Result<NumericProfile> {
     })
 }
 
+/// The 50-bin PSI edges of a numeric series in `profile`.
+fn profile_edges<'a>(
+    profile: &'a ReferenceProfile,
+    feature: &FeatureRef,
+    segment: &Segment,
+) -> Option<&'a BinEdges> {
+    profile
+        .series(feature, segment)?
+        .numeric()?
+        .edges
+        .as_ref()
+        .map(|e| &e.q50)
+}
+
+/// Whether `profile` has seen `value` for a categorical series; `None` when it has no such
+/// series. Past the exact-count cap every category counts as seen.
+fn profile_knows(
+    profile: &ReferenceProfile,
+    feature: &str,
+    segment: &Segment,
+    value: &str,
+) -> Option<bool> {
+    let c = profile
+        .series(&FeatureRef::Named(feature.to_string()), segment)?
+        .categorical()?;
+    Some(c.exact_counts().is_none_or(|m| m.contains_key(value)))
+}
+
 /// Profiles by version, as the fold's [`Baselines`].
 impl Baselines for BTreeMap<String, ReferenceProfile> {
     fn edges(&self, version: &str, feature: &FeatureRef, segment: &Segment) -> Option<&BinEdges> {
-        self.get(version)?
-            .series(feature, segment)?
-            .numeric()?
-            .edges
-            .as_ref()
-            .map(|e| &e.q50)
+        profile_edges(self.get(version)?, feature, segment)
     }
 
     fn knows_category(
@@ -362,11 +386,25 @@ impl Baselines for BTreeMap<String, ReferenceProfile> {
         segment: &Segment,
         value: &str,
     ) -> Option<bool> {
-        let c = self
-            .get(version)?
-            .series(&FeatureRef::Named(feature.to_string()), segment)?
-            .categorical()?;
-        Some(c.exact_counts().is_none_or(|m| m.contains_key(value)))
+        profile_knows(self.get(version)?, feature, segment, value)
+    }
+}
+
+/// Shared profiles by version (the server's registry holds them behind `Arc` so queries can
+/// borrow them without copying), as the fold's [`Baselines`].
+impl Baselines for BTreeMap<String, Arc<ReferenceProfile>> {
+    fn edges(&self, version: &str, feature: &FeatureRef, segment: &Segment) -> Option<&BinEdges> {
+        profile_edges(self.get(version)?, feature, segment)
+    }
+
+    fn knows_category(
+        &self,
+        version: &str,
+        feature: &str,
+        segment: &Segment,
+        value: &str,
+    ) -> Option<bool> {
+        profile_knows(self.get(version)?, feature, segment, value)
     }
 }
 

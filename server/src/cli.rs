@@ -16,7 +16,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use tokio_stream::StreamExt;
 
 use crate::client::Client;
-use crate::convert::{model_from_pb, model_to_pb};
+use crate::convert::{model_from_pb, model_to_pb, table_from_pb};
 use crate::error::{Error, Result};
 use crate::files::{
     BatchBuilder, Record, label_from_record, progress_total, read_records, record_model,
@@ -60,9 +60,32 @@ enum Command {
     Ingest(IngestArgs),
     /// Ingest a label/outcome file (.jsonl, .csv or .parquet); labels join their predictions.
     Labels(LabelsArgs),
+    /// Run a DriftQL query on the server and print its table (warnings go to stderr).
+    #[command(after_help = QUERY_EXAMPLES)]
+    Query(QueryArgs),
     /// Load generators and measurements.
     #[command(subcommand)]
     Bench(BenchCmd),
+}
+
+const QUERY_EXAMPLES: &str = "\
+Examples:
+  driftdb query 'psi(fraud.*) over 24h step 1h'
+  driftdb query 'auc(fraud) from 2026-03-01T00:00:00Z to 2026-03-08T00:00:00Z step 1d by region'
+  driftdb query --json 'ks(fraud.amount, vs previous) over 6h step 1h having p < 0.01'
+
+`EXPLAIN <query>` prints the plan without reading data; `explain(fraud) over 1h` ranks what
+drifted. DriftQL is described in SPEC §6.";
+
+#[derive(Debug, Args)]
+struct QueryArgs {
+    /// The DriftQL statement (quote it for the shell).
+    query: String,
+    /// Print the rows as a JSON array of objects keyed by column name.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    server: ServerArg,
 }
 
 #[derive(Debug, Args)]
@@ -286,8 +309,32 @@ async fn run(cli: Cli) -> Result<()> {
         }) => reference_load(&server.server, &model, &version, replace, batch_size, &file).await,
         Command::Ingest(a) => ingest_file(a).await,
         Command::Labels(a) => labels_file(a).await,
+        Command::Query(a) => query(a).await,
         Command::Bench(BenchCmd::Ingest(a)) => crate::bench::ingest(a).await,
     }
+}
+
+/// `driftdb query`: the table aligned (or JSON rows with `--json`) on stdout, then each warning
+/// on stderr as `warning: …`.
+async fn query(a: QueryArgs) -> Result<()> {
+    let mut c = Client::connect(&a.server.server).await?;
+    let resp = c
+        .query
+        .query(pb::QueryRequest { query: a.query })
+        .await?
+        .into_inner();
+    let table = table_from_pb(resp.table.unwrap_or_default());
+    if a.json {
+        let rows = serde_json::to_string_pretty(&table.to_json())
+            .map_err(|e| Error::Internal(e.to_string()))?;
+        output::line(&rows);
+    } else {
+        output::text(&table.render_text());
+    }
+    for w in &resp.warnings {
+        eprintln!("warning: {w}");
+    }
+    Ok(())
 }
 
 /// Settings of `driftdb serve --config FILE` (JSON). Every field is optional.
@@ -816,4 +863,34 @@ async fn labels_file(a: LabelsArgs) -> Result<()> {
         eprintln!("  line {line}: {e}");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_help_examples_are_valid_driftql() {
+        let examples: Vec<&str> = QUERY_EXAMPLES
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("driftdb query "))
+            .map(|l| l.trim_start_matches("--json ").trim_matches('\''))
+            .collect();
+        assert_eq!(examples.len(), 3);
+        for q in examples {
+            driftdb_query::parse(q).unwrap_or_else(|e| panic!("{q}: {e}"));
+        }
+    }
+
+    #[test]
+    fn query_command_parses() {
+        let cli = Cli::try_parse_from(["driftdb", "query", "--json", "psi(m.*) over 1h"]).unwrap();
+        match cli.command {
+            Command::Query(a) => {
+                assert!(a.json);
+                assert_eq!(a.query, "psi(m.*) over 1h");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
 }

@@ -13,6 +13,8 @@ pub struct Client {
     pub models: pb::models_client::ModelsClient<Channel>,
     /// Ingest and labels.
     pub ingest: pb::ingest_client::IngestClient<Channel>,
+    /// DriftQL queries and drift summaries.
+    pub query: pb::query_client::QueryClient<Channel>,
 }
 
 impl Client {
@@ -29,7 +31,10 @@ impl Client {
             models: pb::models_client::ModelsClient::new(ch.clone())
                 .max_decoding_message_size(MAX_MESSAGE_BYTES)
                 .max_encoding_message_size(MAX_MESSAGE_BYTES),
-            ingest: pb::ingest_client::IngestClient::new(ch)
+            ingest: pb::ingest_client::IngestClient::new(ch.clone())
+                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_MESSAGE_BYTES),
+            query: pb::query_client::QueryClient::new(ch)
                 .max_decoding_message_size(MAX_MESSAGE_BYTES)
                 .max_encoding_message_size(MAX_MESSAGE_BYTES),
         })

@@ -252,3 +252,51 @@ pub fn label_from_pb(l: pb::Label) -> LabelRow {
         relevance: o.relevance.into_iter().collect(),
     }
 }
+
+/// Query result table → proto. Null cells carry no value; numbers keep their exact bits.
+pub fn table_to_pb(t: &driftdb_query::Table) -> pb::Table {
+    let cell = |c: &driftdb_query::Cell| pb::Cell {
+        value: match c {
+            driftdb_query::Cell::Null => None,
+            driftdb_query::Cell::Number(v) => Some(pb::cell::Value::Number(*v)),
+            driftdb_query::Cell::Text(s) => Some(pb::cell::Value::Text(s.clone())),
+        },
+    };
+    pb::Table {
+        columns: t.columns.clone(),
+        rows: t
+            .rows
+            .iter()
+            .map(|r| pb::Row {
+                cells: r.iter().map(cell).collect(),
+            })
+            .collect(),
+    }
+}
+
+/// proto → query result table (the CLI renders it with the query crate's own printers).
+/// Short rows are padded with nulls so every row is as long as the header.
+pub fn table_from_pb(t: pb::Table) -> driftdb_query::Table {
+    let width = t.columns.len();
+    let rows = t
+        .rows
+        .into_iter()
+        .map(|r| {
+            let mut cells: Vec<driftdb_query::Cell> = r
+                .cells
+                .into_iter()
+                .map(|c| match c.value {
+                    None => driftdb_query::Cell::Null,
+                    Some(pb::cell::Value::Number(v)) => driftdb_query::Cell::Number(v),
+                    Some(pb::cell::Value::Text(s)) => driftdb_query::Cell::Text(s),
+                })
+                .collect();
+            cells.resize(width.max(cells.len()), driftdb_query::Cell::Null);
+            cells
+        })
+        .collect();
+    driftdb_query::Table {
+        columns: t.columns,
+        rows,
+    }
+}

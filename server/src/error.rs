@@ -11,6 +11,9 @@ pub enum Error {
     /// A storage error.
     #[error(transparent)]
     Storage(#[from] driftdb_storage::Error),
+    /// A DriftQL query failed: parse and plan errors name the line and column.
+    #[error(transparent)]
+    Query(#[from] driftdb_query::Error),
     /// The request is invalid.
     #[error("{0}")]
     Invalid(String),
@@ -55,6 +58,7 @@ impl Error {
         match self {
             Error::Engine(e) => e.kind(),
             Error::Storage(e) => e.kind(),
+            Error::Query(e) => e.kind(),
             Error::Invalid(_) | Error::File { .. } => ErrorKind::InvalidArgument,
             Error::NotFound { .. } => ErrorKind::NotFound,
             Error::AlreadyExists { .. } => ErrorKind::AlreadyExists,

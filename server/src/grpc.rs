@@ -1,4 +1,5 @@
-//! The gRPC services (tonic): models, reference upload, ingest and labels.
+//! The gRPC services (tonic): models, reference upload, ingest and labels, and DriftQL
+//! queries and drift summaries.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -10,10 +11,11 @@ use futures::Stream;
 use tokio_stream::StreamExt;
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::convert::{batch_from_pb, model_from_pb, model_to_pb};
+use crate::convert::{batch_from_pb, model_from_pb, model_to_pb, table_to_pb};
 use crate::error::{Error, to_status};
 use crate::ingest::{ingest_inferences, ingest_labels};
 use crate::node::Node;
+use crate::query::{TimeArg, with_context, without_placeholder_pos};
 
 /// Largest gRPC message accepted (a 1,000-row × 500-feature batch is about 4 MB).
 pub const MAX_MESSAGE_BYTES: usize = 64 << 20;
@@ -250,6 +252,61 @@ impl pb::ingest_server::Ingest for IngestService {
     }
 }
 
+/// Implements `driftdb.v1.Query`: DriftQL text → table, and the drift summary of a model.
+/// Both run on the blocking pool (they read RocksDB synchronously). Parse and plan errors are
+/// INVALID_ARGUMENT with the line and column in the message; unknown models are NOT_FOUND.
+#[derive(Debug, Clone)]
+pub struct QueryService(pub Node);
+
+#[tonic::async_trait]
+impl pb::query_server::Query for QueryService {
+    async fn query(
+        &self,
+        req: Request<pb::QueryRequest>,
+    ) -> Result<Response<pb::QueryResponse>, Status> {
+        let text = req.into_inner().query;
+        let out = crate::query::run(&self.0, text)
+            .await
+            .map_err(|e| to_status(&e))?;
+        Ok(Response::new(pb::QueryResponse {
+            table: Some(table_to_pb(&out.table)),
+            warnings: out.warnings,
+        }))
+    }
+
+    async fn drift_summary(
+        &self,
+        req: Request<pb::DriftSummaryRequest>,
+    ) -> Result<Response<pb::DriftSummaryResponse>, Status> {
+        let r = req.into_inner();
+        if r.model_id.is_empty() {
+            return Err(Status::invalid_argument("model_id missing"));
+        }
+        let from = TimeArg::parse("from", &r.from).map_err(|e| to_status(&e))?;
+        let to = TimeArg::parse("to", &r.to).map_err(|e| to_status(&e))?;
+        let version = Some(r.model_version).filter(|v| !v.is_empty());
+        let model = r.model_id;
+        let s = with_context(&self.0, move |ctx| {
+            let now = ctx.now;
+            Ok(driftdb_query::drift_summary(
+                ctx,
+                &model,
+                version.as_deref(),
+                from.map(|t| t.resolve(now)),
+                to.map(|t| t.resolve(now)),
+            )
+            .map_err(without_placeholder_pos)?)
+        })
+        .await
+        .map_err(|e| to_status(&e))?;
+        Ok(Response::new(pb::DriftSummaryResponse {
+            drifted_features: Some(table_to_pb(&s.drifted_features)),
+            prediction_shift: Some(table_to_pb(&s.prediction_shift)),
+            performance: Some(table_to_pb(&s.performance)),
+        }))
+    }
+}
+
 /// The gRPC router with every implemented service.
 pub fn router(node: &Node) -> tonic::service::Routes {
     let models = pb::models_server::ModelsServer::new(ModelsService(node.clone()))
@@ -258,5 +315,10 @@ pub fn router(node: &Node) -> tonic::service::Routes {
     let ingest = pb::ingest_server::IngestServer::new(IngestService(node.clone()))
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
-    tonic::service::Routes::new(models).add_service(ingest)
+    let query = pb::query_server::QueryServer::new(QueryService(node.clone()))
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    tonic::service::Routes::new(models)
+        .add_service(ingest)
+        .add_service(query)
 }

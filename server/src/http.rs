@@ -1,12 +1,53 @@
-//! The HTTP server (axum): health and driftdb's own metrics.
+//! The HTTP server (axum): health, driftdb's own metrics, and the DriftQL API (SPEC §5).
+//!
+//! | route | answers |
+//! |---|---|
+//! | `GET /healthz` | `ok` |
+//! | `GET /metrics` | driftdb's own counters, Prometheus text format |
+//! | `GET /models/{id}/drift?from=&to=&step=&version=` | `psi(<id>.*)` per feature and step |
+//! | `GET /models/{id}/performance?metric=auc&from=&to=&step=&version=` | `<metric>(<id>)` per step |
+//! | `GET /models/{id}/drift/summary?from=&to=&version=` | drifted features, prediction shift, performance vs reference |
+//! | `GET /api/v1/driftql?q=QUERY`, `POST /api/v1/driftql` with `{"query": "QUERY"}` | any DriftQL statement |
+//!
+//! Times (`from`, `to`) are RFC 3339 (`2026-03-01T00:00:00Z`), `now` or `now-DURATION`
+//! (`now-6h`); `step` is a duration (`15m`, `1h`, `1d`). The drift and performance series
+//! default to the last 24 hours (`over 24h`, the open window included) stepped by the model's
+//! window; with only `from`, `to` is now; with only `to`, `from` is 24 hours earlier. The
+//! summary defaults to the last hour. `version` defaults to the newest version with a
+//! reference profile (or with data), and the answer names the version it used.
+//!
+//! Tables come back as `{"columns": [...], "rows": [{column: value, ...}], "warnings": [...]}`,
+//! the rows keyed by the column names of SPEC §6 (`time`, `model`, `version`, `feature`,
+//! segment keys, `metric`, `value`, `n`, `baseline_n`, `p`), nulls included. The series
+//! endpoints add `model`, `version` and the DriftQL `query` they ran. Errors are
+//! `{"error": "..."}` with 400 for an invalid query or parameter (the message of a DriftQL
+//! syntax error names the line and column), 404 for an unknown model, 500 otherwise.
+//!
+//! Parameters never reach DriftQL as raw text: model ids and versions that are not plain
+//! identifiers are written as DriftQL strings, `metric` must be an identifier, and times and
+//! steps are parsed and written back in canonical form.
 
+use axum::Json;
 use axum::Router;
-use axum::extract::State;
+use axum::body::Bytes;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
-use axum::response::IntoResponse;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use driftdb_engine::time::DurationMs;
+use driftdb_query::Table;
+use driftdb_query::ast::ModelRef;
+use serde_json::{Value, json};
 
+use crate::error::{Error, to_http};
 use crate::node::Node;
+use crate::query::{
+    TimeArg, is_identifier, model_ref, range_clause, with_context, without_placeholder_pos,
+};
+
+/// The range of the drift and performance series when the request names none.
+const DEFAULT_SERIES_RANGE_MS: i64 = 24 * 3_600_000;
 
 async fn healthz() -> &'static str {
     "ok\n"
@@ -20,10 +61,226 @@ async fn metrics(State(node): State<Node>) -> impl IntoResponse {
     )
 }
 
+/// An error as a JSON body with the status its kind maps to.
+#[derive(Debug)]
+struct ApiError(Error);
+
+impl From<Error> for ApiError {
+    fn from(e: Error) -> Self {
+        ApiError(e)
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(e: QueryRejection) -> Self {
+        ApiError(Error::Invalid(e.body_text()))
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (code, message) = to_http(&self.0);
+        let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        (status, Json(json!({ "error": message }))).into_response()
+    }
+}
+
+type ApiResult = Result<Json<Value>, ApiError>;
+
+/// Query-string parameters of the model endpoints; which ones apply depends on the route.
+#[derive(Debug, Default, serde::Deserialize)]
+struct ModelParams {
+    from: Option<String>,
+    to: Option<String>,
+    step: Option<String>,
+    version: Option<String>,
+    metric: Option<String>,
+}
+
+/// `Some(s)` unless absent or blank.
+fn given(s: Option<String>) -> Option<String> {
+    s.filter(|s| !s.trim().is_empty())
+}
+
+fn time_param(what: &str, s: Option<&str>) -> Result<Option<TimeArg>, Error> {
+    TimeArg::parse(what, s.unwrap_or(""))
+}
+
+fn step_param(s: Option<String>) -> Result<Option<DurationMs>, Error> {
+    given(s)
+        .map(|s| {
+            DurationMs::parse(s.trim()).map_err(|_| {
+                Error::Invalid(format!(
+                    "step: {s:?} is not a duration such as 15m, 1h or 1d"
+                ))
+            })
+        })
+        .transpose()
+}
+
+fn table_json(t: &Table) -> Value {
+    json!({ "columns": t.columns, "rows": t.to_json() })
+}
+
+/// Runs `<call>(<model>...) <range> step <step>` for one model, `call` building the metric
+/// call from the model reference. The version is resolved first (so the answer can name it)
+/// and pinned in the query text.
+async fn series(
+    node: Node,
+    id: String,
+    p: ModelParams,
+    call: impl FnOnce(&str) -> String + Send + 'static,
+) -> ApiResult {
+    let from = time_param("from", p.from.as_deref())?;
+    let to = time_param("to", p.to.as_deref())?;
+    let step = step_param(p.step)?;
+    let version = given(p.version);
+    let default_range = DurationMs::new(DEFAULT_SERIES_RANGE_MS).map_err(Error::from)?;
+    let body = with_context(&node, move |ctx| {
+        let scope = driftdb_query::plan::resolve_model(
+            ctx,
+            &ModelRef {
+                id: id.clone(),
+                version,
+                pos: Default::default(),
+            },
+        )
+        .map_err(without_placeholder_pos)?;
+        let step = match step {
+            Some(s) => s,
+            None => DurationMs::new(scope.resolution.width_ms())?,
+        };
+        let text = format!(
+            "{} {} step {step}",
+            call(&model_ref(&id, Some(&scope.version))),
+            range_clause(from, to, default_range)
+        );
+        let out = driftdb_query::run(ctx, &text)?;
+        Ok(json!({
+            "model": id,
+            "version": scope.version,
+            "query": text,
+            "columns": out.table.columns,
+            "rows": out.table.to_json(),
+            "warnings": out.warnings,
+        }))
+    })
+    .await?;
+    Ok(Json(body))
+}
+
+/// `GET /models/{id}/drift`: PSI of every feature against the reference, per step.
+async fn drift(
+    State(node): State<Node>,
+    Path(id): Path<String>,
+    params: Result<Query<ModelParams>, QueryRejection>,
+) -> ApiResult {
+    let Query(p) = params?;
+    series(node, id, p, |model| format!("psi({model}.*)")).await
+}
+
+/// `GET /models/{id}/performance`: one labelled-performance metric (default `auc`) per step.
+async fn performance(
+    State(node): State<Node>,
+    Path(id): Path<String>,
+    params: Result<Query<ModelParams>, QueryRejection>,
+) -> ApiResult {
+    let Query(mut p) = params?;
+    let metric = given(p.metric.take()).unwrap_or_else(|| "auc".to_string());
+    if !is_identifier(&metric) {
+        return Err(Error::Invalid(format!(
+            "metric: {metric:?} is not a metric name such as auc, ece or rmse"
+        ))
+        .into());
+    }
+    series(node, id, p, move |model| format!("{metric}({model})")).await
+}
+
+/// `GET /models/{id}/drift/summary`: drifted features, prediction shift and performance
+/// against the reference.
+async fn drift_summary(
+    State(node): State<Node>,
+    Path(id): Path<String>,
+    params: Result<Query<ModelParams>, QueryRejection>,
+) -> ApiResult {
+    let Query(p) = params?;
+    let from = time_param("from", p.from.as_deref())?;
+    let to = time_param("to", p.to.as_deref())?;
+    let version = given(p.version);
+    let body = with_context(&node, move |ctx| {
+        let now = ctx.now;
+        let s = driftdb_query::drift_summary(
+            ctx,
+            &id,
+            version.as_deref(),
+            from.map(|t| t.resolve(now)),
+            to.map(|t| t.resolve(now)),
+        )
+        .map_err(without_placeholder_pos)?;
+        Ok(json!({
+            "model": id,
+            "version": s.version,
+            "from": s.range.map(|r| r.from.to_rfc3339()),
+            "to": s.range.map(|r| r.to.to_rfc3339()),
+            "drifted_features": table_json(&s.drifted_features),
+            "prediction_shift": table_json(&s.prediction_shift),
+            "performance": table_json(&s.performance),
+            "warnings": s.warnings,
+        }))
+    })
+    .await?;
+    Ok(Json(body))
+}
+
+/// Runs one DriftQL statement and answers with its table.
+async fn driftql(node: &Node, text: String) -> ApiResult {
+    let out = crate::query::run(node, text).await?;
+    Ok(Json(json!({
+        "columns": out.table.columns,
+        "rows": out.table.to_json(),
+        "warnings": out.warnings,
+    })))
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct DriftqlParams {
+    q: Option<String>,
+}
+
+/// `GET /api/v1/driftql?q=QUERY`.
+async fn driftql_get(
+    State(node): State<Node>,
+    params: Result<Query<DriftqlParams>, QueryRejection>,
+) -> ApiResult {
+    let Query(p) = params?;
+    let q =
+        p.q.ok_or_else(|| Error::Invalid("missing query parameter q".into()))?;
+    driftql(&node, q).await
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct DriftqlBody {
+    query: String,
+}
+
+/// `POST /api/v1/driftql` with `{"query": "QUERY"}`.
+async fn driftql_post(State(node): State<Node>, body: Bytes) -> ApiResult {
+    let b: DriftqlBody = serde_json::from_slice(&body).map_err(|e| {
+        Error::Invalid(format!(
+            "the body must be JSON {{\"query\": \"<DriftQL>\"}}: {e}"
+        ))
+    })?;
+    driftql(&node, b.query).await
+}
+
 /// The HTTP routes.
 pub fn router(node: Node) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
+        .route("/models/{id}/drift", get(drift))
+        .route("/models/{id}/drift/summary", get(drift_summary))
+        .route("/models/{id}/performance", get(performance))
+        .route("/api/v1/driftql", get(driftql_get).post(driftql_post))
         .with_state(node)
 }

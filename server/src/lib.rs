@@ -15,5 +15,6 @@ pub mod http;
 pub mod ingest;
 pub mod node;
 pub mod output;
+pub mod query;
 pub mod registry;
 pub mod serve;

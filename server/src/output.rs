@@ -9,6 +9,15 @@ pub fn line(s: &str) {
     println!("{s}");
 }
 
+/// Prints text to stdout as is (the caller ends it with a newline).
+#[expect(
+    clippy::print_stdout,
+    reason = "the CLI's output module is the one place that prints"
+)]
+pub fn text(s: &str) {
+    print!("{s}");
+}
+
 /// Prints rows as an aligned table with a header.
 pub fn table(headers: &[&str], rows: &[Vec<String>]) {
     let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();

@@ -46,8 +46,8 @@ pub struct ModelEntry {
     pub def: ModelDef,
     /// Its window resolution.
     pub resolution: Resolution,
-    /// Reference profiles by version.
-    pub references: RwLock<BTreeMap<String, ReferenceProfile>>,
+    /// Reference profiles by version, shared so queries borrow them without copying.
+    pub references: RwLock<BTreeMap<String, Arc<ReferenceProfile>>>,
     /// Admitted segment values (cardinality cap), persisted on change.
     pub segments: Mutex<SegmentRegistry>,
     /// Serialises ingest of this model so request-id dedup sees every earlier batch.
@@ -91,7 +91,7 @@ impl Registry {
             {
                 let r = r?;
                 let p = ReferenceProfile::decode(&r.payload)?;
-                refs.insert(p.version.clone(), p);
+                refs.insert(p.version.clone(), Arc::new(p));
             }
             models.insert(
                 def.id.clone(),
@@ -189,7 +189,7 @@ impl Registry {
             &profile.encode(),
         );
         self.store.write(&ws)?;
-        refs.insert(profile.version.clone(), profile);
+        refs.insert(profile.version.clone(), Arc::new(profile));
         Ok(())
     }
 
@@ -204,6 +204,41 @@ impl Registry {
             );
             segs.mark_saved();
         }
+    }
+}
+
+/// The query planner's view of the registry: definitions and reference profiles, read from the
+/// in-memory cache. A poisoned lock reads as "nothing there" (the planner then reports the
+/// model or reference as not found) rather than panicking a query.
+impl driftdb_query::Catalog for Registry {
+    fn model(&self, id: &str) -> Option<ModelDef> {
+        let models = self.models.read().ok()?;
+        models.get(id).map(|m| m.def.clone())
+    }
+
+    fn model_ids(&self) -> Vec<String> {
+        // BTreeMap keys come out sorted, as the trait asks.
+        self.models
+            .read()
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    fn reference(&self, model: &str, version: &str) -> Option<Arc<ReferenceProfile>> {
+        let entry = self.models.read().ok()?.get(model).cloned()?;
+        let refs = entry.references.read().ok()?;
+        refs.get(version).cloned()
+    }
+
+    fn reference_versions(&self, model: &str) -> Vec<String> {
+        let Some(entry) = self.models.read().ok().and_then(|m| m.get(model).cloned()) else {
+            return Vec::new();
+        };
+        entry
+            .references
+            .read()
+            .map(|r| r.keys().cloned().collect())
+            .unwrap_or_default()
     }
 }
 
