@@ -5,12 +5,13 @@
 //! the scan yields them, so memory is bounded by segments × buckets, not by windows read.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use driftdb_engine::reference::ReferenceProfile;
-use driftdb_engine::series::{FeatureRef, Segment};
+use driftdb_engine::series::{FeatureRef, Segment, SeriesKey};
 use driftdb_engine::sketch::SeriesState;
 use driftdb_engine::stats::quantile::ReferenceEdges;
-use driftdb_engine::time::Resolution;
+use driftdb_engine::time::{Resolution, Timestamp};
 use driftdb_storage::{SeriesPrefix, SeriesReader};
 
 use crate::ast::HavingField;
@@ -70,35 +71,66 @@ pub fn accumulate(
     let Some(hull) = intervals.hull() else {
         return Ok(out);
     };
-    let mut reads = vec![(resolution, hull.from, hull.to)];
-    if let (Some(coarse), Some(boundary)) =
-        (resolution.coarser(), reader.downsampled_before(resolution))
-    {
-        let c_from = coarse.window_start(hull.from);
-        let c_to = hull.to.min(boundary);
-        if c_from < c_to {
-            reads.push((coarse, c_from, c_to));
-        }
+    let reads = plan_reads(reader, resolution, intervals, hull);
+    // Windows arrive grouped by series (one shared `Arc` per series): keep the current
+    // series' slots local and hand them to `out` when the series changes.
+    struct Current {
+        key: Arc<SeriesKey>,
+        keep: bool,
+        slots: Vec<Option<SeriesState>>,
     }
+    let n = intervals.0.len();
+    let flush =
+        |cur: Current, out: &mut BTreeMap<FeatureRef, Accumulators>, stats: &mut ExecStats| {
+            if !cur.keep || cur.slots.iter().all(Option::is_none) {
+                return;
+            }
+            let key = Arc::unwrap_or_clone(cur.key);
+            let dst = out.entry(key.feature).or_default();
+            match dst.entry(key.segment) {
+                std::collections::btree_map::Entry::Vacant(v) => {
+                    v.insert(cur.slots);
+                }
+                std::collections::btree_map::Entry::Occupied(mut o) => {
+                    for (d, s) in o.get_mut().iter_mut().zip(cur.slots) {
+                        match (d, s) {
+                            (_, None) => {}
+                            (d @ None, s) => *d = s,
+                            (Some(d), Some(s)) => {
+                                if d.merge(&s).is_err() {
+                                    stats.merge_errors += 1;
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        };
     for (res, from, to) in reads {
         let mut it = reader.scan(prefix, res, from, to)?;
+        let mut cur: Option<Current> = None;
         for w in it.by_ref() {
             let w = w?;
-            if !keep(&w.series.feature, &w.series.segment) {
-                continue;
+            if !cur.as_ref().is_some_and(|c| Arc::ptr_eq(&c.key, &w.series)) {
+                if let Some(done) = cur.take() {
+                    flush(done, &mut out, stats);
+                }
+                cur = Some(Current {
+                    keep: keep(&w.series.feature, &w.series.segment),
+                    key: Arc::clone(&w.series),
+                    slots: vec![None; n],
+                });
             }
+            let Some(c) = cur.as_mut().filter(|c| c.keep) else {
+                continue;
+            };
             // A coarse window starting before the first interval still belongs to it.
             let at = w.window.start.max(hull.from);
             let Some(i) = intervals.find(at) else {
                 continue;
             };
             stats.windows_read += 1;
-            let slots = out
-                .entry(w.series.feature.clone())
-                .or_default()
-                .entry(w.series.segment.clone())
-                .or_insert_with(|| vec![None; intervals.0.len()]);
-            match &mut slots[i] {
+            match &mut c.slots[i] {
                 Some(acc) => {
                     if acc.merge(&w.window.state).is_err() {
                         stats.merge_errors += 1;
@@ -107,9 +139,60 @@ pub fn accumulate(
                 slot @ None => *slot = Some(w.window.state),
             }
         }
+        if let Some(done) = cur.take() {
+            flush(done, &mut out, stats);
+        }
         stats.corrupt_skipped += it.corrupt();
     }
     Ok(out)
+}
+
+/// Which (resolution, from, to) ranges to read for `intervals`: whole UTC days inside the
+/// hull come from the daily rollups when the reader keeps them and no interval boundary cuts
+/// a day; the rest from `resolution`, plus the coarser resolution where storage has
+/// downsampled. Every datum is read exactly once.
+pub fn plan_reads(
+    reader: &dyn SeriesReader,
+    resolution: Resolution,
+    intervals: &Intervals,
+    hull: TimeRange,
+) -> Vec<(Resolution, Timestamp, Timestamp)> {
+    let day = Resolution::D1.width_ms();
+    let mut fine = vec![(hull.from, hull.to)];
+    let mut reads = Vec::new();
+    if resolution < Resolution::D1
+        && let Some(rf) = reader.daily_rollups_from()
+    {
+        let start = hull.from.max(rf).0;
+        let d0 = start.div_euclid(day) * day + if start.rem_euclid(day) == 0 { 0 } else { day };
+        let d1 = hull.to.0.div_euclid(day) * day;
+        let aligned = intervals
+            .0
+            .iter()
+            .flat_map(|r| [r.from.0, r.to.0])
+            .filter(|t| *t > d0 && *t < d1)
+            .all(|t| t.rem_euclid(day) == 0);
+        if d0 < d1 && aligned {
+            reads.push((Resolution::D1, Timestamp(d0), Timestamp(d1)));
+            fine = vec![(hull.from, Timestamp(d0)), (Timestamp(d1), hull.to)];
+        }
+    }
+    for (from, to) in fine {
+        if from >= to {
+            continue;
+        }
+        reads.push((resolution, from, to));
+        if let (Some(coarse), Some(boundary)) =
+            (resolution.coarser(), reader.downsampled_before(resolution))
+        {
+            let c_from = coarse.window_start(from);
+            let c_to = to.min(boundary);
+            if c_from < c_to {
+                reads.push((coarse, c_from, c_to));
+            }
+        }
+    }
+    reads
 }
 
 /// The reference quantile edges of a series, when its reference has them.
@@ -159,99 +242,201 @@ pub struct Row {
     pub value: Value,
 }
 
-/// The `SeriesScanExec → MergeExec → BaselineExec → MetricExec` pipeline of a select: rows for
-/// every (feature, segment, bucket) holding data, in that order.
-pub fn select_rows(
-    reader: &dyn SeriesReader,
-    plan: &SelectPlan,
-    stats: &mut ExecStats,
-) -> Result<Vec<Row>> {
-    let scope = &plan.scope;
-    let buckets = Intervals(plan.buckets());
-    let reference = scope.reference.as_deref();
-    let seg_sel: &SegmentSel = &plan.segments;
-    let features: std::collections::BTreeSet<&FeatureRef> = plan.features.iter().collect();
-    let keep = |f: &FeatureRef, s: &Segment| features.contains(f) && seg_sel.matches(s);
-    let mut rows = Vec::new();
+impl ExecStats {
+    /// Adds another worker's counters.
+    pub fn add(&mut self, o: &ExecStats) {
+        self.windows_read += o.windows_read;
+        self.corrupt_skipped += o.corrupt_skipped;
+        self.not_applicable += o.not_applicable;
+        self.merge_errors += o.merge_errors;
+    }
+}
 
-    // Scan per feature when few are asked for; the whole version in one pass when many are.
-    let prefixes: Vec<SeriesPrefix> = if plan.features.len() <= 4 {
-        plan.features
-            .iter()
-            .map(|f| SeriesPrefix::Feature {
+/// Runs `work` over contiguous chunks of `items` on up to `available_parallelism` threads
+/// (inline when there is one chunk) and returns the chunks' results in order.
+pub fn par_chunks<T: Sync, R: Send>(
+    items: &[T],
+    work: impl Fn(&[T]) -> Result<R> + Sync,
+) -> Result<Vec<R>> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, std::num::NonZeroUsize::get)
+        .min(items.len().div_ceil(4))
+        .max(1);
+    if threads == 1 {
+        return Ok(vec![work(items)?]);
+    }
+    let chunk = items.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = items
+            .chunks(chunk)
+            .map(|c| {
+                let work = &work;
+                scope.spawn(move || work(c))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join().unwrap_or_else(|_| {
+                    Err(crate::error::Error::plan(
+                        None,
+                        "a query worker thread panicked",
+                    ))
+                })
+            })
+            .collect()
+    })
+}
+
+/// [`accumulate`] over each of `features` (one key range each) of `scope`'s version, the
+/// features split across cores.
+pub fn accumulate_features(
+    reader: &(dyn SeriesReader + Sync),
+    scope: &crate::plan::ModelScope,
+    features: &[FeatureRef],
+    intervals: &Intervals,
+    keep: &(dyn Fn(&FeatureRef, &Segment) -> bool + Sync),
+    stats: &mut ExecStats,
+) -> Result<BTreeMap<FeatureRef, Accumulators>> {
+    let parts = par_chunks(features, |chunk| {
+        let mut st = ExecStats::default();
+        let mut out = BTreeMap::new();
+        for f in chunk {
+            let prefix = SeriesPrefix::Feature {
                 model: scope.def.id.clone(),
                 version: scope.version.clone(),
                 feature: f.clone(),
-            })
-            .collect()
-    } else {
-        vec![SeriesPrefix::Version {
-            model: scope.def.id.clone(),
-            version: scope.version.clone(),
-        }]
-    };
+            };
+            out.extend(accumulate(
+                reader,
+                &prefix,
+                scope.resolution,
+                intervals,
+                keep,
+                &mut st,
+            )?);
+        }
+        Ok((out, st))
+    })?;
+    let mut out = BTreeMap::new();
+    for (m, st) in parts {
+        out.extend(m);
+        stats.add(&st);
+    }
+    Ok(out)
+}
 
-    // Baseline intervals, one per bucket (identical for a fixed range).
-    let base_intervals: Option<Vec<TimeRange>> = match &plan.baseline {
+/// The `SeriesScanExec → MergeExec → BaselineExec → MetricExec` pipeline of a select: rows for
+/// every (feature, segment, bucket) holding data. Features are independent: each is scanned
+/// (one key range per feature) and evaluated on its own, features split across cores.
+pub fn select_rows(
+    reader: &(dyn SeriesReader + Sync),
+    plan: &SelectPlan,
+    stats: &mut ExecStats,
+) -> Result<Vec<Row>> {
+    let buckets = Intervals(plan.buckets());
+    // Baseline intervals, one per bucket (identical for a fixed range), and their sorted set.
+    let base_intervals: Option<(Vec<TimeRange>, Intervals)> = match &plan.baseline {
         BaselinePlan::Reference => None,
-        b => Some(buckets.0.iter().filter_map(|r| b.interval(*r)).collect()),
+        b => {
+            let per: Vec<TimeRange> = buckets.0.iter().filter_map(|r| b.interval(*r)).collect();
+            let mut uniq = per.clone();
+            uniq.sort_by_key(|r| (r.from, r.to));
+            uniq.dedup();
+            Some((per, Intervals(uniq)))
+        }
     };
+    let parts = par_chunks(&plan.features, |features| {
+        let mut st = ExecStats::default();
+        let mut rows = Vec::new();
+        for f in features {
+            select_feature(
+                reader,
+                plan,
+                f,
+                &buckets,
+                base_intervals.as_ref(),
+                &mut rows,
+                &mut st,
+            )?;
+        }
+        Ok((rows, st))
+    })?;
+    let mut rows = Vec::new();
+    for (r, st) in parts {
+        rows.extend(r);
+        stats.add(&st);
+    }
+    Ok(rows)
+}
 
-    for prefix in &prefixes {
-        let current = accumulate(reader, prefix, scope.resolution, &buckets, &keep, stats)?;
-        let baseline = match (&plan.baseline, &base_intervals) {
-            (BaselinePlan::Reference, _) | (_, None) => None,
-            (b, Some(ivs)) => {
-                let mut uniq = ivs.clone();
-                uniq.sort_by_key(|r| (r.from, r.to));
-                uniq.dedup();
-                let base_prefix = match (b, prefix) {
-                    (BaselinePlan::Version(v), SeriesPrefix::Feature { model, feature, .. }) => {
-                        SeriesPrefix::Feature {
-                            model: model.clone(),
-                            version: v.clone(),
-                            feature: feature.clone(),
-                        }
-                    }
-                    (BaselinePlan::Version(v), _) => SeriesPrefix::Version {
-                        model: scope.def.id.clone(),
-                        version: v.clone(),
-                    },
-                    _ => prefix.clone(),
-                };
-                let ivs = Intervals(uniq);
-                let acc = accumulate(reader, &base_prefix, scope.resolution, &ivs, &keep, stats)?;
-                Some((ivs, acc))
-            }
-        };
-        for (feature, segs) in current {
-            for (segment, slots) in segs {
-                let edges = edges_of(reference, &feature, &segment);
-                for (bi, slot) in slots.into_iter().enumerate() {
-                    let Some(state) = slot else { continue };
-                    let bucket = buckets.0[bi];
-                    let base = match (&baseline, &base_intervals) {
-                        (Some((ivs, acc)), Some(per_bucket)) => per_bucket
-                            .get(bi)
-                            .and_then(|iv| ivs.0.iter().position(|r| r == iv))
-                            .and_then(|j| acc.get(&feature)?.get(&segment)?.get(j)?.as_ref())
-                            .map_or(BaseRef::Missing, BaseRef::State),
-                        _ => reference_base(reference, &feature, &segment),
-                    };
-                    match evaluate(&plan.metric, &state, base, edges)? {
-                        Some(value) => rows.push(Row {
-                            bucket,
-                            feature: feature.clone(),
-                            segment: segment.clone(),
-                            value,
-                        }),
-                        None => stats.not_applicable += 1,
-                    }
-                }
+fn select_feature(
+    reader: &dyn SeriesReader,
+    plan: &SelectPlan,
+    feature: &FeatureRef,
+    buckets: &Intervals,
+    base_intervals: Option<&(Vec<TimeRange>, Intervals)>,
+    rows: &mut Vec<Row>,
+    stats: &mut ExecStats,
+) -> Result<()> {
+    let scope = &plan.scope;
+    let reference = scope.reference.as_deref();
+    let seg_sel: &SegmentSel = &plan.segments;
+    let keep = |_: &FeatureRef, s: &Segment| seg_sel.matches(s);
+    let prefix = SeriesPrefix::Feature {
+        model: scope.def.id.clone(),
+        version: scope.version.clone(),
+        feature: feature.clone(),
+    };
+    let mut current = accumulate(reader, &prefix, scope.resolution, buckets, &keep, stats)?;
+    let Some(segs) = current.remove(feature) else {
+        return Ok(());
+    };
+    let baseline: Option<Accumulators> = match base_intervals {
+        None => None,
+        Some((_, ivs)) => {
+            let base_prefix = match &plan.baseline {
+                BaselinePlan::Version(v) => SeriesPrefix::Feature {
+                    model: scope.def.id.clone(),
+                    version: v.clone(),
+                    feature: feature.clone(),
+                },
+                _ => prefix.clone(),
+            };
+            let mut acc = accumulate(reader, &base_prefix, scope.resolution, ivs, &keep, stats)?;
+            Some(acc.remove(feature).unwrap_or_default())
+        }
+    };
+    for (segment, slots) in segs {
+        let edges = edges_of(reference, feature, &segment);
+        let reference_base = reference_base(reference, feature, &segment);
+        let base_slots = baseline.as_ref().and_then(|b| b.get(&segment));
+        for (bi, slot) in slots.into_iter().enumerate() {
+            let Some(state) = slot else { continue };
+            let base = match base_intervals {
+                Some((per_bucket, ivs)) => per_bucket
+                    .get(bi)
+                    .and_then(|iv| {
+                        ivs.0
+                            .binary_search_by_key(&(iv.from, iv.to), |r| (r.from, r.to))
+                            .ok()
+                    })
+                    .and_then(|j| base_slots?.get(j)?.as_ref())
+                    .map_or(BaseRef::Missing, BaseRef::State),
+                None => reference_base,
+            };
+            match evaluate(&plan.metric, &state, base, edges)? {
+                Some(value) => rows.push(Row {
+                    bucket: buckets.0[bi],
+                    feature: feature.clone(),
+                    segment: segment.clone(),
+                    value,
+                }),
+                None => stats.not_applicable += 1,
             }
         }
     }
-    Ok(rows)
+    Ok(())
 }
 
 /// `FilterExec` (having), `TopExec` and the projection into the result table.
@@ -272,12 +457,12 @@ pub fn project(plan: &SelectPlan, mut rows: Vec<Row>) -> Table {
         .enumerate()
         .map(|(i, f)| (f, i))
         .collect();
-    rows.sort_by(|a, b| {
-        (a.bucket.from, order.get(&a.feature), &a.segment).cmp(&(
-            b.bucket.from,
-            order.get(&b.feature),
-            &b.segment,
-        ))
+    rows.sort_by_cached_key(|r| {
+        (
+            r.bucket.from,
+            order.get(&r.feature).copied(),
+            r.segment.clone(),
+        )
     });
     if let Some(t) = &plan.top {
         let mut kept = Vec::with_capacity(rows.len());

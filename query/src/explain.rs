@@ -4,8 +4,10 @@
 //! - `drift`: every (feature, segment) against its reference, ranked by its contribution to
 //!   drift, `magnitude × volume share`, where magnitude is PSI (10 reference-quantile bins, or
 //!   categories) plus the absolute change of the missing share (a feature that goes missing
-//!   drifts without moving its present values). p-values (KS for numeric, chi-square for
-//!   categorical, a two-proportion z-test for the missing share) are adjusted with
+//!   drifts without moving its present values). p-values (chi-square homogeneity over the 10
+//!   reference-quantile bins for numeric series — exact counts, so deterministic — or KS where
+//!   a series has no bins; chi-square over categories for categorical series; a two-proportion
+//!   z-test for the missing share) are adjusted with
 //!   Benjamini–Hochberg across every pair; a pair is `drifted` when its adjusted p < 0.05 and
 //!   its magnitude ≥ 0.02.
 //! - `performance`: every segment with labels, by its performance drop against the overall
@@ -20,16 +22,16 @@ use driftdb_engine::model::Task;
 use driftdb_engine::series::{FeatureRef, Segment};
 use driftdb_engine::sketch::{PerformanceState, SeriesState};
 use driftdb_engine::stats::categorical::categorical_drift;
+use driftdb_engine::stats::categorical::chi_square_homogeneity;
+use driftdb_engine::stats::divergence::bin_drift;
 use driftdb_engine::stats::fdr::benjamini_hochberg;
 use driftdb_engine::stats::ks::{CdfSample, ks_test};
-use driftdb_engine::stats::numeric::bin_metrics;
 use driftdb_engine::stats::performance::{binary_metrics, ranking_metrics, regression_metrics};
 use driftdb_engine::stats::quantile::ReferenceEdges;
 use driftdb_engine::stats::signals::{calibration_shift, histogram_entropy};
-use driftdb_storage::SeriesPrefix;
 
 use crate::error::Result;
-use crate::exec::{ExecStats, Intervals, accumulate, edges_of, reference_base};
+use crate::exec::{ExecStats, Intervals, accumulate_features, edges_of, reference_base};
 use crate::metrics::{BaseRef, numeric_of};
 use crate::plan::{Context, ExplainPlan};
 use crate::table::{Cell, Table};
@@ -52,9 +54,10 @@ pub const MIN_LABELED: u64 = 30;
 pub struct DriftCell {
     /// PSI (10 bins, or categories); `None` without bins.
     pub psi: Option<f64>,
-    /// KS D (numeric) or the chi-square statistic (categorical).
+    /// The chi-square statistic (over the 10 reference bins, or categories), or KS D for
+    /// numeric series without bins.
     pub statistic: Option<f64>,
-    /// Its p-value (sketch-aware for KS).
+    /// Its p-value (sketch-aware when it is KS's).
     pub p: Option<f64>,
     /// `missing_share(current) − missing_share(baseline)`.
     pub missing_change: Option<f64>,
@@ -154,25 +157,37 @@ pub fn drift_cell(
     let Some(b) = base_numeric(base) else {
         return Ok(None);
     };
-    let (psi, ks) = match edges {
-        Some(e) => {
-            let (q10, _) = bin_metrics(b, cur, e)?;
-            let ks = ks_test(
-                &CdfSample::from_state_binned(b, &e.q50)?,
-                &CdfSample::from_state_binned(cur, &e.q50)?,
-            );
-            (q10.map(|d| d.psi), ks)
+    // With both sides on the reference's bins, test homogeneity of the 10 bin counts
+    // (chi-square): exact counts, so the verdict is deterministic and costs no CDF extraction.
+    // Without bins, fall back to KS on the KLL CDFs.
+    let binned = match edges {
+        Some(e) => match (b.bins(), cur.bins()) {
+            (Some(bb), Some(cb))
+                if bb.edges_id == e.q50.id()
+                    && cb.edges_id == e.q50.id()
+                    && bb.counts.len() == e.q50.num_bins() =>
+            {
+                let (base10, cur10) = (e.coarsen(&bb.counts)?, e.coarsen(&cb.counts)?);
+                let d = bin_drift(&base10, &cur10)?;
+                let chi = chi_square_homogeneity(&base10, &cur10)?;
+                Some((d.map(|d| d.psi), chi.map(|c| (c.statistic, c.pvalue))))
+            }
+            _ => None,
+        },
+        None => None,
+    };
+    let (psi, test) = match binned {
+        Some(x) => x,
+        None => {
+            let ks = ks_test(&CdfSample::from_state(b)?, &CdfSample::from_state(cur)?);
+            (None, ks.map(|k| (k.statistic, k.pvalue_conservative)))
         }
-        None => (
-            None,
-            ks_test(&CdfSample::from_state(b)?, &CdfSample::from_state(cur)?),
-        ),
     };
     let (mc, pm) = missing_test(cur.count_total(), cur.count(), b.count_total(), b.count());
     Ok(Some(DriftCell {
         psi,
-        statistic: ks.map(|k| k.statistic),
-        p: ks.map(|k| k.pvalue_conservative),
+        statistic: test.map(|t| t.0),
+        p: test.map(|t| t.1),
         missing_change: mc,
         p_missing: pm,
         n: cur.count(),
@@ -281,19 +296,15 @@ pub fn run(
             scope.def.id, scope.version
         ));
     }
-    let prefix = SeriesPrefix::Version {
-        model: scope.def.id.clone(),
-        version: scope.version.clone(),
-    };
     let ivs = Intervals(vec![plan.range]);
-    let acc = accumulate(
-        ctx.reader,
-        &prefix,
-        scope.resolution,
-        &ivs,
-        &|_, _| true,
-        stats,
-    )?;
+    let mut features: Vec<FeatureRef> = scope
+        .def
+        .features
+        .keys()
+        .map(|f| FeatureRef::Named(f.clone()))
+        .collect();
+    features.push(FeatureRef::Score);
+    let acc = accumulate_features(ctx.reader, scope, &features, &ivs, &|_, _| true, stats)?;
     let take = |f: &FeatureRef, s: &Segment| -> Option<&SeriesState> {
         acc.get(f)?.get(s)?.first()?.as_ref()
     };

@@ -15,8 +15,8 @@
 use driftdb_engine::reference::SeriesProfile;
 use driftdb_engine::sketch::{CategoricalState, NumericState, PerformanceState, SeriesState};
 use driftdb_engine::stats::categorical::categorical_drift;
+use driftdb_engine::stats::divergence::{BinDrift, bin_drift};
 use driftdb_engine::stats::ks::{CdfSample, ks_and_wasserstein};
-use driftdb_engine::stats::numeric::bin_metrics;
 use driftdb_engine::stats::performance::{binary_metrics, ranking_metrics, regression_metrics};
 use driftdb_engine::stats::quantile::ReferenceEdges;
 use driftdb_engine::stats::signals::histogram_entropy;
@@ -558,8 +558,7 @@ fn drift(
     match name {
         "psi" | "js" | "hellinger" | "psi50" | "js50" | "hellinger50" => {
             if let Some(edges) = edges {
-                let (q10, q50) = bin_metrics(b, cur, edges)?;
-                let bins = if name.ends_with("50") { q50 } else { q10 };
+                let bins = bin_metric(b, cur, edges, name.ends_with("50"))?;
                 v.value = bins.map(|d| match name {
                     "psi" | "psi50" => d.psi,
                     "js" | "js50" => d.js,
@@ -593,6 +592,35 @@ fn drift(
         _ => {}
     }
     Ok(v)
+}
+
+/// PSI/JS/Hellinger of two states binned on the reference's 50-bin edges, over those 50 bins
+/// (`fine`) or the 10 bins they collapse to; `None` when the states are not binned on them.
+fn bin_metric(
+    baseline: &NumericState,
+    current: &NumericState,
+    edges: &ReferenceEdges,
+    fine: bool,
+) -> Result<Option<BinDrift>> {
+    let (Some(b), Some(c)) = (baseline.bins(), current.bins()) else {
+        return Ok(None);
+    };
+    if b.edges_id != c.edges_id || b.counts.len() != c.counts.len() {
+        return Ok(None);
+    }
+    if b.edges_id == edges.q50.id() && b.counts.len() == edges.q50.num_bins() {
+        if fine {
+            return Ok(bin_drift(&b.counts, &c.counts)?);
+        }
+        return Ok(bin_drift(
+            &edges.coarsen(&b.counts)?,
+            &edges.coarsen(&c.counts)?,
+        )?);
+    }
+    if !fine && b.edges_id == edges.q10.id() {
+        return Ok(bin_drift(&b.counts, &c.counts)?);
+    }
+    Ok(None)
 }
 
 /// `(total − count) / total`: FORMULAS' missing share (missing and invalid values alike).

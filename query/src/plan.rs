@@ -29,7 +29,7 @@ pub const DEFAULT_RANGE_MS: i64 = 3_600_000;
 #[derive(Clone, Copy)]
 pub struct Context<'a> {
     /// Sketch storage.
-    pub reader: &'a dyn SeriesReader,
+    pub reader: &'a (dyn SeriesReader + Sync),
     /// Models and references.
     pub catalog: &'a dyn Catalog,
     /// "now" for `over D` and `now-D`.

@@ -5,11 +5,10 @@
 use driftdb_engine::model::Task;
 use driftdb_engine::series::{FeatureRef, Segment};
 use driftdb_engine::sketch::SeriesState;
-use driftdb_storage::SeriesPrefix;
 
 use crate::ast::ModelRef;
 use crate::error::Result;
-use crate::exec::{ExecStats, Intervals, accumulate, edges_of, reference_base};
+use crate::exec::{ExecStats, Intervals, accumulate_features, edges_of, reference_base};
 use crate::explain::{ALPHA, MIN_MAGNITUDE, drift_cell, overall_drift};
 use crate::metrics::{Metric, evaluate, lookup, reference_performance};
 use crate::plan::{Context, TimeRange, resolve_model};
@@ -85,14 +84,17 @@ pub fn drift_summary(
             scope.def.id, scope.version
         ));
     }
-    let prefix = SeriesPrefix::Version {
-        model: scope.def.id.clone(),
-        version: scope.version.clone(),
-    };
-    let acc = accumulate(
+    let mut features: Vec<FeatureRef> = scope
+        .def
+        .features
+        .keys()
+        .map(|f| FeatureRef::Named(f.clone()))
+        .collect();
+    features.push(FeatureRef::Score);
+    let acc = accumulate_features(
         ctx.reader,
-        &prefix,
-        res,
+        &scope,
+        &features,
         &Intervals(vec![range]),
         &|_, s| *s == Segment::All,
         &mut stats,

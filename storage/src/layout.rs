@@ -74,6 +74,10 @@ pub const META_SEGMENTS: u8 = b'G';
 /// source resolution tag`).
 pub const META_DOWNSAMPLE_NAME: &[u8] = b"downsample";
 
+/// `meta` storage record: the instant from which daily rollups are complete (`'S' | "rollup" |
+/// 0x00 | D1 tag`), big-endian i64 ms.
+pub const META_ROLLUP_NAME: &[u8] = b"rollup";
+
 /// `reference` key prefix: one feature's profile, `'F' | str(model) | str(version) | feature`.
 pub const REFERENCE_FEATURE: u8 = b'F';
 /// `reference` key prefix: a version's profile header, `'H' | str(model) | str(version)`.
@@ -457,6 +461,13 @@ pub fn series_skip_key(series_part: &[u8]) -> Vec<u8> {
 pub fn downsample_watermark_key(source: Resolution) -> Vec<u8> {
     let mut w = KeyWriter::with_prefix(META_STORAGE);
     w.raw(META_DOWNSAMPLE_NAME).u8(0).u8(source.tag());
+    w.finish()
+}
+
+/// The `meta` key of the daily-rollup marker.
+pub fn rollup_marker_key() -> Vec<u8> {
+    let mut w = KeyWriter::with_prefix(META_STORAGE);
+    w.raw(META_ROLLUP_NAME).u8(0).u8(Resolution::D1.tag());
     w.finish()
 }
 

@@ -144,6 +144,14 @@ pub trait SeriesReader {
     /// the next coarser resolution; `None` when nothing was downsampled.
     fn downsampled_before(&self, resolution: Resolution) -> Option<Timestamp>;
 
+    /// Daily ([`Resolution::D1`]) windows starting at or after the returned instant are
+    /// complete rollups of their day's finer windows (they hold the same data again, so a
+    /// reader uses either a day's rollup or its finer windows, never both); `None` when the
+    /// reader keeps no rollups.
+    fn daily_rollups_from(&self) -> Option<Timestamp> {
+        None
+    }
+
     /// Like [`SeriesReader::windows`], falling back to the coarser resolution where the range
     /// was downsampled: returns the coarser windows with start in
     /// `[coarser.window_start(from), min(to, downsampled_before))` and the `resolution`
@@ -570,6 +578,10 @@ impl SeriesReader for Store {
         }
         out.sort_by_key(|w| (w.start, w.resolution));
         Ok(out)
+    }
+
+    fn daily_rollups_from(&self) -> Option<Timestamp> {
+        Store::daily_rollups_from(self)
     }
 
     fn downsampled_before(&self, resolution: Resolution) -> Option<Timestamp> {

@@ -14,8 +14,8 @@ use rocksdb::{
 use crate::config::StoreConfig;
 use crate::error::{Error, Result};
 use crate::layout::{
-    ALL_CFS, CF_WIN_1D, CF_WIN_1H, CF_WIN_15M, downsample_watermark_key, window_cf,
-    window_key_from_prefix,
+    ALL_CFS, CF_META, CF_WIN_1D, CF_WIN_1H, CF_WIN_15M, downsample_watermark_key,
+    rollup_marker_key, window_cf, window_key_from_prefix,
 };
 use crate::merge::{Counters, RetentionFilterFactory, is_expired, window_merge_operator};
 use crate::write::{Family, FamilyOp, WriteSet};
@@ -48,6 +48,9 @@ pub struct Store {
     pub(crate) downsampled_before: AtomicI64,
     /// One downsampling run at a time.
     pub(crate) downsample_running: Mutex<()>,
+    /// Daily windows starting at or after this instant (ms) are complete rollups of their
+    /// finer windows; `None` when rollups are off.
+    rollups_from: Option<i64>,
 }
 
 fn table_options(config: &StoreConfig, cache: &Cache, bloom: bool) -> BlockBasedOptions {
@@ -147,6 +150,7 @@ impl Store {
             move_lock: RwLock::new(()),
             downsampled_before: AtomicI64::new(NO_WATERMARK),
             downsample_running: Mutex::new(()),
+            rollups_from: None,
         };
         for name in ALL_CFS {
             store.cf(name)?;
@@ -154,6 +158,8 @@ impl Store {
         if let Some(w) = store.read_watermark(Resolution::M15)? {
             store.downsampled_before.store(w.millis(), Ordering::SeqCst);
         }
+        let mut store = store;
+        store.rollups_from = store.init_rollups()?;
         Ok(store)
     }
 
@@ -257,6 +263,14 @@ impl Store {
                 window_key_from_prefix(&d.series_prefix, res, start),
                 &d.value,
             );
+            if self.rollups_from.is_some() && res != Resolution::D1 {
+                let day = Resolution::D1.window_start(start);
+                batch.merge_cf(
+                    cf_1d,
+                    window_key_from_prefix(&d.series_prefix, Resolution::D1, day),
+                    &d.value,
+                );
+            }
         }
         for op in &set.ops {
             match op {
@@ -316,17 +330,68 @@ impl Store {
         &self.db
     }
 
+    /// Reads or starts the daily-rollup marker. A store that never had finer windows rolls up
+    /// from the beginning; a store that has them but no marker (rollups just switched on)
+    /// rolls up completely from the next UTC day. Switching rollups off removes the marker.
+    fn init_rollups(&self) -> Result<Option<i64>> {
+        let cf = self.cf(CF_META)?;
+        let stored = self.read_instant(&rollup_marker_key(), "rollup marker")?;
+        if !self.config.daily_rollups {
+            if stored.is_some() {
+                self.db
+                    .delete_cf(cf, rollup_marker_key())
+                    .map_err(Error::rocks("write"))?;
+            }
+            return Ok(None);
+        }
+        if let Some(t) = stored {
+            return Ok(Some(t.millis()));
+        }
+        let mut has_windows = false;
+        for name in [CF_WIN_15M, CF_WIN_1H] {
+            let mut it = self.db.raw_iterator_cf(self.cf(name)?);
+            it.seek_to_first();
+            has_windows |= it.valid();
+        }
+        let from = if has_windows {
+            let day = Resolution::D1.width_ms();
+            Resolution::D1.window_start(self.clock.now()).millis() + day
+        } else {
+            i64::MIN
+        };
+        self.db
+            .put_cf_opt(
+                cf,
+                rollup_marker_key(),
+                seal(KIND_WATERMARK, &from.to_be_bytes()),
+                &self.write_options(),
+            )
+            .map_err(Error::rocks("write"))?;
+        Ok(Some(from))
+    }
+
+    /// Daily windows starting at or after the returned instant are complete rollups of the
+    /// finer windows of their day; `None` when the store keeps no rollups.
+    pub fn daily_rollups_from(&self) -> Option<Timestamp> {
+        self.rollups_from.map(Timestamp)
+    }
+
     pub(crate) fn read_watermark(&self, source: Resolution) -> Result<Option<Timestamp>> {
-        let cf = self.cf(crate::layout::CF_META)?;
+        self.read_instant(&downsample_watermark_key(source), "downsample watermark")
+    }
+
+    /// An instant stored in `meta` under `key` (sealed, big-endian i64 ms).
+    fn read_instant(&self, key: &[u8], what: &'static str) -> Result<Option<Timestamp>> {
+        let cf = self.cf(CF_META)?;
         let Some(v) = self
             .db
-            .get_pinned_cf(cf, downsample_watermark_key(source))
+            .get_pinned_cf(cf, key)
             .map_err(Error::rocks("get"))?
         else {
             return Ok(None);
         };
         let bad = |source| Error::CorruptValue {
-            family: crate::layout::CF_META,
+            family: CF_META,
             source,
         };
         let (kind, payload) = open(&v).map_err(bad)?;
@@ -336,7 +401,7 @@ impl Store {
             .filter(|_| kind == KIND_WATERMARK)
             .ok_or_else(|| {
                 bad(driftdb_engine::Error::Malformed {
-                    what: "downsample watermark",
+                    what,
                     detail: format!("kind {kind}, {} bytes", payload.len()),
                 })
             })?;

@@ -10,3 +10,4 @@ mod families;
 mod model;
 mod reads;
 mod retention;
+mod rollups;

@@ -217,11 +217,16 @@ impl Fixture {
 }
 
 pub fn shop_fixture(windows: usize, rows_per_window: usize) -> Fixture {
+    shop_fixture_with(windows, rows_per_window, StoreConfig::default())
+}
+
+/// [`shop_fixture`] on a store opened with `config`.
+pub fn shop_fixture_with(windows: usize, rows_per_window: usize, config: StoreConfig) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let t0 = Timestamp::parse_rfc3339(T0).unwrap();
     // One minute before the end of the last window: `over 1h` covers the last 4 windows.
     let now = Timestamp(t0.0 + windows as i64 * WINDOW_MS - 60_000);
-    let store = open(dir.path(), now);
+    let store = Store::open(dir.path(), config, Arc::new(ManualClock::new(now))).unwrap();
     let model = shop_model();
     let res = model.validate().unwrap();
     let mut catalog = MemoryCatalog::new();
@@ -236,7 +241,7 @@ pub fn shop_fixture(windows: usize, rows_per_window: usize) -> Fixture {
     for (vi, v) in ["v1", "v2"].into_iter().enumerate() {
         let mut rng = Rng::new(100 + vi as u64);
         for w in 0..windows {
-            let drift = w >= 4;
+            let drift = w >= 4 && w % 96 >= 4;
             let rows: Vec<(String, Timestamp, GenRow)> = (0..rows_per_window)
                 .map(|i| {
                     let ts = Timestamp(t0.0 + w as i64 * WINDOW_MS + (i as i64 * 997) % WINDOW_MS);
