@@ -84,7 +84,7 @@ fn exact_view(s: &NumericState) -> ExactView {
         s.min(),
         s.max(),
         s.bins().map(|b| b.counts.clone()),
-        s.kll().n(),
+        s.kll().unwrap().n(),
     )
 }
 
@@ -219,7 +219,7 @@ fn kll_quantiles_of_merged_windows_stay_within_rank_error() {
     }
     let exact = driftdb_engine::sketch::kll::WeightedCdf::from_values(&raw);
     let cdf = all.cdf().unwrap();
-    let eps = all.kll().normalized_rank_error();
+    let eps = all.kll().unwrap().normalized_rank_error();
     for q in [0.01, 0.1, 0.5, 0.9, 0.99] {
         let v = cdf.quantile(q).unwrap();
         assert!((exact.cdf_le(v) - q).abs() <= eps, "q={q}");

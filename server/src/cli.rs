@@ -351,6 +351,8 @@ pub struct ServeConfig {
     pub block_cache_mb: Option<usize>,
     /// Ingest batches processed at once before RESOURCE_EXHAUSTED (default 8).
     pub ingest_concurrency: Option<usize>,
+    /// Keep daily rollups so whole-day queries read one window per day (default true).
+    pub daily_rollups: Option<bool>,
 }
 
 impl ServeConfig {
@@ -380,6 +382,9 @@ impl ServeConfig {
         }
         if let Some(mb) = self.block_cache_mb {
             c.block_cache_bytes = mb << 20;
+        }
+        if let Some(r) = self.daily_rollups {
+            c.daily_rollups = r;
         }
         c.validate()?;
         Ok(c)

@@ -49,7 +49,7 @@ impl Expected {
         match got {
             SeriesState::Numeric(n) => {
                 prop_assert_eq!(n.count(), self.count, "{}", ctx);
-                prop_assert_eq!(n.kll().n(), self.count, "kll n {}", ctx);
+                prop_assert_eq!(n.kll().unwrap().n(), self.count, "kll n {}", ctx);
                 prop_assert_eq!(n.missing(), self.missing, "{}", ctx);
                 prop_assert_eq!(n.sum(), self.sum as f64, "{}", ctx);
                 prop_assert_eq!(n.min(), self.min.map(|m| m as f64), "{}", ctx);

@@ -43,6 +43,35 @@ pub fn kll_deserialize(bytes: &[u8]) -> Result<Kll> {
     Kll::deserialize(bytes).map_err(|e| Error::sketch("kll", e))
 }
 
+/// What a compact KLL image says in its preamble: `(n, estimation mode)`, without reading the
+/// items. Estimation mode means the sketch compacted (more than one level), so its ranks carry
+/// the normalized rank error.
+pub fn kll_image_header(b: &[u8]) -> Result<(u64, bool)> {
+    if b.len() < 8 || b[2] != KLL_FAMILY {
+        return Err(Error::sketch("kll", "not a KLL image"));
+    }
+    if b[3] & FLAG_EMPTY != 0 {
+        return Ok((0, false));
+    }
+    if b[3] & FLAG_SINGLE != 0 {
+        return Ok((1, false));
+    }
+    let Some(n) = b.get(8..16) else {
+        return Err(Error::sketch("kll", "truncated preamble"));
+    };
+    let mut a = [0u8; 8];
+    a.copy_from_slice(n);
+    let levels = *b
+        .get(18)
+        .ok_or_else(|| Error::sketch("kll", "truncated preamble"))?;
+    Ok((u64::from_le_bytes(a), levels > 1))
+}
+
+/// Normalized rank error of a KLL sketch with [`KLL_K`] (single-sided, 99 % confidence).
+pub fn kll_rank_error_bound() -> f64 {
+    new_kll().normalized_rank_error()
+}
+
 const KLL_FAMILY: u8 = 15;
 const FLAG_EMPTY: u8 = 1;
 const FLAG_SINGLE: u8 = 4;

@@ -3,7 +3,12 @@
 
 use crate::codec::{Reader, Writer};
 use crate::error::{Error, Result};
-use crate::sketch::kll::{Kll, WeightedCdf, kll_deserialize, kll_merge, kll_update, new_kll};
+use std::sync::OnceLock;
+
+use crate::sketch::kll::{
+    Kll, WeightedCdf, kll_deserialize, kll_image_header, kll_merge, kll_rank_error_bound,
+    kll_update, new_kll,
+};
 
 /// Quantile bin edges of a reference profile (FORMULAS.md §2): sorted, unique, finite.
 ///
@@ -79,7 +84,12 @@ pub struct NumericState {
     min: f64,
     max: f64,
     bins: Option<BinCounts>,
-    kll: Kll,
+    /// The KLL sketch, decoded on first use: a state read from storage keeps its compact image
+    /// in `kll_image` until something needs the sketch itself (merging, updating), so reads
+    /// that only need counts, bins or the CDF never pay for deserialisation. When both are
+    /// set, the decoded sketch is authoritative.
+    kll: OnceLock<Kll>,
+    kll_image: Option<Vec<u8>>,
 }
 
 impl Default for NumericState {
@@ -93,7 +103,8 @@ impl Default for NumericState {
             min: f64::INFINITY,
             max: f64::NEG_INFINITY,
             bins: None,
-            kll: new_kll(),
+            kll: OnceLock::from(new_kll()),
+            kll_image: None,
         }
     }
 }
@@ -145,7 +156,28 @@ impl NumericState {
             // A value that cannot be binned on the same edges makes the bins incomplete.
             _ => self.bins = None,
         }
-        kll_update(&mut self.kll, v);
+        // A stored image that fails to decode keeps failing on every later read, so the error
+        // surfaces there; the counts above stay exact.
+        if let Ok(k) = self.kll_mut() {
+            kll_update(k, v);
+        }
+    }
+
+    /// The sketch for mutation, decoding a stored image first.
+    fn kll_mut(&mut self) -> Result<&mut Kll> {
+        if self.kll.get().is_none() {
+            let image = self.kll_image.as_deref().unwrap_or_default();
+            let k = if image.is_empty() {
+                new_kll()
+            } else {
+                kll_deserialize(image)?
+            };
+            self.kll = OnceLock::from(k);
+        }
+        self.kll_image = None;
+        self.kll
+            .get_mut()
+            .ok_or_else(|| Error::sketch("kll", "sketch missing after decode"))
     }
 
     /// Counts one missing value.
@@ -187,7 +219,8 @@ impl NumericState {
             self.sum += other.sum;
             self.min = self.min.min(other.min);
             self.max = self.max.max(other.max);
-            kll_merge(&mut self.kll, &other.kll)?;
+            let other_kll = other.kll()?;
+            kll_merge(self.kll_mut()?, other_kll)?;
         }
         self.count += other.count;
         self.missing += other.missing;
@@ -242,13 +275,45 @@ impl NumericState {
             .filter(|_| self.count > 0)
             .filter(|b| b.counts.iter().sum::<u64>() == self.count)
     }
-    /// The KLL sketch.
-    pub fn kll(&self) -> &Kll {
-        &self.kll
+    /// The KLL sketch (decoded from the stored image on first use).
+    pub fn kll(&self) -> Result<&Kll> {
+        if let Some(k) = self.kll.get() {
+            return Ok(k);
+        }
+        let image = self.kll_image.as_deref().unwrap_or_default();
+        let k = if image.is_empty() {
+            new_kll()
+        } else {
+            kll_deserialize(image)?
+        };
+        let _ = self.kll.set(k);
+        self.kll
+            .get()
+            .ok_or_else(|| Error::sketch("kll", "sketch missing after decode"))
     }
-    /// The sketch's step CDF.
+
+    /// The sketch's rank error: 0 while it holds every value, else its normalized rank error.
+    /// Read from the image's preamble when the sketch was not decoded.
+    pub fn kll_rank_error(&self) -> Result<f64> {
+        let estimation = match (self.kll.get(), &self.kll_image) {
+            (Some(k), _) => k.is_estimation_mode(),
+            (None, Some(img)) => kll_image_header(img)?.1,
+            (None, None) => false,
+        };
+        Ok(if estimation {
+            kll_rank_error_bound()
+        } else {
+            0.0
+        })
+    }
+
+    /// The sketch's step CDF (parsed from the stored image when the sketch was not decoded).
     pub fn cdf(&self) -> Result<WeightedCdf> {
-        WeightedCdf::from_sketch(&self.kll)
+        match (self.kll.get(), &self.kll_image) {
+            (Some(k), _) => WeightedCdf::from_sketch(k),
+            (None, Some(img)) => WeightedCdf::from_image(img),
+            (None, None) => Ok(WeightedCdf::default()),
+        }
     }
 
     pub(crate) fn encode(&self, w: &mut Writer) {
@@ -271,7 +336,11 @@ impl NumericState {
                 w.varint(*c);
             }
         }
-        w.bytes(&self.kll.serialize());
+        match (self.kll.get(), &self.kll_image) {
+            (None, Some(img)) => w.bytes(img),
+            (Some(k), _) => w.bytes(&k.serialize()),
+            (None, None) => w.bytes(&new_kll().serialize()),
+        }
     }
 
     pub(crate) fn decode(r: &mut Reader<'_>) -> Result<Self> {
@@ -316,13 +385,17 @@ impl NumericState {
                 counts,
             });
         }
-        s.kll = kll_deserialize(r.bytes()?)?;
-        if s.kll.n() != s.count {
+        // Only the image's preamble is checked here; the sketch is decoded when first needed.
+        let image = r.bytes()?;
+        let (n, _) = kll_image_header(image)?;
+        if n != s.count {
             return Err(Error::Malformed {
                 what: "numeric state",
-                detail: format!("kll n {} != count {}", s.kll.n(), s.count),
+                detail: format!("kll n {n} != count {}", s.count),
             });
         }
+        s.kll = OnceLock::new();
+        s.kll_image = Some(image.to_vec());
         Ok(s)
     }
 }

@@ -237,12 +237,7 @@ impl CdfSample {
 
 /// Rank error of a state's KLL: 0 while it holds every value, else the normalized rank error.
 fn sketch_rank_error(state: &NumericState) -> f64 {
-    let kll = state.kll();
-    if kll.is_estimation_mode() {
-        kll.normalized_rank_error()
-    } else {
-        0.0
-    }
+    state.kll_rank_error().unwrap_or(0.0)
 }
 
 /// `D = max |F_a − F_b|` and `W1 = ∫ |F_a − F_b| dx` in one merge of the two supports.

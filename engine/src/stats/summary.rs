@@ -63,13 +63,7 @@ pub fn numeric_summary(state: &NumericState, qs: &[f64]) -> Result<NumericSummar
             .iter()
             .filter_map(|q| cdf.quantile(*q).map(|value| QuantileValue { q: *q, value }))
             .collect();
-        let kll = state.kll();
-        let err = if kll.is_estimation_mode() {
-            kll.normalized_rank_error()
-        } else {
-            0.0
-        };
-        (qv, err)
+        (qv, state.kll_rank_error()?)
     } else {
         (Vec::new(), 0.0)
     };
