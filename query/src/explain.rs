@@ -373,7 +373,14 @@ pub fn run(
             drifted_inputs += 1;
         }
     }
-    for (score, i) in ranked.iter().take(MAX_DRIFT_ROWS) {
+    // The largest contributions, plus every drifted feature of the overall segment: a drifted
+    // feature must be named even when its segments crowd the list.
+    let listed = ranked.iter().enumerate().filter(|(rank, (_, i))| {
+        let (_, s, c) = &cells[*i];
+        *rank < MAX_DRIFT_ROWS
+            || (*s == Segment::All && adj[*i] < ALPHA && c.magnitude() >= MIN_MAGNITUDE)
+    });
+    for (_, (score, i)) in listed {
         let (f, s, c) = &cells[*i];
         let drifted = adj[*i] < ALPHA && c.magnitude() >= MIN_MAGNITUDE;
         let mut finding = String::new();

@@ -224,7 +224,7 @@ pub const METRICS: &[MetricDef] = &[
         Numeric,
         false,
         None,
-        "standard deviation (population)",
+        "standard deviation (sample, n - 1)",
     ),
     def("min", Summary, Numeric, false, None, "minimum"),
     def("max", Summary, Numeric, false, None, "maximum"),

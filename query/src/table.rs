@@ -181,6 +181,10 @@ impl Table {
                     let j = match v {
                         Cell::Null => serde_json::Value::Null,
                         Cell::Text(s) => serde_json::Value::String(s.clone()),
+                        // Whole numbers (counts) print without a fraction.
+                        Cell::Number(x) if x.fract() == 0.0 && x.abs() < 9.0e15 => {
+                            serde_json::Value::Number(serde_json::Number::from(*x as i64))
+                        }
                         Cell::Number(x) => serde_json::Number::from_f64(*x)
                             .map_or(serde_json::Value::Null, serde_json::Value::Number),
                     };

@@ -1,21 +1,36 @@
 //! The one place the CLI prints to stdout.
 
+use std::io::Write;
+
+/// Writes `s` to stdout. A closed pipe (`driftdb query … | head`) ends the process quietly
+/// with status 0, as it does for other command-line tools, instead of panicking in `println!`;
+/// other write errors end it with status 1 and a one-line reason.
+fn write(s: &str, newline: bool) {
+    let mut out = std::io::stdout().lock();
+    let r = out.write_all(s.as_bytes()).and_then(|()| {
+        if newline {
+            out.write_all(b"\n")
+        } else {
+            Ok(())
+        }
+    });
+    if let Err(e) = r {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("driftdb: cannot write to stdout: {e}");
+        std::process::exit(1);
+    }
+}
+
 /// Prints one line to stdout.
-#[expect(
-    clippy::print_stdout,
-    reason = "the CLI's output module is the one place that prints"
-)]
 pub fn line(s: &str) {
-    println!("{s}");
+    write(s, true);
 }
 
 /// Prints text to stdout as is (the caller ends it with a newline).
-#[expect(
-    clippy::print_stdout,
-    reason = "the CLI's output module is the one place that prints"
-)]
 pub fn text(s: &str) {
-    print!("{s}");
+    write(s, false);
 }
 
 /// Prints rows as an aligned table with a header.
