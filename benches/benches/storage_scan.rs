@@ -1,5 +1,6 @@
 //! One series over 90 days: 8,640 15-minute windows of ~1,000 values each, read and merged
-//! (target ≤ 10 ms); the same range after 60 days were downsampled to hourly windows; and the
+//! (target ≤ 10 ms), from the 15-minute windows and from the daily rollups; the same range after
+//! 60 days were downsampled to hourly windows; and the
 //! bytes on disk per 15-minute series-window after flush + compaction (printed to stderr).
 #![expect(clippy::unwrap_used, reason = "benches")]
 
@@ -109,11 +110,14 @@ fn bench(c: &mut Criterion) {
         let dir = tempfile::tempdir().unwrap();
         let (store, mean_value) = build(dir.path(), kind);
         let disk = store.window_sst_bytes(Resolution::M15).unwrap();
+        let daily = store.window_sst_bytes(Resolution::D1).unwrap();
         eprintln!(
             "bytes on disk per 15m series-window ({kind:?} values, {VALUES_PER_WINDOW} per window, \
-             {WINDOWS} windows, after flush+compaction): {:.0} (encoded value {:.0} B)",
+             {WINDOWS} windows, after flush+compaction): {:.0} (encoded value {:.0} B); \
+             daily rollups add {:.0} B per 15m window",
             disk as f64 / WINDOWS as f64,
-            mean_value
+            mean_value,
+            daily as f64 / WINDOWS as f64
         );
         if let Values::F32 = kind {
             continue;
@@ -153,6 +157,27 @@ fn bench(c: &mut Criterion) {
         });
         g.bench_function("90d_15m_read_merge", |b| {
             b.iter(|| black_box(read_merge(&store, false)))
+        });
+        g.bench_function("90d_daily_rollups_read_merge", |b| {
+            // The same 90 days from the 90 daily rollup windows the write path keeps.
+            b.iter(|| {
+                let mut acc = NumericState::default();
+                for w in store
+                    .windows(
+                        &series(),
+                        Resolution::D1,
+                        Timestamp(T_END - WINDOWS * M15),
+                        Timestamp(T_END),
+                    )
+                    .unwrap()
+                {
+                    if let SeriesState::Numeric(n) = &w.unwrap().state {
+                        acc.merge(n).unwrap();
+                    }
+                }
+                assert_eq!(acc.count(), (WINDOWS as u64) * VALUES_PER_WINDOW as u64);
+                black_box(acc)
+            })
         });
         let r = store.downsample().unwrap();
         store.compact_windows().unwrap();

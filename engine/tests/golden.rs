@@ -15,6 +15,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Display;
 
+use driftdb_engine::sketch::kll::kll_quantize;
 use driftdb_engine::sketch::performance::PerformanceState;
 use driftdb_engine::sketch::{BinEdges, CategoricalState, NumericState};
 use driftdb_engine::stats::categorical::{categorical_drift, categorical_drift_counts};
@@ -314,7 +315,9 @@ fn check_numeric_summary(
             1e-9,
         );
         let band = &e[format!("{name}_band")];
-        let (lo, hi) = (num(&band[0]), num(&band[1]));
+        // Sketch items are data values rounded to 16 significand bits (kll_quantize, monotone),
+        // so the sketch's quantile lies in the rounded band.
+        let (lo, hi) = (kll_quantize(num(&band[0])), kll_quantize(num(&band[1])));
         let got = s.quantiles[i].value;
         if !sketch_quantiles {
             continue;
@@ -324,8 +327,10 @@ fn check_numeric_summary(
             lo <= got && got <= hi,
         );
         // How far into the band the sketch went, in rank units (0 = exact, 1 = band edge).
-        let rank = raw.iter().filter(|x| **x <= got).count() as f64 / raw.len() as f64;
-        let below = raw.iter().filter(|x| **x < got).count() as f64 / raw.len() as f64;
+        let rank =
+            raw.iter().filter(|x| kll_quantize(**x) <= got).count() as f64 / raw.len() as f64;
+        let below =
+            raw.iter().filter(|x| kll_quantize(**x) < got).count() as f64 / raw.len() as f64;
         let q = SUMMARY_QUANTILES[i];
         let off = if q < below {
             below - q
@@ -638,9 +643,11 @@ fn check_window_cell(
         c.worst_w1 = c.worst_w1.max((w1 - want_w1).abs() / want_w1);
         c.worst_w1_bound = c.worst_w1_bound.max((w1 - want_w1).abs() / bound);
         // The same with the baseline CDF exact, as a reference profile built from raw values
-        // can store it: only the window's sketch error is left.
+        // can store it (its values rounded as sketch items are, so ties stay ties): only the
+        // window's sketch error is left.
+        let ref_rounded: Vec<f64> = prof.raw[col].iter().map(|x| kll_quantize(*x)).collect();
         let dx =
-            numeric_drift_with_baseline_cdf(base, &CdfSample::exact(&prof.raw[col]), &state, edges)
+            numeric_drift_with_baseline_cdf(base, &CdfSample::exact(&ref_rounded), &state, edges)
                 .unwrap();
         let (w1x, bx) = (dx.wasserstein.unwrap(), dx.wasserstein_error_bound.unwrap());
         c.abs(

