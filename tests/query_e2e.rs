@@ -318,6 +318,10 @@ async fn grpc_query_and_drift_summary() {
         .await
         .unwrap()
         .into_inner();
+    assert_eq!(sum.model_version, "v1");
+    assert_eq!(sum.from, "2026-03-01T00:00:00.000Z");
+    assert_eq!(sum.to, "2026-03-01T01:00:00.000Z");
+    assert!(sum.warnings.is_empty(), "{:?}", sum.warnings);
     let d = sum.drifted_features.unwrap();
     let col = |name: &str| d.columns.iter().position(|c| c == name).unwrap();
     assert_eq!(pb_text(&d.rows[0].cells[col("feature")]), Some("drifty"));

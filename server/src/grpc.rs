@@ -303,6 +303,10 @@ impl pb::query_server::Query for QueryService {
             drifted_features: Some(table_to_pb(&s.drifted_features)),
             prediction_shift: Some(table_to_pb(&s.prediction_shift)),
             performance: Some(table_to_pb(&s.performance)),
+            model_version: s.version.clone(),
+            from: s.range.map(|r| r.from.to_rfc3339()).unwrap_or_default(),
+            to: s.range.map(|r| r.to.to_rfc3339()).unwrap_or_default(),
+            warnings: s.warnings.clone(),
         }))
     }
 }
