@@ -297,13 +297,7 @@ pub fn run(
         ));
     }
     let ivs = Intervals(vec![plan.range]);
-    let mut features: Vec<FeatureRef> = scope
-        .def
-        .features
-        .keys()
-        .map(|f| FeatureRef::Named(f.clone()))
-        .collect();
-    features.push(FeatureRef::Score);
+    let features = scope.input_and_score_series();
     let acc = accumulate_features(ctx.reader, scope, &features, &ivs, &|_, _| true, stats)?;
     let take = |f: &FeatureRef, s: &Segment| -> Option<&SeriesState> {
         acc.get(f)?.get(s)?.first()?.as_ref()

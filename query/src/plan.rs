@@ -55,6 +55,18 @@ pub struct ModelScope {
     pub reference: Option<Arc<ReferenceProfile>>,
 }
 
+impl ModelScope {
+    /// Every input feature's series, then `$score`: what drift summaries and `explain` read.
+    pub fn input_and_score_series(&self) -> Vec<FeatureRef> {
+        self.def
+            .features
+            .keys()
+            .map(|f| FeatureRef::Named(f.clone()))
+            .chain([FeatureRef::Score])
+            .collect()
+    }
+}
+
 /// A half-open time range `[from, to)` of window starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TimeRange {

@@ -84,13 +84,7 @@ pub fn drift_summary(
             scope.def.id, scope.version
         ));
     }
-    let mut features: Vec<FeatureRef> = scope
-        .def
-        .features
-        .keys()
-        .map(|f| FeatureRef::Named(f.clone()))
-        .collect();
-    features.push(FeatureRef::Score);
+    let features = scope.input_and_score_series();
     let acc = accumulate_features(
         ctx.reader,
         &scope,
