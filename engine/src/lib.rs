@@ -6,9 +6,10 @@
 //! - [`model`]: model definitions;
 //! - [`sketch`]: mergeable per-window states holding Apache DataSketches images;
 //! - [`ingest`]: folding inference batches into sketch deltas, and the label join;
-//! - [`reference`]: reference profiles built once per model version;
+//! - [`mod@reference`]: reference profiles built once per model version;
 //! - [`codec`]: the versioned, checksummed envelope every stored value uses;
-//! - [`stats`]: drift, summaries, performance, FDR control and silent-failure signals over states.
+//! - [`stats`]: drift, summaries, performance, FDR control and silent-failure signals over states;
+//! - [`rules`]: alert rules, their evaluation state machine, alert payloads and retry schedule.
 #![warn(missing_docs)]
 
 pub mod codec;
@@ -16,6 +17,7 @@ pub mod error;
 pub mod ingest;
 pub mod model;
 pub mod reference;
+pub mod rules;
 pub mod series;
 pub mod sketch;
 pub mod stats;
