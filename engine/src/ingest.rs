@@ -7,11 +7,15 @@
 //! rebuilds identical windows (SPEC §10.3). Folding is column-major: rows are first mapped to
 //! their (version, window, segment) groups, then each feature column is folded into one state
 //! per group, so the hot loop touches one state vector at a time.
+//!
+//! Besides the input features, every accepted row updates `$score` (and `$latency` when it
+//! carries one); rows of ranking models with a non-empty served list also update `$items`, one
+//! categorical value per item id among the first [`TOP_K_ITEMS`] served.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use crate::model::{FeatureKind, ModelDef, Task};
-use crate::series::{FeatureRef, OTHER_SEGMENT_VALUE, Segment, SeriesKey};
+use crate::series::{FeatureRef, OTHER_SEGMENT_VALUE, Segment, SeriesKey, TOP_K_ITEMS};
 use crate::sketch::performance::PerformanceState;
 use crate::sketch::{BinEdges, CategoricalState, NumericState, ScoreState, SeriesState};
 use crate::time::{Resolution, Timestamp};
@@ -138,6 +142,12 @@ pub trait Baselines {
         segment: &Segment,
         value: &str,
     ) -> Option<bool>;
+    /// Whether the reference's `$items` series has seen item `id`; `None` without one (the
+    /// default, for baselines that keep no served items).
+    fn knows_item(&self, version: &str, segment: &Segment, id: &str) -> Option<bool> {
+        let _ = (version, segment, id);
+        None
+    }
 }
 
 /// No reference at all (states are folded without bins).
@@ -472,6 +482,30 @@ pub fn fold_batch(
         if let Some(st) = st {
             let (k, w) = key_of(g, FeatureRef::Latency);
             out.deltas.push((k, w, SeriesState::Numeric(st)));
+        }
+    }
+    // $items: the ids served in the top K of ranking predictions.
+    if model.task == Task::Ranking {
+        let mut items: Vec<Option<CategoricalState>> = vec![None; group_list.len()];
+        for (i, gs) in &rows {
+            let served = &batch.rows[*i].items;
+            if served.is_empty() {
+                continue;
+            }
+            for &g in gs {
+                let (v, _, seg) = &group_list[g];
+                let st = items[g].get_or_insert_with(CategoricalState::default);
+                for item in served.iter().take(TOP_K_ITEMS) {
+                    let unseen = baselines.knows_item(&versions[*v], seg, &item.id) == Some(false);
+                    st.observe(&item.id, unseen);
+                }
+            }
+        }
+        for (g, st) in items.into_iter().enumerate() {
+            if let Some(st) = st {
+                let (k, w) = key_of(g, FeatureRef::Items);
+                out.deltas.push((k, w, SeriesState::Categorical(st)));
+            }
         }
     }
     out

@@ -5,7 +5,8 @@
 //! segment value, FORMULAS §0: a segment's baseline is that segment's own reference rows,
 //! including its bin edges): a [`NumericState`] binned on the exact 50-quantile edges (the
 //! 10-bin edges are a subset), exact type-7 quantiles p1…p99, and for categoricals the category
-//! counts. Labelled reference rows also give reference performance.
+//! counts. Ranking models also get `$items`: the counts of the item ids the reference rows served
+//! in their top [`TOP_K_ITEMS`] slots. Labelled reference rows also give reference performance.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -14,7 +15,7 @@ use crate::codec::{Reader, Writer, open, seal};
 use crate::error::{Error, Result};
 use crate::ingest::{Baselines, FieldRef, InferenceBatch, Rejection, SegmentRegistry};
 use crate::model::{FeatureKind, ModelDef, Task};
-use crate::series::{FeatureRef, Segment};
+use crate::series::{FeatureRef, Segment, TOP_K_ITEMS};
 use crate::sketch::performance::PerformanceState;
 use crate::sketch::{BinEdges, CategoricalState, NumericState, SeriesState};
 use crate::stats::quantile::{ReferenceEdges, sorted_finite, type7_quantile_sorted};
@@ -42,7 +43,7 @@ pub struct NumericProfile {
 pub enum SeriesProfile {
     /// Numeric feature, `$score`, `$latency`, numeric `$label`.
     Numeric(NumericProfile),
-    /// Categorical feature.
+    /// Categorical feature, or `$items` (served item ids of ranking models).
     Categorical(CategoricalState),
 }
 
@@ -115,6 +116,8 @@ struct SegmentAcc {
     rows: u64,
     numeric: BTreeMap<FeatureRef, NumAcc>,
     categorical: BTreeMap<String, CategoricalState>,
+    /// `$items`: served item ids; `None` until a ranking row with items counts here.
+    items: Option<CategoricalState>,
     performance: PerformanceState,
 }
 
@@ -274,6 +277,12 @@ impl ReferenceBuilder {
                 if perf_ok {
                     acc.performance.merge(&perf);
                 }
+                if self.model.task == Task::Ranking && !row.items.is_empty() {
+                    let st = acc.items.get_or_insert_with(CategoricalState::default);
+                    for item in row.items.iter().take(TOP_K_ITEMS) {
+                        st.observe(&item.id, false);
+                    }
+                }
             }
             if self.values > MAX_REFERENCE_VALUES {
                 return Err(Error::invalid(
@@ -297,6 +306,9 @@ impl ReferenceBuilder {
             }
             for (f, c) in acc.categorical {
                 series.insert(FeatureRef::Named(f), SeriesProfile::Categorical(c));
+            }
+            if let Some(items) = acc.items {
+                series.insert(FeatureRef::Items, SeriesProfile::Categorical(items));
             }
             segments.insert(
                 seg,
@@ -359,17 +371,15 @@ fn profile_edges<'a>(
         .map(|e| &e.q50)
 }
 
-/// Whether `profile` has seen `value` for a categorical series; `None` when it has no such
-/// series. Past the exact-count cap every category counts as seen.
+/// Whether `profile` has seen `value` for a categorical series (a feature or `$items`); `None`
+/// when it has no such series. Past the exact-count cap every category counts as seen.
 fn profile_knows(
     profile: &ReferenceProfile,
-    feature: &str,
+    feature: &FeatureRef,
     segment: &Segment,
     value: &str,
 ) -> Option<bool> {
-    let c = profile
-        .series(&FeatureRef::Named(feature.to_string()), segment)?
-        .categorical()?;
+    let c = profile.series(feature, segment)?.categorical()?;
     Some(c.exact_counts().is_none_or(|m| m.contains_key(value)))
 }
 
@@ -386,7 +396,12 @@ impl Baselines for BTreeMap<String, ReferenceProfile> {
         segment: &Segment,
         value: &str,
     ) -> Option<bool> {
-        profile_knows(self.get(version)?, feature, segment, value)
+        let feature = FeatureRef::Named(feature.to_string());
+        profile_knows(self.get(version)?, &feature, segment, value)
+    }
+
+    fn knows_item(&self, version: &str, segment: &Segment, id: &str) -> Option<bool> {
+        profile_knows(self.get(version)?, &FeatureRef::Items, segment, id)
     }
 }
 
@@ -404,7 +419,12 @@ impl Baselines for BTreeMap<String, Arc<ReferenceProfile>> {
         segment: &Segment,
         value: &str,
     ) -> Option<bool> {
-        profile_knows(self.get(version)?, feature, segment, value)
+        let feature = FeatureRef::Named(feature.to_string());
+        profile_knows(self.get(version)?, &feature, segment, value)
+    }
+
+    fn knows_item(&self, version: &str, segment: &Segment, id: &str) -> Option<bool> {
+        profile_knows(self.get(version)?, &FeatureRef::Items, segment, id)
     }
 }
 
@@ -419,6 +439,7 @@ fn encode_feature(w: &mut Writer, f: &FeatureRef) {
         FeatureRef::Score => w.u8(1),
         FeatureRef::Label => w.u8(2),
         FeatureRef::Latency => w.u8(3),
+        FeatureRef::Items => w.u8(4),
     }
 }
 
@@ -428,6 +449,7 @@ fn decode_feature(r: &mut Reader<'_>) -> Result<FeatureRef> {
         1 => Ok(FeatureRef::Score),
         2 => Ok(FeatureRef::Label),
         3 => Ok(FeatureRef::Latency),
+        4 => Ok(FeatureRef::Items),
         t => Err(Error::Malformed {
             what: "feature",
             detail: format!("tag {t}"),

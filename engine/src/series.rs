@@ -1,4 +1,5 @@
-//! Series identity: model, version, feature (or `$score`/`$label`/`$latency`), segment.
+//! Series identity: model, version, feature (or `$score`/`$label`/`$latency`/`$items`),
+//! segment.
 //!
 //! A series is one sketch state per window (SPEC §2). Identifiers are names, never node-local
 //! counters (SPEC §10.2), so any node can compute a series' key.
@@ -19,15 +20,22 @@ pub enum FeatureRef {
     Label,
     /// Serving latency in milliseconds (`$latency`).
     Latency,
+    /// Ranking models: the ids of the items each prediction served in its top
+    /// [`TOP_K_ITEMS`] slots (`$items`), one categorical value per slot.
+    Items,
 }
 
+/// How many leading items of a ranking prediction's served list the `$items` series sketches.
+pub const TOP_K_ITEMS: usize = 10;
+
 impl FeatureRef {
-    /// Parses the DriftQL spelling: `$score`, `$label`, `$latency` or a feature name.
+    /// Parses the DriftQL spelling: `$score`, `$label`, `$latency`, `$items` or a feature name.
     pub fn parse(s: &str) -> FeatureRef {
         match s {
             "$score" => FeatureRef::Score,
             "$label" => FeatureRef::Label,
             "$latency" => FeatureRef::Latency,
+            "$items" => FeatureRef::Items,
             other => FeatureRef::Named(other.to_string()),
         }
     }
@@ -40,6 +48,7 @@ impl fmt::Display for FeatureRef {
             FeatureRef::Score => f.write_str("$score"),
             FeatureRef::Label => f.write_str("$label"),
             FeatureRef::Latency => f.write_str("$latency"),
+            FeatureRef::Items => f.write_str("$items"),
         }
     }
 }

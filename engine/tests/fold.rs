@@ -318,3 +318,153 @@ fn binary_join_rejects_bad_labels() {
     let d = join_delta(Task::Binary, &p, &lr(1.0)).unwrap();
     assert_eq!(d.binary.unwrap().confusion, [1, 0, 0, 0]);
 }
+
+fn ranked(ids: &[&str]) -> Vec<RankedItem> {
+    ids.iter()
+        .enumerate()
+        .map(|(i, id)| RankedItem {
+            id: (*id).to_string(),
+            score: 1.0 - i as f64 / 100.0,
+        })
+        .collect()
+}
+
+#[test]
+fn ranking_rows_fold_their_top_k_item_ids_per_segment() {
+    use driftdb_engine::reference::ReferenceBuilder;
+    use driftdb_engine::series::TOP_K_ITEMS;
+    use std::collections::BTreeMap;
+
+    let m: ModelDef = serde_json::from_str(
+        r#"{"id":"recs","task":"ranking","window":"15m","segments":["region"],"features":{"slot":"numeric"}}"#,
+    )
+    .unwrap();
+    let res = m.validate().unwrap();
+    // Twelve items served: only the first TOP_K_ITEMS count.
+    let long: Vec<String> = (0..12).map(|i| format!("i{i}")).collect();
+    let long: Vec<&str> = long.iter().map(String::as_str).collect();
+    let row = |id: &str, ts: &str, region: &str, items: &[&str]| InferenceRow {
+        request_id: id.into(),
+        ts: t(ts),
+        version: "v1".into(),
+        segments: vec![Some(region.into())],
+        items: ranked(items),
+        ..Default::default()
+    };
+    let batch = InferenceBatch {
+        model_id: "recs".into(),
+        segment_keys: vec!["region".into()],
+        rows: vec![
+            row("a", "2026-03-01T00:01:00Z", "eu", &long),
+            row("b", "2026-03-01T00:02:00Z", "us", &["i0", "x"]),
+            row("c", "2026-03-01T00:03:00Z", "eu", &[]),
+            row("d", "2026-03-01T00:16:00Z", "eu", &["i0"]),
+        ],
+        ..Default::default()
+    };
+    // The reference knows i0..i9 (overall) and only i0 in eu.
+    let mut rb = ReferenceBuilder::new(&m, "v1").unwrap();
+    let ref_rows = InferenceBatch {
+        model_id: "recs".into(),
+        segment_keys: vec!["region".into()],
+        rows: vec![
+            row("r1", "2026-02-01T00:00:00Z", "us", &long[1..]),
+            row("r2", "2026-02-01T00:00:00Z", "eu", &["i0"]),
+        ],
+        ..Default::default()
+    };
+    assert!(rb.add(&ref_rows, &[None, None]).unwrap().is_empty());
+    let mut refs = BTreeMap::new();
+    refs.insert("v1".to_string(), rb.finish(Timestamp(0)).unwrap());
+    let bounds = TimeBounds {
+        oldest: Timestamp(0),
+        newest: Timestamp(i64::MAX / 2),
+    };
+    let mut segs = SegmentRegistry::new(10);
+    let out = fold_batch(&m, res, &batch, &refs, &mut segs, bounds, &|_, _| false);
+    assert!(out.rejected.is_empty(), "{:?}", out.rejected);
+    assert_eq!(out.accepted, 4);
+    let items = |seg: &Segment, w: &str| {
+        let found: Vec<_> = out
+            .deltas
+            .iter()
+            .filter(|(k, ts, _)| k.feature == FeatureRef::Items && &k.segment == seg && *ts == t(w))
+            .collect();
+        assert!(found.len() <= 1);
+        found.first().map(|(_, _, s)| match s {
+            SeriesState::Categorical(c) => c.clone(),
+            other => panic!("$items is categorical, got {}", other.kind_name()),
+        })
+    };
+    let region = |v: &str| Segment::Value {
+        key: "region".into(),
+        value: v.into(),
+    };
+    let w0 = "2026-03-01T00:00:00Z";
+    let w1 = "2026-03-01T00:15:00Z";
+    // Window 0, overall: rows a (10 of 12 items) and b (2 items); c served nothing.
+    let all0 = items(&Segment::All, w0).unwrap();
+    assert_eq!(all0.count(), TOP_K_ITEMS as u64 + 2);
+    assert_eq!(all0.n_distinct(), 11.0);
+    let c = all0.exact_counts().unwrap();
+    assert_eq!((c["i0"], c["i9"], c["x"]), (2, 1, 1));
+    assert!(!c.contains_key("i10") && !c.contains_key("i11"));
+    // The overall reference served i1..i10 (r1, first ten of its 11) and i0 (r2): x is new.
+    assert_eq!(all0.unseen(), 1);
+    // Window 0, eu: row a only; its reference knows only i0.
+    let eu0 = items(&region("eu"), w0).unwrap();
+    assert_eq!((eu0.count(), eu0.unseen()), (10, 9));
+    // Window 0, us: row b; the us reference served i1..i10, so both i0 and x are unseen.
+    let us0 = items(&region("us"), w0).unwrap();
+    assert_eq!((us0.count(), us0.unseen()), (2, 2));
+    // Window 1: row d in all and eu, nothing for us.
+    let all1 = items(&Segment::All, w1).unwrap();
+    assert_eq!((all1.count(), all1.unseen()), (1, 0));
+    assert_eq!(items(&region("eu"), w1).unwrap().count(), 1);
+    assert!(items(&region("us"), w1).is_none());
+    // Rows with an empty list count for $score but not for $items.
+    let score_all0 = out
+        .deltas
+        .iter()
+        .find(|(k, ts, _)| {
+            k.feature == FeatureRef::Score && k.segment == Segment::All && *ts == t(w0)
+        })
+        .unwrap();
+    match &score_all0.2 {
+        SeriesState::Score(s) => assert_eq!(s.predictions, 3),
+        other => panic!("{}", other.kind_name()),
+    }
+}
+
+#[test]
+fn non_ranking_models_have_no_items_series() {
+    let m = model();
+    let mut b = batch(vec![row(
+        "r1",
+        "2026-03-01T00:00:01Z",
+        "eu",
+        FieldValue::Number(1.0),
+        FieldValue::Category("DE".into()),
+    )]);
+    b.rows[0].items = ranked(&["a", "b"]);
+    let res = m.validate().unwrap();
+    let bounds = TimeBounds {
+        oldest: Timestamp(0),
+        newest: Timestamp(i64::MAX / 2),
+    };
+    let mut segs = SegmentRegistry::new(10);
+    let out = fold_batch(&m, res, &b, &NoBaselines, &mut segs, bounds, &|_, _| false);
+    assert_eq!(out.accepted, 1);
+    assert!(
+        out.deltas
+            .iter()
+            .all(|(k, _, _)| k.feature != FeatureRef::Items)
+    );
+}
+
+#[test]
+fn items_feature_spelling_round_trips() {
+    assert_eq!(FeatureRef::parse("$items"), FeatureRef::Items);
+    assert_eq!(FeatureRef::Items.to_string(), "$items");
+    assert!(FeatureRef::Latency < FeatureRef::Items);
+}

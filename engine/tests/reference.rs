@@ -138,3 +138,96 @@ fn wrong_types_are_rejected_per_row() {
     assert_eq!(rej[0].request_id, "r3");
     assert_eq!(builder.finish(Timestamp(0)).unwrap().rows(), 9);
 }
+
+#[test]
+fn ranking_reference_profiles_served_items_and_round_trips() {
+    use driftdb_engine::ingest::RankedItem;
+    let m: ModelDef = serde_json::from_str(
+        r#"{"id":"recs","task":"ranking","window":"15m","segments":["region"],"features":{"x":"numeric"}}"#,
+    )
+    .unwrap();
+    let mut rows = Vec::new();
+    let mut x = Vec::new();
+    for i in 0..40usize {
+        // 12 items per list from a catalog of 30; only the first 10 are sketched.
+        let items = (0..12)
+            .map(|j| RankedItem {
+                id: format!("item{}", (i + j) % 30),
+                score: 1.0 / (j + 1) as f64,
+            })
+            .collect();
+        rows.push(InferenceRow {
+            request_id: format!("r{i}"),
+            version: "v1".into(),
+            segments: vec![Some(if i < 10 { "eu" } else { "us" }.into())],
+            items,
+            ..Default::default()
+        });
+        x.push(FieldValue::Number(i as f64));
+    }
+    // One row with no served list: it counts as a row but not for $items.
+    rows.push(InferenceRow {
+        request_id: "empty".into(),
+        version: "v1".into(),
+        segments: vec![Some("eu".into())],
+        ..Default::default()
+    });
+    x.push(FieldValue::Missing);
+    let b = InferenceBatch {
+        model_id: "recs".into(),
+        feature_names: vec!["x".into()],
+        segment_keys: vec!["region".into()],
+        rows,
+        columns: vec![Column::Values(x)],
+    };
+    let mut builder = ReferenceBuilder::new(&m, "v1").unwrap();
+    assert!(builder.add(&b, &[]).unwrap().is_empty());
+    let p = builder.finish(Timestamp(7)).unwrap();
+    assert_eq!(p.rows(), 41);
+    let all = p
+        .series(&FeatureRef::Items, &Segment::All)
+        .unwrap()
+        .categorical()
+        .unwrap();
+    assert_eq!(
+        (all.count(), all.n_distinct(), all.unseen()),
+        (400, 30.0, 0)
+    );
+    let eu = Segment::Value {
+        key: "region".into(),
+        value: "eu".into(),
+    };
+    // eu: rows 0..9 serve items 0..18.
+    let eu_items = p
+        .series(&FeatureRef::Items, &eu)
+        .unwrap()
+        .categorical()
+        .unwrap();
+    assert_eq!((eu_items.count(), eu_items.n_distinct()), (100, 19.0));
+    assert_eq!(eu_items.exact_counts().unwrap()["item9"], 10);
+    // Round trip keeps $items.
+    let back = ReferenceProfile::decode(&p.encode()).unwrap();
+    assert_eq!(back.encode(), p.encode());
+    let back_items = back
+        .series(&FeatureRef::Items, &eu)
+        .unwrap()
+        .categorical()
+        .unwrap();
+    assert_eq!(back_items.exact_counts(), eu_items.exact_counts());
+    // As fold baselines: known and unknown item ids, per segment.
+    let mut by_version = std::collections::BTreeMap::new();
+    by_version.insert("v1".to_string(), back);
+    assert_eq!(by_version.knows_item("v1", &eu, "item18"), Some(true));
+    assert_eq!(by_version.knows_item("v1", &eu, "item25"), Some(false));
+    assert_eq!(
+        by_version.knows_item("v1", &Segment::All, "item25"),
+        Some(true)
+    );
+    assert_eq!(by_version.knows_item("v2", &eu, "item1"), None);
+    // A binary model's profile has no $items series.
+    let (bb, labels) = batch(10);
+    let mut binary = ReferenceBuilder::new(&model(), "v1").unwrap();
+    binary.add(&bb, &labels).unwrap();
+    let bp = binary.finish(Timestamp(0)).unwrap();
+    assert!(bp.series(&FeatureRef::Items, &Segment::All).is_none());
+}

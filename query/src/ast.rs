@@ -136,6 +136,8 @@ pub enum FeatureSel {
     Label,
     /// `$latency`.
     Latency,
+    /// `$items`: the item ids a ranking model served in its top 10.
+    Items,
 }
 
 /// What the current data is compared against.

@@ -19,7 +19,7 @@
 use std::collections::BTreeMap;
 
 use driftdb_engine::model::Task;
-use driftdb_engine::series::{FeatureRef, Segment};
+use driftdb_engine::series::{FeatureRef, Segment, TOP_K_ITEMS};
 use driftdb_engine::sketch::{PerformanceState, SeriesState};
 use driftdb_engine::stats::categorical::categorical_drift;
 use driftdb_engine::stats::categorical::chi_square_homogeneity;
@@ -28,7 +28,7 @@ use driftdb_engine::stats::fdr::benjamini_hochberg;
 use driftdb_engine::stats::ks::{CdfSample, ks_test};
 use driftdb_engine::stats::performance::{binary_metrics, ranking_metrics, regression_metrics};
 use driftdb_engine::stats::quantile::ReferenceEdges;
-use driftdb_engine::stats::signals::{calibration_shift, histogram_entropy};
+use driftdb_engine::stats::signals::{calibration_shift, histogram_entropy, topk_diversity};
 
 use crate::error::Result;
 use crate::exec::{ExecStats, Intervals, accumulate_features, edges_of, reference_base};
@@ -48,6 +48,9 @@ pub const PERF_DROP: f64 = 0.05;
 pub const ENTROPY_SHIFT: f64 = 0.1;
 /// Fewest labelled rows a segment needs before its performance is judged.
 pub const MIN_LABELED: u64 = 30;
+/// A ranking model's share of distinct items in its top-K slots below this fraction of the
+/// reference's share (at the same number of slots) is a collapse of distinct items in top-K.
+pub const TOPK_COLLAPSE_RATIO: f64 = 0.5;
 
 /// Drift of one series against its baseline, as `explain` and the drift summary use it.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -613,9 +616,52 @@ pub fn run(
         ),
     }
     if task == Task::Ranking {
+        topk_signal(ctx, scope, &ivs, stats, &mut out)?;
+    }
+    Ok(out.table)
+}
+
+/// The `topk_distinct_share` signal row of a ranking model, from the overall `$items` series.
+///
+/// `value` is the range's share of distinct items among its top-K slots, with impressions
+/// counted as `⌈slots / K⌉` (lists shorter than K are judged on the slots they showed).
+/// `baseline` is the reference's share at the same number of slots (rarefied: the distinct
+/// items expected among that many of the reference's slots), because a share of distinct items
+/// falls as the sample grows and only compares at equal sizes. `score` is value / baseline.
+fn topk_signal(
+    ctx: &Context<'_>,
+    scope: &crate::plan::ModelScope,
+    ivs: &Intervals,
+    stats: &mut ExecStats,
+    out: &mut Out,
+) -> Result<()> {
+    let acc = accumulate_features(
+        ctx.reader,
+        scope,
+        &[FeatureRef::Items],
+        ivs,
+        &|_, s| *s == Segment::All,
+        stats,
+    )?;
+    let current = match acc
+        .get(&FeatureRef::Items)
+        .and_then(|m| m.get(&Segment::All))
+        .and_then(|v| v.first())
+        .and_then(Option::as_ref)
+    {
+        Some(SeriesState::Categorical(c)) => Some(c),
+        _ => None,
+    };
+    let reference = scope
+        .reference
+        .as_deref()
+        .and_then(|r| r.series(&FeatureRef::Items, &Segment::All))
+        .and_then(|p| p.categorical());
+    let diversity = current.and_then(|c| topk_diversity(c, reference, TOP_K_ITEMS));
+    let Some(d) = diversity else {
         out.row(
             "signal",
-            "$score",
+            "$items",
             "all",
             "topk_distinct_share",
             None,
@@ -623,10 +669,32 @@ pub fn run(
             None,
             None,
             None,
-            "not tracked: served item ids are not sketched yet",
+            "no served items in range",
         );
-    }
-    Ok(out.table)
+        return Ok(());
+    };
+    let ratio = d.reference_share.filter(|r| *r > 0.0).map(|r| d.share / r);
+    let finding = match (ratio, d.reference_distinct) {
+        (Some(q), Some(expected)) if q < TOPK_COLLAPSE_RATIO => format!(
+            "FLAG: collapse of distinct items in top-K: {:.0} distinct items in {} slots, ~{:.0} expected from the reference",
+            d.distinct, d.slots, expected
+        ),
+        (Some(_), _) => "stable".to_string(),
+        _ => "no reference served items to compare".to_string(),
+    };
+    out.row(
+        "signal",
+        "$items",
+        "all",
+        "topk_distinct_share",
+        Some(d.share),
+        d.reference_share,
+        Some(d.impressions),
+        ratio,
+        None,
+        &finding,
+    );
+    Ok(())
 }
 
 /// Per-feature drift of the overall segment for the drift summary: `(feature, cell, p_adj)`,

@@ -7,7 +7,7 @@
 //!
 //! Tokens:
 //! - identifier `[A-Za-z_][A-Za-z0-9_]*`;
-//! - `$score`, `$label`, `$latency` (case-insensitive);
+//! - `$score`, `$label`, `$latency`, `$items` (case-insensitive);
 //! - string in double quotes, with `\"` and `\\` as the only escapes;
 //! - number: `10`, `0.99`, `1e-3`;
 //! - duration: digits immediately followed by a unit (`15m`, `250ms`), see [`DurationMs::parse`];
@@ -28,6 +28,8 @@ pub enum Special {
     Label,
     /// `$latency`: the inference latency.
     Latency,
+    /// `$items`: the item ids a ranking model served in its top 10.
+    Items,
 }
 
 /// What a token is.
@@ -35,7 +37,7 @@ pub enum Special {
 pub enum TokenKind {
     /// An identifier or keyword; its text is the token's `text`.
     Ident,
-    /// `$score`, `$label` or `$latency`.
+    /// `$score`, `$label`, `$latency` or `$items`.
     Special(Special),
     /// A double-quoted string, with its escapes resolved.
     Str(String),
@@ -327,8 +329,10 @@ impl<'a> Lexer<'a> {
             Special::Label
         } else if name.eq_ignore_ascii_case("latency") {
             Special::Latency
+        } else if name.eq_ignore_ascii_case("items") {
+            Special::Items
         } else {
-            return Err(self.error_at(start, "$score, $label or $latency"));
+            return Err(self.error_at(start, "$score, $label, $latency or $items"));
         };
         Ok(TokenKind::Special(special))
     }

@@ -446,8 +446,16 @@ impl<'a> Parser<'a> {
                 TokenKind::Special(Special::Score) => FeatureSel::Score,
                 TokenKind::Special(Special::Label) => FeatureSel::Label,
                 TokenKind::Special(Special::Latency) => FeatureSel::Latency,
+                TokenKind::Special(Special::Items) => FeatureSel::Items,
                 _ => {
-                    for what in ["a feature name", "\"*\"", "$score", "$label", "$latency"] {
+                    for what in [
+                        "a feature name",
+                        "\"*\"",
+                        "$score",
+                        "$label",
+                        "$latency",
+                        "$items",
+                    ] {
                         self.note(what);
                     }
                     return Err(self.error());
@@ -630,6 +638,7 @@ fn write_target(f: &mut fmt::Formatter<'_>, t: &Target) -> fmt::Result {
             FeatureSel::Score => f.write_str("$score")?,
             FeatureSel::Label => f.write_str("$label")?,
             FeatureSel::Latency => f.write_str("$latency")?,
+            FeatureSel::Items => f.write_str("$items")?,
         }
     }
     Ok(())

@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use driftdb_engine::model::{FeatureKind, ModelDef};
+use driftdb_engine::model::{FeatureKind, ModelDef, Task};
 use driftdb_engine::reference::ReferenceProfile;
 use driftdb_engine::series::{FeatureRef, Segment};
 use driftdb_engine::time::{Resolution, Timestamp};
@@ -794,6 +794,33 @@ fn resolve_features(
             Ok((vec![FeatureRef::Latency], false))
         }
         FeatureSel::Label => Ok((vec![FeatureRef::Label], false)),
+        FeatureSel::Items => {
+            if model.task != Task::Ranking {
+                return Err(Error::plan(
+                    sel.pos,
+                    format!(
+                        "$items are the item ids a ranking model served; model {} is not a ranking model",
+                        model.id
+                    ),
+                ));
+            }
+            if def.applies == Applies::Score {
+                return Err(Error::plan(
+                    sel.pos,
+                    format!("{} applies to $score", def.name),
+                ));
+            }
+            if def.applies == Applies::Numeric {
+                return Err(Error::plan(
+                    sel.pos,
+                    format!(
+                        "{} applies to numeric series; $items is categorical (try distinct, count, psi, chi2, unseen_share)",
+                        def.name
+                    ),
+                ));
+            }
+            Ok((vec![FeatureRef::Items], false))
+        }
         FeatureSel::All => {
             if def.applies == Applies::Score {
                 return Err(Error::plan(

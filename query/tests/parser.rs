@@ -30,7 +30,7 @@ const SPEC_EXAMPLES: [&str; 11] = [
 ];
 
 /// More valid queries, covering every other form of the grammar.
-const MORE_VALID: [&str; 16] = [
+const MORE_VALID: [&str; 18] = [
     "EXPLAIN psi(fraud.amount) over 1h",
     "explain explain(fraud@v2)",
     "PSI(Fraud.Amount) OVER 1h STEP 15m BY Region",
@@ -47,6 +47,8 @@ const MORE_VALID: [&str; 16] = [
     "ks(m.f)\n  over 1h\n  step 15m\n  top 5",
     "quantile(0, m.x)",
     "quantile(1, m.x)",
+    "distinct(recs.$items) over 1d step 1h",
+    "psi(recs@v2.$Items, vs previous) over 1h by region",
 ];
 
 fn ok(q: &str) -> Statement {
@@ -236,6 +238,27 @@ fn spec_example_quantile() {
     assert_eq!(q.pos, pos(1, 10, 9));
     assert_eq!(target.model.id, "ctr");
     assert_eq!(feature(target), Some(&FeatureSel::Latency));
+}
+
+#[test]
+fn items_selects_the_served_items_series() {
+    for (q, want) in [
+        (
+            "distinct(recs.$items) over 1d",
+            "distinct(recs.$items) over 1d",
+        ),
+        ("PSI(recs@v2.$ITEMS)", "psi(recs@v2.$items)"),
+    ] {
+        let s = ok(q);
+        let (_, target, _) = metric(&s);
+        assert_eq!(feature(target), Some(&FeatureSel::Items));
+        assert_eq!(s.to_string(), want);
+    }
+    let e = err("count(recs.$item)");
+    assert_eq!(
+        e.to_string(),
+        "line 1, column 12: expected $score, $label, $latency or $items, found \"$item\""
+    );
 }
 
 #[test]
@@ -577,7 +600,7 @@ const ERRORS: [(&str, &str); 33] = [
     // Lexical errors.
     (
         "ks(fraud.$foo)",
-        "line 1, column 10: expected $score, $label or $latency, found \"$foo\"",
+        "line 1, column 10: expected $score, $label, $latency or $items, found \"$foo\"",
     ),
     (
         "ece(ctr.$score) where device = \"ios",
@@ -593,7 +616,7 @@ const ERRORS: [(&str, &str); 33] = [
     ),
     (
         "psi(m.\"\")",
-        "line 1, column 7: expected a feature name, \"*\", $score, $label or $latency, found string \"\"",
+        "line 1, column 7: expected a feature name, \"*\", $score, $label, $latency or $items, found string \"\"",
     ),
 ];
 
@@ -768,7 +791,7 @@ fn spec_and_other_queries_round_trip() {
 
 /// Fragments inserted by the mutation strategy: tokens of the language, near misses and
 /// characters the lexer treats specially.
-const FRAGMENTS: [&str; 34] = [
+const FRAGMENTS: [&str; 35] = [
     "(",
     ")",
     ",",
@@ -785,6 +808,7 @@ const FRAGMENTS: [&str; 34] = [
     "\\",
     "$",
     "$score",
+    "$items",
     " ",
     "\n",
     "é",
@@ -857,6 +881,7 @@ fn valid_query() -> impl Strategy<Value = (String, Vec<String>)> {
         Just("$score".to_string()),
         Just("$Label".to_string()),
         Just("$latency".to_string()),
+        Just("$items".to_string()),
         "[a-z*]{1,6}".prop_map(|s| format!("{s:?}")),
     ]);
     let duration = (

@@ -112,6 +112,8 @@ pub const FEATURE_SCORE: u8 = 2;
 pub const FEATURE_LABEL: u8 = 3;
 /// Tag of [`FeatureRef::Latency`] in keys.
 pub const FEATURE_LATENCY: u8 = 4;
+/// Tag of [`FeatureRef::Items`] in keys (ranking models' served item ids).
+pub const FEATURE_ITEMS: u8 = 5;
 /// Tag of [`Segment::All`] in keys.
 pub const SEGMENT_ALL: u8 = 1;
 /// Tag of [`Segment::Value`] in keys (followed by key and value).
@@ -188,6 +190,7 @@ impl KeyWriter {
             FeatureRef::Score => self.u8(FEATURE_SCORE),
             FeatureRef::Label => self.u8(FEATURE_LABEL),
             FeatureRef::Latency => self.u8(FEATURE_LATENCY),
+            FeatureRef::Items => self.u8(FEATURE_ITEMS),
         }
     }
 
@@ -322,6 +325,7 @@ impl<'a> KeyReader<'a> {
             FEATURE_SCORE => FeatureRef::Score,
             FEATURE_LABEL => FeatureRef::Label,
             FEATURE_LATENCY => FeatureRef::Latency,
+            FEATURE_ITEMS => FeatureRef::Items,
             _ => return Err(self.err("unknown feature tag")),
         })
     }

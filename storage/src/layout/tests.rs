@@ -25,6 +25,7 @@ fn feature() -> impl Strategy<Value = FeatureRef> {
         Just(FeatureRef::Score),
         Just(FeatureRef::Label),
         Just(FeatureRef::Latency),
+        Just(FeatureRef::Items),
     ]
 }
 
@@ -144,4 +145,20 @@ fn prefix_successor_carries() {
     assert_eq!(prefix_successor(&[1, 2]), Some(vec![1, 3]));
     assert_eq!(prefix_successor(&[1, 0xFF]), Some(vec![2]));
     assert_eq!(prefix_successor(&[0xFF, 0xFF]), None);
+}
+
+#[test]
+fn feature_tags_are_stable() {
+    // Tags of stored keys never change; `$items` took the next free value.
+    let tag = |f: FeatureRef| KeyWriter::new().feature(&f).finish();
+    assert_eq!(tag(FeatureRef::Score), vec![2]);
+    assert_eq!(tag(FeatureRef::Label), vec![3]);
+    assert_eq!(tag(FeatureRef::Latency), vec![4]);
+    assert_eq!(tag(FeatureRef::Items), vec![5]);
+    assert_eq!(tag(FeatureRef::Named("a".into())), vec![1, b'a', 0, 1]);
+    assert_eq!(
+        KeyReader::new("t", &[5]).feature().unwrap(),
+        FeatureRef::Items
+    );
+    assert!(KeyReader::new("t", &[6]).feature().is_err());
 }
