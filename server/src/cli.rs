@@ -24,6 +24,10 @@ use crate::files::{
 use crate::node::Node;
 use crate::output;
 
+mod alerting;
+
+pub(crate) use alerting::alert_line;
+
 /// driftdb: a time-series database for monitoring machine-learning models in production.
 #[derive(Debug, Parser)]
 #[command(name = "driftdb", version, about, long_about = None)]
@@ -33,7 +37,7 @@ pub struct Cli {
 }
 
 #[derive(Debug, Args, Clone)]
-struct ServerArg {
+pub(crate) struct ServerArg {
     /// gRPC address of the server.
     #[arg(
         long,
@@ -41,7 +45,7 @@ struct ServerArg {
         default_value = "http://127.0.0.1:50051",
         global = true
     )]
-    server: String,
+    pub(crate) server: String,
 }
 
 #[derive(Debug, Subcommand)]
@@ -63,6 +67,18 @@ enum Command {
     /// Run a DriftQL query on the server and print its table (warnings go to stderr).
     #[command(after_help = QUERY_EXAMPLES)]
     Query(QueryArgs),
+    /// Alert rules: add from a JSON file, list, delete.
+    #[command(subcommand)]
+    Rules(alerting::RulesCmd),
+    /// Alerts: watch them fire and resolve (resumable), or list the history.
+    #[command(subcommand)]
+    Alerts(alerting::AlertsCmd),
+    /// Announce an event for a model (a release, a catalog refresh); event rules fire on it.
+    Event(alerting::EventArgs),
+    /// A guided tour: an embedded server on a temp dir, a fraud model whose inputs drift and
+    /// whose calibration breaks in one region, rules with webhooks, the drift table, `explain`
+    /// and the alerts as they fire. Takes a few seconds; removes its data at the end.
+    Demo(crate::demo::DemoArgs),
     /// Load generators and measurements.
     #[command(subcommand)]
     Bench(BenchCmd),
@@ -310,6 +326,10 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Ingest(a) => ingest_file(a).await,
         Command::Labels(a) => labels_file(a).await,
         Command::Query(a) => query(a).await,
+        Command::Demo(a) => crate::demo::run(a).await,
+        Command::Rules(c) => alerting::rules(c).await,
+        Command::Alerts(c) => alerting::alerts(c).await,
+        Command::Event(a) => alerting::announce(a).await,
         Command::Bench(BenchCmd::Ingest(a)) => crate::bench::ingest(a).await,
     }
 }
@@ -353,6 +373,9 @@ pub struct ServeConfig {
     pub ingest_concurrency: Option<usize>,
     /// Keep daily rollups so whole-day queries read one window per day (default true).
     pub daily_rollups: Option<bool>,
+    /// Rule evaluation and webhook delivery: `tick`, `max_catchup_windows`, `retry_initial`,
+    /// `retry_max`, `dead_letter_after`, `delivery_timeout`, `delivery_concurrency`.
+    pub rules: Option<crate::rules::RulesConfigFile>,
 }
 
 impl ServeConfig {
@@ -397,15 +420,17 @@ async fn serve(a: ServeArgs) -> Result<()> {
         None => ServeConfig::default(),
     };
     let store_cfg = cfg.store_config()?;
+    let rules_cfg = cfg.rules.clone().unwrap_or_default().resolve()?;
     std::fs::create_dir_all(&a.data).map_err(|e| Error::File {
         path: a.data.display().to_string(),
         detail: e.to_string(),
     })?;
     let data = a.data.clone();
-    let mut node =
-        tokio::task::spawn_blocking(move || Node::open(&data, store_cfg, Arc::new(SystemClock)))
-            .await
-            .map_err(|e| Error::Internal(e.to_string()))??;
+    let mut node = tokio::task::spawn_blocking(move || {
+        Node::open_with(&data, store_cfg, rules_cfg, Arc::new(SystemClock))
+    })
+    .await
+    .map_err(|e| Error::Internal(e.to_string()))??;
     if let Some(n) = cfg.ingest_concurrency {
         node.ingest_permits = Arc::new(tokio::sync::Semaphore::new(n.max(1)));
     }

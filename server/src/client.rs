@@ -15,6 +15,10 @@ pub struct Client {
     pub ingest: pb::ingest_client::IngestClient<Channel>,
     /// DriftQL queries and drift summaries.
     pub query: pb::query_client::QueryClient<Channel>,
+    /// Rules and event announcements.
+    pub rules: pb::rules_client::RulesClient<Channel>,
+    /// The alert stream and history.
+    pub alerts: pb::alerts_client::AlertsClient<Channel>,
 }
 
 impl Client {
@@ -34,9 +38,12 @@ impl Client {
             ingest: pb::ingest_client::IngestClient::new(ch.clone())
                 .max_decoding_message_size(MAX_MESSAGE_BYTES)
                 .max_encoding_message_size(MAX_MESSAGE_BYTES),
-            query: pb::query_client::QueryClient::new(ch)
+            query: pb::query_client::QueryClient::new(ch.clone())
                 .max_decoding_message_size(MAX_MESSAGE_BYTES)
                 .max_encoding_message_size(MAX_MESSAGE_BYTES),
+            rules: pb::rules_client::RulesClient::new(ch.clone()),
+            alerts: pb::alerts_client::AlertsClient::new(ch)
+                .max_decoding_message_size(MAX_MESSAGE_BYTES),
         })
     }
 

@@ -1,5 +1,5 @@
-//! The gRPC services (tonic): models, reference upload, ingest and labels, and DriftQL
-//! queries and drift summaries.
+//! The gRPC services (tonic): models, reference upload, ingest and labels, DriftQL queries and
+//! drift summaries, rules and event announcements, the alert stream and history.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -311,6 +311,142 @@ impl pb::query_server::Query for QueryService {
     }
 }
 
+/// Implements `driftdb.v1.Rules`: rule CRUD (JSON definitions, validated with the field at
+/// fault named) and event announcements.
+#[derive(Debug, Clone)]
+pub struct RulesService(pub Node);
+
+#[tonic::async_trait]
+impl pb::rules_server::Rules for RulesService {
+    async fn create_rule(
+        &self,
+        req: Request<pb::CreateRuleRequest>,
+    ) -> Result<Response<pb::CreateRuleResponse>, Status> {
+        let json = req.into_inner().definition_json;
+        let node = self.0.clone();
+        let stored = tokio::task::spawn_blocking(move || crate::rules::create_rule(&node, &json))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(|e| to_status(&e))?;
+        Ok(Response::new(pb::CreateRuleResponse {
+            rule: Some(crate::rules::rule_to_pb(&self.0, &stored)),
+        }))
+    }
+
+    async fn list_rules(
+        &self,
+        req: Request<pb::ListRulesRequest>,
+    ) -> Result<Response<pb::ListRulesResponse>, Status> {
+        let model = req.into_inner().model;
+        let model = Some(model.as_str()).filter(|m| !m.is_empty());
+        Ok(Response::new(pb::ListRulesResponse {
+            rules: self
+                .0
+                .rules
+                .book
+                .list(model)
+                .iter()
+                .map(|r| crate::rules::rule_to_pb(&self.0, r))
+                .collect(),
+        }))
+    }
+
+    async fn delete_rule(
+        &self,
+        req: Request<pb::DeleteRuleRequest>,
+    ) -> Result<Response<pb::DeleteRuleResponse>, Status> {
+        let id = req.into_inner().id;
+        let node = self.0.clone();
+        tokio::task::spawn_blocking(move || node.rules.book.delete(&id, node.clock.now()))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(|e| to_status(&e))?;
+        Ok(Response::new(pb::DeleteRuleResponse {}))
+    }
+
+    async fn announce_event(
+        &self,
+        req: Request<pb::AnnounceEventRequest>,
+    ) -> Result<Response<pb::AnnounceEventResponse>, Status> {
+        let r = req.into_inner();
+        let node = self.0.clone();
+        let records = tokio::task::spawn_blocking(move || {
+            let version = Some(r.version.as_str()).filter(|v| !v.is_empty());
+            crate::rules::announce_event(&node, &r.model, &r.event, version)
+        })
+        .await
+        .map_err(|e| Status::internal(e.to_string()))?
+        .map_err(|e| to_status(&e))?;
+        Ok(Response::new(pb::AnnounceEventResponse {
+            alerts: records.iter().map(crate::rules::alert_to_pb).collect(),
+        }))
+    }
+}
+
+/// Implements `driftdb.v1.Alerts`: the resumable alert stream and the alert history.
+#[derive(Debug, Clone)]
+pub struct AlertsService(pub Node);
+
+/// Longest history answer.
+const MAX_ALERTS_LISTED: usize = 10_000;
+
+fn severity_from_pb(v: i32) -> Result<Option<driftdb_engine::rules::Severity>, Status> {
+    use driftdb_engine::rules::Severity;
+    Ok(match pb::Severity::try_from(v) {
+        Ok(pb::Severity::Unspecified) => None,
+        Ok(pb::Severity::Critical) => Some(Severity::Critical),
+        Ok(pb::Severity::High) => Some(Severity::High),
+        Ok(pb::Severity::Medium) => Some(Severity::Medium),
+        Ok(pb::Severity::Low) => Some(Severity::Low),
+        Err(_) => return Err(Status::invalid_argument(format!("unknown severity {v}"))),
+    })
+}
+
+#[tonic::async_trait]
+impl pb::alerts_server::Alerts for AlertsService {
+    type WatchAlertsStream = AckStream<pb::Alert>;
+
+    async fn watch_alerts(
+        &self,
+        req: Request<pb::WatchAlertsRequest>,
+    ) -> Result<Response<Self::WatchAlertsStream>, Status> {
+        let r = req.into_inner();
+        let filter = crate::rules::AlertFilter {
+            model: Some(r.model).filter(|m| !m.is_empty()),
+            min_severity: severity_from_pb(r.min_severity)?,
+        };
+        let rx = crate::rules::watch(self.0.clone(), r.after_sequence, filter);
+        let stream = tokio_stream::wrappers::ReceiverStream::new(rx)
+            .map(|rec| Ok(crate::rules::alert_to_pb(&rec)));
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn list_alerts(
+        &self,
+        req: Request<pb::ListAlertsRequest>,
+    ) -> Result<Response<pb::ListAlertsResponse>, Status> {
+        use driftdb_engine::time::Timestamp;
+        let r = req.into_inner();
+        let node = self.0.clone();
+        let limit = match r.limit {
+            0 => 100,
+            n => (n as usize).min(MAX_ALERTS_LISTED),
+        };
+        let recs = tokio::task::spawn_blocking(move || {
+            let model = Some(r.model.as_str()).filter(|m| !m.is_empty());
+            let from = (r.from_ms != 0).then_some(Timestamp(r.from_ms));
+            let to = (r.to_ms != 0).then_some(Timestamp(r.to_ms));
+            node.rules.log.history(model, from, to, limit)
+        })
+        .await
+        .map_err(|e| Status::internal(e.to_string()))?
+        .map_err(|e| to_status(&e))?;
+        Ok(Response::new(pb::ListAlertsResponse {
+            alerts: recs.iter().map(crate::rules::alert_to_pb).collect(),
+        }))
+    }
+}
+
 /// The gRPC router with every implemented service.
 pub fn router(node: &Node) -> tonic::service::Routes {
     let models = pb::models_server::ModelsServer::new(ModelsService(node.clone()))
@@ -322,7 +458,11 @@ pub fn router(node: &Node) -> tonic::service::Routes {
     let query = pb::query_server::QueryServer::new(QueryService(node.clone()))
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let rules = pb::rules_server::RulesServer::new(RulesService(node.clone()));
+    let alerts = pb::alerts_server::AlertsServer::new(AlertsService(node.clone()));
     tonic::service::Routes::new(models)
         .add_service(ingest)
         .add_service(query)
+        .add_service(rules)
+        .add_service(alerts)
 }

@@ -8,6 +8,7 @@
 //! | `GET /models/{id}/performance?metric=auc&from=&to=&step=&version=` | `<metric>(<id>)` per step |
 //! | `GET /models/{id}/drift/summary?from=&to=&version=` | drifted features, prediction shift, performance vs reference |
 //! | `GET /api/v1/driftql?q=QUERY`, `POST /api/v1/driftql` with `{"query": "QUERY"}` | any DriftQL statement |
+//! | `/models/{id}/alerts`, `/models/{id}/events`, `/rules`, `/alerts` | rules and alerts ([`rules`]) |
 //!
 //! Times (`from`, `to`) are RFC 3339 (`2026-03-01T00:00:00Z`), `now` or `now-DURATION`
 //! (`now-6h`); `step` is a duration (`15m`, `1h`, `1d`). The drift and performance series
@@ -40,6 +41,8 @@ use driftdb_query::Table;
 use driftdb_query::ast::ModelRef;
 use serde_json::{Value, json};
 
+mod rules;
+
 use crate::error::{Error, to_http};
 use crate::node::Node;
 use crate::query::{
@@ -57,7 +60,7 @@ async fn metrics(State(node): State<Node>) -> impl IntoResponse {
     (
         StatusCode::OK,
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        node.metrics.render(&node.store),
+        node.metrics.render(&node.store) + &node.rules.render_metrics(),
     )
 }
 
@@ -282,5 +285,6 @@ pub fn router(node: Node) -> Router {
         .route("/models/{id}/drift/summary", get(drift_summary))
         .route("/models/{id}/performance", get(performance))
         .route("/api/v1/driftql", get(driftql_get).post(driftql_post))
+        .merge(rules::routes())
         .with_state(node)
 }

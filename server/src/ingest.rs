@@ -372,6 +372,21 @@ fn ingest_inferences_blocking(
         .map(|r| row_error(r.row, &r.request_id, r.reason.clone()))
         .collect();
     node.metrics.record_ingest(&ack, batch.feature_names.len());
+    if out.accepted > 0 {
+        // The rule scheduler closes windows on event time: tell it how far this model got.
+        let newest = batch
+            .rows
+            .iter()
+            .enumerate()
+            .filter(|(i, r)| !skip[*i] && r.ts <= bounds.newest)
+            .map(|(_, r)| r.ts)
+            .max();
+        let versions: std::collections::BTreeSet<String> =
+            out.pending.iter().map(|(_, p)| p.version.clone()).collect();
+        if let Some(newest) = newest {
+            node.rules.observe(&model.def.id, newest, versions);
+        }
+    }
     Ok(ack)
 }
 

@@ -11,6 +11,7 @@ use driftdb_storage::{Store, StoreConfig};
 
 use crate::error::Result;
 use crate::registry::Registry;
+use crate::rules::{Rules, RulesConfig};
 
 /// Counters exported on `/metrics`.
 #[derive(Debug, Default)]
@@ -143,22 +144,36 @@ pub struct Node {
     pub metrics: Arc<Metrics>,
     /// Ingest requests allowed in flight before RESOURCE_EXHAUSTED.
     pub ingest_permits: Arc<tokio::sync::Semaphore>,
+    /// Rules, alert log and webhook outbox.
+    pub rules: Arc<Rules>,
 }
 
 /// Ingest batches processed concurrently by default; the rest wait in bounded queues.
 pub const DEFAULT_INGEST_CONCURRENCY: usize = 8;
 
 impl Node {
-    /// Opens the store under `dir` and loads the registry.
+    /// Opens the store under `dir` and loads the registry, with default rule settings.
     pub fn open(dir: &Path, config: StoreConfig, clock: Arc<dyn Clock>) -> Result<Node> {
+        Node::open_with(dir, config, RulesConfig::default(), clock)
+    }
+
+    /// Opens the store under `dir` and loads the registry, rules and alert log.
+    pub fn open_with(
+        dir: &Path,
+        config: StoreConfig,
+        rules: RulesConfig,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Node> {
         let store = Arc::new(Store::open(dir, config, Arc::clone(&clock))?);
         let registry = Arc::new(Registry::load(Arc::clone(&store))?);
+        let rules = Arc::new(Rules::open(Arc::clone(&store), rules)?);
         Ok(Node {
             store,
             registry,
             clock,
             metrics: Arc::new(Metrics::default()),
             ingest_permits: Arc::new(tokio::sync::Semaphore::new(DEFAULT_INGEST_CONCURRENCY)),
+            rules,
         })
     }
 }

@@ -1,4 +1,5 @@
-//! `driftdb serve`: the gRPC and HTTP servers over one node.
+//! `driftdb serve`: the gRPC and HTTP servers over one node, the rule scheduler and the
+//! webhook delivery worker.
 
 use std::net::SocketAddr;
 
@@ -67,7 +68,9 @@ pub async fn start(node: Node, grpc: SocketAddr, http: SocketAddr) -> Result<Run
     };
     let (tx, rx) = tokio::sync::watch::channel(false);
     let mut rx1 = rx.clone();
-    let mut rx2 = rx;
+    let mut rx2 = rx.clone();
+    let scheduler = tokio::spawn(crate::rules::run_scheduler(node.clone(), rx.clone()));
+    let delivery = tokio::spawn(crate::rules::run_delivery(node.clone(), rx));
     let routes = crate::grpc::router(&node);
     let g = tokio::spawn(async move {
         tonic::transport::Server::builder()
@@ -90,6 +93,6 @@ pub async fn start(node: Node, grpc: SocketAddr, http: SocketAddr) -> Result<Run
     Ok(Running {
         bound,
         shutdown: tx,
-        tasks: vec![g, h],
+        tasks: vec![g, h, scheduler, delivery],
     })
 }

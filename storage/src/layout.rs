@@ -95,14 +95,35 @@ pub const DEDUP_REQUEST: u8 = b'R';
 /// Kafka `partition + offset` under the same shape.
 pub const DEDUP_PRODUCER: u8 = b'P';
 
-/// `alerts` key prefix: one alert occurrence, `'H' | str(rule) | series | i64(window start)`.
-pub const ALERT_HISTORY: u8 = b'H';
-/// `alerts` key prefix: a rule's hysteresis state for one series, `'S' | str(rule) | series`.
-pub const ALERT_RULE_STATE: u8 = b'S';
+/// `meta` key prefix: a rule's current definition, `'R' | str(rule id)`.
+pub const META_RULE: u8 = b'R';
+/// `meta` key prefix: every stored version of a rule, `'U' | str(rule id) | u64(version)`.
+pub const META_RULE_VERSION: u8 = b'U';
+/// `meta` key prefix: a model's rule-evaluation cursor (next window to evaluate and the
+/// versions seen), `'C' | str(model)`.
+pub const META_RULE_CURSOR: u8 = b'C';
 
-/// `outbox` key prefix: one delivery, `'O' | str(rule) | series | i64(window start) |
-/// str(action)`.
+/// `alerts` key prefix: one alert event (a firing or a resolution) by sequence number,
+/// `'L' | u64(sequence)`: the log `WatchAlerts` replays.
+pub const ALERT_LOG: u8 = b'L';
+/// `alerts` key prefix: the sequence recorded for an event id, `'K' | str(event id)`; the event
+/// id names (rule, series, window, status), so a replayed evaluation records nothing twice.
+pub const ALERT_EVENT_ID: u8 = b'K';
+/// `alerts` key prefix: one alert episode (fired, then maybe resolved), `'H' | str(model) |
+/// i64(fired at) | str(dedup key)`: the history `ListAlerts` reads.
+pub const ALERT_HISTORY: u8 = b'H';
+/// `alerts` key prefix: a rule's hysteresis state for one series, `'S' | str(model) |
+/// str(rule) | str(version) | str(feature) | str(segment)` (model first: one model's states
+/// are one range, read in one scan at its window close).
+pub const ALERT_RULE_STATE: u8 = b'S';
+/// `alerts` key prefix: when an event rule last fired for a model, `'E' | str(model) |
+/// str(rule)`.
+pub const ALERT_EVENT_FIRED: u8 = b'E';
+
+/// `outbox` key prefix: one pending delivery, `'O' | u64(alert sequence) | u8(action index)`.
 pub const OUTBOX_DELIVERY: u8 = b'O';
+/// `outbox` key prefix: a dead-lettered delivery, same key shape as [`OUTBOX_DELIVERY`].
+pub const OUTBOX_DEAD: u8 = b'D';
 
 /// Tag of [`FeatureRef::Named`] in keys (followed by the name).
 pub const FEATURE_NAMED: u8 = 1;

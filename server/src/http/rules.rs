@@ -1,0 +1,222 @@
+//! HTTP routes of rules and alerts (SPEC §5, §7):
+//!
+//! | route | answers |
+//! |---|---|
+//! | `POST /models/{id}/alerts` | creates a rule for model `id` from the JSON body (its `model` defaults to `id`); 201 with the stored rule |
+//! | `GET /models/{id}/alerts?from=&to=&limit=` | the model's alert history, newest first |
+//! | `POST /models/{id}/events` with `{"event": "release", "version": "v2"}` | announces an event; the alerts it fired |
+//! | `GET /rules?model=` | every rule (that applies to `model`) |
+//! | `POST /rules` | creates (or replaces, version + 1) a rule from the JSON body |
+//! | `GET /rules/{id}`, `DELETE /rules/{id}` | one rule, with every stored version / deletes it |
+//! | `GET /alerts?model=&from=&to=&limit=` | alert history of every model |
+//!
+//! Rule bodies are the JSON documented in `engine/src/rules.rs`; an invalid rule is a 400 whose
+//! message names the field at fault. Secrets (PagerDuty routing keys) come back as `"***"`.
+
+use axum::Json;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::{Value, json};
+
+use super::{ApiError, ApiResult};
+use crate::error::Error;
+use crate::node::Node;
+use crate::query::TimeArg;
+use crate::rules::{AlertRecord, StoredRule, redacted_json};
+
+fn rule_json(node: &Node, r: &StoredRule) -> Value {
+    json!({
+        "id": r.def.id,
+        "version": r.version,
+        "updated_at": r.updated_at.to_rfc3339(),
+        "rule": redacted_json(&r.def),
+        "last_error": node.rules.book.error(&r.def.id),
+    })
+}
+
+fn alert_json(r: &AlertRecord) -> Value {
+    serde_json::to_value(r).unwrap_or(Value::Null)
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, Error> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApiError(Error::Internal(e.to_string())))?
+        .map_err(ApiError)
+}
+
+fn parse_body(body: &Bytes) -> Result<Value, Error> {
+    serde_json::from_slice(body).map_err(|e| Error::Invalid(format!("invalid rule: not JSON: {e}")))
+}
+
+async fn create(node: Node, body: Value) -> Result<Response, ApiError> {
+    let text = body.to_string();
+    let n2 = node.clone();
+    let stored = blocking(move || crate::rules::create_rule(&n2, &text)).await?;
+    Ok((StatusCode::CREATED, Json(rule_json(&node, &stored))).into_response())
+}
+
+/// `POST /models/{id}/alerts`.
+async fn create_for_model(
+    State(node): State<Node>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let mut v = parse_body(&body)?;
+    let Some(obj) = v.as_object_mut() else {
+        return Err(Error::Invalid("invalid rule: must be a JSON object".into()).into());
+    };
+    match obj.get("model") {
+        None => {
+            obj.insert("model".into(), json!(id));
+        }
+        Some(Value::String(m)) if *m == id => {}
+        Some(other) => {
+            return Err(Error::Invalid(format!(
+                "invalid rule: model: {other} does not match the model of the URL ({id})"
+            ))
+            .into());
+        }
+    }
+    create(node, v).await
+}
+
+/// `POST /rules`.
+async fn create_any(State(node): State<Node>, body: Bytes) -> Result<Response, ApiError> {
+    let v = parse_body(&body)?;
+    create(node, v).await
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+struct ListParams {
+    model: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+    limit: Option<usize>,
+}
+
+/// `GET /rules?model=`.
+async fn list(
+    State(node): State<Node>,
+    params: Result<Query<ListParams>, QueryRejection>,
+) -> ApiResult {
+    let Query(p) = params?;
+    let model = p.model.filter(|m| !m.is_empty());
+    let rules: Vec<Value> = node
+        .rules
+        .book
+        .list(model.as_deref())
+        .iter()
+        .map(|r| rule_json(&node, r))
+        .collect();
+    Ok(Json(json!({ "rules": rules })))
+}
+
+/// `GET /rules/{id}`: the rule and every stored version.
+async fn get_rule(State(node): State<Node>, Path(id): Path<String>) -> ApiResult {
+    let current = node.rules.book.get(&id);
+    let n2 = node.clone();
+    let id2 = id.clone();
+    let history = blocking(move || n2.rules.book.history(&id2)).await?;
+    if current.is_none() && history.is_empty() {
+        return Err(Error::NotFound {
+            what: "rule",
+            name: id,
+        }
+        .into());
+    }
+    let versions: Vec<Value> = history
+        .iter()
+        .map(|(v, deleted, def)| json!({"version": v, "deleted": deleted, "rule": redacted_json(def)}))
+        .collect();
+    Ok(Json(json!({
+        "rule": current.map(|r| rule_json(&node, &r)),
+        "versions": versions,
+    })))
+}
+
+/// `DELETE /rules/{id}`.
+async fn delete_rule(State(node): State<Node>, Path(id): Path<String>) -> ApiResult {
+    let n2 = node.clone();
+    let id2 = id.clone();
+    blocking(move || n2.rules.book.delete(&id2, n2.clock.now())).await?;
+    Ok(Json(json!({ "deleted": id })))
+}
+
+async fn history(node: Node, model: Option<String>, p: ListParams) -> ApiResult {
+    let now = node.clock.now();
+    let from = TimeArg::parse("from", p.from.as_deref().unwrap_or(""))?.map(|t| t.resolve(now));
+    let to = TimeArg::parse("to", p.to.as_deref().unwrap_or(""))?.map(|t| t.resolve(now));
+    let limit = p.limit.unwrap_or(100).clamp(1, 10_000);
+    if let Some(m) = &model {
+        node.registry.get(m)?;
+    }
+    let n2 = node.clone();
+    let recs = blocking(move || n2.rules.log.history(model.as_deref(), from, to, limit)).await?;
+    Ok(Json(
+        json!({ "alerts": recs.iter().map(alert_json).collect::<Vec<_>>() }),
+    ))
+}
+
+/// `GET /models/{id}/alerts`.
+async fn model_history(
+    State(node): State<Node>,
+    Path(id): Path<String>,
+    params: Result<Query<ListParams>, QueryRejection>,
+) -> ApiResult {
+    let Query(p) = params?;
+    history(node, Some(id), p).await
+}
+
+/// `GET /alerts?model=`.
+async fn all_history(
+    State(node): State<Node>,
+    params: Result<Query<ListParams>, QueryRejection>,
+) -> ApiResult {
+    let Query(mut p) = params?;
+    let model = p.model.take().filter(|m| !m.is_empty());
+    history(node, model, p).await
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EventBody {
+    event: String,
+    version: Option<String>,
+}
+
+/// `POST /models/{id}/events`.
+async fn announce(State(node): State<Node>, Path(id): Path<String>, body: Bytes) -> ApiResult {
+    let b: EventBody = serde_json::from_slice(&body).map_err(|e| {
+        Error::Invalid(format!(
+            "the body must be JSON {{\"event\": \"<name>\", \"version\": \"<optional>\"}}: {e}"
+        ))
+    })?;
+    let n2 = node.clone();
+    let recs =
+        blocking(move || crate::rules::announce_event(&n2, &id, &b.event, b.version.as_deref()))
+            .await?;
+    Ok(Json(
+        json!({ "alerts": recs.iter().map(alert_json).collect::<Vec<_>>() }),
+    ))
+}
+
+/// The routes of this module.
+pub fn routes() -> Router<Node> {
+    Router::new()
+        .route(
+            "/models/{id}/alerts",
+            post(create_for_model).get(model_history),
+        )
+        .route("/models/{id}/events", post(announce))
+        .route("/rules", get(list).post(create_any))
+        .route("/rules/{id}", get(get_rule).delete(delete_rule))
+        .route("/alerts", get(all_history))
+}

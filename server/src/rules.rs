@@ -1,0 +1,474 @@
+//! Rules and alerts at the server (SPEC §7): the rule store, the window-close evaluator, the
+//! alert log behind `WatchAlerts` and `ListAlerts`, and the durable webhook outbox.
+//!
+//! The engine (`driftdb_engine::rules`) decides *what* happens — rule validation, the
+//! consecutive-window state machine, payload shapes, the retry schedule. This module decides
+//! *when* and makes it durable:
+//!
+//! ```text
+//!  ingest ack ──observe()──▶ watermark per model ──wake──▶ scheduler (one task)
+//!                                                          │ a window [s, s+w) is closed when
+//!                                                          │ max(event watermark, clock) ≥ s+w+grace
+//!                                                          ▼
+//!                               DriftQL per rule on [s, s+w) → values → AlertState::step
+//!                                                          │
+//!              one RocksDB batch: states, alert log, history, outbox entries, cursor
+//!                                                          │
+//!                 ┌────────────────────────────────────────┴──────────────┐
+//!                 ▼                                                       ▼
+//!   WatchAlerts streams read the log                      delivery worker POSTs each entry,
+//!   (a slow client only falls behind)                     retries with backoff, dead-letters
+//! ```
+//!
+//! Everything that decides an alert is written in the same batch as the evaluation cursor, so a
+//! crash either keeps the whole window's outcome or re-evaluates it; event ids
+//! (rule, series, window, status) make a second evaluation of the same window record nothing.
+//! Deliveries stay in the `outbox` family until the receiver answers 2xx or they are
+//! dead-lettered, so a webhook down for an hour (or a restart) loses nothing.
+
+mod book;
+mod eval;
+mod log;
+mod outbox;
+mod scheduler;
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use driftdb_engine::rules::RetryPolicy;
+use driftdb_engine::time::{DurationMs, Timestamp};
+use driftdb_storage::Store;
+
+pub use book::{RuleBook, StoredRule, redacted_json};
+pub use log::{ActionResult, AlertLog, AlertRecord, alert_to_pb};
+pub use outbox::{DeliveryRecord, dead_letters, run_delivery};
+pub use scheduler::{close_time, run_scheduler};
+
+use crate::error::{Error, Result};
+
+/// Settings of the rule evaluator and the webhook outbox (`"rules"` in `serve --config`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RulesConfig {
+    /// How often the scheduler looks for closed windows without being woken by ingest
+    /// (default 1 s). Ingest wakes it at once when an event closes a window.
+    pub tick: Duration,
+    /// After a long stop, at most this many past windows per model are evaluated on restart
+    /// (default 96, one day of 15-minute windows); older ones are skipped with a warning.
+    pub max_catchup_windows: u32,
+    /// Webhook retries: first wait, longest wait, dead-letter deadline.
+    pub retry: RetryPolicy,
+    /// Time allowed for one webhook request (default 10 s).
+    pub delivery_timeout: Duration,
+    /// Webhook requests in flight at once (default 16).
+    pub delivery_concurrency: usize,
+}
+
+impl Default for RulesConfig {
+    fn default() -> Self {
+        RulesConfig {
+            tick: Duration::from_secs(1),
+            max_catchup_windows: 96,
+            retry: RetryPolicy::default(),
+            delivery_timeout: Duration::from_secs(10),
+            delivery_concurrency: 16,
+        }
+    }
+}
+
+/// The JSON form of [`RulesConfig`]: every field optional, durations as text (`"1s"`, `"5m"`).
+#[derive(Debug, Default, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RulesConfigFile {
+    /// [`RulesConfig::tick`].
+    pub tick: Option<String>,
+    /// [`RulesConfig::max_catchup_windows`].
+    pub max_catchup_windows: Option<u32>,
+    /// [`RetryPolicy::initial`].
+    pub retry_initial: Option<String>,
+    /// [`RetryPolicy::max_delay`].
+    pub retry_max: Option<String>,
+    /// [`RetryPolicy::dead_letter_after`].
+    pub dead_letter_after: Option<String>,
+    /// [`RulesConfig::delivery_timeout`].
+    pub delivery_timeout: Option<String>,
+    /// [`RulesConfig::delivery_concurrency`].
+    pub delivery_concurrency: Option<usize>,
+}
+
+fn duration(field: &str, s: &str) -> Result<Duration> {
+    let d = DurationMs::parse(s)
+        .map_err(|_| Error::Invalid(format!("rules.{field}: `{s}` is not a duration")))?;
+    Ok(Duration::from_millis(d.millis().max(0) as u64))
+}
+
+impl RulesConfigFile {
+    /// The settings, defaults filled in.
+    pub fn resolve(&self) -> Result<RulesConfig> {
+        let mut c = RulesConfig::default();
+        if let Some(t) = &self.tick {
+            c.tick = duration("tick", t)?.max(Duration::from_millis(10));
+        }
+        if let Some(n) = self.max_catchup_windows {
+            c.max_catchup_windows = n.max(1);
+        }
+        if let Some(t) = &self.retry_initial {
+            c.retry.initial = duration("retry_initial", t)?.max(Duration::from_millis(1));
+        }
+        if let Some(t) = &self.retry_max {
+            c.retry.max_delay = duration("retry_max", t)?;
+        }
+        if let Some(t) = &self.dead_letter_after {
+            c.retry.dead_letter_after = duration("dead_letter_after", t)?;
+        }
+        if let Some(t) = &self.delivery_timeout {
+            c.delivery_timeout = duration("delivery_timeout", t)?.max(Duration::from_millis(1));
+        }
+        if let Some(n) = self.delivery_concurrency {
+            c.delivery_concurrency = n.clamp(1, 1024);
+        }
+        Ok(c)
+    }
+}
+
+/// What ingest has shown of a model: the newest event time and the versions seen.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Progress {
+    /// Largest event timestamp accepted.
+    pub watermark: Option<Timestamp>,
+    /// Versions with accepted rows.
+    pub versions: BTreeSet<String>,
+}
+
+/// Counters of the evaluator and the outbox, rendered on `/metrics`.
+#[derive(Debug, Default)]
+pub struct RulesMetrics {
+    /// Windows evaluated (one model, one window).
+    pub windows_evaluated: AtomicU64,
+    /// Series-rule checks made (one rule on one series and window).
+    pub checks: AtomicU64,
+    /// Total evaluation time, microseconds.
+    pub eval_micros: AtomicU64,
+    /// Duration of the last window evaluation, microseconds.
+    pub last_eval_micros: AtomicU64,
+    /// Alerts fired.
+    pub fired: AtomicU64,
+    /// Alerts resolved.
+    pub resolved: AtomicU64,
+    /// Rule evaluations that failed (a query error), per rule and window.
+    pub eval_errors: AtomicU64,
+    /// Webhook deliveries that got a 2xx.
+    pub delivered: AtomicU64,
+    /// Webhook attempts that failed (to be retried or dead-lettered).
+    pub delivery_failures: AtomicU64,
+    /// Deliveries dead-lettered.
+    pub dead_lettered: AtomicU64,
+    /// Deliveries waiting in the outbox.
+    pub outbox_depth: AtomicU64,
+}
+
+/// The rule store, the alert log, the evaluator's view of ingest progress and the outbox
+/// queue of one node.
+#[derive(Debug)]
+pub struct Rules {
+    /// Rule definitions.
+    pub book: RuleBook,
+    /// Alert events and history.
+    pub log: AlertLog,
+    /// Settings.
+    pub config: RulesConfig,
+    /// Counters.
+    pub metrics: RulesMetrics,
+    progress: Mutex<HashMap<String, Progress>>,
+    wake: tokio::sync::Notify,
+    outbox_wake: tokio::sync::Notify,
+}
+
+impl Rules {
+    /// Loads rules and the alert log from `store`.
+    pub fn open(store: Arc<Store>, config: RulesConfig) -> Result<Rules> {
+        Ok(Rules {
+            book: RuleBook::load(Arc::clone(&store))?,
+            log: AlertLog::open(store)?,
+            config,
+            metrics: RulesMetrics::default(),
+            progress: Mutex::new(HashMap::new()),
+            wake: tokio::sync::Notify::new(),
+            outbox_wake: tokio::sync::Notify::new(),
+        })
+    }
+
+    /// Called by ingest after a durable write: the newest event time of the batch's accepted
+    /// rows and their versions. Wakes the scheduler when a window of the model may have closed.
+    pub fn observe(
+        &self,
+        model: &str,
+        newest: Timestamp,
+        versions: impl IntoIterator<Item = String>,
+    ) {
+        let Ok(mut p) = self.progress.lock() else {
+            return;
+        };
+        let entry = p.entry(model.to_string()).or_default();
+        let advanced = entry.watermark.is_none_or(|w| newest > w);
+        if advanced {
+            entry.watermark = Some(newest);
+        }
+        for v in versions {
+            if !entry.versions.contains(&v) {
+                entry.versions.insert(v);
+            }
+        }
+        drop(p);
+        if advanced {
+            self.wake.notify_one();
+        }
+    }
+
+    /// Wakes the scheduler (a rule was added, a test moved the clock).
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    pub(crate) fn progress(&self, model: &str) -> Progress {
+        self.progress
+            .lock()
+            .ok()
+            .and_then(|p| p.get(model).cloned())
+            .unwrap_or_default()
+    }
+
+    pub(crate) fn remember_versions(&self, model: &str, versions: &BTreeSet<String>) {
+        if let Ok(mut p) = self.progress.lock() {
+            p.entry(model.to_string())
+                .or_default()
+                .versions
+                .extend(versions.iter().cloned());
+        }
+    }
+
+    /// The evaluator and outbox counters in Prometheus' text format.
+    pub fn render_metrics(&self) -> String {
+        let m = &self.metrics;
+        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let mut out = String::new();
+        let mut put = |name: &str, kind: &str, help: &str, v: String| {
+            out.push_str(&format!(
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}\n"
+            ));
+        };
+        put(
+            "driftdb_rule_windows_evaluated_total",
+            "counter",
+            "Closed model windows whose rules were evaluated.",
+            g(&m.windows_evaluated).to_string(),
+        );
+        put(
+            "driftdb_rule_checks_total",
+            "counter",
+            "Rule checks made (one rule on one series and window).",
+            g(&m.checks).to_string(),
+        );
+        put(
+            "driftdb_rule_evaluation_seconds_total",
+            "counter",
+            "Time spent evaluating rules at window close.",
+            format!("{}", g(&m.eval_micros) as f64 / 1e6),
+        );
+        put(
+            "driftdb_rule_last_evaluation_seconds",
+            "gauge",
+            "Duration of the last window evaluation of one model.",
+            format!("{}", g(&m.last_eval_micros) as f64 / 1e6),
+        );
+        put(
+            "driftdb_rule_evaluation_errors_total",
+            "counter",
+            "Rule evaluations that failed (the rule's last_error says why).",
+            g(&m.eval_errors).to_string(),
+        );
+        put(
+            "driftdb_alerts_fired_total",
+            "counter",
+            "Alerts fired.",
+            g(&m.fired).to_string(),
+        );
+        put(
+            "driftdb_alerts_resolved_total",
+            "counter",
+            "Alerts resolved.",
+            g(&m.resolved).to_string(),
+        );
+        put(
+            "driftdb_webhook_delivered_total",
+            "counter",
+            "Webhook deliveries answered with 2xx.",
+            g(&m.delivered).to_string(),
+        );
+        put(
+            "driftdb_webhook_failures_total",
+            "counter",
+            "Webhook attempts that failed (retried later or dead-lettered).",
+            g(&m.delivery_failures).to_string(),
+        );
+        put(
+            "driftdb_webhook_dead_lettered_total",
+            "counter",
+            "Webhook deliveries given up on.",
+            g(&m.dead_lettered).to_string(),
+        );
+        put(
+            "driftdb_webhook_outbox_depth",
+            "gauge",
+            "Webhook deliveries waiting in the outbox.",
+            g(&m.outbox_depth).to_string(),
+        );
+        out
+    }
+}
+
+/// Parses, validates and stores a rule given as JSON text (a new rule, or the next version of
+/// the rule with its id). Errors name the field at fault.
+pub fn create_rule(node: &crate::node::Node, json: &str) -> Result<Arc<StoredRule>> {
+    let def = driftdb_engine::rules::RuleDef::from_json(json)
+        .map_err(|e| Error::Invalid(format!("invalid rule: {e}")))?;
+    let model = if def.model == "*" {
+        None
+    } else {
+        Some(node.registry.get(&def.model)?)
+    };
+    let stored = node
+        .rules
+        .book
+        .put(def, model.as_ref().map(|m| &m.def), node.clock.now())?;
+    node.rules.wake();
+    Ok(stored)
+}
+
+/// A stored rule as the gRPC `Rule` (secrets redacted).
+pub fn rule_to_pb(node: &crate::node::Node, r: &StoredRule) -> driftdb_proto::v1::Rule {
+    use driftdb_proto::v1 as pb;
+    let severity = match r.def.severity {
+        driftdb_engine::rules::Severity::Critical => pb::Severity::Critical,
+        driftdb_engine::rules::Severity::High => pb::Severity::High,
+        driftdb_engine::rules::Severity::Medium => pb::Severity::Medium,
+        driftdb_engine::rules::Severity::Low => pb::Severity::Low,
+    };
+    pb::Rule {
+        id: r.def.id.clone(),
+        definition_json: redacted_json(&r.def).to_string(),
+        version: r.version,
+        updated_at_ms: r.updated_at.millis(),
+        model: r.def.model.clone(),
+        kind: r.def.kind.as_str().to_string(),
+        severity: severity as i32,
+        last_error: node.rules.book.error(&r.def.id).unwrap_or_default(),
+    }
+}
+
+/// Announces `event` for `model` (optionally naming the version it concerns): every event rule
+/// waiting for it fires once, outside its cooldown. Returns the alerts recorded.
+pub fn announce_event(
+    node: &crate::node::Node,
+    model: &str,
+    event: &str,
+    version: Option<&str>,
+) -> Result<Vec<AlertRecord>> {
+    if event.is_empty() || event.len() > 128 || event.chars().any(char::is_control) {
+        return Err(Error::Invalid(
+            "event must be 1..=128 characters without control characters".into(),
+        ));
+    }
+    let entry = node.registry.get(model)?;
+    let version = match version {
+        Some(v) => v.to_string(),
+        None => entry
+            .references
+            .read()
+            .ok()
+            .and_then(|r| {
+                r.values()
+                    .max_by_key(|p| (p.created_at, p.version.clone()))
+                    .map(|p| p.version.clone())
+            })
+            .unwrap_or_default(),
+    };
+    let now = node.clock.now();
+    let (ws, alerts) = eval::announce(node, &entry, event, &version, now)?;
+    let recorded = node.rules.log.record(ws, alerts, now)?;
+    node.rules
+        .metrics
+        .fired
+        .fetch_add(recorded.records.len() as u64, Ordering::Relaxed);
+    if !recorded.deliveries.is_empty() {
+        node.rules.outbox_wake.notify_one();
+    }
+    Ok(recorded.records)
+}
+
+/// Which alerts a watcher or a listing wants.
+#[derive(Debug, Clone, Default)]
+pub struct AlertFilter {
+    /// Only this model.
+    pub model: Option<String>,
+    /// Only this severity and worse.
+    pub min_severity: Option<driftdb_engine::rules::Severity>,
+}
+
+impl AlertFilter {
+    /// Whether `r` passes.
+    pub fn accepts(&self, r: &AlertRecord) -> bool {
+        self.model.as_ref().is_none_or(|m| *m == r.model)
+            && self.min_severity.is_none_or(|s| r.severity >= s)
+    }
+}
+
+/// Records read from the log per step of a watcher.
+const WATCH_BATCH: usize = 256;
+
+/// The alerts after sequence `after` that pass `filter`, then every new one as it is recorded,
+/// until the receiver is dropped. Each watcher reads the durable log at its own pace: a slow
+/// one falls behind without holding up evaluation or other watchers.
+pub fn watch(
+    node: crate::node::Node,
+    after: u64,
+    filter: AlertFilter,
+) -> tokio::sync::mpsc::Receiver<AlertRecord> {
+    let (tx, rx) = tokio::sync::mpsc::channel(64);
+    tokio::spawn(async move {
+        let mut sub = node.rules.log.subscribe();
+        let mut cursor = after;
+        loop {
+            sub.borrow_and_update();
+            let n2 = node.clone();
+            let batch = match tokio::task::spawn_blocking(move || {
+                n2.rules.log.read_after(cursor, WATCH_BATCH)
+            })
+            .await
+            {
+                Ok(Ok(b)) => b,
+                Ok(Err(e)) => {
+                    tracing::error!(error = %e, "alert watch read failed");
+                    return;
+                }
+                Err(_) => return,
+            };
+            let full = batch.len() == WATCH_BATCH;
+            for r in batch {
+                cursor = r.seq;
+                if filter.accepts(&r) && tx.send(r).await.is_err() {
+                    return;
+                }
+            }
+            if full {
+                continue;
+            }
+            tokio::select! {
+                r = sub.changed() => if r.is_err() { return },
+                _ = tx.closed() => return,
+            }
+        }
+    });
+    rx
+}

@@ -1,0 +1,556 @@
+//! The alert log: every firing and resolution as a numbered record, the episode history, and
+//! what `WatchAlerts` streams.
+//!
+//! Records live in the `alerts` family (layout in `storage/FORMAT.md` §5):
+//! - `'L' | u64(seq)`: the record (JSON, kind [`KIND_ALERT`]); sequence numbers start at 1 and
+//!   only grow, so a client resumes with "everything after N";
+//! - `'K' | str(event id)`: the sequence recorded for an event id (rule, series, window,
+//!   status): recording the same event twice writes nothing the second time;
+//! - `'H' | str(model) | i64(fired at) | str(dedup key)`: one episode (the firing's sequence
+//!   and, once resolved, the resolution's), which `ListAlerts` reads.
+//!
+//! Records and their outbox entries are written in one batch with whatever decided them (the
+//! evaluator's states and cursor), under one lock that also hands out sequence numbers.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+
+use driftdb_engine::codec::{Reader, Writer};
+use driftdb_engine::rules::{ActionKind, Alert, Severity, render};
+use driftdb_engine::time::Timestamp;
+use driftdb_proto::v1 as pb;
+use driftdb_storage::layout::{self, KeyWriter, prefix_successor};
+use driftdb_storage::{Family, Store, WriteSet};
+use serde::{Deserialize, Serialize};
+
+use super::book::StoredRule;
+use super::outbox::DeliveryRecord;
+use crate::error::{Error, Result};
+
+/// Envelope kind of an alert record.
+pub const KIND_ALERT: u8 = 0x51;
+/// Envelope kind of an event-id record.
+pub const KIND_EVENT_ID: u8 = 0x52;
+/// Envelope kind of an episode record.
+pub const KIND_EPISODE: u8 = 0x53;
+
+/// What became of one action of an alert.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ActionResult {
+    /// Position of the action in the rule.
+    pub index: u8,
+    /// Its kind (`pagerduty`, `slack` …).
+    pub kind: String,
+    /// Where it goes (Slack URLs, which carry their secret in the path, shown without it).
+    pub url: String,
+    /// Whether a 2xx answer came back.
+    pub delivered: bool,
+    /// Attempts made so far.
+    pub attempts: u32,
+    /// The last failure, if any.
+    pub last_error: Option<String>,
+    /// Given up on.
+    pub dead_lettered: bool,
+}
+
+/// One firing or resolution, as recorded and streamed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AlertRecord {
+    /// Sequence number (from 1).
+    pub seq: u64,
+    /// `dedup key / status / window`: unique per change.
+    pub event_id: String,
+    /// Stable per (rule, series).
+    pub dedup_key: String,
+    /// The rule.
+    pub rule_id: String,
+    /// The rule's version when it decided.
+    pub rule_version: u64,
+    /// `metric`, `freshness` or `event`.
+    pub rule_kind: String,
+    /// Model id.
+    pub model: String,
+    /// Model version.
+    pub version: String,
+    /// Series (DriftQL spelling); none for model-level rules.
+    pub feature: Option<String>,
+    /// `all` or `key=value`.
+    pub segment: String,
+    /// Metric label (`psi`, `quantile(0.99)`, `age_days`, `event`).
+    pub metric: String,
+    /// The window's value.
+    pub value: Option<f64>,
+    /// The bound it was compared with.
+    pub threshold: Option<f64>,
+    /// The reference value (relative thresholds).
+    pub reference: Option<f64>,
+    /// `>`, `<` …
+    pub comparison: Option<String>,
+    /// Severity.
+    pub severity: Severity,
+    /// `firing` or `resolved`.
+    pub status: String,
+    /// Start of the deciding window (ms).
+    pub window_ms: i64,
+    /// End of the window the episode fired on (ms).
+    pub fired_at_ms: i64,
+    /// End of the resolving window (ms).
+    pub resolved_at_ms: Option<i64>,
+    /// When the record was written (the node's clock, ms).
+    pub recorded_at_ms: i64,
+    /// One line for people.
+    pub summary: String,
+    /// The rule's description.
+    pub description: Option<String>,
+    /// The announced event (event rules).
+    pub event: Option<String>,
+    /// What each action did.
+    pub actions: Vec<ActionResult>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Episode {
+    fired_at_ms: i64,
+    fire_seq: Option<u64>,
+    resolve_seq: Option<u64>,
+}
+
+/// An alert decided but not yet recorded.
+#[derive(Debug, Clone)]
+pub struct NewAlert {
+    /// The alert.
+    pub alert: Alert,
+    /// The rule that decided it (its actions are rendered).
+    pub rule: Arc<StoredRule>,
+}
+
+/// What one [`AlertLog::record`] wrote.
+#[derive(Debug, Default)]
+pub struct Recorded {
+    /// The new records, in sequence order.
+    pub records: Vec<AlertRecord>,
+    /// Their outbox entries.
+    pub deliveries: Vec<DeliveryRecord>,
+}
+
+/// The alert log of one node.
+#[derive(Debug)]
+pub struct AlertLog {
+    store: Arc<Store>,
+    /// The last sequence handed out; held while a batch of records is written.
+    last: Mutex<u64>,
+    latest: tokio::sync::watch::Sender<u64>,
+}
+
+fn log_key(seq: u64) -> Vec<u8> {
+    KeyWriter::with_prefix(layout::ALERT_LOG).u64(seq).finish()
+}
+
+fn event_key(event_id: &str) -> Vec<u8> {
+    KeyWriter::with_prefix(layout::ALERT_EVENT_ID)
+        .str(event_id)
+        .finish()
+}
+
+fn episode_key(model: &str, fired_at_ms: i64, dedup_key: &str) -> Vec<u8> {
+    KeyWriter::with_prefix(layout::ALERT_HISTORY)
+        .str(model)
+        .i64(fired_at_ms)
+        .str(dedup_key)
+        .finish()
+}
+
+/// How a target URL is shown: Slack incoming-webhook URLs carry their secret in the path, so
+/// only the scheme and host are kept.
+pub fn display_url(kind: ActionKind, url: &str) -> String {
+    if kind == ActionKind::Slack {
+        let rest = url.split_once("://").map_or(url, |(_, r)| r);
+        let host = rest.split('/').next().unwrap_or("");
+        let scheme = url.split_once("://").map_or("https", |(s, _)| s);
+        return format!("{scheme}://{host}/***");
+    }
+    url.to_string()
+}
+
+fn json_err(e: serde_json::Error) -> Error {
+    Error::Internal(format!("alert record: {e}"))
+}
+
+impl AlertLog {
+    /// Opens the log, reading the last sequence number.
+    pub fn open(store: Arc<Store>) -> Result<AlertLog> {
+        let mut last = 0;
+        // Sequence keys are big-endian, so the last one in key order is the largest.
+        for e in store
+            .family(Family::Alerts)
+            .scan_prefix(&[layout::ALERT_LOG])?
+        {
+            let e = match e {
+                Ok(e) => e,
+                Err(err) => {
+                    tracing::warn!(error = %err, "corrupt alert record skipped");
+                    continue;
+                }
+            };
+            if let Some(seq) = e.key.get(1..9).and_then(|b| <[u8; 8]>::try_from(b).ok()) {
+                last = last.max(u64::from_be_bytes(seq));
+            }
+        }
+        let (latest, _) = tokio::sync::watch::channel(last);
+        Ok(AlertLog {
+            store,
+            last: Mutex::new(last),
+            latest,
+        })
+    }
+
+    /// The last sequence number written.
+    pub fn last_seq(&self) -> u64 {
+        *self.latest.borrow()
+    }
+
+    /// A receiver that changes whenever records are written.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.latest.subscribe()
+    }
+
+    /// Adds `alerts` (skipping event ids already recorded) and their outbox entries to `ws`,
+    /// writes it as one durable batch, and returns what was recorded.
+    pub fn record(
+        &self,
+        mut ws: WriteSet,
+        alerts: Vec<NewAlert>,
+        now: Timestamp,
+    ) -> Result<Recorded> {
+        let mut last = self
+            .last
+            .lock()
+            .map_err(|_| Error::Internal("alert log lock poisoned".into()))?;
+        let mut seq = *last;
+        let mut out = Recorded::default();
+        let mut seen = HashSet::new();
+        let alerts_family = self.store.family(Family::Alerts);
+        for na in alerts {
+            let a = &na.alert;
+            let event_id = a.event_id();
+            if !seen.insert(event_id.clone()) || alerts_family.get(&event_key(&event_id))?.is_some()
+            {
+                continue;
+            }
+            seq += 1;
+            let mut actions = Vec::new();
+            for (i, action) in na.rule.def.actions.iter().enumerate() {
+                let Some(d) = render(action, a) else { continue };
+                let index = u8::try_from(i).unwrap_or(u8::MAX);
+                actions.push(ActionResult {
+                    index,
+                    kind: d.kind.as_str().to_string(),
+                    url: display_url(d.kind, &d.url),
+                    delivered: false,
+                    attempts: 0,
+                    last_error: None,
+                    dead_lettered: false,
+                });
+                out.deliveries.push(DeliveryRecord {
+                    seq,
+                    index,
+                    kind: d.kind.as_str().to_string(),
+                    url: d.url,
+                    body: d.body,
+                    event_id: event_id.clone(),
+                    attempts: 0,
+                    first_failure_ms: None,
+                    next_at_ms: 0,
+                    last_error: None,
+                });
+            }
+            let rec = AlertRecord {
+                seq,
+                event_id: event_id.clone(),
+                dedup_key: a.dedup_key.clone(),
+                rule_id: a.rule_id.clone(),
+                rule_version: na.rule.version,
+                rule_kind: a.rule_kind.to_string(),
+                model: a.model.clone(),
+                version: a.version.clone(),
+                feature: a.feature.clone(),
+                segment: a.segment.clone(),
+                metric: a.metric.clone(),
+                value: a.value.filter(|v| v.is_finite()),
+                threshold: a.threshold.filter(|v| v.is_finite()),
+                reference: a.reference.filter(|v| v.is_finite()),
+                comparison: a.comparison.map(|c| c.as_str().to_string()),
+                severity: a.severity,
+                status: a.status.as_str().to_string(),
+                window_ms: a.window.millis(),
+                fired_at_ms: a.fired_at.millis(),
+                resolved_at_ms: a.resolved_at.map(Timestamp::millis),
+                recorded_at_ms: now.millis(),
+                summary: a.summary.clone(),
+                description: a.description.clone(),
+                event: a.event.clone(),
+                actions,
+            };
+            ws.put(
+                Family::Alerts,
+                log_key(seq),
+                KIND_ALERT,
+                &serde_json::to_vec(&rec).map_err(json_err)?,
+            );
+            let mut w = Writer::new();
+            w.varint(seq);
+            ws.put(
+                Family::Alerts,
+                event_key(&event_id),
+                KIND_EVENT_ID,
+                &w.into_bytes(),
+            );
+            let ek = episode_key(&rec.model, rec.fired_at_ms, &rec.dedup_key);
+            let mut ep = match alerts_family.get(&ek)? {
+                Some(e) => serde_json::from_slice(&e.payload).map_err(json_err)?,
+                None => Episode {
+                    fired_at_ms: rec.fired_at_ms,
+                    ..Default::default()
+                },
+            };
+            if rec.status == "resolved" {
+                ep.resolve_seq = Some(seq);
+            } else {
+                ep.fire_seq = Some(seq);
+            }
+            ws.put(
+                Family::Alerts,
+                ek,
+                KIND_EPISODE,
+                &serde_json::to_vec(&ep).map_err(json_err)?,
+            );
+            out.records.push(rec);
+        }
+        for d in &out.deliveries {
+            ws.put(
+                Family::Outbox,
+                d.key(),
+                super::outbox::KIND_DELIVERY,
+                &serde_json::to_vec(d).map_err(json_err)?,
+            );
+        }
+        self.store.write(&ws)?;
+        *last = seq;
+        self.latest.send_replace(seq);
+        Ok(out)
+    }
+
+    /// One record by sequence number.
+    pub fn get(&self, seq: u64) -> Result<Option<AlertRecord>> {
+        match self.store.family(Family::Alerts).get(&log_key(seq))? {
+            Some(e) => Ok(Some(serde_json::from_slice(&e.payload).map_err(json_err)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Updates what action `index` of record `seq` did (the delivery worker's report), in
+    /// `ws`, which the caller writes.
+    pub fn update_action(
+        &self,
+        ws: &mut WriteSet,
+        seq: u64,
+        index: u8,
+        update: impl FnOnce(&mut ActionResult),
+    ) -> Result<()> {
+        let _guard = self
+            .last
+            .lock()
+            .map_err(|_| Error::Internal("alert log lock poisoned".into()))?;
+        let Some(mut rec) = self.get(seq)? else {
+            return Ok(());
+        };
+        if let Some(a) = rec.actions.iter_mut().find(|a| a.index == index) {
+            update(a);
+        }
+        ws.put(
+            Family::Alerts,
+            log_key(seq),
+            KIND_ALERT,
+            &serde_json::to_vec(&rec).map_err(json_err)?,
+        );
+        Ok(())
+    }
+
+    /// Writes `ws` under the log's lock (so an action update and a new record of the same
+    /// sequence never overwrite each other).
+    pub fn write(&self, ws: &WriteSet) -> Result<()> {
+        let _guard = self
+            .last
+            .lock()
+            .map_err(|_| Error::Internal("alert log lock poisoned".into()))?;
+        self.store.write(ws)?;
+        Ok(())
+    }
+
+    /// Up to `limit` records after sequence `after`, in order. Corrupt records are skipped.
+    pub fn read_after(&self, after: u64, limit: usize) -> Result<Vec<AlertRecord>> {
+        let mut out = Vec::new();
+        let start = after.saturating_add(1);
+        let fam = self.store.family(Family::Alerts);
+        // Seek by scanning from the prefix of the first wanted key.
+        let mut seq = start;
+        while out.len() < limit && seq <= self.last_seq() {
+            match fam.get(&log_key(seq)) {
+                Ok(Some(e)) => match serde_json::from_slice(&e.payload) {
+                    Ok(r) => out.push(r),
+                    Err(err) => tracing::warn!(seq, error = %err, "unreadable alert record"),
+                },
+                Ok(None) => {}
+                Err(err) => tracing::warn!(seq, error = %err, "corrupt alert record skipped"),
+            }
+            seq += 1;
+        }
+        Ok(out)
+    }
+
+    /// Alert episodes (a firing with its resolution, if any) of `model` (every model for
+    /// `None`) that fired in `[from, to)`, newest first, at most `limit`.
+    pub fn history(
+        &self,
+        model: Option<&str>,
+        from: Option<Timestamp>,
+        to: Option<Timestamp>,
+        limit: usize,
+    ) -> Result<Vec<AlertRecord>> {
+        let prefix = match model {
+            Some(m) => KeyWriter::with_prefix(layout::ALERT_HISTORY)
+                .str(m)
+                .finish(),
+            None => vec![layout::ALERT_HISTORY],
+        };
+        let mut eps: Vec<Episode> = Vec::new();
+        for e in self.store.family(Family::Alerts).scan_prefix(&prefix)? {
+            let Ok(e) = e else { continue };
+            let Ok(ep) = serde_json::from_slice::<Episode>(&e.payload) else {
+                continue;
+            };
+            if from.is_some_and(|f| ep.fired_at_ms < f.millis())
+                || to.is_some_and(|t| ep.fired_at_ms >= t.millis())
+            {
+                continue;
+            }
+            eps.push(ep);
+        }
+        eps.sort_by(|a, b| {
+            b.fired_at_ms
+                .cmp(&a.fired_at_ms)
+                .then(b.fire_seq.cmp(&a.fire_seq))
+        });
+        let mut out = Vec::new();
+        for ep in eps.into_iter().take(limit) {
+            let fire = match ep.fire_seq {
+                Some(s) => self.get(s)?,
+                None => None,
+            };
+            let resolve = match ep.resolve_seq {
+                Some(s) => self.get(s)?,
+                None => None,
+            };
+            let rec = match (fire, resolve) {
+                (Some(mut f), Some(r)) => {
+                    f.status = r.status.clone();
+                    f.resolved_at_ms = r.resolved_at_ms;
+                    f.actions.extend(r.actions);
+                    f
+                }
+                (Some(f), None) => f,
+                (None, Some(r)) => r,
+                (None, None) => continue,
+            };
+            out.push(rec);
+        }
+        Ok(out)
+    }
+
+    /// The episode key range of every model (for tests and tools).
+    pub fn history_range() -> (Vec<u8>, Option<Vec<u8>>) {
+        let p = vec![layout::ALERT_HISTORY];
+        let end = prefix_successor(&p);
+        (p, end)
+    }
+
+    /// When event rule `rule` last fired for `model`.
+    pub fn event_last_fired(&self, model: &str, rule: &str) -> Result<Option<Timestamp>> {
+        Ok(
+            match self
+                .store
+                .family(Family::Alerts)
+                .get(&event_fired_key(model, rule))?
+            {
+                Some(e) => Some(Timestamp(Reader::new(&e.payload).f64()? as i64)),
+                None => None,
+            },
+        )
+    }
+}
+
+/// `'E' | str(model) | str(rule)`: when an event rule last fired for a model.
+pub fn event_fired_key(model: &str, rule: &str) -> Vec<u8> {
+    KeyWriter::with_prefix(layout::ALERT_EVENT_FIRED)
+        .str(model)
+        .str(rule)
+        .finish()
+}
+
+/// Envelope kind of an event rule's last-fired record.
+pub const KIND_EVENT_FIRED: u8 = 0x54;
+
+fn severity_to_pb(s: Severity) -> i32 {
+    (match s {
+        Severity::Critical => pb::Severity::Critical,
+        Severity::High => pb::Severity::High,
+        Severity::Medium => pb::Severity::Medium,
+        Severity::Low => pb::Severity::Low,
+    }) as i32
+}
+
+/// Segment text (`all`, `region=eu`) as the proto's map.
+fn segment_map(segment: &str) -> std::collections::HashMap<String, String> {
+    let mut m = std::collections::HashMap::new();
+    if let Some((k, v)) = segment.split_once('=') {
+        m.insert(k.to_string(), v.to_string());
+    }
+    m
+}
+
+/// A record as the gRPC `Alert`.
+pub fn alert_to_pb(r: &AlertRecord) -> pb::Alert {
+    pb::Alert {
+        sequence: r.seq,
+        rule_id: r.rule_id.clone(),
+        model: r.model.clone(),
+        version: r.version.clone(),
+        feature: r.feature.clone().unwrap_or_default(),
+        segment: segment_map(&r.segment),
+        metric: r.metric.clone(),
+        value: r.value.unwrap_or(f64::NAN),
+        threshold: r.threshold.unwrap_or(f64::NAN),
+        severity: severity_to_pb(r.severity),
+        state: r.status.clone(),
+        window_start_ms: r.window_ms,
+        fired_at_ms: r.fired_at_ms,
+        resolved_at_ms: r.resolved_at_ms.unwrap_or(0),
+        actions: r
+            .actions
+            .iter()
+            .map(|a| pb::ActionResult {
+                kind: a.kind.clone(),
+                url: a.url.clone(),
+                delivered: a.delivered,
+                attempts: a.attempts,
+                last_error: a.last_error.clone().unwrap_or_default(),
+                dead_lettered: a.dead_lettered,
+            })
+            .collect(),
+        summary: r.summary.clone(),
+        reference: r.reference.unwrap_or(f64::NAN),
+        rule_kind: r.rule_kind.clone(),
+        event: r.event.clone().unwrap_or_default(),
+        dedup_key: r.dedup_key.clone(),
+    }
+}

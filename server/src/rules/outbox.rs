@@ -1,0 +1,342 @@
+//! The durable webhook outbox and its delivery worker.
+//!
+//! Every delivery an alert asks for is written to the `outbox` family (`'O' | u64(alert
+//! sequence) | u8(action index)`) in the same batch as the alert itself. The worker posts each
+//! one, and only a 2xx answer removes it. Failures are retried on the engine's
+//! [`RetryPolicy`] (exponential backoff, no jitter) and moved to `'D'` (dead letters) once the
+//! receiver refuses permanently (a 4xx other than 408/425/429) or the dead-letter deadline
+//! passes. Delivery is at least once: a crash between the POST and the removal sends it again,
+//! with the same `Idempotency-Key` header (the alert's event id) so receivers can drop it.
+//!
+//! Retry times are wall-clock time, even when the node runs on a simulated clock (`demo`).
+
+use std::collections::{BTreeMap, HashSet};
+use std::time::Duration;
+
+use driftdb_engine::rules::{DeliveryOutcome, classify_status};
+use driftdb_engine::time::{Clock, SystemClock, Timestamp};
+use driftdb_storage::layout::{self, KeyWriter};
+use driftdb_storage::{Family, WriteSet};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::error::{Error, Result};
+use crate::node::Node;
+
+/// Envelope kind of an outbox entry.
+pub const KIND_DELIVERY: u8 = 0x56;
+
+/// One webhook request to make, as stored in the outbox.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeliveryRecord {
+    /// The alert's sequence number.
+    pub seq: u64,
+    /// The action's position in its rule.
+    pub index: u8,
+    /// Action kind.
+    pub kind: String,
+    /// Target URL.
+    pub url: String,
+    /// JSON body.
+    pub body: Value,
+    /// The alert's event id (sent as `Idempotency-Key`).
+    pub event_id: String,
+    /// Attempts made.
+    pub attempts: u32,
+    /// When the first attempt failed (wall clock, ms).
+    pub first_failure_ms: Option<i64>,
+    /// Not before this instant (wall clock, ms; 0 = at once).
+    pub next_at_ms: i64,
+    /// The last failure.
+    pub last_error: Option<String>,
+}
+
+impl DeliveryRecord {
+    /// Its key in the outbox.
+    pub fn key(&self) -> Vec<u8> {
+        entry_key(layout::OUTBOX_DELIVERY, self.seq, self.index)
+    }
+}
+
+fn entry_key(prefix: u8, seq: u64, index: u8) -> Vec<u8> {
+    KeyWriter::with_prefix(prefix).u64(seq).u8(index).finish()
+}
+
+/// The dead letters, oldest alert first.
+pub fn dead_letters(node: &Node) -> Result<Vec<DeliveryRecord>> {
+    let mut out = Vec::new();
+    for e in node
+        .store
+        .family(Family::Outbox)
+        .scan_prefix(&[layout::OUTBOX_DEAD])?
+    {
+        let e = e?;
+        out.push(
+            serde_json::from_slice(&e.payload)
+                .map_err(|err| Error::Internal(format!("outbox entry: {err}")))?,
+        );
+    }
+    Ok(out)
+}
+
+fn pending(node: &Node) -> Result<Vec<DeliveryRecord>> {
+    let mut out = Vec::new();
+    for e in node
+        .store
+        .family(Family::Outbox)
+        .scan_prefix(&[layout::OUTBOX_DELIVERY])?
+    {
+        match e {
+            Ok(e) => match serde_json::from_slice(&e.payload) {
+                Ok(r) => out.push(r),
+                Err(err) => tracing::error!(error = %err, "unreadable outbox entry left in place"),
+            },
+            Err(err) => tracing::error!(error = %err, "corrupt outbox entry left in place"),
+        }
+    }
+    Ok(out)
+}
+
+/// The result of one attempt.
+#[derive(Debug)]
+enum Attempt {
+    Ok,
+    Failed {
+        outcome: DeliveryOutcome,
+        error: String,
+    },
+}
+
+async fn send(client: &reqwest::Client, d: &DeliveryRecord) -> Attempt {
+    let body = match serde_json::to_vec(&d.body) {
+        Ok(b) => b,
+        Err(e) => {
+            return Attempt::Failed {
+                outcome: DeliveryOutcome::Permanent,
+                error: format!("body: {e}"),
+            };
+        }
+    };
+    let res = client
+        .post(&d.url)
+        .header("content-type", "application/json")
+        .header("idempotency-key", &d.event_id)
+        .header("user-agent", concat!("driftdb/", env!("CARGO_PKG_VERSION")))
+        .body(body)
+        .send()
+        .await;
+    match res {
+        Ok(r) => {
+            let status = r.status().as_u16();
+            match classify_status(status) {
+                DeliveryOutcome::Delivered => Attempt::Ok,
+                outcome => Attempt::Failed {
+                    outcome,
+                    error: format!("HTTP {status}"),
+                },
+            }
+        }
+        // Refused, reset, timed out: the receiver may come back.
+        Err(e) => Attempt::Failed {
+            outcome: DeliveryOutcome::Retry,
+            error: transport_error(&e),
+        },
+    }
+}
+
+/// A transport error without the URL (which may carry a secret).
+fn transport_error(e: &reqwest::Error) -> String {
+    if e.is_timeout() {
+        "timed out".into()
+    } else if e.is_connect() {
+        "connection failed".into()
+    } else {
+        // reqwest's own message names the URL; its source does not.
+        let mut s = std::error::Error::source(e)
+            .map_or_else(|| "request failed".to_string(), |s| s.to_string());
+        s.truncate(200);
+        s
+    }
+}
+
+/// The HTTP client of the worker: no redirects (a webhook that moved is a failure to look at),
+/// a per-request timeout.
+pub fn http_client(timeout: Duration) -> Result<reqwest::Client> {
+    crate::tls::install_crypto_provider();
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(timeout.min(Duration::from_secs(5)))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .map_err(|e| Error::Internal(format!("HTTP client: {e}")))
+}
+
+/// Writes what an attempt did: removes a delivered entry, reschedules a failed one, or moves
+/// it to the dead letters. Returns the entry to keep in the queue, if any.
+fn settle(node: &Node, mut d: DeliveryRecord, attempt: Attempt) -> Result<Option<DeliveryRecord>> {
+    let rules = &node.rules;
+    let now = SystemClock.now();
+    d.attempts = d.attempts.saturating_add(1);
+    let mut ws = WriteSet::new();
+    let keep = match attempt {
+        Attempt::Ok => {
+            ws.delete(Family::Outbox, d.key());
+            rules.log.update_action(&mut ws, d.seq, d.index, |a| {
+                a.delivered = true;
+                a.attempts = d.attempts;
+                a.last_error = None;
+            })?;
+            rules
+                .metrics
+                .delivered
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            None
+        }
+        Attempt::Failed { outcome, error } => {
+            rules
+                .metrics
+                .delivery_failures
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let first = Timestamp(*d.first_failure_ms.get_or_insert(now.millis()));
+            d.last_error = Some(error.clone());
+            let wait = match outcome {
+                DeliveryOutcome::Retry => rules.config.retry.next_attempt(d.attempts, first, now),
+                _ => None,
+            };
+            match wait {
+                Some(w) => {
+                    d.next_at_ms = now
+                        .millis()
+                        .saturating_add(i64::try_from(w.as_millis()).unwrap_or(i64::MAX));
+                    ws.put(
+                        Family::Outbox,
+                        d.key(),
+                        KIND_DELIVERY,
+                        &serde_json::to_vec(&d).map_err(|e| Error::Internal(e.to_string()))?,
+                    );
+                    rules.log.update_action(&mut ws, d.seq, d.index, |a| {
+                        a.attempts = d.attempts;
+                        a.last_error = Some(error.clone());
+                    })?;
+                    Some(d)
+                }
+                None => {
+                    tracing::warn!(
+                        seq = d.seq,
+                        kind = %d.kind,
+                        attempts = d.attempts,
+                        error = %error,
+                        "webhook delivery dead-lettered"
+                    );
+                    ws.delete(Family::Outbox, d.key());
+                    ws.put(
+                        Family::Outbox,
+                        entry_key(layout::OUTBOX_DEAD, d.seq, d.index),
+                        KIND_DELIVERY,
+                        &serde_json::to_vec(&d).map_err(|e| Error::Internal(e.to_string()))?,
+                    );
+                    rules.log.update_action(&mut ws, d.seq, d.index, |a| {
+                        a.attempts = d.attempts;
+                        a.last_error = Some(error.clone());
+                        a.dead_lettered = true;
+                    })?;
+                    rules
+                        .metrics
+                        .dead_lettered
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    None
+                }
+            }
+        }
+    };
+    rules.log.write(&ws)?;
+    Ok(keep)
+}
+
+/// Delivers the outbox until `shutdown` turns true: entries written by alerts (the log wakes
+/// the worker) and every entry left from before a restart.
+pub async fn run_delivery(
+    node: Node,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) -> Result<()> {
+    let cfg = node.rules.config.clone();
+    let client = http_client(cfg.delivery_timeout)?;
+    // Entries waiting, by key; the ones being sent are in `in_flight`.
+    let mut queue: BTreeMap<Vec<u8>, DeliveryRecord> = BTreeMap::new();
+    let mut in_flight: HashSet<Vec<u8>> = HashSet::new();
+    let (done_tx, mut done_rx) =
+        tokio::sync::mpsc::channel::<(DeliveryRecord, Attempt)>(cfg.delivery_concurrency.max(1));
+    let mut rescan = true;
+    loop {
+        if rescan {
+            rescan = false;
+            let n2 = node.clone();
+            let found = tokio::task::spawn_blocking(move || pending(&n2))
+                .await
+                .map_err(|e| Error::Internal(e.to_string()))??;
+            for d in found {
+                let k = d.key();
+                if !in_flight.contains(&k) {
+                    queue.entry(k).or_insert(d);
+                }
+            }
+        }
+        let now = SystemClock.now().millis();
+        let due: Vec<Vec<u8>> = queue
+            .iter()
+            .filter(|(_, d)| d.next_at_ms <= now)
+            .map(|(k, _)| k.clone())
+            .take(cfg.delivery_concurrency.saturating_sub(in_flight.len()))
+            .collect();
+        for k in due {
+            if let Some(d) = queue.remove(&k) {
+                in_flight.insert(k);
+                let client = client.clone();
+                let tx = done_tx.clone();
+                tokio::spawn(async move {
+                    let a = send(&client, &d).await;
+                    let _ = tx.send((d, a)).await;
+                });
+            }
+        }
+        node.rules.metrics.outbox_depth.store(
+            (queue.len() + in_flight.len()) as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        let next_due = queue.values().map(|d| d.next_at_ms).min();
+        let wait = match next_due {
+            Some(t) if in_flight.len() < cfg.delivery_concurrency => {
+                Duration::from_millis(t.saturating_sub(now).clamp(0, 1000) as u64)
+            }
+            _ => Duration::from_secs(1),
+        };
+        tokio::select! {
+            _ = node.rules.outbox_wake.notified() => rescan = true,
+            Some((d, a)) = done_rx.recv() => {
+                in_flight.remove(&d.key());
+                let n2 = node.clone();
+                let kept = tokio::task::spawn_blocking(move || settle(&n2, d, a))
+                    .await
+                    .map_err(|e| Error::Internal(e.to_string()))?;
+                match kept {
+                    Ok(Some(d)) => {
+                        queue.insert(d.key(), d);
+                    }
+                    Ok(None) => {}
+                    Err(e) => {
+                        // Not written: the entry stays in the store and is picked up again.
+                        tracing::error!(error = %e, "could not record a webhook outcome");
+                        rescan = true;
+                    }
+                }
+            }
+            _ = tokio::time::sleep(wait) => {}
+            () = stopped(&mut shutdown) => return Ok(()),
+        }
+    }
+}
+
+/// Resolves once `shutdown` turns true (or its sender is gone).
+pub(crate) async fn stopped(shutdown: &mut tokio::sync::watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|v| *v).await;
+}

@@ -1,0 +1,211 @@
+//! The window-close scheduler: finds each model's closed windows and evaluates its rules on
+//! them, in order, exactly once.
+//!
+//! A window `[s, s + w)` of a model with grace `g` is closed once
+//! `max(event watermark, clock) ≥ s + w + g`, where the event watermark is the newest event
+//! time ingest has accepted for the model. Event time alone would let a model whose traffic
+//! stopped never close a window (and never alert); the clock alone would close windows of a
+//! replay or simulation before their data arrived.
+//!
+//! Each model has a cursor in `meta` (`'C' | str(model)`: the next window to evaluate and the
+//! versions seen), written in the same batch as the window's states and alerts. A new model
+//! starts at its currently open window; after a long stop at most `max_catchup_windows` past
+//! windows are evaluated.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use driftdb_engine::rules::RuleKind;
+use driftdb_engine::time::{DurationMs, Timestamp};
+use driftdb_storage::layout::{self, KeyWriter};
+use driftdb_storage::{Family, WriteSet};
+use serde::{Deserialize, Serialize};
+
+use super::eval::evaluate_window;
+use crate::error::{Error, Result};
+use crate::node::Node;
+use crate::registry::ModelEntry;
+
+/// Envelope kind of a model's evaluation cursor.
+pub const KIND_CURSOR: u8 = 0x55;
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Cursor {
+    /// Start of the next window to evaluate (ms).
+    next_ms: i64,
+    /// Versions seen so far.
+    versions: BTreeSet<String>,
+}
+
+fn cursor_key(model: &str) -> Vec<u8> {
+    KeyWriter::with_prefix(layout::META_RULE_CURSOR)
+        .str(model)
+        .finish()
+}
+
+fn load_cursor(node: &Node, model: &str) -> Result<Option<Cursor>> {
+    match node.store.family(Family::Meta).get(&cursor_key(model))? {
+        Some(e) => {
+            Ok(Some(serde_json::from_slice(&e.payload).map_err(|err| {
+                Error::Internal(format!("rule cursor: {err}"))
+            })?))
+        }
+        None => Ok(None),
+    }
+}
+
+fn put_cursor(ws: &mut WriteSet, model: &str, c: &Cursor) -> Result<()> {
+    ws.put(
+        Family::Meta,
+        cursor_key(model),
+        KIND_CURSOR,
+        &serde_json::to_vec(c).map_err(|e| Error::Internal(e.to_string()))?,
+    );
+    Ok(())
+}
+
+/// When the window starting at `start` closes: its end plus the model's grace.
+pub fn close_time(model: &ModelEntry, start: Timestamp) -> Timestamp {
+    let grace = DurationMs::parse(&model.def.grace)
+        .map(DurationMs::millis)
+        .unwrap_or(0);
+    start.saturating_add_ms(model.resolution.width_ms().saturating_add(grace))
+}
+
+/// Evaluates every closed, not yet evaluated window of every model. Returns the number of
+/// windows evaluated.
+pub fn evaluate_due(node: &Node) -> Result<usize> {
+    let mut done = 0;
+    for model in node.registry.list()? {
+        match evaluate_model(node, &model) {
+            Ok(n) => done += n,
+            Err(e) => tracing::error!(model = %model.def.id, error = %e, "rule evaluation failed"),
+        }
+    }
+    Ok(done)
+}
+
+fn evaluate_model(node: &Node, model: &Arc<ModelEntry>) -> Result<usize> {
+    let id = &model.def.id;
+    let width = model.resolution.width_ms();
+    let progress = node.rules.progress(id);
+    let now = node.clock.now();
+    let mark = progress.watermark.map_or(now, |w| w.max(now));
+    let mut cursor = match load_cursor(node, id)? {
+        Some(c) => c,
+        None => {
+            // Start at the window still open at `mark`: the first one to close from now on.
+            // Written at once, so the start does not move with the clock until a window closes.
+            let grace = close_time(model, Timestamp(0)).millis() - width;
+            let c = Cursor {
+                next_ms: model
+                    .resolution
+                    .window_start(mark.saturating_add_ms(-grace))
+                    .millis(),
+                versions: BTreeSet::new(),
+            };
+            let mut ws = WriteSet::new();
+            put_cursor(&mut ws, id, &c)?;
+            node.store.write(&ws)?;
+            c
+        }
+    };
+    node.rules.remember_versions(id, &cursor.versions);
+    let mut versions = cursor.versions.clone();
+    versions.extend(progress.versions.iter().cloned());
+    if let Ok(refs) = model.references.read() {
+        versions.extend(refs.keys().cloned());
+    }
+    // Catch up at most `max_catchup_windows` windows.
+    let closed_through = {
+        let mut s = Timestamp(cursor.next_ms);
+        let limit = i64::from(node.rules.config.max_catchup_windows);
+        let last_closed = {
+            // Largest start whose close time is <= mark.
+            let grace_plus_width = close_time(model, Timestamp(0)).millis();
+            model
+                .resolution
+                .window_start(mark.saturating_add_ms(-grace_plus_width))
+        };
+        if last_closed.millis() >= s.millis() {
+            let behind = (last_closed.millis() - s.millis()) / width + 1;
+            if behind > limit {
+                let skip_to = last_closed.millis() - (limit - 1) * width;
+                tracing::warn!(
+                    model = %id,
+                    skipped = behind - limit,
+                    "rule evaluation fell behind; skipping the oldest closed windows"
+                );
+                s = Timestamp(skip_to);
+            }
+        }
+        cursor.next_ms = s.millis();
+        last_closed
+    };
+    let rules: Vec<_> = node
+        .rules
+        .book
+        .list(Some(id))
+        .into_iter()
+        .filter(|r| !matches!(r.def.kind, RuleKind::Event { .. }))
+        .collect();
+    let mut n = 0;
+    while cursor.next_ms <= closed_through.millis() {
+        let start = Timestamp(cursor.next_ms);
+        let t0 = Instant::now();
+        let eval = if rules.is_empty() {
+            Default::default()
+        } else {
+            evaluate_window(node, model, start, &versions, &rules)?
+        };
+        cursor.next_ms = cursor.next_ms.saturating_add(width);
+        cursor.versions = versions.clone();
+        let mut ws = eval.ws;
+        put_cursor(&mut ws, id, &cursor)?;
+        let recorded = node.rules.log.record(ws, eval.alerts, node.clock.now())?;
+        let m = &node.rules.metrics;
+        let micros = t0.elapsed().as_micros() as u64;
+        m.windows_evaluated.fetch_add(1, Ordering::Relaxed);
+        m.checks.fetch_add(eval.checks, Ordering::Relaxed);
+        m.eval_errors.fetch_add(eval.errors, Ordering::Relaxed);
+        m.eval_micros.fetch_add(micros, Ordering::Relaxed);
+        m.last_eval_micros.store(micros, Ordering::Relaxed);
+        for r in &recorded.records {
+            let counter = if r.status == "resolved" {
+                &m.resolved
+            } else {
+                &m.fired
+            };
+            counter.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(seq = r.seq, rule = %r.rule_id, status = %r.status, "{}", r.summary);
+        }
+        if !recorded.deliveries.is_empty() {
+            node.rules.outbox_wake.notify_one();
+        }
+        n += 1;
+    }
+    Ok(n)
+}
+
+/// Runs the scheduler until `shutdown` turns true: on every ingest that may close a window,
+/// and every [`super::RulesConfig::tick`].
+pub async fn run_scheduler(
+    node: Node,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) -> Result<()> {
+    loop {
+        let n2 = node.clone();
+        match tokio::task::spawn_blocking(move || evaluate_due(&n2)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "rule evaluation failed"),
+            Err(e) => tracing::error!(error = %e, "rule evaluation task failed"),
+        }
+        tokio::select! {
+            _ = node.rules.wake.notified() => {}
+            _ = tokio::time::sleep(node.rules.config.tick) => {}
+            () = super::outbox::stopped(&mut shutdown) => return Ok(()),
+        }
+    }
+}
