@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Builds driftdb and runs the main job: `driftdb serve` on ./data (the README's first command).
-# Extra arguments are passed to `driftdb serve` (e.g. --data /tmp/d --grpc 127.0.0.1:0).
+# Builds driftdb and runs the main job: `driftdb demo` (the README's first command), an embedded
+# server on a temp dir with simulated traffic, rules, alerts and webhooks; it exits by itself.
+# Extra arguments are passed to `driftdb demo` (e.g. --windows 24 --rows 5000).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 cargo build --release --locked -p driftdb-server --bin driftdb
-exec target/release/driftdb serve "$@"
+exec target/release/driftdb demo "$@"

@@ -3,6 +3,7 @@
 
 #![expect(clippy::unwrap_used, reason = "tests fail loudly on broken setup")]
 
+mod alerts;
 mod deps;
 mod ingest;
 mod query_e2e;

@@ -44,7 +44,7 @@ use driftdb_storage::Store;
 pub use book::{RuleBook, StoredRule, redacted_json};
 pub use log::{ActionResult, AlertLog, AlertRecord, alert_to_pb};
 pub use outbox::{DeliveryRecord, dead_letters, run_delivery};
-pub use scheduler::{close_time, run_scheduler};
+pub use scheduler::{close_time, evaluate_due, next_window, run_scheduler};
 
 use crate::error::{Error, Result};
 
@@ -183,6 +183,8 @@ pub struct Rules {
     progress: Mutex<HashMap<String, Progress>>,
     wake: tokio::sync::Notify,
     outbox_wake: tokio::sync::Notify,
+    /// Turns true when the server shuts down: alert streams end so connections can close.
+    stopping: tokio::sync::watch::Sender<bool>,
 }
 
 impl Rules {
@@ -196,6 +198,7 @@ impl Rules {
             progress: Mutex::new(HashMap::new()),
             wake: tokio::sync::Notify::new(),
             outbox_wake: tokio::sync::Notify::new(),
+            stopping: tokio::sync::watch::channel(false).0,
         })
     }
 
@@ -224,6 +227,11 @@ impl Rules {
         if advanced {
             self.wake.notify_one();
         }
+    }
+
+    /// Ends every alert stream (the server is shutting down).
+    pub fn stop_watchers(&self) {
+        self.stopping.send_replace(true);
     }
 
     /// Wakes the scheduler (a rule was added, a test moved the clock).
@@ -325,6 +333,15 @@ impl Rules {
             g(&m.outbox_depth).to_string(),
         );
         out
+    }
+}
+
+/// How the API shows a delivery target of action kind `kind` (Slack URLs without their secret
+/// path).
+pub fn display_url_of(kind: &str, url: &str) -> String {
+    match kind {
+        "slack" => log::display_url(driftdb_engine::rules::ActionKind::Slack, url),
+        _ => url.to_string(),
     }
 }
 
@@ -438,6 +455,7 @@ pub fn watch(
     let (tx, rx) = tokio::sync::mpsc::channel(64);
     tokio::spawn(async move {
         let mut sub = node.rules.log.subscribe();
+        let mut stopping = node.rules.stopping.subscribe();
         let mut cursor = after;
         loop {
             sub.borrow_and_update();
@@ -467,6 +485,7 @@ pub fn watch(
             tokio::select! {
                 r = sub.changed() => if r.is_err() { return },
                 _ = tx.closed() => return,
+                () = outbox::stopped(&mut stopping) => return,
             }
         }
     });

@@ -70,7 +70,14 @@ pub async fn start(node: Node, grpc: SocketAddr, http: SocketAddr) -> Result<Run
     let mut rx1 = rx.clone();
     let mut rx2 = rx.clone();
     let scheduler = tokio::spawn(crate::rules::run_scheduler(node.clone(), rx.clone()));
-    let delivery = tokio::spawn(crate::rules::run_delivery(node.clone(), rx));
+    let delivery = tokio::spawn(crate::rules::run_delivery(node.clone(), rx.clone()));
+    // Alert streams never end by themselves; end them so graceful shutdown can finish.
+    let rules = std::sync::Arc::clone(&node.rules);
+    let mut rx3 = rx;
+    tokio::spawn(async move {
+        let _ = rx3.wait_for(|v| *v).await;
+        rules.stop_watchers();
+    });
     let routes = crate::grpc::router(&node);
     let g = tokio::spawn(async move {
         tonic::transport::Server::builder()

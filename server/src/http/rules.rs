@@ -9,6 +9,7 @@
 //! | `POST /rules` | creates (or replaces, version + 1) a rule from the JSON body |
 //! | `GET /rules/{id}`, `DELETE /rules/{id}` | one rule, with every stored version / deletes it |
 //! | `GET /alerts?model=&from=&to=&limit=` | alert history of every model |
+//! | `GET /alerts/dead_letters` | webhook deliveries given up on, with their last error |
 //!
 //! Rule bodies are the JSON documented in `engine/src/rules.rs`; an invalid rule is a 400 whose
 //! message names the field at fault. Secrets (PagerDuty routing keys) come back as `"***"`.
@@ -208,6 +209,27 @@ async fn announce(State(node): State<Node>, Path(id): Path<String>, body: Bytes)
     ))
 }
 
+/// `GET /alerts/dead_letters`.
+async fn dead_letters(State(node): State<Node>) -> ApiResult {
+    let n2 = node.clone();
+    let dead = blocking(move || crate::rules::dead_letters(&n2)).await?;
+    let rows: Vec<Value> = dead
+        .iter()
+        .map(|d| {
+            json!({
+                "sequence": d.seq,
+                "action_index": d.index,
+                "kind": d.kind,
+                "url": crate::rules::display_url_of(&d.kind, &d.url),
+                "attempts": d.attempts,
+                "last_error": d.last_error,
+                "event_id": d.event_id,
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "dead_letters": rows })))
+}
+
 /// The routes of this module.
 pub fn routes() -> Router<Node> {
     Router::new()
@@ -219,4 +241,5 @@ pub fn routes() -> Router<Node> {
         .route("/rules", get(list).post(create_any))
         .route("/rules/{id}", get(get_rule).delete(delete_rule))
         .route("/alerts", get(all_history))
+        .route("/alerts/dead_letters", get(dead_letters))
 }

@@ -137,10 +137,11 @@ impl RuleBook {
         model: Option<&ModelDef>,
         now: Timestamp,
     ) -> Result<Arc<StoredRule>> {
-        def.validate().map_err(|e| Error::Invalid(e.to_string()))?;
+        let invalid =
+            |e: driftdb_engine::rules::RuleError| Error::Invalid(format!("invalid rule: {e}"));
+        def.validate().map_err(invalid)?;
         if let Some(m) = model {
-            def.validate_for_model(m)
-                .map_err(|e| Error::Invalid(e.to_string()))?;
+            def.validate_for_model(m).map_err(invalid)?;
         }
         let mut rules = self.rules.write().map_err(poisoned)?;
         let mut versions = self.versions.lock().map_err(poisoned)?;

@@ -209,3 +209,9 @@ pub async fn run_scheduler(
         }
     }
 }
+
+/// The start of the next window the scheduler will evaluate for `model`; `None` before the
+/// scheduler has seen the model.
+pub fn next_window(node: &Node, model: &str) -> Result<Option<Timestamp>> {
+    Ok(load_cursor(node, model)?.map(|c| Timestamp(c.next_ms)))
+}

@@ -1,0 +1,1010 @@
+//! Rules and alerts end to end: a real server on 127.0.0.1:0 over a temp data dir, data sent
+//! over gRPC, windows closed by event time or by the clock, webhooks received by a real HTTP
+//! server on 127.0.0.1.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, Uri};
+use driftdb_engine::model::ModelDef;
+use driftdb_engine::time::{ManualClock, Timestamp};
+use driftdb_proto::v1 as pb;
+use driftdb_server::client::Client;
+use driftdb_server::convert::model_to_pb;
+use driftdb_server::node::Node;
+use driftdb_server::rules::{RulesConfig, next_window};
+use driftdb_storage::StoreConfig;
+use serde_json::{Value, json};
+use tokio_stream::StreamExt;
+
+const W: i64 = 15 * 60_000;
+
+fn t(k: i64) -> Timestamp {
+    // 2026-03-01T00:00:00Z + k windows.
+    Timestamp(1_772_323_200_000 + k * W)
+}
+
+/// One request a receiver got.
+#[derive(Debug, Clone)]
+struct Hit {
+    path: String,
+    idempotency_key: String,
+    body: Value,
+}
+
+#[derive(Debug, Default)]
+struct RecvState {
+    hits: Mutex<Vec<Hit>>,
+    /// Answer `fail_status` to this many requests first.
+    fail_first: AtomicUsize,
+    fail_status: AtomicUsize,
+}
+
+/// A webhook receiver on 127.0.0.1 that records every POST.
+struct Receiver {
+    addr: SocketAddr,
+    state: Arc<RecvState>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+async fn record(
+    State(s): State<Arc<RecvState>>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> StatusCode {
+    let failing = s
+        .fail_first
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+        .is_ok();
+    if failing {
+        return StatusCode::from_u16(s.fail_status.load(Ordering::SeqCst) as u16).unwrap();
+    }
+    s.hits.lock().unwrap().push(Hit {
+        path: uri.path().to_string(),
+        idempotency_key: headers
+            .get("idempotency-key")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string(),
+        body: serde_json::from_slice(&body).unwrap_or(Value::Null),
+    });
+    StatusCode::OK
+}
+
+impl Receiver {
+    async fn start_on(addr: SocketAddr, fail_first: usize, fail_status: u16) -> Receiver {
+        let state = Arc::new(RecvState::default());
+        state.fail_first.store(fail_first, Ordering::SeqCst);
+        state
+            .fail_status
+            .store(fail_status as usize, Ordering::SeqCst);
+        let app = Router::new()
+            .fallback(record)
+            .with_state(Arc::clone(&state));
+        let l = tokio::net::TcpListener::bind(addr).await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(l, app).await;
+        });
+        Receiver { addr, state, task }
+    }
+
+    async fn start() -> Receiver {
+        Receiver::start_on("127.0.0.1:0".parse().unwrap(), 0, 200).await
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    fn hits(&self) -> Vec<Hit> {
+        self.state.hits.lock().unwrap().clone()
+    }
+
+    /// Waits (bounded) until at least `n` requests arrived.
+    async fn wait_for(&self, n: usize) -> Vec<Hit> {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while self.hits().len() < n && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        self.hits()
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+struct AlertServer {
+    node: Node,
+    client: Client,
+    clock: ManualClock,
+    running: Option<driftdb_server::serve::Running>,
+    http: SocketAddr,
+}
+
+fn fast_rules() -> RulesConfig {
+    let mut c = RulesConfig {
+        tick: Duration::from_millis(20),
+        ..RulesConfig::default()
+    };
+    c.retry.initial = Duration::from_millis(50);
+    c.retry.max_delay = Duration::from_millis(200);
+    c
+}
+
+impl AlertServer {
+    async fn start(dir: &Path, clock: ManualClock, cfg: RulesConfig) -> AlertServer {
+        driftdb_server::tls::install_crypto_provider();
+        let node =
+            Node::open_with(dir, StoreConfig::default(), cfg, Arc::new(clock.clone())).unwrap();
+        let running = driftdb_server::serve::start(
+            node.clone(),
+            "127.0.0.1:0".parse().unwrap(),
+            "127.0.0.1:0".parse().unwrap(),
+        )
+        .await
+        .unwrap();
+        let client = Client::connect(&format!("http://{}", running.bound.grpc))
+            .await
+            .unwrap();
+        let http = running.bound.http;
+        AlertServer {
+            node,
+            client,
+            clock,
+            running: Some(running),
+            http,
+        }
+    }
+
+    async fn stop(mut self) {
+        self.running.take().unwrap().shutdown().await.unwrap();
+    }
+
+    /// Registers model `m` and waits until the scheduler has placed its cursor.
+    async fn create_model(&mut self) {
+        let def: ModelDef = serde_json::from_value(json!({
+            "id": "m", "task": "binary", "window": "15m", "grace": "1m",
+            "segments": ["region"], "features": {"x": "numeric"}
+        }))
+        .unwrap();
+        self.client
+            .models
+            .create_model(pb::CreateModelRequest {
+                model: Some(model_to_pb(&def, vec![])),
+            })
+            .await
+            .unwrap();
+        self.node.rules.wake();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while next_window(&self.node, "m").unwrap().is_none() {
+            assert!(Instant::now() < deadline, "scheduler never saw the model");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    async fn add_rule(&mut self, rule: Value) -> pb::Rule {
+        self.client
+            .rules
+            .create_rule(pb::CreateRuleRequest {
+                definition_json: rule.to_string(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .rule
+            .unwrap()
+    }
+
+    /// Sends window `k`: `eu` rows with `x = eu`, `us` rows with `x = us`, 10 each, at the
+    /// window's start + 2 minutes (so they also close window `k - 1` by event time).
+    async fn send_window(&mut self, id: &str, k: i64, eu: f64, us: f64) {
+        let n = 20;
+        let ts = t(k).millis() + 120_000;
+        let b = pb::InferenceBatch {
+            model_id: "m".into(),
+            request_ids: (0..n).map(|i| format!("{id}-{k}-{i}")).collect(),
+            ts_ms: vec![ts; n],
+            model_versions: vec!["v1".into()],
+            segments: vec![pb::SegmentColumn {
+                key: "region".into(),
+                values: (0..n)
+                    .map(|i| if i % 2 == 0 { "eu" } else { "us" }.to_string())
+                    .collect(),
+            }],
+            features: vec![pb::FeatureColumn {
+                name: "x".into(),
+                numbers: (0..n).map(|i| if i % 2 == 0 { eu } else { us }).collect(),
+                ..Default::default()
+            }],
+            scores: vec![0.5; n],
+            ..Default::default()
+        };
+        let mut acks = self
+            .client
+            .ingest
+            .ingest_inferences(tokio_stream::iter(vec![b]))
+            .await
+            .unwrap()
+            .into_inner();
+        let ack = acks.next().await.unwrap().unwrap();
+        assert_eq!(ack.accepted, n as u64, "{ack:?}");
+    }
+
+    /// Waits (bounded) until window `k` has been evaluated.
+    async fn evaluated(&self, k: i64) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if next_window(&self.node, "m")
+                .unwrap()
+                .is_some_and(|n| n > t(k))
+            {
+                return;
+            }
+            assert!(Instant::now() < deadline, "window {k} was never evaluated");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// Closes window `k` by moving the clock past its end plus grace.
+    async fn close_by_clock(&mut self, k: i64) {
+        self.clock.set(Timestamp(t(k + 1).millis() + 60_000));
+        self.node.rules.wake();
+        self.evaluated(k).await;
+    }
+
+    async fn watch(&mut self, after: u64, min: pb::Severity) -> tonic::Streaming<pb::Alert> {
+        self.client
+            .alerts
+            .watch_alerts(pb::WatchAlertsRequest {
+                after_sequence: after,
+                model: "m".into(),
+                min_severity: min as i32,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+    }
+
+    async fn history(&mut self) -> Vec<pb::Alert> {
+        self.client
+            .alerts
+            .list_alerts(pb::ListAlertsRequest {
+                model: "m".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .alerts
+    }
+}
+
+fn mean_rule(id: &str, hook: &str, consecutive: u32, segment: Value, severity: &str) -> Value {
+    json!({"id": id, "model": "m", "selector": "x", "metric": "mean", "comparison": ">",
+           "threshold": 10, "consecutive": consecutive, "segment": segment,
+           "severity": severity, "actions": [{"kind": "webhook", "url": hook}]})
+}
+
+async fn next_alert(s: &mut tonic::Streaming<pb::Alert>) -> pb::Alert {
+    tokio::time::timeout(Duration::from_secs(10), s.next())
+        .await
+        .expect("an alert within 10 s")
+        .unwrap()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consecutive_windows_fire_and_resolve_with_hysteresis_per_segment() {
+    let dir = tempfile::tempdir().unwrap();
+    let recv = Receiver::start().await;
+    let mut s = AlertServer::start(dir.path(), ManualClock::new(t(0)), fast_rules()).await;
+    s.create_model().await;
+    s.add_rule(mean_rule(
+        "overall",
+        &recv.url("/overall"),
+        3,
+        json!("all"),
+        "high",
+    ))
+    .await;
+    s.add_rule(mean_rule(
+        "per-region",
+        &recv.url("/region"),
+        2,
+        json!({"each": "region"}),
+        "low",
+    ))
+    .await;
+    let mut watch = s.watch(0, pb::Severity::Unspecified).await;
+    // Mean of eu per window; us is always 0, so the overall mean is half of it.
+    let eu = [
+        10., 40., 40., 10., 40., 40., 40., 40., 10., 10., 40., 10., 10., 10.,
+    ];
+    for (k, v) in eu.iter().enumerate() {
+        let k = k as i64;
+        s.clock.set(t(k));
+        s.send_window("r", k, *v, 0.0).await;
+        if k > 0 {
+            // The data at start + 2 minutes closed the previous window (grace 1 minute).
+            s.evaluated(k - 1).await;
+        }
+    }
+    s.close_by_clock(eu.len() as i64 - 1).await;
+
+    // Overall: breaches at 1,2 | 4,5,6,7 → fires on 6 (3 in a row); heals 8,9, breach 10
+    // resets, heals 11,12,13 → resolves on 13. eu: fires on 2, resolves on 9 (2 healthy);
+    // the single breach on 10 does not fire again. us never breaches.
+    let want = [
+        ("per-region", "firing", 2, "region=eu"),
+        ("overall", "firing", 6, "all"),
+        ("per-region", "resolved", 9, "region=eu"),
+        ("overall", "resolved", 13, "all"),
+    ];
+    for (i, (rule, state, k, segment)) in want.iter().enumerate() {
+        let a = next_alert(&mut watch).await;
+        assert_eq!(a.sequence, i as u64 + 1);
+        assert_eq!(
+            (a.rule_id.as_str(), a.state.as_str(), a.window_start_ms),
+            (*rule, *state, t(*k).millis()),
+            "{a:?}"
+        );
+        let seg = a.segment.iter().map(|(k, v)| format!("{k}={v}")).next();
+        assert_eq!(seg.as_deref().unwrap_or("all"), *segment);
+    }
+    let hits = recv.wait_for(4).await;
+    assert_eq!(hits.len(), 4, "{hits:?}");
+    let mut got: Vec<(String, String, String)> = hits
+        .iter()
+        .map(|h| {
+            (
+                h.path.clone(),
+                h.body["status"].as_str().unwrap().to_string(),
+                h.body["window_start"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    got.sort();
+    let mut expect = vec![
+        ("/overall".into(), "firing".into(), t(6).to_rfc3339()),
+        ("/overall".into(), "resolved".into(), t(13).to_rfc3339()),
+        ("/region".into(), "firing".into(), t(2).to_rfc3339()),
+        ("/region".into(), "resolved".into(), t(9).to_rfc3339()),
+    ];
+    expect.sort();
+    assert_eq!(got, expect);
+    for h in &hits {
+        assert_eq!(h.body["schema"], "driftdb.alert.v1");
+        assert_eq!(h.body["event_id"].as_str().unwrap(), h.idempotency_key);
+    }
+    let resolved = hits
+        .iter()
+        .find(|h| h.path == "/overall" && h.body["status"] == "resolved")
+        .unwrap();
+    assert_eq!(resolved.body["value"], 5.0);
+    assert_eq!(resolved.body["threshold"], 10.0);
+
+    // History: two episodes, each with its firing and resolution time and delivered actions.
+    let hist = s.history().await;
+    assert_eq!(hist.len(), 2, "{hist:?}");
+    let overall = hist.iter().find(|a| a.rule_id == "overall").unwrap();
+    assert_eq!(overall.state, "resolved");
+    assert_eq!(
+        overall.fired_at_ms,
+        t(7).millis(),
+        "fired at the end of window 6"
+    );
+    assert_eq!(overall.resolved_at_ms, t(14).millis());
+    assert!(
+        overall
+            .actions
+            .iter()
+            .all(|a| a.delivered && a.attempts == 1)
+    );
+    assert_eq!(
+        overall.actions.len(),
+        2,
+        "one delivery when firing, one when resolved"
+    );
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_payload_shape_reaches_its_receiver() {
+    let dir = tempfile::tempdir().unwrap();
+    let recv = Receiver::start().await;
+    let mut s = AlertServer::start(dir.path(), ManualClock::new(t(0)), fast_rules()).await;
+    s.create_model().await;
+    s.add_rule(json!({
+        "id": "all-actions", "model": "m", "selector": "x", "metric": "mean",
+        "comparison": ">", "threshold": 10, "consecutive": 1, "severity": "critical",
+        "description": "runbook: https://wiki.example/x",
+        "actions": [
+            {"kind": "pagerduty", "routing_key": "RK123", "url": recv.url("/pd")},
+            {"kind": "slack", "url": recv.url("/slack")},
+            {"kind": "jira", "url": recv.url("/jira"), "project": "ML"},
+            {"kind": "webhook", "url": recv.url("/generic")},
+            {"kind": "retrain", "url": recv.url("/retrain")},
+            {"kind": "route_to_backup", "url": recv.url("/backup"), "backup_version": "v0"}
+        ]
+    }))
+    .await;
+    s.clock.set(t(0));
+    s.send_window("p", 0, 50.0, 50.0).await;
+    s.close_by_clock(0).await;
+    let hits = recv.wait_for(6).await;
+    assert_eq!(hits.len(), 6, "{hits:?}");
+    let by = |p: &str| hits.iter().find(|h| h.path == p).unwrap().body.clone();
+    let pd = by("/pd");
+    assert_eq!(pd["routing_key"], "RK123");
+    assert_eq!(pd["event_action"], "trigger");
+    assert_eq!(pd["payload"]["severity"], "critical");
+    assert_eq!(pd["payload"]["source"], "driftdb/m@v1");
+    assert!(
+        pd["dedup_key"]
+            .as_str()
+            .unwrap()
+            .starts_with("driftdb/all-actions/")
+    );
+    let slack = by("/slack");
+    assert!(
+        slack["text"]
+            .as_str()
+            .unwrap()
+            .contains("mean of x on m@v1")
+    );
+    assert_eq!(slack["blocks"][0]["type"], "header");
+    let jira = by("/jira");
+    assert_eq!(jira["fields"]["project"]["key"], "ML");
+    assert_eq!(jira["fields"]["issuetype"]["name"], "Task");
+    assert!(
+        jira["fields"]["summary"]
+            .as_str()
+            .unwrap()
+            .starts_with("[driftdb]")
+    );
+    let generic = by("/generic");
+    assert_eq!(generic["value"], 50.0);
+    assert_eq!(generic["description"], "runbook: https://wiki.example/x");
+    assert_eq!(by("/retrain")["action"], "retrain");
+    let backup = by("/backup");
+    assert_eq!(backup["action"], "route_to_backup");
+    assert_eq!(backup["backup_version"], "v0");
+
+    // Resolution: PagerDuty, Slack and the generic webhook are told; Jira, retrain and
+    // route-to-backup act on firing only.
+    s.clock.set(t(1));
+    s.send_window("p", 1, 0.0, 0.0).await;
+    s.close_by_clock(1).await;
+    let hits = recv.wait_for(9).await;
+    assert_eq!(hits.len(), 9, "{hits:?}");
+    let resolves: Vec<&Hit> = hits[6..].iter().collect();
+    let mut paths: Vec<&str> = resolves.iter().map(|h| h.path.as_str()).collect();
+    paths.sort();
+    assert_eq!(paths, ["/generic", "/pd", "/slack"]);
+    let pd = &resolves.iter().find(|h| h.path == "/pd").unwrap().body;
+    assert_eq!(pd["event_action"], "resolve");
+    assert_eq!(pd["dedup_key"], by("/pd")["dedup_key"]);
+
+    // The routing key never comes back from the API.
+    let rules = s
+        .client
+        .rules
+        .list_rules(pb::ListRulesRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .rules;
+    assert!(!rules[0].definition_json.contains("RK123"));
+    assert!(rules[0].definition_json.contains("***"));
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deliveries_retry_while_the_receiver_fails_and_dead_letter_after_the_deadline() {
+    let dir = tempfile::tempdir().unwrap();
+    // 503 three times, then 200.
+    let flaky = Receiver::start_on("127.0.0.1:0".parse().unwrap(), 3, 503).await;
+    // 500 forever: dead-lettered after the deadline. 404: refused at once.
+    let broken = Receiver::start_on("127.0.0.1:0".parse().unwrap(), usize::MAX, 500).await;
+    let gone = Receiver::start_on("127.0.0.1:0".parse().unwrap(), usize::MAX, 404).await;
+    let mut cfg = fast_rules();
+    cfg.retry.dead_letter_after = Duration::from_millis(600);
+    let mut s = AlertServer::start(dir.path(), ManualClock::new(t(0)), cfg).await;
+    s.create_model().await;
+    s.add_rule(json!({
+        "id": "r", "model": "m", "selector": "x", "metric": "mean", "comparison": ">",
+        "threshold": 10, "consecutive": 1, "severity": "high",
+        "actions": [{"kind": "webhook", "url": flaky.url("/a")},
+                    {"kind": "webhook", "url": broken.url("/b")},
+                    {"kind": "webhook", "url": gone.url("/c")}]
+    }))
+    .await;
+    s.clock.set(t(0));
+    s.send_window("d", 0, 50.0, 50.0).await;
+    s.close_by_clock(0).await;
+    let hits = flaky.wait_for(1).await;
+    assert_eq!(hits.len(), 1);
+    // Wait until the other two are dead-lettered.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let alert = loop {
+        let a = s.history().await.remove(0);
+        if a.actions.iter().filter(|r| r.dead_lettered).count() == 2 {
+            break a;
+        }
+        assert!(Instant::now() < deadline, "not dead-lettered: {a:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let r = |i: usize| &alert.actions[i];
+    assert!(r(0).delivered && r(0).attempts == 4, "{:?}", r(0));
+    assert!(
+        r(1).dead_lettered && !r(1).delivered && r(1).attempts >= 3,
+        "{:?}",
+        r(1)
+    );
+    assert_eq!(r(1).last_error, "HTTP 500");
+    assert!(
+        r(2).dead_lettered && r(2).attempts == 1,
+        "a 404 is not retried: {:?}",
+        r(2)
+    );
+    assert_eq!(r(2).last_error, "HTTP 404");
+    let dead = driftdb_server::rules::dead_letters(&s.node).unwrap();
+    assert_eq!(dead.len(), 2);
+    assert_eq!(s.node.rules.metrics.outbox_depth.load(Ordering::Relaxed), 0);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_mid_delivery_loses_no_alert_and_keeps_rule_state() {
+    let dir = tempfile::tempdir().unwrap();
+    // A port with nothing listening yet: deliveries fail with "connection refused".
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let hook = format!("http://{port}/late");
+    let clock = ManualClock::new(t(0));
+    let mut s = AlertServer::start(dir.path(), clock.clone(), fast_rules()).await;
+    s.create_model().await;
+    s.add_rule(mean_rule("r", &hook, 1, json!("all"), "critical"))
+        .await;
+    s.add_rule(mean_rule("slow", &hook, 3, json!("all"), "low"))
+        .await;
+    s.clock.set(t(0));
+    s.send_window("k", 0, 50.0, 50.0).await;
+    s.close_by_clock(0).await;
+    s.send_window("k", 1, 50.0, 50.0).await;
+    s.close_by_clock(1).await;
+    // `r` fired on window 0; `slow` has seen 2 of its 3 breaches. The receiver is down.
+    let hist = s.history().await;
+    assert_eq!(hist.len(), 1);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let a = s.history().await.remove(0);
+    assert!(
+        !a.actions[0].delivered && a.actions[0].attempts >= 1,
+        "{a:?}"
+    );
+    s.stop().await;
+
+    // Restart on the same data, then bring the receiver up.
+    let recv = Receiver::start_on(port, 0, 200).await;
+    let mut s = AlertServer::start(dir.path(), clock.clone(), fast_rules()).await;
+    let hits = recv.wait_for(1).await;
+    assert_eq!(hits.len(), 1, "the outbox entry survived the restart");
+    assert_eq!(hits[0].body["rule_id"], "r");
+    // The third breach after the restart fires `slow`: its state survived too.
+    s.clock.set(t(2));
+    s.send_window("k", 2, 50.0, 50.0).await;
+    s.close_by_clock(2).await;
+    let hits = recv.wait_for(2).await;
+    assert_eq!(hits.len(), 2, "{hits:?}");
+    assert_eq!(hits[1].body["rule_id"], "slow");
+    assert_eq!(hits[1].body["window_start"], t(2).to_rfc3339());
+    // Nothing fired twice: windows evaluated before the restart were not evaluated again.
+    let hist = s.history().await;
+    assert_eq!(hist.len(), 2, "{hist:?}");
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_alerts_resumes_after_a_sequence_and_filters_by_severity() {
+    let dir = tempfile::tempdir().unwrap();
+    let recv = Receiver::start().await;
+    let mut s = AlertServer::start(dir.path(), ManualClock::new(t(0)), fast_rules()).await;
+    s.create_model().await;
+    s.add_rule(mean_rule("hi", &recv.url("/h"), 1, json!("all"), "high"))
+        .await;
+    s.add_rule(mean_rule(
+        "lo",
+        &recv.url("/l"),
+        1,
+        json!({"each": "region"}),
+        "low",
+    ))
+    .await;
+    // Window 0 breaches everywhere: hi fires (all), lo fires twice (eu, us).
+    s.clock.set(t(0));
+    s.send_window("w", 0, 50.0, 50.0).await;
+    s.close_by_clock(0).await;
+    let all: Vec<pb::Alert> = {
+        let mut w = s.watch(0, pb::Severity::Unspecified).await;
+        let mut v = Vec::new();
+        for _ in 0..3 {
+            v.push(next_alert(&mut w).await);
+        }
+        v
+    };
+    assert_eq!(
+        all.iter().map(|a| a.sequence).collect::<Vec<_>>(),
+        [1, 2, 3]
+    );
+    // Resume after 1: 2 and 3, then the live ones.
+    let mut resumed = s.watch(1, pb::Severity::Unspecified).await;
+    assert_eq!(next_alert(&mut resumed).await.sequence, 2);
+    assert_eq!(next_alert(&mut resumed).await.sequence, 3);
+    let mut high_only = s.watch(0, pb::Severity::High).await;
+    let first_high = next_alert(&mut high_only).await;
+    assert_eq!(first_high.rule_id, "hi");
+    // Window 1 heals everything: three resolutions, live.
+    s.clock.set(t(1));
+    s.send_window("w", 1, 0.0, 0.0).await;
+    s.close_by_clock(1).await;
+    let live: Vec<u64> = {
+        let mut v = Vec::new();
+        for _ in 0..3 {
+            let a = next_alert(&mut resumed).await;
+            assert_eq!(a.state, "resolved");
+            v.push(a.sequence);
+        }
+        v
+    };
+    assert_eq!(live, [4, 5, 6]);
+    let next_high = next_alert(&mut high_only).await;
+    assert_eq!(
+        (next_high.rule_id.as_str(), next_high.state.as_str()),
+        ("hi", "resolved")
+    );
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_rules_are_refused_with_the_reason_and_rules_are_versioned() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = AlertServer::start(dir.path(), ManualClock::new(t(0)), fast_rules()).await;
+    s.create_model().await;
+    let bad = [
+        (
+            json!({"id": "a", "model": "m", "selector": "x", "metric": "psi", "comparison": ">",
+                "threshold": 0.2, "severity": "urgent"}),
+            "severity",
+        ),
+        (
+            json!({"id": "a", "model": "m", "selector": "x", "metric": "nope", "comparison": ">",
+                "threshold": 0.2, "severity": "high"}),
+            "metric",
+        ),
+        (
+            json!({"id": "a", "model": "m", "selector": "x", "metric": "psi", "comparison": ">",
+                "threshold": {"relative": 0.1}, "severity": "high"}),
+            "threshold",
+        ),
+        (
+            json!({"id": "a", "model": "m", "selector": "y", "metric": "psi", "comparison": ">",
+                "threshold": 0.2, "severity": "high"}),
+            "selector",
+        ),
+        (
+            json!({"id": "a", "model": "m", "selector": "x", "metric": "psi", "comparison": ">",
+                "threshold": 0.2, "severity": "high",
+                "actions": [{"kind": "webhook", "url": "ftp://x"}]}),
+            "actions[0].url",
+        ),
+    ];
+    for (rule, field) in bad {
+        let e = s
+            .client
+            .rules
+            .create_rule(pb::CreateRuleRequest {
+                definition_json: rule.to_string(),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), tonic::Code::InvalidArgument, "{rule}");
+        assert!(
+            e.message().starts_with(&format!("invalid rule: {field}:")),
+            "{field}: {}",
+            e.message()
+        );
+    }
+    let e = s
+        .client
+        .rules
+        .create_rule(pb::CreateRuleRequest {
+            definition_json: json!({"id": "a", "model": "nosuch", "selector": "x",
+                "metric": "psi", "comparison": ">", "threshold": 0.2, "severity": "high"})
+            .to_string(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::NotFound);
+
+    // HTTP: create through the model's route, a mismatch and an invalid rule are 400s.
+    let http = reqwest::Client::new();
+    let url = format!("http://{}/models/m/alerts", s.http);
+    let ok = http
+        .post(&url)
+        .body(
+            json!({"id": "h", "selector": "x", "metric": "mean", "comparison": ">",
+                     "threshold": 1, "severity": "low"})
+            .to_string(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 201);
+    let body: Value = ok.json().await.unwrap();
+    assert_eq!(
+        (body["id"].as_str(), body["version"].as_u64()),
+        (Some("h"), Some(1))
+    );
+    let mismatch = http
+        .post(&url)
+        .body(
+            json!({"id": "h", "model": "other", "selector": "x", "metric": "mean",
+                     "comparison": ">", "threshold": 1, "severity": "low"})
+            .to_string(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(mismatch.status(), 400);
+    let invalid = http
+        .post(&url)
+        .body(
+            json!({"id": "h", "selector": "x", "metric": "mean", "comparison": "~",
+                     "threshold": 1, "severity": "low"})
+            .to_string(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(invalid.status(), 400);
+    let err: Value = invalid.json().await.unwrap();
+    assert!(
+        err["error"].as_str().unwrap().contains("comparison"),
+        "{err}"
+    );
+
+    // A replacement is version 2; the same definition again changes nothing.
+    let v2 = s
+        .add_rule(
+            json!({"id": "h", "model": "m", "selector": "x", "metric": "mean",
+                         "comparison": ">", "threshold": 2, "severity": "low"}),
+        )
+        .await;
+    assert_eq!(v2.version, 2);
+    let again = s
+        .add_rule(
+            json!({"id": "h", "model": "m", "selector": "x", "metric": "mean",
+                         "comparison": ">", "threshold": 2, "severity": "low"}),
+        )
+        .await;
+    assert_eq!(again.version, 2);
+    let versions: Value = http
+        .get(format!("http://{}/rules/h", s.http))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(versions["versions"].as_array().unwrap().len(), 2);
+    assert_eq!(versions["versions"][0]["rule"]["threshold"], 1.0);
+    s.client
+        .rules
+        .delete_rule(pb::DeleteRuleRequest { id: "h".into() })
+        .await
+        .unwrap();
+    let gone = s
+        .client
+        .rules
+        .delete_rule(pb::DeleteRuleRequest { id: "h".into() })
+        .await
+        .unwrap_err();
+    assert_eq!(gone.code(), tonic::Code::NotFound);
+    // Stored rules survive a restart; deleted ones stay deleted, and ids continue their count.
+    s.add_rule(mean_rule(
+        "keep",
+        "http://127.0.0.1:9/x",
+        3,
+        json!("all"),
+        "low",
+    ))
+    .await;
+    s.stop().await;
+    let mut s = AlertServer::start(dir.path(), ManualClock::new(t(0)), fast_rules()).await;
+    let ids: Vec<String> = s
+        .client
+        .rules
+        .list_rules(pb::ListRulesRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .rules
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(ids, ["keep"]);
+    let v4 = s
+        .add_rule(
+            json!({"id": "h", "model": "m", "selector": "x", "metric": "mean",
+                         "comparison": ">", "threshold": 3, "severity": "low"}),
+        )
+        .await;
+    assert_eq!(v4.version, 4, "1, 2, deleted as 3, re-created as 4");
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn event_rules_fire_on_announcements_and_freshness_rules_on_age() {
+    let dir = tempfile::tempdir().unwrap();
+    let recv = Receiver::start().await;
+    let mut s = AlertServer::start(dir.path(), ManualClock::new(t(0)), fast_rules()).await;
+    s.create_model().await;
+    s.add_rule(
+        json!({"id": "on-release", "model": "*", "kind": "event", "event": "release",
+                      "severity": "medium", "cooldown": "1h",
+                      "actions": [{"kind": "retrain", "url": recv.url("/retrain")}]}),
+    )
+    .await;
+    let announce = |version: &str| pb::AnnounceEventRequest {
+        model: "m".into(),
+        event: "release".into(),
+        version: version.into(),
+    };
+    let first = s
+        .client
+        .rules
+        .announce_event(announce("v3"))
+        .await
+        .unwrap()
+        .into_inner()
+        .alerts;
+    assert_eq!(first.len(), 1);
+    assert_eq!(
+        (first[0].event.as_str(), first[0].version.as_str()),
+        ("release", "v3")
+    );
+    // Within the cooldown: nothing.
+    s.clock.set(Timestamp(t(0).millis() + 30 * 60_000));
+    let second = s
+        .client
+        .rules
+        .announce_event(announce("v3"))
+        .await
+        .unwrap()
+        .into_inner()
+        .alerts;
+    assert!(second.is_empty());
+    let hits = recv.wait_for(1).await;
+    assert_eq!(hits[0].body["action"], "retrain");
+    assert_eq!(hits[0].body["version"], "v3");
+
+    // Freshness: a reference profiled at t(0) is 2 days old two days later.
+    let mut chunks = vec![pb::ReferenceChunk {
+        chunk: Some(pb::reference_chunk::Chunk::Header(pb::ReferenceHeader {
+            model_id: "m".into(),
+            model_version: "v1".into(),
+            replace: false,
+        })),
+    }];
+    chunks.push(pb::ReferenceChunk {
+        chunk: Some(pb::reference_chunk::Chunk::Rows(pb::InferenceBatch {
+            model_id: "m".into(),
+            request_ids: (0..10).map(|i| format!("ref{i}")).collect(),
+            ts_ms: vec![t(-10).millis(); 10],
+            model_versions: vec!["v1".into()],
+            segments: vec![pb::SegmentColumn {
+                key: "region".into(),
+                values: vec!["eu".into(); 10],
+            }],
+            features: vec![pb::FeatureColumn {
+                name: "x".into(),
+                numbers: (0..10).map(f64::from).collect(),
+                ..Default::default()
+            }],
+            scores: vec![0.5; 10],
+            labels: vec![1.0; 10],
+            ..Default::default()
+        })),
+    });
+    s.client
+        .models
+        .upload_reference(tokio_stream::iter(chunks))
+        .await
+        .unwrap();
+    s.add_rule(
+        json!({"id": "stale", "model": "m", "kind": "freshness", "retrain_every": "1d",
+                      "severity": "low",
+                      "actions": [{"kind": "webhook", "url": recv.url("/stale")}]}),
+    )
+    .await;
+    // Windows one day and more after the reference was made: the first close fires.
+    let k = 4 * 24 + 1;
+    s.clock.set(t(k));
+    s.send_window("f", k, 1.0, 1.0).await;
+    s.close_by_clock(k).await;
+    let hits = recv.wait_for(2).await;
+    let stale = hits
+        .iter()
+        .find(|h| h.path == "/stale")
+        .expect("freshness alert");
+    assert_eq!(stale.body["rule_kind"], "freshness");
+    assert_eq!(stale.body["version"], "v1");
+    assert!(stale.body["value"].as_f64().unwrap() >= 1.0);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_show_evaluation_and_outbox() {
+    let dir = tempfile::tempdir().unwrap();
+    let recv = Receiver::start().await;
+    let mut s = AlertServer::start(dir.path(), ManualClock::new(t(0)), fast_rules()).await;
+    s.create_model().await;
+    s.add_rule(mean_rule("r", &recv.url("/r"), 1, json!("all"), "high"))
+        .await;
+    s.clock.set(t(0));
+    s.send_window("m", 0, 50.0, 50.0).await;
+    s.close_by_clock(0).await;
+    recv.wait_for(1).await;
+    let text = reqwest::get(format!("http://{}/metrics", s.http))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let value = |name: &str| -> f64 {
+        text.lines()
+            .find(|l| l.starts_with(&format!("{name} ")))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .unwrap_or_else(|| panic!("{name} missing in {text}"))
+            .parse()
+            .unwrap()
+    };
+    assert_eq!(value("driftdb_alerts_fired_total"), 1.0);
+    assert!(value("driftdb_rule_checks_total") >= 1.0);
+    assert!(value("driftdb_rule_windows_evaluated_total") >= 1.0);
+    assert!(value("driftdb_rule_evaluation_seconds_total") > 0.0);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while value_now(&s).await != 1.0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(value_now(&s).await, 1.0);
+    s.stop().await;
+}
+
+async fn value_now(s: &AlertServer) -> f64 {
+    let text = reqwest::get(format!("http://{}/metrics", s.http))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find(|l| l.starts_with("driftdb_webhook_delivered_total "))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .unwrap()
+        .parse()
+        .unwrap()
+}
