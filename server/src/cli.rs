@@ -204,6 +204,12 @@ enum BenchCmd {
     /// End-to-end ingest load over gRPC loopback against an embedded server (durable, WAL
     /// fsync on); reports feature-values/s, rows/s, the in-process fold ceiling and peak RSS.
     Ingest(crate::bench::IngestBenchArgs),
+    /// Rule evaluation for a fleet at one window close (default 1,000 models × 500 features =
+    /// 500,000 series, one drift rule each); reports seconds, series/s and peak RSS.
+    Rules(crate::bench_alerts::RulesBenchArgs),
+    /// Alert latency: window close (the ack of the batch that closes it by event time) to the
+    /// webhook arriving at a receiver on loopback; reports p50/p99/max.
+    Alerts(crate::bench_alerts::AlertsBenchArgs),
 }
 
 /// Runs the CLI and returns the process exit code.
@@ -331,6 +337,8 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Alerts(c) => alerting::alerts(c).await,
         Command::Event(a) => alerting::announce(a).await,
         Command::Bench(BenchCmd::Ingest(a)) => crate::bench::ingest(a).await,
+        Command::Bench(BenchCmd::Rules(a)) => crate::bench_alerts::rules(a).await,
+        Command::Bench(BenchCmd::Alerts(a)) => crate::bench_alerts::alerts(a).await,
     }
 }
 

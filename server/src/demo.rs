@@ -593,9 +593,38 @@ pub async fn run(a: DemoArgs) -> Result<()> {
                 )
             })
             .collect();
+        let series = match al.feature.as_str() {
+            "" => format!("{}@{}", al.model, al.version),
+            f => format!("{}@{}.{f}", al.model, al.version),
+        };
+        let segment = al
+            .segment
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .next()
+            .unwrap_or_else(|| "all".into());
+        let hhmm = |ms: i64| {
+            let t = Timestamp(ms).to_rfc3339();
+            t.get(11..16).unwrap_or("?").to_string()
+        };
+        let resolved = if al.resolved_at_ms == 0 {
+            "still firing".to_string()
+        } else {
+            format!("resolved {}", hhmm(al.resolved_at_ms))
+        };
         output::line(&format!(
-            "{}  [{}]",
-            crate::cli::alert_line(al),
+            "#{:<3} {:<8} {:<12} {series} [{segment}]  {} = {}  fired {}, {resolved}  [{}]",
+            al.sequence,
+            match al.severity {
+                1 => "critical",
+                2 => "high",
+                3 => "medium",
+                _ => "low",
+            },
+            al.rule_id,
+            al.metric,
+            driftdb_query::table::format_number(al.value),
+            hhmm(al.fired_at_ms),
             if actions.is_empty() {
                 "no actions".to_string()
             } else {

@@ -5,6 +5,7 @@
 //! and mapped to gRPC and HTTP codes in [`error`].
 
 pub mod bench;
+pub mod bench_alerts;
 pub mod cli;
 pub mod client;
 pub mod convert;

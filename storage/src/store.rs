@@ -297,6 +297,17 @@ impl Store {
         Ok(())
     }
 
+    /// Flushes every memtable and waits until RocksDB's background compactions are done:
+    /// the steady state benchmarks measure after a bulk load.
+    pub fn settle(&self) -> Result<()> {
+        self.flush()?;
+        let mut o = rocksdb::WaitForCompactOptions::default();
+        o.set_flush(true);
+        self.db
+            .wait_for_compact(&o)
+            .map_err(Error::rocks("wait for compaction"))
+    }
+
     /// Compacts every window family down to its last level, forcing a rewrite of the
     /// bottommost level so the retention filter sees every window, including windows that were
     /// only merge operands before this call (see `FORMAT.md`, "Retention"). Blocks until done.

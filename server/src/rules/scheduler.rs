@@ -76,15 +76,43 @@ pub fn close_time(model: &ModelEntry, start: Timestamp) -> Timestamp {
 
 /// Evaluates every closed, not yet evaluated window of every model. Returns the number of
 /// windows evaluated.
+///
+/// Models are independent (own cursor, own states, own batch), so they are spread over
+/// worker threads: twice the cores, since a model's evaluation ends in a durable (fsync'd)
+/// write that other models can overlap.
 pub fn evaluate_due(node: &Node) -> Result<usize> {
-    let mut done = 0;
-    for model in node.registry.list()? {
-        match evaluate_model(node, &model) {
-            Ok(n) => done += n,
-            Err(e) => tracing::error!(model = %model.def.id, error = %e, "rule evaluation failed"),
+    let models = node.registry.list()?;
+    let workers = std::thread::available_parallelism()
+        .map_or(1, std::num::NonZeroUsize::get)
+        .saturating_mul(2)
+        .min(models.len())
+        .max(1);
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let done = std::sync::atomic::AtomicUsize::new(0);
+    let work = || {
+        loop {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            let Some(model) = models.get(i) else { break };
+            match evaluate_model(node, model) {
+                Ok(n) => {
+                    done.fetch_add(n, Ordering::Relaxed);
+                }
+                Err(e) => {
+                    tracing::error!(model = %model.def.id, error = %e, "rule evaluation failed");
+                }
+            }
         }
+    };
+    if workers == 1 {
+        work();
+    } else {
+        std::thread::scope(|s| {
+            for _ in 0..workers {
+                s.spawn(work);
+            }
+        });
     }
-    Ok(done)
+    Ok(done.into_inner())
 }
 
 fn evaluate_model(node: &Node, model: &Arc<ModelEntry>) -> Result<usize> {
