@@ -15,6 +15,7 @@ pub mod http;
 pub mod ingest;
 pub mod node;
 pub mod output;
+pub mod prom;
 pub mod query;
 pub mod registry;
 pub mod serve;

@@ -15,6 +15,8 @@ use crate::registry::Registry;
 /// Counters exported on `/metrics`.
 #[derive(Debug, Default)]
 pub struct Metrics {
+    /// Counters of the Prometheus remote-read and query API endpoints.
+    pub prom: crate::prom::PromMetrics,
     /// Inference batches acknowledged.
     pub batches: AtomicU64,
     /// Rows accepted.
