@@ -5,4 +5,5 @@
 
 mod deps;
 mod ingest;
+mod prom;
 mod query_e2e;
