@@ -177,8 +177,8 @@ fn recs_batch(w: i64) -> (pb::InferenceBatch, pb::LabelBatch) {
         model_id: "recs".into(),
         labels: (0..n)
             .map(|i| {
-                let click = (i + w as usize) % 4 == 0;
-                let purchase = click && i % 3 == 0;
+                let click = (i + w as usize).is_multiple_of(4);
+                let purchase = click && i.is_multiple_of(3);
                 pb::Label {
                     request_id: ids[i].clone(),
                     ts_ms: ts[i] + 30_000,

@@ -3,6 +3,8 @@
 //! real `prometheus` binary.
 
 mod api;
+mod dashboards;
 mod fixture;
 mod http;
+mod prometheus;
 mod remote_read;
