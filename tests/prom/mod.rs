@@ -6,5 +6,6 @@ mod api;
 mod dashboards;
 mod fixture;
 mod http;
+mod measure;
 mod prometheus;
 mod remote_read;

@@ -31,6 +31,7 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use driftdb_engine::ErrorKind;
+use driftdb_engine::series::OTHER_SEGMENT_VALUE;
 use driftdb_engine::time::Timestamp;
 use driftdb_query::exec::ExecStats;
 use serde_json::{Map, Value as JsonValue, json};
@@ -43,6 +44,7 @@ use super::series::{self, Labels, Limits};
 use crate::error::{Error, Result, to_http};
 use crate::node::Node;
 use crate::query::with_context;
+use crate::registry::Registry;
 
 /// Request parameters from the query string and a form-encoded body.
 #[derive(Debug, Default)]
@@ -365,14 +367,35 @@ async fn matching(node: &Node, p: &Params, required: bool) -> Result<Vec<Labels>
             parse_time(name, v)?;
         }
     }
+    let registry = std::sync::Arc::clone(&node.registry);
     with_context(node, move |ctx| {
+        let segments = |model: &str| admitted_segments(&registry, model);
         let mut set = BTreeSet::new();
         for m in &selectors {
-            set.extend(series::list(ctx, m)?);
+            set.extend(series::list(ctx, m, &segments)?);
         }
         Ok(set.into_iter().collect())
     })
     .await
+}
+
+/// The segment values a model has admitted, per key, plus `__other__` for a key whose cap is
+/// reached (values past the cap fold into it).
+fn admitted_segments(registry: &Registry, model: &str) -> series::SegmentValues {
+    let Ok(entry) = registry.get(model) else {
+        return series::SegmentValues::new();
+    };
+    let cap = entry.def.segment_cap as usize;
+    let Ok(segs) = entry.segments.lock() else {
+        return series::SegmentValues::new();
+    };
+    let mut out = segs.admitted().clone();
+    for values in out.values_mut() {
+        if values.len() >= cap {
+            values.insert(OTHER_SEGMENT_VALUE.to_string());
+        }
+    }
+    out
 }
 
 /// `/api/v1/series`.

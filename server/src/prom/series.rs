@@ -11,10 +11,13 @@
 //! `METRIC(model.feature) step <window>` computes for the same window (the same
 //! [`driftdb_query::metrics::evaluate`] on the same merged state), late data that updates a
 //! window shows up without a rewrite, and no extra storage is spent on values nobody reads.
-//! The cost is kept down by deciding, from labels alone, exactly which (series, metric) pairs
-//! a selector can match before any sketch is read (every label is known from the series key,
-//! so all matchers — equalities, regexes, negations — prune, not only `__name__`), and then
-//! scanning each selected (version, feature) key range once for all its segments and metrics.
+//! The cost is kept down by deciding from labels alone which (version, feature, metric)
+//! triples a selector can match before any sketch is read — every label but the segment is
+//! known from the model definition and the stored versions, so all matchers (equalities,
+//! regexes, negations) prune, not only `__name__` — then scanning each selected (version,
+//! feature) key range once for all its segments and metrics, segment matchers applied as the
+//! scan meets each segment. Listing series (the series and label APIs) reads no window at all:
+//! segments come from the registry's admitted values.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -266,9 +269,14 @@ fn is_drift(e: &Export) -> bool {
     lookup(e.metric).is_some_and(|d| d.family == driftdb_query::metrics::Family::Drift)
 }
 
-/// The series a selector matches in one model version feature: per segment, the exports (index
-/// into [`EXPORTS`]) and their labels.
-type SegmentWork = BTreeMap<Segment, Vec<(usize, Labels)>>;
+/// One (version, feature) a selector may match: the exports whose labels, apart from the
+/// segment label, pass every matcher, with those labels (for the overall segment).
+#[derive(Debug)]
+struct Candidate {
+    version: String,
+    feature: FeatureRef,
+    exports: Vec<(usize, Labels)>,
+}
 
 /// What one model contributes to a selection.
 #[derive(Debug)]
@@ -276,46 +284,69 @@ struct ModelWork {
     def: ModelDef,
     resolution: Resolution,
     grace_ms: i64,
-    /// `(version, feature)` → segments.
-    features: BTreeMap<(String, FeatureRef), SegmentWork>,
+    /// Segment keys and their label names.
+    segment_labels: Vec<(String, String)>,
+    candidates: Vec<Candidate>,
 }
 
-/// Finds every (series, metric) pair `matchers` select, from the stored series keys and the
-/// export table; reads no sketch.
+impl ModelWork {
+    /// The labels of a candidate's export in `segment` (the overall labels plus the segment
+    /// label), if every matcher passes on them.
+    fn matching(&self, labels: &Labels, segment: &Segment, matchers: &[Matcher]) -> Option<Labels> {
+        let labels = match segment {
+            Segment::All => labels.clone(),
+            Segment::Value { key, value } => {
+                let name = self
+                    .segment_labels
+                    .iter()
+                    .find(|(k, _)| k == key)
+                    .map_or_else(|| segment_label(key), |(_, l)| l.clone());
+                let mut l = labels.clone();
+                l.push((name, value.clone()));
+                l.sort();
+                l
+            }
+        };
+        all_match(matchers, &labels).then_some(labels)
+    }
+}
+
+/// The value a label is pinned to by an equality matcher.
+fn pinned<'m>(matchers: &'m [Matcher], label: &str) -> Option<&'m str> {
+    matchers
+        .iter()
+        .filter(|m| m.name == label)
+        .find_map(Matcher::pinned)
+}
+
+/// Whether `value` passes every matcher on `label`.
+fn passes(matchers: &[Matcher], label: &str, value: &str) -> bool {
+    matchers
+        .iter()
+        .filter(|m| m.name == label)
+        .all(|m| m.matches(value))
+}
+
+/// Decides, from labels alone, which (version, feature, metric) triples `matchers` can select;
+/// segment labels are checked later, per segment found. Reads no sketch: versions come from
+/// [`driftdb_storage::SeriesReader::versions`] (a few seeks per version) unless a matcher pins
+/// the version, features from the model definition.
 fn plan(ctx: &Context<'_>, matchers: &[Matcher]) -> Result<Vec<ModelWork>> {
     let names: Vec<(usize, &Export)> = EXPORTS
         .iter()
         .enumerate()
-        .filter(|(_, e)| {
-            let name = e.series_name();
-            matchers
-                .iter()
-                .filter(|m| m.name == "__name__")
-                .all(|m| m.matches(&name))
-        })
+        .filter(|(_, e)| passes(matchers, "__name__", &e.series_name()))
         .collect();
     if names.is_empty() {
         return Ok(Vec::new());
     }
-    let pinned = |label: &str| {
-        matchers
-            .iter()
-            .find(|m| m.name == label)
-            .and_then(|m| m.pinned())
-            .map(str::to_string)
-    };
-    let model_ids: Vec<String> = match pinned("model") {
-        Some(m) => vec![m],
+    let model_ids: Vec<String> = match pinned(matchers, "model") {
+        Some(m) => vec![m.to_string()],
         None => ctx.catalog.model_ids(),
     };
-    let version = pinned("version");
     let mut out = Vec::new();
     for id in model_ids {
-        if !matchers
-            .iter()
-            .filter(|m| m.name == "model")
-            .all(|m| m.matches(&id))
-        {
+        if !passes(matchers, "model", &id) {
             continue;
         }
         let Some(def) = ctx.catalog.model(&id) else {
@@ -323,53 +354,120 @@ fn plan(ctx: &Context<'_>, matchers: &[Matcher]) -> Result<Vec<ModelWork>> {
         };
         let resolution = def.validate()?;
         let grace_ms = DurationMs::parse(&def.grace)?.millis();
-        let mut features: BTreeMap<(String, FeatureRef), SegmentWork> = BTreeMap::new();
-        // Drift is against the version's reference profile: without one every value would be
-        // null, so a version without a reference has no drift series at all.
-        let mut has_reference: BTreeMap<String, bool> = BTreeMap::new();
-        for key in ctx.reader.series(&id, version.as_deref())? {
-            let Some(kinds) = kinds_of(&def, &key.feature) else {
+        let segment_labels: Vec<(String, String)> = def
+            .segments
+            .iter()
+            .map(|k| (k.clone(), segment_label(k)))
+            .collect();
+        // Matchers on a segment label wait for the segment; any other passes or fails here
+        // (a label the series do not have is "").
+        let deferred = |m: &Matcher| segment_labels.iter().any(|(_, l)| *l == m.name);
+        let versions = match pinned(matchers, "version") {
+            Some(v) => vec![v.to_string()],
+            None => ctx.reader.versions(&id)?,
+        };
+        let features: Vec<FeatureRef> = def
+            .features
+            .keys()
+            .map(|f| FeatureRef::Named(f.clone()))
+            .chain([FeatureRef::Score, FeatureRef::Latency])
+            .filter(|f| passes(matchers, "feature", &f.to_string()))
+            .collect();
+        let mut candidates = Vec::new();
+        for version in versions {
+            if !passes(matchers, "version", &version) {
                 continue;
-            };
-            let referenced = *has_reference
-                .entry(key.version.clone())
-                .or_insert_with(|| ctx.catalog.reference(&id, &key.version).is_some());
-            for &(i, e) in &names {
-                if !e.applies(&kinds) || (!referenced && is_drift(e)) {
+            }
+            // Drift is against the version's reference profile: without one every value would
+            // be null, so a version without a reference has no drift series at all.
+            let referenced = ctx.catalog.reference(&id, &version).is_some();
+            for feature in &features {
+                let Some(kinds) = kinds_of(&def, feature) else {
                     continue;
+                };
+                let key = SeriesKey {
+                    model: id.clone(),
+                    version: version.clone(),
+                    feature: feature.clone(),
+                    segment: Segment::All,
+                };
+                let exports: Vec<(usize, Labels)> = names
+                    .iter()
+                    .filter(|(_, e)| e.applies(&kinds) && (referenced || !is_drift(e)))
+                    .map(|&(i, e)| (i, labels_of(e, &key)))
+                    .filter(|(_, l)| matchers.iter().all(|m| deferred(m) || m.matches_labels(l)))
+                    .collect();
+                if !exports.is_empty() {
+                    candidates.push(Candidate {
+                        version: version.clone(),
+                        feature: feature.clone(),
+                        exports,
+                    });
                 }
-                let labels = labels_of(e, &key);
-                if !all_match(matchers, &labels) {
-                    continue;
-                }
-                features
-                    .entry((key.version.clone(), key.feature.clone()))
-                    .or_default()
-                    .entry(key.segment.clone())
-                    .or_default()
-                    .push((i, labels));
             }
         }
-        if !features.is_empty() {
+        if !candidates.is_empty() {
             out.push(ModelWork {
                 def,
                 resolution,
                 grace_ms,
-                features,
+                segment_labels,
+                candidates,
             });
         }
     }
     Ok(out)
 }
 
-/// The label sets of every series `matchers` select, sorted; reads series keys only, no
-/// sketches, so it ignores time (a series is listed when it holds any window within retention).
-pub fn list(ctx: &Context<'_>, matchers: &[Matcher]) -> Result<Vec<Labels>> {
+/// Segment values admitted per key of a model (the registry's capped sets).
+pub type SegmentValues = BTreeMap<String, BTreeSet<String>>;
+
+/// The label sets of every series `matchers` select, sorted, without reading a sketch: the
+/// segments are the values the model has admitted (`segments` gives them per model id, with
+/// `__other__` once a key reached its cap), and a feature counts as present in a version when
+/// it holds any window within retention (one seek per version and feature). Time is ignored:
+/// a series is listed when its feature holds a window anywhere in retention.
+pub fn list(
+    ctx: &Context<'_>,
+    matchers: &[Matcher],
+    segments: &dyn Fn(&str) -> SegmentValues,
+) -> Result<Vec<Labels>> {
     let mut set = BTreeSet::new();
     for m in plan(ctx, matchers)? {
-        for segs in m.features.into_values() {
-            for list in segs.into_values() {
-                set.extend(list.into_iter().map(|(_, l)| l));
+        let mut all_segments = vec![Segment::All];
+        for (key, values) in segments(&m.def.id) {
+            all_segments.extend(values.into_iter().map(|value| Segment::Value {
+                key: key.clone(),
+                value,
+            }));
+        }
+        for c in &m.candidates {
+            let prefix = SeriesPrefix::Feature {
+                model: m.def.id.clone(),
+                version: c.version.clone(),
+                feature: c.feature.clone(),
+            };
+            let present = [Some(m.resolution), m.resolution.coarser()]
+                .into_iter()
+                .flatten()
+                .map(|res| -> Result<bool> {
+                    let mut it =
+                        ctx.reader
+                            .scan(&prefix, res, Timestamp(i64::MIN), Timestamp(i64::MAX))?;
+                    Ok(it.next().is_some())
+                })
+                .collect::<Result<Vec<bool>>>()?
+                .into_iter()
+                .any(|p| p);
+            if !present {
+                continue;
+            }
+            for seg in &all_segments {
+                for (_, labels) in &c.exports {
+                    if let Some(l) = m.matching(labels, seg, matchers) {
+                        set.insert(l);
+                    }
+                }
             }
         }
     }
@@ -435,7 +533,8 @@ fn window_starts(
 
 /// Computes every series `matchers` select, with one sample per closed window whose end lies in
 /// `[start_ms, end_ms]` (inclusive, as remote read defines ranges). `retention_floor` is the
-/// store's retention cutoff (nothing ends before it).
+/// store's retention cutoff (nothing ends before it). Each selected (version, feature) key
+/// range is scanned once, for all its segments and metrics.
 pub fn select(
     ctx: &Context<'_>,
     matchers: &[Matcher],
@@ -459,12 +558,16 @@ pub fn select(
         ) else {
             continue;
         };
-        let references: BTreeMap<String, Option<Arc<ReferenceProfile>>> = model
-            .features
-            .keys()
-            .map(|(v, _)| (v.clone(), ctx.catalog.reference(&model.def.id, v)))
+        let references: BTreeMap<&str, Option<Arc<ReferenceProfile>>> = model
+            .candidates
+            .iter()
+            .map(|c| {
+                (
+                    c.version.as_str(),
+                    ctx.catalog.reference(&model.def.id, &c.version),
+                )
+            })
             .collect();
-        let jobs: Vec<(&(String, FeatureRef), &SegmentWork)> = model.features.iter().collect();
         let per_pass = i64::try_from(limits.windows_per_pass.max(1)).unwrap_or(i64::MAX);
         let mut pass_start = first;
         while pass_start <= last {
@@ -482,16 +585,20 @@ pub fn select(
                     })
                     .collect(),
             );
-            let parts = par_chunks(&jobs, |chunk| {
+            let parts = par_chunks(&model.candidates, |chunk| {
                 let mut st = ExecStats::default();
                 let mut found: Vec<(Labels, Vec<(i64, f64)>)> = Vec::new();
-                for ((version, feature), segs) in chunk {
+                for c in chunk {
                     let prefix = SeriesPrefix::Feature {
                         model: model.def.id.clone(),
-                        version: version.clone(),
-                        feature: feature.clone(),
+                        version: c.version.clone(),
+                        feature: c.feature.clone(),
                     };
-                    let keep = |_: &FeatureRef, s: &Segment| segs.contains_key(s);
+                    let keep = |_: &FeatureRef, seg: &Segment| {
+                        c.exports
+                            .iter()
+                            .any(|(_, l)| model.matching(l, seg, matchers).is_some())
+                    };
                     let mut acc = accumulate(
                         ctx.reader,
                         &prefix,
@@ -500,17 +607,19 @@ pub fn select(
                         &keep,
                         &mut st,
                     )?;
-                    let Some(by_segment) = acc.remove(feature) else {
+                    let Some(by_segment) = acc.remove(&c.feature) else {
                         continue;
                     };
-                    let reference = references.get(version).and_then(|r| r.as_deref());
+                    let reference = references
+                        .get(c.version.as_str())
+                        .and_then(|r| r.as_deref());
                     for (segment, slots) in by_segment {
-                        let Some(wanted) = segs.get(&segment) else {
-                            continue;
-                        };
-                        let edges = edges_of(reference, feature, &segment);
-                        let base = reference_base(reference, feature, &segment);
-                        for (i, labels) in wanted {
+                        let edges = edges_of(reference, &c.feature, &segment);
+                        let base = reference_base(reference, &c.feature, &segment);
+                        for (i, overall) in &c.exports {
+                            let Some(labels) = model.matching(overall, &segment, matchers) else {
+                                continue;
+                            };
                             let e = &EXPORTS[*i];
                             let Some(def) = lookup(e.metric) else {
                                 continue;
@@ -529,7 +638,7 @@ pub fn select(
                                 }
                             }
                             if !points.is_empty() {
-                                found.push((labels.clone(), points));
+                                found.push((labels, points));
                             }
                         }
                     }
