@@ -426,6 +426,21 @@ async fn prometheus_reads_driftdb_through_remote_read() {
         }
     }
 
+    // Prometheus' series API reaches remote read with a ±9.2e18 ms range when given no times.
+    let j = prom(
+        addr,
+        "/api/v1/series",
+        &[("match[]", r#"driftdb_ks{model="shop", feature="tenure"}"#)],
+    )
+    .await;
+    let regions: Vec<&str> = j["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["region"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(regions, ["eu", "us", ""], "{j}");
+
     // 4a. driftdb refuses a query (a pattern over its 4 KiB limit, valid for Prometheus): the
     // refusal is a warning, the query still succeeds.
     let long = format!(
