@@ -1,5 +1,6 @@
 //! Compiles `driftdb/v1/*.proto` with protox (pure Rust, no protoc needed) and generates the
-//! tonic client and server code.
+//! tonic client and server code, plus the messages of `prometheus/remote.proto` (the
+//! remote-read subset the HTTP server speaks; no service).
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let files = [
@@ -7,6 +8,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "driftdb/v1/ingest.proto",
         "driftdb/v1/query.proto",
         "driftdb/v1/alerts.proto",
+        "prometheus/remote.proto",
     ];
     for f in files {
         println!("cargo:rerun-if-changed={f}");

@@ -2,8 +2,8 @@
 # Installs what the build needs from the system, once. Idempotent: skips what is present.
 #   - libclang (RocksDB's bindgen needs it at build time)
 #   - a C++ compiler (librocksdb-sys builds RocksDB from source)
-#   --test: what the test suite needs beyond the build (nothing more yet; the remote-read
-#           tests will install Debian's prometheus here)
+#   --test: what the test suite needs beyond the build: Debian's prometheus package (the
+#           remote-read integration test runs the real `prometheus` and `promtool`)
 set -euo pipefail
 
 want_test=0
@@ -23,6 +23,9 @@ have_libclang || need+=(libclang-dev)
 command -v g++ >/dev/null 2>&1 || need+=(g++)
 command -v make >/dev/null 2>&1 || need+=(make)
 command -v pkg-config >/dev/null 2>&1 || true
+if [ "$want_test" -eq 1 ]; then
+  { command -v prometheus && command -v promtool; } >/dev/null 2>&1 || need+=(prometheus)
+fi
 
 if [ ${#need[@]} -gt 0 ]; then
   SUDO=""
@@ -30,6 +33,12 @@ if [ ${#need[@]} -gt 0 ]; then
   echo "setup.sh: installing ${need[*]}" >&2
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
+  # The package starts a prometheus service on :9090 (driftdb's default HTTP port) where
+  # systemd runs; the tests start their own on a free port, so stop the one we just installed.
+  if [[ " ${need[*]} " == *" prometheus "* ]] && command -v systemctl >/dev/null 2>&1 \
+    && systemctl is-active --quiet prometheus 2>/dev/null; then
+    $SUDO systemctl disable --now prometheus >/dev/null 2>&1 || true
+  fi
 fi
 
 if ! command -v cargo >/dev/null 2>&1; then

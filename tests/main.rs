@@ -6,4 +6,5 @@
 mod alerts;
 mod deps;
 mod ingest;
+mod prom;
 mod query_e2e;

@@ -9,6 +9,7 @@
 //! | `GET /models/{id}/drift/summary?from=&to=&version=` | drifted features, prediction shift, performance vs reference |
 //! | `GET /api/v1/driftql?q=QUERY`, `POST /api/v1/driftql` with `{"query": "QUERY"}` | any DriftQL statement |
 //! | `/models/{id}/alerts`, `/models/{id}/events`, `/rules`, `/alerts` | rules and alerts ([`rules`]) |
+//! | `POST /api/v1/read`, `/api/v1/query`, `query_range`, `series`, `labels`, `label/{name}/values`, `metadata` | Prometheus remote read and query API ([`crate::prom`]) |
 //!
 //! Times (`from`, `to`) are RFC 3339 (`2026-03-01T00:00:00Z`), `now` or `now-DURATION`
 //! (`now-6h`); `step` is a duration (`15m`, `1h`, `1d`). The drift and performance series
@@ -57,10 +58,13 @@ async fn healthz() -> &'static str {
 }
 
 async fn metrics(State(node): State<Node>) -> impl IntoResponse {
+    let mut body = node.metrics.render(&node.store);
+    body.push_str(&crate::prom::health::render(&node));
+    body.push_str(&node.rules.render_metrics());
     (
         StatusCode::OK,
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        node.metrics.render(&node.store) + &node.rules.render_metrics(),
+        body,
     )
 }
 
@@ -286,5 +290,7 @@ pub fn router(node: Node) -> Router {
         .route("/models/{id}/performance", get(performance))
         .route("/api/v1/driftql", get(driftql_get).post(driftql_post))
         .merge(rules::routes())
+        // Prometheus remote read and query API (issue 7): see `crate::prom`.
+        .merge(crate::prom::routes())
         .with_state(node)
 }

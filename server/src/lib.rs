@@ -17,6 +17,7 @@ pub mod http;
 pub mod ingest;
 pub mod node;
 pub mod output;
+pub mod prom;
 pub mod query;
 pub mod registry;
 pub mod rules;

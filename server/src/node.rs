@@ -16,6 +16,8 @@ use crate::rules::{Rules, RulesConfig};
 /// Counters exported on `/metrics`.
 #[derive(Debug, Default)]
 pub struct Metrics {
+    /// Counters of the Prometheus remote-read and query API endpoints.
+    pub prom: crate::prom::PromMetrics,
     /// Inference batches acknowledged.
     pub batches: AtomicU64,
     /// Rows accepted.

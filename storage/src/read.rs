@@ -140,6 +140,20 @@ pub trait SeriesReader {
     /// within retention at any resolution, in `SeriesKey` order, without duplicates.
     fn series(&self, model: &str, version: Option<&str>) -> Result<Vec<SeriesKey>>;
 
+    /// The versions of `model` that hold windows at any resolution, sorted, without
+    /// duplicates. Unlike [`SeriesReader::series`] this costs a few seeks per version, not one
+    /// per series; a version whose windows all passed retention may still be listed until
+    /// compaction removes them.
+    fn versions(&self, model: &str) -> Result<Vec<String>> {
+        let mut v: Vec<String> = self
+            .series(model, None)?
+            .into_iter()
+            .map(|s| s.version)
+            .collect();
+        v.dedup();
+        Ok(v)
+    }
+
     /// Windows of `resolution` ending at or before the returned instant have been merged into
     /// the next coarser resolution; `None` when nothing was downsampled.
     fn downsampled_before(&self, resolution: Resolution) -> Option<Timestamp>;
@@ -544,6 +558,30 @@ impl SeriesReader for Store {
                 }
                 found.insert(decode_series(&part)?);
                 it.seek(series_skip_key(&part));
+            }
+            it.status().map_err(Error::rocks("iterate"))?;
+        }
+        Ok(found.into_iter().collect())
+    }
+
+    fn versions(&self, model: &str) -> Result<Vec<String>> {
+        let prefix = model_prefix(model);
+        let mut found = std::collections::BTreeSet::new();
+        for res in Resolution::ALL {
+            let mut it = self.raw_iter(None, res, prefix.clone(), prefix_successor(&prefix))?;
+            while let Some(key) = it.key() {
+                let Some((part, _, _)) = split_window_key(key) else {
+                    it.next();
+                    continue;
+                };
+                let version = decode_series(part)?.version;
+                // Jump past every key of this version.
+                let next = prefix_successor(&version_prefix(model, &version));
+                found.insert(version);
+                match next {
+                    Some(k) => it.seek(k),
+                    None => break,
+                }
             }
             it.status().map_err(Error::rocks("iterate"))?;
         }

@@ -43,6 +43,21 @@ fn series_listing_and_prefix_scans() {
     assert_eq!(store.series("fraud", Some("v1")).unwrap(), v1);
     assert!(store.series("fraud", Some("v3")).unwrap().is_empty());
     assert!(store.series("fra", None).unwrap().is_empty());
+    // Versions by skipping whole version ranges; a model id that is a prefix of another's
+    // sees only its own.
+    assert_eq!(store.versions("fraud").unwrap(), ["v1", "v2"]);
+    assert_eq!(store.versions("frau").unwrap(), ["v1"]);
+    assert!(store.versions("fra").unwrap().is_empty());
+    let hourly_only = series("hourly", "v9", "x", None);
+    let mut h = WriteSet::new();
+    h.merge(
+        &hourly_only,
+        Resolution::H1,
+        Timestamp(T0),
+        &numeric(&[1.0]),
+    );
+    store.write(&h).unwrap();
+    assert_eq!(store.versions("hourly").unwrap(), ["v9"]);
 
     // Scan windows 10..20 of every fraud/v1 series: ordered by series then start.
     let got: Vec<_> = store
