@@ -288,8 +288,32 @@ pub fn par_chunks<T: Sync, R: Send>(
     })
 }
 
-/// [`accumulate`] over each of `features` (one key range each) of `scope`'s version, the
-/// features split across cores.
+/// The scan prefix of `features` of one model version: the feature's own key range for one,
+/// otherwise the range from the smallest to the largest (one RocksDB iterator for a whole chunk
+/// of features instead of one per feature; series of other features inside the range are
+/// dropped by the caller's `keep`).
+pub fn features_prefix(model: &str, version: &str, features: &[FeatureRef]) -> SeriesPrefix {
+    match (features.iter().min(), features.iter().max()) {
+        (Some(first), Some(last)) if first != last => SeriesPrefix::Features {
+            model: model.to_string(),
+            version: version.to_string(),
+            first: first.clone(),
+            last: last.clone(),
+        },
+        (Some(f), _) => SeriesPrefix::Feature {
+            model: model.to_string(),
+            version: version.to_string(),
+            feature: f.clone(),
+        },
+        _ => SeriesPrefix::Version {
+            model: model.to_string(),
+            version: version.to_string(),
+        },
+    }
+}
+
+/// [`accumulate`] over `features` of `scope`'s version, the features split across cores
+/// (one scan per core's chunk).
 pub fn accumulate_features(
     reader: &(dyn SeriesReader + Sync),
     scope: &crate::plan::ModelScope,
@@ -298,24 +322,22 @@ pub fn accumulate_features(
     keep: &(dyn Fn(&FeatureRef, &Segment) -> bool + Sync),
     stats: &mut ExecStats,
 ) -> Result<BTreeMap<FeatureRef, Accumulators>> {
-    let parts = par_chunks(features, |chunk| {
+    let mut sorted = features.to_vec();
+    sorted.sort();
+    sorted.dedup();
+    let parts = par_chunks(&sorted, |chunk| {
         let mut st = ExecStats::default();
-        let mut out = BTreeMap::new();
-        for f in chunk {
-            let prefix = SeriesPrefix::Feature {
-                model: scope.def.id.clone(),
-                version: scope.version.clone(),
-                feature: f.clone(),
-            };
-            out.extend(accumulate(
-                reader,
-                &prefix,
-                scope.resolution,
-                intervals,
-                keep,
-                &mut st,
-            )?);
-        }
+        let wanted: std::collections::BTreeSet<&FeatureRef> = chunk.iter().collect();
+        let keep_chunk = |f: &FeatureRef, s: &Segment| wanted.contains(f) && keep(f, s);
+        let prefix = features_prefix(&scope.def.id, &scope.version, chunk);
+        let out = accumulate(
+            reader,
+            &prefix,
+            scope.resolution,
+            intervals,
+            &keep_chunk,
+            &mut st,
+        )?;
         Ok((out, st))
     })?;
     let mut out = BTreeMap::new();
@@ -346,20 +368,23 @@ pub fn select_rows(
             Some((per, Intervals(uniq)))
         }
     };
-    let parts = par_chunks(&plan.features, |features| {
+    // Features in key order, so each core's chunk is one contiguous key range read by one
+    // scan; rows are put back in the plan's order by `project`.
+    let mut features = plan.features.clone();
+    features.sort();
+    features.dedup();
+    let parts = par_chunks(&features, |chunk| {
         let mut st = ExecStats::default();
         let mut rows = Vec::new();
-        for f in features {
-            select_feature(
-                reader,
-                plan,
-                f,
-                &buckets,
-                base_intervals.as_ref(),
-                &mut rows,
-                &mut st,
-            )?;
-        }
+        select_features(
+            reader,
+            plan,
+            chunk,
+            &buckets,
+            base_intervals.as_ref(),
+            &mut rows,
+            &mut st,
+        )?;
         Ok((rows, st))
     })?;
     let mut rows = Vec::new();
@@ -370,10 +395,12 @@ pub fn select_rows(
     Ok(rows)
 }
 
-fn select_feature(
+/// Scans `features` (one contiguous chunk of the plan's, in key order) with one iterator for
+/// the current range and one for the baseline, then evaluates each feature's segments.
+fn select_features(
     reader: &dyn SeriesReader,
     plan: &SelectPlan,
-    feature: &FeatureRef,
+    features: &[FeatureRef],
     buckets: &Intervals,
     base_intervals: Option<&(Vec<TimeRange>, Intervals)>,
     rows: &mut Vec<Row>,
@@ -382,57 +409,61 @@ fn select_feature(
     let scope = &plan.scope;
     let reference = scope.reference.as_deref();
     let seg_sel: &SegmentSel = &plan.segments;
-    let keep = |_: &FeatureRef, s: &Segment| seg_sel.matches(s);
-    let prefix = SeriesPrefix::Feature {
-        model: scope.def.id.clone(),
-        version: scope.version.clone(),
-        feature: feature.clone(),
-    };
+    let wanted: std::collections::BTreeSet<&FeatureRef> = features.iter().collect();
+    let keep = |f: &FeatureRef, s: &Segment| wanted.contains(f) && seg_sel.matches(s);
+    let prefix = features_prefix(&scope.def.id, &scope.version, features);
     let mut current = accumulate(reader, &prefix, scope.resolution, buckets, &keep, stats)?;
-    let Some(segs) = current.remove(feature) else {
-        return Ok(());
-    };
-    let baseline: Option<Accumulators> = match base_intervals {
+    let mut baseline: Option<BTreeMap<FeatureRef, Accumulators>> = match base_intervals {
         None => None,
         Some((_, ivs)) => {
             let base_prefix = match &plan.baseline {
-                BaselinePlan::Version(v) => SeriesPrefix::Feature {
-                    model: scope.def.id.clone(),
-                    version: v.clone(),
-                    feature: feature.clone(),
-                },
+                BaselinePlan::Version(v) => features_prefix(&scope.def.id, v, features),
                 _ => prefix.clone(),
             };
-            let mut acc = accumulate(reader, &base_prefix, scope.resolution, ivs, &keep, stats)?;
-            Some(acc.remove(feature).unwrap_or_default())
+            Some(accumulate(
+                reader,
+                &base_prefix,
+                scope.resolution,
+                ivs,
+                &keep,
+                stats,
+            )?)
         }
     };
-    for (segment, slots) in segs {
-        let edges = edges_of(reference, feature, &segment);
-        let reference_base = reference_base(reference, feature, &segment);
-        let base_slots = baseline.as_ref().and_then(|b| b.get(&segment));
-        for (bi, slot) in slots.into_iter().enumerate() {
-            let Some(state) = slot else { continue };
-            let base = match base_intervals {
-                Some((per_bucket, ivs)) => per_bucket
-                    .get(bi)
-                    .and_then(|iv| {
-                        ivs.0
-                            .binary_search_by_key(&(iv.from, iv.to), |r| (r.from, r.to))
-                            .ok()
-                    })
-                    .and_then(|j| base_slots?.get(j)?.as_ref())
-                    .map_or(BaseRef::Missing, BaseRef::State),
-                None => reference_base,
-            };
-            match evaluate(&plan.metric, &state, base, edges)? {
-                Some(value) => rows.push(Row {
-                    bucket: buckets.0[bi],
-                    feature: feature.clone(),
-                    segment: segment.clone(),
-                    value,
-                }),
-                None => stats.not_applicable += 1,
+    for feature in features {
+        let Some(segs) = current.remove(feature) else {
+            continue;
+        };
+        let base: Option<Accumulators> = baseline
+            .as_mut()
+            .map(|b| b.remove(feature).unwrap_or_default());
+        for (segment, slots) in segs {
+            let edges = edges_of(reference, feature, &segment);
+            let reference_base = reference_base(reference, feature, &segment);
+            let base_slots = base.as_ref().and_then(|b| b.get(&segment));
+            for (bi, slot) in slots.into_iter().enumerate() {
+                let Some(state) = slot else { continue };
+                let base = match base_intervals {
+                    Some((per_bucket, ivs)) => per_bucket
+                        .get(bi)
+                        .and_then(|iv| {
+                            ivs.0
+                                .binary_search_by_key(&(iv.from, iv.to), |r| (r.from, r.to))
+                                .ok()
+                        })
+                        .and_then(|j| base_slots?.get(j)?.as_ref())
+                        .map_or(BaseRef::Missing, BaseRef::State),
+                    None => reference_base,
+                };
+                match evaluate(&plan.metric, &state, base, edges)? {
+                    Some(value) => rows.push(Row {
+                        bucket: buckets.0[bi],
+                        feature: feature.clone(),
+                        segment: segment.clone(),
+                        value,
+                    }),
+                    None => stats.not_applicable += 1,
+                }
             }
         }
     }

@@ -77,6 +77,19 @@ pub enum SeriesPrefix {
         /// The feature.
         feature: FeatureRef,
     },
+    /// Every segment of the features from `first` to `last` (both included, in key order,
+    /// which is [`FeatureRef`]'s order) of one model version: one scan instead of one per
+    /// feature when a query reads many features.
+    Features {
+        /// Model id.
+        model: String,
+        /// Model version.
+        version: String,
+        /// First feature of the range.
+        first: FeatureRef,
+        /// Last feature of the range.
+        last: FeatureRef,
+    },
     /// Exactly one series.
     Series(SeriesKey),
 }
@@ -92,7 +105,28 @@ impl SeriesPrefix {
                 version,
                 feature,
             } => feature_prefix(model, version, feature),
+            SeriesPrefix::Features { model, version, .. } => version_prefix(model, version),
             SeriesPrefix::Series(s) => series_prefix(s),
+        }
+    }
+
+    /// The key range `[lower, upper)` the scan covers (`upper` `None`: to the end).
+    pub fn bounds(&self) -> (Vec<u8>, Option<Vec<u8>>) {
+        match self {
+            SeriesPrefix::Features {
+                model,
+                version,
+                first,
+                last,
+            } => (
+                feature_prefix(model, version, first),
+                prefix_successor(&feature_prefix(model, version, last)),
+            ),
+            other => {
+                let p = other.encode();
+                let upper = prefix_successor(&p);
+                (p, upper)
+            }
         }
     }
 
@@ -108,6 +142,16 @@ impl SeriesPrefix {
                 version,
                 feature,
             } => &series.model == model && &series.version == version && &series.feature == feature,
+            SeriesPrefix::Features {
+                model,
+                version,
+                first,
+                last,
+            } => {
+                &series.model == model
+                    && &series.version == version
+                    && (first..=last).contains(&&series.feature)
+            }
             SeriesPrefix::Series(s) => s == series,
         }
     }
@@ -514,8 +558,7 @@ impl SeriesReader for Store {
         if lower >= to {
             return Ok(ScanIter::from_windows(resolution, Vec::new()));
         }
-        let p = prefix.encode();
-        let upper = prefix_successor(&p);
+        let (p, upper) = prefix.bounds();
         let it = self.raw_iter(None, resolution, p, upper)?;
         Ok(ScanIter {
             source: ScanSource::Db {
