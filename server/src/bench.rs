@@ -4,8 +4,9 @@
 //! model (default 500 numeric features, 2 segment keys), uploads a reference so states bin on
 //! real edges, then streams pre-generated batches with unique request ids from several
 //! concurrent streams, each batch acknowledged after its durable write (WAL fsync). It reports
-//! feature-values/s and rows/s, the in-process fold rate on the same batches (the ceiling
-//! without gRPC and RocksDB), their ratio, and the process' peak RSS.
+//! feature-values/s and rows/s, the in-process fold rate on the same batches (the server's own
+//! fold and encoding path on the same threads, without gRPC and RocksDB: the ceiling), their
+//! ratio, the CPU time the process used during the run, and its peak RSS.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -154,6 +155,17 @@ fn gen_batch(
     b
 }
 
+/// CPU time (user + system) the process has used so far, in seconds, from `/proc/self/stat`
+/// (clock ticks of 10 ms); `None` where that file does not exist.
+fn cpu_seconds() -> Option<f64> {
+    let s = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the parenthesised command name; utime and stime are the 14th and 15th.
+    let rest = s.rsplit_once(')')?.1;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+    Some(ticks as f64 / 100.0)
+}
+
 fn peak_rss_kib() -> Option<u64> {
     let s = std::fs::read_to_string("/proc/self/status").ok()?;
     s.lines()
@@ -229,7 +241,7 @@ pub async fn ingest(a: IngestBenchArgs) -> Result<()> {
     let pool: Vec<pb::InferenceBatch> = (0..4)
         .map(|i| gen_batch(&def, &a, &mut rng, &format!("pool{i}"), a.batch, now, false))
         .collect();
-    // In-process fold ceiling: the same batches folded on one core, no gRPC, no RocksDB.
+    // In-process fold ceiling: the same batches through the server's fold, no gRPC, no RocksDB.
     let engine_batches: Vec<InferenceBatch> = pool
         .iter()
         .map(|b| batch_from_pb(b.clone(), &def.features).map(|x| x.0))
@@ -275,6 +287,7 @@ pub async fn ingest(a: IngestBenchArgs) -> Result<()> {
     };
     // End to end.
     let per_stream = a.rows.div_ceil(a.batch).div_ceil(a.streams);
+    let cpu0 = cpu_seconds();
     let t0 = Instant::now();
     let mut tasks = Vec::new();
     for s in 0..a.streams {
@@ -313,6 +326,9 @@ pub async fn ingest(a: IngestBenchArgs) -> Result<()> {
         rows += t.await.map_err(|e| Error::Internal(e.to_string()))??;
     }
     let secs = t0.elapsed().as_secs_f64();
+    // Client, server and RocksDB's background threads together: how many cores the run
+    // kept busy, and the feature-values each CPU-second of the process carried.
+    let cpu = cpu0.zip(cpu_seconds()).map_or(0.0, |(a, b)| b - a);
     let rows_per_s = rows as f64 / secs;
     let fv = rows_per_s * a.features as f64;
     let fold_fv = fold_rows_per_s * a.features as f64;
@@ -326,6 +342,8 @@ pub async fn ingest(a: IngestBenchArgs) -> Result<()> {
             "fold_rows_per_s": fold_rows_per_s, "fold_feature_values_per_s": fold_fv,
             "fold_threads": threads, "fold_1_thread_feature_values_per_s": fold_1_fv,
             "ratio_to_fold": fv / fold_fv, "peak_rss_mib": rss as f64 / 1024.0, "durable": !a.no_sync,
+            "cpu_seconds": cpu, "cores_busy": cpu / secs,
+            "feature_values_per_cpu_s": if cpu > 0.0 { rows as f64 * a.features as f64 / cpu } else { 0.0 },
         }).to_string());
     } else {
         output::line(&format!(
@@ -348,6 +366,10 @@ pub async fn ingest(a: IngestBenchArgs) -> Result<()> {
         output::line(&format!(
             "  end-to-end / in-process fold: {:.2}",
             fv / fold_fv
+        ));
+        output::line(&format!(
+            "  process CPU during the run: {cpu:.1} s ({:.2} cores busy)",
+            cpu / secs
         ));
         output::line(&format!("  peak RSS: {:.0} MiB", rss as f64 / 1024.0));
     }
