@@ -351,8 +351,8 @@ pub fn fold_batch(
 
 /// Folds the columns of a planned batch over up to `threads` threads (scoped threads, joined
 /// before returning). The output, including the order of its deltas, does not depend on
-/// `threads`: feature columns are independent, so each thread folds a contiguous run of them
-/// and the runs are put back in column order.
+/// `threads`: feature columns are independent, so threads take them in small runs and the
+/// results are put back in column order.
 pub fn fold_planned(
     model: &ModelDef,
     batch: &InferenceBatch,
@@ -373,16 +373,28 @@ fn fold_units_parallel<B: Baselines + Sync + ?Sized>(
     if threads == 1 {
         ctx.fresh().fold_units(&units)
     } else {
-        // Contiguous runs of equal length; a run's cost is about its number of columns. The
-        // calling thread folds the first run itself.
-        let per = units.len().div_ceil(threads);
-        std::thread::scope(|s| {
-            let mut runs = units.chunks(per);
-            let first = runs.next().unwrap_or_default();
-            let handles: Vec<_> = runs
-                .map(|run| s.spawn(move || ctx.fresh().fold_units(run)))
-                .collect();
-            let mut all = ctx.fresh().fold_units(first);
+        // Threads take small runs of units from a shared counter rather than fixed halves, so
+        // a thread whose core is busy with something else (the previous batch's write, the
+        // gRPC decode of the next) simply takes fewer. The calling thread is one of them.
+        const RUN: usize = 8;
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let work = || {
+            let mut local = ctx.fresh();
+            let mut done: Vec<(usize, UnitOut)> = Vec::new();
+            loop {
+                let start = next.fetch_add(RUN, std::sync::atomic::Ordering::Relaxed);
+                if start >= units.len() {
+                    break done;
+                }
+                let end = (start + RUN).min(units.len());
+                for (i, u) in units[start..end].iter().enumerate() {
+                    done.push((start + i, local.fold_unit(*u)));
+                }
+            }
+        };
+        let mut all: Vec<(usize, UnitOut)> = std::thread::scope(|s| {
+            let handles: Vec<_> = (1..threads).map(|_| s.spawn(work)).collect();
+            let mut all = work();
             for h in handles {
                 match h.join() {
                     Ok(part) => all.extend(part),
@@ -391,7 +403,10 @@ fn fold_units_parallel<B: Baselines + Sync + ?Sized>(
                 }
             }
             all
-        })
+        });
+        // Back in unit order, so the output does not depend on who folded what.
+        all.sort_unstable_by_key(|(i, _)| *i);
+        all.into_iter().map(|(_, u)| u).collect()
     }
 }
 
