@@ -5,8 +5,10 @@
 //! accepted row updates the overall segment `all` and one segment per segment key (values past a
 //! key's cardinality cap fold into `__other__`). Rows are placed by event time only, so a replay
 //! rebuilds identical windows (SPEC §10.3). Folding is column-major: rows are first mapped to
-//! their (version, window, segment) groups, then each feature column is folded into one state
-//! per group, so the hot loop touches one state vector at a time.
+//! their (version, window, segment) groups ([`plan_batch`], the only step that needs the segment
+//! registry), then each feature column is folded into one state per group ([`fold_planned`],
+//! columns spread over threads). A numeric column is folded in bulk: its values are sorted once
+//! and each group's state is built from its values in order ([`NumericState::from_sorted`]).
 //!
 //! Besides the input features, every accepted row updates `$score` (and `$latency` when it
 //! carries one); rows of ranking models with a non-empty served list also update `$items`, one
@@ -350,7 +352,7 @@ pub fn fold_batch(
 }
 
 /// Folds the columns of a planned batch over up to `threads` threads (scoped threads, joined
-/// before returning). The output, including the order of its deltas, does not depend on
+/// before returning). `plan` must come from [`plan_batch`] on the same `batch`. The output, including the order of its deltas, does not depend on
 /// `threads`: feature columns are independent, so threads take them in small runs and the
 /// results are put back in column order.
 pub fn fold_planned(
