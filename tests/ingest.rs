@@ -560,3 +560,94 @@ async fn bad_input_gets_a_precise_error_and_changes_nothing() {
     );
     s.running.take().unwrap().shutdown().await.unwrap();
 }
+
+/// Batches of one model fold concurrently (the pipeline in `server::ingest`): streams racing
+/// with overlapping request ids must still count every id once, and labels racing the
+/// predictions they label must join each exactly once (held or joined, never lost).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_streams_count_every_request_id_once() {
+    let mut s = TestServer::start().await;
+    s.create_golden_model().await;
+    let ts = t0().0 + 60_000; // window 0
+    // 4 streams × 10 batches of 50 ids drawn from 600 distinct ids: heavy overlap.
+    let mut tasks = Vec::new();
+    for stream in 0..4u64 {
+        let mut client = s.client.clone();
+        tasks.push(tokio::spawn(async move {
+            let batches: Vec<pb::InferenceBatch> = (0..10u64)
+                .map(|b| {
+                    let ids: Vec<String> = (0..50u64)
+                        .map(|i| format!("id{}", (stream * 131 + b * 53 + i * 7) % 600))
+                        .collect();
+                    let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+                    let mut batch = small_batch(&ids, ts, vec![1.5; ids.len()]);
+                    batch.producer_id = format!("p{stream}");
+                    batch.sequence = b + 1;
+                    batch
+                })
+                .collect();
+            let mut acks = client
+                .ingest
+                .ingest_inferences(tokio_stream::iter(batches))
+                .await
+                .unwrap()
+                .into_inner();
+            let (mut accepted, mut duplicates) = (0u64, 0u64);
+            while let Some(a) = acks.next().await {
+                let a = a.unwrap();
+                accepted += a.accepted;
+                duplicates += a.duplicates;
+            }
+            (accepted, duplicates)
+        }));
+    }
+    // Labels for some of the ids race the predictions.
+    let mut labeller = s.client.clone();
+    let labels = tokio::spawn(async move {
+        let mut joined_or_held = 0;
+        for chunk in 0..6u64 {
+            let batch = pb::LabelBatch {
+                model_id: "fraud".into(),
+                labels: (0..20u64)
+                    .map(|i| label(&format!("id{}", chunk * 20 + i), ts + 1000, 1.0))
+                    .collect(),
+                ..Default::default()
+            };
+            let mut acks = labeller
+                .ingest
+                .ingest_labels(tokio_stream::iter(vec![batch]))
+                .await
+                .unwrap()
+                .into_inner();
+            let a = acks.next().await.unwrap().unwrap();
+            joined_or_held += a.joined + a.pending;
+        }
+        joined_or_held
+    });
+    let mut distinct = std::collections::BTreeSet::new();
+    for stream in 0..4u64 {
+        for b in 0..10u64 {
+            for i in 0..50u64 {
+                distinct.insert((stream * 131 + b * 53 + i * 7) % 600);
+            }
+        }
+    }
+    let (mut accepted, mut duplicates) = (0, 0);
+    for t in tasks {
+        let (a, d) = t.await.unwrap();
+        accepted += a;
+        duplicates += d;
+    }
+    assert_eq!(
+        labels.await.unwrap(),
+        120,
+        "every label joins or is held once"
+    );
+    assert_eq!(accepted, distinct.len() as u64);
+    assert_eq!(accepted + duplicates, 4 * 10 * 50);
+    assert_eq!(count_rows(&s, 0), distinct.len() as u64);
+    // Every label whose prediction exists has joined by now, each exactly once.
+    let labelled_ids = (0..120u64).filter(|i| distinct.contains(i)).count() as u64;
+    assert_eq!(labelled(&s, 0), labelled_ids);
+    s.running.take().unwrap().shutdown().await.unwrap();
+}

@@ -5,8 +5,10 @@
 //! accepted row updates the overall segment `all` and one segment per segment key (values past a
 //! key's cardinality cap fold into `__other__`). Rows are placed by event time only, so a replay
 //! rebuilds identical windows (SPEC §10.3). Folding is column-major: rows are first mapped to
-//! their (version, window, segment) groups, then each feature column is folded into one state
-//! per group, so the hot loop touches one state vector at a time.
+//! their (version, window, segment) groups ([`plan_batch`], the only step that needs the segment
+//! registry), then each feature column is folded into one state per group ([`fold_planned`],
+//! columns spread over threads). A numeric column is folded in bulk: its values are sorted once
+//! and each group's state is built from its values in order ([`NumericState::from_sorted`]).
 //!
 //! Besides the input features, every accepted row updates `$score` (and `$latency` when it
 //! carries one); rows of ranking models with a non-empty served list also update `$items`, one
@@ -16,6 +18,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use crate::model::{FeatureKind, ModelDef, Task};
 use crate::series::{FeatureRef, OTHER_SEGMENT_VALUE, Segment, SeriesKey, TOP_K_ITEMS};
+use crate::sketch::numeric::bulk_order_key;
 use crate::sketch::performance::PerformanceState;
 use crate::sketch::{BinEdges, CategoricalState, NumericState, ScoreState, SeriesState};
 use crate::time::{Resolution, Timestamp};
@@ -286,7 +289,50 @@ pub fn sampled_in(request_id: &str, rate: f64) -> bool {
 /// Group index of one (version, window, segment) combination.
 type GroupKey = (usize, i64, Segment);
 
+/// Marks a segment key a row has no value for in [`RowPlan`]'s group table.
+const NO_GROUP: u32 = u32::MAX;
+
+/// The row pass of a fold: which rows are accepted and which (version, window, segment)
+/// groups each one updates. It is the only part of a fold that touches the
+/// [`SegmentRegistry`], so a caller can hold the registry's lock for it alone and fold the
+/// columns ([`fold_planned`]) without it.
+#[derive(Debug, Default)]
+pub struct RowPlan {
+    versions: Vec<String>,
+    groups: Vec<GroupKey>,
+    /// Accepted rows (indices into the batch), ascending.
+    rows: Vec<usize>,
+    /// Row `p` of `rows` updates groups `row_groups[p * stride..][..stride]`: its `all` group
+    /// first, then one per segment key ([`NO_GROUP`] where the row has no value).
+    row_groups: Vec<u32>,
+    stride: usize,
+    /// Per `all` group: the positions (into `rows`) of its rows, ascending. Every group is a
+    /// subset of exactly one of these.
+    tops: Vec<Vec<u32>>,
+    /// Everything about the batch that does not depend on the columns.
+    out: FoldOutput,
+}
+
+impl RowPlan {
+    /// Number of accepted rows (the columns are folded for these).
+    pub fn accepted(&self) -> usize {
+        self.out.accepted
+    }
+
+    /// The accepted rows, as indices into the batch, ascending.
+    pub fn accepted_rows(&self) -> &[usize] {
+        &self.rows
+    }
+
+    /// Number of (version, window, segment) groups the accepted rows update.
+    pub fn group_count(&self) -> usize {
+        self.groups.len()
+    }
+}
+
 /// Folds a batch. `skip(row)` returns true for rows to drop silently (duplicates).
+///
+/// The same as [`plan_batch`] followed by [`fold_planned`] on one thread.
 pub fn fold_batch(
     model: &ModelDef,
     resolution: Resolution,
@@ -296,21 +342,103 @@ pub fn fold_batch(
     bounds: TimeBounds,
     skip: &dyn Fn(usize, &InferenceRow) -> bool,
 ) -> FoldOutput {
-    let mut out = FoldOutput::default();
+    let plan = plan_batch(model, resolution, batch, segments, bounds, skip);
+    let results = {
+        let mut ctx = FoldCtx::new(model, batch, &plan, baselines);
+        let units = ctx.units();
+        ctx.fold_units(&units)
+    };
+    finish(model, batch, plan, baselines, results)
+}
+
+/// Folds the columns of a planned batch over up to `threads` threads (scoped threads, joined
+/// before returning). `plan` must come from [`plan_batch`] on the same `batch`. The output, including the order of its deltas, does not depend on
+/// `threads`: feature columns are independent, so threads take them in small runs and the
+/// results are put back in column order.
+pub fn fold_planned(
+    model: &ModelDef,
+    batch: &InferenceBatch,
+    plan: RowPlan,
+    baselines: &(dyn Baselines + Sync),
+    threads: usize,
+) -> FoldOutput {
+    let results = fold_units_parallel(&FoldCtx::new(model, batch, &plan, baselines), threads);
+    finish(model, batch, plan, baselines, results)
+}
+
+fn fold_units_parallel<B: Baselines + Sync + ?Sized>(
+    ctx: &FoldCtx<'_, B>,
+    threads: usize,
+) -> Vec<UnitOut> {
+    let units = ctx.units();
+    let threads = threads.clamp(1, units.len().max(1));
+    if threads == 1 {
+        ctx.fresh().fold_units(&units)
+    } else {
+        // Threads take small runs of units from a shared counter rather than fixed halves, so
+        // a thread whose core is busy with something else (the previous batch's write, the
+        // gRPC decode of the next) simply takes fewer. The calling thread is one of them.
+        const RUN: usize = 8;
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let work = || {
+            let mut local = ctx.fresh();
+            let mut done: Vec<(usize, UnitOut)> = Vec::new();
+            loop {
+                let start = next.fetch_add(RUN, std::sync::atomic::Ordering::Relaxed);
+                if start >= units.len() {
+                    break done;
+                }
+                let end = (start + RUN).min(units.len());
+                for (i, u) in units[start..end].iter().enumerate() {
+                    done.push((start + i, local.fold_unit(*u)));
+                }
+            }
+        };
+        let mut all: Vec<(usize, UnitOut)> = std::thread::scope(|s| {
+            let handles: Vec<_> = (1..threads).map(|_| s.spawn(work)).collect();
+            let mut all = work();
+            for h in handles {
+                match h.join() {
+                    Ok(part) => all.extend(part),
+                    // A panic in a fold thread is a bug; surface it on the caller's thread.
+                    Err(e) => std::panic::resume_unwind(e),
+                }
+            }
+            all
+        });
+        // Back in unit order, so the output does not depend on who folded what.
+        all.sort_unstable_by_key(|(i, _)| *i);
+        all.into_iter().map(|(_, u)| u).collect()
+    }
+}
+
+/// The row pass of [`fold_batch`]: rejects bad rows, drops skipped and sampled-out ones,
+/// admits segment values into `segments` and assigns every accepted row its groups.
+pub fn plan_batch(
+    model: &ModelDef,
+    resolution: Resolution,
+    batch: &InferenceBatch,
+    segments: &mut SegmentRegistry,
+    bounds: TimeBounds,
+    skip: &dyn Fn(usize, &InferenceRow) -> bool,
+) -> RowPlan {
+    let mut plan = RowPlan {
+        stride: 1 + batch.segment_keys.len(),
+        ..Default::default()
+    };
     let kinds: Vec<FeatureKind> = batch
         .feature_names
         .iter()
         .filter_map(|f| model.features.get(f).copied())
         .collect();
     // Batch-level schema problems are checked by the caller (validate_batch); be defensive here.
-    if kinds.len() != batch.feature_names.len() {
-        return out;
+    if kinds.len() != batch.feature_names.len() || batch.columns.len() != kinds.len() {
+        return plan;
     }
-    let mut versions: Vec<String> = Vec::new();
+    let out = &mut plan.out;
     let mut groups: HashMap<GroupKey, usize> = HashMap::new();
-    let mut group_list: Vec<GroupKey> = Vec::new();
-    // For each accepted row: its row index and the groups it updates.
-    let mut rows: Vec<(usize, Vec<usize>)> = Vec::new();
+    // Index into `tops` of each `all` group, by group id.
+    let mut top_of: HashMap<usize, usize> = HashMap::new();
     for (i, row) in batch.rows.iter().enumerate() {
         if skip(i, row) {
             continue;
@@ -327,33 +455,38 @@ pub fn fold_batch(
             out.sampled_out += 1;
             continue;
         }
-        let v = match versions.iter().position(|v| *v == row.version) {
+        let v = match plan.versions.iter().position(|v| *v == row.version) {
             Some(v) => v,
             None => {
-                versions.push(row.version.clone());
-                versions.len() - 1
+                plan.versions.push(row.version.clone());
+                plan.versions.len() - 1
             }
         };
         let window = resolution.window_start(row.ts).millis();
-        let mut segs = Vec::with_capacity(1 + batch.segment_keys.len());
+        let mut segs = Vec::with_capacity(plan.stride);
         segs.push(Segment::All);
-        for (k, val) in batch.segment_keys.iter().zip(&row.segments) {
+        let p = plan.rows.len() as u32;
+        let base = plan.row_groups.len();
+        plan.row_groups.resize(base + plan.stride, NO_GROUP);
+        for (j, (k, val)) in batch.segment_keys.iter().zip(&row.segments).enumerate() {
             if let Some(val) = val {
-                segs.push(Segment::Value {
+                let seg = Segment::Value {
                     key: k.clone(),
                     value: segments.admit(k, val),
-                });
+                };
+                plan.row_groups[base + 1 + j] =
+                    group_id(&mut groups, &mut plan.groups, v, window, &seg);
+                segs.push(seg);
             }
         }
-        let mut gs = Vec::with_capacity(segs.len());
-        for s in &segs {
-            let key = (v, window, s.clone());
-            let g = *groups.entry(key.clone()).or_insert_with(|| {
-                group_list.push(key);
-                group_list.len() - 1
-            });
-            gs.push(g);
+        let all = group_id(&mut groups, &mut plan.groups, v, window, &Segment::All);
+        plan.row_groups[base] = all;
+        let next = plan.tops.len();
+        let t = *top_of.entry(all as usize).or_insert(next);
+        if t == next {
+            plan.tops.push(Vec::new());
         }
+        plan.tops[t].push(p);
         if matches!(
             model.task,
             Task::Binary | Task::Multiclass | Task::Regression | Task::Ranking
@@ -369,11 +502,364 @@ pub fn fold_batch(
                 },
             ));
         }
-        rows.push((i, gs));
+        plan.rows.push(i);
         out.accepted += 1;
     }
-    let key_of = |g: usize, feature: FeatureRef| -> (SeriesKey, Timestamp) {
-        let (v, w, s) = &group_list[g];
+    plan
+}
+
+fn group_id(
+    ids: &mut HashMap<GroupKey, usize>,
+    list: &mut Vec<GroupKey>,
+    v: usize,
+    window: i64,
+    seg: &Segment,
+) -> u32 {
+    let key = (v, window, seg.clone());
+    let g = *ids.entry(key).or_insert_with_key(|key| {
+        list.push(key.clone());
+        list.len() - 1
+    });
+    // Group ids are below the row count times (1 + segment keys), far below u32::MAX.
+    u32::try_from(g).unwrap_or(NO_GROUP - 1)
+}
+
+/// One independent piece of a fold: a feature column, `$score` or `$latency`.
+#[derive(Debug, Clone, Copy)]
+enum Unit {
+    Feature(usize),
+    Score,
+    Latency,
+}
+
+/// What folding one [`Unit`] produced: one state per group that saw the unit (by group id).
+struct UnitOut {
+    unit: Unit,
+    states: Vec<(u32, SeriesState)>,
+    invalid_values: u64,
+}
+
+/// A numeric value as the column fold sees it.
+#[derive(Clone, Copy)]
+enum Num {
+    /// A number (finite or not: non-finite ones are counted as invalid).
+    Value(f64),
+    /// Missing: counted.
+    Missing,
+    /// Absent and not counted (a row without a latency).
+    Skip,
+}
+
+/// Reusable buffers of one fold thread.
+#[derive(Default)]
+struct Scratch {
+    /// One `all` group's finite values as `bulk_order_key << 32 | index into values`.
+    order: Vec<u64>,
+    /// The same values, by index.
+    values: Vec<f64>,
+    /// Per group: its row positions' finite values, in key order.
+    bufs: Vec<Vec<f64>>,
+    /// Per `values` index: the position (into the plan's rows) it came from.
+    positions: Vec<u32>,
+    missing: Vec<u64>,
+    invalid: Vec<u64>,
+    touched: Vec<bool>,
+}
+
+/// Everything the column folds share, read-only, plus one thread's scratch.
+struct FoldCtx<'a, B: Baselines + ?Sized> {
+    model: &'a ModelDef,
+    batch: &'a InferenceBatch,
+    plan: &'a RowPlan,
+    baselines: &'a B,
+    kinds: Vec<FeatureKind>,
+    scratch: Scratch,
+}
+
+impl<'a, B: Baselines + ?Sized> FoldCtx<'a, B> {
+    fn new(
+        model: &'a ModelDef,
+        batch: &'a InferenceBatch,
+        plan: &'a RowPlan,
+        baselines: &'a B,
+    ) -> Self {
+        let kinds = batch
+            .feature_names
+            .iter()
+            .filter_map(|f| model.features.get(f).copied())
+            .collect();
+        FoldCtx {
+            model,
+            batch,
+            plan,
+            baselines,
+            kinds,
+            scratch: Scratch::default(),
+        }
+    }
+
+    /// The same context with its own scratch, for another thread.
+    fn fresh(&self) -> Self {
+        FoldCtx {
+            model: self.model,
+            batch: self.batch,
+            plan: self.plan,
+            baselines: self.baselines,
+            kinds: self.kinds.clone(),
+            scratch: Scratch::default(),
+        }
+    }
+
+    /// Every unit of the batch, in output order (none when no row was accepted).
+    fn units(&self) -> Vec<Unit> {
+        if self.plan.rows.is_empty() || self.kinds.len() != self.batch.columns.len() {
+            return Vec::new();
+        }
+        let mut u: Vec<Unit> = (0..self.kinds.len()).map(Unit::Feature).collect();
+        u.push(Unit::Score);
+        u.push(Unit::Latency);
+        u
+    }
+
+    fn fold_units(&mut self, units: &[Unit]) -> Vec<UnitOut> {
+        units.iter().map(|u| self.fold_unit(*u)).collect()
+    }
+
+    fn edges(&self, feature: &FeatureRef) -> Vec<Option<&'a BinEdges>> {
+        let baselines: &'a B = self.baselines;
+        let plan: &'a RowPlan = self.plan;
+        plan.groups
+            .iter()
+            .map(|(v, _, s)| baselines.edges(&plan.versions[*v], feature, s))
+            .collect()
+    }
+
+    fn fold_unit(&mut self, unit: Unit) -> UnitOut {
+        let batch = self.batch;
+        let plan = self.plan;
+        match unit {
+            Unit::Feature(c) => {
+                let fref = FeatureRef::Named(batch.feature_names[c].clone());
+                match (self.kinds[c], &batch.columns[c]) {
+                    (FeatureKind::Numeric, Column::Numbers(col)) => {
+                        let edges = self.edges(&fref);
+                        let (states, invalid_values) =
+                            fold_numeric(plan, &edges, &mut self.scratch, |i| match col[i] {
+                                Some(x) => Num::Value(x),
+                                None => Num::Missing,
+                            });
+                        UnitOut {
+                            unit,
+                            states: states
+                                .into_iter()
+                                .map(|(g, s)| (g, SeriesState::Numeric(s)))
+                                .collect(),
+                            invalid_values,
+                        }
+                    }
+                    (FeatureKind::Numeric, col) => {
+                        let edges = self.edges(&fref);
+                        let (states, invalid_values) =
+                            fold_numeric(plan, &edges, &mut self.scratch, |i| match col.get(i) {
+                                FieldRef::Number(x) => Num::Value(x),
+                                // Other types were rejected by check_row.
+                                _ => Num::Missing,
+                            });
+                        UnitOut {
+                            unit,
+                            states: states
+                                .into_iter()
+                                .map(|(g, s)| (g, SeriesState::Numeric(s)))
+                                .collect(),
+                            invalid_values,
+                        }
+                    }
+                    (FeatureKind::Categorical, col) => UnitOut {
+                        unit,
+                        states: self.fold_categorical(c, col),
+                        invalid_values: 0,
+                    },
+                }
+            }
+            Unit::Score => {
+                let edges = self.edges(&FeatureRef::Score);
+                let (states, invalid_values) = fold_numeric(plan, &edges, &mut self.scratch, |i| {
+                    let row = &batch.rows[i];
+                    match row.score.or(row.prediction) {
+                        Some(x) => Num::Value(x),
+                        None => Num::Missing,
+                    }
+                });
+                UnitOut {
+                    unit,
+                    states: states
+                        .into_iter()
+                        .map(|(g, distribution)| {
+                            (
+                                g,
+                                SeriesState::Score(ScoreState {
+                                    // Every row of the group counts once: value, missing or invalid.
+                                    predictions: distribution.count_total(),
+                                    distribution,
+                                    ..Default::default()
+                                }),
+                            )
+                        })
+                        .collect(),
+                    invalid_values,
+                }
+            }
+            Unit::Latency => {
+                let edges = self.edges(&FeatureRef::Latency);
+                let (states, invalid_values) = fold_numeric(plan, &edges, &mut self.scratch, |i| {
+                    match batch.rows[i].latency_ms {
+                        Some(x) => Num::Value(x),
+                        None => Num::Skip,
+                    }
+                });
+                UnitOut {
+                    unit,
+                    states: states
+                        .into_iter()
+                        .map(|(g, s)| (g, SeriesState::Numeric(s)))
+                        .collect(),
+                    invalid_values,
+                }
+            }
+        }
+    }
+
+    /// Row by row: a categorical state is a count per distinct value, so there is nothing to
+    /// gain from batching it.
+    fn fold_categorical(&self, c: usize, col: &Column) -> Vec<(u32, SeriesState)> {
+        let plan = self.plan;
+        let name = &self.batch.feature_names[c];
+        let mut states: Vec<Option<CategoricalState>> = vec![None; plan.groups.len()];
+        for (p, i) in plan.rows.iter().enumerate() {
+            let value = col.get(*i);
+            for &g in plan.row_groups[p * plan.stride..][..plan.stride].iter() {
+                if g == NO_GROUP {
+                    continue;
+                }
+                let st = states[g as usize].get_or_insert_with(CategoricalState::default);
+                match value {
+                    FieldRef::Category(s) => {
+                        let (v, _, seg) = &plan.groups[g as usize];
+                        let unseen =
+                            self.baselines
+                                .knows_category(&plan.versions[*v], name, seg, s)
+                                == Some(false);
+                        st.observe(s, unseen);
+                    }
+                    _ => st.observe_missing(),
+                }
+            }
+        }
+        states
+            .into_iter()
+            .enumerate()
+            .filter_map(|(g, s)| Some((g as u32, SeriesState::Categorical(s?))))
+            .collect()
+    }
+}
+
+/// Folds one numeric unit into a state per group, in bulk: per `all` group, its finite
+/// values are sorted once by [`bulk_order_key`] (packed with an index into one `u64`, which
+/// sorts faster than doubles) and handed out in that order to every group of their row, so
+/// each group's values arrive in order and become a state through
+/// [`NumericState::from_sorted`]. Returns the states by group id, and the number of rows whose
+/// value was not finite.
+fn fold_numeric(
+    plan: &RowPlan,
+    edges: &[Option<&BinEdges>],
+    sc: &mut Scratch,
+    get: impl Fn(usize) -> Num,
+) -> (Vec<(u32, NumericState)>, u64) {
+    let n_groups = plan.groups.len();
+    sc.bufs.resize_with(n_groups.max(sc.bufs.len()), Vec::new);
+    sc.missing.clear();
+    sc.missing.resize(n_groups, 0);
+    sc.invalid.clear();
+    sc.invalid.resize(n_groups, 0);
+    sc.touched.clear();
+    sc.touched.resize(n_groups, false);
+    let stride = plan.stride;
+    let mut invalid_rows = 0u64;
+    for top in &plan.tops {
+        sc.order.clear();
+        sc.values.clear();
+        sc.positions.clear();
+        for &p in top {
+            let groups = &plan.row_groups[p as usize * stride..][..stride];
+            match get(plan.rows[p as usize]) {
+                Num::Value(x) if x.is_finite() => {
+                    let at = sc.values.len() as u64;
+                    sc.order.push(u64::from(bulk_order_key(x)) << 32 | at);
+                    sc.values.push(x);
+                    sc.positions.push(p);
+                }
+                Num::Value(_) => {
+                    invalid_rows += 1;
+                    for &g in groups.iter().filter(|g| **g != NO_GROUP) {
+                        sc.invalid[g as usize] += 1;
+                        sc.touched[g as usize] = true;
+                    }
+                }
+                Num::Missing => {
+                    for &g in groups.iter().filter(|g| **g != NO_GROUP) {
+                        sc.missing[g as usize] += 1;
+                        sc.touched[g as usize] = true;
+                    }
+                }
+                Num::Skip => {}
+            }
+        }
+        sc.order.sort_unstable();
+        for &o in &sc.order {
+            // The low half is an index below the batch's row count.
+            let at = (o & u64::from(u32::MAX)) as usize;
+            let x = sc.values[at];
+            let p = sc.positions[at] as usize;
+            for &g in &plan.row_groups[p * stride..][..stride] {
+                if g != NO_GROUP {
+                    sc.bufs[g as usize].push(x);
+                }
+            }
+        }
+    }
+    let mut states = Vec::with_capacity(n_groups);
+    for (g, buf) in sc.bufs.iter_mut().take(n_groups).enumerate() {
+        if sc.touched[g] || !buf.is_empty() {
+            states.push((
+                g as u32,
+                NumericState::from_sorted(buf, sc.missing[g], sc.invalid[g], edges[g]),
+            ));
+        }
+        buf.clear();
+    }
+    (states, invalid_rows)
+}
+
+/// Puts the unit results together in output order (feature columns, `$score`, `$latency`),
+/// folds `$items` row by row, and adds the row pass' own results.
+fn finish<B: Baselines + ?Sized>(
+    model: &ModelDef,
+    batch: &InferenceBatch,
+    plan: RowPlan,
+    baselines: &B,
+    results: Vec<UnitOut>,
+) -> FoldOutput {
+    let RowPlan {
+        versions,
+        groups,
+        rows,
+        row_groups,
+        stride,
+        out: mut fold,
+        ..
+    } = plan;
+    let key = |g: u32, feature: FeatureRef| -> (SeriesKey, Timestamp) {
+        let (v, w, s) = &groups[g as usize];
         (
             SeriesKey {
                 model: model.id.clone(),
@@ -384,117 +870,34 @@ pub fn fold_batch(
             Timestamp(*w),
         )
     };
-    // Feature columns.
-    for (c, name) in batch.feature_names.iter().enumerate() {
-        let fref = FeatureRef::Named(name.clone());
-        match kinds[c] {
-            FeatureKind::Numeric => {
-                let edges: Vec<Option<&BinEdges>> = group_list
-                    .iter()
-                    .map(|(v, _, s)| baselines.edges(&versions[*v], &fref, s))
-                    .collect();
-                let mut states: Vec<Option<NumericState>> = vec![None; group_list.len()];
-                for (i, gs) in &rows {
-                    let value = batch.columns[c].get(*i);
-                    if matches!(value, FieldRef::Number(x) if !x.is_finite()) {
-                        out.invalid_values += 1;
-                    }
-                    for &g in gs {
-                        let st = states[g].get_or_insert_with(|| NumericState::new(edges[g]));
-                        match value {
-                            FieldRef::Number(x) => st.observe(x, edges[g]),
-                            _ => st.observe_missing(),
-                        }
-                    }
-                }
-                for (g, st) in states.into_iter().enumerate() {
-                    if let Some(st) = st {
-                        let (k, w) = key_of(g, fref.clone());
-                        out.deltas.push((k, w, SeriesState::Numeric(st)));
-                    }
-                }
-            }
-            FeatureKind::Categorical => {
-                let mut states: Vec<Option<CategoricalState>> = vec![None; group_list.len()];
-                for (i, gs) in &rows {
-                    let value = batch.columns[c].get(*i);
-                    for &g in gs {
-                        let st = states[g].get_or_insert_with(CategoricalState::default);
-                        match value {
-                            FieldRef::Category(s) => {
-                                let (v, _, seg) = &group_list[g];
-                                let unseen = baselines.knows_category(&versions[*v], name, seg, s)
-                                    == Some(false);
-                                st.observe(s, unseen);
-                            }
-                            _ => st.observe_missing(),
-                        }
-                    }
-                }
-                for (g, st) in states.into_iter().enumerate() {
-                    if let Some(st) = st {
-                        let (k, w) = key_of(g, fref.clone());
-                        out.deltas.push((k, w, SeriesState::Categorical(st)));
-                    }
-                }
-            }
-        }
-    }
-    // $score (prediction distribution + prediction count) and $latency.
-    let mut scores: Vec<Option<ScoreState>> = vec![None; group_list.len()];
-    let mut latency: Vec<Option<NumericState>> = vec![None; group_list.len()];
-    let score_edges: Vec<Option<&BinEdges>> = group_list
-        .iter()
-        .map(|(v, _, s)| baselines.edges(&versions[*v], &FeatureRef::Score, s))
-        .collect();
-    let lat_edges: Vec<Option<&BinEdges>> = group_list
-        .iter()
-        .map(|(v, _, s)| baselines.edges(&versions[*v], &FeatureRef::Latency, s))
-        .collect();
-    for (i, gs) in &rows {
-        let row = &batch.rows[*i];
-        let s = row.score.or(row.prediction);
-        out.invalid_values += u64::from(s.is_some_and(|x| !x.is_finite()));
-        out.invalid_values += u64::from(row.latency_ms.is_some_and(|x| !x.is_finite()));
-        for &g in gs {
-            let st = scores[g].get_or_insert_with(|| ScoreState {
-                distribution: NumericState::new(score_edges[g]),
-                ..Default::default()
-            });
-            st.predictions += 1;
-            match s {
-                Some(x) => st.distribution.observe(x, score_edges[g]),
-                None => st.distribution.observe_missing(),
-            }
-            if let Some(l) = row.latency_ms {
-                let lt = latency[g].get_or_insert_with(|| NumericState::new(lat_edges[g]));
-                lt.observe(l, lat_edges[g]);
-            }
-        }
-    }
-    for (g, st) in scores.into_iter().enumerate() {
-        if let Some(st) = st {
-            let (k, w) = key_of(g, FeatureRef::Score);
-            out.deltas.push((k, w, SeriesState::Score(st)));
-        }
-    }
-    for (g, st) in latency.into_iter().enumerate() {
-        if let Some(st) = st {
-            let (k, w) = key_of(g, FeatureRef::Latency);
-            out.deltas.push((k, w, SeriesState::Numeric(st)));
+    let n: usize = results.iter().map(|r| r.states.len()).sum();
+    fold.deltas.reserve(n);
+    for r in results {
+        fold.invalid_values += r.invalid_values;
+        let feature = match r.unit {
+            Unit::Feature(c) => FeatureRef::Named(batch.feature_names[c].clone()),
+            Unit::Score => FeatureRef::Score,
+            Unit::Latency => FeatureRef::Latency,
+        };
+        for (g, s) in r.states {
+            let (k, w) = key(g, feature.clone());
+            fold.deltas.push((k, w, s));
         }
     }
     // $items: the ids served in the top K of ranking predictions.
     if model.task == Task::Ranking {
-        let mut items: Vec<Option<CategoricalState>> = vec![None; group_list.len()];
-        for (i, gs) in &rows {
+        let mut items: Vec<Option<CategoricalState>> = vec![None; groups.len()];
+        for (p, i) in rows.iter().enumerate() {
             let served = &batch.rows[*i].items;
             if served.is_empty() {
                 continue;
             }
-            for &g in gs {
-                let (v, _, seg) = &group_list[g];
-                let st = items[g].get_or_insert_with(CategoricalState::default);
+            for &g in row_groups[p * stride..][..stride].iter() {
+                if g == NO_GROUP {
+                    continue;
+                }
+                let (v, _, seg) = &groups[g as usize];
+                let st = items[g as usize].get_or_insert_with(CategoricalState::default);
                 for item in served.iter().take(TOP_K_ITEMS) {
                     let unseen = baselines.knows_item(&versions[*v], seg, &item.id) == Some(false);
                     st.observe(&item.id, unseen);
@@ -503,12 +906,12 @@ pub fn fold_batch(
         }
         for (g, st) in items.into_iter().enumerate() {
             if let Some(st) = st {
-                let (k, w) = key_of(g, FeatureRef::Items);
-                out.deltas.push((k, w, SeriesState::Categorical(st)));
+                let (k, w) = key(g as u32, FeatureRef::Items);
+                fold.deltas.push((k, w, SeriesState::Categorical(st)));
             }
         }
     }
-    out
+    fold
 }
 
 /// Batch-level validation: names known to the model, no duplicates, positional lengths.

@@ -4,15 +4,18 @@
 //! model (default 500 numeric features, 2 segment keys), uploads a reference so states bin on
 //! real edges, then streams pre-generated batches with unique request ids from several
 //! concurrent streams, each batch acknowledged after its durable write (WAL fsync). It reports
-//! feature-values/s and rows/s, the in-process fold rate on the same batches (the ceiling
-//! without gRPC and RocksDB), their ratio, and the process' peak RSS.
+//! feature-values/s and rows/s, the in-process fold rate on the same batches (the server's own
+//! fold and encoding path on the same threads, without gRPC and RocksDB: the ceiling), their
+//! ratio, the CPU time the process used during the run, and its peak RSS.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
 use clap::Args;
-use driftdb_engine::ingest::{InferenceBatch, SegmentRegistry, TimeBounds, fold_batch};
+use driftdb_engine::ingest::{
+    InferenceBatch, SegmentRegistry, TimeBounds, fold_planned, plan_batch,
+};
 use driftdb_engine::model::{FeatureKind, ModelDef, Task};
 use driftdb_engine::time::{Clock, Resolution, SystemClock, Timestamp};
 use driftdb_proto::v1 as pb;
@@ -22,6 +25,7 @@ use tokio_stream::StreamExt;
 use crate::client::Client;
 use crate::convert::{batch_from_pb, model_to_pb};
 use crate::error::{Error, Result};
+use crate::ingest::{encode_deltas, fold_threads};
 use crate::node::Node;
 use crate::output;
 
@@ -151,6 +155,17 @@ fn gen_batch(
     b
 }
 
+/// CPU time (user + system) the process has used so far, in seconds, from `/proc/self/stat`
+/// (clock ticks of 10 ms); `None` where that file does not exist.
+fn cpu_seconds() -> Option<f64> {
+    let s = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the parenthesised command name; utime and stime are the 14th and 15th.
+    let rest = s.rsplit_once(')')?.1;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+    Some(ticks as f64 / 100.0)
+}
+
 fn peak_rss_kib() -> Option<u64> {
     let s = std::fs::read_to_string("/proc/self/status").ok()?;
     s.lines()
@@ -226,15 +241,12 @@ pub async fn ingest(a: IngestBenchArgs) -> Result<()> {
     let pool: Vec<pb::InferenceBatch> = (0..4)
         .map(|i| gen_batch(&def, &a, &mut rng, &format!("pool{i}"), a.batch, now, false))
         .collect();
-    // In-process fold ceiling: the same batches folded on one core, no gRPC, no RocksDB.
+    // In-process fold ceiling: the same batches through the server's fold, no gRPC, no RocksDB.
     let engine_batches: Vec<InferenceBatch> = pool
         .iter()
         .map(|b| batch_from_pb(b.clone(), &def.features).map(|x| x.0))
         .collect::<Result<_>>()?;
     let fold_rows = (a.rows / 4).clamp(a.batch, 50_000);
-    let t0 = Instant::now();
-    let mut folded = 0usize;
-    let mut reg = SegmentRegistry::new(64);
     let bounds = TimeBounds {
         oldest: Timestamp(now - 86_400_000),
         newest: Timestamp(now + 3_600_000),
@@ -246,27 +258,36 @@ pub async fn ingest(a: IngestBenchArgs) -> Result<()> {
         .read()
         .map_err(|_| Error::Internal("lock".into()))?
         .clone();
-    while folded < fold_rows {
-        for b in &engine_batches {
-            let out = fold_batch(
-                &def,
-                Resolution::M15,
-                b,
-                &refs,
-                &mut reg,
-                bounds,
-                &|_, _| false,
-            );
-            folded += out.accepted;
-            // Encoding the deltas is part of the fold's output cost.
-            let bytes: usize = out.deltas.iter().map(|(_, _, s)| s.encode().len()).sum();
-            std::hint::black_box(bytes);
+    // The ceiling is the server's own fold path (row pass, column fold, encoding of the
+    // deltas) on the same threads it uses; the one-thread figure is printed beside it.
+    let threads = fold_threads();
+    let fold_rate = |threads: usize| -> f64 {
+        let t0 = Instant::now();
+        let mut folded = 0usize;
+        let mut reg = SegmentRegistry::new(64);
+        while folded < fold_rows {
+            for b in &engine_batches {
+                let plan = plan_batch(&def, Resolution::M15, b, &mut reg, bounds, &|_, _| false);
+                let out = fold_planned(&def, b, plan, &refs, threads);
+                folded += out.accepted;
+                let bytes: usize = encode_deltas(&out.deltas, threads)
+                    .iter()
+                    .map(|(p, _, v)| p.len() + v.len())
+                    .sum();
+                std::hint::black_box(bytes);
+            }
         }
-    }
-    let fold_secs = t0.elapsed().as_secs_f64();
-    let fold_rows_per_s = folded as f64 / fold_secs;
+        folded as f64 / t0.elapsed().as_secs_f64()
+    };
+    let fold_rows_per_s = fold_rate(threads);
+    let fold_1_rows_per_s = if threads > 1 {
+        fold_rate(1)
+    } else {
+        fold_rows_per_s
+    };
     // End to end.
     let per_stream = a.rows.div_ceil(a.batch).div_ceil(a.streams);
+    let cpu0 = cpu_seconds();
     let t0 = Instant::now();
     let mut tasks = Vec::new();
     for s in 0..a.streams {
@@ -305,9 +326,13 @@ pub async fn ingest(a: IngestBenchArgs) -> Result<()> {
         rows += t.await.map_err(|e| Error::Internal(e.to_string()))??;
     }
     let secs = t0.elapsed().as_secs_f64();
+    // Client, server and RocksDB's background threads together: how many cores the run
+    // kept busy, and the feature-values each CPU-second of the process carried.
+    let cpu = cpu0.zip(cpu_seconds()).map_or(0.0, |(a, b)| b - a);
     let rows_per_s = rows as f64 / secs;
     let fv = rows_per_s * a.features as f64;
     let fold_fv = fold_rows_per_s * a.features as f64;
+    let fold_1_fv = fold_1_rows_per_s * a.features as f64;
     let rss = peak_rss_kib().unwrap_or(0);
     running.shutdown().await?;
     if a.json {
@@ -315,7 +340,10 @@ pub async fn ingest(a: IngestBenchArgs) -> Result<()> {
             "features": a.features, "segments": a.segments, "batch": a.batch, "streams": a.streams, "rows": rows,
             "seconds": secs, "rows_per_s": rows_per_s, "feature_values_per_s": fv,
             "fold_rows_per_s": fold_rows_per_s, "fold_feature_values_per_s": fold_fv,
+            "fold_threads": threads, "fold_1_thread_feature_values_per_s": fold_1_fv,
             "ratio_to_fold": fv / fold_fv, "peak_rss_mib": rss as f64 / 1024.0, "durable": !a.no_sync,
+            "cpu_seconds": cpu, "cores_busy": cpu / secs,
+            "feature_values_per_cpu_s": if cpu > 0.0 { rows as f64 * a.features as f64 / cpu } else { 0.0 },
         }).to_string());
     } else {
         output::line(&format!(
@@ -331,12 +359,17 @@ pub async fn ingest(a: IngestBenchArgs) -> Result<()> {
             fv / 1e6
         ));
         output::line(&format!(
-            "  in-process fold (1 core, no gRPC/RocksDB): {fold_rows_per_s:.0} rows/s, {:.2} M feature-values/s",
-            fold_fv / 1e6
+            "  in-process fold ({threads} threads, no gRPC/RocksDB): {fold_rows_per_s:.0} rows/s, {:.2} M feature-values/s (1 thread: {:.2} M)",
+            fold_fv / 1e6,
+            fold_1_fv / 1e6
         ));
         output::line(&format!(
             "  end-to-end / in-process fold: {:.2}",
             fv / fold_fv
+        ));
+        output::line(&format!(
+            "  process CPU during the run: {cpu:.1} s ({:.2} cores busy)",
+            cpu / secs
         ));
         output::line(&format!("  peak RSS: {:.0} MiB", rss as f64 / 1024.0));
     }

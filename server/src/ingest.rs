@@ -8,11 +8,13 @@
 //! label that arrives first is held in the same record until its prediction comes. The record
 //! doubles as request-id dedup: a prediction whose record exists is a duplicate.
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
+use std::sync::Arc;
 
 use driftdb_engine::codec::{Reader, Writer};
 use driftdb_engine::ingest::{
-    LabelRow, PendingPrediction, TimeBounds, fold_batch, join_delta, validate_batch,
+    InferenceBatch, LabelRow, PendingPrediction, RowPlan, TimeBounds, fold_planned, join_delta,
+    plan_batch, validate_batch,
 };
 use driftdb_engine::model::Task;
 use driftdb_engine::series::{FeatureRef, Segment, SeriesKey};
@@ -254,6 +256,46 @@ fn add_join(
     Ok(())
 }
 
+/// Threads one batch's fold and encoding are spread over: the machine's cores. Feature columns
+/// are independent, so one large batch keeps every core busy even when a single stream feeds
+/// a single model.
+pub fn fold_threads() -> usize {
+    static THREADS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *THREADS.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
+
+/// Encodes every delta's series prefix and state over up to `threads` threads, keeping the
+/// order: `(series prefix, window start, encoded state)`.
+pub fn encode_deltas(
+    deltas: &[(SeriesKey, Timestamp, SeriesState)],
+    threads: usize,
+) -> Vec<(Vec<u8>, Timestamp, Vec<u8>)> {
+    let encode =
+        |run: &[(SeriesKey, Timestamp, SeriesState)]| -> Vec<(Vec<u8>, Timestamp, Vec<u8>)> {
+            run.iter()
+                .map(|(k, ts, s)| (layout::series_prefix(k), *ts, s.encode()))
+                .collect()
+        };
+    let threads = threads.clamp(1, deltas.len().max(1));
+    if threads == 1 {
+        return encode(deltas);
+    }
+    let per = deltas.len().div_ceil(threads);
+    std::thread::scope(|s| {
+        let mut runs = deltas.chunks(per);
+        let first = runs.next().unwrap_or_default();
+        let handles: Vec<_> = runs.map(|run| s.spawn(move || encode(run))).collect();
+        let mut all = encode(first);
+        for h in handles {
+            match h.join() {
+                Ok(part) => all.extend(part),
+                Err(e) => std::panic::resume_unwind(e),
+            }
+        }
+        all
+    })
+}
+
 fn row_error(row: usize, request_id: &str, reason: impl Into<String>) -> pb::RowError {
     pb::RowError {
         row: row as u32,
@@ -262,42 +304,244 @@ fn row_error(row: usize, request_id: &str, reason: impl Into<String>) -> pb::Row
     }
 }
 
-/// Ingests one inference batch; returns its ack after the durable write.
-pub async fn ingest_inferences(node: &Node, b: pb::InferenceBatch) -> Result<pb::BatchAck> {
-    let model = node.registry.get(&b.model_id)?;
-    let _guard = model.ingest_lock.lock().await;
-    let node2 = node.clone();
-    let m2 = std::sync::Arc::clone(&model);
-    tokio::task::spawn_blocking(move || ingest_inferences_blocking(&node2, &m2, b))
-        .await
-        .map_err(|e| Error::Internal(format!("ingest task: {e}")))?
+/// The write order of one model's inference batches.
+///
+/// Ingest of a batch has ordered steps and an unordered one. Ordered, under the model's
+/// `ingest_lock`: the replay check, request-id dedup and segment admission, after which the
+/// batch takes a ticket. Unordered, without any lock: folding the columns and encoding the
+/// deltas, the bulk of the work, so one batch folds while the batch before it is written.
+/// Ordered again: batches write in ticket order. The request ids and producer sequence of a
+/// ticketed batch stay "in flight" until its write is done, so the dedup of a later batch,
+/// which cannot see them in the store yet, sees them here. Labels take `ingest_lock` and wait
+/// for the pipeline to drain ([`Pipeline::wait_idle`]), so a label never races the write of its
+/// prediction.
+#[derive(Debug, Default)]
+pub struct Pipeline {
+    state: std::sync::Mutex<PipelineState>,
+    turn: std::sync::Condvar,
 }
 
-fn ingest_inferences_blocking(
-    node: &Node,
-    model: &ModelEntry,
-    b: pb::InferenceBatch,
-) -> Result<pb::BatchAck> {
-    let mut ack = pb::BatchAck {
-        producer_id: b.producer_id.clone(),
-        sequence: b.sequence,
-        ..Default::default()
-    };
-    if is_replay(node, "inf", &model.def.id, &b.producer_id, b.sequence)? {
-        ack.replayed = true;
-        return Ok(ack);
+#[derive(Debug, Default)]
+struct PipelineState {
+    /// The next ticket to hand out.
+    issued: u64,
+    /// The ticket whose turn it is to write.
+    writing: u64,
+    /// Tickets given up (failed or cancelled) before their turn came.
+    abandoned: BTreeSet<u64>,
+    /// Request ids of ticketed batches not written yet.
+    ids: HashSet<String>,
+    /// (producer, sequence) of ticketed batches not written yet.
+    producers: Vec<(String, u64)>,
+}
+
+impl Pipeline {
+    fn lock(&self) -> std::sync::MutexGuard<'_, PipelineState> {
+        // The state stays consistent under a panic (every update is a single step), so a
+        // poisoned lock is still usable.
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
+
+    /// Whether `id` belongs to a batch that is ticketed but not written yet.
+    fn in_flight(&self, ids: &[&str]) -> Vec<bool> {
+        let s = self.lock();
+        ids.iter().map(|id| s.ids.contains(*id)).collect()
+    }
+
+    /// The highest sequence of `producer` in flight.
+    fn producer_seq(&self, producer: &str) -> Option<u64> {
+        let s = self.lock();
+        s.producers
+            .iter()
+            .filter(|(p, _)| p == producer)
+            .map(|(_, q)| *q)
+            .max()
+    }
+
+    /// Takes the next place in the write order; `ids` and the producer's sequence count as in
+    /// flight until the ticket is dropped.
+    fn ticket(model: Arc<ModelEntry>, ids: Vec<String>, producer: Option<(String, u64)>) -> Ticket {
+        let n = {
+            let mut s = model.pipeline.lock();
+            let n = s.issued;
+            s.issued += 1;
+            s.ids.extend(ids.iter().cloned());
+            s.producers.extend(producer.iter().cloned());
+            n
+        };
+        Ticket {
+            model,
+            n,
+            ids,
+            producer,
+        }
+    }
+
+    /// Blocks until every ticketed batch has written (or given up).
+    pub fn wait_idle(&self) {
+        let mut s = self.lock();
+        while s.writing < s.issued {
+            s = self
+                .turn
+                .wait(s)
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
+    }
+}
+
+/// A batch's place in its model's write order; dropping it (written, failed or cancelled)
+/// passes the turn on and releases its in-flight ids.
+#[derive(Debug)]
+struct Ticket {
+    model: Arc<ModelEntry>,
+    n: u64,
+    ids: Vec<String>,
+    producer: Option<(String, u64)>,
+}
+
+impl Ticket {
+    /// Blocks until every earlier ticket has written (or given up).
+    fn wait_turn(&self) {
+        let p = &self.model.pipeline;
+        let mut s = p.lock();
+        while s.writing != self.n {
+            s = p
+                .turn
+                .wait(s)
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
+    }
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        let p = &self.model.pipeline;
+        let mut s = p.lock();
+        for id in &self.ids {
+            s.ids.remove(id);
+        }
+        if let Some(mine) = &self.producer
+            && let Some(i) = s.producers.iter().position(|x| x == mine)
+        {
+            s.producers.swap_remove(i);
+        }
+        if s.writing == self.n {
+            s.writing += 1;
+            loop {
+                let next = s.writing;
+                if !s.abandoned.remove(&next) {
+                    break;
+                }
+                s.writing += 1;
+            }
+        } else {
+            s.abandoned.insert(self.n);
+        }
+        drop(s);
+        p.turn.notify_all();
+    }
+}
+
+/// Ingests one inference batch; returns its ack after the durable write.
+///
+/// Three steps on the blocking pool: decoding and checking the batch (no lock); the ordered
+/// step under the model's `ingest_lock` (replay, dedup, segment admission, a [`Pipeline`]
+/// ticket); then folding, encoding and, in ticket order, the durable write.
+pub async fn ingest_inferences(node: &Node, b: pb::InferenceBatch) -> Result<pb::BatchAck> {
+    let model = node.registry.get(&b.model_id)?;
+    let m = Arc::clone(&model);
+    let decoded = tokio::task::spawn_blocking(move || decode_inferences(&m, b))
+        .await
+        .map_err(|e| Error::Internal(format!("ingest task: {e}")))??;
+    let staged = {
+        let _guard = model.ingest_lock.lock().await;
+        let node2 = node.clone();
+        let m = Arc::clone(&model);
+        tokio::task::spawn_blocking(move || stage_inferences(&node2, m, decoded))
+            .await
+            .map_err(|e| Error::Internal(format!("ingest task: {e}")))??
+    };
+    match staged {
+        Staged::Replayed(ack) => Ok(ack),
+        Staged::Ready(s) => {
+            let node2 = node.clone();
+            tokio::task::spawn_blocking(move || write_inferences(&node2, *s))
+                .await
+                .map_err(|e| Error::Internal(format!("ingest task: {e}")))?
+        }
+    }
+}
+
+/// A batch decoded and checked against its model's schema.
+struct Decoded {
+    batch: InferenceBatch,
+    producer: String,
+    seq: u64,
+}
+
+fn decode_inferences(model: &ModelEntry, b: pb::InferenceBatch) -> Result<Decoded> {
     let producer = b.producer_id.clone();
     let seq = b.sequence;
     let (batch, _labels) = batch_from_pb(b, &model.def.features)?;
     validate_batch(&model.def, &batch).map_err(Error::Invalid)?;
-    // Duplicates: within the batch, and request ids already pending/joined. Labels that
-    // arrived before their prediction are joined right away.
+    Ok(Decoded {
+        batch,
+        producer,
+        seq,
+    })
+}
+
+/// The outcome of the ordered step.
+enum Staged {
+    /// The whole batch was applied before: nothing to do.
+    Replayed(pb::BatchAck),
+    /// Planned and ticketed: fold and write it.
+    Ready(Box<Ready>),
+}
+
+struct Ready {
+    ticket: Ticket,
+    batch: InferenceBatch,
+    plan: RowPlan,
+    early_labels: Vec<(usize, LabelRow)>,
+    ack: pb::BatchAck,
+    producer: String,
+    seq: u64,
+}
+
+/// The ordered step: replay check, request-id dedup (the store, then batches in flight),
+/// segment admission (the row pass), and a place in the write order.
+fn stage_inferences(node: &Node, model: Arc<ModelEntry>, d: Decoded) -> Result<Staged> {
+    let Decoded {
+        batch,
+        producer,
+        seq,
+    } = d;
+    let mut ack = pb::BatchAck {
+        producer_id: producer.clone(),
+        sequence: seq,
+        ..Default::default()
+    };
+    let in_flight_seq = model.pipeline.producer_seq(&producer);
+    if is_replay(node, "inf", &model.def.id, &producer, seq)?
+        || (!producer.is_empty() && seq > 0 && in_flight_seq.is_some_and(|last| seq <= last))
+    {
+        ack.replayed = true;
+        return Ok(Staged::Replayed(ack));
+    }
+    // Duplicates: within the batch, request ids of batches still being written, and request
+    // ids already pending/joined. In-flight ids are checked first: one that is no longer in
+    // flight was written before it left, so the store lookup sees it. Labels that arrived
+    // before their prediction are joined right away.
+    let ids: Vec<&str> = batch.rows.iter().map(|r| r.request_id.as_str()).collect();
+    let flying = model.pipeline.in_flight(&ids);
     let mut seen = HashSet::with_capacity(batch.rows.len());
     let mut skip = vec![false; batch.rows.len()];
     let mut early_labels: Vec<(usize, LabelRow)> = Vec::new();
     for (i, row) in batch.rows.iter().enumerate() {
-        if !seen.insert(row.request_id.as_str()) {
+        if !seen.insert(row.request_id.as_str()) || flying[i] {
             skip[i] = true;
             continue;
         }
@@ -313,27 +557,62 @@ fn ingest_inferences_blocking(
         oldest: node.store.retention_cutoff(),
         newest: now.saturating_add_ms(MAX_FUTURE_MS),
     };
-    let refs = model
-        .references
-        .read()
-        .map_err(|_| Error::Internal("reference lock poisoned".into()))?;
-    let mut segs = model
-        .segments
-        .lock()
-        .map_err(|_| Error::Internal("segment lock poisoned".into()))?;
-    let out = fold_batch(
-        &model.def,
-        model.resolution,
-        &batch,
-        &*refs,
-        &mut segs,
-        bounds,
-        &|i, _| skip[i],
-    );
-    drop(refs);
+    // The row pass is the only step of the fold that needs the segment registry.
+    let plan = {
+        let mut segs = model
+            .segments
+            .lock()
+            .map_err(|_| Error::Internal("segment lock poisoned".into()))?;
+        plan_batch(
+            &model.def,
+            model.resolution,
+            &batch,
+            &mut segs,
+            bounds,
+            &|i, _| skip[i],
+        )
+    };
+    let accepted_ids = plan
+        .accepted_rows()
+        .iter()
+        .map(|i| batch.rows[*i].request_id.clone())
+        .collect();
+    let producer_in_flight = (!producer.is_empty() && seq > 0).then(|| (producer.clone(), seq));
+    let ticket = Pipeline::ticket(model, accepted_ids, producer_in_flight);
+    Ok(Staged::Ready(Box::new(Ready {
+        ticket,
+        batch,
+        plan,
+        early_labels,
+        ack,
+        producer,
+        seq,
+    })))
+}
+
+/// The unordered step (fold, encode) and the write in ticket order.
+fn write_inferences(node: &Node, r: Ready) -> Result<pb::BatchAck> {
+    let Ready {
+        ticket,
+        batch,
+        plan,
+        early_labels,
+        mut ack,
+        producer,
+        seq,
+    } = r;
+    let model = Arc::clone(&ticket.model);
+    let threads = fold_threads();
+    let out = {
+        let refs = model
+            .references
+            .read()
+            .map_err(|_| Error::Internal("reference lock poisoned".into()))?;
+        fold_planned(&model.def, &batch, plan, &*refs, threads)
+    };
     let mut ws = WriteSet::new();
-    for (key, ts, state) in &out.deltas {
-        ws.merge(key, model.resolution, *ts, state);
+    for (prefix, ts, value) in encode_deltas(&out.deltas, threads) {
+        ws.merge_encoded(prefix, model.resolution, ts, value);
     }
     let early: std::collections::HashMap<&str, &LabelRow> = early_labels
         .iter()
@@ -341,7 +620,7 @@ fn ingest_inferences_blocking(
         .collect();
     for (id, p) in &out.pending {
         let rec = match early.get(id.as_str()) {
-            Some(label) => match add_join(&mut ws, model, p, label) {
+            Some(label) => match add_join(&mut ws, &model, p, label) {
                 Ok(()) => PendingRecord::Joined,
                 Err(reason) => {
                     tracing::warn!(request_id = %id, reason, "held label could not join");
@@ -357,10 +636,17 @@ fn ingest_inferences_blocking(
             &rec.encode(),
         );
     }
-    Registry::save_segments(&model.def, &mut segs, &mut ws);
     record_producer(&mut ws, "inf", &model.def.id, &producer, seq);
+    ticket.wait_turn();
+    {
+        let mut segs = model
+            .segments
+            .lock()
+            .map_err(|_| Error::Internal("segment lock poisoned".into()))?;
+        Registry::save_segments(&model.def, &mut segs, &mut ws);
+    }
     node.store.write(&ws)?;
-    drop(segs);
+    drop(ticket);
     ack.accepted = out.accepted as u64;
     ack.rejected = out.rejected.len() as u64;
     ack.invalid_values = out.invalid_values;
@@ -406,6 +692,9 @@ fn ingest_labels_blocking(
     model: &ModelEntry,
     b: pb::LabelBatch,
 ) -> Result<pb::LabelAck> {
+    // Under `ingest_lock` no batch can take a ticket; wait for those ahead to be written so
+    // every prediction they carry is visible to the lookups below.
+    model.pipeline.wait_idle();
     let mut ack = pb::LabelAck {
         producer_id: b.producer_id.clone(),
         sequence: b.sequence,

@@ -50,8 +50,11 @@ pub struct ModelEntry {
     pub references: RwLock<BTreeMap<String, Arc<ReferenceProfile>>>,
     /// Admitted segment values (cardinality cap), persisted on change.
     pub segments: Mutex<SegmentRegistry>,
-    /// Serialises ingest of this model so request-id dedup sees every earlier batch.
+    /// Serialises the ordered steps of ingest of this model (replay and request-id checks,
+    /// segment admission, labels) so request-id dedup sees every earlier batch.
     pub ingest_lock: tokio::sync::Mutex<()>,
+    /// The write order of inference batches whose columns fold outside `ingest_lock`.
+    pub pipeline: crate::ingest::Pipeline,
 }
 
 /// All models, cached over the store.
@@ -101,6 +104,7 @@ impl Registry {
                     references: RwLock::new(refs),
                     segments: Mutex::new(segs),
                     ingest_lock: tokio::sync::Mutex::new(()),
+                    pipeline: Default::default(),
                 }),
             );
         }
@@ -138,6 +142,7 @@ impl Registry {
             resolution,
             references: RwLock::new(BTreeMap::new()),
             ingest_lock: tokio::sync::Mutex::new(()),
+            pipeline: Default::default(),
         });
         models.insert(entry.def.id.clone(), Arc::clone(&entry));
         Ok(entry)

@@ -52,6 +52,206 @@ pub fn kll_update(k: &mut Kll, v: f64) {
     }
 }
 
+/// The compact image of the KLL sketch (k = [`KLL_K`]) that feeding `values` one by one to an
+/// empty sketch builds, each value rounded by [`kll_quantize`] on the way in, as
+/// [`kll_update`] does.
+///
+/// `values` must be finite and in an order in which their rounded values never decrease (any
+/// ascending order does); `None` otherwise, and the caller feeds a sketch instead.
+///
+/// This is the bulk path of ingest. It runs the DataSketches KLL update rules (the same level
+/// capacities, the same compaction of the lowest full level, the same choice of leftover item
+/// and of kept parity from a fair coin), but on plain vectors of a known order, so a level-0
+/// compaction never sorts, and it writes the standard compact image directly instead of
+/// building the crate's sketch and serialising it. Level sizes depend only on the number of
+/// values, so they equal the crate's for the same input; which items survive depends on the
+/// coins, as in any KLL sketch. The image sets DataSketches' "level zero sorted" flag, which
+/// is true of it.
+pub fn kll_image_from_sorted(values: &[f64]) -> Option<Vec<u8>> {
+    let mut prev = f64::NEG_INFINITY;
+    let mut items = Vec::with_capacity(values.len());
+    for v in values {
+        if !v.is_finite() {
+            return None;
+        }
+        let q = kll_quantize(*v);
+        if q < prev {
+            return None;
+        }
+        prev = q;
+        items.push(q);
+    }
+    Some(LevelsBuilder::build(&items).image())
+}
+
+/// Capacity of `level` in a sketch of `num_levels` levels (DataSketches' `levelCapacity`:
+/// `k · (2/3)^depth`, rounded, at least m = 8).
+fn level_capacity(num_levels: usize, level: usize) -> usize {
+    const M: usize = 8;
+    let depth = num_levels - level - 1;
+    let cap = if depth <= 30 {
+        (((u64::from(KLL_K) << (depth + 1)) / 3u64.pow(depth as u32) + 1) >> 1) as usize
+    } else {
+        0
+    };
+    cap.max(M)
+}
+
+fn total_capacity(num_levels: usize) -> usize {
+    (0..num_levels).map(|l| level_capacity(num_levels, l)).sum()
+}
+
+/// The levels of a KLL sketch fed values in ascending order.
+struct LevelsBuilder {
+    levels: Vec<Vec<f64>>,
+    n: u64,
+    min: f64,
+    max: f64,
+}
+
+impl LevelsBuilder {
+    fn build(sorted: &[f64]) -> Self {
+        let mut b = LevelsBuilder {
+            levels: vec![Vec::with_capacity(usize::from(KLL_K))],
+            n: sorted.len() as u64,
+            min: sorted.first().copied().unwrap_or(f64::NAN),
+            max: sorted.last().copied().unwrap_or(f64::NAN),
+        };
+        let mut capacity = total_capacity(1);
+        let mut retained = 0usize;
+        let mut rest = sorted;
+        while !rest.is_empty() {
+            // As in DataSketches: an update that finds the sketch full compacts once, then
+            // adds its item whatever the count; the next ones fill up to the capacity.
+            let take = if retained >= capacity {
+                b.compress();
+                retained = b.levels.iter().map(Vec::len).sum();
+                capacity = total_capacity(b.levels.len());
+                1
+            } else {
+                (capacity - retained).min(rest.len())
+            };
+            b.levels[0].extend_from_slice(&rest[..take]);
+            retained += take;
+            rest = &rest[take..];
+        }
+        b
+    }
+
+    /// Compacts the lowest level at or over its capacity into the level above (DataSketches'
+    /// `compressWhileUpdating`).
+    fn compress(&mut self) {
+        let num_levels = self.levels.len();
+        let Some(level) =
+            (0..num_levels).find(|&l| self.levels[l].len() >= level_capacity(num_levels, l))
+        else {
+            return;
+        };
+        if level + 1 == num_levels {
+            self.levels.push(Vec::new());
+        }
+        let mut current = std::mem::take(&mut self.levels[level]);
+        let above = std::mem::take(&mut self.levels[level + 1]);
+        let use_up = above.is_empty();
+        // An odd level keeps one item back: level 0 its last arrival (here its largest, as it
+        // arrives sorted), higher levels their smallest.
+        let mut leftover = None;
+        if current.len() % 2 == 1 {
+            leftover = if level == 0 {
+                current.pop()
+            } else {
+                Some(current.remove(0))
+            };
+        }
+        let offset = usize::from(coin());
+        let parity = if use_up {
+            (current.len() - 1 - offset) % 2
+        } else {
+            offset
+        };
+        let promoted: Vec<f64> = current.iter().skip(parity).step_by(2).copied().collect();
+        self.levels[level + 1] = if above.is_empty() {
+            promoted
+        } else {
+            merge_sorted(&promoted, &above)
+        };
+        current.clear();
+        current.extend(leftover);
+        self.levels[level] = current;
+    }
+
+    fn image(&self) -> Vec<u8> {
+        let k = KLL_K.to_le_bytes();
+        if self.n == 0 {
+            return vec![2, 1, KLL_FAMILY, FLAG_EMPTY, k[0], k[1], 8, 0];
+        }
+        if self.n == 1 {
+            let mut b = vec![2, 2, KLL_FAMILY, FLAG_SINGLE, k[0], k[1], 8, 0];
+            b.extend_from_slice(&self.min.to_le_bytes());
+            return b;
+        }
+        let retained: usize = self.levels.iter().map(Vec::len).sum();
+        let num_levels = self.levels.len();
+        let mut b = Vec::with_capacity(20 + 4 * num_levels + 16 + 8 * retained);
+        b.extend_from_slice(&[5, 1, KLL_FAMILY, FLAG_LEVEL_ZERO_SORTED, k[0], k[1], 8, 0]);
+        b.extend_from_slice(&self.n.to_le_bytes());
+        b.extend_from_slice(&k);
+        // At most 61 levels (n < 2^64), so this fits a byte.
+        b.push(num_levels as u8);
+        b.push(0);
+        let mut offset = (total_capacity(num_levels) - retained) as u32;
+        for level in &self.levels {
+            b.extend_from_slice(&offset.to_le_bytes());
+            offset += level.len() as u32;
+        }
+        b.extend_from_slice(&self.min.to_le_bytes());
+        b.extend_from_slice(&self.max.to_le_bytes());
+        for level in &self.levels {
+            for x in level {
+                b.extend_from_slice(&x.to_le_bytes());
+            }
+        }
+        b
+    }
+}
+
+fn merge_sorted(a: &[f64], b: &[f64]) -> Vec<f64> {
+    let mut out = Vec::with_capacity(a.len() + b.len());
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() && j < b.len() {
+        if a[i] < b[j] {
+            out.push(a[i]);
+            i += 1;
+        } else {
+            out.push(b[j]);
+            j += 1;
+        }
+    }
+    out.extend_from_slice(&a[i..]);
+    out.extend_from_slice(&b[j..]);
+    out
+}
+
+/// A fair coin from a per-thread SplitMix64 stream seeded from the process' random hash keys
+/// (as the DataSketches crate seeds its own).
+fn coin() -> bool {
+    use std::cell::Cell;
+    use std::hash::BuildHasher;
+    thread_local! {
+        static STATE: Cell<u64> = Cell::new(
+            std::collections::hash_map::RandomState::new().hash_one(std::thread::current().id()),
+        );
+    }
+    STATE.with(|s| {
+        let x = s.get().wrapping_add(0x9E37_79B9_7F4A_7C15);
+        s.set(x);
+        let mut z = x;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        (z ^ (z >> 31)) & 1 == 1
+    })
+}
+
 /// Merges `other` into `k`.
 pub fn kll_merge(k: &mut Kll, other: &Kll) -> Result<()> {
     k.merge(other).map_err(|e| Error::sketch("kll", e))
@@ -96,6 +296,7 @@ pub fn kll_rank_error_bound() -> f64 {
 
 const KLL_FAMILY: u8 = 15;
 const FLAG_EMPTY: u8 = 1;
+const FLAG_LEVEL_ZERO_SORTED: u8 = 2;
 const FLAG_SINGLE: u8 = 4;
 
 /// Every retained item of a KLL sketch with its cumulative weight: the sketch's step CDF.
@@ -353,6 +554,93 @@ mod tests {
                 .into_inner();
             assert_eq!(cdf.quantile(q).unwrap(), theirs, "q={q}");
         }
+    }
+
+    /// `(n, level sizes)` of a compact image, read from its preamble and level offsets.
+    fn shape(img: &[u8]) -> (u64, Vec<usize>) {
+        let (n, _) = kll_image_header(img).unwrap();
+        if n < 2 {
+            return (n, vec![n as usize]);
+        }
+        let levels = usize::from(img[18]);
+        let off = |l: usize| {
+            u32::from_le_bytes([
+                img[20 + 4 * l],
+                img[21 + 4 * l],
+                img[22 + 4 * l],
+                img[23 + 4 * l],
+            ]) as usize
+        };
+        let items = (img.len() - (20 + 4 * levels + 16)) / 8;
+        let first = off(0);
+        let sizes = (0..levels)
+            .map(|l| {
+                let end = if l + 1 < levels {
+                    off(l + 1) - first
+                } else {
+                    items
+                };
+                end - (off(l) - first)
+            })
+            .collect();
+        (n, sizes)
+    }
+
+    #[test]
+    fn bulk_images_have_the_crates_shape_and_read_back() {
+        let mut x = 11u64;
+        for n in [
+            0usize, 1, 2, 3, 199, 200, 201, 250, 333, 1_000, 2_000, 5_000, 60_000,
+        ] {
+            let mut values: Vec<f64> = (0..n)
+                .map(|_| {
+                    x = x
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
+                    ((x >> 11) as f64 / (1u64 << 53) as f64 - 0.3) * 1e3
+                })
+                .collect();
+            values.sort_by(f64::total_cmp);
+            let img = kll_image_from_sorted(&values).unwrap();
+            let mut crate_sketch = new_kll();
+            for v in &values {
+                kll_update(&mut crate_sketch, *v);
+            }
+            // Level sizes depend on n alone, not on the coins.
+            assert_eq!(shape(&img), shape(&crate_sketch.serialize()), "n={n}");
+            // The crate reads it (its checks: levels sorted, items within min..max, weights
+            // add up to n) and can keep updating and merging it.
+            let mut back = kll_deserialize(&img).unwrap();
+            assert_eq!(back.n(), n as u64);
+            kll_merge(&mut back, &crate_sketch).unwrap();
+            kll_update(&mut back, 1.0);
+            assert_eq!(back.n(), 2 * n as u64 + 1);
+            if n == 0 {
+                continue;
+            }
+            let cdf = WeightedCdf::from_image(&img).unwrap();
+            assert_eq!(cdf.total(), n as u64);
+            assert_eq!(cdf.min(), kll_quantize(values[0]));
+            assert_eq!(cdf.max(), kll_quantize(values[n - 1]));
+            let eps = 2.0 * kll_rank_error_bound() * n as f64 + 1.0;
+            for q in [0.01, 0.1, 0.5, 0.9, 0.99] {
+                let got = cdf.quantile(q).unwrap();
+                let rank = values.partition_point(|v| kll_quantize(*v) <= got) as f64;
+                assert!(
+                    (rank - q * n as f64).abs() <= eps + 1.0,
+                    "n={n} q={q}: rank {rank}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn bulk_images_refuse_unordered_or_non_finite_input() {
+        assert!(kll_image_from_sorted(&[2.0, 1.0]).is_none());
+        assert!(kll_image_from_sorted(&[1.0, f64::NAN]).is_none());
+        assert!(kll_image_from_sorted(&[f64::NEG_INFINITY, 1.0]).is_none());
+        // Equal after rounding is in order.
+        assert!(kll_image_from_sorted(&[1.0 + 1e-9, 1.0]).is_some());
     }
 
     #[test]
