@@ -660,12 +660,14 @@ fn write_inferences(node: &Node, r: Ready) -> Result<pb::BatchAck> {
     node.metrics.record_ingest(&ack, batch.feature_names.len());
     if out.accepted > 0 {
         // The rule scheduler closes windows on event time: tell it how far this model got.
+        // Rows dated past the future bound were rejected; the others (duplicates included,
+        // whose times are as real) may move the watermark.
+        let limit = node.clock.now().saturating_add_ms(MAX_FUTURE_MS);
         let newest = batch
             .rows
             .iter()
-            .enumerate()
-            .filter(|(i, r)| !skip[*i] && r.ts <= bounds.newest)
-            .map(|(_, r)| r.ts)
+            .map(|r| r.ts)
+            .filter(|ts| *ts <= limit)
             .max();
         let versions: std::collections::BTreeSet<String> =
             out.pending.iter().map(|(_, p)| p.version.clone()).collect();
