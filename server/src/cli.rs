@@ -207,8 +207,8 @@ enum BenchCmd {
     /// Rule evaluation for a fleet at one window close (default 1,000 models × 500 features =
     /// 500,000 series, one drift rule each); reports seconds, series/s and peak RSS.
     Rules(crate::bench_alerts::RulesBenchArgs),
-    /// Alert latency: window close (the ack of the batch that closes it by event time) to the
-    /// webhook arriving at a receiver on loopback; reports p50/p99/max.
+    /// Alert latency: from sending the batch that closes a window by event time to the webhook
+    /// arriving at a receiver on loopback; reports p50/p99/max.
     Alerts(crate::bench_alerts::AlertsBenchArgs),
 }
 
