@@ -986,6 +986,9 @@ async fn metrics_show_evaluation_and_outbox() {
     assert!(value("driftdb_rule_checks_total") >= 1.0);
     assert!(value("driftdb_rule_windows_evaluated_total") >= 1.0);
     assert!(value("driftdb_rule_evaluation_seconds_total") > 0.0);
+    // Clock at window 1's start + 1 minute: window 0 closed and evaluated, window 1 open.
+    assert_eq!(value("driftdb_open_windows"), 1.0);
+    assert_eq!(value("driftdb_rule_windows_pending"), 0.0);
     let deadline = Instant::now() + Duration::from_secs(5);
     while value_now(&s).await != 1.0 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;

@@ -61,6 +61,12 @@ async fn metrics(State(node): State<Node>) -> impl IntoResponse {
     let mut body = node.metrics.render(&node.store);
     body.push_str(&crate::prom::health::render(&node));
     body.push_str(&node.rules.render_metrics());
+    let n2 = node.clone();
+    if let Ok(gauges) =
+        tokio::task::spawn_blocking(move || crate::rules::render_window_gauges(&n2)).await
+    {
+        body.push_str(&gauges);
+    }
     (
         StatusCode::OK,
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],

@@ -44,7 +44,9 @@ use driftdb_storage::Store;
 pub use book::{RuleBook, StoredRule, redacted_json};
 pub use log::{ActionResult, AlertLog, AlertRecord, alert_to_pb};
 pub use outbox::{DeliveryRecord, dead_letters, run_delivery};
-pub use scheduler::{close_time, evaluate_due, next_window, run_scheduler};
+pub use scheduler::{
+    close_time, evaluate_due, next_window, render_window_gauges, run_scheduler, window_backlog,
+};
 
 use crate::error::{Error, Result};
 

@@ -243,3 +243,48 @@ pub async fn run_scheduler(
 pub fn next_window(node: &Node, model: &str) -> Result<Option<Timestamp>> {
     Ok(load_cursor(node, model)?.map(|c| Timestamp(c.next_ms)))
 }
+
+/// Windows that have started but not closed, and windows closed but not yet evaluated, summed
+/// over every model (the `/metrics` gauges `driftdb_open_windows` and
+/// `driftdb_rule_windows_pending`). Models the scheduler has not seen yet count neither.
+pub fn window_backlog(node: &Node) -> Result<(u64, u64)> {
+    let (mut open, mut pending) = (0u64, 0u64);
+    let now = node.clock.now();
+    for model in node.registry.list()? {
+        let Some(cursor) = load_cursor(node, &model.def.id)? else {
+            continue;
+        };
+        let width = model.resolution.width_ms();
+        let progress = node.rules.progress(&model.def.id);
+        let mark = progress.watermark.map_or(now, |w| w.max(now));
+        let close_span = close_time(&model, Timestamp(0)).millis();
+        // Closed: start + width + grace <= mark. Open: started (start <= mark) and not closed.
+        let last_started = model.resolution.window_start(mark).millis();
+        let last_closed = model
+            .resolution
+            .window_start(mark.saturating_add_ms(-close_span))
+            .millis();
+        let next = cursor.next_ms;
+        if last_closed >= next {
+            pending += ((last_closed - next) / width + 1) as u64;
+        }
+        let first_open = (last_closed + width).max(next);
+        if last_started >= first_open {
+            open += ((last_started - first_open) / width + 1) as u64;
+        }
+    }
+    Ok((open, pending))
+}
+
+/// The window gauges of [`window_backlog`] in Prometheus' text format (empty on error).
+pub fn render_window_gauges(node: &Node) -> String {
+    let Ok((open, pending)) = window_backlog(node) else {
+        return String::new();
+    };
+    format!(
+        "# HELP driftdb_open_windows Model windows that have started and not closed (end + grace not reached).\n\
+         # TYPE driftdb_open_windows gauge\ndriftdb_open_windows {open}\n\
+         # HELP driftdb_rule_windows_pending Closed model windows whose rules are not evaluated yet.\n\
+         # TYPE driftdb_rule_windows_pending gauge\ndriftdb_rule_windows_pending {pending}\n"
+    )
+}
