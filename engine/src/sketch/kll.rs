@@ -107,6 +107,8 @@ struct LevelsBuilder {
     n: u64,
     min: f64,
     max: f64,
+    /// SplitMix64 state of the compaction coins, seeded from the input itself.
+    coins: u64,
 }
 
 impl LevelsBuilder {
@@ -116,6 +118,7 @@ impl LevelsBuilder {
             n: sorted.len() as u64,
             min: sorted.first().copied().unwrap_or(f64::NAN),
             max: sorted.last().copied().unwrap_or(f64::NAN),
+            coins: coin_seed(sorted),
         };
         let mut capacity = total_capacity(1);
         let mut retained = 0usize;
@@ -163,7 +166,7 @@ impl LevelsBuilder {
                 Some(current.remove(0))
             };
         }
-        let offset = usize::from(coin());
+        let offset = usize::from(self.coin());
         let parity = if use_up {
             (current.len() - 1 - offset) % 2
         } else {
@@ -232,24 +235,30 @@ fn merge_sorted(a: &[f64], b: &[f64]) -> Vec<f64> {
     out
 }
 
-/// A fair coin from a per-thread SplitMix64 stream seeded from the process' random hash keys
-/// (as the DataSketches crate seeds its own).
-fn coin() -> bool {
-    use std::cell::Cell;
-    use std::hash::BuildHasher;
-    thread_local! {
-        static STATE: Cell<u64> = Cell::new(
-            std::collections::hash_map::RandomState::new().hash_one(std::thread::current().id()),
-        );
+/// The coin seed of a bulk build: a hash of the count and a few of the (sorted) values, so
+/// the same batch always builds the same image (a replay rebuilds identical windows, SPEC
+/// §10.3) while different batches get unrelated coins.
+fn coin_seed(sorted: &[f64]) -> u64 {
+    let mut h = crc32fast::Hasher::new();
+    h.update(&(sorted.len() as u64).to_le_bytes());
+    let n = sorted.len();
+    for i in [0, n / 4, n / 2, 3 * n / 4, n.saturating_sub(1)] {
+        if let Some(v) = sorted.get(i) {
+            h.update(&v.to_bits().to_le_bytes());
+        }
     }
-    STATE.with(|s| {
-        let x = s.get().wrapping_add(0x9E37_79B9_7F4A_7C15);
-        s.set(x);
-        let mut z = x;
+    u64::from(h.finalize()) ^ 0x5DEE_CE66_D1CE_5EED
+}
+
+impl LevelsBuilder {
+    /// A fair coin (SplitMix64).
+    fn coin(&mut self) -> bool {
+        self.coins = self.coins.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.coins;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
         (z ^ (z >> 31)) & 1 == 1
-    })
+    }
 }
 
 /// Merges `other` into `k`.

@@ -191,7 +191,8 @@ impl NumericState {
     /// reference bins are one merge walk over the edges, and the KLL sketch is built by
     /// [`kll_image_from_sorted`], whose compactions never sort. KLL's error bound holds for any
     /// input order, so the sketch is as accurate as one fed in arrival order (not
-    /// bit-identical: compaction coins are random either way). Counts, min, max and bins are
+    /// bit-identical: the bulk build draws its compaction coins from a seed hashed from the batch, so
+    /// the same batch always gives the same image). Counts, min, max and bins are
     /// exact; the squared deviations are summed in a second pass around the mean, so the sum
     /// and m2 agree with the one-at-a-time fold to rounding.
     ///
