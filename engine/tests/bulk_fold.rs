@@ -448,3 +448,17 @@ proptest! {
         prop_assert_eq!(seq.invalid_values, invalid);
     }
 }
+
+#[test]
+fn a_batch_always_builds_the_same_kll_image() {
+    use driftdb_engine::sketch::kll::kll_image_from_sorted;
+    // 5,000 values compact several times, so coins decide which items survive.
+    let values: Vec<f64> = (0..5000).map(|i| f64::from(i) * 0.37).collect();
+    let a = kll_image_from_sorted(&values).unwrap();
+    let b = kll_image_from_sorted(&values).unwrap();
+    assert_eq!(a, b, "same batch, same image (a replay rebuilds identical windows)");
+    // Another batch of the same size gets its own coins, not a copy of these.
+    let shifted: Vec<f64> = values.iter().map(|v| v + 1000.0).collect();
+    let c = kll_image_from_sorted(&shifted).unwrap();
+    assert_ne!(a, c);
+}
