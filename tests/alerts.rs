@@ -15,6 +15,7 @@ use axum::http::{HeaderMap, StatusCode, Uri};
 use driftdb_engine::model::ModelDef;
 use driftdb_engine::time::{ManualClock, Timestamp};
 use driftdb_proto::v1 as pb;
+use driftdb_server::auth::AuthMode;
 use driftdb_server::client::Client;
 use driftdb_server::convert::model_to_pb;
 use driftdb_server::node::Node;
@@ -145,8 +146,15 @@ fn fast_rules() -> RulesConfig {
 impl AlertServer {
     async fn start(dir: &Path, clock: ManualClock, cfg: RulesConfig) -> AlertServer {
         driftdb_server::tls::install_crypto_provider();
-        let node =
-            Node::open_with(dir, StoreConfig::default(), cfg, Arc::new(clock.clone())).unwrap();
+        // Alerting is what is tested here; auth is covered by tests/auth.rs.
+        let node = Node::open_with(
+            dir,
+            StoreConfig::default(),
+            cfg,
+            Arc::new(clock.clone()),
+            AuthMode::Disabled,
+        )
+        .unwrap();
         let running = driftdb_server::serve::start(
             node.clone(),
             "127.0.0.1:0".parse().unwrap(),

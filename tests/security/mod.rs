@@ -1,0 +1,6 @@
+//! Security and hardening (SPEC §9): API keys, scopes and teams on every route and method, TLS,
+//! webhook secrets, overload, storage faults.
+
+mod auth;
+mod fixture;
+mod secrets;
