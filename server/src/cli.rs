@@ -548,8 +548,7 @@ async fn serve(a: ServeArgs) -> Result<()> {
     })?;
     let mode = if a.insecure_no_auth {
         eprintln!(
-            "driftdb: WARNING: --insecure-no-auth: API keys are not checked; anyone who can reach {} or {} is an operator with every scope",
-            a.grpc, a.http
+            "driftdb: WARNING: --insecure-no-auth: API keys are not checked; anyone who can reach this server's ports is an operator with every scope"
         );
         crate::auth::AuthMode::Disabled
     } else {

@@ -2,5 +2,8 @@
 //! webhook secrets, overload, storage faults.
 
 mod auth;
+mod faults;
 mod fixture;
+mod overload;
 mod secrets;
+mod tls;
