@@ -430,7 +430,7 @@ pub struct ServeConfig {
     /// `deny_private_targets`.
     pub rules: Option<crate::rules::RulesConfigFile>,
     /// Bounds on what the server holds at once (every field optional; see
-    /// [`crate::node::Limits`]): `ingest_streams`, `ingest_memory_mb`, `max_message_mb`,
+    /// [`crate::node::Limits`]): `ingest_streams`, `ingest_idle_secs`, `ingest_memory_mb`, `max_message_mb`,
     /// `max_http_body_mb`, `http_concurrency`, `watchers`.
     pub limits: Option<LimitsFile>,
     /// PEM certificate chain for TLS (like `--tls-cert`, which wins).
@@ -445,6 +445,8 @@ pub struct ServeConfig {
 pub struct LimitsFile {
     /// [`crate::node::Limits::ingest_streams`].
     pub ingest_streams: Option<usize>,
+    /// [`crate::node::Limits::ingest_idle_timeout`], in seconds.
+    pub ingest_idle_secs: Option<u64>,
     /// [`crate::node::Limits::ingest_memory_bytes`], in MiB.
     pub ingest_memory_mb: Option<usize>,
     /// [`crate::node::Limits::max_message_bytes`], in MiB.
@@ -502,6 +504,9 @@ impl ServeConfig {
             let mib = |n: usize| n.max(1).saturating_mul(1 << 20);
             if let Some(n) = f.ingest_streams {
                 l.ingest_streams = n.max(1);
+            }
+            if let Some(n) = f.ingest_idle_secs {
+                l.ingest_idle_timeout = std::time::Duration::from_secs(n.max(1));
             }
             if let Some(n) = f.ingest_memory_mb {
                 l.ingest_memory_bytes = mib(n);
@@ -1055,6 +1060,22 @@ mod tests {
         for q in examples {
             driftdb_query::parse(q).unwrap_or_else(|e| panic!("{q}: {e}"));
         }
+    }
+
+    #[test]
+    fn the_example_config_loads_with_default_limits() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config.example.json");
+        let cfg = ServeConfig::load(&path).unwrap();
+        cfg.store_config().unwrap();
+        let rules = cfg.rules.clone().unwrap().resolve().unwrap();
+        assert!(!rules.deny_private_targets);
+        assert_eq!(cfg.limits(), crate::node::Limits::default());
+        let cfg: ServeConfig =
+            serde_json::from_str(r#"{"limits": {"ingest_memory_mb": 4, "watchers": 0}}"#).unwrap();
+        let l = cfg.limits();
+        assert_eq!(l.ingest_memory_bytes, 4 << 20);
+        assert_eq!(l.watchers, 1, "every bound is at least 1");
+        assert!(serde_json::from_str::<ServeConfig>(r#"{"limits": {"bogus": 1}}"#).is_err());
     }
 
     #[test]

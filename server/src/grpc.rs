@@ -259,9 +259,23 @@ where
     Fut: std::future::Future<Output = Result<Out, Error>> + Send,
 {
     let (tx, rx) = tokio::sync::mpsc::channel(4);
+    let idle = node.limits.ingest_idle_timeout;
     tokio::spawn(async move {
         let _slot = slot;
-        while let Some(msg) = inbound.next().await {
+        loop {
+            let msg = match tokio::time::timeout(idle, inbound.next()).await {
+                Ok(Some(msg)) => msg,
+                Ok(None) => break,
+                Err(_) => {
+                    let _ = tx
+                        .send(Err(Status::deadline_exceeded(format!(
+                            "the ingest stream sent nothing for {}s; open a new one",
+                            idle.as_secs()
+                        ))))
+                        .await;
+                    break;
+                }
+            };
             let res = match msg {
                 Ok(b) => {
                     let bytes = b.encoded_len();

@@ -144,6 +144,9 @@ pub struct Limits {
     pub ingest_concurrency: usize,
     /// Open ingest streams (inference, label and reference uploads) at once (default 64).
     pub ingest_streams: usize,
+    /// An inference or label stream that sends nothing for this long is ended with
+    /// DEADLINE_EXCEEDED, freeing its slot (default 5 minutes).
+    pub ingest_idle_timeout: std::time::Duration,
     /// Bytes of received ingest messages held at once, waiting or being processed (default
     /// 256 MiB); a batch that does not fit is refused at once.
     pub ingest_memory_bytes: usize,
@@ -163,6 +166,7 @@ impl Default for Limits {
         Limits {
             ingest_concurrency: DEFAULT_INGEST_CONCURRENCY,
             ingest_streams: 64,
+            ingest_idle_timeout: std::time::Duration::from_secs(300),
             ingest_memory_bytes: 256 << 20,
             max_message_bytes: 64 << 20,
             max_http_body_bytes: 8 << 20,

@@ -5,5 +5,6 @@ mod auth;
 mod faults;
 mod fixture;
 mod overload;
+mod prometheus;
 mod secrets;
 mod tls;

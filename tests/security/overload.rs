@@ -93,6 +93,7 @@ async fn every_gate_refuses_with_a_retry_hint() {
     let limits = Limits {
         ingest_concurrency: 1,
         ingest_streams: 2,
+        ingest_idle_timeout: Duration::from_millis(300),
         ingest_memory_bytes: 64 << 10,
         max_message_bytes: 256 << 10,
         max_http_body_bytes: 64 << 10,
@@ -146,6 +147,25 @@ async fn every_gate_refuses_with_a_retry_hint() {
     assert_eq!(retry_hint(&st).as_deref(), Some("1000"));
     drop(streams);
 
+    // A stream that goes quiet is ended, and its slot freed for others.
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    let mut idle = c
+        .ingest
+        .ingest_inferences(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await
+        .unwrap()
+        .into_inner();
+    tx.send(batch("m", "eu", "idle", 1)).await.unwrap();
+    assert_eq!(idle.next().await.unwrap().unwrap().accepted, 1);
+    let st = idle.next().await.unwrap().unwrap_err();
+    assert_eq!(st.code(), Code::DeadlineExceeded, "{st:?}");
+    drop(tx);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while s.node.gates.ingest_streams.available_permits() < 2 {
+        assert!(Instant::now() < deadline, "the idle stream kept its slot");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
     // A message over the size limit is refused by the transport.
     let huge = batch("m", "eu", "huge", 20_000);
     assert!(prost::Message::encoded_len(&huge) > 256 << 10);
@@ -155,7 +175,7 @@ async fn every_gate_refuses_with_a_retry_hint() {
         "{st:?}"
     );
 
-    // Nothing refused was written: only the first batch's rows are stored.
+    // Nothing refused was written: only the accepted batches' rows (10 + 1) are stored.
     let out = c
         .query
         .query(pb::QueryRequest {
@@ -165,7 +185,7 @@ async fn every_gate_refuses_with_a_retry_hint() {
         .unwrap()
         .into_inner();
     let text = format!("{out:?}");
-    assert!(text.contains("Number(10.0)"), "{text}");
+    assert!(text.contains("Number(11.0)"), "{text}");
     assert!(
         s.node
             .metrics
