@@ -49,7 +49,7 @@
 //! |---|---|
 //! | `pagerduty` | `routing_key`, optional `url` (default the Events v2 endpoint) |
 //! | `slack` | `url` (the incoming-webhook URL) |
-//! | `jira` | `url` (the create-issue endpoint, `…/rest/api/2/issue`), `project` (key), optional `issue_type` (default `Task`) |
+//! | `jira` | `url` (the create-issue endpoint, `…/rest/api/2/issue`), `project` (key), optional `issue_type` (default `Task`), optional `token` (sent as `Authorization: Bearer`) or `user` + `token` (HTTP Basic, Jira Cloud) |
 //! | `webhook` | `url` (generic JSON) |
 //! | `retrain` | `url` (the retraining pipeline's trigger) |
 //! | `route_to_backup` | `url`, optional `backup_version` |
