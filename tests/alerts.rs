@@ -403,7 +403,17 @@ async fn consecutive_windows_fire_and_resolve_with_hysteresis_per_segment() {
     assert_eq!(resolved.body["threshold"], 10.0);
 
     // History: two episodes, each with its firing and resolution time and delivered actions.
-    let hist = s.history().await;
+    // A delivery is recorded as delivered just after the receiver answers: wait (bounded) for
+    // the last record to be written.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let hist = loop {
+        let hist = s.history().await;
+        let all_delivered = hist.iter().all(|a| a.actions.iter().all(|x| x.delivered));
+        if all_delivered || Instant::now() > deadline {
+            break hist;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
     assert_eq!(hist.len(), 2, "{hist:?}");
     let overall = hist.iter().find(|a| a.rule_id == "overall").unwrap();
     assert_eq!(overall.state, "resolved");
