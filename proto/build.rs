@@ -8,6 +8,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "driftdb/v1/ingest.proto",
         "driftdb/v1/query.proto",
         "driftdb/v1/alerts.proto",
+        "driftdb/v1/admin.proto",
         "prometheus/remote.proto",
     ];
     for f in files {

@@ -15,6 +15,7 @@ use axum::http::{HeaderMap, StatusCode, Uri};
 use driftdb_engine::model::ModelDef;
 use driftdb_engine::time::{ManualClock, Timestamp};
 use driftdb_proto::v1 as pb;
+use driftdb_server::auth::AuthMode;
 use driftdb_server::client::Client;
 use driftdb_server::convert::model_to_pb;
 use driftdb_server::node::Node;
@@ -145,8 +146,15 @@ fn fast_rules() -> RulesConfig {
 impl AlertServer {
     async fn start(dir: &Path, clock: ManualClock, cfg: RulesConfig) -> AlertServer {
         driftdb_server::tls::install_crypto_provider();
-        let node =
-            Node::open_with(dir, StoreConfig::default(), cfg, Arc::new(clock.clone())).unwrap();
+        // Alerting is what is tested here; auth is covered by tests/auth.rs.
+        let node = Node::open_with(
+            dir,
+            StoreConfig::default(),
+            cfg,
+            Arc::new(clock.clone()),
+            AuthMode::Disabled,
+        )
+        .unwrap();
         let running = driftdb_server::serve::start(
             node.clone(),
             "127.0.0.1:0".parse().unwrap(),
@@ -395,7 +403,17 @@ async fn consecutive_windows_fire_and_resolve_with_hysteresis_per_segment() {
     assert_eq!(resolved.body["threshold"], 10.0);
 
     // History: two episodes, each with its firing and resolution time and delivered actions.
-    let hist = s.history().await;
+    // A delivery is recorded as delivered just after the receiver answers: wait (bounded) for
+    // the last record to be written.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let hist = loop {
+        let hist = s.history().await;
+        let all_delivered = hist.iter().all(|a| a.actions.iter().all(|x| x.delivered));
+        if all_delivered || Instant::now() > deadline {
+            break hist;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
     assert_eq!(hist.len(), 2, "{hist:?}");
     let overall = hist.iter().find(|a| a.rule_id == "overall").unwrap();
     assert_eq!(overall.state, "resolved");

@@ -10,6 +10,7 @@ use driftdb_engine::series::{FeatureRef, Segment, SeriesKey};
 use driftdb_engine::sketch::SeriesState;
 use driftdb_engine::time::{ManualClock, Resolution, Timestamp};
 use driftdb_proto::v1 as pb;
+use driftdb_server::auth::AuthMode;
 use driftdb_server::client::Client;
 use driftdb_server::convert::model_to_pb;
 use driftdb_server::files::{BatchBuilder, label_from_record, read_records};
@@ -45,7 +46,14 @@ impl TestServer {
         let dir = tempfile::tempdir().unwrap();
         // The golden data is dated 2026-03-01; the clock stands a day later.
         let clock = ManualClock::new(Timestamp(t0().0 + 86_400_000));
-        let node = Node::open(dir.path(), StoreConfig::default(), Arc::new(clock.clone())).unwrap();
+        // Ingest and queries are what is tested here; auth is covered by tests/auth.rs.
+        let node = Node::open(
+            dir.path(),
+            StoreConfig::default(),
+            Arc::new(clock.clone()),
+            AuthMode::Disabled,
+        )
+        .unwrap();
         let running = driftdb_server::serve::start(
             node.clone(),
             "127.0.0.1:0".parse().unwrap(),

@@ -8,3 +8,4 @@ mod deps;
 mod ingest;
 mod prom;
 mod query_e2e;
+mod security;

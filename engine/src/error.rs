@@ -16,6 +16,14 @@ pub enum ErrorKind {
     ResourceExhausted,
     /// The operation is not valid in the current state.
     FailedPrecondition,
+    /// The caller did not prove who it is: no API key, or an unknown or revoked one.
+    Unauthenticated,
+    /// The caller is known but may not do this (its key lacks the scope, or the operation is
+    /// reserved to operator keys).
+    PermissionDenied,
+    /// A dependency failed in a way that may pass: a storage write was refused (disk full,
+    /// read-only file system). Nothing was written; the caller may retry later.
+    Unavailable,
     /// A bug or an unexpected failure of a dependency.
     Internal,
 }

@@ -100,6 +100,9 @@ impl ModelDef {
     /// Validates every field and returns the window resolution.
     pub fn validate(&self) -> Result<Resolution> {
         validate_name("model id", &self.id)?;
+        if let Some(team) = &self.team {
+            validate_name("team", team)?;
+        }
         let width = DurationMs::parse(&self.window)?;
         let res = match Resolution::from_width_ms(width.millis()) {
             Some(r @ (Resolution::M15 | Resolution::H1)) => r,

@@ -428,7 +428,8 @@ impl Baselines for BTreeMap<String, Arc<ReferenceProfile>> {
     }
 }
 
-const PROFILE_KIND: u8 = 0x20;
+/// Envelope kind of an encoded [`ReferenceProfile`] (`storage/FORMAT.md`, kind 20).
+pub const PROFILE_KIND: u8 = 0x20;
 
 fn encode_feature(w: &mut Writer, f: &FeatureRef) {
     match f {

@@ -49,7 +49,7 @@
 //! |---|---|
 //! | `pagerduty` | `routing_key`, optional `url` (default the Events v2 endpoint) |
 //! | `slack` | `url` (the incoming-webhook URL) |
-//! | `jira` | `url` (the create-issue endpoint, `…/rest/api/2/issue`), `project` (key), optional `issue_type` (default `Task`) |
+//! | `jira` | `url` (the create-issue endpoint, `…/rest/api/2/issue`), `project` (key), optional `issue_type` (default `Task`), optional `token` (sent as `Authorization: Bearer`) or `user` + `token` (HTTP Basic, Jira Cloud) |
 //! | `webhook` | `url` (generic JSON) |
 //! | `retrain` | `url` (the retraining pipeline's trigger) |
 //! | `route_to_backup` | `url`, optional `backup_version` |
@@ -82,9 +82,10 @@ pub use def::{
 };
 pub use glob::glob_match;
 pub use payload::{
-    Alert, AlertStatus, AlertTarget, Delivery, GENERIC_SCHEMA, generic_payload, jira_payload,
-    pagerduty_payload, render, retrain_payload, route_to_backup_payload, slack_payload,
+    Alert, AlertStatus, AlertTarget, Delivery, DeliveryAuth, GENERIC_SCHEMA, generic_payload,
+    jira_payload, pagerduty_payload, render, retrain_payload, route_to_backup_payload,
+    slack_payload,
 };
 pub use retry::{DeliveryOutcome, RetryPolicy, classify_status};
 pub use state::{ALERT_STATE_KIND, AlertState, Check, Transition, Verdict};
-pub use url::{MAX_URL_LEN, WebhookUrl, validate_webhook_url};
+pub use url::{MAX_URL_LEN, WebhookUrl, redact_url, validate_webhook_url};

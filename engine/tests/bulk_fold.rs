@@ -456,7 +456,10 @@ fn a_batch_always_builds_the_same_kll_image() {
     let values: Vec<f64> = (0..5000).map(|i| f64::from(i) * 0.37).collect();
     let a = kll_image_from_sorted(&values).unwrap();
     let b = kll_image_from_sorted(&values).unwrap();
-    assert_eq!(a, b, "same batch, same image (a replay rebuilds identical windows)");
+    assert_eq!(
+        a, b,
+        "same batch, same image (a replay rebuilds identical windows)"
+    );
     // Another batch of the same size gets its own coins, not a copy of these.
     let shifted: Vec<f64> = values.iter().map(|v| v + 1000.0).collect();
     let c = kll_image_from_sorted(&shifted).unwrap();

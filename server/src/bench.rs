@@ -196,9 +196,16 @@ pub async fn ingest(a: IngestBenchArgs) -> Result<()> {
         sync_writes: !a.no_sync,
         ..StoreConfig::default()
     };
-    let node = tokio::task::spawn_blocking(move || Node::open(&dir, cfg, Arc::new(SystemClock)))
-        .await
-        .map_err(|e| Error::Internal(e.to_string()))??;
+    let node = tokio::task::spawn_blocking(move || {
+        Node::open(
+            &dir,
+            cfg,
+            Arc::new(SystemClock),
+            crate::auth::AuthMode::Disabled,
+        )
+    })
+    .await
+    .map_err(|e| Error::Internal(e.to_string()))??;
     let running = crate::serve::start(
         node.clone(),
         "127.0.0.1:0"

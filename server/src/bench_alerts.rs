@@ -179,6 +179,7 @@ fn rules_blocking(a: &RulesBenchArgs) -> Result<()> {
         StoreConfig::default(),
         RulesConfig::default(),
         Arc::new(clock.clone()),
+        crate::auth::AuthMode::Disabled,
     )?;
     let setup = Instant::now();
     let mut rng = Rng(0x5eed);
@@ -236,6 +237,7 @@ fn rules_blocking(a: &RulesBenchArgs) -> Result<()> {
     progress.finish_and_clear();
     crate::rules::create_rule(
         &node,
+        &crate::auth::Principal::unrestricted(),
         r#"{"id": "fleet-drift", "model": "*", "selector": "*", "metric": "psi",
             "comparison": ">", "threshold": 0.2, "consecutive": 1, "severity": "high"}"#,
     )?;
@@ -328,6 +330,7 @@ pub async fn alerts(a: AlertsBenchArgs) -> Result<()> {
             StoreConfig::default(),
             RulesConfig::default(),
             Arc::new(c2),
+            crate::auth::AuthMode::Disabled,
         )
     })
     .await

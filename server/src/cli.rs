@@ -25,6 +25,7 @@ use crate::node::Node;
 use crate::output;
 
 mod alerting;
+mod keys;
 
 pub(crate) use alerting::alert_line;
 
@@ -38,7 +39,7 @@ pub struct Cli {
 
 #[derive(Debug, Args, Clone)]
 pub(crate) struct ServerArg {
-    /// gRPC address of the server.
+    /// gRPC address of the server (`https://…` for a server with TLS).
     #[arg(
         long,
         env = "DRIFTDB_SERVER",
@@ -46,6 +47,25 @@ pub(crate) struct ServerArg {
         global = true
     )]
     pub(crate) server: String,
+    /// API key (`ddb_…`), sent as `authorization: Bearer …`; prefer the environment variable,
+    /// which other users cannot read from the process list.
+    #[arg(long, env = "DRIFTDB_API_KEY", hide_env_values = true, global = true)]
+    pub(crate) api_key: Option<String>,
+    /// PEM file of the CA that signed the server's certificate (`https://` servers; the
+    /// system's roots otherwise).
+    #[arg(long, env = "DRIFTDB_CA_CERT", global = true)]
+    pub(crate) ca_cert: Option<PathBuf>,
+}
+
+impl ServerArg {
+    /// How to connect.
+    pub(crate) fn config(&self) -> crate::client::ClientConfig {
+        crate::client::ClientConfig {
+            url: self.server.clone(),
+            api_key: self.api_key.clone().filter(|k| !k.trim().is_empty()),
+            ca_cert: self.ca_cert.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -75,6 +95,10 @@ enum Command {
     Alerts(alerting::AlertsCmd),
     /// Announce an event for a model (a release, a catalog refresh); event rules fire on it.
     Event(alerting::EventArgs),
+    /// API keys: create (the token is printed once), list, revoke. Against a running server
+    /// (an admin key), or offline on a stopped server's data directory with `--data`.
+    #[command(subcommand)]
+    Keys(keys::KeysCmd),
     /// A guided tour: an embedded server on a temp dir, a fraud model whose inputs drift and
     /// whose calibration breaks in one region, rules with webhooks, the drift table, `explain`
     /// and the alerts as they fire. Takes a few seconds; removes its data at the end.
@@ -105,6 +129,7 @@ struct QueryArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(after_help = SERVE_AUTH_HELP)]
 struct ServeArgs {
     /// Data directory (created when missing).
     #[arg(long, default_value = "./data")]
@@ -116,10 +141,28 @@ struct ServeArgs {
     #[arg(long, default_value = "127.0.0.1:9090")]
     http: SocketAddr,
     /// JSON configuration file; see `config.example.json`: retention, downsample_after,
-    /// sync_writes, block_cache_mb, ingest_concurrency.
+    /// sync_writes, block_cache_mb, ingest_concurrency, limits, tls_cert/tls_key, rules.
     #[arg(long)]
     config: Option<PathBuf>,
+    /// Serve without API keys: every caller is an operator with every scope. For local use
+    /// only; a warning is printed and logged.
+    #[arg(long)]
+    insecure_no_auth: bool,
+    /// PEM certificate chain: serve gRPC and HTTP over TLS (with --tls-key).
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
 }
+
+const SERVE_AUTH_HELP: &str = "\
+Every gRPC method and HTTP route but /healthz needs an API key with the right scope (ingest,
+read, admin). On its first start `serve` creates an operator key with every scope and writes it
+to <data>/admin.key (mode 0600); clients send it with --api-key or DRIFTDB_API_KEY, e.g.
+  export DRIFTDB_API_KEY=$(cat data/admin.key)
+  driftdb keys create --team fraud --scopes ingest,read --name fraud-pipeline
+See SECURITY.md.";
 
 #[derive(Debug, Subcommand)]
 enum ModelCmd {
@@ -262,7 +305,7 @@ async fn run(cli: Cli) -> Result<()> {
                 detail: e.to_string(),
             })?;
             def.validate()?;
-            let mut c = Client::connect(&server.server).await?;
+            let mut c = Client::connect_with(&server.config()).await?;
             let m = c
                 .models
                 .create_model(pb::CreateModelRequest {
@@ -277,7 +320,7 @@ async fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Model(ModelCmd::List { server }) => {
-            let mut c = Client::connect(&server.server).await?;
+            let mut c = Client::connect_with(&server.config()).await?;
             let ms = c
                 .models
                 .list_models(pb::ListModelsRequest {})
@@ -308,7 +351,7 @@ async fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Model(ModelCmd::Show { id, server }) => {
-            let mut c = Client::connect(&server.server).await?;
+            let mut c = Client::connect_with(&server.config()).await?;
             let m = c.model(&id).await?;
             let versions = m.versions.clone();
             let def = model_from_pb(m)?;
@@ -328,7 +371,7 @@ async fn run(cli: Cli) -> Result<()> {
             batch_size,
             file,
             server,
-        }) => reference_load(&server.server, &model, &version, replace, batch_size, &file).await,
+        }) => reference_load(&server, &model, &version, replace, batch_size, &file).await,
         Command::Ingest(a) => ingest_file(a).await,
         Command::Labels(a) => labels_file(a).await,
         Command::Query(a) => query(a).await,
@@ -336,6 +379,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Rules(c) => alerting::rules(c).await,
         Command::Alerts(c) => alerting::alerts(c).await,
         Command::Event(a) => alerting::announce(a).await,
+        Command::Keys(c) => keys::run(c).await,
         Command::Bench(BenchCmd::Ingest(a)) => crate::bench::ingest(a).await,
         Command::Bench(BenchCmd::Rules(a)) => crate::bench_alerts::rules(a).await,
         Command::Bench(BenchCmd::Alerts(a)) => crate::bench_alerts::alerts(a).await,
@@ -345,7 +389,7 @@ async fn run(cli: Cli) -> Result<()> {
 /// `driftdb query`: the table aligned (or JSON rows with `--json`) on stdout, then each warning
 /// on stderr as `warning: …`.
 async fn query(a: QueryArgs) -> Result<()> {
-    let mut c = Client::connect(&a.server.server).await?;
+    let mut c = Client::connect_with(&a.server.config()).await?;
     let resp = c
         .query
         .query(pb::QueryRequest { query: a.query })
@@ -382,8 +426,37 @@ pub struct ServeConfig {
     /// Keep daily rollups so whole-day queries read one window per day (default true).
     pub daily_rollups: Option<bool>,
     /// Rule evaluation and webhook delivery: `tick`, `max_catchup_windows`, `retry_initial`,
-    /// `retry_max`, `dead_letter_after`, `delivery_timeout`, `delivery_concurrency`.
+    /// `retry_max`, `dead_letter_after`, `delivery_timeout`, `delivery_concurrency`,
+    /// `deny_private_targets`.
     pub rules: Option<crate::rules::RulesConfigFile>,
+    /// Bounds on what the server holds at once (every field optional; see
+    /// [`crate::node::Limits`]): `ingest_streams`, `ingest_idle_secs`, `ingest_memory_mb`, `max_message_mb`,
+    /// `max_http_body_mb`, `http_concurrency`, `watchers`.
+    pub limits: Option<LimitsFile>,
+    /// PEM certificate chain for TLS (like `--tls-cert`, which wins).
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for TLS (like `--tls-key`, which wins).
+    pub tls_key: Option<PathBuf>,
+}
+
+/// The JSON form of [`crate::node::Limits`] (sizes in MiB).
+#[derive(Debug, Default, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsFile {
+    /// [`crate::node::Limits::ingest_streams`].
+    pub ingest_streams: Option<usize>,
+    /// [`crate::node::Limits::ingest_idle_timeout`], in seconds.
+    pub ingest_idle_secs: Option<u64>,
+    /// [`crate::node::Limits::ingest_memory_bytes`], in MiB.
+    pub ingest_memory_mb: Option<usize>,
+    /// [`crate::node::Limits::max_message_bytes`], in MiB.
+    pub max_message_mb: Option<usize>,
+    /// [`crate::node::Limits::max_http_body_bytes`], in MiB.
+    pub max_http_body_mb: Option<usize>,
+    /// [`crate::node::Limits::http_concurrency`].
+    pub http_concurrency: Option<usize>,
+    /// [`crate::node::Limits::watchers`].
+    pub watchers: Option<usize>,
 }
 
 impl ServeConfig {
@@ -420,6 +493,39 @@ impl ServeConfig {
         c.validate()?;
         Ok(c)
     }
+
+    /// The limits these settings give (defaults filled in; every bound at least 1).
+    pub fn limits(&self) -> crate::node::Limits {
+        let mut l = crate::node::Limits::default();
+        if let Some(n) = self.ingest_concurrency {
+            l.ingest_concurrency = n.max(1);
+        }
+        if let Some(f) = &self.limits {
+            let mib = |n: usize| n.max(1).saturating_mul(1 << 20);
+            if let Some(n) = f.ingest_streams {
+                l.ingest_streams = n.max(1);
+            }
+            if let Some(n) = f.ingest_idle_secs {
+                l.ingest_idle_timeout = std::time::Duration::from_secs(n.max(1));
+            }
+            if let Some(n) = f.ingest_memory_mb {
+                l.ingest_memory_bytes = mib(n);
+            }
+            if let Some(n) = f.max_message_mb {
+                l.max_message_bytes = mib(n);
+            }
+            if let Some(n) = f.max_http_body_mb {
+                l.max_http_body_bytes = mib(n);
+            }
+            if let Some(n) = f.http_concurrency {
+                l.http_concurrency = n.max(1);
+            }
+            if let Some(n) = f.watchers {
+                l.watchers = n.max(1);
+            }
+        }
+        l
+    }
 }
 
 async fn serve(a: ServeArgs) -> Result<()> {
@@ -429,20 +535,56 @@ async fn serve(a: ServeArgs) -> Result<()> {
     };
     let store_cfg = cfg.store_config()?;
     let rules_cfg = cfg.rules.clone().unwrap_or_default().resolve()?;
+    let tls = match (
+        a.tls_cert.as_ref().or(cfg.tls_cert.as_ref()),
+        a.tls_key.as_ref().or(cfg.tls_key.as_ref()),
+    ) {
+        (Some(c), Some(k)) => Some(crate::serve::TlsIdentity::load(c, k)?),
+        (None, None) => None,
+        _ => {
+            return Err(Error::Invalid(
+                "TLS needs both a certificate and a key (tls_cert and tls_key)".into(),
+            ));
+        }
+    };
     std::fs::create_dir_all(&a.data).map_err(|e| Error::File {
         path: a.data.display().to_string(),
         detail: e.to_string(),
     })?;
+    let mode = if a.insecure_no_auth {
+        eprintln!(
+            "driftdb: WARNING: --insecure-no-auth: API keys are not checked; anyone who can reach this server's ports is an operator with every scope"
+        );
+        crate::auth::AuthMode::Disabled
+    } else {
+        crate::auth::AuthMode::Required
+    };
     let data = a.data.clone();
-    let mut node = tokio::task::spawn_blocking(move || {
-        Node::open_with(&data, store_cfg, rules_cfg, Arc::new(SystemClock))
+    let node = tokio::task::spawn_blocking(move || {
+        Node::open_with(&data, store_cfg, rules_cfg, Arc::new(SystemClock), mode)
     })
     .await
-    .map_err(|e| Error::Internal(e.to_string()))??;
-    if let Some(n) = cfg.ingest_concurrency {
-        node.ingest_permits = Arc::new(tokio::sync::Semaphore::new(n.max(1)));
+    .map_err(|e| Error::Internal(e.to_string()))??
+    .with_limits(cfg.limits());
+    if mode == crate::auth::AuthMode::Required
+        && let Some(path) = keys::bootstrap(&node, &a.data)?
+    {
+        eprintln!(
+            "driftdb: created the first operator key (every scope); its token is in {} (mode 0600). \
+             Use it with: export DRIFTDB_API_KEY=$(cat {})",
+            path.display(),
+            path.display()
+        );
     }
-    let running = crate::serve::start(node, a.grpc, a.http).await?;
+    let running = crate::serve::start_with(
+        node,
+        crate::serve::ServeOptions {
+            grpc: a.grpc,
+            http: a.http,
+            tls,
+        },
+    )
+    .await?;
     output::line(&format!(
         "ready grpc={} http={}",
         running.bound.grpc, running.bound.http
@@ -477,14 +619,14 @@ fn track(pb: &ProgressBar, counter: &Arc<AtomicU64>) -> tokio::task::JoinHandle<
 }
 
 async fn reference_load(
-    server: &str,
+    server: &ServerArg,
     model: &str,
     version: &str,
     replace: bool,
     batch_size: usize,
     file: &Path,
 ) -> Result<()> {
-    let mut c = Client::connect(server).await?;
+    let mut c = Client::connect_with(&server.config()).await?;
     let def = model_from_pb(c.model(model).await?)?;
     let total = progress_total(file)?;
     let counter = Arc::new(AtomicU64::new(0));
@@ -584,7 +726,7 @@ struct ModelStream {
 }
 
 async fn ingest_file(a: IngestArgs) -> Result<()> {
-    let mut client = Client::connect(&a.server.server).await?;
+    let mut client = Client::connect_with(&a.server.config()).await?;
     let total = progress_total(&a.file)?;
     let counter = Arc::new(AtomicU64::new(0));
     let pb = progress_bar(total, "ingest");
@@ -801,7 +943,7 @@ async fn send_batch(
 }
 
 async fn labels_file(a: LabelsArgs) -> Result<()> {
-    let mut client = Client::connect(&a.server.server).await?;
+    let mut client = Client::connect_with(&a.server.config()).await?;
     let total = progress_total(&a.file)?;
     let counter = Arc::new(AtomicU64::new(0));
     let pb = progress_bar(total, "labels");
@@ -918,6 +1060,22 @@ mod tests {
         for q in examples {
             driftdb_query::parse(q).unwrap_or_else(|e| panic!("{q}: {e}"));
         }
+    }
+
+    #[test]
+    fn the_example_config_loads_with_default_limits() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config.example.json");
+        let cfg = ServeConfig::load(&path).unwrap();
+        cfg.store_config().unwrap();
+        let rules = cfg.rules.clone().unwrap().resolve().unwrap();
+        assert!(!rules.deny_private_targets);
+        assert_eq!(cfg.limits(), crate::node::Limits::default());
+        let cfg: ServeConfig =
+            serde_json::from_str(r#"{"limits": {"ingest_memory_mb": 4, "watchers": 0}}"#).unwrap();
+        let l = cfg.limits();
+        assert_eq!(l.ingest_memory_bytes, 4 << 20);
+        assert_eq!(l.watchers, 1, "every bound is at least 1");
+        assert!(serde_json::from_str::<ServeConfig>(r#"{"limits": {"bogus": 1}}"#).is_err());
     }
 
     #[test]

@@ -363,7 +363,14 @@ pub async fn run(a: DemoArgs) -> Result<()> {
     let dir2 = dir.clone();
     let clock2 = Arc::new(clock.clone());
     let node = tokio::task::spawn_blocking(move || {
-        Node::open_with(&dir2, StoreConfig::default(), rules_cfg, clock2)
+        Node::open_with(
+            &dir2,
+            StoreConfig::default(),
+            rules_cfg,
+            clock2,
+            // The demo serves on loopback only, for the person running it.
+            crate::auth::AuthMode::Disabled,
+        )
     })
     .await
     .map_err(|e| Error::Internal(e.to_string()))??;

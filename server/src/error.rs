@@ -36,6 +36,12 @@ pub enum Error {
     /// A limit was hit; the client should retry later.
     #[error("{0}")]
     Overloaded(String),
+    /// No API key, or an unknown or revoked one.
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// The key is valid but may not do this.
+    #[error("{0}")]
+    PermissionDenied(String),
     /// A local file could not be read or parsed.
     #[error("{path}: {detail}")]
     File {
@@ -63,12 +69,22 @@ impl Error {
             Error::NotFound { .. } => ErrorKind::NotFound,
             Error::AlreadyExists { .. } => ErrorKind::AlreadyExists,
             Error::Overloaded(_) => ErrorKind::ResourceExhausted,
+            Error::Unauthenticated(_) => ErrorKind::Unauthenticated,
+            Error::PermissionDenied(_) => ErrorKind::PermissionDenied,
             Error::Transport(_) | Error::Internal(_) => ErrorKind::Internal,
         }
     }
 }
 
-/// Maps an error to a gRPC status. Internal errors are logged and hidden from clients.
+/// What a client is told when storage refused a write: the real error names files and is
+/// only logged.
+pub const UNAVAILABLE_MESSAGE: &str = "storage unavailable: the write was refused and nothing was written (see server log); retry later";
+
+/// How long a client should wait before retrying an overloaded or unavailable request.
+pub const RETRY_AFTER_SECS: u64 = 1;
+
+/// Maps an error to a gRPC status. Internal and storage errors are logged and hidden from
+/// clients; RESOURCE_EXHAUSTED and UNAVAILABLE carry a `retry-after-ms` hint in their metadata.
 pub fn to_status(e: &Error) -> tonic::Status {
     use tonic::Code;
     let code = match e.kind() {
@@ -77,23 +93,49 @@ pub fn to_status(e: &Error) -> tonic::Status {
         ErrorKind::AlreadyExists => Code::AlreadyExists,
         ErrorKind::ResourceExhausted => Code::ResourceExhausted,
         ErrorKind::FailedPrecondition => Code::FailedPrecondition,
+        ErrorKind::Unauthenticated => Code::Unauthenticated,
+        ErrorKind::PermissionDenied => Code::PermissionDenied,
+        ErrorKind::Unavailable => Code::Unavailable,
         ErrorKind::Corruption | ErrorKind::Internal => Code::Internal,
     };
-    if code == Code::Internal {
-        tracing::error!(error = %e, "internal error");
-        return tonic::Status::internal("internal error (see server log)");
+    let mut status = match code {
+        Code::Internal => {
+            tracing::error!(error = %e, "internal error");
+            return tonic::Status::internal("internal error (see server log)");
+        }
+        Code::Unavailable => {
+            tracing::error!(error = %e, "storage write refused");
+            tonic::Status::unavailable(UNAVAILABLE_MESSAGE)
+        }
+        code => tonic::Status::new(code, e.to_string()),
+    };
+    if matches!(code, Code::ResourceExhausted | Code::Unavailable) {
+        status.metadata_mut().insert(
+            RETRY_AFTER_MS_HEADER,
+            tonic::metadata::MetadataValue::from(RETRY_AFTER_SECS * 1000),
+        );
     }
-    tonic::Status::new(code, e.to_string())
+    status
 }
 
-/// Maps an error to an HTTP status code and a message safe to show.
+/// gRPC metadata key of the retry hint (milliseconds) on RESOURCE_EXHAUSTED and UNAVAILABLE.
+pub const RETRY_AFTER_MS_HEADER: &str = "retry-after-ms";
+
+/// Maps an error to an HTTP status code and a message safe to show. 429 and 503 answers
+/// should carry `Retry-After: RETRY_AFTER_SECS` (the HTTP layer adds it).
 pub fn to_http(e: &Error) -> (u16, String) {
     match e.kind() {
         ErrorKind::InvalidArgument => (400, e.to_string()),
+        ErrorKind::Unauthenticated => (401, e.to_string()),
+        ErrorKind::PermissionDenied => (403, e.to_string()),
         ErrorKind::NotFound => (404, e.to_string()),
         ErrorKind::AlreadyExists => (409, e.to_string()),
         ErrorKind::ResourceExhausted => (429, e.to_string()),
         ErrorKind::FailedPrecondition => (412, e.to_string()),
+        ErrorKind::Unavailable => {
+            tracing::error!(error = %e, "storage write refused");
+            (503, UNAVAILABLE_MESSAGE.into())
+        }
         ErrorKind::Corruption | ErrorKind::Internal => {
             tracing::error!(error = %e, "internal error");
             (500, "internal error (see server log)".into())
@@ -119,6 +161,8 @@ fn code_name(c: tonic::Code) -> &'static str {
         AlreadyExists => "already exists",
         ResourceExhausted => "resource exhausted",
         FailedPrecondition => "failed precondition",
+        Unauthenticated => "unauthenticated",
+        PermissionDenied => "permission denied",
         Unavailable => "unavailable",
         Internal => "internal",
         _ => "error",

@@ -1,5 +1,12 @@
 //! The gRPC services (tonic): models, reference upload, ingest and labels, DriftQL queries and
-//! drift summaries, rules and event announcements, the alert stream and history.
+//! drift summaries, rules and event announcements, the alert stream and history, API keys.
+//!
+//! Every method runs behind the auth middleware ([`crate::auth::layer`]), which checks the
+//! method's scope and leaves the caller's [`Principal`] in the request; the handlers here
+//! filter by team with it (another team's model answers NOT_FOUND, as an unknown one does).
+//! Ingest is bounded: open streams, bytes of messages held, and batches processed at once each
+//! have a limit ([`crate::node::Limits`]); past it a call gets RESOURCE_EXHAUSTED with a
+//! `retry-after-ms` hint instead of a growing queue.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -11,13 +18,17 @@ use futures::Stream;
 use tokio_stream::StreamExt;
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::auth::layer::grpc_principal;
+use crate::auth::visible_model;
 use crate::convert::{batch_from_pb, model_from_pb, model_to_pb, table_to_pb};
 use crate::error::{Error, to_status};
 use crate::ingest::{ingest_inferences, ingest_labels};
 use crate::node::Node;
 use crate::query::{TimeArg, with_context, without_placeholder_pos};
 
-/// Largest gRPC message accepted (a 1,000-row × 500-feature batch is about 4 MB).
+/// Largest gRPC message a client sends or accepts (the server's own limit is
+/// [`crate::node::Limits::max_message_bytes`], the same by default; a 1,000-row × 500-feature
+/// batch is about 4 MB).
 pub const MAX_MESSAGE_BYTES: usize = 64 << 20;
 /// How long a batch waits for an ingest slot before RESOURCE_EXHAUSTED.
 pub const OVERLOAD_WAIT: Duration = Duration::from_secs(2);
@@ -34,11 +45,13 @@ impl pb::models_server::Models for ModelsService {
         &self,
         req: Request<pb::CreateModelRequest>,
     ) -> Result<Response<pb::CreateModelResponse>, Status> {
+        let p = grpc_principal(&req)?;
         let m = req
             .into_inner()
             .model
             .ok_or_else(|| Status::invalid_argument("model missing"))?;
         let def = model_from_pb(m).map_err(|e| to_status(&e))?;
+        let def = crate::auth::own_model(&p, def).map_err(|e| to_status(&e))?;
         let entry = self.0.registry.create(def).map_err(|e| to_status(&e))?;
         Ok(Response::new(pb::CreateModelResponse {
             model: Some(model_to_pb(&entry.def, versions(&entry))),
@@ -49,11 +62,9 @@ impl pb::models_server::Models for ModelsService {
         &self,
         req: Request<pb::GetModelRequest>,
     ) -> Result<Response<pb::GetModelResponse>, Status> {
-        let entry = self
-            .0
-            .registry
-            .get(&req.into_inner().id)
-            .map_err(|e| to_status(&e))?;
+        let p = grpc_principal(&req)?;
+        let entry =
+            visible_model(&self.0.registry, &p, &req.into_inner().id).map_err(|e| to_status(&e))?;
         Ok(Response::new(pb::GetModelResponse {
             model: Some(model_to_pb(&entry.def, versions(&entry))),
         }))
@@ -61,12 +72,14 @@ impl pb::models_server::Models for ModelsService {
 
     async fn list_models(
         &self,
-        _: Request<pb::ListModelsRequest>,
+        req: Request<pb::ListModelsRequest>,
     ) -> Result<Response<pb::ListModelsResponse>, Status> {
+        let p = grpc_principal(&req)?;
         let models = self.0.registry.list().map_err(|e| to_status(&e))?;
         Ok(Response::new(pb::ListModelsResponse {
             models: models
                 .iter()
+                .filter(|m| p.sees_model(&m.def))
                 .map(|m| model_to_pb(&m.def, versions(m)))
                 .collect(),
         }))
@@ -76,6 +89,8 @@ impl pb::models_server::Models for ModelsService {
         &self,
         req: Request<Streaming<pb::ReferenceChunk>>,
     ) -> Result<Response<pb::ReferenceSummary>, Status> {
+        let p = grpc_principal(&req)?;
+        let _stream_slot = stream_slot(&self.0)?;
         let mut stream = req.into_inner();
         let header = match stream.next().await {
             Some(Ok(pb::ReferenceChunk {
@@ -88,11 +103,8 @@ impl pb::models_server::Models for ModelsService {
                 ));
             }
         };
-        let model = self
-            .0
-            .registry
-            .get(&header.model_id)
-            .map_err(|e| to_status(&e))?;
+        let model =
+            visible_model(&self.0.registry, &p, &header.model_id).map_err(|e| to_status(&e))?;
         let mut builder = ReferenceBuilder::new(&model.def, &header.model_version)
             .map_err(|e| to_status(&Error::from(e)))?;
         let mut summary = pb::ReferenceSummary {
@@ -169,10 +181,47 @@ fn versions(m: &crate::registry::ModelEntry) -> Vec<String> {
 #[derive(Debug, Clone)]
 pub struct IngestService(pub Node);
 
+/// Counts a refusal for overload and builds its status (with the retry hint).
+fn overloaded(node: &Node, message: String) -> Status {
+    node.metrics
+        .overloaded
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    to_status(&Error::Overloaded(message))
+}
+
+/// A slot for one more open ingest stream, or RESOURCE_EXHAUSTED at once.
+fn stream_slot(node: &Node) -> Result<tokio::sync::OwnedSemaphorePermit, Status> {
+    Arc::clone(&node.gates.ingest_streams)
+        .try_acquire_owned()
+        .map_err(|_| {
+            overloaded(
+                node,
+                format!(
+                    "too many open ingest streams (limit {}); retry after 1s",
+                    node.limits.ingest_streams
+                ),
+            )
+        })
+}
+
+/// Runs `f` for a message of `bytes` encoded bytes: the bytes must fit the ingest memory
+/// budget at once, then the batch waits at most [`OVERLOAD_WAIT`] for a processing slot.
+/// Either refusal is RESOURCE_EXHAUSTED with a retry hint; the message is dropped, never queued.
 async fn with_permit<T, F: std::future::Future<Output = Result<T, Error>>>(
     node: &Node,
+    bytes: usize,
     f: F,
 ) -> Result<T, Status> {
+    let kib = u32::try_from(bytes.div_ceil(1024).max(1)).unwrap_or(u32::MAX);
+    let Ok(memory) = Arc::clone(&node.gates.ingest_kib).try_acquire_many_owned(kib) else {
+        return Err(overloaded(
+            node,
+            format!(
+                "ingest is overloaded: {bytes} bytes do not fit the {} bytes held at once; retry the batch after 1s",
+                node.limits.ingest_memory_bytes
+            ),
+        ));
+    };
     let permit = match tokio::time::timeout(
         OVERLOAD_WAIT,
         Arc::clone(&node.ingest_permits).acquire_owned(),
@@ -181,38 +230,57 @@ async fn with_permit<T, F: std::future::Future<Output = Result<T, Error>>>(
     {
         Ok(Ok(p)) => p,
         _ => {
-            node.metrics
-                .overloaded
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let mut s =
-                Status::resource_exhausted("ingest is overloaded; retry the batch after 1s");
-            s.metadata_mut().insert(
-                "retry-after-ms",
-                tonic::metadata::MetadataValue::from_static("1000"),
-            );
-            return Err(s);
+            return Err(overloaded(
+                node,
+                "ingest is overloaded; retry the batch after 1s".into(),
+            ));
         }
     };
     let r = f.await.map_err(|e| to_status(&e));
     drop(permit);
+    drop(memory);
     r
 }
 
 /// Serves one ingest stream: each inbound batch is handled in order and acknowledged after its
 /// durable write. One batch is in flight per stream, and the bounded channel keeps a slow
-/// reader from growing memory; the first error ends the stream.
-fn ack_stream<In, Out, F, Fut>(node: Node, mut inbound: Streaming<In>, handle: F) -> AckStream<Out>
+/// reader from growing memory; the first error ends the stream. The stream holds one of the
+/// node's stream slots until it ends.
+fn ack_stream<In, Out, F, Fut>(
+    node: Node,
+    slot: tokio::sync::OwnedSemaphorePermit,
+    mut inbound: Streaming<In>,
+    handle: F,
+) -> AckStream<Out>
 where
-    In: Send + 'static,
+    In: prost::Message + Send + 'static,
     Out: Send + 'static,
     F: Fn(Node, In) -> Fut + Send + 'static,
     Fut: std::future::Future<Output = Result<Out, Error>> + Send,
 {
     let (tx, rx) = tokio::sync::mpsc::channel(4);
+    let idle = node.limits.ingest_idle_timeout;
     tokio::spawn(async move {
-        while let Some(msg) = inbound.next().await {
+        let _slot = slot;
+        loop {
+            let msg = match tokio::time::timeout(idle, inbound.next()).await {
+                Ok(Some(msg)) => msg,
+                Ok(None) => break,
+                Err(_) => {
+                    let _ = tx
+                        .send(Err(Status::deadline_exceeded(format!(
+                            "the ingest stream sent nothing for {}s; open a new one",
+                            idle.as_secs()
+                        ))))
+                        .await;
+                    break;
+                }
+            };
             let res = match msg {
-                Ok(b) => with_permit(&node, handle(node.clone(), b)).await,
+                Ok(b) => {
+                    let bytes = b.encoded_len();
+                    with_permit(&node, bytes, handle(node.clone(), b)).await
+                }
                 Err(e) => Err(e),
             };
             let stop = res.is_err();
@@ -233,10 +301,19 @@ impl pb::ingest_server::Ingest for IngestService {
         &self,
         req: Request<Streaming<pb::InferenceBatch>>,
     ) -> Result<Response<Self::IngestInferencesStream>, Status> {
+        let p = grpc_principal(&req)?;
+        let slot = stream_slot(&self.0)?;
         Ok(Response::new(ack_stream(
             self.0.clone(),
+            slot,
             req.into_inner(),
-            |node, b| async move { ingest_inferences(&node, b).await },
+            move |node, b: pb::InferenceBatch| {
+                let p = p.clone();
+                async move {
+                    visible_model(&node.registry, &p, &b.model_id)?;
+                    ingest_inferences(&node, b).await
+                }
+            },
         )))
     }
 
@@ -244,10 +321,19 @@ impl pb::ingest_server::Ingest for IngestService {
         &self,
         req: Request<Streaming<pb::LabelBatch>>,
     ) -> Result<Response<Self::IngestLabelsStream>, Status> {
+        let p = grpc_principal(&req)?;
+        let slot = stream_slot(&self.0)?;
         Ok(Response::new(ack_stream(
             self.0.clone(),
+            slot,
             req.into_inner(),
-            |node, b| async move { ingest_labels(&node, b).await },
+            move |node, b: pb::LabelBatch| {
+                let p = p.clone();
+                async move {
+                    visible_model(&node.registry, &p, &b.model_id)?;
+                    ingest_labels(&node, b).await
+                }
+            },
         )))
     }
 }
@@ -264,8 +350,9 @@ impl pb::query_server::Query for QueryService {
         &self,
         req: Request<pb::QueryRequest>,
     ) -> Result<Response<pb::QueryResponse>, Status> {
+        let p = grpc_principal(&req)?;
         let text = req.into_inner().query;
-        let out = crate::query::run(&self.0, text)
+        let out = crate::query::run(&self.0, &p, text)
             .await
             .map_err(|e| to_status(&e))?;
         Ok(Response::new(pb::QueryResponse {
@@ -278,6 +365,7 @@ impl pb::query_server::Query for QueryService {
         &self,
         req: Request<pb::DriftSummaryRequest>,
     ) -> Result<Response<pb::DriftSummaryResponse>, Status> {
+        let p = grpc_principal(&req)?;
         let r = req.into_inner();
         if r.model_id.is_empty() {
             return Err(Status::invalid_argument("model_id missing"));
@@ -286,7 +374,7 @@ impl pb::query_server::Query for QueryService {
         let to = TimeArg::parse("to", &r.to).map_err(|e| to_status(&e))?;
         let version = Some(r.model_version).filter(|v| !v.is_empty());
         let model = r.model_id;
-        let s = with_context(&self.0, move |ctx| {
+        let s = with_context(&self.0, &p, move |ctx| {
             let now = ctx.now;
             Ok(driftdb_query::drift_summary(
                 ctx,
@@ -322,12 +410,14 @@ impl pb::rules_server::Rules for RulesService {
         &self,
         req: Request<pb::CreateRuleRequest>,
     ) -> Result<Response<pb::CreateRuleResponse>, Status> {
+        let p = grpc_principal(&req)?;
         let json = req.into_inner().definition_json;
         let node = self.0.clone();
-        let stored = tokio::task::spawn_blocking(move || crate::rules::create_rule(&node, &json))
-            .await
-            .map_err(|e| Status::internal(e.to_string()))?
-            .map_err(|e| to_status(&e))?;
+        let stored =
+            tokio::task::spawn_blocking(move || crate::rules::create_rule(&node, &p, &json))
+                .await
+                .map_err(|e| Status::internal(e.to_string()))?
+                .map_err(|e| to_status(&e))?;
         Ok(Response::new(pb::CreateRuleResponse {
             rule: Some(crate::rules::rule_to_pb(&self.0, &stored)),
         }))
@@ -337,14 +427,11 @@ impl pb::rules_server::Rules for RulesService {
         &self,
         req: Request<pb::ListRulesRequest>,
     ) -> Result<Response<pb::ListRulesResponse>, Status> {
+        let p = grpc_principal(&req)?;
         let model = req.into_inner().model;
         let model = Some(model.as_str()).filter(|m| !m.is_empty());
         Ok(Response::new(pb::ListRulesResponse {
-            rules: self
-                .0
-                .rules
-                .book
-                .list(model)
+            rules: crate::rules::visible_rules(&self.0, &p, model)
                 .iter()
                 .map(|r| crate::rules::rule_to_pb(&self.0, r))
                 .collect(),
@@ -355,9 +442,10 @@ impl pb::rules_server::Rules for RulesService {
         &self,
         req: Request<pb::DeleteRuleRequest>,
     ) -> Result<Response<pb::DeleteRuleResponse>, Status> {
+        let p = grpc_principal(&req)?;
         let id = req.into_inner().id;
         let node = self.0.clone();
-        tokio::task::spawn_blocking(move || node.rules.book.delete(&id, node.clock.now()))
+        tokio::task::spawn_blocking(move || crate::rules::delete_rule(&node, &p, &id))
             .await
             .map_err(|e| Status::internal(e.to_string()))?
             .map_err(|e| to_status(&e))?;
@@ -368,11 +456,12 @@ impl pb::rules_server::Rules for RulesService {
         &self,
         req: Request<pb::AnnounceEventRequest>,
     ) -> Result<Response<pb::AnnounceEventResponse>, Status> {
+        let p = grpc_principal(&req)?;
         let r = req.into_inner();
         let node = self.0.clone();
         let records = tokio::task::spawn_blocking(move || {
             let version = Some(r.version.as_str()).filter(|v| !v.is_empty());
-            crate::rules::announce_event(&node, &r.model, &r.event, version)
+            crate::rules::announce_event(&node, &p, &r.model, &r.event, version)
         })
         .await
         .map_err(|e| Status::internal(e.to_string()))?
@@ -410,12 +499,29 @@ impl pb::alerts_server::Alerts for AlertsService {
         &self,
         req: Request<pb::WatchAlertsRequest>,
     ) -> Result<Response<Self::WatchAlertsStream>, Status> {
+        let p = grpc_principal(&req)?;
         let r = req.into_inner();
+        let model = Some(r.model).filter(|m| !m.is_empty());
+        if let Some(m) = &model {
+            visible_model(&self.0.registry, &p, m).map_err(|e| to_status(&e))?;
+        }
+        let slot = Arc::clone(&self.0.gates.watchers)
+            .try_acquire_owned()
+            .map_err(|_| {
+                overloaded(
+                    &self.0,
+                    format!(
+                        "too many open alert streams (limit {}); retry after 1s",
+                        self.0.limits.watchers
+                    ),
+                )
+            })?;
         let filter = crate::rules::AlertFilter {
-            model: Some(r.model).filter(|m| !m.is_empty()),
+            model,
             min_severity: severity_from_pb(r.min_severity)?,
+            principal: p,
         };
-        let rx = crate::rules::watch(self.0.clone(), r.after_sequence, filter);
+        let rx = crate::rules::watch(self.0.clone(), r.after_sequence, filter, slot);
         let stream = tokio_stream::wrappers::ReceiverStream::new(rx)
             .map(|rec| Ok(crate::rules::alert_to_pb(&rec)));
         Ok(Response::new(Box::pin(stream)))
@@ -426,6 +532,7 @@ impl pb::alerts_server::Alerts for AlertsService {
         req: Request<pb::ListAlertsRequest>,
     ) -> Result<Response<pb::ListAlertsResponse>, Status> {
         use driftdb_engine::time::Timestamp;
+        let p = grpc_principal(&req)?;
         let r = req.into_inner();
         let node = self.0.clone();
         let limit = match r.limit {
@@ -436,7 +543,7 @@ impl pb::alerts_server::Alerts for AlertsService {
             let model = Some(r.model.as_str()).filter(|m| !m.is_empty());
             let from = (r.from_ms != 0).then_some(Timestamp(r.from_ms));
             let to = (r.to_ms != 0).then_some(Timestamp(r.to_ms));
-            node.rules.log.history(model, from, to, limit)
+            crate::rules::alert_history(&node, &p, model, from, to, limit)
         })
         .await
         .map_err(|e| Status::internal(e.to_string()))?
@@ -447,22 +554,104 @@ impl pb::alerts_server::Alerts for AlertsService {
     }
 }
 
-/// The gRPC router with every implemented service.
+/// Implements `driftdb.v1.Admin`: API keys (see [`crate::auth::admin`] for who may do what).
+#[derive(Debug, Clone)]
+pub struct AdminService(pub Node);
+
+#[tonic::async_trait]
+impl pb::admin_server::Admin for AdminService {
+    async fn create_key(
+        &self,
+        req: Request<pb::CreateKeyRequest>,
+    ) -> Result<Response<pb::CreateKeyResponse>, Status> {
+        use crate::auth::{Scope, Scopes};
+        let p = grpc_principal(&req)?;
+        let r = req.into_inner();
+        let scopes = r
+            .scopes
+            .iter()
+            .map(|s| Scope::parse(s))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| to_status(&e))?;
+        let node = self.0.clone();
+        let k = tokio::task::spawn_blocking(move || {
+            crate::auth::admin::create_key(
+                &node,
+                &p,
+                crate::auth::admin::KeyRequest {
+                    name: r.name,
+                    team: Some(r.team).filter(|t| !t.is_empty()),
+                    operator: r.operator,
+                    scopes: Scopes::of(&scopes),
+                },
+            )
+        })
+        .await
+        .map_err(|e| Status::internal(e.to_string()))?
+        .map_err(|e| to_status(&e))?;
+        Ok(Response::new(pb::CreateKeyResponse {
+            key: Some(crate::auth::admin::key_to_pb(&k.record)),
+            token: k.token,
+        }))
+    }
+
+    async fn list_keys(
+        &self,
+        req: Request<pb::ListKeysRequest>,
+    ) -> Result<Response<pb::ListKeysResponse>, Status> {
+        let p = grpc_principal(&req)?;
+        Ok(Response::new(pb::ListKeysResponse {
+            keys: crate::auth::admin::list_keys(&self.0, &p)
+                .iter()
+                .map(crate::auth::admin::key_to_pb)
+                .collect(),
+        }))
+    }
+
+    async fn revoke_key(
+        &self,
+        req: Request<pb::RevokeKeyRequest>,
+    ) -> Result<Response<pb::RevokeKeyResponse>, Status> {
+        let p = grpc_principal(&req)?;
+        let id = req.into_inner().id;
+        let node = self.0.clone();
+        let k = tokio::task::spawn_blocking(move || crate::auth::admin::revoke_key(&node, &p, &id))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(|e| to_status(&e))?;
+        Ok(Response::new(pb::RevokeKeyResponse {
+            key: Some(crate::auth::admin::key_to_pb(&k)),
+        }))
+    }
+}
+
+/// The gRPC router with every implemented service, each with the node's message-size limit,
+/// behind the auth middleware.
 pub fn router(node: &Node) -> tonic::service::Routes {
+    let max = node.limits.max_message_bytes;
     let models = pb::models_server::ModelsServer::new(ModelsService(node.clone()))
-        .max_decoding_message_size(MAX_MESSAGE_BYTES)
-        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+        .max_decoding_message_size(max)
+        .max_encoding_message_size(max);
     let ingest = pb::ingest_server::IngestServer::new(IngestService(node.clone()))
-        .max_decoding_message_size(MAX_MESSAGE_BYTES)
-        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+        .max_decoding_message_size(max)
+        .max_encoding_message_size(max);
     let query = pb::query_server::QueryServer::new(QueryService(node.clone()))
-        .max_decoding_message_size(MAX_MESSAGE_BYTES)
-        .max_encoding_message_size(MAX_MESSAGE_BYTES);
-    let rules = pb::rules_server::RulesServer::new(RulesService(node.clone()));
-    let alerts = pb::alerts_server::AlertsServer::new(AlertsService(node.clone()));
-    tonic::service::Routes::new(models)
+        .max_decoding_message_size(max)
+        .max_encoding_message_size(max);
+    let rules = pb::rules_server::RulesServer::new(RulesService(node.clone()))
+        .max_decoding_message_size(max)
+        .max_encoding_message_size(max);
+    let alerts = pb::alerts_server::AlertsServer::new(AlertsService(node.clone()))
+        .max_decoding_message_size(max)
+        .max_encoding_message_size(max);
+    let admin = pb::admin_server::AdminServer::new(AdminService(node.clone()))
+        .max_decoding_message_size(max)
+        .max_encoding_message_size(max);
+    let routes = tonic::service::Routes::new(models)
         .add_service(ingest)
         .add_service(query)
         .add_service(rules)
         .add_service(alerts)
+        .add_service(admin);
+    crate::auth::layer::grpc_routes(routes, node)
 }

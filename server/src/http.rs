@@ -25,6 +25,12 @@
 //! `{"error": "..."}` with 400 for an invalid query or parameter (the message of a DriftQL
 //! syntax error names the line and column), 404 for an unknown model, 500 otherwise.
 //!
+//! Every route but `/healthz` needs an API key (`Authorization: Bearer <key>`) with the route's
+//! scope ([`crate::auth::http_need`]): 401 without a valid key, 403 without the scope, and
+//! another team's model answers 404 like an unknown one. Request bodies are limited to
+//! [`crate::node::Limits::max_http_body_bytes`] (413 past it) and requests in flight to
+//! [`crate::node::Limits::http_concurrency`] (429 with `Retry-After` past it).
+//!
 //! Parameters never reach DriftQL as raw text: model ids and versions that are not plain
 //! identifiers are written as DriftQL strings, `metric` must be an identifier, and times and
 //! steps are parsed and written back in canonical form.
@@ -33,8 +39,9 @@ use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
-use axum::http::{StatusCode, header};
+use axum::extract::{DefaultBodyLimit, Extension, MatchedPath, Path, Query, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use driftdb_engine::time::DurationMs;
@@ -42,9 +49,11 @@ use driftdb_query::Table;
 use driftdb_query::ast::ModelRef;
 use serde_json::{Value, json};
 
+mod keys;
 mod rules;
 
-use crate::error::{Error, to_http};
+use crate::auth::Principal;
+use crate::error::{Error, RETRY_AFTER_SECS, to_http};
 use crate::node::Node;
 use crate::query::{
     TimeArg, is_identifier, model_ref, range_clause, with_context, without_placeholder_pos,
@@ -94,7 +103,12 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (code, message) = to_http(&self.0);
         let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        (status, Json(json!({ "error": message }))).into_response()
+        let mut r = (status, Json(json!({ "error": message }))).into_response();
+        if code == 429 || code == 503 {
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+        }
+        r
     }
 }
 
@@ -140,6 +154,7 @@ fn table_json(t: &Table) -> Value {
 /// and pinned in the query text.
 async fn series(
     node: Node,
+    principal: Principal,
     id: String,
     p: ModelParams,
     call: impl FnOnce(&str) -> String + Send + 'static,
@@ -149,7 +164,7 @@ async fn series(
     let step = step_param(p.step)?;
     let version = given(p.version);
     let default_range = DurationMs::new(DEFAULT_SERIES_RANGE_MS).map_err(Error::from)?;
-    let body = with_context(&node, move |ctx| {
+    let body = with_context(&node, &principal, move |ctx| {
         let scope = driftdb_query::plan::resolve_model(
             ctx,
             &ModelRef {
@@ -185,16 +200,18 @@ async fn series(
 /// `GET /models/{id}/drift`: PSI of every feature against the reference, per step.
 async fn drift(
     State(node): State<Node>,
+    Extension(caller): Extension<Principal>,
     Path(id): Path<String>,
     params: Result<Query<ModelParams>, QueryRejection>,
 ) -> ApiResult {
     let Query(p) = params?;
-    series(node, id, p, |model| format!("psi({model}.*)")).await
+    series(node, caller, id, p, |model| format!("psi({model}.*)")).await
 }
 
 /// `GET /models/{id}/performance`: one labelled-performance metric (default `auc`) per step.
 async fn performance(
     State(node): State<Node>,
+    Extension(caller): Extension<Principal>,
     Path(id): Path<String>,
     params: Result<Query<ModelParams>, QueryRejection>,
 ) -> ApiResult {
@@ -206,13 +223,17 @@ async fn performance(
         ))
         .into());
     }
-    series(node, id, p, move |model| format!("{metric}({model})")).await
+    series(node, caller, id, p, move |model| {
+        format!("{metric}({model})")
+    })
+    .await
 }
 
 /// `GET /models/{id}/drift/summary`: drifted features, prediction shift and performance
 /// against the reference.
 async fn drift_summary(
     State(node): State<Node>,
+    Extension(caller): Extension<Principal>,
     Path(id): Path<String>,
     params: Result<Query<ModelParams>, QueryRejection>,
 ) -> ApiResult {
@@ -220,7 +241,7 @@ async fn drift_summary(
     let from = time_param("from", p.from.as_deref())?;
     let to = time_param("to", p.to.as_deref())?;
     let version = given(p.version);
-    let body = with_context(&node, move |ctx| {
+    let body = with_context(&node, &caller, move |ctx| {
         let now = ctx.now;
         let s = driftdb_query::drift_summary(
             ctx,
@@ -246,8 +267,8 @@ async fn drift_summary(
 }
 
 /// Runs one DriftQL statement and answers with its table.
-async fn driftql(node: &Node, text: String) -> ApiResult {
-    let out = crate::query::run(node, text).await?;
+async fn driftql(node: &Node, caller: &Principal, text: String) -> ApiResult {
+    let out = crate::query::run(node, caller, text).await?;
     Ok(Json(json!({
         "columns": out.table.columns,
         "rows": out.table.to_json(),
@@ -263,12 +284,13 @@ struct DriftqlParams {
 /// `GET /api/v1/driftql?q=QUERY`.
 async fn driftql_get(
     State(node): State<Node>,
+    Extension(caller): Extension<Principal>,
     params: Result<Query<DriftqlParams>, QueryRejection>,
 ) -> ApiResult {
     let Query(p) = params?;
     let q =
         p.q.ok_or_else(|| Error::Invalid("missing query parameter q".into()))?;
-    driftql(&node, q).await
+    driftql(&node, &caller, q).await
 }
 
 #[derive(Debug, serde::Deserialize)]
@@ -277,17 +299,45 @@ struct DriftqlBody {
 }
 
 /// `POST /api/v1/driftql` with `{"query": "QUERY"}`.
-async fn driftql_post(State(node): State<Node>, body: Bytes) -> ApiResult {
+async fn driftql_post(
+    State(node): State<Node>,
+    Extension(caller): Extension<Principal>,
+    body: Bytes,
+) -> ApiResult {
     let b: DriftqlBody = serde_json::from_slice(&body).map_err(|e| {
         Error::Invalid(format!(
             "the body must be JSON {{\"query\": \"<DriftQL>\"}}: {e}"
         ))
     })?;
-    driftql(&node, b.query).await
+    driftql(&node, &caller, b.query).await
 }
 
-/// The HTTP routes.
+/// Refuses a request at once (429 with `Retry-After`) when the node already serves
+/// [`crate::node::Limits::http_concurrency`] requests; `/healthz` always passes.
+async fn limit_in_flight(State(node): State<Node>, req: Request, next: Next) -> Response {
+    if req
+        .extensions()
+        .get::<MatchedPath>()
+        .is_some_and(|p| p.as_str() == "/healthz")
+    {
+        return next.run(req).await;
+    }
+    let Ok(_permit) = std::sync::Arc::clone(&node.gates.http).try_acquire_owned() else {
+        node.metrics
+            .overloaded
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        return ApiError(Error::Overloaded(format!(
+            "too many HTTP requests in flight (limit {}); retry after {RETRY_AFTER_SECS}s",
+            node.limits.http_concurrency
+        )))
+        .into_response();
+    };
+    next.run(req).await
+}
+
+/// The HTTP routes, each behind the auth check, the in-flight limit and the body limit.
 pub fn router(node: Node) -> Router {
+    let body_limit = node.limits.max_http_body_bytes;
     Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
@@ -296,7 +346,18 @@ pub fn router(node: Node) -> Router {
         .route("/models/{id}/performance", get(performance))
         .route("/api/v1/driftql", get(driftql_get).post(driftql_post))
         .merge(rules::routes())
+        .merge(keys::routes())
         // Prometheus remote read and query API (issue 7): see `crate::prom`.
         .merge(crate::prom::routes())
+        // Layers run last-added first: the in-flight limit, then auth, then the handler.
+        .route_layer(axum::middleware::from_fn_with_state(
+            node.clone(),
+            crate::auth::layer::http,
+        ))
+        .route_layer(axum::middleware::from_fn_with_state(
+            node.clone(),
+            limit_in_flight,
+        ))
+        .layer(DefaultBodyLimit::max(body_limit))
         .with_state(node)
 }

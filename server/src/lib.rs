@@ -2,8 +2,9 @@
 //! node, the model registry, the ingest and label-join paths, file readers and the CLI.
 //!
 //! Only this crate knows about transports: errors from the core crates are classified by kind
-//! and mapped to gRPC and HTTP codes in [`error`].
+//! and mapped to gRPC and HTTP codes in [`error`]. Who may call what is decided in [`auth`].
 
+pub mod auth;
 pub mod bench;
 pub mod bench_alerts;
 pub mod cli;

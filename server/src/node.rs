@@ -9,6 +9,7 @@ use driftdb_engine::time::Clock;
 use driftdb_proto::v1 as pb;
 use driftdb_storage::{Store, StoreConfig};
 
+use crate::auth::{Auth, AuthMode};
 use crate::error::Result;
 use crate::registry::Registry;
 use crate::rules::{Rules, RulesConfig};
@@ -133,6 +134,74 @@ impl Metrics {
     }
 }
 
+/// Bounds on what a node holds for its callers at once (`"limits"` in `serve --config`).
+/// Past each bound a request is refused (RESOURCE_EXHAUSTED / 429 with a retry hint) rather
+/// than queued without end, so memory stays bounded under overload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Ingest batches processed at once (default 8); a batch waits at most
+    /// [`crate::grpc::OVERLOAD_WAIT`] for a slot.
+    pub ingest_concurrency: usize,
+    /// Open ingest streams (inference, label and reference uploads) at once (default 64).
+    pub ingest_streams: usize,
+    /// An inference or label stream that sends nothing for this long is ended with
+    /// DEADLINE_EXCEEDED, freeing its slot (default 5 minutes).
+    pub ingest_idle_timeout: std::time::Duration,
+    /// Bytes of received ingest messages held at once, waiting or being processed (default
+    /// 256 MiB); a batch that does not fit is refused at once.
+    pub ingest_memory_bytes: usize,
+    /// Largest gRPC message accepted, bytes (default 64 MiB; a 1,000-row × 500-feature batch
+    /// is about 4 MB).
+    pub max_message_bytes: usize,
+    /// Largest HTTP request body, bytes (default 8 MiB).
+    pub max_http_body_bytes: usize,
+    /// HTTP requests served at once (default 256).
+    pub http_concurrency: usize,
+    /// Open `WatchAlerts` streams (default 256).
+    pub watchers: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            ingest_concurrency: DEFAULT_INGEST_CONCURRENCY,
+            ingest_streams: 64,
+            ingest_idle_timeout: std::time::Duration::from_secs(300),
+            ingest_memory_bytes: 256 << 20,
+            max_message_bytes: 64 << 20,
+            max_http_body_bytes: 8 << 20,
+            http_concurrency: 256,
+            watchers: 256,
+        }
+    }
+}
+
+/// The semaphores enforcing [`Limits`] (the ingest slots are [`Node::ingest_permits`]).
+#[derive(Debug)]
+pub struct Gates {
+    /// One permit per open ingest stream.
+    pub ingest_streams: Arc<tokio::sync::Semaphore>,
+    /// One permit per KiB of ingest messages held.
+    pub ingest_kib: Arc<tokio::sync::Semaphore>,
+    /// One permit per HTTP request in flight.
+    pub http: Arc<tokio::sync::Semaphore>,
+    /// One permit per open alert stream.
+    pub watchers: Arc<tokio::sync::Semaphore>,
+}
+
+impl Gates {
+    /// Gates sized by `limits` (each at least one permit).
+    pub fn new(limits: &Limits) -> Gates {
+        let sem = |n: usize| Arc::new(tokio::sync::Semaphore::new(n.max(1)));
+        Gates {
+            ingest_streams: sem(limits.ingest_streams),
+            ingest_kib: sem(limits.ingest_memory_bytes.div_ceil(1024)),
+            http: sem(limits.http_concurrency),
+            watchers: sem(limits.watchers),
+        }
+    }
+}
+
 /// Everything a request handler needs.
 #[derive(Debug, Clone)]
 pub struct Node {
@@ -148,34 +217,67 @@ pub struct Node {
     pub ingest_permits: Arc<tokio::sync::Semaphore>,
     /// Rules, alert log and webhook outbox.
     pub rules: Arc<Rules>,
+    /// API keys and whether they are required.
+    pub auth: Arc<Auth>,
+    /// Bounds on requests held at once.
+    pub limits: Limits,
+    /// The semaphores enforcing `limits`.
+    pub gates: Arc<Gates>,
 }
 
 /// Ingest batches processed concurrently by default; the rest wait in bounded queues.
 pub const DEFAULT_INGEST_CONCURRENCY: usize = 8;
 
 impl Node {
-    /// Opens the store under `dir` and loads the registry, with default rule settings.
-    pub fn open(dir: &Path, config: StoreConfig, clock: Arc<dyn Clock>) -> Result<Node> {
-        Node::open_with(dir, config, RulesConfig::default(), clock)
+    /// Opens the store under `dir` and loads the registry, with default rule settings. `auth`
+    /// says whether callers need API keys: there is no default, every caller states it.
+    pub fn open(
+        dir: &Path,
+        config: StoreConfig,
+        clock: Arc<dyn Clock>,
+        auth: AuthMode,
+    ) -> Result<Node> {
+        Node::open_with(dir, config, RulesConfig::default(), clock, auth)
     }
 
-    /// Opens the store under `dir` and loads the registry, rules and alert log.
+    /// Opens the store under `dir` and loads the registry, rules, alert log and API keys.
     pub fn open_with(
         dir: &Path,
         config: StoreConfig,
         rules: RulesConfig,
         clock: Arc<dyn Clock>,
+        auth: AuthMode,
     ) -> Result<Node> {
         let store = Arc::new(Store::open(dir, config, Arc::clone(&clock))?);
         let registry = Arc::new(Registry::load(Arc::clone(&store))?);
         let rules = Arc::new(Rules::open(Arc::clone(&store), rules)?);
+        let auth = Arc::new(Auth::open(Arc::clone(&store), auth)?);
+        if auth.mode() == AuthMode::Disabled {
+            tracing::warn!(
+                "authentication is switched off: every caller is an operator with every scope (local use only)"
+            );
+        }
+        let limits = Limits::default();
         Ok(Node {
             store,
             registry,
             clock,
             metrics: Arc::new(Metrics::default()),
-            ingest_permits: Arc::new(tokio::sync::Semaphore::new(DEFAULT_INGEST_CONCURRENCY)),
+            ingest_permits: Arc::new(tokio::sync::Semaphore::new(limits.ingest_concurrency)),
             rules,
+            auth,
+            gates: Arc::new(Gates::new(&limits)),
+            limits,
         })
+    }
+
+    /// The node with other limits (fresh gates; call before serving).
+    pub fn with_limits(mut self, limits: Limits) -> Node {
+        self.ingest_permits = Arc::new(tokio::sync::Semaphore::new(
+            limits.ingest_concurrency.max(1),
+        ));
+        self.gates = Arc::new(Gates::new(&limits));
+        self.limits = limits;
+        self
     }
 }

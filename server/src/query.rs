@@ -3,27 +3,34 @@
 //! parameters without letting a parameter change the shape of the query.
 //!
 //! Queries read RocksDB synchronously, so every one runs on tokio's blocking pool against a
-//! [`Context`] built from the node: the store as the sketch reader, the registry as the
-//! catalog, and the node's clock as `now`.
+//! [`Context`] built from the node: the store as the sketch reader, the registry *as the
+//! caller may see it* as the catalog ([`VisibleCatalog`]: another team's models do not exist
+//! for the planner), and the node's clock as `now`.
 
 use driftdb_engine::time::{DurationMs, Timestamp};
 use driftdb_query::Context;
 
+use crate::auth::{Principal, VisibleCatalog};
 use crate::error::{Error, Result};
 use crate::node::Node;
 
-/// Runs `f` on the blocking pool with a query context over `node`, "now" read from the node's
-/// clock when the work starts.
-pub async fn with_context<T, F>(node: &Node, f: F) -> Result<T>
+/// Runs `f` on the blocking pool with a query context over `node` as `principal` sees it,
+/// "now" read from the node's clock when the work starts.
+pub async fn with_context<T, F>(node: &Node, principal: &Principal, f: F) -> Result<T>
 where
     T: Send + 'static,
     F: FnOnce(&Context<'_>) -> Result<T> + Send + 'static,
 {
     let node = node.clone();
+    let principal = principal.clone();
     tokio::task::spawn_blocking(move || {
+        let catalog = VisibleCatalog {
+            registry: &node.registry,
+            principal: &principal,
+        };
         let ctx = Context {
             reader: &*node.store,
-            catalog: &*node.registry,
+            catalog: &catalog,
             now: node.clock.now(),
         };
         f(&ctx)
@@ -32,9 +39,16 @@ where
     .map_err(|e| Error::Internal(format!("query task failed: {e}")))?
 }
 
-/// Parses, plans and runs one DriftQL statement on the blocking pool.
-pub async fn run(node: &Node, text: String) -> Result<driftdb_query::QueryOutput> {
-    with_context(node, move |ctx| Ok(driftdb_query::run(ctx, &text)?)).await
+/// Parses, plans and runs one DriftQL statement on the blocking pool, as `principal`.
+pub async fn run(
+    node: &Node,
+    principal: &Principal,
+    text: String,
+) -> Result<driftdb_query::QueryOutput> {
+    with_context(node, principal, move |ctx| {
+        Ok(driftdb_query::run(ctx, &text)?)
+    })
+    .await
 }
 
 /// Clears the placeholder position (`line 0, column 0`) from errors of calls that had no query

@@ -31,6 +31,7 @@ mod eval;
 mod log;
 mod outbox;
 mod scheduler;
+pub mod targets;
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -65,6 +66,9 @@ pub struct RulesConfig {
     pub delivery_timeout: Duration,
     /// Webhook requests in flight at once (default 16).
     pub delivery_concurrency: usize,
+    /// Refuse webhook targets on private, loopback and link-local addresses (default false;
+    /// see [`targets`]).
+    pub deny_private_targets: bool,
 }
 
 impl Default for RulesConfig {
@@ -75,6 +79,7 @@ impl Default for RulesConfig {
             retry: RetryPolicy::default(),
             delivery_timeout: Duration::from_secs(10),
             delivery_concurrency: 16,
+            deny_private_targets: false,
         }
     }
 }
@@ -97,6 +102,8 @@ pub struct RulesConfigFile {
     pub delivery_timeout: Option<String>,
     /// [`RulesConfig::delivery_concurrency`].
     pub delivery_concurrency: Option<usize>,
+    /// [`RulesConfig::deny_private_targets`].
+    pub deny_private_targets: Option<bool>,
 }
 
 fn duration(field: &str, s: &str) -> Result<Duration> {
@@ -129,6 +136,9 @@ impl RulesConfigFile {
         }
         if let Some(n) = self.delivery_concurrency {
             c.delivery_concurrency = n.clamp(1, 1024);
+        }
+        if let Some(d) = self.deny_private_targets {
+            c.deny_private_targets = d;
         }
         Ok(c)
     }
@@ -339,30 +349,145 @@ impl Rules {
 }
 
 /// How the API shows a delivery target of action kind `kind` (Slack URLs without their secret
-/// path).
+/// path, other URLs without their query string).
 pub fn display_url_of(kind: &str, url: &str) -> String {
-    match kind {
-        "slack" => log::display_url(driftdb_engine::rules::ActionKind::Slack, url),
-        _ => url.to_string(),
-    }
+    use driftdb_engine::rules::ActionKind;
+    let k = [
+        ActionKind::Pagerduty,
+        ActionKind::Slack,
+        ActionKind::Jira,
+        ActionKind::Webhook,
+        ActionKind::Retrain,
+        ActionKind::RouteToBackup,
+    ]
+    .into_iter()
+    .find(|k| k.as_str() == kind)
+    // An unknown kind: show as little as a Slack URL.
+    .unwrap_or(ActionKind::Slack);
+    log::display_url(k, url)
 }
 
 /// Parses, validates and stores a rule given as JSON text (a new rule, or the next version of
-/// the rule with its id). Errors name the field at fault.
-pub fn create_rule(node: &crate::node::Node, json: &str) -> Result<Arc<StoredRule>> {
+/// the rule with its id) for `caller`. Errors name the field at fault. A team key may only
+/// write rules for its own models, and only over rule ids that are not another team's;
+/// `"model": "*"` needs an operator key.
+pub fn create_rule(
+    node: &crate::node::Node,
+    caller: &crate::auth::Principal,
+    json: &str,
+) -> Result<Arc<StoredRule>> {
     let def = driftdb_engine::rules::RuleDef::from_json(json)
         .map_err(|e| Error::Invalid(format!("invalid rule: {e}")))?;
     let model = if def.model == "*" {
+        caller.require_operator("a rule for every model (\"model\": \"*\")")?;
         None
     } else {
-        Some(node.registry.get(&def.model)?)
+        Some(crate::auth::visible_model(
+            &node.registry,
+            caller,
+            &def.model,
+        )?)
     };
+    if node.rules.config.deny_private_targets {
+        for (i, a) in def.actions.iter().enumerate() {
+            if let Some(host) = targets::private_literal(a.url()) {
+                return Err(Error::Invalid(format!(
+                    "invalid rule: actions[{i}].url: {host} is a private or loopback address, which this server does not call (rules.deny_private_targets)"
+                )));
+            }
+        }
+    }
+    if let Some(existing) = node.rules.book.get(&def.id)
+        && !crate::auth::sees_rule_model(&node.registry, caller, &existing.def.model)
+    {
+        return Err(Error::AlreadyExists {
+            what: "rule id",
+            name: def.id,
+        });
+    }
     let stored = node
         .rules
         .book
         .put(def, model.as_ref().map(|m| &m.def), node.clock.now())?;
     node.rules.wake();
     Ok(stored)
+}
+
+/// Deletes rule `id` for `caller`; NOT_FOUND when unknown or not the caller's to see.
+pub fn delete_rule(
+    node: &crate::node::Node,
+    caller: &crate::auth::Principal,
+    id: &str,
+) -> Result<()> {
+    match node.rules.book.get(id) {
+        Some(r) if crate::auth::sees_rule_model(&node.registry, caller, &r.def.model) => {
+            node.rules.book.delete(id, node.clock.now())
+        }
+        _ => Err(Error::NotFound {
+            what: "rule",
+            name: id.to_string(),
+        }),
+    }
+}
+
+/// The rules `caller` may see that apply to `model` (every one for `None`), by id.
+pub fn visible_rules(
+    node: &crate::node::Node,
+    caller: &crate::auth::Principal,
+    model: Option<&str>,
+) -> Vec<Arc<StoredRule>> {
+    node.rules
+        .book
+        .list(model)
+        .into_iter()
+        .filter(|r| crate::auth::sees_rule_model(&node.registry, caller, &r.def.model))
+        .collect()
+}
+
+/// Alert episodes `caller` may see: of `model` (NOT_FOUND unless visible), or of every model
+/// the caller sees; newest first, at most `limit`.
+pub fn alert_history(
+    node: &crate::node::Node,
+    caller: &crate::auth::Principal,
+    model: Option<&str>,
+    from: Option<Timestamp>,
+    to: Option<Timestamp>,
+    limit: usize,
+) -> Result<Vec<AlertRecord>> {
+    if let Some(m) = model {
+        crate::auth::visible_model(&node.registry, caller, m)?;
+        return node.rules.log.history(Some(m), from, to, limit);
+    }
+    if caller.is_operator() {
+        return node.rules.log.history(None, from, to, limit);
+    }
+    let models: Vec<String> = node
+        .registry
+        .list()?
+        .iter()
+        .filter(|m| caller.sees_model(&m.def))
+        .map(|m| m.def.id.clone())
+        .collect();
+    node.rules.log.history_of(&models, from, to, limit)
+}
+
+/// The dead letters of the alerts `caller` may see.
+pub fn visible_dead_letters(
+    node: &crate::node::Node,
+    caller: &crate::auth::Principal,
+) -> Result<Vec<DeliveryRecord>> {
+    let all = dead_letters(node)?;
+    if caller.is_operator() {
+        return Ok(all);
+    }
+    let mut out = Vec::new();
+    for d in all {
+        let model = node.rules.log.get(d.seq)?.map(|r| r.model);
+        if model.is_some_and(|m| crate::auth::sees_model_id(&node.registry, caller, &m)) {
+            out.push(d);
+        }
+    }
+    Ok(out)
 }
 
 /// A stored rule as the gRPC `Rule` (secrets redacted).
@@ -390,6 +515,7 @@ pub fn rule_to_pb(node: &crate::node::Node, r: &StoredRule) -> driftdb_proto::v1
 /// waiting for it fires once, outside its cooldown. Returns the alerts recorded.
 pub fn announce_event(
     node: &crate::node::Node,
+    caller: &crate::auth::Principal,
     model: &str,
     event: &str,
     version: Option<&str>,
@@ -399,7 +525,7 @@ pub fn announce_event(
             "event must be 1..=128 characters without control characters".into(),
         ));
     }
-    let entry = node.registry.get(model)?;
+    let entry = crate::auth::visible_model(&node.registry, caller, model)?;
     let version = match version {
         Some(v) => v.to_string(),
         None => entry
@@ -426,17 +552,20 @@ pub fn announce_event(
     Ok(recorded.records)
 }
 
-/// Which alerts a watcher or a listing wants.
-#[derive(Debug, Clone, Default)]
+/// Which alerts a watcher or a listing wants, and who asks.
+#[derive(Debug, Clone)]
 pub struct AlertFilter {
     /// Only this model.
     pub model: Option<String>,
     /// Only this severity and worse.
     pub min_severity: Option<driftdb_engine::rules::Severity>,
+    /// The caller: only alerts of models it may see pass.
+    pub principal: crate::auth::Principal,
 }
 
 impl AlertFilter {
-    /// Whether `r` passes.
+    /// Whether `r` passes the model and severity filters (the caller's team is checked by
+    /// [`watch`] against the registry).
     pub fn accepts(&self, r: &AlertRecord) -> bool {
         self.model.as_ref().is_none_or(|m| *m == r.model)
             && self.min_severity.is_none_or(|s| r.severity >= s)
@@ -446,16 +575,24 @@ impl AlertFilter {
 /// Records read from the log per step of a watcher.
 const WATCH_BATCH: usize = 256;
 
+/// Alerts a watcher holds for its client: beyond this the watcher waits for the client to read
+/// (each watcher reads the durable log at its own pace, so a slow client only falls behind).
+const WATCH_BUFFER: usize = 64;
+
 /// The alerts after sequence `after` that pass `filter`, then every new one as it is recorded,
-/// until the receiver is dropped. Each watcher reads the durable log at its own pace: a slow
-/// one falls behind without holding up evaluation or other watchers.
+/// until the receiver is dropped or the server stops. Each watcher reads the durable log at its
+/// own pace: a slow one falls behind without holding up evaluation or other watchers, and holds
+/// at most [`WATCH_BUFFER`] records (plus one read batch) in memory. `slot` is the watcher's
+/// place among the node's open alert streams, held until it ends.
 pub fn watch(
     node: crate::node::Node,
     after: u64,
     filter: AlertFilter,
+    slot: tokio::sync::OwnedSemaphorePermit,
 ) -> tokio::sync::mpsc::Receiver<AlertRecord> {
-    let (tx, rx) = tokio::sync::mpsc::channel(64);
+    let (tx, rx) = tokio::sync::mpsc::channel(WATCH_BUFFER);
     tokio::spawn(async move {
+        let _slot = slot;
         let mut sub = node.rules.log.subscribe();
         let mut stopping = node.rules.stopping.subscribe();
         let mut cursor = after;
@@ -477,8 +614,15 @@ pub fn watch(
             let full = batch.len() == WATCH_BATCH;
             for r in batch {
                 cursor = r.seq;
-                if filter.accepts(&r) && tx.send(r).await.is_err() {
-                    return;
+                if !filter.accepts(&r)
+                    || !crate::auth::sees_model_id(&node.registry, &filter.principal, &r.model)
+                {
+                    continue;
+                }
+                // A client that stops reading must not keep the server from shutting down.
+                tokio::select! {
+                    sent = tx.send(r) => if sent.is_err() { return },
+                    () = outbox::stopped(&mut stopping) => return,
                 }
             }
             if full {

@@ -60,10 +60,17 @@ const MIN_COMPARISONS: usize = 55_000;
 // ---------------------------------------------------------------------------------------------
 // The server and the CLI.
 
+/// Where the CLI finds the server: its URL and the API key `serve` wrote to
+/// `<data>/admin.key` on its first start (README "Using it").
+struct Conn {
+    url: String,
+    key: String,
+}
+
 /// A `driftdb serve` child process; killed (by its own pid) when dropped.
 struct Server {
     child: Child,
-    url: String,
+    conn: Conn,
     /// The server's stdout, kept open after its `ready` line.
     _stdout: BufReader<ChildStdout>,
     _dir: tempfile::TempDir,
@@ -109,21 +116,30 @@ fn start_server() -> Server {
         let log = std::fs::read_to_string(dir.path().join("serve.log")).unwrap_or_default();
         panic!("no ready line: {line:?}; server log:\n{log}");
     };
+    let key = std::fs::read_to_string(dir.path().join("data/admin.key"))
+        .expect("serve writes the first operator key")
+        .trim()
+        .to_string();
+    assert!(key.starts_with("ddb_"), "{key}");
     Server {
         child,
-        url: format!("http://{grpc}"),
+        conn: Conn {
+            url: format!("http://{grpc}"),
+            key,
+        },
         _stdout: stdout,
         _dir: dir,
     }
 }
 
-/// Runs `driftdb <args> --server URL` from the project root.
-fn driftdb(url: &str, args: &[&str]) -> Output {
+/// Runs `driftdb <args> --server URL` from the project root, the key in `DRIFTDB_API_KEY`.
+fn driftdb(conn: &Conn, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_driftdb"))
         .args(args)
-        .args(["--server", url])
+        .args(["--server", &conn.url])
         .current_dir(root())
         .env_remove("DRIFTDB_SERVER")
+        .env("DRIFTDB_API_KEY", &conn.key)
         .output()
         .unwrap()
 }
@@ -133,7 +149,7 @@ fn text(b: &[u8]) -> String {
 }
 
 /// Runs a client command that must succeed; returns its stdout.
-fn run_ok(url: &str, args: &[&str]) -> String {
+fn run_ok(url: &Conn, args: &[&str]) -> String {
     let out = driftdb(url, args);
     assert!(
         out.status.success(),
@@ -152,7 +168,7 @@ struct QueryOut {
 }
 
 /// Runs every query through the CLI, a few at a time.
-fn run_queries(url: &str, queries: Vec<String>) -> Vec<QueryOut> {
+fn run_queries(url: &Conn, queries: Vec<String>) -> Vec<QueryOut> {
     let next = AtomicUsize::new(0);
     let results: Mutex<Vec<Option<QueryOut>>> =
         Mutex::new((0..queries.len()).map(|_| None).collect());
@@ -1121,7 +1137,7 @@ fn golden_scenario_through_the_cli() {
     let g = Golden::load();
     let raw = Raw::load(&g);
     let server = start_server();
-    let url = server.url.as_str();
+    let url = &server.conn;
 
     // Load the scenario exactly as README "Using it" does.
     let out = run_ok(

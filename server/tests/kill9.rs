@@ -13,7 +13,8 @@ use driftdb_engine::series::{FeatureRef, Segment, SeriesKey};
 use driftdb_engine::sketch::SeriesState;
 use driftdb_engine::time::{Clock, Resolution, SystemClock, Timestamp};
 use driftdb_proto::v1 as pb;
-use driftdb_server::client::Client;
+use driftdb_server::auth::AuthMode;
+use driftdb_server::client::{Client, ClientConfig};
 use driftdb_server::node::Node;
 use driftdb_storage::{SeriesReader, StoreConfig};
 use rand::Rng;
@@ -21,7 +22,8 @@ use tokio_stream::StreamExt;
 
 const ROWS: usize = 200;
 
-fn start(dir: &std::path::Path) -> (Child, String) {
+/// Starts `driftdb serve` on `dir`; its URL and the operator key it wrote on its first start.
+fn start(dir: &std::path::Path) -> (Child, ClientConfig) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_driftdb"))
         .args(["serve", "--data"])
         .arg(dir)
@@ -40,7 +42,11 @@ fn start(dir: &std::path::Path) -> (Child, String) {
         .and_then(|r| r.split(' ').next())
         .unwrap_or_else(|| panic!("no ready line: {line:?}"))
         .to_string();
-    (child, format!("http://{grpc}"))
+    let key = std::fs::read_to_string(dir.join("admin.key")).unwrap();
+    (
+        child,
+        ClientConfig::url(format!("http://{grpc}")).with_key(key.trim()),
+    )
 }
 
 fn batch(seq: u64, now: i64) -> pb::InferenceBatch {
@@ -62,7 +68,13 @@ fn batch(seq: u64, now: i64) -> pb::InferenceBatch {
 }
 
 fn stored_rows(dir: &std::path::Path, now: i64) -> u64 {
-    let node = Node::open(dir, StoreConfig::default(), Arc::new(SystemClock)).unwrap();
+    let node = Node::open(
+        dir,
+        StoreConfig::default(),
+        Arc::new(SystemClock),
+        AuthMode::Disabled,
+    )
+    .unwrap();
     let key = SeriesKey {
         model: "k9".into(),
         version: "v1".into(),
@@ -88,7 +100,7 @@ async fn kill_9_loses_no_acknowledged_row() {
     let dir = tempfile::tempdir().unwrap();
     let now = SystemClock.now().0;
     let (mut child, url) = start(dir.path());
-    let mut c = Client::connect(&url).await.unwrap();
+    let mut c = Client::connect_with(&url).await.unwrap();
     let def = driftdb_engine::model::ModelDef {
         id: "k9".into(),
         task: driftdb_engine::model::Task::Binary,
@@ -162,7 +174,7 @@ async fn kill_9_loses_no_acknowledged_row() {
         // recognised (producer sequence), so each row counts once.
         let (ch, u) = start(dir.path());
         child = ch;
-        c = Client::connect(&u).await.unwrap();
+        c = Client::connect_with(&u).await.unwrap();
         let applied = stored / ROWS as u64;
         let replay: Vec<_> = (acked + 1..=applied).map(|s| batch(s, now)).collect();
         if !replay.is_empty() {

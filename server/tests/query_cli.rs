@@ -10,6 +10,7 @@ use std::sync::Arc;
 use driftdb_engine::model::{FeatureKind, ModelDef, Task};
 use driftdb_engine::time::{ManualClock, Timestamp};
 use driftdb_proto::v1 as pb;
+use driftdb_server::auth::AuthMode;
 use driftdb_server::client::Client;
 use driftdb_server::convert::model_to_pb;
 use driftdb_server::node::Node;
@@ -76,7 +77,14 @@ async fn start() -> Server {
     let dir = tempfile::tempdir().unwrap();
     let t0 = Timestamp::parse_rfc3339("2026-03-01T00:00:00Z").unwrap();
     let clock = ManualClock::new(Timestamp(t0.0 + 86_400_000));
-    let node = Node::open(dir.path(), StoreConfig::default(), Arc::new(clock)).unwrap();
+    // The CLI's query output is what is tested here; auth is covered by tests/auth.rs.
+    let node = Node::open(
+        dir.path(),
+        StoreConfig::default(),
+        Arc::new(clock),
+        AuthMode::Disabled,
+    )
+    .unwrap();
     let running = driftdb_server::serve::start(
         node,
         "127.0.0.1:0".parse().unwrap(),

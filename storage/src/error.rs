@@ -68,6 +68,9 @@ impl Error {
                 | rocksdb::ErrorKind::TryAgain
                 | rocksdb::ErrorKind::Incomplete => ErrorKind::ResourceExhausted,
                 rocksdb::ErrorKind::InvalidArgument => ErrorKind::InvalidArgument,
+                // Disk full, a read-only file system, a file-size limit: RocksDB refuses the
+                // write (and every later one until reopened) and keeps nothing of it.
+                rocksdb::ErrorKind::IOError => ErrorKind::Unavailable,
                 _ => ErrorKind::Internal,
             },
             Error::MissingColumnFamily { .. } => ErrorKind::Internal,

@@ -102,6 +102,13 @@ pub const META_RULE_VERSION: u8 = b'U';
 /// `meta` key prefix: a model's rule-evaluation cursor (next window to evaluate and the
 /// versions seen), `'C' | str(model)`.
 pub const META_RULE_CURSOR: u8 = b'C';
+/// `meta` key prefix: an API key (its record and the SHA-256 of its secret, never the secret),
+/// `'K' | str(key id)`; written by the server.
+pub const META_API_KEY: u8 = b'K';
+/// `meta` key prefix: the secrets of a rule's actions (PagerDuty routing keys, Slack webhook
+/// URLs, Jira tokens, webhook query strings), kept apart from the rule text, which holds
+/// `"***"` in their place: `'X' | str(rule id)`; written by the server.
+pub const META_RULE_SECRET: u8 = b'X';
 
 /// `alerts` key prefix: one alert event (a firing or a resolution) by sequence number,
 /// `'L' | u64(sequence)`: the log `WatchAlerts` replays.

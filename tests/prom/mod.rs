@@ -7,5 +7,5 @@ mod dashboards;
 mod fixture;
 mod http;
 mod measure;
-mod prometheus;
+pub(crate) mod prometheus;
 mod remote_read;

@@ -28,7 +28,7 @@ use super::http::post_form;
 use super::remote_read::{decode_frames, eq, label};
 
 /// Kills and reaps the child when dropped, so a failing assertion never leaks a Prometheus.
-struct Running {
+pub(crate) struct Running {
     child: Child,
     log: PathBuf,
 }
@@ -68,14 +68,24 @@ fn free_port() -> u16 {
         .port()
 }
 
-async fn start_prometheus(dir: &Path, driftdb: SocketAddr) -> (Running, SocketAddr) {
+/// Starts a real Prometheus scraping driftdb's `/metrics` and reading its series through
+/// remote read; with `bearer`, both send `Authorization: Bearer <key>` (Prometheus'
+/// `authorization.credentials`).
+pub(crate) async fn start_prometheus(
+    dir: &Path,
+    driftdb: SocketAddr,
+    bearer: Option<&str>,
+) -> (Running, SocketAddr) {
     let config = dir.join("prometheus.yml");
+    let auth = bearer
+        .map(|k| format!("    authorization:\n      credentials: {k}\n"))
+        .unwrap_or_default();
     std::fs::write(
         &config,
         format!(
             "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n\
-             scrape_configs:\n  - job_name: driftdb\n    scrape_interval: 1s\n    static_configs:\n      - targets: ['{driftdb}']\n\
-             remote_read:\n  - url: http://{driftdb}/api/v1/read\n    read_recent: true\n    remote_timeout: 30s\n"
+             scrape_configs:\n  - job_name: driftdb\n    scrape_interval: 1s\n{auth}    static_configs:\n      - targets: ['{driftdb}']\n\
+             remote_read:\n  - url: http://{driftdb}/api/v1/read\n    read_recent: true\n    remote_timeout: 30s\n{auth}"
         ),
     )
     .unwrap();
@@ -123,7 +133,7 @@ async fn start_prometheus(dir: &Path, driftdb: SocketAddr) -> (Running, SocketAd
 }
 
 /// Prometheus' answer to a form POST; asserts success.
-async fn prom(addr: SocketAddr, path: &str, params: &[(&str, &str)]) -> Value {
+pub(crate) async fn prom(addr: SocketAddr, path: &str, params: &[(&str, &str)]) -> Value {
     let r = post_form(addr, path, params).await;
     assert_eq!(r.status, 200, "{path} {params:?}: {}", r.text());
     let j = r.json();
@@ -131,7 +141,7 @@ async fn prom(addr: SocketAddr, path: &str, params: &[(&str, &str)]) -> Value {
     j
 }
 
-fn secs(ms: i64) -> String {
+pub(crate) fn secs(ms: i64) -> String {
     format!("{}", ms as f64 / 1000.0)
 }
 
@@ -237,7 +247,7 @@ async fn prometheus_reads_driftdb_through_remote_read() {
         String::from_utf8_lossy(&out.stderr)
     );
 
-    let (p, addr) = start_prometheus(dir.path(), driftdb).await;
+    let (p, addr) = start_prometheus(dir.path(), driftdb, None).await;
 
     // 1. Drift values through Prometheus equal DriftQL's.
     let q = r#"driftdb_psi{model="shop", feature="amount"}"#;

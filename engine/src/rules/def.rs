@@ -568,6 +568,14 @@ pub enum Action {
         /// Issue type name (default [`DEFAULT_JIRA_ISSUE_TYPE`]).
         #[serde(default = "default_issue_type")]
         issue_type: String,
+        /// The account Jira Cloud authenticates (an e-mail address): with `token`, requests
+        /// carry HTTP Basic credentials.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        user: Option<String>,
+        /// An API token (Jira Cloud, with `user`) or a personal access token (Jira Data
+        /// Center, alone: `Authorization: Bearer`). A secret: kept apart from the rule text.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        token: Option<String>,
     },
     /// A generic JSON webhook with the whole alert: on firing and on resolution.
     Webhook {
@@ -677,8 +685,36 @@ impl Action {
             Action::Jira {
                 project,
                 issue_type,
+                user,
+                token,
                 ..
             } => {
+                if let Some(t) = token
+                    && (t.is_empty() || t.len() > 1024 || !t.bytes().all(|b| b.is_ascii_graphic()))
+                {
+                    return Err(RuleError::new(
+                        format!("{at}.token"),
+                        "must be 1..=1024 printable ASCII characters without spaces",
+                    ));
+                }
+                if let Some(u) = user {
+                    if token.is_none() {
+                        return Err(RuleError::new(
+                            format!("{at}.user"),
+                            "needs a token (the user's API token)",
+                        ));
+                    }
+                    if u.is_empty()
+                        || u.len() > 256
+                        || u.contains(':')
+                        || u.chars().any(char::is_control)
+                    {
+                        return Err(RuleError::new(
+                            format!("{at}.user"),
+                            "must be 1..=256 characters without ':' or control characters",
+                        ));
+                    }
+                }
                 let mut chars = project.chars();
                 let ok = project.len() <= 32
                     && chars.next().is_some_and(|c| c.is_ascii_uppercase())

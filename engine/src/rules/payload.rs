@@ -106,7 +106,22 @@ pub struct Alert {
     pub dedup_key: String,
 }
 
-/// A request to make: where, and the JSON body.
+/// Credentials a delivery sends in its `Authorization` header.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryAuth {
+    /// `Authorization: Bearer <token>`.
+    Bearer(String),
+    /// HTTP Basic: `user:token`.
+    Basic {
+        /// The account.
+        user: String,
+        /// Its API token.
+        token: String,
+    },
+}
+
+/// A request to make: where, the JSON body, and the credentials if the action has any.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Delivery {
     /// The action's kind.
@@ -115,6 +130,8 @@ pub struct Delivery {
     pub url: String,
     /// Body, sent as `application/json`.
     pub body: Value,
+    /// Credentials for the `Authorization` header (Jira).
+    pub auth: Option<DeliveryAuth>,
 }
 
 impl Alert {
@@ -550,10 +567,25 @@ pub fn render(action: &Action, alert: &Alert) -> Option<Delivery> {
             route_to_backup_payload(alert, backup_version.as_deref())
         }
     }?;
+    let auth = match action {
+        Action::Jira {
+            user,
+            token: Some(token),
+            ..
+        } => Some(match user {
+            Some(user) => DeliveryAuth::Basic {
+                user: user.clone(),
+                token: token.clone(),
+            },
+            None => DeliveryAuth::Bearer(token.clone()),
+        }),
+        _ => None,
+    };
     Some(Delivery {
         kind: action.kind(),
         url: action.url().to_string(),
         body,
+        auth,
     })
 }
 

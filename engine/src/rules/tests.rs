@@ -131,7 +131,9 @@ fn valid_rules_parse_with_defaults_and_round_trip() {
         Action::Jira {
             url: "https://x.atlassian.net/rest/api/2/issue".into(),
             project: "ML".into(),
-            issue_type: "Task".into()
+            issue_type: "Task".into(),
+            user: None,
+            token: None,
         }
     );
     assert_eq!(

@@ -129,9 +129,59 @@ fn split_host_port(authority: &str) -> Result<(&str, Option<u16>), String> {
     Ok((host, port))
 }
 
+/// How a webhook URL is shown in every answer and log line: without the parts that may be
+/// secret. Slack incoming-webhook URLs carry their secret in the path, so only
+/// `scheme://host/***` is kept; any other URL keeps its scheme, host and path but its query
+/// string and fragment (where tokens travel) become `***`.
+pub fn redact_url(kind: super::ActionKind, url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("https", url));
+    if kind == super::ActionKind::Slack {
+        let host = rest.split(['/', '?', '#']).next().unwrap_or("");
+        return format!("{scheme}://{host}/***");
+    }
+    match url.find(['?', '#']) {
+        Some(i) => format!("{}{}***", &url[..i], &url[i..=i]),
+        None => url.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn redaction_keeps_no_secret() {
+        use crate::rules::ActionKind;
+        assert_eq!(
+            redact_url(
+                ActionKind::Slack,
+                "https://hooks.slack.com/services/T0/B0/SECRET"
+            ),
+            "https://hooks.slack.com/***"
+        );
+        assert_eq!(
+            redact_url(ActionKind::Slack, "https://hooks.slack.com?x=SECRET"),
+            "https://hooks.slack.com/***"
+        );
+        assert_eq!(
+            redact_url(
+                ActionKind::Webhook,
+                "https://ci.example.com/hook?token=SECRET&x=1"
+            ),
+            "https://ci.example.com/hook?***"
+        );
+        assert_eq!(
+            redact_url(ActionKind::Retrain, "http://10.0.0.1:8080/go#SECRET"),
+            "http://10.0.0.1:8080/go#***"
+        );
+        assert_eq!(
+            redact_url(
+                ActionKind::Pagerduty,
+                "https://events.pagerduty.com/v2/enqueue"
+            ),
+            "https://events.pagerduty.com/v2/enqueue"
+        );
+    }
 
     #[test]
     fn accepts_ordinary_targets() {

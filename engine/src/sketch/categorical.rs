@@ -225,7 +225,14 @@ impl CategoricalState {
                     let k = r.str()?.to_string();
                     let c = r.varint()?;
                     total = total.saturating_add(c);
-                    s.exact.insert(k, c);
+                    // A category listed twice would decode to a state whose counts no longer
+                    // add up once re-encoded (found by the `stored_value` fuzz target).
+                    if s.exact.insert(k, c).is_some() {
+                        return Err(Error::Malformed {
+                            what: "categorical state",
+                            detail: "a category is listed twice".into(),
+                        });
+                    }
                 }
                 if total != s.count {
                     return Err(Error::Malformed {

@@ -189,7 +189,7 @@ async fn add(file: PathBuf, server: ServerArg) -> Result<()> {
         path: file.display().to_string(),
         detail: e.to_string(),
     })?;
-    let mut c = Client::connect(&server.server).await?;
+    let mut c = Client::connect_with(&server.config()).await?;
     let r = c
         .rules
         .create_rule(pb::CreateRuleRequest {
@@ -204,7 +204,7 @@ async fn add(file: PathBuf, server: ServerArg) -> Result<()> {
 }
 
 async fn list(model: Option<String>, json: bool, server: ServerArg) -> Result<()> {
-    let mut c = Client::connect(&server.server).await?;
+    let mut c = Client::connect_with(&server.config()).await?;
     let rules = c
         .rules
         .list_rules(pb::ListRulesRequest {
@@ -276,7 +276,7 @@ async fn list(model: Option<String>, json: bool, server: ServerArg) -> Result<()
 }
 
 async fn rm(id: String, server: ServerArg) -> Result<()> {
-    let mut c = Client::connect(&server.server).await?;
+    let mut c = Client::connect_with(&server.config()).await?;
     c.rules
         .delete_rule(pb::DeleteRuleRequest { id: id.clone() })
         .await?;
@@ -286,7 +286,7 @@ async fn rm(id: String, server: ServerArg) -> Result<()> {
 
 async fn watch(a: WatchArgs) -> Result<()> {
     let min = a.severity.as_deref().map(parse_severity).transpose()?;
-    let mut c = Client::connect(&a.server.server).await?;
+    let mut c = Client::connect_with(&a.server.config()).await?;
     let mut stream = c
         .alerts
         .watch_alerts(pb::WatchAlertsRequest {
@@ -313,7 +313,7 @@ async fn watch(a: WatchArgs) -> Result<()> {
 }
 
 async fn history(model: Option<String>, limit: u32, json: bool, server: ServerArg) -> Result<()> {
-    let mut c = Client::connect(&server.server).await?;
+    let mut c = Client::connect_with(&server.config()).await?;
     let alerts = c
         .alerts
         .list_alerts(pb::ListAlertsRequest {
@@ -400,7 +400,7 @@ async fn history(model: Option<String>, limit: u32, json: bool, server: ServerAr
 }
 
 async fn event(a: EventArgs) -> Result<()> {
-    let mut c = Client::connect(&a.server.server).await?;
+    let mut c = Client::connect_with(&a.server.config()).await?;
     let alerts = c
         .rules
         .announce_event(pb::AnnounceEventRequest {

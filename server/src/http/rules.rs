@@ -12,19 +12,23 @@
 //! | `GET /alerts/dead_letters` | webhook deliveries given up on, with their last error |
 //!
 //! Rule bodies are the JSON documented in `engine/src/rules.rs`; an invalid rule is a 400 whose
-//! message names the field at fault. Secrets (PagerDuty routing keys) come back as `"***"`.
+//! message names the field at fault. Secrets (PagerDuty routing keys, Slack webhook URLs, Jira
+//! tokens, webhook query strings) come back as `"***"`. A team key sees and changes only the
+//! rules, alerts and dead letters of its team's models; rules for every model (`"*"`) are the
+//! operators'.
 
 use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Extension, Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
 
 use super::{ApiError, ApiResult};
+use crate::auth::Principal;
 use crate::error::Error;
 use crate::node::Node;
 use crate::query::TimeArg;
@@ -57,16 +61,17 @@ fn parse_body(body: &Bytes) -> Result<Value, Error> {
     serde_json::from_slice(body).map_err(|e| Error::Invalid(format!("invalid rule: not JSON: {e}")))
 }
 
-async fn create(node: Node, body: Value) -> Result<Response, ApiError> {
+async fn create(node: Node, caller: Principal, body: Value) -> Result<Response, ApiError> {
     let text = body.to_string();
     let n2 = node.clone();
-    let stored = blocking(move || crate::rules::create_rule(&n2, &text)).await?;
+    let stored = blocking(move || crate::rules::create_rule(&n2, &caller, &text)).await?;
     Ok((StatusCode::CREATED, Json(rule_json(&node, &stored))).into_response())
 }
 
 /// `POST /models/{id}/alerts`.
 async fn create_for_model(
     State(node): State<Node>,
+    Extension(caller): Extension<Principal>,
     Path(id): Path<String>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
@@ -86,13 +91,17 @@ async fn create_for_model(
             .into());
         }
     }
-    create(node, v).await
+    create(node, caller, v).await
 }
 
 /// `POST /rules`.
-async fn create_any(State(node): State<Node>, body: Bytes) -> Result<Response, ApiError> {
+async fn create_any(
+    State(node): State<Node>,
+    Extension(caller): Extension<Principal>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
     let v = parse_body(&body)?;
-    create(node, v).await
+    create(node, caller, v).await
 }
 
 #[derive(Debug, Default, serde::Deserialize)]
@@ -106,14 +115,12 @@ struct ListParams {
 /// `GET /rules?model=`.
 async fn list(
     State(node): State<Node>,
+    Extension(caller): Extension<Principal>,
     params: Result<Query<ListParams>, QueryRejection>,
 ) -> ApiResult {
     let Query(p) = params?;
     let model = p.model.filter(|m| !m.is_empty());
-    let rules: Vec<Value> = node
-        .rules
-        .book
-        .list(model.as_deref())
+    let rules: Vec<Value> = crate::rules::visible_rules(&node, &caller, model.as_deref())
         .iter()
         .map(|r| rule_json(&node, r))
         .collect();
@@ -121,12 +128,23 @@ async fn list(
 }
 
 /// `GET /rules/{id}`: the rule and every stored version.
-async fn get_rule(State(node): State<Node>, Path(id): Path<String>) -> ApiResult {
+async fn get_rule(
+    State(node): State<Node>,
+    Extension(caller): Extension<Principal>,
+    Path(id): Path<String>,
+) -> ApiResult {
     let current = node.rules.book.get(&id);
     let n2 = node.clone();
     let id2 = id.clone();
     let history = blocking(move || n2.rules.book.history(&id2)).await?;
-    if current.is_none() && history.is_empty() {
+    // Whose rule it is: the current version's model, or the last stored version's.
+    let model = current.as_ref().map(|r| r.def.model.clone()).or_else(|| {
+        history
+            .last()
+            .and_then(|(_, _, d)| d["model"].as_str().map(str::to_string))
+    });
+    let visible = model.is_some_and(|m| crate::auth::sees_rule_model(&node.registry, &caller, &m));
+    if !visible {
         return Err(Error::NotFound {
             what: "rule",
             name: id,
@@ -135,7 +153,7 @@ async fn get_rule(State(node): State<Node>, Path(id): Path<String>) -> ApiResult
     }
     let versions: Vec<Value> = history
         .iter()
-        .map(|(v, deleted, def)| json!({"version": v, "deleted": deleted, "rule": redacted_json(def)}))
+        .map(|(v, deleted, rule)| json!({"version": v, "deleted": deleted, "rule": rule}))
         .collect();
     Ok(Json(json!({
         "rule": current.map(|r| rule_json(&node, &r)),
@@ -144,23 +162,27 @@ async fn get_rule(State(node): State<Node>, Path(id): Path<String>) -> ApiResult
 }
 
 /// `DELETE /rules/{id}`.
-async fn delete_rule(State(node): State<Node>, Path(id): Path<String>) -> ApiResult {
+async fn delete_rule(
+    State(node): State<Node>,
+    Extension(caller): Extension<Principal>,
+    Path(id): Path<String>,
+) -> ApiResult {
     let n2 = node.clone();
     let id2 = id.clone();
-    blocking(move || n2.rules.book.delete(&id2, n2.clock.now())).await?;
+    blocking(move || crate::rules::delete_rule(&n2, &caller, &id2)).await?;
     Ok(Json(json!({ "deleted": id })))
 }
 
-async fn history(node: Node, model: Option<String>, p: ListParams) -> ApiResult {
+async fn history(node: Node, caller: Principal, model: Option<String>, p: ListParams) -> ApiResult {
     let now = node.clock.now();
     let from = TimeArg::parse("from", p.from.as_deref().unwrap_or(""))?.map(|t| t.resolve(now));
     let to = TimeArg::parse("to", p.to.as_deref().unwrap_or(""))?.map(|t| t.resolve(now));
     let limit = p.limit.unwrap_or(100).clamp(1, 10_000);
-    if let Some(m) = &model {
-        node.registry.get(m)?;
-    }
     let n2 = node.clone();
-    let recs = blocking(move || n2.rules.log.history(model.as_deref(), from, to, limit)).await?;
+    let recs = blocking(move || {
+        crate::rules::alert_history(&n2, &caller, model.as_deref(), from, to, limit)
+    })
+    .await?;
     Ok(Json(
         json!({ "alerts": recs.iter().map(alert_json).collect::<Vec<_>>() }),
     ))
@@ -169,21 +191,23 @@ async fn history(node: Node, model: Option<String>, p: ListParams) -> ApiResult 
 /// `GET /models/{id}/alerts`.
 async fn model_history(
     State(node): State<Node>,
+    Extension(caller): Extension<Principal>,
     Path(id): Path<String>,
     params: Result<Query<ListParams>, QueryRejection>,
 ) -> ApiResult {
     let Query(p) = params?;
-    history(node, Some(id), p).await
+    history(node, caller, Some(id), p).await
 }
 
 /// `GET /alerts?model=`.
 async fn all_history(
     State(node): State<Node>,
+    Extension(caller): Extension<Principal>,
     params: Result<Query<ListParams>, QueryRejection>,
 ) -> ApiResult {
     let Query(mut p) = params?;
     let model = p.model.take().filter(|m| !m.is_empty());
-    history(node, model, p).await
+    history(node, caller, model, p).await
 }
 
 #[derive(Debug, serde::Deserialize)]
@@ -194,25 +218,34 @@ struct EventBody {
 }
 
 /// `POST /models/{id}/events`.
-async fn announce(State(node): State<Node>, Path(id): Path<String>, body: Bytes) -> ApiResult {
+async fn announce(
+    State(node): State<Node>,
+    Extension(caller): Extension<Principal>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> ApiResult {
     let b: EventBody = serde_json::from_slice(&body).map_err(|e| {
         Error::Invalid(format!(
             "the body must be JSON {{\"event\": \"<name>\", \"version\": \"<optional>\"}}: {e}"
         ))
     })?;
     let n2 = node.clone();
-    let recs =
-        blocking(move || crate::rules::announce_event(&n2, &id, &b.event, b.version.as_deref()))
-            .await?;
+    let recs = blocking(move || {
+        crate::rules::announce_event(&n2, &caller, &id, &b.event, b.version.as_deref())
+    })
+    .await?;
     Ok(Json(
         json!({ "alerts": recs.iter().map(alert_json).collect::<Vec<_>>() }),
     ))
 }
 
 /// `GET /alerts/dead_letters`.
-async fn dead_letters(State(node): State<Node>) -> ApiResult {
+async fn dead_letters(
+    State(node): State<Node>,
+    Extension(caller): Extension<Principal>,
+) -> ApiResult {
     let n2 = node.clone();
-    let dead = blocking(move || crate::rules::dead_letters(&n2)).await?;
+    let dead = blocking(move || crate::rules::visible_dead_letters(&n2, &caller)).await?;
     let rows: Vec<Value> = dead
         .iter()
         .map(|d| {

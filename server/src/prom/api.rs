@@ -19,6 +19,9 @@
 //! query is too large, 500 (`internal`) otherwise. Values are strings (`"0.25"`, `"NaN"`,
 //! `"+Inf"`), timestamps seconds.
 //!
+//! Every endpoint sees only the series of models the caller's key may see (its team's; an
+//! operator key sees all): another team's series, label names and label values never appear.
+//!
 //! The series and label endpoints answer from the stored series keys (no sketch is read), so
 //! they list every series holding a window within retention, whatever `start`/`end` say.
 
@@ -27,7 +30,7 @@ use std::time::Instant;
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{Extension, Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use driftdb_engine::ErrorKind;
@@ -41,6 +44,7 @@ use super::eval::{Env, Evaluator, Value, steps};
 use super::matcher::{MatchOp, Matcher};
 use super::promql::{Kind, parse, parse_duration, parse_selector};
 use super::series::{self, Labels, Limits};
+use crate::auth::Principal;
 use crate::error::{Error, Result, to_http};
 use crate::node::Node;
 use crate::query::with_context;
@@ -226,12 +230,13 @@ where
 /// Evaluates `text` at `instants` on the blocking pool.
 async fn evaluate(
     node: &Node,
+    caller: &Principal,
     text: String,
     instants: Option<(i64, i64, i64)>,
     at: Option<i64>,
 ) -> Result<(Value, Vec<i64>, ExecStats)> {
     let floor = node.store.retention_cutoff();
-    with_context(node, move |ctx| {
+    with_context(node, caller, move |ctx| {
         let expr = parse(&text)?;
         let ts = match instants {
             Some((start, end, step)) => {
@@ -274,6 +279,7 @@ fn matrix_json(m: &BTreeMap<Labels, Vec<Option<f64>>>, ts: &[i64]) -> Vec<JsonVa
 /// `/api/v1/query`.
 pub async fn query(
     State(node): State<Node>,
+    Extension(caller): Extension<Principal>,
     RawQuery(q): RawQuery,
     headers: HeaderMap,
     body: Bytes,
@@ -282,7 +288,7 @@ pub async fn query(
     answer(&node, Endpoint::Query, async {
         let text = p.required("query")?.to_string();
         let at = p.get("time").map(|t| parse_time("time", t)).transpose()?;
-        let (v, ts, stats) = evaluate(&node, text, None, at).await?;
+        let (v, ts, stats) = evaluate(&node, &caller, text, None, at).await?;
         let t = ts.first().copied().unwrap_or_default();
         let data = match v {
             Value::Scalar(x) => json!({
@@ -312,6 +318,7 @@ pub async fn query(
 /// `/api/v1/query_range`.
 pub async fn query_range(
     State(node): State<Node>,
+    Extension(caller): Extension<Principal>,
     RawQuery(q): RawQuery,
     headers: HeaderMap,
     body: Bytes,
@@ -322,7 +329,7 @@ pub async fn query_range(
         let start = parse_time("start", p.required("start")?)?;
         let end = parse_time("end", p.required("end")?)?;
         let step = parse_step("step", p.required("step")?)?;
-        let (v, ts, stats) = evaluate(&node, text, Some((start, end, step)), None).await?;
+        let (v, ts, stats) = evaluate(&node, &caller, text, Some((start, end, step)), None).await?;
         let result = match v {
             Value::Scalar(x) => {
                 let m: BTreeMap<Labels, Vec<Option<f64>>> =
@@ -346,7 +353,12 @@ pub async fn query_range(
 
 /// The label sets matching any of the `match[]` selectors (or every driftdb series when there
 /// is none and `required` is false).
-async fn matching(node: &Node, p: &Params, required: bool) -> Result<Vec<Labels>> {
+async fn matching(
+    node: &Node,
+    caller: &Principal,
+    p: &Params,
+    required: bool,
+) -> Result<Vec<Labels>> {
     let mut selectors: Vec<Vec<Matcher>> = p
         .all("match[]")
         .into_iter()
@@ -368,7 +380,7 @@ async fn matching(node: &Node, p: &Params, required: bool) -> Result<Vec<Labels>
         }
     }
     let registry = std::sync::Arc::clone(&node.registry);
-    with_context(node, move |ctx| {
+    with_context(node, caller, move |ctx| {
         let segments = |model: &str| admitted_segments(&registry, model);
         let mut set = BTreeSet::new();
         for m in &selectors {
@@ -401,13 +413,14 @@ fn admitted_segments(registry: &Registry, model: &str) -> series::SegmentValues 
 /// `/api/v1/series`.
 pub async fn series(
     State(node): State<Node>,
+    Extension(caller): Extension<Principal>,
     RawQuery(q): RawQuery,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
     let p = Params::new(q.as_deref(), &headers, &body);
     answer(&node, Endpoint::Series, async {
-        let found = matching(&node, &p, true).await?;
+        let found = matching(&node, &caller, &p, true).await?;
         Ok(success(
             JsonValue::Array(found.iter().map(labels_json).collect()),
             Vec::new(),
@@ -419,13 +432,14 @@ pub async fn series(
 /// `/api/v1/labels`.
 pub async fn labels(
     State(node): State<Node>,
+    Extension(caller): Extension<Principal>,
     RawQuery(q): RawQuery,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
     let p = Params::new(q.as_deref(), &headers, &body);
     answer(&node, Endpoint::Labels, async {
-        let found = matching(&node, &p, false).await?;
+        let found = matching(&node, &caller, &p, false).await?;
         let names: BTreeSet<&str> = found
             .iter()
             .flat_map(|l| l.iter().map(|(n, _)| n.as_str()))
@@ -438,6 +452,7 @@ pub async fn labels(
 /// `/api/v1/label/{name}/values`.
 pub async fn label_values(
     State(node): State<Node>,
+    Extension(caller): Extension<Principal>,
     Path(name): Path<String>,
     RawQuery(q): RawQuery,
     headers: HeaderMap,
@@ -445,7 +460,7 @@ pub async fn label_values(
 ) -> Response {
     let p = Params::new(q.as_deref(), &headers, &body);
     answer(&node, Endpoint::LabelValues, async {
-        let found = matching(&node, &p, false).await?;
+        let found = matching(&node, &caller, &p, false).await?;
         let values: BTreeSet<&str> = found
             .iter()
             .filter_map(|l| l.iter().find(|(n, _)| *n == name).map(|(_, v)| v.as_str()))

@@ -19,18 +19,22 @@
 //! warning. Read hints are advice only and ignored: we always return raw samples.
 
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{Extension, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use driftdb_proto::prometheus as pb;
 use prost::Message;
 
-use super::matcher::{MatchOp, Matcher};
 use super::series::{self, Limits, Series};
 use super::xor::{MAX_SAMPLES_PER_CHUNK, encode};
+use crate::auth::Principal;
 use crate::error::{Error, Result, to_http};
 use crate::node::Node;
 use crate::query::with_context;
+
+mod decode;
+
+pub use decode::{MAX_REQUEST_BYTES, ResponseType, decode_request, matchers, negotiate};
 
 /// Content type of a SAMPLES answer.
 pub const SAMPLES_CONTENT_TYPE: &str = "application/x-protobuf";
@@ -39,75 +43,6 @@ pub const STREAMED_CONTENT_TYPE: &str =
     "application/x-streamed-protobuf; proto=prometheus.ChunkedReadResponse";
 /// Largest frame we write, like Prometheus' own server (1 MiB).
 pub const MAX_FRAME_BYTES: usize = 1 << 20;
-/// Largest request body accepted after decompression.
-const MAX_REQUEST_BYTES: usize = 32 << 20;
-
-/// The answer formats, in the client's order of preference.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ResponseType {
-    /// One `ReadResponse` of raw samples.
-    Samples,
-    /// Frames of XOR chunks.
-    Streamed,
-}
-
-/// Picks the first accepted type we support; empty means SAMPLES.
-pub fn negotiate(accepted: &[i32]) -> Result<ResponseType> {
-    if accepted.is_empty() {
-        return Ok(ResponseType::Samples);
-    }
-    for &t in accepted {
-        match pb::read_request::ResponseType::try_from(t) {
-            Ok(pb::read_request::ResponseType::Samples) => return Ok(ResponseType::Samples),
-            Ok(pb::read_request::ResponseType::StreamedXorChunks) => {
-                return Ok(ResponseType::Streamed);
-            }
-            Err(_) => {}
-        }
-    }
-    Err(Error::Invalid(format!(
-        "none of the accepted response types {accepted:?} is supported (0 SAMPLES, 1 STREAMED_XOR_CHUNKS)"
-    )))
-}
-
-/// Decodes a request body: snappy block format, then protobuf.
-pub fn decode_request(body: &[u8]) -> Result<pb::ReadRequest> {
-    let len = snap::raw::decompress_len(body)
-        .map_err(|e| Error::Invalid(format!("the body is not snappy block-compressed: {e}")))?;
-    if len > MAX_REQUEST_BYTES {
-        return Err(Error::Invalid(format!(
-            "the request decompresses to {len} bytes (limit {MAX_REQUEST_BYTES})"
-        )));
-    }
-    let raw = snap::raw::Decoder::new()
-        .decompress_vec(body)
-        .map_err(|e| Error::Invalid(format!("the body is not snappy block-compressed: {e}")))?;
-    pb::ReadRequest::decode(raw.as_slice())
-        .map_err(|e| Error::Invalid(format!("the body is not a prometheus.ReadRequest: {e}")))
-}
-
-/// Compiles a query's label matchers.
-pub fn matchers(q: &pb::Query) -> Result<Vec<Matcher>> {
-    q.matchers
-        .iter()
-        .map(|m| {
-            let op = match pb::label_matcher::Type::try_from(m.r#type) {
-                Ok(pb::label_matcher::Type::Eq) => MatchOp::Eq,
-                Ok(pb::label_matcher::Type::Neq) => MatchOp::Neq,
-                Ok(pb::label_matcher::Type::Re) => MatchOp::Re,
-                Ok(pb::label_matcher::Type::Nre) => MatchOp::Nre,
-                Err(_) => {
-                    return Err(Error::Invalid(format!(
-                        "unknown matcher type {} for label {}",
-                        m.r#type, m.name
-                    )));
-                }
-            };
-            Matcher::new(op, m.name.clone(), m.value.clone())
-        })
-        .collect()
-}
-
 fn pb_labels(s: &Series) -> Vec<pb::Label> {
     s.labels
         .iter()
@@ -225,13 +160,13 @@ fn error_response(e: &Error) -> Response {
 }
 
 /// Runs every query of a request.
-async fn run(node: &Node, req: pb::ReadRequest) -> Result<Vec<Vec<Series>>> {
+async fn run(node: &Node, caller: &Principal, req: pb::ReadRequest) -> Result<Vec<Vec<Series>>> {
     let mut parsed = Vec::with_capacity(req.queries.len());
     for q in &req.queries {
         parsed.push((matchers(q)?, q.start_timestamp_ms, q.end_timestamp_ms));
     }
     let floor = node.store.retention_cutoff();
-    with_context(node, move |ctx| {
+    with_context(node, caller, move |ctx| {
         let mut out = Vec::with_capacity(parsed.len());
         for (m, start, end) in &parsed {
             out.push(series::select(ctx, m, *start, *end, floor, Limits::default())?.series);
@@ -241,13 +176,17 @@ async fn run(node: &Node, req: pb::ReadRequest) -> Result<Vec<Vec<Series>>> {
     .await
 }
 
-/// `POST /api/v1/read`.
-pub async fn read(State(node): State<Node>, body: Bytes) -> Response {
+/// `POST /api/v1/read`: only the series of models the caller may see.
+pub async fn read(
+    State(node): State<Node>,
+    Extension(caller): Extension<Principal>,
+    body: Bytes,
+) -> Response {
     let started = std::time::Instant::now();
     let result = async {
         let req = decode_request(&body)?;
         let kind = negotiate(&req.accepted_response_types)?;
-        let results = run(&node, req).await?;
+        let results = run(&node, &caller, req).await?;
         let n_series: usize = results.iter().map(Vec::len).sum();
         let n_samples: usize = results.iter().flatten().map(|s| s.samples.len()).sum();
         node.metrics.prom.record_read(n_series, n_samples);

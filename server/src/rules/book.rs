@@ -4,12 +4,21 @@
 //! `'R' | str(id)` holds the current record, `'U' | str(id) | u64(version)` every version ever
 //! written (a deletion is a version too), both as JSON
 //! `{"version", "updated_at_ms", "deleted", "rule"}` sealed with kind [`KIND_RULE`].
+//!
+//! **Secrets are kept apart from the rule text.** The stored `rule` is the redacted form
+//! ([`redacted_json`]): PagerDuty routing keys, Slack webhook URLs, Jira tokens and the query
+//! strings of other webhook URLs read `"***"` (or `https://host/***`, `…?***`). The current
+//! version's secrets live in their own record, `'X' | str(id)`: JSON
+//! `{"version": v, "actions": {"<index>": {"<field>": "<value>"}}}` sealed with kind
+//! [`KIND_RULE_SECRETS`], joined back into the definition in memory (the evaluator and the
+//! outbox need them) and never into an answer. Old versions keep no secrets; deleting a rule
+//! deletes its secrets. Rules stored in clear by an older build are split on load.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, RwLock};
 
 use driftdb_engine::model::ModelDef;
-use driftdb_engine::rules::RuleDef;
+use driftdb_engine::rules::{ActionKind, RuleDef, redact_url};
 use driftdb_engine::time::Timestamp;
 use driftdb_storage::layout::{self, KeyWriter};
 use driftdb_storage::{Family, Store, WriteSet};
@@ -19,6 +28,8 @@ use crate::error::{Error, Result};
 
 /// Envelope kind of a stored rule record.
 pub const KIND_RULE: u8 = 0x50;
+/// Envelope kind of a rule's action secrets.
+pub const KIND_RULE_SECRETS: u8 = 0x57;
 
 /// A rule as stored: its definition, version and when it was written.
 #[derive(Debug, Clone, PartialEq)]
@@ -56,41 +67,164 @@ fn poisoned<T>(_: T) -> Error {
     Error::Internal("rule book lock poisoned".into())
 }
 
-/// The rule's JSON with secrets replaced by `"***"` (PagerDuty routing keys), for every answer
-/// and log line.
-pub fn redacted_json(def: &RuleDef) -> Value {
-    let mut v = def.to_json();
+fn secrets_key(id: &str) -> Vec<u8> {
+    KeyWriter::with_prefix(layout::META_RULE_SECRET)
+        .str(id)
+        .finish()
+}
+
+/// Action fields whose whole value is a secret.
+const SECRET_FIELDS: &[&str] = &["routing_key", "token"];
+
+/// Secrets of one rule's actions: action index → field → value.
+type Secrets = BTreeMap<String, BTreeMap<String, String>>;
+
+fn action_kind(name: &str) -> Option<ActionKind> {
+    [
+        ActionKind::Pagerduty,
+        ActionKind::Slack,
+        ActionKind::Jira,
+        ActionKind::Webhook,
+        ActionKind::Retrain,
+        ActionKind::RouteToBackup,
+    ]
+    .into_iter()
+    .find(|k| k.as_str() == name)
+}
+
+/// Splits a rule's JSON into its redacted form and the secrets taken out of it.
+fn split_secrets(rule: &Value) -> (Value, Secrets) {
+    let mut v = rule.clone();
+    let mut secrets = Secrets::new();
     if let Some(actions) = v.get_mut("actions").and_then(Value::as_array_mut) {
-        for a in actions {
-            if let Some(obj) = a.as_object_mut()
-                && obj.contains_key("routing_key")
-            {
-                obj.insert("routing_key".into(), json!("***"));
+        for (i, a) in actions.iter_mut().enumerate() {
+            let Some(obj) = a.as_object_mut() else {
+                continue;
+            };
+            let kind = obj
+                .get("kind")
+                .and_then(Value::as_str)
+                .and_then(action_kind);
+            let mut taken = BTreeMap::new();
+            for field in SECRET_FIELDS {
+                if let Some(Value::String(s)) = obj.get(*field)
+                    && s != "***"
+                {
+                    taken.insert((*field).to_string(), s.clone());
+                    obj.insert((*field).to_string(), json!("***"));
+                }
+            }
+            if let (Some(kind), Some(Value::String(url))) = (kind, obj.get("url")) {
+                let shown = redact_url(kind, url);
+                if shown != *url {
+                    taken.insert("url".to_string(), url.clone());
+                    obj.insert("url".to_string(), json!(shown));
+                }
+            }
+            if !taken.is_empty() {
+                secrets.insert(i.to_string(), taken);
             }
         }
     }
-    v
+    (v, secrets)
+}
+
+/// Puts `secrets` back into a redacted rule JSON.
+fn join_secrets(rule: &mut Value, secrets: &Secrets) {
+    let Some(actions) = rule.get_mut("actions").and_then(Value::as_array_mut) else {
+        return;
+    };
+    for (i, fields) in secrets {
+        let Some(obj) = i
+            .parse::<usize>()
+            .ok()
+            .and_then(|i| actions.get_mut(i))
+            .and_then(Value::as_object_mut)
+        else {
+            continue;
+        };
+        for (f, v) in fields {
+            obj.insert(f.clone(), json!(v));
+        }
+    }
+}
+
+/// Whether a rule still holds placeholders where its secrets belong (they were not found).
+fn missing_secrets(rule: &Value) -> bool {
+    let Some(actions) = rule.get("actions").and_then(Value::as_array) else {
+        return false;
+    };
+    actions.iter().filter_map(Value::as_object).any(|a| {
+        SECRET_FIELDS
+            .iter()
+            .any(|f| a.get(*f).and_then(Value::as_str) == Some("***"))
+            || a.get("url")
+                .and_then(Value::as_str)
+                .is_some_and(|u| u.ends_with("***"))
+    })
+}
+
+/// The rule's JSON with every secret replaced by `"***"` (PagerDuty routing keys, Jira
+/// tokens), Slack webhook URLs shown as `https://host/***` and the query strings of other
+/// URLs as `?***`: the form of every answer, log line and stored rule text.
+pub fn redacted_json(def: &RuleDef) -> Value {
+    split_secrets(&def.to_json()).0
 }
 
 impl RuleBook {
-    /// Loads every current rule.
+    /// Loads every current rule, joining each with its secrets. A rule stored with its secrets
+    /// in clear (an older build) is rewritten split, every stored version included.
     pub fn load(store: Arc<Store>) -> Result<RuleBook> {
+        let meta = store.family(Family::Meta);
         let mut rules = BTreeMap::new();
         let mut versions = HashMap::new();
-        for e in store
-            .family(Family::Meta)
-            .scan_prefix(&[layout::META_RULE])?
-        {
+        let mut errors = HashMap::new();
+        let mut migrate = WriteSet::new();
+        let mut migrated = 0usize;
+        for e in meta.scan_prefix(&[layout::META_RULE])? {
             let e = e?;
-            let rec: Value = serde_json::from_slice(&e.payload)
+            let mut rec: Value = serde_json::from_slice(&e.payload)
                 .map_err(|err| Error::Internal(format!("stored rule: {err}")))?;
             let version = rec["version"].as_u64().unwrap_or(0);
             let updated_at = Timestamp(rec["updated_at_ms"].as_i64().unwrap_or(0));
-            let def = RuleDef::from_value(&rec["rule"])
+            let (redacted, clear) = split_secrets(&rec["rule"]);
+            let mut full = rec["rule"].clone();
+            if clear.is_empty() {
+                let id = rec["rule"]["id"].as_str().unwrap_or_default().to_string();
+                match meta.get(&secrets_key(&id)) {
+                    Ok(Some(s)) => match serde_json::from_slice::<Value>(&s.payload) {
+                        Ok(sv) => {
+                            let secrets: Secrets =
+                                serde_json::from_value(sv["actions"].clone()).unwrap_or_default();
+                            join_secrets(&mut full, &secrets);
+                        }
+                        Err(err) => {
+                            tracing::error!(rule = %id, error = %err, "unreadable rule secrets");
+                        }
+                    },
+                    Ok(None) => {}
+                    Err(err) => tracing::error!(rule = %id, error = %err, "corrupt rule secrets"),
+                }
+            } else {
+                // Stored in clear: keep the secrets apart from now on.
+                rec["rule"] = redacted.clone();
+                let id = rec["rule"]["id"].as_str().unwrap_or_default().to_string();
+                let bytes = serde_json::to_vec(&rec).map_err(|e| Error::Internal(e.to_string()))?;
+                migrate.put(Family::Meta, e.key.clone(), KIND_RULE, &bytes);
+                put_secrets(&mut migrate, &id, version, &clear)?;
+                migrated += 1;
+            }
+            let def = RuleDef::from_value(&full)
                 .map_err(|err| Error::Internal(format!("stored rule: {err}")))?;
             versions.insert(def.id.clone(), version);
             if rec["deleted"].as_bool() == Some(true) {
                 continue;
+            }
+            if missing_secrets(&full) {
+                errors.insert(
+                    def.id.clone(),
+                    "the secrets of this rule's actions are missing or unreadable; create the rule again".to_string(),
+                );
             }
             rules.insert(
                 def.id.clone(),
@@ -101,20 +235,42 @@ impl RuleBook {
                 }),
             );
         }
+        if migrated > 0 {
+            // Old versions too: none may keep a secret in clear.
+            for e in meta.scan_prefix(&[layout::META_RULE_VERSION])? {
+                let e = e?;
+                let Ok(mut rec) = serde_json::from_slice::<Value>(&e.payload) else {
+                    continue;
+                };
+                let (redacted, clear) = split_secrets(&rec["rule"]);
+                if !clear.is_empty() {
+                    rec["rule"] = redacted;
+                    let bytes =
+                        serde_json::to_vec(&rec).map_err(|e| Error::Internal(e.to_string()))?;
+                    migrate.put(Family::Meta, e.key.clone(), KIND_RULE, &bytes);
+                }
+            }
+            store.write(&migrate)?;
+            tracing::info!(
+                rules = migrated,
+                "rule secrets moved out of the stored rule text"
+            );
+        }
         Ok(RuleBook {
             store,
             rules: RwLock::new(rules),
             versions: Mutex::new(versions),
-            errors: Mutex::new(HashMap::new()),
+            errors: Mutex::new(errors),
         })
     }
 
     fn write(&self, def: &RuleDef, version: u64, at: Timestamp, deleted: bool) -> Result<()> {
+        let (redacted, secrets) = split_secrets(&def.to_json());
         let rec = json!({
             "version": version,
             "updated_at_ms": at.millis(),
             "deleted": deleted,
-            "rule": def.to_json(),
+            "rule": redacted,
         });
         let bytes = serde_json::to_vec(&rec).map_err(|e| Error::Internal(e.to_string()))?;
         let mut ws = WriteSet::new();
@@ -125,6 +281,11 @@ impl RuleBook {
             KIND_RULE,
             &bytes,
         );
+        if deleted || secrets.is_empty() {
+            ws.delete(Family::Meta, secrets_key(&def.id));
+        } else {
+            put_secrets(&mut ws, &def.id, version, &secrets)?;
+        }
         self.store.write(&ws)?;
         Ok(())
     }
@@ -199,8 +360,9 @@ impl RuleBook {
             .collect()
     }
 
-    /// Every stored version of rule `id`, oldest first, as `(version, deleted, definition)`.
-    pub fn history(&self, id: &str) -> Result<Vec<(u64, bool, RuleDef)>> {
+    /// Every stored version of rule `id`, oldest first, as `(version, deleted, rule JSON)`; the
+    /// JSON is the stored, redacted text.
+    pub fn history(&self, id: &str) -> Result<Vec<(u64, bool, Value)>> {
         let prefix = KeyWriter::with_prefix(layout::META_RULE_VERSION)
             .str(id)
             .finish();
@@ -209,12 +371,11 @@ impl RuleBook {
             let e = e?;
             let rec: Value = serde_json::from_slice(&e.payload)
                 .map_err(|err| Error::Internal(format!("stored rule: {err}")))?;
-            let def = RuleDef::from_value(&rec["rule"])
-                .map_err(|err| Error::Internal(format!("stored rule: {err}")))?;
             out.push((
                 rec["version"].as_u64().unwrap_or(0),
                 rec["deleted"].as_bool() == Some(true),
-                def,
+                // Redacted again in case a record predates the split.
+                split_secrets(&rec["rule"]).0,
             ));
         }
         Ok(out)
@@ -239,3 +400,13 @@ impl RuleBook {
         self.errors.lock().ok()?.get(id).cloned()
     }
 }
+
+fn put_secrets(ws: &mut WriteSet, id: &str, version: u64, secrets: &Secrets) -> Result<()> {
+    let bytes = serde_json::to_vec(&json!({ "version": version, "actions": secrets }))
+        .map_err(|e| Error::Internal(e.to_string()))?;
+    ws.put(Family::Meta, secrets_key(id), KIND_RULE_SECRETS, &bytes);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

@@ -160,16 +160,10 @@ fn episode_key(model: &str, fired_at_ms: i64, dedup_key: &str) -> Vec<u8> {
         .finish()
 }
 
-/// How a target URL is shown: Slack incoming-webhook URLs carry their secret in the path, so
-/// only the scheme and host are kept.
+/// How a target URL is shown in alert records and every answer: without its secret parts
+/// (Slack webhook paths, query strings; see [`driftdb_engine::rules::redact_url`]).
 pub fn display_url(kind: ActionKind, url: &str) -> String {
-    if kind == ActionKind::Slack {
-        let rest = url.split_once("://").map_or(url, |(_, r)| r);
-        let host = rest.split('/').next().unwrap_or("");
-        let scheme = url.split_once("://").map_or("https", |(s, _)| s);
-        return format!("{scheme}://{host}/***");
-    }
-    url.to_string()
+    driftdb_engine::rules::redact_url(kind, url)
 }
 
 fn json_err(e: serde_json::Error) -> Error {
@@ -262,6 +256,7 @@ impl AlertLog {
                     kind: d.kind.as_str().to_string(),
                     url: d.url,
                     body: d.body,
+                    auth: d.auth,
                     event_id: event_id.clone(),
                     attempts: 0,
                     first_failure_ms: None,
@@ -428,18 +423,49 @@ impl AlertLog {
                 .finish(),
             None => vec![layout::ALERT_HISTORY],
         };
+        self.history_in(&[prefix], from, to, limit)
+    }
+
+    /// Like [`AlertLog::history`], over the episodes of several models (a team's).
+    pub fn history_of(
+        &self,
+        models: &[String],
+        from: Option<Timestamp>,
+        to: Option<Timestamp>,
+        limit: usize,
+    ) -> Result<Vec<AlertRecord>> {
+        let prefixes: Vec<Vec<u8>> = models
+            .iter()
+            .map(|m| {
+                KeyWriter::with_prefix(layout::ALERT_HISTORY)
+                    .str(m)
+                    .finish()
+            })
+            .collect();
+        self.history_in(&prefixes, from, to, limit)
+    }
+
+    fn history_in(
+        &self,
+        prefixes: &[Vec<u8>],
+        from: Option<Timestamp>,
+        to: Option<Timestamp>,
+        limit: usize,
+    ) -> Result<Vec<AlertRecord>> {
         let mut eps: Vec<Episode> = Vec::new();
-        for e in self.store.family(Family::Alerts).scan_prefix(&prefix)? {
-            let Ok(e) = e else { continue };
-            let Ok(ep) = serde_json::from_slice::<Episode>(&e.payload) else {
-                continue;
-            };
-            if from.is_some_and(|f| ep.fired_at_ms < f.millis())
-                || to.is_some_and(|t| ep.fired_at_ms >= t.millis())
-            {
-                continue;
+        for prefix in prefixes {
+            for e in self.store.family(Family::Alerts).scan_prefix(prefix)? {
+                let Ok(e) = e else { continue };
+                let Ok(ep) = serde_json::from_slice::<Episode>(&e.payload) else {
+                    continue;
+                };
+                if from.is_some_and(|f| ep.fired_at_ms < f.millis())
+                    || to.is_some_and(|t| ep.fired_at_ms >= t.millis())
+                {
+                    continue;
+                }
+                eps.push(ep);
             }
-            eps.push(ep);
         }
         eps.sort_by(|a, b| {
             b.fired_at_ms

@@ -13,7 +13,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
-use driftdb_engine::rules::{DeliveryOutcome, classify_status};
+use driftdb_engine::rules::{DeliveryAuth, DeliveryOutcome, classify_status};
 use driftdb_engine::time::{Clock, SystemClock, Timestamp};
 use driftdb_storage::layout::{self, KeyWriter};
 use driftdb_storage::{Family, WriteSet};
@@ -26,8 +26,10 @@ use crate::node::Node;
 /// Envelope kind of an outbox entry.
 pub const KIND_DELIVERY: u8 = 0x56;
 
-/// One webhook request to make, as stored in the outbox.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// One webhook request to make, as stored in the outbox: the real target and credentials
+/// (the outbox is the one place besides the rule's secrets record that holds them, because it
+/// must deliver); every answer about it shows [`crate::rules::display_url_of`] instead.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 pub struct DeliveryRecord {
     /// The alert's sequence number.
     pub seq: u64,
@@ -39,6 +41,9 @@ pub struct DeliveryRecord {
     pub url: String,
     /// JSON body.
     pub body: Value,
+    /// Credentials for the `Authorization` header (Jira), if the action has any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<DeliveryAuth>,
     /// The alert's event id (sent as `Idempotency-Key`).
     pub event_id: String,
     /// Attempts made.
@@ -49,6 +54,23 @@ pub struct DeliveryRecord {
     pub next_at_ms: i64,
     /// The last failure.
     pub last_error: Option<String>,
+}
+
+impl std::fmt::Debug for DeliveryRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the URL's secret parts, the credentials or the body (a PagerDuty body holds
+        // the routing key).
+        f.debug_struct("DeliveryRecord")
+            .field("seq", &self.seq)
+            .field("index", &self.index)
+            .field("kind", &self.kind)
+            .field("url", &crate::rules::display_url_of(&self.kind, &self.url))
+            .field("event_id", &self.event_id)
+            .field("attempts", &self.attempts)
+            .field("next_at_ms", &self.next_at_ms)
+            .field("last_error", &self.last_error)
+            .finish_non_exhaustive()
+    }
 }
 
 impl DeliveryRecord {
@@ -107,7 +129,15 @@ enum Attempt {
     },
 }
 
-async fn send(client: &reqwest::Client, d: &DeliveryRecord) -> Attempt {
+async fn send(client: &reqwest::Client, deny_private: bool, d: &DeliveryRecord) -> Attempt {
+    if deny_private && let Some(host) = super::targets::private_literal(&d.url) {
+        return Attempt::Failed {
+            outcome: DeliveryOutcome::Permanent,
+            error: format!(
+                "target {host} is a private address, which this server does not call (rules.deny_private_targets)"
+            ),
+        };
+    }
     let body = match serde_json::to_vec(&d.body) {
         Ok(b) => b,
         Err(e) => {
@@ -117,14 +147,17 @@ async fn send(client: &reqwest::Client, d: &DeliveryRecord) -> Attempt {
             };
         }
     };
-    let res = client
+    let mut req = client
         .post(&d.url)
         .header("content-type", "application/json")
         .header("idempotency-key", &d.event_id)
-        .header("user-agent", concat!("driftdb/", env!("CARGO_PKG_VERSION")))
-        .body(body)
-        .send()
-        .await;
+        .header("user-agent", concat!("driftdb/", env!("CARGO_PKG_VERSION")));
+    req = match &d.auth {
+        None => req,
+        Some(DeliveryAuth::Bearer(token)) => req.bearer_auth(token),
+        Some(DeliveryAuth::Basic { user, token }) => req.basic_auth(user, Some(token)),
+    };
+    let res = req.body(body).send().await;
     match res {
         Ok(r) => {
             let status = r.status().as_u16();
@@ -160,14 +193,17 @@ fn transport_error(e: &reqwest::Error) -> String {
 }
 
 /// The HTTP client of the worker: no redirects (a webhook that moved is a failure to look at),
-/// a per-request timeout.
-pub fn http_client(timeout: Duration) -> Result<reqwest::Client> {
+/// a per-request timeout, and with `deny_private` a resolver that drops private addresses.
+pub fn http_client(timeout: Duration, deny_private: bool) -> Result<reqwest::Client> {
     crate::tls::install_crypto_provider();
-    reqwest::Client::builder()
+    let mut b = reqwest::Client::builder()
         .timeout(timeout)
         .connect_timeout(timeout.min(Duration::from_secs(5)))
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
+        .redirect(reqwest::redirect::Policy::none());
+    if deny_private {
+        b = b.dns_resolver(std::sync::Arc::new(super::targets::PublicOnly));
+    }
+    b.build()
         .map_err(|e| Error::Internal(format!("HTTP client: {e}")))
 }
 
@@ -260,7 +296,8 @@ pub async fn run_delivery(
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> Result<()> {
     let cfg = node.rules.config.clone();
-    let client = http_client(cfg.delivery_timeout)?;
+    let client = http_client(cfg.delivery_timeout, cfg.deny_private_targets)?;
+    let deny_private = cfg.deny_private_targets;
     // Entries waiting, by key; the ones being sent are in `in_flight`.
     let mut queue: BTreeMap<Vec<u8>, DeliveryRecord> = BTreeMap::new();
     let mut in_flight: HashSet<Vec<u8>> = HashSet::new();
@@ -294,7 +331,7 @@ pub async fn run_delivery(
                 let client = client.clone();
                 let tx = done_tx.clone();
                 tokio::spawn(async move {
-                    let a = send(&client, &d).await;
+                    let a = send(&client, deny_private, &d).await;
                     let _ = tx.send((d, a)).await;
                 });
             }

@@ -1,0 +1,10 @@
+//! Security and hardening (SPEC §9): API keys, scopes and teams on every route and method, TLS,
+//! webhook secrets, overload, storage faults.
+
+mod auth;
+mod faults;
+mod fixture;
+mod overload;
+mod prometheus;
+mod secrets;
+mod tls;
