@@ -28,6 +28,7 @@ use crate::error::{Error, Result};
 use crate::ingest::{encode_deltas, fold_threads};
 use crate::node::Node;
 use crate::output;
+use crate::rng::SplitMix as Rng;
 
 /// Options of `driftdb bench ingest`.
 #[derive(Debug, Args, Clone)]
@@ -62,23 +63,6 @@ pub struct IngestBenchArgs {
     /// Print the result as one JSON object.
     #[arg(long)]
     pub json: bool,
-}
-
-/// Deterministic pseudo-random numbers (SplitMix64), so runs are comparable.
-#[derive(Debug)]
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn unit(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
-    }
 }
 
 fn model(a: &IngestBenchArgs) -> ModelDef {
@@ -126,7 +110,7 @@ fn gen_batch(
         b.segments.push(pb::SegmentColumn {
             key: s.clone(),
             values: (0..n)
-                .map(|_| format!("v{}", rng.next() % a.segment_values as u64))
+                .map(|_| format!("v{}", rng.next_u64() % a.segment_values as u64))
                 .collect(),
         });
     }
@@ -142,7 +126,9 @@ fn gen_batch(
                     .collect()
             }
             FeatureKind::Categorical => {
-                col.categories = (0..n).map(|_| format!("c{}", rng.next() % 20)).collect()
+                col.categories = (0..n)
+                    .map(|_| format!("c{}", rng.next_u64() % 20))
+                    .collect()
             }
         }
         b.features.push(col);
@@ -150,7 +136,7 @@ fn gen_batch(
     b.scores = (0..n).map(|_| rng.unit()).collect();
     b.latency_ms = (0..n).map(|_| 5.0 + 20.0 * rng.unit()).collect();
     if with_labels {
-        b.labels = (0..n).map(|_| (rng.next() % 2) as f64).collect();
+        b.labels = (0..n).map(|_| (rng.next_u64() % 2) as f64).collect();
     }
     b
 }
@@ -164,16 +150,6 @@ fn cpu_seconds() -> Option<f64> {
     let f: Vec<&str> = rest.split_whitespace().collect();
     let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
     Some(ticks as f64 / 100.0)
-}
-
-fn peak_rss_kib() -> Option<u64> {
-    let s = std::fs::read_to_string("/proc/self/status").ok()?;
-    s.lines()
-        .find(|l| l.starts_with("VmHWM:"))?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
 }
 
 /// Runs the benchmark and prints its figures.
@@ -340,7 +316,7 @@ pub async fn ingest(a: IngestBenchArgs) -> Result<()> {
     let fv = rows_per_s * a.features as f64;
     let fold_fv = fold_rows_per_s * a.features as f64;
     let fold_1_fv = fold_1_rows_per_s * a.features as f64;
-    let rss = peak_rss_kib().unwrap_or(0);
+    let rss = crate::rng::peak_rss_mib();
     running.shutdown().await?;
     if a.json {
         output::line(&serde_json::json!({
@@ -348,7 +324,7 @@ pub async fn ingest(a: IngestBenchArgs) -> Result<()> {
             "seconds": secs, "rows_per_s": rows_per_s, "feature_values_per_s": fv,
             "fold_rows_per_s": fold_rows_per_s, "fold_feature_values_per_s": fold_fv,
             "fold_threads": threads, "fold_1_thread_feature_values_per_s": fold_1_fv,
-            "ratio_to_fold": fv / fold_fv, "peak_rss_mib": rss as f64 / 1024.0, "durable": !a.no_sync,
+            "ratio_to_fold": fv / fold_fv, "peak_rss_mib": rss, "durable": !a.no_sync,
             "cpu_seconds": cpu, "cores_busy": cpu / secs,
             "feature_values_per_cpu_s": if cpu > 0.0 { rows as f64 * a.features as f64 / cpu } else { 0.0 },
         }).to_string());
@@ -378,7 +354,7 @@ pub async fn ingest(a: IngestBenchArgs) -> Result<()> {
             "  process CPU during the run: {cpu:.1} s ({:.2} cores busy)",
             cpu / secs
         ));
-        output::line(&format!("  peak RSS: {:.0} MiB", rss as f64 / 1024.0));
+        output::line(&format!("  peak RSS: {:.0} MiB", rss));
     }
     Ok(())
 }

@@ -34,6 +34,7 @@ use crate::convert::model_to_pb;
 use crate::error::{Error, Result};
 use crate::node::Node;
 use crate::output;
+use crate::rng::{SplitMix as Rng, peak_rss_mib};
 use crate::rules::RulesConfig;
 
 /// Options of `driftdb bench rules`.
@@ -72,23 +73,6 @@ pub struct AlertsBenchArgs {
     /// Print the result as one JSON object.
     #[arg(long)]
     pub json: bool,
-}
-
-/// SplitMix64.
-#[derive(Debug)]
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn unit(&mut self) -> f64 {
-        ((self.next() >> 11) as f64 + 0.5) / (1u64 << 53) as f64
-    }
 }
 
 fn fleet_model(id: &str, features: usize) -> ModelDef {
@@ -142,20 +126,6 @@ fn engine_batch(
             })
             .collect(),
     }
-}
-
-fn peak_rss_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))?
-                .split_whitespace()
-                .nth(1)?
-                .parse::<f64>()
-                .ok()
-        })
-        .map_or(0.0, |kib| kib / 1024.0)
 }
 
 /// Runs `driftdb bench rules`.

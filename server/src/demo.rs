@@ -29,6 +29,7 @@ use crate::client::Client;
 use crate::error::{Error, Result};
 use crate::node::Node;
 use crate::output;
+use crate::rng::SplitMix as Rng;
 use crate::rules::RulesConfig;
 
 /// Options of `driftdb demo`.
@@ -66,38 +67,6 @@ const DRIFT_FROM: u32 = 4;
 /// Windows with broken calibration in `apac` (then the pipeline is fixed and the alert
 /// resolves after two healthy windows).
 const MISCALIBRATED: std::ops::Range<u32> = 6..10;
-
-/// SplitMix64: small, seedable, good enough for a simulation.
-#[derive(Debug)]
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn unit(&mut self) -> f64 {
-        ((self.next() >> 11) as f64 + 0.5) / (1u64 << 53) as f64
-    }
-    /// Standard normal (Box–Muller).
-    fn normal(&mut self) -> f64 {
-        let (u, v) = (self.unit(), self.unit());
-        (-2.0 * u.ln()).sqrt() * (2.0 * std::f64::consts::PI * v).cos()
-    }
-    fn pick(&mut self, weights: &[f64]) -> usize {
-        let mut x = self.unit() * weights.iter().sum::<f64>();
-        for (i, w) in weights.iter().enumerate() {
-            if x < *w {
-                return i;
-            }
-            x -= w;
-        }
-        weights.len() - 1
-    }
-}
 
 /// What the simulation does to one window.
 #[derive(Debug, Clone, Copy)]

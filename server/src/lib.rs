@@ -21,6 +21,7 @@ pub mod output;
 pub mod prom;
 pub mod query;
 pub mod registry;
+pub mod rng;
 pub mod rules;
 pub mod serve;
 pub mod tls;
