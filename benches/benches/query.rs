@@ -153,6 +153,12 @@ fn build(def: ModelDef, segs: Vec<Segment>, windows: i64, values: usize, downsam
         }
     }
     store.write(&ws).unwrap();
+    // Where the server's maintenance task keeps the daily rollups: `rollup_after` behind now.
+    let until = store
+        .clock()
+        .now()
+        .saturating_add_ms(-store.config().rollup_after_ms);
+    store.roll_up(until).unwrap();
     store.flush().unwrap();
     if downsample {
         store.downsample().unwrap();

@@ -148,8 +148,8 @@ pub fn accumulate(
 }
 
 /// Which (resolution, from, to) ranges to read for `intervals`: whole UTC days inside the
-/// hull come from the daily rollups when the reader keeps them and no interval boundary cuts
-/// a day; the rest from `resolution`, plus the coarser resolution where storage has
+/// hull come from the daily rollups when the reader keeps them, the days are rolled up
+/// already and no interval boundary cuts a day; the rest from `resolution`, plus the coarser resolution where storage has
 /// downsampled. Every datum is read exactly once.
 pub fn plan_reads(
     reader: &dyn SeriesReader,
@@ -165,7 +165,9 @@ pub fn plan_reads(
     {
         let start = hull.from.max(rf).0;
         let d0 = start.div_euclid(day) * day + if start.rem_euclid(day) == 0 { 0 } else { day };
-        let d1 = hull.to.0.div_euclid(day) * day;
+        // Days after the rollup cursor are still being filled: read their finer windows.
+        let upto = hull.to.0.min(reader.daily_rollups_until().0.max(start));
+        let d1 = upto.div_euclid(day) * day;
         let aligned = intervals
             .0
             .iter()

@@ -141,7 +141,8 @@ struct ServeArgs {
     #[arg(long, default_value = "127.0.0.1:9090")]
     http: SocketAddr,
     /// JSON configuration file; see `config.example.json`: retention, downsample_after,
-    /// sync_writes, block_cache_mb, ingest_concurrency, limits, tls_cert/tls_key, rules.
+    /// sync_writes, block_cache_mb, ingest_concurrency, daily_rollups, rollup_after, limits,
+    /// tls_cert/tls_key, rules.
     #[arg(long)]
     config: Option<PathBuf>,
     /// Serve without API keys: every caller is an operator with every scope. For local use
@@ -425,6 +426,10 @@ pub struct ServeConfig {
     pub ingest_concurrency: Option<usize>,
     /// Keep daily rollups so whole-day queries read one window per day (default true).
     pub daily_rollups: Option<bool>,
+    /// How long after a window ends it is merged into its day's rollup (default `1h`); `"0"`
+    /// merges on write (every delta written twice: slower ingest, today's day readable from
+    /// its rollup at once).
+    pub rollup_after: Option<String>,
     /// Rule evaluation and webhook delivery: `tick`, `max_catchup_windows`, `retry_initial`,
     /// `retry_max`, `dead_letter_after`, `delivery_timeout`, `delivery_concurrency`,
     /// `deny_private_targets`.
@@ -489,6 +494,13 @@ impl ServeConfig {
         }
         if let Some(r) = self.daily_rollups {
             c.daily_rollups = r;
+        }
+        if let Some(r) = &self.rollup_after {
+            c.rollup_after_ms = if r == "0" {
+                0
+            } else {
+                DurationMs::parse(r)?.millis()
+            };
         }
         c.validate()?;
         Ok(c)
@@ -1066,7 +1078,11 @@ mod tests {
     fn the_example_config_loads_with_default_limits() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config.example.json");
         let cfg = ServeConfig::load(&path).unwrap();
-        cfg.store_config().unwrap();
+        assert_eq!(cfg.store_config().unwrap().rollup_after_ms, 3_600_000);
+        let on_write: ServeConfig = serde_json::from_str(r#"{"rollup_after": "0"}"#).unwrap();
+        assert_eq!(on_write.store_config().unwrap().rollup_after_ms, 0);
+        let bad: ServeConfig = serde_json::from_str(r#"{"rollup_after": "-1h"}"#).unwrap();
+        assert!(bad.store_config().is_err());
         let rules = cfg.rules.clone().unwrap().resolve().unwrap();
         assert!(!rules.deny_private_targets);
         assert_eq!(cfg.limits(), crate::node::Limits::default());

@@ -16,6 +16,7 @@ pub mod files;
 pub mod grpc;
 pub mod http;
 pub mod ingest;
+pub mod maintenance;
 pub mod node;
 pub mod output;
 pub mod prom;

@@ -239,6 +239,10 @@ pub async fn start_with(node: Node, opts: ServeOptions) -> Result<Running> {
     let mut rx2 = rx.clone();
     let scheduler = tokio::spawn(crate::rules::run_scheduler(node.clone(), rx.clone()));
     let delivery = tokio::spawn(crate::rules::run_delivery(node.clone(), rx.clone()));
+    let maintenance = tokio::spawn(crate::maintenance::run_maintenance(
+        node.clone(),
+        rx.clone(),
+    ));
     // Alert streams never end by themselves; end them so graceful shutdown can finish.
     let rules = std::sync::Arc::clone(&node.rules);
     let mut rx3 = rx.clone();
@@ -292,6 +296,6 @@ pub async fn start_with(node: Node, opts: ServeOptions) -> Result<Running> {
     Ok(Running {
         bound,
         shutdown: tx,
-        tasks: vec![g, h, scheduler, delivery],
+        tasks: vec![g, h, scheduler, delivery, maintenance],
     })
 }

@@ -40,6 +40,13 @@ pub struct StoreConfig {
     /// days reads one window per day instead of 96. Costs one more merge operand per delta
     /// and about 1/96 more window bytes. See `FORMAT.md`, "Daily rollups".
     pub daily_rollups: bool,
+    /// How long after a 15-minute or hourly window ends it is rolled into its day's window by
+    /// [`crate::Store::roll_up`] (default 1 hour; the server runs it every minute). Deltas for a
+    /// window not rolled yet are written once, to that window only; later ones (late data) go
+    /// to both, in the same batch. `0` rolls up on write: every delta is written twice, the
+    /// way stores before this option worked, and `roll_up` has nothing to do. See `FORMAT.md`,
+    /// "Daily rollups".
+    pub rollup_after_ms: i64,
 }
 
 impl Default for StoreConfig {
@@ -56,6 +63,7 @@ impl Default for StoreConfig {
             periodic_compaction_secs: 86_400,
             create_if_missing: true,
             daily_rollups: true,
+            rollup_after_ms: 3_600_000,
         }
     }
 }
@@ -76,6 +84,15 @@ impl StoreConfig {
                 format!(
                     "{} must be positive and below retention ({})",
                     self.downsample_after_ms, self.retention_ms
+                ),
+            );
+        }
+        if self.rollup_after_ms < 0 || self.rollup_after_ms >= self.retention_ms {
+            return bad(
+                "rollup_after_ms",
+                format!(
+                    "{} must be 0 (roll up on write) or positive and below retention ({})",
+                    self.rollup_after_ms, self.retention_ms
                 ),
             );
         }

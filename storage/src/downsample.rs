@@ -54,10 +54,7 @@ impl Store {
     /// the module docs. Concurrent [`Store::write`]s stay correct: deltas for windows in the
     /// band being moved go straight to the hourly window.
     pub fn downsample(&self) -> Result<DownsampleReport> {
-        let _run = self
-            .downsample_running
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
+        let _run = self.maintenance.lock().unwrap_or_else(|e| e.into_inner());
         let (src, dst) = (Resolution::M15, Resolution::H1);
         let target = dst.window_start(
             self.clock
@@ -73,6 +70,9 @@ impl Store {
         if previous.is_some_and(|p| p >= target) {
             return Ok(report);
         }
+        // Roll up the band first: a window moved to its hour must be rolled into its day
+        // already (its hour too), or a later rollup run would miss or repeat it.
+        self.roll_up_locked(target, None)?;
         {
             // From now on deltas for windows in the band go to the hourly window, so nothing
             // lands behind the moving scan.

@@ -78,6 +78,10 @@ pub const META_DOWNSAMPLE_NAME: &[u8] = b"downsample";
 /// 0x00 | D1 tag`), big-endian i64 ms.
 pub const META_ROLLUP_NAME: &[u8] = b"rollup";
 
+/// `meta` storage record: the daily-rollup cursor (`'S' | "rolled" | 0x00 | D1 tag`): which
+/// finer windows are already merged into their day's window (see `rollup.rs`).
+pub const META_ROLLED_NAME: &[u8] = b"rolled";
+
 /// `reference` key prefix: one feature's profile, `'F' | str(model) | str(version) | feature`.
 pub const REFERENCE_FEATURE: u8 = b'F';
 /// `reference` key prefix: a version's profile header, `'H' | str(model) | str(version)`.
@@ -500,6 +504,13 @@ pub fn downsample_watermark_key(source: Resolution) -> Vec<u8> {
 pub fn rollup_marker_key() -> Vec<u8> {
     let mut w = KeyWriter::with_prefix(META_STORAGE);
     w.raw(META_ROLLUP_NAME).u8(0).u8(Resolution::D1.tag());
+    w.finish()
+}
+
+/// The `meta` key of the daily-rollup cursor.
+pub fn roll_cursor_key() -> Vec<u8> {
+    let mut w = KeyWriter::with_prefix(META_STORAGE);
+    w.raw(META_ROLLED_NAME).u8(0).u8(Resolution::D1.tag());
     w.finish()
 }
 

@@ -20,6 +20,7 @@ pub mod family;
 pub mod layout;
 pub mod merge;
 pub mod read;
+pub mod rollup;
 pub mod store;
 pub mod write;
 
@@ -31,5 +32,6 @@ pub use downsample::DownsampleReport;
 pub use error::{Error, Result};
 pub use family::{Entry, FamilyIter, FamilyRef};
 pub use read::{ScanIter, SeriesPrefix, SeriesReader, SeriesWindow, Window, WindowIter};
+pub use rollup::RollReport;
 pub use store::Store;
 pub use write::{Family, WriteSet};

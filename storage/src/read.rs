@@ -210,6 +210,14 @@ pub trait SeriesReader {
         None
     }
 
+    /// Daily windows ending at or before the returned instant hold all of their finer
+    /// windows; later days are still being filled behind the write path (see
+    /// [`crate::Store::roll_up`]), so a reader reads their finer windows. Meaningful only
+    /// with [`SeriesReader::daily_rollups_from`]; the default says no day is complete.
+    fn daily_rollups_until(&self) -> Timestamp {
+        Timestamp(i64::MIN)
+    }
+
     /// Like [`SeriesReader::windows`], falling back to the coarser resolution where the range
     /// was downsampled: returns the coarser windows with start in
     /// `[coarser.window_start(from), min(to, downsampled_before))` and the `resolution`
@@ -663,6 +671,10 @@ impl SeriesReader for Store {
 
     fn daily_rollups_from(&self) -> Option<Timestamp> {
         Store::daily_rollups_from(self)
+    }
+
+    fn daily_rollups_until(&self) -> Timestamp {
+        Store::daily_rollups_until(self).unwrap_or(Timestamp(i64::MIN))
     }
 
     fn downsampled_before(&self, resolution: Resolution) -> Option<Timestamp> {

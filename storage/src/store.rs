@@ -18,6 +18,7 @@ use crate::layout::{
     rollup_marker_key, window_cf, window_key_from_prefix,
 };
 use crate::merge::{Counters, RetentionFilterFactory, is_expired, window_merge_operator};
+use crate::rollup::{NONE_ROLLED, RollCursor};
 use crate::write::{Family, FamilyOp, WriteSet};
 
 /// Value kind of storage's own watermark records in `meta` (payload: big-endian i64 ms).
@@ -46,11 +47,14 @@ pub struct Store {
     /// 15m windows ending at or before this instant (ms) are, or are being, downsampled;
     /// deltas for them are folded into their hourly window instead. `i64::MIN` when none.
     pub(crate) downsampled_before: AtomicI64,
-    /// One downsampling run at a time.
-    pub(crate) downsample_running: Mutex<()>,
+    /// One maintenance run (downsampling, rolling up) at a time.
+    pub(crate) maintenance: Mutex<()>,
+    /// Which finer windows are merged into their day already (`rollup.rs`). Writers read it
+    /// under the shared writer lock; a rollup run changes it under the exclusive one.
+    pub(crate) roll: RwLock<RollCursor>,
     /// Daily windows starting at or after this instant (ms) are complete rollups of their
     /// finer windows; `None` when rollups are off.
-    rollups_from: Option<i64>,
+    pub(crate) rollups_from: Option<i64>,
 }
 
 fn table_options(config: &StoreConfig, cache: &Cache, bloom: bool) -> BlockBasedOptions {
@@ -142,7 +146,8 @@ impl Store {
             counters,
             move_lock: RwLock::new(()),
             downsampled_before: AtomicI64::new(NO_WATERMARK),
-            downsample_running: Mutex::new(()),
+            maintenance: Mutex::new(()),
+            roll: RwLock::new(RollCursor::at(NONE_ROLLED)),
             rollups_from: None,
         };
         for name in ALL_CFS {
@@ -152,7 +157,9 @@ impl Store {
             store.downsampled_before.store(w.millis(), Ordering::SeqCst);
         }
         let mut store = store;
-        store.rollups_from = store.init_rollups()?;
+        let (from, created) = store.init_rollups()?;
+        store.rollups_from = from;
+        store.init_roll_cursor(from.unwrap_or(NONE_ROLLED), created)?;
         Ok(store)
     }
 
@@ -237,6 +244,7 @@ impl Store {
         let mut batch = WriteBatch::default();
         let _shared = self.lock_writers_shared();
         let boundary = self.downsampled_before.load(Ordering::SeqCst);
+        let roll = self.roll.read().unwrap_or_else(|e| e.into_inner());
         for d in &set.deltas {
             let (res, start) = match d.resolution {
                 Resolution::M15
@@ -251,12 +259,12 @@ impl Store {
                 Resolution::H1 => cf_1h,
                 Resolution::D1 => cf_1d,
             };
-            batch.merge_cf(
-                cf,
-                window_key_from_prefix(&d.series_prefix, res, start),
-                &d.value,
-            );
-            if self.rollups_from.is_some() && res != Resolution::D1 {
+            let key = window_key_from_prefix(&d.series_prefix, res, start);
+            let to_day = self.rollups_from.is_some()
+                && res != Resolution::D1
+                && roll.is_rolled(res, &key, start);
+            batch.merge_cf(cf, key, &d.value);
+            if to_day {
                 let day = Resolution::D1.window_start(start);
                 batch.merge_cf(
                     cf_1d,
@@ -275,9 +283,12 @@ impl Store {
                 }
             }
         }
-        self.db
+        let written = self
+            .db
             .write_opt(batch, &self.write_options())
-            .map_err(Error::rocks("write"))
+            .map_err(Error::rocks("write"));
+        drop(roll);
+        written
     }
 
     /// Flushes every memtable to SST files.
@@ -337,7 +348,8 @@ impl Store {
     /// Reads or starts the daily-rollup marker. A store that never had finer windows rolls up
     /// from the beginning; a store that has them but no marker (rollups just switched on)
     /// rolls up completely from the next UTC day. Switching rollups off removes the marker.
-    fn init_rollups(&self) -> Result<Option<i64>> {
+    /// Returns the marker and whether this open wrote it.
+    fn init_rollups(&self) -> Result<(Option<i64>, bool)> {
         let cf = self.cf(CF_META)?;
         let stored = self.read_instant(&rollup_marker_key(), "rollup marker")?;
         if !self.config.daily_rollups {
@@ -346,10 +358,10 @@ impl Store {
                     .delete_cf(cf, rollup_marker_key())
                     .map_err(Error::rocks("write"))?;
             }
-            return Ok(None);
+            return Ok((None, false));
         }
         if let Some(t) = stored {
-            return Ok(Some(t.millis()));
+            return Ok((Some(t.millis()), false));
         }
         let mut has_windows = false;
         for name in [CF_WIN_15M, CF_WIN_1H] {
@@ -371,7 +383,7 @@ impl Store {
                 &self.write_options(),
             )
             .map_err(Error::rocks("write"))?;
-        Ok(Some(from))
+        Ok((Some(from), true))
     }
 
     /// Daily windows starting at or after the returned instant are complete rollups of the

@@ -11,6 +11,8 @@ use driftdb_storage::{SeriesReader, Store, StoreConfig, Window};
 pub const T0: i64 = 1_772_323_200_000;
 pub const DAY: i64 = 86_400_000;
 pub const M15: i64 = 900_000;
+pub const HOUR: i64 = 3_600_000;
+pub const MIN: i64 = 60_000;
 
 pub fn series(
     model: &str,

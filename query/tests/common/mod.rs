@@ -296,6 +296,9 @@ pub fn shop_fixture_with(windows: usize, rows_per_window: usize, config: StoreCo
             store.write(&ws).unwrap();
         }
     }
+    // What the server's maintenance task does behind the write path: merge every window
+    // that has ended into its day.
+    store.roll_up(now).unwrap();
     Fixture {
         dir,
         store,

@@ -1,0 +1,74 @@
+//! Storage maintenance behind the write path: windows older than `rollup_after` are merged
+//! into their day (`Store::roll_up`), and 15-minute windows older than `downsample_after`
+//! are merged into hourly ones (`Store::downsample`). Both are idempotent and resume after a
+//! crash, so the loop only has to run them now and then.
+
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, Result};
+use crate::node::Node;
+
+/// How often the rollup runs: a window is in its day at most this long after it is
+/// `rollup_after` old.
+pub const ROLLUP_EVERY: Duration = Duration::from_secs(60);
+
+/// How often downsampling runs (it moves whole hours).
+pub const DOWNSAMPLE_EVERY: Duration = Duration::from_secs(3600);
+
+/// One pass: the rollup, and downsampling when `downsample`.
+pub fn run_once(node: &Node, downsample: bool) -> Result<()> {
+    let store = &node.store;
+    let lag = store.config().rollup_after_ms;
+    if store.config().daily_rollups && lag > 0 {
+        let until = store.clock().now().saturating_add_ms(-lag);
+        let r = store.roll_up(until).map_err(Error::from)?;
+        if r.windows > 0 || r.corrupt > 0 {
+            tracing::info!(
+                windows = r.windows,
+                daily_operands = r.daily_operands,
+                corrupt = r.corrupt,
+                until = until.millis(),
+                "daily rollup"
+            );
+        }
+    }
+    if downsample {
+        let r = store.downsample().map_err(Error::from)?;
+        if r.windows_moved > 0 || r.corrupt > 0 {
+            tracing::info!(
+                windows = r.windows_moved,
+                series = r.series,
+                corrupt = r.corrupt,
+                "downsampled 15-minute windows to hourly"
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Runs [`run_once`] at start (finishing a run a crash interrupted) and then every
+/// [`ROLLUP_EVERY`], downsampling every [`DOWNSAMPLE_EVERY`], until shutdown. Failures are
+/// logged and retried on the next pass.
+pub async fn run_maintenance(
+    node: Node,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) -> Result<()> {
+    let mut last_downsample: Option<Instant> = None;
+    loop {
+        let downsample = last_downsample.is_none_or(|t| t.elapsed() >= DOWNSAMPLE_EVERY);
+        let n2 = node.clone();
+        match tokio::task::spawn_blocking(move || run_once(&n2, downsample)).await {
+            Ok(Ok(())) => {
+                if downsample {
+                    last_downsample = Some(Instant::now());
+                }
+            }
+            Ok(Err(e)) => tracing::error!(error = %e, "storage maintenance failed"),
+            Err(e) => tracing::error!(error = %e, "storage maintenance task failed"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(ROLLUP_EVERY) => {}
+            _ = shutdown.wait_for(|v| *v) => return Ok(()),
+        }
+    }
+}
