@@ -13,7 +13,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri};
 use driftdb_engine::model::ModelDef;
-use driftdb_engine::time::{ManualClock, Timestamp};
+use driftdb_engine::time::{Clock, ManualClock, Timestamp};
 use driftdb_proto::v1 as pb;
 use driftdb_server::auth::AuthMode;
 use driftdb_server::client::Client;
@@ -1007,6 +1007,30 @@ async fn metrics_show_evaluation_and_outbox() {
     // Clock at window 1's start + 1 minute: window 0 closed and evaluated, window 1 open.
     assert_eq!(value("driftdb_open_windows"), 1.0);
     assert_eq!(value("driftdb_rule_windows_pending"), 0.0);
+    // The maintenance task rolled up to `rollup_after` (1 h) before the clock it started with
+    // (its first pass runs at start; wait for it, bounded).
+    let gauge = "driftdb_daily_rollup_until_seconds ";
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut metrics = text.clone();
+    while !metrics.contains(gauge) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        metrics = reqwest::get(format!("http://{}/metrics", s.http))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+    }
+    let rolled: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(gauge))
+        .unwrap_or_else(|| panic!("no rollup gauge in {metrics}"))
+        .parse()
+        .unwrap();
+    assert!(
+        rolled > 0.0 && rolled <= (s.clock.now().millis() / 1000 - 3600) as f64,
+        "{rolled}"
+    );
     let deadline = Instant::now() + Duration::from_secs(5);
     while value_now(&s).await != 1.0 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;

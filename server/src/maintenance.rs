@@ -72,3 +72,72 @@ pub async fn run_maintenance(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![expect(clippy::unwrap_used, reason = "test")]
+
+    use std::sync::Arc;
+
+    use driftdb_engine::series::{FeatureRef, Segment, SeriesKey};
+    use driftdb_engine::sketch::{NumericState, SeriesState};
+    use driftdb_engine::time::{ManualClock, Resolution, Timestamp};
+    use driftdb_storage::{SeriesReader, StoreConfig, WriteSet};
+
+    use super::*;
+    use crate::auth::AuthMode;
+
+    const DAY: i64 = 86_400_000;
+
+    #[test]
+    fn a_pass_rolls_up_behind_now_and_downsamples_old_windows() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = Timestamp(1_772_323_200_000 + 40 * DAY);
+        let clock = ManualClock::new(now);
+        let node = Node::open(
+            dir.path(),
+            StoreConfig::default(),
+            Arc::new(clock),
+            AuthMode::Disabled,
+        )
+        .unwrap();
+        let key = SeriesKey {
+            model: "m".into(),
+            version: "v1".into(),
+            feature: FeatureRef::Named("x".into()),
+            segment: Segment::All,
+        };
+        let mut st = NumericState::default();
+        st.observe(1.0, None);
+        let state = SeriesState::Numeric(st);
+        let mut ws = WriteSet::new();
+        // One window a day for 35 days, and one 30 minutes ago (not rolled yet).
+        for d in 1..=35 {
+            ws.merge(&key, Resolution::M15, Timestamp(now.0 - d * DAY), &state);
+        }
+        ws.merge(
+            &key,
+            Resolution::M15,
+            Timestamp(now.0 - 30 * 60_000),
+            &state,
+        );
+        node.store.write(&ws).unwrap();
+        run_once(&node, true).unwrap();
+        assert_eq!(
+            node.store.daily_rollups_until(),
+            Some(Timestamp(now.0 - 3_600_000))
+        );
+        let values: u64 = node
+            .store
+            .windows(&key, Resolution::D1, Timestamp(0), now)
+            .unwrap()
+            .map(|w| match w.unwrap().state {
+                SeriesState::Numeric(n) => n.count(),
+                other => panic!("{other:?}"),
+            })
+            .sum();
+        assert_eq!(values, 35, "every window but the young one is in its day");
+        let boundary = SeriesReader::downsampled_before(&*node.store, Resolution::M15).unwrap();
+        assert_eq!(boundary, Timestamp(now.0 - 30 * DAY));
+    }
+}

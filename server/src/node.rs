@@ -130,6 +130,20 @@ impl Metrics {
             "Stored values that failed their checksum and were skipped.",
             store.corrupt_values() + store.corrupt_operands(),
         );
+        // How far the daily rollups reach: finer windows ending before this are in their day.
+        // Lagging far behind `now - rollup_after` means the maintenance task is stuck.
+        if let Some(until) = store.daily_rollups_until()
+            && until.millis() > i64::MIN
+            && until.millis() < i64::MAX
+        {
+            out.push_str(&format!(
+                "# HELP driftdb_daily_rollup_until_seconds Finer windows ending at or before this \
+                 Unix time are merged into their day's rollup.\n\
+                 # TYPE driftdb_daily_rollup_until_seconds gauge\n\
+                 driftdb_daily_rollup_until_seconds {}\n",
+                until.millis() / 1000
+            ));
+        }
         out
     }
 }

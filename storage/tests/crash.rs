@@ -14,6 +14,12 @@
 //!   the same atomic batch as the deltas, every window must equal the sum of batches `1..=D`
 //!   exactly (no loss, no double count). A restarted child resumes at `D + 1`, as a producer
 //!   resuming from its durable position would.
+//!
+//! Windows move forward in time with `s`, and after each ack the child rolls up the windows
+//! ending three windows behind the newest (`Store::roll_up`), so kills also land inside
+//! rollup runs and deltas land on both sides of the rollup cursor. After a kill the parent
+//! finishes any interrupted run (as the server does at start) and checks that every day's
+//! rollup equals the sum of its finer windows.
 
 use std::io::Write;
 use std::path::Path;
@@ -30,7 +36,6 @@ use crate::common::*;
 
 const ENV: &str = "DRIFTDB_CRASH_DIR";
 const KIND_SEQ: u8 = 1;
-const WINDOWS: i64 = 8;
 
 fn producer_key() -> Vec<u8> {
     KeyWriter::with_prefix(DEDUP_PRODUCER)
@@ -51,7 +56,7 @@ fn batch(s: u64) -> Vec<(usize, i64, Vec<f64>)> {
     (0..3)
         .map(|j| {
             let n = (s % 5) as usize + 1 + j;
-            (j, (s as i64 + j as i64) % WINDOWS, vec![(s % 97) as f64; n])
+            (j, s as i64 / 2 + j as i64, vec![(s % 97) as f64; n])
         })
         .collect()
 }
@@ -100,6 +105,9 @@ fn crash_child() {
         f.write_all(s.to_string().as_bytes()).unwrap();
         f.sync_all().unwrap();
         std::fs::rename(&tmp, dir.join("acked")).unwrap();
+        store
+            .roll_up(Timestamp(T0 + (s as i64 / 2 - 3) * M15))
+            .unwrap();
     }
 }
 
@@ -121,6 +129,7 @@ fn acknowledged_batches_survive_sigkill() {
     let mut cycles = 0;
     let mut max_seq = 0;
     let mut extra_batch_seen = 0;
+    let mut interrupted_runs = 0;
     while cycles < 24 && started.elapsed() < Duration::from_secs(50) {
         cycles += 1;
         let mut child = Command::new(&exe)
@@ -145,6 +154,9 @@ fn acknowledged_batches_survive_sigkill() {
             .map(|s| s.trim().parse().unwrap())
             .unwrap_or(0);
         let store = store_at(&dir.path().join("db"));
+        // Finish a rollup run the kill interrupted, as the server's maintenance does at start.
+        let rolled = store.roll_up(Timestamp(i64::MIN + 1)).unwrap();
+        interrupted_runs += u64::from(rolled.batches > 0);
         let d = durable_seq(&store);
         assert!(
             d == recorded || d == recorded + 1,
@@ -178,6 +190,38 @@ fn acknowledged_batches_survive_sigkill() {
             }
         }
         assert!(want.is_empty(), "cycle {cycles}: missing windows {want:?}");
+        for (i, key) in keys.iter().enumerate() {
+            let mut fine = std::collections::BTreeMap::<i64, (u64, f64)>::new();
+            for w in all_windows(&store, key, Resolution::M15) {
+                let e = fine
+                    .entry(Resolution::D1.window_start(w.start).millis())
+                    .or_default();
+                e.0 += numeric_count(&w.state);
+                e.1 += numeric_sum(&w.state);
+            }
+            let until = store.daily_rollups_until().unwrap().millis();
+            let days: std::collections::BTreeMap<i64, (u64, f64)> =
+                all_windows(&store, key, Resolution::D1)
+                    .iter()
+                    .map(|d| {
+                        let t = (numeric_count(&d.state), numeric_sum(&d.state));
+                        (d.start.millis(), t)
+                    })
+                    .collect();
+            for (day, (count, sum)) in &fine {
+                let rolled = days.get(day).copied().unwrap_or_default();
+                if day + DAY <= until {
+                    assert_eq!(
+                        rolled,
+                        (*count, *sum),
+                        "cycle {cycles} series {i}: day {day} is not its windows"
+                    );
+                } else {
+                    assert!(rolled.0 <= *count, "cycle {cycles} series {i} day {day}");
+                }
+            }
+            assert!(days.keys().all(|d| fine.contains_key(d)));
+        }
         assert_eq!(store.corrupt_operands() + store.corrupt_values(), 0);
     }
     assert!(cycles >= 20, "only {cycles} cycles in the time budget");
@@ -187,6 +231,6 @@ fn acknowledged_batches_survive_sigkill() {
     );
     eprintln!(
         "crash test: {cycles} kills, {max_seq} batches, {extra_batch_seen} kills between \
-         durable write and ack record"
+         durable write and ack record, {interrupted_runs} rollup runs finished after a kill"
     );
 }
