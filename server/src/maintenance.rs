@@ -75,7 +75,6 @@ pub async fn run_maintenance(
 
 #[cfg(test)]
 mod tests {
-    #![expect(clippy::unwrap_used, reason = "test")]
 
     use std::sync::Arc;
 
