@@ -25,6 +25,10 @@ use crate::store::Store;
 /// Windows moved per atomic batch; writers wait at most one chunk.
 const CHUNK: usize = 2048;
 
+/// Iterator steps (reads and seeks) per atomic batch, so a band with few windows among many
+/// series still hands the writer lock back regularly.
+const CHUNK_STEPS: usize = 4 * CHUNK;
+
 /// What one [`Store::downsample`] run did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DownsampleReport {
@@ -94,8 +98,9 @@ impl Store {
             it.seek(&resume);
             let mut batch = WriteBatch::default();
             let mut hourly: BTreeMap<Vec<u8>, SeriesState> = BTreeMap::new();
-            let mut n = 0;
-            while n < CHUNK {
+            let (mut n, mut steps) = (0, 0);
+            while n < CHUNK && steps < CHUNK_STEPS {
+                steps += 1;
                 let Some((key, value)) = it.item() else {
                     break;
                 };

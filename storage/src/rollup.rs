@@ -39,6 +39,10 @@ pub const KIND_ROLL_CURSOR: u8 = 0xF1;
 /// Finer windows read per atomic batch; writers wait at most one chunk.
 const CHUNK: usize = 2048;
 
+/// Iterator steps (reads and seeks) per atomic batch: a band holding few windows among many
+/// series still hands the writer lock back regularly.
+const CHUNK_STEPS: usize = 4 * CHUNK;
+
 /// `done` of a store that rolls up on write: every window counts as rolled.
 pub(crate) const ALL_ROLLED: i64 = i64::MAX;
 
@@ -215,6 +219,10 @@ impl Store {
         if self.rollups_from.is_none() || start.done == ALL_ROLLED {
             return Ok(report);
         }
+        // Window ends are aligned to 15 minutes: a run between two boundaries has nothing to
+        // read, so it does not start one (and scan every series for nothing).
+        let w = Resolution::M15.width_ms();
+        let until = Timestamp(until.millis().div_euclid(w).saturating_mul(w));
         loop {
             let cursor = self.roll_cursor();
             if cursor.band.is_none() {
@@ -270,8 +278,9 @@ impl Store {
             let mut it = self.db.raw_iterator_cf(self.cf(cf_name)?);
             it.seek(&band.resume);
             let mut days: BTreeMap<Vec<u8>, SeriesState> = BTreeMap::new();
-            let mut n = 0;
-            while n < CHUNK {
+            let (mut n, mut steps) = (0, 0);
+            while n < CHUNK && steps < CHUNK_STEPS {
+                steps += 1;
                 let Some((key, value)) = it.item() else {
                     break;
                 };

@@ -298,3 +298,36 @@ fn a_store_that_rolled_up_on_write_switches_to_runs_without_counting_twice() {
         6 * 2 + 30 + 4
     );
 }
+
+#[test]
+fn a_run_over_many_series_with_few_windows_hands_the_writer_lock_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let (clock, _) = clock_at(T0 + DAY);
+    let store = open(dir.path(), &clock, config());
+    let keys: Vec<_> = (0..12_000)
+        .map(|i| {
+            (
+                series("m", "v1", &format!("f{i:05}"), None),
+                Resolution::M15,
+            )
+        })
+        .collect();
+    write_grid(&store, &keys, T0, HOUR, 1, 1);
+    assert_eq!(store.roll_up(Timestamp(T0 + HOUR)).unwrap().windows, 12_000);
+    // One new window among 12,000 series: the run seeks past every series (one step each,
+    // 8,192 steps a batch), so it takes two batches in the 15-minute family.
+    write_grid(&store, &keys[2500..2501], T0 + 2 * HOUR, HOUR, 1, 4);
+    let r = store.roll_up(Timestamp(T0 + 3 * HOUR + 7 * MIN)).unwrap();
+    assert_eq!(r.windows, 1);
+    assert!(r.batches >= 3, "{r:?}");
+    assert_eq!(
+        r.rolled_until,
+        Some(Timestamp(T0 + 3 * HOUR)),
+        "rolled to the last 15-minute boundary"
+    );
+    assert_eq!(
+        day_totals(&store, &keys[2500].0),
+        fine_totals(&store, &keys[2500].0)
+    );
+    assert_eq!(day_totals(&store, &keys[2500].0)[0].1, 5);
+}
