@@ -249,7 +249,8 @@ enum BenchCmd {
     /// fsync on); reports feature-values/s, rows/s, the in-process fold ceiling and peak RSS.
     Ingest(crate::bench::IngestBenchArgs),
     /// Rule evaluation for a fleet at one window close (default 1,000 models × 500 features =
-    /// 500,000 series, one drift rule each); reports seconds, series/s and peak RSS.
+    /// 500,000 series, one drift rule each); reports seconds, series/s, peak RSS and the
+    /// restart time with the full store.
     Rules(crate::bench_alerts::RulesBenchArgs),
     /// Alert latency: from sending the batch that closes a window by event time to the webhook
     /// arriving at a receiver on loopback; reports p50/p99/max.
