@@ -17,6 +17,7 @@ pub mod error;
 pub mod ingest;
 pub mod model;
 pub mod reference;
+pub mod rng;
 pub mod rules;
 pub mod series;
 pub mod sketch;
