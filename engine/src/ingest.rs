@@ -539,6 +539,18 @@ struct UnitOut {
     invalid_values: u64,
 }
 
+/// The output of a numeric feature's column fold ([`fold_numeric`]).
+fn numeric_unit(unit: Unit, (states, invalid_values): (Vec<(u32, NumericState)>, u64)) -> UnitOut {
+    UnitOut {
+        unit,
+        states: states
+            .into_iter()
+            .map(|(g, s)| (g, SeriesState::Numeric(s)))
+            .collect(),
+        invalid_values,
+    }
+}
+
 /// A numeric value as the column fold sees it.
 #[derive(Clone, Copy)]
 enum Num {
@@ -643,36 +655,24 @@ impl<'a, B: Baselines + ?Sized> FoldCtx<'a, B> {
                 match (self.kinds[c], &batch.columns[c]) {
                     (FeatureKind::Numeric, Column::Numbers(col)) => {
                         let edges = self.edges(&fref);
-                        let (states, invalid_values) =
+                        numeric_unit(
+                            unit,
                             fold_numeric(plan, &edges, &mut self.scratch, |i| match col[i] {
                                 Some(x) => Num::Value(x),
                                 None => Num::Missing,
-                            });
-                        UnitOut {
-                            unit,
-                            states: states
-                                .into_iter()
-                                .map(|(g, s)| (g, SeriesState::Numeric(s)))
-                                .collect(),
-                            invalid_values,
-                        }
+                            }),
+                        )
                     }
                     (FeatureKind::Numeric, col) => {
                         let edges = self.edges(&fref);
-                        let (states, invalid_values) =
+                        numeric_unit(
+                            unit,
                             fold_numeric(plan, &edges, &mut self.scratch, |i| match col.get(i) {
                                 FieldRef::Number(x) => Num::Value(x),
                                 // Other types were rejected by check_row.
                                 _ => Num::Missing,
-                            });
-                        UnitOut {
-                            unit,
-                            states: states
-                                .into_iter()
-                                .map(|(g, s)| (g, SeriesState::Numeric(s)))
-                                .collect(),
-                            invalid_values,
-                        }
+                            }),
+                        )
                     }
                     (FeatureKind::Categorical, col) => UnitOut {
                         unit,
