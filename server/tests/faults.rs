@@ -7,7 +7,8 @@
 
 #![expect(clippy::unwrap_used, reason = "tests")]
 
-use std::io::{BufRead, BufReader};
+mod common;
+
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
@@ -51,16 +52,7 @@ fn start(data: &Path, limit_kib: Option<u64>) -> Server {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let grpc = line
-        .trim()
-        .strip_prefix("ready grpc=")
-        .and_then(|r| r.split(' ').next())
-        .unwrap_or_else(|| panic!("no ready line: {line:?}"))
-        .to_string();
+    let (grpc, _) = common::ready_addrs(&mut child);
     Server {
         child,
         url: format!("http://{grpc}"),

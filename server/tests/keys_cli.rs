@@ -4,7 +4,9 @@
 
 #![expect(clippy::unwrap_used, reason = "tests")]
 
-use std::io::{BufRead, BufReader, Read};
+mod common;
+
+use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Child, ChildStderr, Command, Output, Stdio};
@@ -38,16 +40,7 @@ fn serve(data: &Path, extra: &[&str]) -> Server {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let grpc = line
-        .trim()
-        .strip_prefix("ready grpc=")
-        .and_then(|r| r.split(' ').next())
-        .unwrap_or_else(|| panic!("no ready line: {line:?}"))
-        .to_string();
+    let (grpc, _) = common::ready_addrs(&mut child);
     let stderr = child.stderr.take().unwrap();
     Server {
         child,

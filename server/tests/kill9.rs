@@ -4,7 +4,8 @@
 
 #![expect(clippy::unwrap_used, reason = "tests fail loudly on broken setup")]
 
-use std::io::{BufRead, BufReader};
+mod common;
+
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,16 +33,7 @@ fn start(dir: &std::path::Path) -> (Child, ClientConfig) {
         .stderr(Stdio::null())
         .spawn()
         .expect("driftdb starts");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let grpc = line
-        .trim()
-        .strip_prefix("ready grpc=")
-        .and_then(|r| r.split(' ').next())
-        .unwrap_or_else(|| panic!("no ready line: {line:?}"))
-        .to_string();
+    let (grpc, _) = common::ready_addrs(&mut child);
     let key = std::fs::read_to_string(dir.join("admin.key")).unwrap();
     (
         child,

@@ -6,7 +6,8 @@
 
 #![expect(clippy::unwrap_used, reason = "tests")]
 
-use std::io::{BufRead, BufReader};
+mod common;
+
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -53,15 +54,7 @@ fn start(dir: &std::path::Path) -> Server {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let (grpc, http) = line
-        .trim()
-        .strip_prefix("ready grpc=")
-        .and_then(|r| r.split_once(" http="))
-        .unwrap_or_else(|| panic!("no ready line: {line:?}"));
+    let (grpc, http) = common::ready_addrs(&mut child);
     Server {
         url: format!("http://{grpc}"),
         http: http.to_string(),
