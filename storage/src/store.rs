@@ -241,7 +241,9 @@ impl Store {
         let cf_15m = self.cf(CF_WIN_15M)?;
         let cf_1h = self.cf(CF_WIN_1H)?;
         let cf_1d = self.cf(CF_WIN_1D)?;
-        let mut batch = WriteBatch::default();
+        // Sized up front: a batch of ingest deltas is megabytes, and growing RocksDB's buffer by
+        // doubling copied it several times into freshly faulted pages.
+        let mut batch = WriteBatch::with_capacity_bytes(set.batch_bytes());
         let _shared = self.lock_writers_shared();
         let boundary = self.downsampled_before.load(Ordering::SeqCst);
         let roll = self.roll.read().unwrap_or_else(|e| e.into_inner());

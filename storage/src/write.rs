@@ -7,7 +7,8 @@ use driftdb_engine::sketch::SeriesState;
 use driftdb_engine::time::{Resolution, Timestamp};
 
 use crate::layout::{
-    CF_ALERTS, CF_DEDUP, CF_META, CF_OUTBOX, CF_PENDING, CF_REFERENCE, series_prefix,
+    CF_ALERTS, CF_DEDUP, CF_META, CF_OUTBOX, CF_PENDING, CF_REFERENCE, WINDOW_SUFFIX_LEN,
+    series_prefix,
 };
 
 /// A column family outside the window families; its values are sealed envelopes
@@ -63,6 +64,11 @@ pub(crate) struct Delta {
     /// The encoded state ([`SeriesState::encode`]).
     pub value: Vec<u8>,
 }
+
+/// RocksDB's write batch header: sequence number and count.
+const BATCH_HEADER: usize = 12;
+/// Per record: a tag byte, the column family id and two length varints (5 bytes each at most).
+const RECORD_OVERHEAD: usize = 16;
 
 /// A put or delete in a non-window family.
 #[derive(Debug, Clone)]
@@ -147,6 +153,26 @@ impl WriteSet {
         self.deltas.len()
     }
 
+    /// Bytes of the RocksDB write batch this set becomes, deltas counted once (a delta also
+    /// merged into its day adds its size again): a record's key and value plus its tag,
+    /// column family and length varints, at most [`RECORD_OVERHEAD`] bytes.
+    pub(crate) fn batch_bytes(&self) -> usize {
+        let deltas: usize = self
+            .deltas
+            .iter()
+            .map(|d| d.series_prefix.len() + WINDOW_SUFFIX_LEN + d.value.len() + RECORD_OVERHEAD)
+            .sum();
+        let ops: usize = self
+            .ops
+            .iter()
+            .map(|op| match op {
+                FamilyOp::Put { key, value, .. } => key.len() + value.len() + RECORD_OVERHEAD,
+                FamilyOp::Delete { key, .. } => key.len() + RECORD_OVERHEAD,
+            })
+            .sum();
+        BATCH_HEADER + deltas + ops
+    }
+
     /// Whether nothing was added.
     pub fn is_empty(&self) -> bool {
         self.deltas.is_empty() && self.ops.is_empty()
@@ -156,5 +182,45 @@ impl WriteSet {
     pub fn clear(&mut self) {
         self.deltas.clear();
         self.ops.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::layout::window_key_from_prefix;
+
+    /// The estimate is an upper bound of what RocksDB's batch holds (so the buffer never
+    /// grows) and not far above it.
+    #[test]
+    fn batch_bytes_bounds_the_rocksdb_batch() {
+        let mut set = WriteSet::new();
+        for i in 0..50u8 {
+            let value = vec![i; 40 + 300 * usize::from(i % 3)];
+            set.merge_encoded(vec![b'p', i], Resolution::M15, Timestamp(0), value);
+        }
+        set.put(Family::Dedup, vec![7u8; 30], 1, &[1; 200]);
+        set.delete(Family::Pending, vec![8u8; 20]);
+        // 300 (two bytes) and 17 column families: the widest varints a real batch has.
+        let mut b = rocksdb::WriteBatch::default();
+        for d in &set.deltas {
+            b.merge(
+                window_key_from_prefix(&d.series_prefix, d.resolution, d.start),
+                &d.value,
+            );
+        }
+        for op in &set.ops {
+            match op {
+                FamilyOp::Put { key, value, .. } => b.put(key, value),
+                FamilyOp::Delete { key, .. } => b.delete(key),
+            }
+        }
+        let actual = b.size_in_bytes();
+        let estimate = set.batch_bytes();
+        assert!(estimate >= actual, "{estimate} < {actual}");
+        assert!(
+            estimate <= actual + 52 * RECORD_OVERHEAD,
+            "{estimate} vs {actual}"
+        );
     }
 }
