@@ -16,7 +16,7 @@ fn main() -> std::process::ExitCode {
 /// mimalloc asks for huge pages on its arenas; every batch frees and re-touches megabytes of
 /// them (decoded columns, sketch deltas, encoded images), and each first touch of a 2 MiB huge
 /// page has the kernel zero all of it: `clear_page_erms` was 7–12 % of ingest's CPU in `perf`.
-/// With them off, `driftdb bench ingest` does the same work in about a fifth less CPU
+/// With them off, `driftdb bench ingest` does the same work in about 15 % less CPU
 /// (BENCHMARKS.md). Databases commonly run without them (RocksDB, Redis and MongoDB advise it).
 /// The flag is per process (`prctl(PR_SET_THP_DISABLE)`) and leaves the system setting alone.
 fn transparent_huge_pages() {
