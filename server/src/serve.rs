@@ -139,6 +139,18 @@ pub async fn start(node: Node, grpc: SocketAddr, http: SocketAddr) -> Result<Run
     .await
 }
 
+/// HTTP/2 receive window of one gRPC stream: how far a client may send ahead of the server.
+/// An ingest stream is handled one batch at a time; with this window the next batch (a
+/// 2,000-row × 500-feature batch is 8 MB) arrives while the current one is written, instead
+/// of waiting for the ack.
+const STREAM_WINDOW_BYTES: u32 = 8 << 20;
+/// HTTP/2 receive window of one connection, shared by its streams. hyper's default (1 MiB)
+/// let one stream's unread batch stall every other stream of the connection: `driftdb bench
+/// ingest` kept its cores 1.7 busy out of 2 instead of 1.8 (BENCHMARKS.md). This bounds what a
+/// connection can make the server buffer before any batch is decoded and counted against
+/// `ingest_memory_mb`.
+const CONNECTION_WINDOW_BYTES: u32 = 32 << 20;
+
 /// Time a client has to finish its TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// TLS handshakes in progress at once on the HTTP listener; more connections wait in the
@@ -256,7 +268,9 @@ pub async fn start_with(node: Node, opts: ServeOptions) -> Result<Running> {
         .tcp_keepalive(Some(Duration::from_secs(60)))
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(20)))
-        .max_concurrent_streams(Some(256));
+        .max_concurrent_streams(Some(256))
+        .initial_stream_window_size(Some(STREAM_WINDOW_BYTES))
+        .initial_connection_window_size(Some(CONNECTION_WINDOW_BYTES));
     if let Some(tls) = &opts.tls {
         let identity = tonic::transport::Identity::from_pem(&tls.cert_pem, &tls.key_pem);
         builder = builder
