@@ -465,3 +465,29 @@ fn a_batch_always_builds_the_same_kll_image() {
     let c = kll_image_from_sorted(&shifted).unwrap();
     assert_ne!(a, c);
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// The bulk fold's fused passes give exactly the plain two-pass formulas (sum in slice
+    /// order, then squared deviations from the mean), bit for bit, so a state's stored bytes
+    /// do not depend on how the loops are arranged.
+    #[test]
+    fn bulk_moments_are_the_two_pass_formulas(
+        vals in prop::collection::vec(prop_oneof![
+            8 => -1e6f64..1e6,
+            1 => prop::sample::select(vec![0.0, -0.0, 1e-300]),
+        ], 1..400),
+    ) {
+        let mut v = vals;
+        v.sort_by(f64::total_cmp);
+        for e in [None, Some(edges())] {
+            let s = NumericState::from_sorted(&v, 0, 0, e.as_ref());
+            let sum: f64 = v.iter().sum();
+            let mean = sum / v.len() as f64;
+            let m2: f64 = v.iter().map(|x| (x - mean) * (x - mean)).sum();
+            prop_assert_eq!(s.sum().to_bits(), sum.to_bits());
+            prop_assert_eq!(s.m2().to_bits(), m2.to_bits());
+        }
+    }
+}

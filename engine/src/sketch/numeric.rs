@@ -207,10 +207,19 @@ impl NumericState {
         let mut s = NumericState::new(edges);
         s.missing = missing;
         s.invalid = invalid;
-        let in_order = ordered.iter().all(|v| v.is_finite())
-            && ordered
-                .windows(2)
-                .all(|w| bulk_order_key(w[0]) <= bulk_order_key(w[1]));
+        // One pass checks the order and takes the sum (in slice order from -0.0, as
+        // `Iterator::sum` does), minimum and maximum; a second takes m2 and the bins. The
+        // results are discarded if the values turn out not to be in order.
+        let (mut in_order, mut prev) = (true, 0u32);
+        let (mut sum, mut min, mut max) = (-0.0, s.min, s.max);
+        for v in ordered {
+            let key = bulk_order_key(*v);
+            in_order &= v.is_finite() && key >= prev;
+            prev = key;
+            sum += *v;
+            min = min.min(*v);
+            max = max.max(*v);
+        }
         let image = if in_order {
             kll_image_from_sorted(ordered)
         } else {
@@ -227,30 +236,36 @@ impl NumericState {
         }
         let n = ordered.len();
         s.count = n as u64;
-        s.sum = ordered.iter().sum();
-        let mean = s.sum / n as f64;
-        s.m2 = ordered.iter().map(|v| (v - mean) * (v - mean)).sum();
-        for v in ordered {
-            s.min = s.min.min(*v);
-            s.max = s.max.max(*v);
-        }
-        if let (Some(b), Some(e)) = (s.bins.as_mut(), edges) {
-            // Edges whose key is below a value's are below the value; equal keys (values
-            // within 2^-20 relative of an edge) are decided by comparing the values.
-            let (edges, keys) = (e.edges(), &e.keys);
-            let mut below = 0;
-            for v in ordered {
-                let key = bulk_order_key(*v);
-                while below < keys.len() && keys[below] < key {
-                    below += 1;
+        s.sum = sum;
+        (s.min, s.max) = (min, max);
+        let mean = sum / n as f64;
+        let mut m2 = -0.0;
+        match (s.bins.as_mut(), edges) {
+            (Some(b), Some(e)) => {
+                // Edges whose key is below a value's are below the value; equal keys (values
+                // within 2^-20 relative of an edge) are decided by comparing the values.
+                let (edges, keys) = (e.edges(), &e.keys);
+                let mut below = 0;
+                for v in ordered {
+                    m2 += (v - mean) * (v - mean);
+                    let key = bulk_order_key(*v);
+                    while below < keys.len() && keys[below] < key {
+                        below += 1;
+                    }
+                    let mut bin = below;
+                    while bin < keys.len() && keys[bin] == key && edges[bin] <= *v {
+                        bin += 1;
+                    }
+                    b.counts[bin] += 1;
                 }
-                let mut bin = below;
-                while bin < keys.len() && keys[bin] == key && edges[bin] <= *v {
-                    bin += 1;
+            }
+            _ => {
+                for v in ordered {
+                    m2 += (v - mean) * (v - mean);
                 }
-                b.counts[bin] += 1;
             }
         }
+        s.m2 = m2;
         s.kll = OnceLock::new();
         s.kll_image = Some(image);
         s
