@@ -139,43 +139,19 @@ pub struct MergedValue {
 /// Merges encoded states in order. Operands that do not decode, or whose kind differs from the
 /// first good one, are counted and skipped, never folded in as data.
 pub fn merge_encoded<'a>(values: impl IntoIterator<Item = &'a [u8]>) -> MergedValue {
-    let mut states = Vec::new();
+    let mut acc: Option<SeriesState> = None;
     let mut corrupt = 0;
     for v in values {
         match SeriesState::decode(v) {
-            Ok(s) => states.push(s),
-            Err(_) => corrupt += 1,
-        }
-    }
-    // Numeric windows, nearly all of them, merge their sketches in one pass; anything else,
-    // or a failure there, merges in turn, counting each operand that does not merge.
-    if states.len() > 1 && states.iter().all(|s| matches!(s, SeriesState::Numeric(_))) {
-        let all: Vec<NumericState> = states
-            .into_iter()
-            .filter_map(|s| match s {
-                SeriesState::Numeric(n) => Some(n),
-                _ => None,
-            })
-            .collect();
-        match NumericState::merge_all(&all) {
-            Ok(merged) => {
-                return MergedValue {
-                    bytes: Some(SeriesState::Numeric(merged).encode()),
-                    corrupt,
-                };
-            }
-            Err(_) => states = all.into_iter().map(SeriesState::Numeric).collect(),
-        }
-    }
-    let mut acc: Option<SeriesState> = None;
-    for s in states {
-        match acc.as_mut() {
-            None => acc = Some(s),
-            Some(a) => {
-                if a.merge(&s).is_err() {
-                    corrupt += 1;
+            Ok(s) => match acc.as_mut() {
+                None => acc = Some(s),
+                Some(a) => {
+                    if a.merge(&s).is_err() {
+                        corrupt += 1;
+                    }
                 }
-            }
+            },
+            Err(_) => corrupt += 1,
         }
     }
     MergedValue {

@@ -183,47 +183,6 @@ impl LevelsBuilder {
         self.levels[level] = current;
     }
 
-    /// DataSketches' `generalCompress` on sorted levels: one pass from level 0 up; while the
-    /// sketch holds more than its total capacity, a level at or over its own capacity is
-    /// compacted into the one above (an odd level keeps its smallest item). Compacting the top
-    /// level adds a level, and with it capacity.
-    fn general_compress(&mut self) {
-        let mut num_levels = self.levels.len();
-        let mut count: usize = self.levels.iter().map(Vec::len).sum();
-        let mut target = total_capacity(num_levels);
-        let mut level = 0;
-        loop {
-            if level + 1 == self.levels.len() {
-                self.levels.push(Vec::new());
-            }
-            if count >= target && self.levels[level].len() >= level_capacity(num_levels, level) {
-                let mut current = std::mem::take(&mut self.levels[level]);
-                let leftover = (current.len() % 2 == 1).then(|| current.remove(0));
-                let above = std::mem::take(&mut self.levels[level + 1]);
-                let offset = usize::from(self.coin());
-                let promoted: Vec<f64> = current.iter().skip(offset).step_by(2).copied().collect();
-                count -= current.len() / 2;
-                self.levels[level + 1] = if above.is_empty() {
-                    promoted
-                } else {
-                    merge_sorted(&promoted, &above)
-                };
-                current.clear();
-                current.extend(leftover);
-                self.levels[level] = current;
-                if level + 1 == num_levels {
-                    num_levels += 1;
-                    target += level_capacity(num_levels, 0);
-                }
-            }
-            if level + 1 >= num_levels {
-                break;
-            }
-            level += 1;
-        }
-        self.levels.truncate(num_levels);
-    }
-
     fn image(&self) -> Vec<u8> {
         let k = KLL_K.to_le_bytes();
         if self.n == 0 {
@@ -339,164 +298,6 @@ pub fn kll_image_header(b: &[u8]) -> Result<(u64, bool)> {
     Ok((u64::from_le_bytes(a), levels > 1))
 }
 
-/// The content of a compact KLL-of-doubles image: levels of items (level `h` weighs `2^h`).
-struct ImageLevels {
-    k: u16,
-    n: u64,
-    min: f64,
-    max: f64,
-    levels: Vec<Vec<f64>>,
-}
-
-impl ImageLevels {
-    /// Reads an image; `None` for the empty sketch.
-    fn parse(b: &[u8]) -> Result<Option<Self>> {
-        let bad = |d: &str| Error::sketch("kll", d.to_string());
-        if b.len() < 8 || b[2] != KLL_FAMILY {
-            return Err(bad("not a KLL image"));
-        }
-        let flags = b[3];
-        let k = u16::from_le_bytes([b[4], b[5]]);
-        if flags & FLAG_EMPTY != 0 {
-            return Ok(None);
-        }
-        let f = |at: usize| -> Result<f64> {
-            let s = b.get(at..at + 8).ok_or_else(|| bad("truncated image"))?;
-            let mut a = [0u8; 8];
-            a.copy_from_slice(s);
-            Ok(f64::from_le_bytes(a))
-        };
-        if flags & FLAG_SINGLE != 0 {
-            let x = f(8)?;
-            return Ok(Some(ImageLevels {
-                k,
-                n: 1,
-                min: x,
-                max: x,
-                levels: vec![vec![x]],
-            }));
-        }
-        if b.len() < 20 {
-            return Err(bad("truncated preamble"));
-        }
-        let mut n = [0u8; 8];
-        n.copy_from_slice(&b[8..16]);
-        let num_levels = usize::from(b[18]);
-        if num_levels == 0 || num_levels > 61 {
-            return Err(bad("bad level count"));
-        }
-        let mut offsets = Vec::with_capacity(num_levels);
-        for l in 0..num_levels {
-            let at = 20 + 4 * l;
-            let s = b.get(at..at + 4).ok_or_else(|| bad("truncated levels"))?;
-            offsets.push(u32::from_le_bytes([s[0], s[1], s[2], s[3]]) as usize);
-        }
-        let min_at = 20 + 4 * num_levels;
-        let min = f(min_at)?;
-        let max = f(min_at + 8)?;
-        let items_at = min_at + 16;
-        let rest = b
-            .len()
-            .checked_sub(items_at)
-            .ok_or_else(|| bad("truncated items"))?;
-        if rest % 8 != 0 {
-            return Err(bad("ragged item array"));
-        }
-        let retained = rest / 8;
-        let base = offsets[0];
-        let mut levels = Vec::with_capacity(num_levels);
-        for level in 0..num_levels {
-            let start = offsets[level]
-                .checked_sub(base)
-                .ok_or_else(|| bad("bad level offsets"))?;
-            let end = if level + 1 < num_levels {
-                offsets[level + 1]
-                    .checked_sub(base)
-                    .ok_or_else(|| bad("bad level offsets"))?
-            } else {
-                retained
-            };
-            if start > end || end > retained {
-                return Err(bad("bad level offsets"));
-            }
-            levels.push(
-                (start..end)
-                    .map(|i| f(items_at + 8 * i))
-                    .collect::<Result<Vec<f64>>>()?,
-            );
-        }
-        Ok(Some(ImageLevels {
-            k,
-            n: u64::from_le_bytes(n),
-            min,
-            max,
-            levels,
-        }))
-    }
-}
-
-/// Merges compact KLL images (of [`KLL_K`]) into one in a single pass: each level of every
-/// input joins the same level of the result, then one DataSketches general compression
-/// (`generalCompress`: the lowest levels over capacity are halved upwards while the sketch is
-/// over its total capacity, adding levels as needed) brings it back within capacity. Merging
-/// them in turn does the same work once per input; this is what RocksDB's merge operator
-/// calls with all the operands of a window at once. Weights are preserved exactly (the result's
-/// n is the sum of the inputs'), coins are seeded from the inputs, so the same operands always
-/// merge to the same image. Errors on an image that does not parse, of another k, or whose
-/// weights do not add up to its n; the caller then merges through the crate.
-pub fn kll_merge_images(images: &[&[u8]]) -> Result<Vec<u8>> {
-    let mut seed = crc32fast::Hasher::new();
-    let mut b = LevelsBuilder {
-        levels: vec![Vec::new()],
-        n: 0,
-        min: f64::INFINITY,
-        max: f64::NEG_INFINITY,
-        coins: 0,
-    };
-    for image in images {
-        let Some(img) = ImageLevels::parse(image)? else {
-            continue;
-        };
-        if img.k != KLL_K {
-            return Err(Error::sketch("kll", format!("k {} is not {KLL_K}", img.k)));
-        }
-        let weight: u64 = img
-            .levels
-            .iter()
-            .enumerate()
-            .map(|(h, l)| (l.len() as u64) << h)
-            .sum();
-        if weight != img.n || img.min.partial_cmp(&img.max).is_none_or(|o| o.is_gt()) {
-            return Err(Error::sketch("kll", "weights do not add up to n"));
-        }
-        seed.update(&image[..image.len().min(64)]);
-        b.n += img.n;
-        b.min = b.min.min(img.min);
-        b.max = b.max.max(img.max);
-        for (h, items) in img.levels.into_iter().enumerate() {
-            if b.levels.len() <= h {
-                b.levels.push(Vec::new());
-            }
-            b.levels[h] = if h == 0 {
-                let mut zero = std::mem::take(&mut b.levels[0]);
-                zero.extend_from_slice(&items);
-                zero
-            } else {
-                merge_sorted(&b.levels[h], &items)
-            };
-        }
-    }
-    seed.update(&b.n.to_le_bytes());
-    b.coins = u64::from(seed.finalize()) ^ 0x5DEE_CE66_D1CE_5EED;
-    b.levels[0].sort_by(f64::total_cmp);
-    b.general_compress();
-    let retained: usize = b.levels.iter().map(Vec::len).sum();
-    if retained > total_capacity(b.levels.len()) {
-        return Err(Error::sketch("kll", "merge left the sketch over capacity"));
-    }
-    Ok(b.image())
-}
-
 /// Normalized rank error of a KLL sketch with [`KLL_K`] (single-sided, 99 % confidence).
 pub fn kll_rank_error_bound() -> f64 {
     new_kll().normalized_rank_error()
@@ -559,17 +360,72 @@ impl WeightedCdf {
 
     /// Parses a DataSketches compact KLL-of-doubles image.
     pub fn from_image(b: &[u8]) -> Result<Self> {
-        let Some(img) = ImageLevels::parse(b)? else {
+        let bad = |d: &str| Error::sketch("kll", d.to_string());
+        if b.len() < 8 || b[2] != KLL_FAMILY {
+            return Err(bad("not a KLL image"));
+        }
+        let flags = b[3];
+        if flags & FLAG_EMPTY != 0 {
             return Ok(WeightedCdf::default());
+        }
+        let f = |at: usize| -> Result<f64> {
+            let s = b.get(at..at + 8).ok_or_else(|| bad("truncated image"))?;
+            let mut a = [0u8; 8];
+            a.copy_from_slice(s);
+            Ok(f64::from_le_bytes(a))
         };
-        let mut pairs = Vec::with_capacity(img.levels.iter().map(Vec::len).sum());
-        for (level, items) in img.levels.iter().enumerate() {
+        if flags & FLAG_SINGLE != 0 {
+            return Ok(Self::from_weighted(vec![(f(8)?, 1)]));
+        }
+        if b.len() < 20 {
+            return Err(bad("truncated preamble"));
+        }
+        let num_levels = usize::from(b[18]);
+        if num_levels == 0 || num_levels > 61 {
+            return Err(bad("bad level count"));
+        }
+        let mut offsets = Vec::with_capacity(num_levels);
+        for l in 0..num_levels {
+            let at = 20 + 4 * l;
+            let s = b.get(at..at + 4).ok_or_else(|| bad("truncated levels"))?;
+            offsets.push(u32::from_le_bytes([s[0], s[1], s[2], s[3]]) as usize);
+        }
+        let min_at = 20 + 4 * num_levels;
+        let min = f(min_at)?;
+        let max = f(min_at + 8)?;
+        let items_at = min_at + 16;
+        let rest = b
+            .len()
+            .checked_sub(items_at)
+            .ok_or_else(|| bad("truncated items"))?;
+        if rest % 8 != 0 {
+            return Err(bad("ragged item array"));
+        }
+        let retained = rest / 8;
+        let mut pairs = Vec::with_capacity(retained);
+        let base = offsets[0];
+        for level in 0..num_levels {
+            let start = offsets[level]
+                .checked_sub(base)
+                .ok_or_else(|| bad("bad level offsets"))?;
+            let end = if level + 1 < num_levels {
+                offsets[level + 1]
+                    .checked_sub(base)
+                    .ok_or_else(|| bad("bad level offsets"))?
+            } else {
+                retained
+            };
+            if start > end || end > retained {
+                return Err(bad("bad level offsets"));
+            }
             let weight = 1u64 << level;
-            pairs.extend(items.iter().map(|x| (*x, weight)));
+            for i in start..end {
+                pairs.push((f(items_at + 8 * i)?, weight));
+            }
         }
         let mut cdf = Self::from_weighted(pairs);
-        cdf.min = img.min;
-        cdf.max = img.max;
+        cdf.min = min;
+        cdf.max = max;
         Ok(cdf)
     }
 
