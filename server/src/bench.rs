@@ -341,14 +341,14 @@ pub async fn ingest(a: IngestBenchArgs) -> Result<()> {
     };
     // End to end.
     let per_stream = a.rows.div_ceil(a.batch).div_ceil(a.streams);
-    let cpu0 = cpu_seconds();
-    let t0 = Instant::now();
     let bodies: Arc<Vec<bytes::Bytes>> = Arc::new(pool.iter().map(encoded_columns).collect());
     let channel = tonic::transport::Endpoint::from_shared(url.clone())
         .map_err(|e| Error::Internal(e.to_string()))?
         .connect()
         .await
         .map_err(|e| Error::Internal(format!("connect {url}: {e}")))?;
+    let cpu0 = cpu_seconds();
+    let t0 = Instant::now();
     let mut tasks = Vec::new();
     for s in 0..a.streams {
         let mut grpc = tonic::client::Grpc::new(channel.clone());
