@@ -711,20 +711,13 @@ impl<'a, B: Baselines + ?Sized> FoldCtx<'a, B> {
             }
             Unit::Latency => {
                 let edges = self.edges(&FeatureRef::Latency);
-                let (states, invalid_values) = fold_numeric(plan, &edges, &mut self.scratch, |i| {
+                let folded = fold_numeric(plan, &edges, &mut self.scratch, |i| {
                     match batch.rows[i].latency_ms {
                         Some(x) => Num::Value(x),
                         None => Num::Skip,
                     }
                 });
-                UnitOut {
-                    unit,
-                    states: states
-                        .into_iter()
-                        .map(|(g, s)| (g, SeriesState::Numeric(s)))
-                        .collect(),
-                    invalid_values,
-                }
+                numeric_unit(unit, folded)
             }
         }
     }

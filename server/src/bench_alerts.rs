@@ -141,17 +141,22 @@ pub async fn rules(a: RulesBenchArgs) -> Result<()> {
         .map_err(|e| Error::Internal(e.to_string()))?
 }
 
-fn rules_blocking(a: &RulesBenchArgs) -> Result<()> {
-    let dir = tempfile::tempdir().map_err(|e| Error::Internal(e.to_string()))?;
-    let t = Timestamp(1_772_323_200_000); // 2026-03-01T00:00:00Z
-    let clock = ManualClock::new(t);
-    let node = Node::open_with(
-        dir.path(),
+/// The rules bench's node: default store and rules, the bench's clock, auth off.
+fn open_fleet(dir: &std::path::Path, clock: &ManualClock) -> Result<Node> {
+    Node::open_with(
+        dir,
         StoreConfig::default(),
         RulesConfig::default(),
         Arc::new(clock.clone()),
         crate::auth::AuthMode::Disabled,
-    )?;
+    )
+}
+
+fn rules_blocking(a: &RulesBenchArgs) -> Result<()> {
+    let dir = tempfile::tempdir().map_err(|e| Error::Internal(e.to_string()))?;
+    let t = Timestamp(1_772_323_200_000); // 2026-03-01T00:00:00Z
+    let clock = ManualClock::new(t);
+    let node = open_fleet(dir.path(), &clock)?;
     let setup = Instant::now();
     let mut rng = Rng(0x5eed);
     // One reference, profiled once, given to every model under its own id.
@@ -233,13 +238,7 @@ fn rules_blocking(a: &RulesBenchArgs) -> Result<()> {
     // serves (store, registry with every reference, rules, alert log, keys).
     drop(node);
     let r0 = Instant::now();
-    let node = Node::open_with(
-        dir.path(),
-        StoreConfig::default(),
-        RulesConfig::default(),
-        Arc::new(clock.clone()),
-        crate::auth::AuthMode::Disabled,
-    )?;
+    let node = open_fleet(dir.path(), &clock)?;
     let restart_secs = r0.elapsed().as_secs_f64();
     let reopened = node.registry.list()?.len();
     if reopened != a.models {

@@ -107,8 +107,8 @@ struct LevelsBuilder {
     n: u64,
     min: f64,
     max: f64,
-    /// SplitMix64 state of the compaction coins, seeded from the input itself.
-    coins: u64,
+    /// The compaction coins, seeded from the input itself.
+    coins: crate::rng::SplitMix,
 }
 
 impl LevelsBuilder {
@@ -118,7 +118,7 @@ impl LevelsBuilder {
             n: sorted.len() as u64,
             min: sorted.first().copied().unwrap_or(f64::NAN),
             max: sorted.last().copied().unwrap_or(f64::NAN),
-            coins: coin_seed(sorted),
+            coins: crate::rng::SplitMix(coin_seed(sorted)),
         };
         let mut capacity = total_capacity(1);
         let mut retained = 0usize;
@@ -253,11 +253,7 @@ fn coin_seed(sorted: &[f64]) -> u64 {
 impl LevelsBuilder {
     /// A fair coin (SplitMix64).
     fn coin(&mut self) -> bool {
-        self.coins = self.coins.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.coins;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        (z ^ (z >> 31)) & 1 == 1
+        self.coins.next_u64() & 1 == 1
     }
 }
 
