@@ -18,7 +18,7 @@ use driftdb_engine::ingest::{
 };
 use driftdb_engine::model::ModelDef;
 use driftdb_engine::series::{FeatureRef, Segment};
-use driftdb_engine::sketch::{BinEdges, NumericState};
+use driftdb_engine::sketch::{BinEdges, NumericState, merge_encoded};
 use driftdb_engine::time::{Resolution, Timestamp};
 
 const ROWS: usize = 2_000;
@@ -161,6 +161,37 @@ fn bench(c: &mut Criterion) {
             },
         );
     }
+    g.finish();
+
+    // What a memtable flush does with those deltas: RocksDB hands the merge operator every
+    // operand of a window key at once (about five batches' deltas per key with 64 MiB
+    // memtables), and the operator merges them into one value.
+    const OPERANDS: usize = 5;
+    let mut per_key: std::collections::BTreeMap<_, Vec<Vec<u8>>> = Default::default();
+    for _ in 0..OPERANDS {
+        let b = batch(&mut rng);
+        let mut reg = SegmentRegistry::new(64);
+        let plan = plan_batch(&m, Resolution::M15, &b, &mut reg, bounds, &|_, _| false);
+        for (key, start, state) in fold_planned(&m, &b, plan, &edges, 1).deltas {
+            per_key
+                .entry((key, start))
+                .or_default()
+                .push(state.encode());
+        }
+    }
+    let mut g = c.benchmark_group("flush_merge");
+    g.sample_size(10);
+    g.throughput(Throughput::Elements((OPERANDS * ROWS * FEATURES) as u64));
+    g.bench_function(BenchmarkId::new("operands", OPERANDS), |bch| {
+        bch.iter(|| {
+            let mut bytes = 0;
+            for operands in per_key.values() {
+                let merged = merge_encoded(operands.iter().map(Vec::as_slice));
+                bytes += merged.bytes.map_or(0, |b| b.len());
+            }
+            black_box(bytes)
+        })
+    });
     g.finish();
 }
 

@@ -138,20 +138,45 @@ pub struct MergedValue {
 
 /// Merges encoded states in order. Operands that do not decode, or whose kind differs from the
 /// first good one, are counted and skipped, never folded in as data.
+///
+/// Numeric windows, nearly every key RocksDB merges, merge in one pass
+/// ([`NumericState::merge_all`]): their sketches are merged once, not once per operand.
 pub fn merge_encoded<'a>(values: impl IntoIterator<Item = &'a [u8]>) -> MergedValue {
-    let mut acc: Option<SeriesState> = None;
     let mut corrupt = 0;
+    let mut states = Vec::new();
     for v in values {
         match SeriesState::decode(v) {
-            Ok(s) => match acc.as_mut() {
-                None => acc = Some(s),
-                Some(a) => {
-                    if a.merge(&s).is_err() {
-                        corrupt += 1;
-                    }
-                }
-            },
+            Ok(s) => states.push(s),
             Err(_) => corrupt += 1,
+        }
+    }
+    if states.len() > 1 && states.iter().all(|s| matches!(s, SeriesState::Numeric(_))) {
+        let numeric: Vec<NumericState> = states
+            .into_iter()
+            .filter_map(|s| match s {
+                SeriesState::Numeric(n) => Some(n),
+                _ => None,
+            })
+            .collect();
+        match NumericState::merge_all(&numeric) {
+            Ok(merged) => {
+                return MergedValue {
+                    bytes: Some(SeriesState::Numeric(merged).encode()),
+                    corrupt,
+                };
+            }
+            Err(_) => states = numeric.into_iter().map(SeriesState::Numeric).collect(),
+        }
+    }
+    let mut acc: Option<SeriesState> = None;
+    for s in states {
+        match acc.as_mut() {
+            None => acc = Some(s),
+            Some(a) => {
+                if a.merge(&s).is_err() {
+                    corrupt += 1;
+                }
+            }
         }
     }
     MergedValue {

@@ -237,3 +237,154 @@ fn regression_empty_windows_merge_like_the_empty_union() {
     assert_eq!(exact_view(&merged), exact_view(&numeric(&[])));
     assert!(merged.bins().is_none());
 }
+/// A numeric state as RocksDB's merge operator sees it: encoded and decoded, so its sketch is
+/// a stored image. Half are built value by value (the crate's sketch, level 0 unsorted), half
+/// by the bulk fold (the image written directly).
+fn stored(vals: &[f64], bulk: bool) -> NumericState {
+    let e = edges();
+    let s = if bulk {
+        let mut v = vals.to_vec();
+        v.sort_by(f64::total_cmp);
+        NumericState::from_sorted(&v, 0, 0, Some(&e))
+    } else {
+        let opts: Vec<Option<f64>> = vals.iter().copied().map(Some).collect();
+        numeric(&opts)
+    };
+    match SeriesState::decode(&SeriesState::Numeric(s).encode()).unwrap() {
+        SeriesState::Numeric(n) => n,
+        other => panic!("wrong kind {}", other.kind_name()),
+    }
+}
+
+/// Every retained item's rank in the merged sketch is within twice KLL's 99 % bound (plus one
+/// item) of its exact rank among the (quantized) inputs.
+fn assert_within_rank_error(s: &NumericState, values: &[f64]) {
+    use driftdb_engine::sketch::kll::{kll_quantize, kll_rank_error_bound};
+    let mut sorted: Vec<f64> = values.iter().copied().map(kll_quantize).collect();
+    sorted.sort_by(f64::total_cmp);
+    let n = sorted.len() as f64;
+    let cdf = s.cdf().unwrap();
+    assert_eq!(cdf.total(), sorted.len() as u64);
+    let eps = 2.0 * kll_rank_error_bound() * n + 1.0;
+    for q in [0.01, 0.1, 0.25, 0.5, 0.75, 0.9, 0.99] {
+        let x = cdf.quantile(q).unwrap();
+        let below = sorted.partition_point(|v| *v < x) as f64;
+        let at_most = sorted.partition_point(|v| *v <= x) as f64;
+        assert!(
+            at_most + eps >= q * n && below - eps <= q * n,
+            "q={q}: {x} has ranks [{below}, {at_most}] of {n} (eps {eps})"
+        );
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// The one-pass merge of many windows gives what merging them in turn gives for every
+    /// exact part, a sketch the DataSketches crate reads back (its validation checks levels,
+    /// weights, order and extremes), quantiles within the rank error of the union, and the
+    /// same bytes every time.
+    #[test]
+    fn merge_all_equals_merging_in_turn(
+        windows in prop::collection::vec(
+            (prop::collection::vec(-1e3f64..1e3, 0..700), any::<bool>()),
+            1..7,
+        ),
+    ) {
+        let states: Vec<NumericState> = windows.iter().map(|(v, bulk)| stored(v, *bulk)).collect();
+        let all = NumericState::merge_all(&states).unwrap();
+        let mut in_turn = states[0].clone();
+        for s in &states[1..] {
+            in_turn.merge(s).unwrap();
+        }
+        prop_assert_eq!(exact_view(&all), exact_view(&in_turn));
+        prop_assert!(close(all.mean(), in_turn.mean(), 1e-12) && close(all.std(), in_turn.std(), 1e-9));
+        let union: Vec<f64> = windows.iter().flat_map(|(v, _)| v.iter().copied()).collect();
+        if !union.is_empty() {
+            assert_within_rank_error(&all, &union);
+        }
+        // The one-pass path itself succeeded (merge_all falls back to merging in turn when
+        // it cannot), and its image is what merge_all stored; the crate reads it back.
+        let images: Vec<Vec<u8>> = states
+            .iter()
+            .filter(|s| s.count() > 0)
+            .map(|s| s.kll().unwrap().serialize())
+            .collect();
+        let refs: Vec<&[u8]> = images.iter().map(Vec::as_slice).collect();
+        let one_pass = driftdb_engine::sketch::kll::kll_merge_images(&refs).unwrap();
+        prop_assert_eq!(one_pass, all.kll().unwrap().serialize());
+        let again = NumericState::merge_all(&states).unwrap();
+        prop_assert_eq!(
+            SeriesState::Numeric(all).encode(),
+            SeriesState::Numeric(again).encode()
+        );
+    }
+}
+
+/// 96 windows of 500 values merged at once, like a compaction of a day's operands: within the
+/// rank error, and `merge_encoded` (the storage merge operator) takes this path for numeric
+/// windows with the same exact parts as merging in turn.
+#[test]
+fn one_pass_merge_of_a_day_of_windows() {
+    let mut raw = Vec::new();
+    let mut states = Vec::new();
+    for w in 0..96u64 {
+        let vals: Vec<f64> = (0..500u64)
+            .map(|i| ((i * 7919 + w * 104_729) % 100_003) as f64 / 100.0)
+            .collect();
+        raw.extend_from_slice(&vals);
+        states.push(stored(&vals, w % 2 == 0));
+    }
+    let all = NumericState::merge_all(&states).unwrap();
+    assert_within_rank_error(&all, &raw);
+    let images: Vec<Vec<u8>> = states
+        .iter()
+        .map(|s| s.kll().unwrap().serialize())
+        .collect();
+    let refs: Vec<&[u8]> = images.iter().map(Vec::as_slice).collect();
+    let one_pass = driftdb_engine::sketch::kll::kll_merge_images(&refs).unwrap();
+    assert_eq!(one_pass, all.kll().unwrap().serialize());
+    assert!(all.kll().unwrap().is_estimation_mode());
+    let encoded: Vec<Vec<u8>> = states
+        .iter()
+        .map(|s| SeriesState::Numeric(s.clone()).encode())
+        .collect();
+    let out = driftdb_engine::sketch::merge_encoded(encoded.iter().map(Vec::as_slice));
+    assert_eq!(out.corrupt, 0);
+    let via_operator = match SeriesState::decode(&out.bytes.unwrap()).unwrap() {
+        SeriesState::Numeric(n) => n,
+        other => panic!("wrong kind {}", other.kind_name()),
+    };
+    let mut in_turn = states[0].clone();
+    for s in &states[1..] {
+        in_turn.merge(s).unwrap();
+    }
+    assert_eq!(exact_view(&via_operator), exact_view(&in_turn));
+    assert_within_rank_error(&via_operator, &raw);
+}
+
+/// An image the one-pass merge cannot take (another k) makes `merge_all` fall back to the
+/// crate's merge in turn, with the same exact parts; a truncated image is an error, not data.
+#[test]
+fn one_pass_merge_refuses_foreign_or_broken_images() {
+    use driftdb_engine::sketch::kll::kll_merge_images;
+    let a = stored(&(0..300).map(f64::from).collect::<Vec<_>>(), true);
+    let b = stored(
+        &(0..300).map(|i| f64::from(i) * 0.5).collect::<Vec<_>>(),
+        false,
+    );
+    let image = a.kll().unwrap().serialize();
+    let mut other_k = image.clone();
+    other_k[4] = 100;
+    assert!(kll_merge_images(&[&image, &other_k]).is_err());
+    assert!(kll_merge_images(&[&image, &image[..image.len() - 5]]).is_err());
+    let mut nan = image.clone();
+    let last = nan.len() - 8;
+    nan[last..].copy_from_slice(&f64::NAN.to_le_bytes());
+    assert!(kll_merge_images(&[&image, &nan]).is_err());
+    let all = NumericState::merge_all(&[a.clone(), b.clone()]).unwrap();
+    let mut in_turn = a;
+    in_turn.merge(&b).unwrap();
+    assert_eq!(exact_view(&all), exact_view(&in_turn));
+    assert_eq!(all.kll().unwrap().n(), 600);
+}

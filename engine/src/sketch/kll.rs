@@ -183,6 +183,50 @@ impl LevelsBuilder {
         self.levels[level] = current;
     }
 
+    /// DataSketches' `generalCompress` on sorted levels: one pass from level 0 up; while the
+    /// sketch holds more than its total capacity, a level at or over its own capacity is
+    /// halved into the one above (an odd level keeps its smallest item back). Compacting the
+    /// top level adds a level, and with it capacity.
+    fn general_compress(&mut self) {
+        let mut num_levels = self.levels.len();
+        let mut count: usize = self.levels.iter().map(Vec::len).sum();
+        let mut target = total_capacity(num_levels);
+        let mut level = 0;
+        while level < num_levels {
+            if level + 1 == self.levels.len() {
+                self.levels.push(Vec::new());
+            }
+            let pop = self.levels[level].len();
+            if count >= target && pop >= level_capacity(num_levels, level) {
+                let mut current = std::mem::take(&mut self.levels[level]);
+                let above = std::mem::take(&mut self.levels[level + 1]);
+                let kept = pop % 2;
+                let halved = &current[kept..];
+                let offset = usize::from(self.coin());
+                let parity = if above.is_empty() {
+                    (halved.len() - 1 - offset) % 2
+                } else {
+                    offset
+                };
+                let promoted: Vec<f64> = halved.iter().skip(parity).step_by(2).copied().collect();
+                count -= promoted.len();
+                self.levels[level + 1] = if above.is_empty() {
+                    promoted
+                } else {
+                    merge_sorted(&promoted, &above)
+                };
+                current.truncate(kept);
+                self.levels[level] = current;
+                if level + 1 == num_levels {
+                    num_levels += 1;
+                    target += level_capacity(num_levels, 0);
+                }
+            }
+            level += 1;
+        }
+        self.levels.truncate(num_levels);
+    }
+
     fn image(&self) -> Vec<u8> {
         let k = KLL_K.to_le_bytes();
         if self.n == 0 {
@@ -220,19 +264,51 @@ impl LevelsBuilder {
 
 fn merge_sorted(a: &[f64], b: &[f64]) -> Vec<f64> {
     let mut out = Vec::with_capacity(a.len() + b.len());
-    let (mut i, mut j) = (0, 0);
-    while i < a.len() && j < b.len() {
-        if a[i] < b[j] {
-            out.push(a[i]);
-            i += 1;
-        } else {
-            out.push(b[j]);
-            j += 1;
-        }
-    }
-    out.extend_from_slice(&a[i..]);
-    out.extend_from_slice(&b[j..]);
+    merge_into(a, b, &mut out);
     out
+}
+
+/// Sorts `items`, made of the sorted runs that `bounds` delimits (`bounds[0] == 0`, the last
+/// bound is `items.len()`), by merging neighbouring runs pairwise until one is left:
+/// `log2(runs)` linear passes. `scratch` is reused between calls.
+fn merge_runs(mut items: Vec<f64>, bounds: &mut Vec<usize>, scratch: &mut Vec<f64>) -> Vec<f64> {
+    while bounds.len() > 2 {
+        scratch.clear();
+        scratch.reserve(items.len());
+        let mut merged = Vec::with_capacity(bounds.len() / 2 + 1);
+        merged.push(0);
+        let runs = bounds.len() - 1;
+        for i in (0..runs).step_by(2) {
+            let (start, mid) = (bounds[i], bounds[i + 1]);
+            let end = if i + 1 < runs { bounds[i + 2] } else { mid };
+            merge_into(&items[start..mid], &items[mid..end], scratch);
+            merged.push(scratch.len());
+        }
+        std::mem::swap(&mut items, scratch);
+        *bounds = merged;
+    }
+    items
+}
+
+/// Appends the merge of the sorted `a` and `b` to `out`; on ties `a` goes first. Branch-free
+/// in the comparison (a select, not a jump), as the order of two sketches' items is a coin
+/// toss a branch predictor cannot learn.
+fn merge_into(a: &[f64], b: &[f64], out: &mut Vec<f64>) {
+    let start = out.len();
+    out.resize(start + a.len() + b.len(), 0.0);
+    let dst = &mut out[start..];
+    let (mut i, mut j, mut k) = (0, 0, 0);
+    while i < a.len() && j < b.len() {
+        let (x, y) = (a[i], b[j]);
+        let take_b = y < x;
+        dst[k] = if take_b { y } else { x };
+        j += usize::from(take_b);
+        i += usize::from(!take_b);
+        k += 1;
+    }
+    let rest_a = a.len() - i;
+    dst[k..k + rest_a].copy_from_slice(&a[i..]);
+    dst[k + rest_a..].copy_from_slice(&b[j..]);
 }
 
 /// The coin seed of a bulk build: a hash of the count and a few of the (sorted) values, so
@@ -292,6 +368,178 @@ pub fn kll_image_header(b: &[u8]) -> Result<(u64, bool)> {
         .get(18)
         .ok_or_else(|| Error::sketch("kll", "truncated preamble"))?;
     Ok((u64::from_le_bytes(a), levels > 1))
+}
+
+/// One compact KLL-of-doubles image, read in place: its levels are byte slices of the image
+/// (items are little-endian doubles, level `h` weighing `2^h`).
+struct ImageView<'a> {
+    n: u64,
+    min: f64,
+    max: f64,
+    level_zero_sorted: bool,
+    levels: Vec<&'a [u8]>,
+}
+
+fn le_f64(b: &[u8]) -> f64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&b[..8]);
+    f64::from_le_bytes(a)
+}
+
+impl<'a> ImageView<'a> {
+    /// Reads an image's preamble and level bounds; `None` for the empty sketch. Checks what a
+    /// merge relies on: the family, k, the level offsets and that the levels' weights add up
+    /// to n.
+    fn parse(b: &'a [u8]) -> Result<Option<Self>> {
+        let bad = |d: &str| Error::sketch("kll", d.to_string());
+        if b.len() < 8 || b[2] != KLL_FAMILY {
+            return Err(bad("not a KLL image"));
+        }
+        if u16::from_le_bytes([b[4], b[5]]) != KLL_K {
+            return Err(bad("k differs from the fixed k"));
+        }
+        let flags = b[3];
+        if flags & FLAG_EMPTY != 0 {
+            return Ok(None);
+        }
+        if flags & FLAG_SINGLE != 0 {
+            let item = b.get(8..16).ok_or_else(|| bad("truncated image"))?;
+            let x = le_f64(item);
+            return Ok(Some(ImageView {
+                n: 1,
+                min: x,
+                max: x,
+                level_zero_sorted: true,
+                levels: vec![item],
+            }));
+        }
+        if b.len() < 20 {
+            return Err(bad("truncated preamble"));
+        }
+        let mut n = [0u8; 8];
+        n.copy_from_slice(&b[8..16]);
+        let n = u64::from_le_bytes(n);
+        let num_levels = usize::from(b[18]);
+        if num_levels == 0 || num_levels > 61 {
+            return Err(bad("bad level count"));
+        }
+        let offsets = b
+            .get(20..20 + 4 * num_levels)
+            .ok_or_else(|| bad("truncated levels"))?;
+        let offset = |l: usize| {
+            u32::from_le_bytes([
+                offsets[4 * l],
+                offsets[4 * l + 1],
+                offsets[4 * l + 2],
+                offsets[4 * l + 3],
+            ]) as usize
+        };
+        let extremes = 20 + 4 * num_levels;
+        let items = b
+            .get(extremes + 16..)
+            .ok_or_else(|| bad("truncated items"))?;
+        if items.len() % 8 != 0 {
+            return Err(bad("ragged item array"));
+        }
+        let (min, max) = (le_f64(&b[extremes..]), le_f64(&b[extremes + 8..]));
+        let base = offset(0);
+        let mut levels = Vec::with_capacity(num_levels);
+        let mut weight = 0u64;
+        let mut start = 0;
+        for level in 0..num_levels {
+            let end = if level + 1 < num_levels {
+                offset(level + 1).checked_sub(base)
+            } else {
+                Some(items.len() / 8)
+            };
+            let Some(end) = end.filter(|e| *e >= start && *e <= items.len() / 8) else {
+                return Err(bad("bad level offsets"));
+            };
+            weight = weight.saturating_add(((end - start) as u64) << level);
+            levels.push(&items[8 * start..8 * end]);
+            start = end;
+        }
+        if weight != n || min.partial_cmp(&max).is_none_or(|o| o.is_gt()) {
+            return Err(bad("level weights do not add up to n"));
+        }
+        Ok(Some(ImageView {
+            n,
+            min,
+            max,
+            level_zero_sorted: flags & FLAG_LEVEL_ZERO_SORTED != 0,
+            levels,
+        }))
+    }
+}
+
+/// Merges compact KLL images (of [`KLL_K`]) into one, as RocksDB's merge operator needs with
+/// all of a window's operands at hand: every input's level `h` joins level `h` of the result
+/// (each level sorted), then one DataSketches general compression (`generalCompress`: from
+/// level 0 up, while the sketch is over its total capacity, a level at or over its own
+/// capacity is halved into the one above, a level being added when the top one is) brings it
+/// back within capacity. That is the merge DataSketches runs for one input, done once for all;
+/// merging the inputs in turn repeats the upper levels' merge and the compression per input.
+///
+/// The result keeps n (the sum of the inputs'), the extremes and the rank-error guarantee of
+/// a KLL sketch. Its coins are seeded from the inputs, so the same operands always merge to
+/// the same bytes. Errors on an image that does not parse, of another k, or whose weights do
+/// not add up to its n; the caller then merges through the crate.
+pub fn kll_merge_images(images: &[&[u8]]) -> Result<Vec<u8>> {
+    let mut views = Vec::with_capacity(images.len());
+    for image in images {
+        if let Some(v) = ImageView::parse(image)? {
+            views.push(v);
+        }
+    }
+    let num_levels = views.iter().map(|v| v.levels.len()).max().unwrap_or(1);
+    let mut seed = 0x5DEE_CE66_D1CE_5EEDu64;
+    let mut b = LevelsBuilder {
+        levels: Vec::with_capacity(num_levels + 1),
+        n: 0,
+        min: f64::INFINITY,
+        max: f64::NEG_INFINITY,
+        coins: crate::rng::SplitMix(0),
+    };
+    for v in &views {
+        b.n =
+            b.n.checked_add(v.n)
+                .ok_or_else(|| Error::sketch("kll", "merged n overflows"))?;
+        b.min = b.min.min(v.min);
+        b.max = b.max.max(v.max);
+        seed = crate::rng::SplitMix(seed ^ v.n ^ v.min.to_bits().rotate_left(17)).next_u64();
+    }
+    let mut scratch = Vec::new();
+    for level in 0..num_levels {
+        let len = views
+            .iter()
+            .filter_map(|v| v.levels.get(level))
+            .map(|l| l.len() / 8)
+            .sum();
+        let mut items = Vec::with_capacity(len);
+        let mut runs = vec![0];
+        for v in &views {
+            let Some(bytes) = v.levels.get(level).filter(|l| !l.is_empty()) else {
+                continue;
+            };
+            let from = items.len();
+            items.extend(bytes.chunks_exact(8).map(le_f64));
+            // A fold rather than `any`: no early exit, so it vectorises.
+            if items[from..].iter().fold(false, |nan, x| nan | x.is_nan()) {
+                return Err(Error::sketch("kll", "NaN item"));
+            }
+            if level == 0 && !v.level_zero_sorted {
+                items[from..].sort_unstable_by(f64::total_cmp);
+            }
+            runs.push(items.len());
+        }
+        b.levels.push(merge_runs(items, &mut runs, &mut scratch));
+    }
+    if b.n == 0 {
+        return Ok(LevelsBuilder::build(&[]).image());
+    }
+    b.coins = crate::rng::SplitMix(seed ^ b.n);
+    b.general_compress();
+    Ok(b.image())
 }
 
 /// Normalized rank error of a KLL sketch with [`KLL_K`] (single-sided, 99 % confidence).

@@ -3,11 +3,12 @@
 
 use crate::codec::{Reader, Writer};
 use crate::error::{Error, Result};
+use std::borrow::Cow;
 use std::sync::OnceLock;
 
 use crate::sketch::kll::{
     Kll, WeightedCdf, kll_deserialize, kll_image_from_sorted, kll_image_header, kll_merge,
-    kll_rank_error_bound, kll_update, new_kll,
+    kll_merge_images, kll_rank_error_bound, kll_update, new_kll,
 };
 
 /// Quantile bin edges of a reference profile (FORMULAS.md §2): sorted, unique, finite.
@@ -300,6 +301,77 @@ impl NumericState {
 
     /// Merges `other` into `self`.
     pub fn merge(&mut self, other: &NumericState) -> Result<()> {
+        if other.count > 0 {
+            let other_kll = other.kll()?;
+            kll_merge(self.kll_mut()?, other_kll)?;
+        }
+        self.merge_summary(other);
+        Ok(())
+    }
+
+    /// Merges all of `states` into one: counts, moments, extremes and bins as merging them in
+    /// turn with [`NumericState::merge`] does, the KLL sketches in one pass over their images
+    /// ([`kll_merge_images`]) without decoding them into the crate's sketch. This is what
+    /// RocksDB's merge operator runs on a window's operands. Falls back to merging in turn
+    /// when an image cannot be merged that way (another k, or one another writer produced
+    /// wrongly), so the error, if any, is the crate's.
+    pub fn merge_all(states: &[NumericState]) -> Result<NumericState> {
+        let Some((first, rest)) = states.split_first() else {
+            return Ok(NumericState::default());
+        };
+        let mut acc = first.clone_summary();
+        for s in rest {
+            acc.merge_summary(s);
+        }
+        let images: Vec<Cow<'_, [u8]>> = states
+            .iter()
+            .filter(|s| s.count > 0)
+            .map(NumericState::kll_image_bytes)
+            .collect();
+        let refs: Vec<&[u8]> = images.iter().map(|c| c.as_ref()).collect();
+        match kll_merge_images(&refs) {
+            Ok(image) => {
+                acc.kll = OnceLock::new();
+                acc.kll_image = Some(image);
+                Ok(acc)
+            }
+            Err(_) => {
+                let mut acc = first.clone();
+                for s in rest {
+                    acc.merge(s)?;
+                }
+                Ok(acc)
+            }
+        }
+    }
+
+    /// This state's KLL image: the stored one, or the decoded sketch serialised.
+    fn kll_image_bytes(&self) -> Cow<'_, [u8]> {
+        match (self.kll.get(), &self.kll_image) {
+            (None, Some(img)) => Cow::Borrowed(img.as_slice()),
+            (Some(k), _) => Cow::Owned(k.serialize()),
+            (None, None) => Cow::Owned(new_kll().serialize()),
+        }
+    }
+
+    /// Counts, moments, extremes and bins of this state, with an empty sketch.
+    fn clone_summary(&self) -> NumericState {
+        NumericState {
+            count: self.count,
+            missing: self.missing,
+            invalid: self.invalid,
+            sum: self.sum,
+            m2: self.m2,
+            min: self.min,
+            max: self.max,
+            bins: self.bins.clone(),
+            kll: OnceLock::new(),
+            kll_image: None,
+        }
+    }
+
+    /// The merge of everything but the sketch.
+    fn merge_summary(&mut self, other: &NumericState) {
         self.bins = match (self.count, other.count) {
             (_, 0) => self.bins.take(),
             (0, _) => other.bins.clone(),
@@ -327,13 +399,10 @@ impl NumericState {
             self.sum += other.sum;
             self.min = self.min.min(other.min);
             self.max = self.max.max(other.max);
-            let other_kll = other.kll()?;
-            kll_merge(self.kll_mut()?, other_kll)?;
         }
         self.count += other.count;
         self.missing += other.missing;
         self.invalid += other.invalid;
-        Ok(())
     }
 
     /// Non-null finite values.
