@@ -471,6 +471,64 @@ async fn label_joins_in_any_order_once_and_expire() {
     s.running.take().unwrap().shutdown().await.unwrap();
 }
 
+/// Sends `raw` as the only message of an `IngestInferences` stream, bytes as they are;
+/// returns the acks or the stream's status.
+async fn send_raw_batch(
+    url: &str,
+    raw: Vec<u8>,
+) -> Result<Vec<pb::BatchAck>, (tonic::Code, String)> {
+    #[derive(Clone, Copy)]
+    struct Raw;
+    impl tonic::codec::Codec for Raw {
+        type Encode = Vec<u8>;
+        type Decode = pb::BatchAck;
+        type Encoder = Raw;
+        type Decoder = tonic_prost::ProstDecoder<pb::BatchAck>;
+        fn encoder(&mut self) -> Raw {
+            Raw
+        }
+        fn decoder(&mut self) -> Self::Decoder {
+            tonic_prost::ProstDecoder::default()
+        }
+    }
+    impl tonic::codec::Encoder for Raw {
+        type Item = Vec<u8>;
+        type Error = tonic::Status;
+        fn encode(
+            &mut self,
+            item: Vec<u8>,
+            buf: &mut tonic::codec::EncodeBuf<'_>,
+        ) -> Result<(), tonic::Status> {
+            bytes::BufMut::put_slice(buf, &item);
+            Ok(())
+        }
+    }
+    let status = |e: tonic::Status| (e.code(), e.message().to_string());
+    let channel = tonic::transport::Endpoint::from_shared(url.to_string())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready().await.unwrap();
+    let mut acks = grpc
+        .streaming(
+            tonic::Request::new(tokio_stream::iter(vec![raw])),
+            tonic::codegen::http::uri::PathAndQuery::from_static(
+                "/driftdb.v1.Ingest/IngestInferences",
+            ),
+            Raw,
+        )
+        .await
+        .map_err(status)?
+        .into_inner();
+    let mut out = Vec::new();
+    while let Some(a) = acks.next().await {
+        out.push(a.map_err(status)?);
+    }
+    Ok(out)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_gets_a_precise_error_and_changes_nothing() {
     let mut s = TestServer::start().await;
@@ -514,6 +572,15 @@ async fn bad_input_gets_a_precise_error_and_changes_nothing() {
     )
     .unwrap();
     assert_eq!(c, tonic::Code::ResourceExhausted);
+    // Malformed protobuf: a valid batch cut short inside its feature column, and bytes that
+    // are no protobuf at all.
+    let whole = prost::Message::encode_to_vec(&small_batch(&["x6"], ts, vec![1.0]));
+    let url = format!("http://{}", s.running.as_ref().unwrap().bound.grpc);
+    for raw in [whole[..whole.len() - 3].to_vec(), vec![0xff; 64]] {
+        let (c, m) = send_raw_batch(&url, raw).await.unwrap_err();
+        assert_eq!(c, tonic::Code::InvalidArgument, "{m}");
+        assert!(m.contains("malformed protobuf"), "{m}");
+    }
     assert_eq!(
         count_rows(&s, 0),
         baseline,

@@ -2,6 +2,8 @@
 //! and the Prometheus remote-read messages (`prometheus/remote.proto`) the HTTP server decodes.
 //! Conversions to engine types live in the server crate (`server/src/convert.rs`).
 
+pub mod codec;
+
 /// `driftdb.v1`: models, ingest, query, rules and alerts.
 #[allow(
     clippy::all,
