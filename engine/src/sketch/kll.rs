@@ -290,25 +290,42 @@ fn merge_runs(mut items: Vec<f64>, bounds: &mut Vec<usize>, scratch: &mut Vec<f6
     items
 }
 
-/// Appends the merge of the sorted `a` and `b` to `out`; on ties `a` goes first. Branch-free
-/// in the comparison (a select, not a jump), as the order of two sketches' items is a coin
-/// toss a branch predictor cannot learn.
+/// Appends the merge of the sorted `a` and `b` to `out`; on ties `a` goes first.
+///
+/// The order of two sketches' items is a coin toss a branch predictor cannot learn, so each
+/// step is a select rather than a jump; and the merge runs from both ends at once (the front
+/// places the smallest half, the back the largest), two independent chains of loads and
+/// compares that the CPU overlaps.
 fn merge_into(a: &[f64], b: &[f64], out: &mut Vec<f64>) {
     let start = out.len();
-    out.resize(start + a.len() + b.len(), 0.0);
+    let n = a.len() + b.len();
+    out.resize(start + n, 0.0);
     let dst = &mut out[start..];
-    let (mut i, mut j, mut k) = (0, 0, 0);
-    while i < a.len() && j < b.len() {
-        let (x, y) = (a[i], b[j]);
+    // Front cursors into a and b, and back cursors (one past the next item from the end).
+    let (mut i, mut j) = (0, 0);
+    let (mut ia, mut jb) = (a.len(), b.len());
+    for k in 0..n / 2 {
+        let (x, y) = (
+            a.get(i).copied().unwrap_or(f64::INFINITY),
+            b.get(j).copied().unwrap_or(f64::INFINITY),
+        );
         let take_b = y < x;
         dst[k] = if take_b { y } else { x };
         j += usize::from(take_b);
         i += usize::from(!take_b);
-        k += 1;
+        let (x, y) = (
+            ia.checked_sub(1).map_or(f64::NEG_INFINITY, |p| a[p]),
+            jb.checked_sub(1).map_or(f64::NEG_INFINITY, |p| b[p]),
+        );
+        let take_a = x > y;
+        dst[n - 1 - k] = if take_a { x } else { y };
+        ia -= usize::from(take_a);
+        jb -= usize::from(!take_a);
     }
-    let rest_a = a.len() - i;
-    dst[k..k + rest_a].copy_from_slice(&a[i..]);
-    dst[k + rest_a..].copy_from_slice(&b[j..]);
+    if n % 2 == 1 {
+        // One item is left between the cursors, in a or in b.
+        dst[n / 2] = if i < ia { a[i] } else { b[j] };
+    }
 }
 
 /// The coin seed of a bulk build: a hash of the count and a few of the (sorted) values, so
@@ -894,6 +911,43 @@ mod tests {
         assert!(kll_image_from_sorted(&[f64::NEG_INFINITY, 1.0]).is_none());
         // Equal after rounding is in order.
         assert!(kll_image_from_sorted(&[1.0 + 1e-9, 1.0]).is_some());
+    }
+
+    #[test]
+    fn merge_into_is_a_stable_merge() {
+        let mut rng = crate::rng::SplitMix(7);
+        for case in 0..2_000 {
+            let len = |r: &mut crate::rng::SplitMix| (r.next_u64() % 40) as usize;
+            let (la, lb, lc) = (len(&mut rng), len(&mut rng), len(&mut rng));
+            // Few distinct values (many ties), and signed zeros that compare equal.
+            let mut draw = |n: usize| -> Vec<f64> {
+                let mut v: Vec<f64> = (0..n)
+                    .map(|_| match rng.next_u64() % 9 {
+                        0 => -0.0,
+                        k => k as f64 - 4.0,
+                    })
+                    .collect();
+                v.sort_by(|x, y| x.partial_cmp(y).unwrap());
+                v
+            };
+            let (a, b) = (draw(la), draw(lb));
+            let mut out = vec![99.0];
+            merge_into(&a, &b, &mut out);
+            let mut want = a.clone();
+            want.extend_from_slice(&b);
+            want.sort_by(|x, y| x.partial_cmp(y).unwrap());
+            assert_eq!(out[0], 99.0, "case {case}: the prefix is kept");
+            assert_eq!(out[1..], want[..], "case {case}: {a:?} + {b:?}");
+            let mut bounds = vec![0, la, la + lb];
+            let mut both = a.clone();
+            both.extend_from_slice(&b);
+            let c = draw(lc);
+            both.extend_from_slice(&c);
+            bounds.push(both.len());
+            want.extend_from_slice(&c);
+            want.sort_by(|x, y| x.partial_cmp(y).unwrap());
+            assert_eq!(merge_runs(both, &mut bounds, &mut Vec::new()), want);
+        }
     }
 
     #[test]
