@@ -127,6 +127,45 @@ impl SeriesState {
     }
 }
 
+/// The one-pass merge of numeric or score states (their KLL sketches merged once, not once
+/// per operand); `None` for other kinds, mixed kinds, or when it fails (the caller then merges
+/// in turn, counting the operands that do not merge).
+fn merge_all_at_once(states: &[SeriesState]) -> Option<SeriesState> {
+    if states.len() < 2 {
+        return None;
+    }
+    let numeric: Option<Vec<&NumericState>> = states
+        .iter()
+        .map(|s| match s {
+            SeriesState::Numeric(n) => Some(n),
+            _ => None,
+        })
+        .collect();
+    if let Some(numeric) = numeric {
+        return NumericState::merge_all(numeric)
+            .ok()
+            .map(SeriesState::Numeric);
+    }
+    let scores: Vec<&ScoreState> = states
+        .iter()
+        .map(|s| match s {
+            SeriesState::Score(x) => Some(x),
+            _ => None,
+        })
+        .collect::<Option<_>>()?;
+    let (first, rest) = scores.split_first()?;
+    let mut merged = ScoreState {
+        predictions: first.predictions,
+        distribution: NumericState::merge_all(scores.iter().map(|s| &s.distribution)).ok()?,
+        performance: first.performance.clone(),
+    };
+    for s in rest {
+        merged.predictions += s.predictions;
+        merged.performance.merge(&s.performance);
+    }
+    Some(SeriesState::Score(merged))
+}
+
 /// The outcome of merging encoded values, as storage's merge operator needs it.
 #[derive(Debug)]
 pub struct MergedValue {
@@ -139,7 +178,7 @@ pub struct MergedValue {
 /// Merges encoded states in order. Operands that do not decode, or whose kind differs from the
 /// first good one, are counted and skipped, never folded in as data.
 ///
-/// Numeric windows, nearly every key RocksDB merges, merge in one pass
+/// Numeric and score windows, nearly every key RocksDB merges, merge in one pass
 /// ([`NumericState::merge_all`]): their sketches are merged once, not once per operand.
 pub fn merge_encoded<'a>(values: impl IntoIterator<Item = &'a [u8]>) -> MergedValue {
     let mut corrupt = 0;
@@ -150,23 +189,11 @@ pub fn merge_encoded<'a>(values: impl IntoIterator<Item = &'a [u8]>) -> MergedVa
             Err(_) => corrupt += 1,
         }
     }
-    if states.len() > 1 && states.iter().all(|s| matches!(s, SeriesState::Numeric(_))) {
-        let numeric: Vec<NumericState> = states
-            .into_iter()
-            .filter_map(|s| match s {
-                SeriesState::Numeric(n) => Some(n),
-                _ => None,
-            })
-            .collect();
-        match NumericState::merge_all(&numeric) {
-            Ok(merged) => {
-                return MergedValue {
-                    bytes: Some(SeriesState::Numeric(merged).encode()),
-                    corrupt,
-                };
-            }
-            Err(_) => states = numeric.into_iter().map(SeriesState::Numeric).collect(),
-        }
+    if let Some(merged) = merge_all_at_once(&states) {
+        return MergedValue {
+            bytes: Some(merged.encode()),
+            corrupt,
+        };
     }
     let mut acc: Option<SeriesState> = None;
     for s in states {

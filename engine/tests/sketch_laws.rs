@@ -388,3 +388,37 @@ fn one_pass_merge_refuses_foreign_or_broken_images() {
     assert_eq!(exact_view(&all), exact_view(&in_turn));
     assert_eq!(all.kll().unwrap().n(), 600);
 }
+
+/// Score windows through the storage merge operator: predictions and performance add exactly,
+/// the score distribution merges in one pass with the same exact parts as merging in turn.
+#[test]
+fn merge_encoded_merges_score_windows_in_one_pass() {
+    let windows: Vec<ScoreState> = (0..5u32)
+        .map(|w| {
+            let rows: Vec<(f64, bool)> = (0..400u32)
+                .map(|i| (f64::from((i * 37 + w * 11) % 100) / 100.0, (i + w) % 3 == 0))
+                .collect();
+            score(&rows)
+        })
+        .collect();
+    let encoded: Vec<Vec<u8>> = windows
+        .iter()
+        .map(|s| SeriesState::Score(s.clone()).encode())
+        .collect();
+    let out = driftdb_engine::sketch::merge_encoded(encoded.iter().map(Vec::as_slice));
+    assert_eq!(out.corrupt, 0);
+    let SeriesState::Score(merged) = SeriesState::decode(&out.bytes.unwrap()).unwrap() else {
+        panic!("not a score state");
+    };
+    let mut in_turn = windows[0].clone();
+    for w in &windows[1..] {
+        in_turn.merge(w).unwrap();
+    }
+    assert_eq!(merged.predictions, 2_000);
+    assert_eq!(merged.performance, in_turn.performance);
+    assert_eq!(
+        exact_view(&merged.distribution),
+        exact_view(&in_turn.distribution)
+    );
+    assert_eq!(merged.distribution.kll().unwrap().n(), 2_000);
+}

@@ -315,16 +315,21 @@ impl NumericState {
     /// RocksDB's merge operator runs on a window's operands. Falls back to merging in turn
     /// when an image cannot be merged that way (another k, or one another writer produced
     /// wrongly), so the error, if any, is the crate's.
-    pub fn merge_all(states: &[NumericState]) -> Result<NumericState> {
-        let Some((first, rest)) = states.split_first() else {
+    pub fn merge_all<'a, I>(states: I) -> Result<NumericState>
+    where
+        I: IntoIterator<Item = &'a NumericState>,
+        I::IntoIter: Clone,
+    {
+        let states = states.into_iter();
+        let mut rest = states.clone();
+        let Some(first) = rest.next() else {
             return Ok(NumericState::default());
         };
         let mut acc = first.clone_summary();
-        for s in rest {
+        for s in rest.clone() {
             acc.merge_summary(s);
         }
         let images: Vec<Cow<'_, [u8]>> = states
-            .iter()
             .filter(|s| s.count > 0)
             .map(NumericState::kll_image_bytes)
             .collect();
