@@ -71,6 +71,14 @@ pub struct InferenceRow {
 pub enum Column {
     /// Numbers, `None` for missing: the fast path for numeric features.
     Numbers(Vec<Option<f64>>),
+    /// Numbers as the wire sends them (packed doubles, a value in every row) with the rows
+    /// whose value is missing flagged: what a gRPC batch becomes without copying its doubles.
+    Dense {
+        /// One value per row; a missing row's value is ignored.
+        values: Vec<f64>,
+        /// `missing[row]`; empty when no row is missing.
+        missing: Vec<bool>,
+    },
     /// Values of any type, for row-oriented sources (JSONL, CSV); checked against the schema.
     Values(Vec<FieldValue>),
 }
@@ -80,6 +88,7 @@ impl Column {
     pub fn len(&self) -> usize {
         match self {
             Column::Numbers(v) => v.len(),
+            Column::Dense { values, .. } => values.len(),
             Column::Values(v) => v.len(),
         }
     }
@@ -94,6 +103,10 @@ impl Column {
         match self {
             Column::Numbers(v) => match v.get(row) {
                 Some(Some(x)) => FieldRef::Number(*x),
+                _ => FieldRef::Missing,
+            },
+            Column::Dense { values, missing } => match values.get(row) {
+                Some(x) if !missing.get(row).copied().unwrap_or(false) => FieldRef::Number(*x),
                 _ => FieldRef::Missing,
             },
             Column::Values(v) => match v.get(row) {
@@ -660,6 +673,19 @@ impl<'a, B: Baselines + ?Sized> FoldCtx<'a, B> {
                             fold_numeric(plan, &edges, &mut self.scratch, |i| match col[i] {
                                 Some(x) => Num::Value(x),
                                 None => Num::Missing,
+                            }),
+                        )
+                    }
+                    (FeatureKind::Numeric, Column::Dense { values, missing }) => {
+                        let edges = self.edges(&fref);
+                        numeric_unit(
+                            unit,
+                            fold_numeric(plan, &edges, &mut self.scratch, |i| {
+                                if missing.get(i).copied().unwrap_or(false) {
+                                    Num::Missing
+                                } else {
+                                    Num::Value(values[i])
+                                }
                             }),
                         )
                     }

@@ -289,7 +289,12 @@ fn batch_of(rows: &[GenRow]) -> InferenceBatch {
                     })
                     .collect(),
             ),
-            num(&|r| r.d),
+            // `d` arrives as a gRPC batch's doubles: a value in every row, missing rows flagged
+            // (their placeholder NaN must not count as invalid).
+            Column::Dense {
+                values: rows.iter().map(|r| r.d.unwrap_or(f64::NAN)).collect(),
+                missing: rows.iter().map(|r| r.d.is_none()).collect(),
+            },
         ],
     }
 }

@@ -139,13 +139,15 @@ pub fn batch_from_pb(
                     )));
                 }
                 check_len(&f.name, f.numbers.len(), n, false)?;
-                Column::Numbers(
-                    f.numbers
-                        .into_iter()
-                        .zip(mask)
-                        .map(|(x, m)| (!m).then_some(x))
-                        .collect(),
-                )
+                // The decoded doubles move into the column as they are.
+                Column::Dense {
+                    values: f.numbers,
+                    missing: if f.missing.is_empty() {
+                        Vec::new()
+                    } else {
+                        mask
+                    },
+                }
             }
         };
         feature_names.push(f.name);
