@@ -151,6 +151,11 @@ const STREAM_WINDOW_BYTES: u32 = 8 << 20;
 /// `ingest_memory_mb`.
 const CONNECTION_WINDOW_BYTES: u32 = 32 << 20;
 
+/// Largest HTTP/2 frame the server accepts (advertised to clients). HTTP/2's default of
+/// 16 KiB cut an 8 MB ingest batch into 512 DATA frames, each parsed, flow-controlled and
+/// buffered on its own; 1 MiB frames take 8.
+const MAX_FRAME_BYTES: u32 = 1 << 20;
+
 /// Time a client has to finish its TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// TLS handshakes in progress at once on the HTTP listener; more connections wait in the
@@ -270,7 +275,8 @@ pub async fn start_with(node: Node, opts: ServeOptions) -> Result<Running> {
         .http2_keepalive_timeout(Some(Duration::from_secs(20)))
         .max_concurrent_streams(Some(256))
         .initial_stream_window_size(Some(STREAM_WINDOW_BYTES))
-        .initial_connection_window_size(Some(CONNECTION_WINDOW_BYTES));
+        .initial_connection_window_size(Some(CONNECTION_WINDOW_BYTES))
+        .max_frame_size(Some(MAX_FRAME_BYTES));
     if let Some(tls) = &opts.tls {
         let identity = tonic::transport::Identity::from_pem(&tls.cert_pem, &tls.key_pem);
         builder = builder
