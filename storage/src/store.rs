@@ -258,6 +258,10 @@ impl Store {
         let _shared = self.lock_writers_shared();
         let boundary = self.downsampled_before.load(Ordering::SeqCst);
         let roll = self.roll.read().unwrap_or_else(|e| e.into_inner());
+        // Merges go into the batch in key order per family: RocksDB's memtable skip list
+        // keeps the splice of the previous insert, so ordered inserts search only the few
+        // levels where their neighbours changed instead of descending from the top.
+        let mut merges: Vec<(Resolution, Vec<u8>, &[u8])> = Vec::with_capacity(set.deltas.len());
         for d in &set.deltas {
             let (res, start) = match d.resolution {
                 Resolution::M15
@@ -267,24 +271,28 @@ impl Store {
                 }
                 r => (r, d.start),
             };
+            let key = window_key_from_prefix(&d.series_prefix, res, start);
+            let to_day = self.rollups_from.is_some()
+                && res != Resolution::D1
+                && roll.is_rolled(res, &key, start);
+            merges.push((res, key, &d.value));
+            if to_day {
+                let day = Resolution::D1.window_start(start);
+                merges.push((
+                    Resolution::D1,
+                    window_key_from_prefix(&d.series_prefix, Resolution::D1, day),
+                    &d.value,
+                ));
+            }
+        }
+        merges.sort_unstable_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+        for (res, key, value) in merges {
             let cf = match res {
                 Resolution::M15 => cf_15m,
                 Resolution::H1 => cf_1h,
                 Resolution::D1 => cf_1d,
             };
-            let key = window_key_from_prefix(&d.series_prefix, res, start);
-            let to_day = self.rollups_from.is_some()
-                && res != Resolution::D1
-                && roll.is_rolled(res, &key, start);
-            batch.merge_cf(cf, key, &d.value);
-            if to_day {
-                let day = Resolution::D1.window_start(start);
-                batch.merge_cf(
-                    cf_1d,
-                    window_key_from_prefix(&d.series_prefix, Resolution::D1, day),
-                    &d.value,
-                );
-            }
+            batch.merge_cf(cf, key, value);
         }
         for op in &set.ops {
             match op {
