@@ -533,11 +533,19 @@ impl NumericState {
                 detail: format!("flags {flags:#x}"),
             });
         }
+        // Not `..Default::default()`: that builds an empty crate sketch, an allocation per
+        // decoded operand that the merge operator would throw away.
         let mut s = NumericState {
             count: r.varint()?,
             missing: r.varint()?,
             invalid: r.varint()?,
-            ..Default::default()
+            sum: 0.0,
+            m2: 0.0,
+            min: f64::INFINITY,
+            max: f64::NEG_INFINITY,
+            bins: None,
+            kll: OnceLock::new(),
+            kll_image: None,
         };
         if s.count == 0 {
             return Ok(s);
@@ -576,7 +584,6 @@ impl NumericState {
                 detail: format!("kll n {n} != count {}", s.count),
             });
         }
-        s.kll = OnceLock::new();
         s.kll_image = Some(image.to_vec());
         Ok(s)
     }
