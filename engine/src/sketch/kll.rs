@@ -268,26 +268,21 @@ fn merge_sorted(a: &[f64], b: &[f64]) -> Vec<f64> {
     out
 }
 
-/// Sorts `items`, made of the sorted runs that `bounds` delimits (`bounds[0] == 0`, the last
-/// bound is `items.len()`), by merging neighbouring runs pairwise until one is left:
-/// `log2(runs)` linear passes. `scratch` is reused between calls.
-fn merge_runs(mut items: Vec<f64>, bounds: &mut Vec<usize>, scratch: &mut Vec<f64>) -> Vec<f64> {
-    while bounds.len() > 2 {
-        scratch.clear();
-        scratch.reserve(items.len());
-        let mut merged = Vec::with_capacity(bounds.len() / 2 + 1);
-        merged.push(0);
-        let runs = bounds.len() - 1;
-        for i in (0..runs).step_by(2) {
-            let (start, mid) = (bounds[i], bounds[i + 1]);
-            let end = if i + 1 < runs { bounds[i + 2] } else { mid };
-            merge_into(&items[start..mid], &items[mid..end], scratch);
-            merged.push(scratch.len());
-        }
-        std::mem::swap(&mut items, scratch);
-        *bounds = merged;
+/// Merges sorted runs into one sorted run, always the two shortest first (Huffman's order):
+/// every item moves once per merge it takes part in, and a long run (a window's stored value
+/// among small operands) takes part in one merge instead of one per pass.
+fn merge_runs(mut runs: Vec<Vec<f64>>) -> Vec<f64> {
+    while runs.len() > 1 {
+        // Longest first, so the two shortest are at the end.
+        runs.sort_unstable_by_key(|r| std::cmp::Reverse(r.len()));
+        let (Some(a), Some(b)) = (runs.pop(), runs.pop()) else {
+            break;
+        };
+        let mut merged = Vec::with_capacity(a.len() + b.len());
+        merge_into(&a, &b, &mut merged);
+        runs.push(merged);
     }
-    items
+    runs.pop().unwrap_or_default()
 }
 
 /// Appends the merge of the sorted `a` and `b` to `out`; on ties `a` goes first.
@@ -525,31 +520,23 @@ pub fn kll_merge_images(images: &[&[u8]]) -> Result<Vec<u8>> {
         b.max = b.max.max(v.max);
         seed = crate::rng::SplitMix(seed ^ v.n ^ v.min.to_bits().rotate_left(17)).next_u64();
     }
-    let mut scratch = Vec::new();
     for level in 0..num_levels {
-        let len = views
-            .iter()
-            .filter_map(|v| v.levels.get(level))
-            .map(|l| l.len() / 8)
-            .sum();
-        let mut items = Vec::with_capacity(len);
-        let mut runs = vec![0];
+        let mut runs = Vec::with_capacity(views.len());
         for v in &views {
             let Some(bytes) = v.levels.get(level).filter(|l| !l.is_empty()) else {
                 continue;
             };
-            let from = items.len();
-            items.extend(bytes.chunks_exact(8).map(le_f64));
+            let mut run: Vec<f64> = bytes.chunks_exact(8).map(le_f64).collect();
             // A fold rather than `any`: no early exit, so it vectorises.
-            if items[from..].iter().fold(false, |nan, x| nan | x.is_nan()) {
+            if run.iter().fold(false, |nan, x| nan | x.is_nan()) {
                 return Err(Error::sketch("kll", "NaN item"));
             }
             if level == 0 && !v.level_zero_sorted {
-                items[from..].sort_unstable_by(f64::total_cmp);
+                run.sort_unstable_by(f64::total_cmp);
             }
-            runs.push(items.len());
+            runs.push(run);
         }
-        b.levels.push(merge_runs(items, &mut runs, &mut scratch));
+        b.levels.push(merge_runs(runs));
     }
     if b.n == 0 {
         return Ok(LevelsBuilder::build(&[]).image());
@@ -938,15 +925,10 @@ mod tests {
             want.sort_by(|x, y| x.partial_cmp(y).unwrap());
             assert_eq!(out[0], 99.0, "case {case}: the prefix is kept");
             assert_eq!(out[1..], want[..], "case {case}: {a:?} + {b:?}");
-            let mut bounds = vec![0, la, la + lb];
-            let mut both = a.clone();
-            both.extend_from_slice(&b);
             let c = draw(lc);
-            both.extend_from_slice(&c);
-            bounds.push(both.len());
             want.extend_from_slice(&c);
             want.sort_by(|x, y| x.partial_cmp(y).unwrap());
-            assert_eq!(merge_runs(both, &mut bounds, &mut Vec::new()), want);
+            assert_eq!(merge_runs(vec![a, b, c]), want);
         }
     }
 
