@@ -428,6 +428,10 @@ impl<'a> ImageView<'a> {
         if b.len() < 20 {
             return Err(bad("truncated preamble"));
         }
+        // Five preamble ints: the compact layout (an updatable image has one offset more).
+        if b[0] != 5 {
+            return Err(bad("not a compact image"));
+        }
         let mut n = [0u8; 8];
         n.copy_from_slice(&b[8..16]);
         let n = u64::from_le_bytes(n);
