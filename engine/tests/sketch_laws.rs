@@ -256,6 +256,15 @@ fn stored(vals: &[f64], bulk: bool) -> NumericState {
     }
 }
 
+/// `states` encoded, merged by `merge_encoded` (what RocksDB's merge operator runs) with no
+/// operand left out, and decoded.
+fn through_merge_operator(states: impl Iterator<Item = SeriesState>) -> SeriesState {
+    let encoded: Vec<Vec<u8>> = states.map(|s| s.encode()).collect();
+    let out = driftdb_engine::sketch::merge_encoded(encoded.iter().map(Vec::as_slice));
+    assert_eq!(out.corrupt, 0);
+    SeriesState::decode(&out.bytes.unwrap()).unwrap()
+}
+
 /// Every retained item's rank in the merged sketch is within twice KLL's 99 % bound (plus one
 /// item) of its exact rank among the (quantized) inputs.
 fn assert_within_rank_error(s: &NumericState, values: &[f64]) {
@@ -345,16 +354,11 @@ fn one_pass_merge_of_a_day_of_windows() {
     let one_pass = driftdb_engine::sketch::kll::kll_merge_images(&refs).unwrap();
     assert_eq!(one_pass, all.kll().unwrap().serialize());
     assert!(all.kll().unwrap().is_estimation_mode());
-    let encoded: Vec<Vec<u8>> = states
-        .iter()
-        .map(|s| SeriesState::Numeric(s.clone()).encode())
-        .collect();
-    let out = driftdb_engine::sketch::merge_encoded(encoded.iter().map(Vec::as_slice));
-    assert_eq!(out.corrupt, 0);
-    let via_operator = match SeriesState::decode(&out.bytes.unwrap()).unwrap() {
-        SeriesState::Numeric(n) => n,
-        other => panic!("wrong kind {}", other.kind_name()),
-    };
+    let via_operator =
+        match through_merge_operator(states.iter().cloned().map(SeriesState::Numeric)) {
+            SeriesState::Numeric(n) => n,
+            other => panic!("wrong kind {}", other.kind_name()),
+        };
     let mut in_turn = states[0].clone();
     for s in &states[1..] {
         in_turn.merge(s).unwrap();
@@ -401,13 +405,9 @@ fn merge_encoded_merges_score_windows_in_one_pass() {
             score(&rows)
         })
         .collect();
-    let encoded: Vec<Vec<u8>> = windows
-        .iter()
-        .map(|s| SeriesState::Score(s.clone()).encode())
-        .collect();
-    let out = driftdb_engine::sketch::merge_encoded(encoded.iter().map(Vec::as_slice));
-    assert_eq!(out.corrupt, 0);
-    let SeriesState::Score(merged) = SeriesState::decode(&out.bytes.unwrap()).unwrap() else {
+    let SeriesState::Score(merged) =
+        through_merge_operator(windows.iter().cloned().map(SeriesState::Score))
+    else {
         panic!("not a score state");
     };
     let mut in_turn = windows[0].clone();

@@ -385,7 +385,12 @@ pub fn kll_image_header(b: &[u8]) -> Result<(u64, bool)> {
 /// One compact KLL-of-doubles image, read in place: its levels are byte slices of the image
 /// (items are little-endian doubles, level `h` weighing `2^h`).
 struct ImageView<'a> {
+    k: u16,
+    /// Five preamble ints: the compact layout (an updatable image has one offset more).
+    compact: bool,
     n: u64,
+    /// Σ retained items × 2^level: equals n in a well-formed image.
+    weight: u64,
     min: f64,
     max: f64,
     level_zero_sorted: bool,
@@ -399,17 +404,15 @@ fn le_f64(b: &[u8]) -> f64 {
 }
 
 impl<'a> ImageView<'a> {
-    /// Reads an image's preamble and level bounds; `None` for the empty sketch. Checks what a
-    /// merge relies on: the family, k, the level offsets and that the levels' weights add up
-    /// to n.
+    /// Reads an image's preamble and level bounds; `None` for the empty sketch. Checks the
+    /// layout (family, level count, offsets, item array); what else a use needs (k, weights)
+    /// is the user's to check.
     fn parse(b: &'a [u8]) -> Result<Option<Self>> {
         let bad = |d: &str| Error::sketch("kll", d.to_string());
         if b.len() < 8 || b[2] != KLL_FAMILY {
             return Err(bad("not a KLL image"));
         }
-        if u16::from_le_bytes([b[4], b[5]]) != KLL_K {
-            return Err(bad("k differs from the fixed k"));
-        }
+        let k = u16::from_le_bytes([b[4], b[5]]);
         let flags = b[3];
         if flags & FLAG_EMPTY != 0 {
             return Ok(None);
@@ -418,7 +421,10 @@ impl<'a> ImageView<'a> {
             let item = b.get(8..16).ok_or_else(|| bad("truncated image"))?;
             let x = le_f64(item);
             return Ok(Some(ImageView {
+                k,
+                compact: true,
                 n: 1,
+                weight: 1,
                 min: x,
                 max: x,
                 level_zero_sorted: true,
@@ -427,10 +433,6 @@ impl<'a> ImageView<'a> {
         }
         if b.len() < 20 {
             return Err(bad("truncated preamble"));
-        }
-        // Five preamble ints: the compact layout (an updatable image has one offset more).
-        if b[0] != 5 {
-            return Err(bad("not a compact image"));
         }
         let mut n = [0u8; 8];
         n.copy_from_slice(&b[8..16]);
@@ -475,10 +477,10 @@ impl<'a> ImageView<'a> {
             levels.push(&items[8 * start..8 * end]);
             start = end;
         }
-        if weight != n || min.partial_cmp(&max).is_none_or(|o| o.is_gt()) {
-            return Err(bad("level weights do not add up to n"));
-        }
         Ok(Some(ImageView {
+            k,
+            compact: b[0] == 5,
+            weight,
             n,
             min,
             max,
@@ -503,9 +505,16 @@ impl<'a> ImageView<'a> {
 pub fn kll_merge_images(images: &[&[u8]]) -> Result<Vec<u8>> {
     let mut views = Vec::with_capacity(images.len());
     for image in images {
-        if let Some(v) = ImageView::parse(image)? {
-            views.push(v);
+        let Some(v) = ImageView::parse(image)? else {
+            continue;
+        };
+        if v.k != KLL_K || !v.compact {
+            return Err(Error::sketch("kll", "not a compact image of the fixed k"));
         }
+        if v.weight != v.n || v.min.partial_cmp(&v.max).is_none_or(|o| o.is_gt()) {
+            return Err(Error::sketch("kll", "level weights do not add up to n"));
+        }
+        views.push(v);
     }
     let num_levels = views.iter().map(|v| v.levels.len()).max().unwrap_or(1);
     let mut seed = 0x5DEE_CE66_D1CE_5EEDu64;
@@ -612,72 +621,17 @@ impl WeightedCdf {
 
     /// Parses a DataSketches compact KLL-of-doubles image.
     pub fn from_image(b: &[u8]) -> Result<Self> {
-        let bad = |d: &str| Error::sketch("kll", d.to_string());
-        if b.len() < 8 || b[2] != KLL_FAMILY {
-            return Err(bad("not a KLL image"));
-        }
-        let flags = b[3];
-        if flags & FLAG_EMPTY != 0 {
+        let Some(img) = ImageView::parse(b)? else {
             return Ok(WeightedCdf::default());
-        }
-        let f = |at: usize| -> Result<f64> {
-            let s = b.get(at..at + 8).ok_or_else(|| bad("truncated image"))?;
-            let mut a = [0u8; 8];
-            a.copy_from_slice(s);
-            Ok(f64::from_le_bytes(a))
         };
-        if flags & FLAG_SINGLE != 0 {
-            return Ok(Self::from_weighted(vec![(f(8)?, 1)]));
-        }
-        if b.len() < 20 {
-            return Err(bad("truncated preamble"));
-        }
-        let num_levels = usize::from(b[18]);
-        if num_levels == 0 || num_levels > 61 {
-            return Err(bad("bad level count"));
-        }
-        let mut offsets = Vec::with_capacity(num_levels);
-        for l in 0..num_levels {
-            let at = 20 + 4 * l;
-            let s = b.get(at..at + 4).ok_or_else(|| bad("truncated levels"))?;
-            offsets.push(u32::from_le_bytes([s[0], s[1], s[2], s[3]]) as usize);
-        }
-        let min_at = 20 + 4 * num_levels;
-        let min = f(min_at)?;
-        let max = f(min_at + 8)?;
-        let items_at = min_at + 16;
-        let rest = b
-            .len()
-            .checked_sub(items_at)
-            .ok_or_else(|| bad("truncated items"))?;
-        if rest % 8 != 0 {
-            return Err(bad("ragged item array"));
-        }
-        let retained = rest / 8;
-        let mut pairs = Vec::with_capacity(retained);
-        let base = offsets[0];
-        for level in 0..num_levels {
-            let start = offsets[level]
-                .checked_sub(base)
-                .ok_or_else(|| bad("bad level offsets"))?;
-            let end = if level + 1 < num_levels {
-                offsets[level + 1]
-                    .checked_sub(base)
-                    .ok_or_else(|| bad("bad level offsets"))?
-            } else {
-                retained
-            };
-            if start > end || end > retained {
-                return Err(bad("bad level offsets"));
-            }
+        let mut pairs = Vec::with_capacity(img.levels.iter().map(|l| l.len() / 8).sum());
+        for (level, items) in img.levels.iter().enumerate() {
             let weight = 1u64 << level;
-            for i in start..end {
-                pairs.push((f(items_at + 8 * i)?, weight));
-            }
+            pairs.extend(items.chunks_exact(8).map(|x| (le_f64(x), weight)));
         }
         let mut cdf = Self::from_weighted(pairs);
-        cdf.min = min;
-        cdf.max = max;
+        cdf.min = img.min;
+        cdf.max = img.max;
         Ok(cdf)
     }
 
