@@ -1,0 +1,71 @@
+"""Process-level hooks: discard inherited gRPC state in a forked child, flush monitors at exit."""
+
+from __future__ import annotations
+
+import atexit
+import os
+import threading
+import time
+import weakref
+from typing import Any, List
+
+_live: "weakref.WeakSet[Any]" = weakref.WeakSet()
+_shippers: "weakref.WeakSet[Any]" = weakref.WeakSet()
+# Objects inherited from the parent (channels, calls) that the child must neither use nor let
+# the garbage collector finalise (finalising a gRPC channel talks to the parent's core state).
+_orphans: List[Any] = []
+_atexit_registered = False
+_lock = threading.Lock()
+
+# Seconds all monitors together get to deliver what is queued when the interpreter exits.
+ATEXIT_TIMEOUT = float(os.environ.get("DRIFTDB_ATEXIT_TIMEOUT", "5"))
+
+
+def track(obj: Any) -> None:
+    """Calls ``obj._after_fork_child()`` in every child forked after this."""
+    _live.add(obj)
+
+
+def orphan(obj: Any) -> None:
+    if obj is not None:
+        _orphans.append(obj)
+
+
+def _after_fork_child() -> None:
+    global _lock
+    _lock = threading.Lock()
+    for obj in list(_live):
+        try:
+            obj._after_fork_child()
+        except Exception:
+            pass
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_child)
+
+
+def track_shipper(obj: Any) -> None:
+    """Flushes and closes ``obj`` (a Monitor or LabelLogger) at interpreter exit."""
+    global _atexit_registered
+    _shippers.add(obj)
+    with _lock:
+        if not _atexit_registered:
+            # Registered after grpc was imported, so it runs before grpc's own exit handlers.
+            atexit.register(_close_all_at_exit)
+            _atexit_registered = True
+
+
+def _close_all_at_exit() -> None:
+    deadline = time.monotonic() + ATEXIT_TIMEOUT
+    shippers = list(_shippers)
+    for s in shippers:
+        try:
+            s._begin_close(deadline)
+        except Exception:
+            pass
+    for s in shippers:
+        try:
+            s._finish_close(deadline)
+        except Exception:
+            pass

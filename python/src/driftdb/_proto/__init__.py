@@ -1,0 +1,1 @@
+"""Generated protobuf and gRPC modules (python/scripts/gen_stubs.sh); do not edit."""
