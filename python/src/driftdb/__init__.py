@@ -8,7 +8,7 @@
 See README.md in the package's source for the whole API and its guarantees.
 """
 
-from ._client import AlertWatch, Alerts, Client, Keys, Models, Rules
+from ._client import Alerts, AlertWatch, Client, Keys, Models, Rules
 from ._errors import (
     AlreadyExists,
     Cancelled,
@@ -33,8 +33,8 @@ from ._results import (
     LabelsResult,
     QueryResult,
     ReferenceResult,
-    Rule,
     RowError,
+    Rule,
 )
 from ._sampling import sampled_in
 

@@ -39,8 +39,8 @@ from ._results import (
     LabelsResult,
     QueryResult,
     ReferenceResult,
-    Rule,
     RowError,
+    Rule,
 )
 from ._timeconv import datetime_ms, time_arg
 
@@ -124,6 +124,9 @@ class Client:
             ("grpc.keepalive_timeout_ms", 10_000),
             ("grpc.keepalive_permit_without_calls", 0),
             ("grpc.http2.max_pings_without_data", 0),
+            # A channel of its own connections: a forked child's new channel must not pick
+            # up the parent's connection from the process-wide subchannel pool.
+            ("grpc.use_local_subchannel_pool", 1),
         ] + list(options or [])
         self._lock = threading.Lock()
         self._channel: Optional[grpc.Channel] = None
@@ -140,7 +143,7 @@ class Client:
         scheme = "https" if self.tls else "http"
         return f"Client({scheme}://{self.target})"
 
-    # -- channel ----------------------------------------------------------------------------------
+    # -- channel ---------------------------------------------------------------------------------
 
     def _after_fork_child(self) -> None:
         _fork.orphan(self._channel)
@@ -226,7 +229,7 @@ class Client:
     def __exit__(self, *exc: Any) -> None:
         self.close()
 
-    # -- monitors -----------------------------------------------------------------------------------
+    # -- monitors --------------------------------------------------------------------------------
 
     def monitor(
         self,
@@ -277,13 +280,13 @@ class Client:
         self._shippers.add(lg)
         return lg
 
-    # -- models -----------------------------------------------------------------------------------
+    # -- models ----------------------------------------------------------------------------------
 
     def _model_spec(self, model: str, timeout: Optional[float] = None) -> Dict[str, Any]:
         r = self._call("models", "GetModel", models_pb2.GetModelRequest(id=model), timeout)
         return models.from_pb(r.model)
 
-    # -- batch ingest ---------------------------------------------------------------------------------
+    # -- batch ingest ----------------------------------------------------------------------------
 
     def _deliver(
         self,
@@ -512,7 +515,9 @@ class Client:
             response_deserializer=models_pb2.ReferenceSummary.FromString,
         )
         try:
-            s = method(chunks(), timeout=timeout or max(self.timeout, 600.0), metadata=self._metadata)
+            s = method(
+                chunks(), timeout=timeout or max(self.timeout, 600.0), metadata=self._metadata
+            )
         except grpc.RpcError as e:
             raise from_rpc_error(e) from None
         return ReferenceResult(
@@ -524,7 +529,7 @@ class Client:
             errors=[RowError(e.row, e.request_id, e.reason) for e in s.errors],
         )
 
-    # -- queries ----------------------------------------------------------------------------------
+    # -- queries ---------------------------------------------------------------------------------
 
     def query(self, text: str, *, timeout: Optional[float] = None) -> QueryResult:
         """Runs a DriftQL query (``query/DRIFTQL.md``), e.g.
@@ -562,7 +567,7 @@ class Client:
             warnings=list(r.warnings),
         )
 
-    # -- alerts -------------------------------------------------------------------------------------
+    # -- alerts ----------------------------------------------------------------------------------
 
     def watch_alerts(
         self,
@@ -642,9 +647,7 @@ class Rules:
             if not text.lstrip().startswith("{"):
                 with open(text, encoding="utf-8") as f:
                     text = f.read()
-        r = self._c._call(
-            "rules", "CreateRule", alerts_pb2.CreateRuleRequest(definition_json=text)
-        )
+        r = self._c._call("rules", "CreateRule", alerts_pb2.CreateRuleRequest(definition_json=text))
         return Rule.from_pb(r.rule)
 
     def list(self, model: Optional[str] = None) -> List[Rule]:

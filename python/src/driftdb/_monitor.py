@@ -374,8 +374,7 @@ class _Shipper:
             target = self._popped + len(self._q)
             if self._done >= target:
                 return True
-            if target > self._flush_target:
-                self._flush_target = target
+            self._flush_target = max(self._flush_target, target)
         if self._thread is None:
             self._start()
         self._event.set()
