@@ -21,10 +21,16 @@
 #![warn(missing_docs, unreachable_pub)]
 
 pub mod error;
+pub mod eval;
 pub mod limits;
 pub mod matcher;
+pub mod promql;
+pub mod scan;
+pub mod source;
 pub mod xor;
 
 pub use error::{Error, Result};
+pub use eval::{Answer, Value, instant_query, range_query};
 pub use limits::{Budget, Limits};
 pub use matcher::{MatchOp, Matcher};
+pub use source::{Labels, MemorySource, ReadStats, Selection, Series, SeriesSource};
