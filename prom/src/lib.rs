@@ -26,6 +26,7 @@ pub mod limits;
 pub mod matcher;
 pub mod promql;
 pub mod scan;
+pub mod series;
 pub mod source;
 pub mod xor;
 
@@ -33,4 +34,5 @@ pub use error::{Error, Result};
 pub use eval::{Answer, Value, instant_query, range_query};
 pub use limits::{Budget, Limits};
 pub use matcher::{MatchOp, Matcher};
+pub use series::{DriftSource, SegmentValues};
 pub use source::{Labels, MemorySource, ReadStats, Selection, Series, SeriesSource};
