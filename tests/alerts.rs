@@ -12,11 +12,11 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri};
+use driftdb_cli::client::Client;
 use driftdb_engine::model::ModelDef;
 use driftdb_engine::time::{Clock, ManualClock, Timestamp};
 use driftdb_proto::v1 as pb;
 use driftdb_server::auth::AuthMode;
-use driftdb_server::client::Client;
 use driftdb_server::convert::model_to_pb;
 use driftdb_server::node::Node;
 use driftdb_server::rules::{RulesConfig, next_window};
@@ -195,7 +195,7 @@ impl AlertServer {
             .unwrap();
         self.node.rules.wake();
         let deadline = Instant::now() + Duration::from_secs(10);
-        while next_window(&self.node, "m").unwrap().is_none() {
+        while next_window(&self.node.rules, "m").unwrap().is_none() {
             assert!(Instant::now() < deadline, "scheduler never saw the model");
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
@@ -253,7 +253,7 @@ impl AlertServer {
     async fn evaluated(&self, k: i64) {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            if next_window(&self.node, "m")
+            if next_window(&self.node.rules, "m")
                 .unwrap()
                 .is_some_and(|n| n > t(k))
             {
@@ -577,7 +577,7 @@ async fn deliveries_retry_while_the_receiver_fails_and_dead_letter_after_the_dea
         r(2)
     );
     assert_eq!(r(2).last_error, "HTTP 404");
-    let dead = driftdb_server::rules::dead_letters(&s.node).unwrap();
+    let dead = driftdb_server::rules::dead_letters(&s.node.rules).unwrap();
     assert_eq!(dead.len(), 2);
     assert_eq!(s.node.rules.metrics.outbox_depth.load(Ordering::Relaxed), 0);
     s.stop().await;

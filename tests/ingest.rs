@@ -1,19 +1,19 @@
 //! Ingest, reference profiles and label joins against a real server on 127.0.0.1:0 with a temp
-//! data dir, checked against `../shared/golden/expected.json`.
+//! data dir, checked against `tests/data/golden/expected.json`.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
+use driftdb_cli::client::Client;
+use driftdb_cli::files::{BatchBuilder, label_from_record, read_records};
 use driftdb_engine::model::ModelDef;
 use driftdb_engine::series::{FeatureRef, Segment, SeriesKey};
 use driftdb_engine::sketch::SeriesState;
 use driftdb_engine::time::{ManualClock, Resolution, Timestamp};
 use driftdb_proto::v1 as pb;
 use driftdb_server::auth::AuthMode;
-use driftdb_server::client::Client;
 use driftdb_server::convert::model_to_pb;
-use driftdb_server::files::{BatchBuilder, label_from_record, read_records};
 use driftdb_server::node::Node;
 use driftdb_storage::{SeriesReader, StoreConfig};
 use serde_json::Value;
@@ -21,7 +21,7 @@ use tokio_stream::StreamExt;
 
 pub fn golden(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/golden")
+        .join("data/golden")
         .join(name)
 }
 

@@ -1,4 +1,4 @@
-//! Drift-metric benches (SPEC §3): the cost of each metric per series on realistic states
+//! Drift-metric benches (docs/STATISTICS.md): the cost of each metric per series on realistic states
 //! (counts over 50 reference bins, KLL k=200 in estimation mode, ~20 categories), and every
 //! drift metric of one window over many series.
 //!

@@ -1,4 +1,4 @@
-//! The in-process fold of one ingest batch (issue 4): rows → sketch deltas, the part of ingest
+//! The in-process fold of one ingest batch: rows → sketch deltas, the part of ingest
 //! that is neither gRPC nor RocksDB. The batch has the shape of `driftdb bench ingest`'s: 2,000
 //! rows, numeric features, 2 segment keys × 8 values, every group binned on reference edges.
 //! Fewer features (50) than the 500 of the end-to-end bench keep a sample short; the cost is

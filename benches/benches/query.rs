@@ -1,4 +1,4 @@
-//! DriftQL latency (SPEC §8, issue 5), each against the bare cost of reading the same windows:
+//! DriftQL latency (BENCHMARKS.md), each against the bare cost of reading the same windows:
 //! - one series over 90 days, step 1d (target ≤ 10 ms), 60 of those days downsampled to 1h;
 //! - 500 features over 24 h, step 15m (target ≤ 300 ms);
 //! - `explain` over 1 h of a 500-feature, 10-segment model (target ≤ 300 ms);

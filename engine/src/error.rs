@@ -24,6 +24,10 @@ pub enum ErrorKind {
     /// A dependency failed in a way that may pass: a storage write was refused (disk full,
     /// read-only file system). Nothing was written; the caller may retry later.
     Unavailable,
+    /// The work ran out of its time budget; a narrower request may fit.
+    DeadlineExceeded,
+    /// The caller went away before the answer was ready.
+    Cancelled,
     /// A bug or an unexpected failure of a dependency.
     Internal,
 }

@@ -1,10 +1,10 @@
-//! Folding inference rows into per-(series, window) sketch deltas (SPEC §1's "engine folds rows
+//! Folding inference rows into per-(series, window) sketch deltas (docs/ARCHITECTURE.md's "engine folds rows
 //! into sketch deltas"), and the pure half of the label join.
 //!
 //! A batch names its features and segment keys once; rows carry values positionally. Each
 //! accepted row updates the overall segment `all` and one segment per segment key (values past a
 //! key's cardinality cap fold into `__other__`). Rows are placed by event time only, so a replay
-//! rebuilds identical windows (SPEC §10.3). Folding is column-major: rows are first mapped to
+//! rebuilds identical windows (docs/DATA_MODEL.md, scale-out 3). Folding is column-major: rows are first mapped to
 //! their (version, window, segment) groups ([`plan_batch`], the only step that needs the segment
 //! registry), then each feature column is folded into one state per group ([`fold_planned`],
 //! columns spread over threads). A numeric column is folded in bulk: its values are sorted once
@@ -130,6 +130,9 @@ pub enum FieldRef<'a> {
     /// Missing.
     Missing,
 }
+
+/// Most rows one inference or label batch may carry (larger batches are refused; split them).
+pub const MAX_BATCH_ROWS: usize = 100_000;
 
 /// A batch of inference rows for one model.
 #[derive(Debug, Clone, PartialEq, Default)]

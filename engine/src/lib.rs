@@ -1,5 +1,5 @@
 //! driftdb's engine: core types, sketch states and their binary codecs, statistics and rule
-//! logic. Pure computation: no I/O, no async runtime, no storage (SPEC §1).
+//! logic. Pure computation: no I/O, no async runtime, no storage (docs/ARCHITECTURE.md).
 //!
 //! - [`time`]: timestamps, window ids from event time, the [`time::Clock`] trait;
 //! - [`series`]: series identity (model, version, feature, segment);

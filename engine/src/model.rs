@@ -1,4 +1,4 @@
-//! Model definitions (SPEC §2 and §5's model JSON).
+//! Model definitions (docs/DATA_MODEL.md and §5's model JSON).
 
 use std::collections::BTreeMap;
 

@@ -1,8 +1,8 @@
-//! Reference profiles (SPEC §2): built once from training/validation rows, stored per model
+//! Reference profiles (docs/DATA_MODEL.md): built once from training/validation rows, stored per model
 //! version, never recomputed from raw data.
 //!
 //! Per series (feature, `$score`, `$latency`, `$label`) and per segment (overall and each
-//! segment value, FORMULAS §0: a segment's baseline is that segment's own reference rows,
+//! segment value, docs/STATISTICS.md §0: a segment's baseline is that segment's own reference rows,
 //! including its bin edges): a [`NumericState`] binned on the exact 50-quantile edges (the
 //! 10-bin edges are a subset), exact type-7 quantiles p1…p99, and for categoricals the category
 //! counts. Ranking models also get `$items`: the counts of the item ids the reference rows served

@@ -1,4 +1,4 @@
-//! Alert rules (SPEC §7): definitions and their validation, the per-series evaluation state
+//! Alert rules (README.md, "Rules and alerts"): definitions and their validation, the per-series evaluation state
 //! machine, alert payloads for each action kind, and the webhook retry schedule.
 //!
 //! Everything here is pure: time comes in as arguments, nothing is stored or sent. The server

@@ -1,8 +1,8 @@
 //! Series identity: model, version, feature (or `$score`/`$label`/`$latency`/`$items`),
 //! segment.
 //!
-//! A series is one sketch state per window (SPEC §2). Identifiers are names, never node-local
-//! counters (SPEC §10.2), so any node can compute a series' key.
+//! A series is one sketch state per window (docs/DATA_MODEL.md). Identifiers are names, never node-local
+//! counters (docs/DATA_MODEL.md, scale-out 2), so any node can compute a series' key.
 
 use std::fmt;
 

@@ -1,9 +1,9 @@
 //! Statistics over sketch states: drift between a window and its baseline, one-sample
 //! summaries, labelled performance, false-discovery control and silent-failure signals.
 //!
-//! Every definition follows `shared/golden/FORMULAS.md` (SPEC §3), and the golden test
+//! Every definition follows `docs/STATISTICS.md`, and the golden test
 //! (`engine/tests/golden.rs`) checks each one against scipy / scikit-learn numbers within the
-//! tolerances of FORMULAS §16. The functions are pure: they read states and return plain result
+//! tolerances of docs/STATISTICS.md §16. The functions are pure: they read states and return plain result
 //! structs, and every result carries the sample sizes it rests on (`n`, `baseline_n`,
 //! `n_labeled`), so a caller can judge an effect size and a p-value together.
 //!

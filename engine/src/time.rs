@@ -1,6 +1,6 @@
 //! Event time: millisecond timestamps, window widths and window ids, and the clock.
 //!
-//! Window ids come from event time only (SPEC §10.3): `floor(ts_ms / width) * width` in UTC,
+//! Window ids come from event time only (docs/DATA_MODEL.md, scale-out 3): `floor(ts_ms / width) * width` in UTC,
 //! so a replay of the same events rebuilds identical windows.
 
 use std::sync::Arc;

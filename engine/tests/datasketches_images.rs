@@ -1,5 +1,5 @@
 //! Sketch images written by Apache DataSketches (Python 5.2.0) read back with the answers the
-//! golden README lists (SPEC §10.1), and images driftdb writes read back the same way.
+//! golden README lists (docs/DATA_MODEL.md, scale-out 1), and images driftdb writes read back the same way.
 
 #![expect(
     clippy::unwrap_used,
@@ -17,7 +17,7 @@ use driftdb_engine::sketch::kll::{
 use serde_json::Value;
 
 fn dir() -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/golden/sketches")
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/data/golden/sketches")
 }
 
 fn expected() -> Value {

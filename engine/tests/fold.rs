@@ -232,7 +232,7 @@ fn ranking_join_matches_the_worked_case() {
     let g: serde_json::Value = serde_json::from_slice(
         &std::fs::read(concat!(
             env!("CARGO_MANIFEST_DIR"),
-            "/../../shared/golden/expected.json"
+            "/../tests/data/golden/expected.json"
         ))
         .unwrap(),
     )

@@ -1,9 +1,10 @@
-//! The statistics engine against the golden set (`shared/golden/`, FORMULAS.md).
+//! The statistics engine against the golden set (`tests/data/golden/`, definitions in
+//! `docs/STATISTICS.md`).
 //!
 //! Builds every reference profile (overall and per segment value) from `reference.jsonl` with
 //! the engine's quantile code, folds each window's rows (labels joined by request id) into
 //! numeric, categorical and performance states, and compares every applicable number of
-//! `expected.json` within the tolerances of FORMULAS §16, plus all `worked_cases`. Each number
+//! `expected.json` within the tolerances of docs/STATISTICS.md §16, plus all `worked_cases`. Each number
 //! compared is counted, and the test fails if the count is not large, so it cannot pass by
 //! skipping.
 
@@ -35,7 +36,7 @@ use driftdb_engine::stats::summary::{ExactSummary, SUMMARY_QUANTILES, numeric_su
 use driftdb_engine::time::Timestamp;
 use serde_json::Value;
 
-const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/golden/");
+const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/data/golden/");
 const WINDOW_MS: i64 = 900_000;
 /// KLL k=200 normalized rank error per side (DataSketches), as the tolerance on sketched D.
 const KLL_EPS: f64 = 0.013_3;
@@ -627,7 +628,7 @@ fn check_window_cell(
         }
         let w1 = d.wasserstein.unwrap();
         let want_w1 = num(&en["wasserstein"]);
-        // From sketches: 5 % (FORMULAS §16) or the sketch's own error bound, whichever is
+        // From sketches: 5 % (docs/STATISTICS.md §16) or the sketch's own error bound, whichever is
         // larger; KLL k=200 cannot resolve a W1 that is at the level of its own noise.
         let bound = d.wasserstein_error_bound.unwrap();
         c.abs(

@@ -1,4 +1,4 @@
-//! The syntax tree of one DriftQL statement (SPEC §6), as the parser returns it.
+//! The syntax tree of one DriftQL statement (query/DRIFTQL.md), as the parser returns it.
 //!
 //! Names are resolved against the catalog by the planner, not here: the tree only says what
 //! was written, with the position of each part so the planner's errors can point at it too.

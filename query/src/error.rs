@@ -32,9 +32,16 @@ pub enum Error {
         /// Extra help (e.g. the names that do exist), starting with a separator.
         hint: String,
     },
-    /// The query would read more than the configured limit.
+    /// The query would read or return more than a limit allows: retrying cannot help, a
+    /// narrower query can.
     #[error("query too large: {0}")]
     TooLarge(String),
+    /// The query ran out of its time budget.
+    #[error("query timed out: {0}")]
+    DeadlineExceeded(String),
+    /// The query was cancelled (its caller went away).
+    #[error("query cancelled")]
+    Cancelled,
     /// Reading sketches failed.
     #[error(transparent)]
     Storage(#[from] driftdb_storage::Error),
@@ -49,7 +56,9 @@ impl Error {
         match self {
             Error::Parse(_) | Error::Plan { .. } => ErrorKind::InvalidArgument,
             Error::NotFound { .. } => ErrorKind::NotFound,
-            Error::TooLarge(_) => ErrorKind::ResourceExhausted,
+            Error::TooLarge(_) => ErrorKind::InvalidArgument,
+            Error::DeadlineExceeded(_) => ErrorKind::DeadlineExceeded,
+            Error::Cancelled => ErrorKind::Cancelled,
             Error::Storage(e) => e.kind(),
             Error::Engine(e) => e.kind(),
         }

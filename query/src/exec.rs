@@ -106,11 +106,15 @@ pub fn accumulate(
                 }
             }
         };
+    let mut read = 0u64;
+    crate::budget::check()?;
     for (res, from, to) in reads {
         let mut it = reader.scan(prefix, res, from, to)?;
         let mut cur: Option<Current> = None;
         for w in it.by_ref() {
             let w = w?;
+            read += 1;
+            crate::budget::check_every(read)?;
             if !cur.as_ref().is_some_and(|c| Arc::ptr_eq(&c.key, &w.series)) {
                 if let Some(done) = cur.take() {
                     flush(done, &mut out, stats);
@@ -268,12 +272,15 @@ pub fn par_chunks<T: Sync, R: Send>(
         return Ok(vec![work(items)?]);
     }
     let chunk = items.len().div_ceil(threads);
+    // Workers run under the caller's query budget (crate::budget).
+    let budget = crate::budget::current();
     std::thread::scope(|scope| {
         let handles: Vec<_> = items
             .chunks(chunk)
             .map(|c| {
                 let work = &work;
-                scope.spawn(move || work(c))
+                let budget = budget.clone();
+                scope.spawn(move || crate::budget::run_under(budget.as_ref(), || work(c)))
             })
             .collect();
         handles

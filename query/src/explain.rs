@@ -13,7 +13,7 @@
 //! - `performance`: every segment with labels, by its performance drop against the overall
 //!   value weighted by its volume share (AUC for binary models, RMSE for regression, NDCG@10
 //!   for ranking), and its calibration (ECE) against the segment's reference.
-//! - `signal`: the silent-failure patterns of SPEC §6: stable inputs with falling performance,
+//! - `signal`: the silent-failure patterns of query/DRIFTQL.md: stable inputs with falling performance,
 //!   a score-entropy spike, a calibration shift, and collapse of distinct items in the top K.
 
 use std::collections::BTreeMap;

@@ -1,4 +1,4 @@
-//! DriftQL lexer (SPEC §6): turns query text into tokens, one at a time.
+//! DriftQL lexer (query/DRIFTQL.md): turns query text into tokens, one at a time.
 //!
 //! The lexer is pulled by the parser, so the first error in reading order is the one reported,
 //! whether it is a bad token or a misplaced good one. Keywords are not tokens of their own:

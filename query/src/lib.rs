@@ -1,4 +1,4 @@
-//! DriftQL (SPEC §6): lexer, parser, planner, operators and result tables.
+//! DriftQL (query/DRIFTQL.md): lexer, parser, planner, operators and result tables.
 //!
 //! A query flows `parser::parse` → [`plan::plan`] (names resolved against a [`Catalog`],
 //! errors pointing at the query text) → operators in [`exec`], [`explain`] and [`uplift`]
@@ -13,6 +13,7 @@
 #![warn(missing_docs)]
 
 pub mod ast;
+pub mod budget;
 pub mod catalog;
 pub mod error;
 pub mod exec;
@@ -25,6 +26,7 @@ pub mod summary;
 pub mod table;
 pub mod uplift;
 
+pub use budget::Budget;
 pub use catalog::{Catalog, MemoryCatalog};
 pub use error::{Error, Result};
 pub use exec::ExecStats;

@@ -1,4 +1,4 @@
-//! DriftQL parser (SPEC §6): query text → [`Statement`].
+//! DriftQL parser (query/DRIFTQL.md): query text → [`Statement`].
 //!
 //! A hand-written recursive-descent parser with one token of lookahead (two for the optional
 //! `EXPLAIN` prefix, which is also a call name). It never recurses beyond a fixed depth and
@@ -41,7 +41,7 @@ pub struct ParseError {
     pub found: String,
 }
 
-/// Parses one DriftQL statement: an optional `EXPLAIN` followed by a query (SPEC §6).
+/// Parses one DriftQL statement: an optional `EXPLAIN` followed by a query (query/DRIFTQL.md).
 pub fn parse(text: &str) -> Result<Statement, ParseError> {
     if text.len() > MAX_QUERY_BYTES {
         return Err(ParseError {

@@ -225,6 +225,11 @@ pub struct SelectPlan {
 }
 
 impl SelectPlan {
+    /// How many buckets [`SelectPlan::buckets`] makes, computed without making them.
+    pub fn bucket_count(&self) -> u64 {
+        bucket_count(self.range, self.step)
+    }
+
     /// The buckets of the range: aligned to the step (from the epoch), clipped to the range.
     pub fn buckets(&self) -> Vec<TimeRange> {
         match self.step {
@@ -242,6 +247,21 @@ impl SelectPlan {
                 out
             }
         }
+    }
+}
+
+/// The number of step-aligned buckets of `range` (1 without a step), in u64 so no range
+/// overflows it.
+pub fn bucket_count(range: TimeRange, step: Option<i64>) -> u64 {
+    match step {
+        None => 1,
+        Some(step) if step > 0 && range.to.0 > range.from.0 => {
+            let first = i128::from(range.from.0).div_euclid(i128::from(step));
+            // The last bucket starts before `to`.
+            let last = (i128::from(range.to.0) - 1).div_euclid(i128::from(step));
+            u64::try_from(last - first + 1).unwrap_or(u64::MAX)
+        }
+        Some(_) => 0,
     }
 }
 
@@ -480,6 +500,12 @@ pub fn plan(ctx: &Context<'_>, stmt: &Statement) -> Result<Plan> {
                 None if range.len_ms() >= 2 * 86_400_000 => 86_400_000,
                 None => res.max(3_600_000),
             };
+            let buckets = bucket_count(range, Some(step));
+            if buckets > MAX_BUCKETS as u64 {
+                return Err(Error::TooLarge(format!(
+                    "{buckets} buckets per series (limit {MAX_BUCKETS}); use a larger step or a shorter range"
+                )));
+            }
             Ok(Plan::Uplift(UpliftPlan {
                 metric: Metric { def, param: None },
                 challenger: ch,
@@ -621,8 +647,10 @@ fn plan_select(
         having: q.having,
         top: q.top,
     };
-    let buckets = plan.buckets().len();
-    if buckets > MAX_BUCKETS {
+    // Counted, not built: a range of centuries stepped by minutes must be refused before a
+    // bucket is allocated.
+    let buckets = plan.bucket_count();
+    if buckets > MAX_BUCKETS as u64 {
         return Err(Error::TooLarge(format!(
             "{buckets} buckets per series (limit {MAX_BUCKETS}); use a larger step or a shorter range"
         )));

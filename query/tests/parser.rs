@@ -1,4 +1,4 @@
-//! DriftQL parser tests: the SPEC §6 examples (tree assertions and insta snapshots), exact
+//! DriftQL parser tests: the query/DRIFTQL.md examples (tree assertions and insta snapshots), exact
 //! error messages, the canonical printer's round trip, and property tests (no input makes the
 //! parser panic; generated and mutated queries print back to themselves).
 #![expect(
@@ -14,7 +14,7 @@ use driftdb_query::ast::{
 use driftdb_query::parser::{MAX_QUERY_BYTES, ParseError, parse};
 use proptest::prelude::*;
 
-/// The queries SPEC §6 says must work, in its order.
+/// The queries query/DRIFTQL.md says must work, in its order.
 const SPEC_EXAMPLES: [&str; 11] = [
     "psi(fraud.amount) over 24h step 15m",
     "ks(fraud.*) over 1h top 5",

@@ -1,4 +1,4 @@
-//! Who may do what (SPEC §9): API keys with scopes, bound to a team.
+//! Who may do what: API keys with scopes, bound to a team.
 //!
 //! - A **key** carries scopes — `ingest` (send data: inferences, labels, reference profiles,
 //!   events), `read` (models, queries, drift, rules, alerts, the Prometheus endpoints) and
@@ -12,7 +12,7 @@
 //!   teams' models, series or label values. Rules for every model (`"model": "*"`) and node-wide
 //!   `/metrics` are operator-only.
 //! - Every gRPC method and HTTP route needs one scope, decided in one table each
-//!   ([`grpc_need`], [`http_need`]) and checked in one place per transport ([`layer`]) before
+//!   ([`grpc_need`], [`http_need`]) and checked in one place per transport (`crate::guard`) before
 //!   any handler runs; handlers then filter by team with the [`Principal`] the check left in
 //!   the request. `GET /healthz` is the one open route.
 //! - Auth is switched off only explicitly ([`AuthMode::Disabled`]: `driftdb serve
@@ -23,136 +23,18 @@
 
 pub mod admin;
 pub mod keys;
-pub mod layer;
 
 use std::sync::Arc;
 
 use driftdb_engine::model::ModelDef;
 use driftdb_engine::reference::ReferenceProfile;
 use driftdb_storage::Store;
-use serde::{Deserialize, Serialize};
 
-pub use keys::{KeyRecord, KeySpec, KeyStore, NewKey};
+pub use crate::records::keys::{KeyRecord, Scope, Scopes};
+pub use keys::{KeySpec, KeyStore, NewKey};
 
 use crate::error::{Error, Result};
 use crate::registry::{ModelEntry, Registry};
-
-/// One permission a key can carry.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Scope {
-    /// Send data: inference and label batches, reference profiles, event announcements.
-    Ingest,
-    /// Read models, query results, rules, alerts and series.
-    Read,
-    /// Change configuration: models, rules, API keys.
-    Admin,
-}
-
-impl Scope {
-    /// Every scope.
-    pub const ALL: [Scope; 3] = [Scope::Ingest, Scope::Read, Scope::Admin];
-
-    /// The spelling in key listings and on the command line.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Scope::Ingest => "ingest",
-            Scope::Read => "read",
-            Scope::Admin => "admin",
-        }
-    }
-
-    /// Reads `ingest`, `read` or `admin`.
-    pub fn parse(s: &str) -> Result<Scope> {
-        Scope::ALL
-            .into_iter()
-            .find(|x| x.as_str() == s.trim())
-            .ok_or_else(|| {
-                Error::Invalid(format!(
-                    "unknown scope {s:?}; scopes are ingest, read and admin"
-                ))
-            })
-    }
-
-    fn bit(self) -> u8 {
-        match self {
-            Scope::Ingest => 1,
-            Scope::Read => 2,
-            Scope::Admin => 4,
-        }
-    }
-}
-
-/// A set of scopes; stored and shown as a list of names.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(try_from = "Vec<String>", into = "Vec<String>")]
-pub struct Scopes(u8);
-
-impl Scopes {
-    /// Every scope.
-    pub const ALL: Scopes = Scopes(7);
-
-    /// The set of `scopes`.
-    pub fn of(scopes: &[Scope]) -> Scopes {
-        Scopes(scopes.iter().fold(0, |acc, s| acc | s.bit()))
-    }
-
-    /// Reads a comma-separated list (`read,ingest`); empty entries are refused.
-    pub fn parse_list(s: &str) -> Result<Scopes> {
-        let mut out = Scopes::default();
-        for part in s.split(',') {
-            out.0 |= Scope::parse(part)?.bit();
-        }
-        Ok(out)
-    }
-
-    /// Whether `scope` is in the set.
-    pub fn contains(self, scope: Scope) -> bool {
-        self.0 & scope.bit() != 0
-    }
-
-    /// Whether every scope of `other` is in the set.
-    pub fn covers(self, other: Scopes) -> bool {
-        self.0 & other.0 == other.0
-    }
-
-    /// Whether the set is empty.
-    pub fn is_empty(self) -> bool {
-        self.0 == 0
-    }
-
-    /// The names, in the order ingest, read, admin.
-    pub fn names(self) -> Vec<&'static str> {
-        Scope::ALL
-            .into_iter()
-            .filter(|s| self.contains(*s))
-            .map(Scope::as_str)
-            .collect()
-    }
-}
-
-impl std::fmt::Display for Scopes {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.names().join(","))
-    }
-}
-
-impl TryFrom<Vec<String>> for Scopes {
-    type Error = Error;
-
-    fn try_from(v: Vec<String>) -> Result<Scopes> {
-        let mut out = Scopes::default();
-        for s in v {
-            out.0 |= Scope::parse(&s)?.bit();
-        }
-        Ok(out)
-    }
-}
-
-impl From<Scopes> for Vec<String> {
-    fn from(s: Scopes) -> Vec<String> {
-        s.names().into_iter().map(str::to_string).collect()
-    }
-}
 
 /// Which teams a caller acts for.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,15 +1,21 @@
-//! Conversions between the gRPC messages (`driftdb_proto::v1`) and engine types.
+//! Conversions between the gRPC messages (`driftdb_proto::v1`) and the node's types: the one
+//! place protobuf meets the node. The transports decode a request here, call the node with
+//! engine and query types, and encode its answer here.
 
 use std::collections::BTreeMap;
 
 use driftdb_engine::model::{FeatureKind, ModelDef, Task};
+use driftdb_engine::rules::Severity;
 use driftdb_proto::v1 as pb;
 
+use crate::auth::KeyRecord;
 use crate::error::{Error, Result};
+use crate::ingest::{BatchAck, LabelAck, LabelIn, RowError, Source};
+use crate::rules::{AlertRecord, StoredRule, redacted_json};
 
 mod batch;
 
-pub use batch::{MAX_BATCH_ROWS, batch_from_pb, label_from_pb};
+pub use batch::{batch_from_pb, label_from_pb};
 
 /// proto → engine model definition.
 pub fn model_from_pb(m: pb::Model) -> Result<ModelDef> {
@@ -135,5 +141,159 @@ pub fn table_from_pb(t: pb::Table) -> driftdb_query::Table {
     driftdb_query::Table {
         columns: t.columns,
         rows,
+    }
+}
+
+/// Where a batch comes from, as its message says.
+pub fn source(producer_id: &str, sequence: u64) -> Source {
+    Source {
+        producer: producer_id.to_string(),
+        sequence,
+    }
+}
+
+fn row_errors_to_pb(errors: &[RowError]) -> Vec<pb::RowError> {
+    errors
+        .iter()
+        .map(|e| pb::RowError {
+            row: e.row,
+            request_id: e.request_id.clone(),
+            reason: e.reason.clone(),
+        })
+        .collect()
+}
+
+/// An inference batch's ack → proto.
+pub fn batch_ack_to_pb(a: &BatchAck) -> pb::BatchAck {
+    pb::BatchAck {
+        producer_id: a.source.producer.clone(),
+        sequence: a.source.sequence,
+        accepted: a.accepted,
+        rejected: a.rejected,
+        duplicates: a.duplicates,
+        invalid_values: a.invalid_values,
+        sampled_out: a.sampled_out,
+        replayed: a.replayed,
+        errors: row_errors_to_pb(&a.errors),
+    }
+}
+
+/// A label batch's ack → proto.
+pub fn label_ack_to_pb(a: &LabelAck) -> pb::LabelAck {
+    pb::LabelAck {
+        producer_id: a.source.producer.clone(),
+        sequence: a.source.sequence,
+        joined: a.joined,
+        pending: a.pending,
+        rejected: a.rejected,
+        duplicates: a.duplicates,
+        replayed: a.replayed,
+        errors: row_errors_to_pb(&a.errors),
+    }
+}
+
+/// proto labels → the node's labels (each with the model it names, if any).
+pub fn labels_from_pb(labels: Vec<pb::Label>) -> Vec<LabelIn> {
+    labels
+        .into_iter()
+        .map(|l| LabelIn {
+            model_id: Some(l.model_id.clone()).filter(|m| !m.is_empty()),
+            label: label_from_pb(l),
+        })
+        .collect()
+}
+
+/// engine → proto severity.
+pub fn severity_to_pb(s: Severity) -> pb::Severity {
+    match s {
+        Severity::Critical => pb::Severity::Critical,
+        Severity::High => pb::Severity::High,
+        Severity::Medium => pb::Severity::Medium,
+        Severity::Low => pb::Severity::Low,
+    }
+}
+
+/// proto → engine severity (`None` for unspecified).
+pub fn severity_from_pb(v: i32) -> Result<Option<Severity>> {
+    Ok(match pb::Severity::try_from(v) {
+        Ok(pb::Severity::Unspecified) => None,
+        Ok(pb::Severity::Critical) => Some(Severity::Critical),
+        Ok(pb::Severity::High) => Some(Severity::High),
+        Ok(pb::Severity::Medium) => Some(Severity::Medium),
+        Ok(pb::Severity::Low) => Some(Severity::Low),
+        Err(_) => return Err(Error::Invalid(format!("unknown severity {v}"))),
+    })
+}
+
+/// A stored rule → the gRPC `Rule` (secrets redacted), with its last evaluation error.
+pub fn rule_to_pb(r: &StoredRule, last_error: Option<String>) -> pb::Rule {
+    pb::Rule {
+        id: r.def.id.clone(),
+        definition_json: redacted_json(&r.def).to_string(),
+        version: r.version,
+        updated_at_ms: r.updated_at.millis(),
+        model: r.def.model.clone(),
+        kind: r.def.kind.as_str().to_string(),
+        severity: severity_to_pb(r.def.severity) as i32,
+        last_error: last_error.unwrap_or_default(),
+    }
+}
+
+/// Segment text (`all`, `region=eu`) as the proto's map.
+fn segment_map(segment: &str) -> std::collections::HashMap<String, String> {
+    let mut m = std::collections::HashMap::new();
+    if let Some((k, v)) = segment.split_once('=') {
+        m.insert(k.to_string(), v.to_string());
+    }
+    m
+}
+
+/// An alert record → the gRPC `Alert`.
+pub fn alert_to_pb(r: &AlertRecord) -> pb::Alert {
+    pb::Alert {
+        sequence: r.seq,
+        rule_id: r.rule_id.clone(),
+        model: r.model.clone(),
+        version: r.version.clone(),
+        feature: r.feature.clone().unwrap_or_default(),
+        segment: segment_map(&r.segment),
+        metric: r.metric.clone(),
+        value: r.value.unwrap_or(f64::NAN),
+        threshold: r.threshold.unwrap_or(f64::NAN),
+        severity: severity_to_pb(r.severity) as i32,
+        state: r.status.clone(),
+        window_start_ms: r.window_ms,
+        fired_at_ms: r.fired_at_ms,
+        resolved_at_ms: r.resolved_at_ms.unwrap_or(0),
+        actions: r
+            .actions
+            .iter()
+            .map(|a| pb::ActionResult {
+                kind: a.kind.clone(),
+                url: a.url.clone(),
+                delivered: a.delivered,
+                attempts: a.attempts,
+                last_error: a.last_error.clone().unwrap_or_default(),
+                dead_lettered: a.dead_lettered,
+            })
+            .collect(),
+        summary: r.summary.clone(),
+        reference: r.reference.unwrap_or(f64::NAN),
+        rule_kind: r.rule_kind.clone(),
+        event: r.event.clone().unwrap_or_default(),
+        dedup_key: r.dedup_key.clone(),
+    }
+}
+
+/// An API key record → the gRPC `ApiKey`.
+pub fn key_to_pb(k: &KeyRecord) -> pb::ApiKey {
+    pb::ApiKey {
+        id: k.id.clone(),
+        name: k.name.clone(),
+        team: k.team.clone().unwrap_or_default(),
+        scopes: k.scopes.names().into_iter().map(str::to_string).collect(),
+        created_at_ms: k.created_at_ms,
+        created_by: k.created_by.clone().unwrap_or_default(),
+        revoked_at_ms: k.revoked_at_ms.unwrap_or(0),
     }
 }

@@ -50,9 +50,14 @@ pub enum Error {
         /// What went wrong.
         detail: String,
     },
-    /// A network or RPC failure talking to a server.
-    #[error("{0}")]
-    Transport(String),
+    /// Stored bytes are sound (their checksum holds) but are not the record they should be.
+    #[error("corrupt {what}: {detail}")]
+    Corruption {
+        /// Which record.
+        what: &'static str,
+        /// What is wrong with it.
+        detail: String,
+    },
     /// Anything unexpected.
     #[error("internal error: {0}")]
     Internal(String),
@@ -71,7 +76,8 @@ impl Error {
             Error::Overloaded(_) => ErrorKind::ResourceExhausted,
             Error::Unauthenticated(_) => ErrorKind::Unauthenticated,
             Error::PermissionDenied(_) => ErrorKind::PermissionDenied,
-            Error::Transport(_) | Error::Internal(_) => ErrorKind::Internal,
+            Error::Corruption { .. } => ErrorKind::Corruption,
+            Error::Internal(_) => ErrorKind::Internal,
         }
     }
 }
@@ -96,6 +102,8 @@ pub fn to_status(e: &Error) -> tonic::Status {
         ErrorKind::Unauthenticated => Code::Unauthenticated,
         ErrorKind::PermissionDenied => Code::PermissionDenied,
         ErrorKind::Unavailable => Code::Unavailable,
+        ErrorKind::DeadlineExceeded => Code::DeadlineExceeded,
+        ErrorKind::Cancelled => Code::Cancelled,
         ErrorKind::Corruption | ErrorKind::Internal => Code::Internal,
     };
     let mut status = match code {
@@ -136,36 +144,14 @@ pub fn to_http(e: &Error) -> (u16, String) {
             tracing::error!(error = %e, "storage write refused");
             (503, UNAVAILABLE_MESSAGE.into())
         }
+        // Prometheus answers a query timeout with 503; the message says how to narrow it.
+        ErrorKind::DeadlineExceeded => (503, e.to_string()),
+        // The caller is gone; the code is for logs (nginx's "client closed request").
+        ErrorKind::Cancelled => (499, e.to_string()),
         ErrorKind::Corruption | ErrorKind::Internal => {
             tracing::error!(error = %e, "internal error");
             (500, "internal error (see server log)".into())
         }
-    }
-}
-
-impl From<tonic::Status> for Error {
-    fn from(s: tonic::Status) -> Self {
-        if s.message().is_empty() {
-            Error::Transport(code_name(s.code()).to_string())
-        } else {
-            Error::Transport(s.message().to_string())
-        }
-    }
-}
-
-fn code_name(c: tonic::Code) -> &'static str {
-    use tonic::Code::*;
-    match c {
-        InvalidArgument => "invalid argument",
-        NotFound => "not found",
-        AlreadyExists => "already exists",
-        ResourceExhausted => "resource exhausted",
-        FailedPrecondition => "failed precondition",
-        Unauthenticated => "unauthenticated",
-        PermissionDenied => "permission denied",
-        Unavailable => "unavailable",
-        Internal => "internal",
-        _ => "error",
     }
 }
 

@@ -1,37 +1,35 @@
 //! The gRPC services (tonic): models, reference upload, ingest and labels, DriftQL queries and
 //! drift summaries, rules and event announcements, the alert stream and history, API keys.
 //!
-//! Every method runs behind the auth middleware ([`crate::auth::layer`]), which checks the
+//! Every method runs behind the auth middleware ([`crate::guard`]), which checks the
 //! method's scope and leaves the caller's [`Principal`] in the request; the handlers here
 //! filter by team with it (another team's model answers NOT_FOUND, as an unknown one does).
 //! Ingest is bounded: open streams, bytes of messages held, and batches processed at once each
-//! have a limit ([`crate::node::Limits`]); past it a call gets RESOURCE_EXHAUSTED with a
+//! have a limit ([`crate::limits::Limits`]); past it a call gets RESOURCE_EXHAUSTED with a
 //! `retry-after-ms` hint instead of a growing queue.
 
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
 
-use driftdb_engine::reference::ReferenceBuilder;
 use driftdb_proto::v1 as pb;
 use futures::Stream;
 use tokio_stream::StreamExt;
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::auth::layer::grpc_principal;
-use crate::auth::visible_model;
-use crate::convert::{batch_from_pb, model_from_pb, model_to_pb, table_to_pb};
+use crate::convert::{
+    alert_to_pb, batch_ack_to_pb, batch_from_pb, key_to_pb, label_ack_to_pb, labels_from_pb,
+    model_from_pb, model_to_pb, rule_to_pb, severity_from_pb, source, table_to_pb,
+};
 use crate::error::{Error, to_status};
-use crate::ingest::{ingest_inferences, ingest_labels};
+use crate::guard::grpc_principal;
+use crate::limits::OVERLOAD_WAIT;
 use crate::node::Node;
-use crate::query::{TimeArg, with_context, without_placeholder_pos};
+use crate::query::TimeArg;
 
 /// Largest gRPC message a client sends or accepts (the server's own limit is
-/// [`crate::node::Limits::max_message_bytes`], the same by default; a 1,000-row × 500-feature
+/// [`crate::limits::Limits::max_message_bytes`], the same by default; a 1,000-row × 500-feature
 /// batch is about 4 MB).
 pub const MAX_MESSAGE_BYTES: usize = 64 << 20;
-/// How long a batch waits for an ingest slot before RESOURCE_EXHAUSTED.
-pub const OVERLOAD_WAIT: Duration = Duration::from_secs(2);
 
 type AckStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
@@ -51,8 +49,7 @@ impl pb::models_server::Models for ModelsService {
             .model
             .ok_or_else(|| Status::invalid_argument("model missing"))?;
         let def = model_from_pb(m).map_err(|e| to_status(&e))?;
-        let def = crate::auth::own_model(&p, def).map_err(|e| to_status(&e))?;
-        let entry = self.0.registry.create(def).map_err(|e| to_status(&e))?;
+        let entry = self.0.create_model(&p, def).map_err(|e| to_status(&e))?;
         Ok(Response::new(pb::CreateModelResponse {
             model: Some(model_to_pb(&entry.def, versions(&entry))),
         }))
@@ -63,8 +60,10 @@ impl pb::models_server::Models for ModelsService {
         req: Request<pb::GetModelRequest>,
     ) -> Result<Response<pb::GetModelResponse>, Status> {
         let p = grpc_principal(&req)?;
-        let entry =
-            visible_model(&self.0.registry, &p, &req.into_inner().id).map_err(|e| to_status(&e))?;
+        let entry = self
+            .0
+            .model(&p, &req.into_inner().id)
+            .map_err(|e| to_status(&e))?;
         Ok(Response::new(pb::GetModelResponse {
             model: Some(model_to_pb(&entry.def, versions(&entry))),
         }))
@@ -75,11 +74,10 @@ impl pb::models_server::Models for ModelsService {
         req: Request<pb::ListModelsRequest>,
     ) -> Result<Response<pb::ListModelsResponse>, Status> {
         let p = grpc_principal(&req)?;
-        let models = self.0.registry.list().map_err(|e| to_status(&e))?;
+        let models = self.0.models(&p).map_err(|e| to_status(&e))?;
         Ok(Response::new(pb::ListModelsResponse {
             models: models
                 .iter()
-                .filter(|m| p.sees_model(&m.def))
                 .map(|m| model_to_pb(&m.def, versions(m)))
                 .collect(),
         }))
@@ -103,10 +101,10 @@ impl pb::models_server::Models for ModelsService {
                 ));
             }
         };
-        let model =
-            visible_model(&self.0.registry, &p, &header.model_id).map_err(|e| to_status(&e))?;
-        let mut builder = ReferenceBuilder::new(&model.def, &header.model_version)
-            .map_err(|e| to_status(&Error::from(e)))?;
+        let (model, mut builder) = self
+            .0
+            .reference_builder(&p, &header.model_id, &header.model_version)
+            .map_err(|e| to_status(&e))?;
         let mut summary = pb::ReferenceSummary {
             model_id: header.model_id.clone(),
             model_version: header.model_version.clone(),
@@ -153,18 +151,10 @@ impl pb::models_server::Models for ModelsService {
                 "the reference upload holds no valid row",
             ));
         }
-        let node = self.0.clone();
-        let replace = header.replace;
-        let profile = tokio::task::spawn_blocking(move || builder.finish(node.clock.now()))
-            .await
-            .map_err(|e| Status::internal(e.to_string()))?
-            .map_err(|e| to_status(&Error::from(e)))?;
         summary.features = model.def.features.keys().cloned().collect();
-        let node = self.0.clone();
-        let m2 = Arc::clone(&model);
-        tokio::task::spawn_blocking(move || node.registry.put_reference(&m2, profile, replace))
+        self.0
+            .finish_reference(model, builder, header.replace)
             .await
-            .map_err(|e| Status::internal(e.to_string()))?
             .map_err(|e| to_status(&e))?;
         Ok(Response::new(summary))
     }
@@ -310,8 +300,16 @@ impl pb::ingest_server::Ingest for IngestService {
             move |node, b: pb::InferenceBatch| {
                 let p = p.clone();
                 async move {
-                    visible_model(&node.registry, &p, &b.model_id)?;
-                    ingest_inferences(&node, b).await
+                    let model = node.model(&p, &b.model_id)?;
+                    let src = source(&b.producer_id, b.sequence);
+                    let m = Arc::clone(&model);
+                    let batch = tokio::task::spawn_blocking(move || {
+                        batch_from_pb(b, &m.def.features).map(|(batch, _labels)| batch)
+                    })
+                    .await
+                    .map_err(|e| Error::Internal(format!("decode task: {e}")))??;
+                    let ack = node.ingest_inferences(model, batch, src).await?;
+                    Ok(batch_ack_to_pb(&ack))
                 }
             },
         )))
@@ -330,8 +328,12 @@ impl pb::ingest_server::Ingest for IngestService {
             move |node, b: pb::LabelBatch| {
                 let p = p.clone();
                 async move {
-                    visible_model(&node.registry, &p, &b.model_id)?;
-                    ingest_labels(&node, b).await
+                    let model = node.model(&p, &b.model_id)?;
+                    let src = source(&b.producer_id, b.sequence);
+                    let ack = node
+                        .ingest_labels(model, labels_from_pb(b.labels), src)
+                        .await?;
+                    Ok(label_ack_to_pb(&ack))
                 }
             },
         )))
@@ -352,9 +354,7 @@ impl pb::query_server::Query for QueryService {
     ) -> Result<Response<pb::QueryResponse>, Status> {
         let p = grpc_principal(&req)?;
         let text = req.into_inner().query;
-        let out = crate::query::run(&self.0, &p, text)
-            .await
-            .map_err(|e| to_status(&e))?;
+        let out = self.0.query(&p, text).await.map_err(|e| to_status(&e))?;
         Ok(Response::new(pb::QueryResponse {
             table: Some(table_to_pb(&out.table)),
             warnings: out.warnings,
@@ -373,20 +373,11 @@ impl pb::query_server::Query for QueryService {
         let from = TimeArg::parse("from", &r.from).map_err(|e| to_status(&e))?;
         let to = TimeArg::parse("to", &r.to).map_err(|e| to_status(&e))?;
         let version = Some(r.model_version).filter(|v| !v.is_empty());
-        let model = r.model_id;
-        let s = with_context(&self.0, &p, move |ctx| {
-            let now = ctx.now;
-            Ok(driftdb_query::drift_summary(
-                ctx,
-                &model,
-                version.as_deref(),
-                from.map(|t| t.resolve(now)),
-                to.map(|t| t.resolve(now)),
-            )
-            .map_err(without_placeholder_pos)?)
-        })
-        .await
-        .map_err(|e| to_status(&e))?;
+        let s = self
+            .0
+            .drift_summary(&p, r.model_id, version, from, to)
+            .await
+            .map_err(|e| to_status(&e))?;
         Ok(Response::new(pb::DriftSummaryResponse {
             drifted_features: Some(table_to_pb(&s.drifted_features)),
             prediction_shift: Some(table_to_pb(&s.prediction_shift)),
@@ -413,13 +404,12 @@ impl pb::rules_server::Rules for RulesService {
         let p = grpc_principal(&req)?;
         let json = req.into_inner().definition_json;
         let node = self.0.clone();
-        let stored =
-            tokio::task::spawn_blocking(move || crate::rules::create_rule(&node, &p, &json))
-                .await
-                .map_err(|e| Status::internal(e.to_string()))?
-                .map_err(|e| to_status(&e))?;
+        let stored = tokio::task::spawn_blocking(move || node.create_rule(&p, &json))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(|e| to_status(&e))?;
         Ok(Response::new(pb::CreateRuleResponse {
-            rule: Some(crate::rules::rule_to_pb(&self.0, &stored)),
+            rule: Some(rule_to_pb(&stored, self.0.rule_error(&stored.def.id))),
         }))
     }
 
@@ -431,9 +421,11 @@ impl pb::rules_server::Rules for RulesService {
         let model = req.into_inner().model;
         let model = Some(model.as_str()).filter(|m| !m.is_empty());
         Ok(Response::new(pb::ListRulesResponse {
-            rules: crate::rules::visible_rules(&self.0, &p, model)
+            rules: self
+                .0
+                .rules_of(&p, model)
                 .iter()
-                .map(|r| crate::rules::rule_to_pb(&self.0, r))
+                .map(|r| rule_to_pb(r, self.0.rule_error(&r.def.id)))
                 .collect(),
         }))
     }
@@ -445,7 +437,7 @@ impl pb::rules_server::Rules for RulesService {
         let p = grpc_principal(&req)?;
         let id = req.into_inner().id;
         let node = self.0.clone();
-        tokio::task::spawn_blocking(move || crate::rules::delete_rule(&node, &p, &id))
+        tokio::task::spawn_blocking(move || node.delete_rule(&p, &id))
             .await
             .map_err(|e| Status::internal(e.to_string()))?
             .map_err(|e| to_status(&e))?;
@@ -461,13 +453,13 @@ impl pb::rules_server::Rules for RulesService {
         let node = self.0.clone();
         let records = tokio::task::spawn_blocking(move || {
             let version = Some(r.version.as_str()).filter(|v| !v.is_empty());
-            crate::rules::announce_event(&node, &p, &r.model, &r.event, version)
+            node.announce_event(&p, &r.model, &r.event, version)
         })
         .await
         .map_err(|e| Status::internal(e.to_string()))?
         .map_err(|e| to_status(&e))?;
         Ok(Response::new(pb::AnnounceEventResponse {
-            alerts: records.iter().map(crate::rules::alert_to_pb).collect(),
+            alerts: records.iter().map(alert_to_pb).collect(),
         }))
     }
 }
@@ -478,18 +470,6 @@ pub struct AlertsService(pub Node);
 
 /// Longest history answer.
 const MAX_ALERTS_LISTED: usize = 10_000;
-
-fn severity_from_pb(v: i32) -> Result<Option<driftdb_engine::rules::Severity>, Status> {
-    use driftdb_engine::rules::Severity;
-    Ok(match pb::Severity::try_from(v) {
-        Ok(pb::Severity::Unspecified) => None,
-        Ok(pb::Severity::Critical) => Some(Severity::Critical),
-        Ok(pb::Severity::High) => Some(Severity::High),
-        Ok(pb::Severity::Medium) => Some(Severity::Medium),
-        Ok(pb::Severity::Low) => Some(Severity::Low),
-        Err(_) => return Err(Status::invalid_argument(format!("unknown severity {v}"))),
-    })
-}
 
 #[tonic::async_trait]
 impl pb::alerts_server::Alerts for AlertsService {
@@ -503,7 +483,7 @@ impl pb::alerts_server::Alerts for AlertsService {
         let r = req.into_inner();
         let model = Some(r.model).filter(|m| !m.is_empty());
         if let Some(m) = &model {
-            visible_model(&self.0.registry, &p, m).map_err(|e| to_status(&e))?;
+            self.0.model(&p, m).map_err(|e| to_status(&e))?;
         }
         let slot = Arc::clone(&self.0.gates.watchers)
             .try_acquire_owned()
@@ -518,12 +498,12 @@ impl pb::alerts_server::Alerts for AlertsService {
             })?;
         let filter = crate::rules::AlertFilter {
             model,
-            min_severity: severity_from_pb(r.min_severity)?,
+            min_severity: severity_from_pb(r.min_severity).map_err(|e| to_status(&e))?,
             principal: p,
         };
-        let rx = crate::rules::watch(self.0.clone(), r.after_sequence, filter, slot);
-        let stream = tokio_stream::wrappers::ReceiverStream::new(rx)
-            .map(|rec| Ok(crate::rules::alert_to_pb(&rec)));
+        let rx = self.0.watch_alerts(r.after_sequence, filter, slot);
+        let stream =
+            tokio_stream::wrappers::ReceiverStream::new(rx).map(|rec| Ok(alert_to_pb(&rec)));
         Ok(Response::new(Box::pin(stream)))
     }
 
@@ -543,13 +523,13 @@ impl pb::alerts_server::Alerts for AlertsService {
             let model = Some(r.model.as_str()).filter(|m| !m.is_empty());
             let from = (r.from_ms != 0).then_some(Timestamp(r.from_ms));
             let to = (r.to_ms != 0).then_some(Timestamp(r.to_ms));
-            crate::rules::alert_history(&node, &p, model, from, to, limit)
+            node.alert_history(&p, model, from, to, limit)
         })
         .await
         .map_err(|e| Status::internal(e.to_string()))?
         .map_err(|e| to_status(&e))?;
         Ok(Response::new(pb::ListAlertsResponse {
-            alerts: recs.iter().map(crate::rules::alert_to_pb).collect(),
+            alerts: recs.iter().map(alert_to_pb).collect(),
         }))
     }
 }
@@ -575,8 +555,7 @@ impl pb::admin_server::Admin for AdminService {
             .map_err(|e| to_status(&e))?;
         let node = self.0.clone();
         let k = tokio::task::spawn_blocking(move || {
-            crate::auth::admin::create_key(
-                &node,
+            node.create_key(
                 &p,
                 crate::auth::admin::KeyRequest {
                     name: r.name,
@@ -590,7 +569,7 @@ impl pb::admin_server::Admin for AdminService {
         .map_err(|e| Status::internal(e.to_string()))?
         .map_err(|e| to_status(&e))?;
         Ok(Response::new(pb::CreateKeyResponse {
-            key: Some(crate::auth::admin::key_to_pb(&k.record)),
+            key: Some(key_to_pb(&k.record)),
             token: k.token,
         }))
     }
@@ -601,10 +580,7 @@ impl pb::admin_server::Admin for AdminService {
     ) -> Result<Response<pb::ListKeysResponse>, Status> {
         let p = grpc_principal(&req)?;
         Ok(Response::new(pb::ListKeysResponse {
-            keys: crate::auth::admin::list_keys(&self.0, &p)
-                .iter()
-                .map(crate::auth::admin::key_to_pb)
-                .collect(),
+            keys: self.0.keys(&p).iter().map(key_to_pb).collect(),
         }))
     }
 
@@ -615,12 +591,12 @@ impl pb::admin_server::Admin for AdminService {
         let p = grpc_principal(&req)?;
         let id = req.into_inner().id;
         let node = self.0.clone();
-        let k = tokio::task::spawn_blocking(move || crate::auth::admin::revoke_key(&node, &p, &id))
+        let k = tokio::task::spawn_blocking(move || node.revoke_key(&p, &id))
             .await
             .map_err(|e| Status::internal(e.to_string()))?
             .map_err(|e| to_status(&e))?;
         Ok(Response::new(pb::RevokeKeyResponse {
-            key: Some(crate::auth::admin::key_to_pb(&k)),
+            key: Some(key_to_pb(&k)),
         }))
     }
 }
@@ -653,5 +629,5 @@ pub fn router(node: &Node) -> tonic::service::Routes {
         .add_service(rules)
         .add_service(alerts)
         .add_service(admin);
-    crate::auth::layer::grpc_routes(routes, node)
+    crate::guard::grpc_routes(routes, node)
 }

@@ -1,4 +1,4 @@
-//! The HTTP server (axum): health, driftdb's own metrics, and the DriftQL API (SPEC §5).
+//! The HTTP server (axum): health, driftdb's own metrics, and the DriftQL API (README.md).
 //!
 //! | route | answers |
 //! |---|---|
@@ -19,7 +19,7 @@
 //! reference profile (or with data), and the answer names the version it used.
 //!
 //! Tables come back as `{"columns": [...], "rows": [{column: value, ...}], "warnings": [...]}`,
-//! the rows keyed by the column names of SPEC §6 (`time`, `model`, `version`, `feature`,
+//! the rows keyed by the column names of query/DRIFTQL.md (`time`, `model`, `version`, `feature`,
 //! segment keys, `metric`, `value`, `n`, `baseline_n`, `p`), nulls included. The series
 //! endpoints add `model`, `version` and the DriftQL `query` they ran. Errors are
 //! `{"error": "..."}` with 400 for an invalid query or parameter (the message of a DriftQL
@@ -28,8 +28,8 @@
 //! Every route but `/healthz` needs an API key (`Authorization: Bearer <key>`) with the route's
 //! scope ([`crate::auth::http_need`]): 401 without a valid key, 403 without the scope, and
 //! another team's model answers 404 like an unknown one. Request bodies are limited to
-//! [`crate::node::Limits::max_http_body_bytes`] (413 past it) and requests in flight to
-//! [`crate::node::Limits::http_concurrency`] (429 with `Retry-After` past it).
+//! [`crate::limits::Limits::max_http_body_bytes`] (413 past it) and requests in flight to
+//! [`crate::limits::Limits::http_concurrency`] (429 with `Retry-After` past it).
 //!
 //! Parameters never reach DriftQL as raw text: model ids and versions that are not plain
 //! identifiers are written as DriftQL strings, `metric` must be an identifier, and times and
@@ -55,9 +55,7 @@ mod rules;
 use crate::auth::Principal;
 use crate::error::{Error, RETRY_AFTER_SECS, to_http};
 use crate::node::Node;
-use crate::query::{
-    TimeArg, is_identifier, model_ref, range_clause, with_context, without_placeholder_pos,
-};
+use crate::query::{TimeArg, is_identifier, model_ref, range_clause, without_placeholder_pos};
 
 /// The range of the drift and performance series when the request names none.
 const DEFAULT_SERIES_RANGE_MS: i64 = 24 * 3_600_000;
@@ -70,9 +68,9 @@ async fn metrics(State(node): State<Node>) -> impl IntoResponse {
     let mut body = node.metrics.render(&node.store);
     body.push_str(&crate::prom::health::render(&node));
     body.push_str(&node.rules.render_metrics());
-    let n2 = node.clone();
+    let rules = std::sync::Arc::clone(&node.rules);
     if let Ok(gauges) =
-        tokio::task::spawn_blocking(move || crate::rules::render_window_gauges(&n2)).await
+        tokio::task::spawn_blocking(move || crate::rules::render_window_gauges(&rules)).await
     {
         body.push_str(&gauges);
     }
@@ -164,36 +162,37 @@ async fn series(
     let step = step_param(p.step)?;
     let version = given(p.version);
     let default_range = DurationMs::new(DEFAULT_SERIES_RANGE_MS).map_err(Error::from)?;
-    let body = with_context(&node, &principal, move |ctx| {
-        let scope = driftdb_query::plan::resolve_model(
-            ctx,
-            &ModelRef {
-                id: id.clone(),
-                version,
-                pos: Default::default(),
-            },
-        )
-        .map_err(without_placeholder_pos)?;
-        let step = match step {
-            Some(s) => s,
-            None => DurationMs::new(scope.resolution.width_ms())?,
-        };
-        let text = format!(
-            "{} {} step {step}",
-            call(&model_ref(&id, Some(&scope.version))),
-            range_clause(from, to, default_range)
-        );
-        let out = driftdb_query::run(ctx, &text)?;
-        Ok(json!({
-            "model": id,
-            "version": scope.version,
-            "query": text,
-            "columns": out.table.columns,
-            "rows": out.table.to_json(),
-            "warnings": out.warnings,
-        }))
-    })
-    .await?;
+    let body = node
+        .with_query_context(&principal, move |ctx| {
+            let scope = driftdb_query::plan::resolve_model(
+                ctx,
+                &ModelRef {
+                    id: id.clone(),
+                    version,
+                    pos: Default::default(),
+                },
+            )
+            .map_err(without_placeholder_pos)?;
+            let step = match step {
+                Some(s) => s,
+                None => DurationMs::new(scope.resolution.width_ms())?,
+            };
+            let text = format!(
+                "{} {} step {step}",
+                call(&model_ref(&id, Some(&scope.version))),
+                range_clause(from, to, default_range)
+            );
+            let out = driftdb_query::run(ctx, &text)?;
+            Ok(json!({
+                "model": id,
+                "version": scope.version,
+                "query": text,
+                "columns": out.table.columns,
+                "rows": out.table.to_json(),
+                "warnings": out.warnings,
+            }))
+        })
+        .await?;
     Ok(Json(body))
 }
 
@@ -241,34 +240,24 @@ async fn drift_summary(
     let from = time_param("from", p.from.as_deref())?;
     let to = time_param("to", p.to.as_deref())?;
     let version = given(p.version);
-    let body = with_context(&node, &caller, move |ctx| {
-        let now = ctx.now;
-        let s = driftdb_query::drift_summary(
-            ctx,
-            &id,
-            version.as_deref(),
-            from.map(|t| t.resolve(now)),
-            to.map(|t| t.resolve(now)),
-        )
-        .map_err(without_placeholder_pos)?;
-        Ok(json!({
-            "model": id,
-            "version": s.version,
-            "from": s.range.map(|r| r.from.to_rfc3339()),
-            "to": s.range.map(|r| r.to.to_rfc3339()),
-            "drifted_features": table_json(&s.drifted_features),
-            "prediction_shift": table_json(&s.prediction_shift),
-            "performance": table_json(&s.performance),
-            "warnings": s.warnings,
-        }))
-    })
-    .await?;
-    Ok(Json(body))
+    let s = node
+        .drift_summary(&caller, id.clone(), version, from, to)
+        .await?;
+    Ok(Json(json!({
+        "model": id,
+        "version": s.version,
+        "from": s.range.map(|r| r.from.to_rfc3339()),
+        "to": s.range.map(|r| r.to.to_rfc3339()),
+        "drifted_features": table_json(&s.drifted_features),
+        "prediction_shift": table_json(&s.prediction_shift),
+        "performance": table_json(&s.performance),
+        "warnings": s.warnings,
+    })))
 }
 
 /// Runs one DriftQL statement and answers with its table.
 async fn driftql(node: &Node, caller: &Principal, text: String) -> ApiResult {
-    let out = crate::query::run(node, caller, text).await?;
+    let out = node.query(caller, text).await?;
     Ok(Json(json!({
         "columns": out.table.columns,
         "rows": out.table.to_json(),
@@ -313,7 +302,7 @@ async fn driftql_post(
 }
 
 /// Refuses a request at once (429 with `Retry-After`) when the node already serves
-/// [`crate::node::Limits::http_concurrency`] requests; `/healthz` always passes.
+/// [`crate::limits::Limits::http_concurrency`] requests; `/healthz` always passes.
 async fn limit_in_flight(State(node): State<Node>, req: Request, next: Next) -> Response {
     if req
         .extensions()
@@ -347,12 +336,12 @@ pub fn router(node: Node) -> Router {
         .route("/api/v1/driftql", get(driftql_get).post(driftql_post))
         .merge(rules::routes())
         .merge(keys::routes())
-        // Prometheus remote read and query API (issue 7): see `crate::prom`.
+        // Prometheus remote read and query API: see `crate::prom`.
         .merge(crate::prom::routes())
         // Layers run last-added first: the in-flight limit, then auth, then the handler.
         .route_layer(axum::middleware::from_fn_with_state(
             node.clone(),
-            crate::auth::layer::http,
+            crate::guard::http,
         ))
         .route_layer(axum::middleware::from_fn_with_state(
             node.clone(),

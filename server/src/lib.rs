@@ -1,28 +1,31 @@
-//! The `driftdb` server and command-line client: gRPC (tonic) and HTTP (axum) servers over one
-//! node, the model registry, the ingest and label-join paths, file readers and the CLI.
+//! The driftdb node and its transports: the model registry, the ingest and label-join paths,
+//! rules, alerts and the webhook outbox, maintenance and auth (the node), served over gRPC
+//! (tonic) and HTTP (axum).
 //!
 //! Only this crate knows about transports: errors from the core crates are classified by kind
 //! and mapped to gRPC and HTTP codes in [`error`]. Who may call what is decided in [`auth`].
+//! Clients, file readers and the command line live in `driftdb-cli`.
 
+// The node and what it is made of; none of these names a transport.
 pub mod auth;
-pub mod bench;
-pub mod bench_alerts;
-pub mod cli;
-pub mod client;
-pub mod convert;
-pub mod demo;
+pub mod config;
 pub mod error;
-pub mod files;
-pub mod grpc;
-pub mod http;
 pub mod ingest;
+pub mod limits;
 pub mod maintenance;
+pub mod metrics;
 pub mod node;
-pub mod output;
-pub mod prom;
+pub mod pipeline;
 pub mod query;
+pub mod records;
 pub mod registry;
-pub mod rng;
 pub mod rules;
+
+// The transports over the node.
+pub mod convert;
+pub mod grpc;
+pub mod guard;
+pub mod http;
+pub mod prom;
 pub mod serve;
 pub mod tls;

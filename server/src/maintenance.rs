@@ -3,10 +3,12 @@
 //! are merged into hourly ones (`Store::downsample`). Both are idempotent and resume after a
 //! crash, so the loop only has to run them now and then.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use driftdb_storage::Store;
+
 use crate::error::{Error, Result};
-use crate::node::Node;
 
 /// How often the rollup runs: a window is in its day at most this long after it is
 /// `rollup_after` old.
@@ -16,8 +18,7 @@ pub const ROLLUP_EVERY: Duration = Duration::from_secs(60);
 pub const DOWNSAMPLE_EVERY: Duration = Duration::from_secs(3600);
 
 /// One pass: the rollup, and downsampling when `downsample`.
-pub fn run_once(node: &Node, downsample: bool) -> Result<()> {
-    let store = &node.store;
+pub fn run_once(store: &Store, downsample: bool) -> Result<()> {
     let lag = store.config().rollup_after_ms;
     if store.config().daily_rollups && lag > 0 {
         let until = store.clock().now().saturating_add_ms(-lag);
@@ -50,14 +51,14 @@ pub fn run_once(node: &Node, downsample: bool) -> Result<()> {
 /// [`ROLLUP_EVERY`], downsampling every [`DOWNSAMPLE_EVERY`], until shutdown. Failures are
 /// logged and retried on the next pass.
 pub async fn run_maintenance(
-    node: Node,
+    store: Arc<Store>,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> Result<()> {
     let mut last_downsample: Option<Instant> = None;
     loop {
         let downsample = last_downsample.is_none_or(|t| t.elapsed() >= DOWNSAMPLE_EVERY);
-        let n2 = node.clone();
-        match tokio::task::spawn_blocking(move || run_once(&n2, downsample)).await {
+        let s2 = Arc::clone(&store);
+        match tokio::task::spawn_blocking(move || run_once(&s2, downsample)).await {
             Ok(Ok(())) => {
                 if downsample {
                     last_downsample = Some(Instant::now());
@@ -76,15 +77,12 @@ pub async fn run_maintenance(
 #[cfg(test)]
 mod tests {
 
-    use std::sync::Arc;
-
     use driftdb_engine::series::{FeatureRef, Segment, SeriesKey};
     use driftdb_engine::sketch::{NumericState, SeriesState};
     use driftdb_engine::time::{ManualClock, Resolution, Timestamp};
     use driftdb_storage::{SeriesReader, StoreConfig, WriteSet};
 
     use super::*;
-    use crate::auth::AuthMode;
 
     const DAY: i64 = 86_400_000;
 
@@ -93,13 +91,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let now = Timestamp(1_772_323_200_000 + 40 * DAY);
         let clock = ManualClock::new(now);
-        let node = Node::open(
-            dir.path(),
-            StoreConfig::default(),
-            Arc::new(clock),
-            AuthMode::Disabled,
-        )
-        .unwrap();
+        let store = Store::open(dir.path(), StoreConfig::default(), Arc::new(clock)).unwrap();
         let key = SeriesKey {
             model: "m".into(),
             version: "v1".into(),
@@ -120,14 +112,13 @@ mod tests {
             Timestamp(now.0 - 30 * 60_000),
             &state,
         );
-        node.store.write(&ws).unwrap();
-        run_once(&node, true).unwrap();
+        store.write(&ws).unwrap();
+        run_once(&store, true).unwrap();
         assert_eq!(
-            node.store.daily_rollups_until(),
+            store.daily_rollups_until(),
             Some(Timestamp(now.0 - 3_600_000))
         );
-        let values: u64 = node
-            .store
+        let values: u64 = store
             .windows(&key, Resolution::D1, Timestamp(0), now)
             .unwrap()
             .map(|w| match w.unwrap().state {
@@ -136,7 +127,7 @@ mod tests {
             })
             .sum();
         assert_eq!(values, 35, "every window but the young one is in its day");
-        let boundary = SeriesReader::downsampled_before(&*node.store, Resolution::M15).unwrap();
+        let boundary = SeriesReader::downsampled_before(&store, Resolution::M15).unwrap();
         assert_eq!(boundary, Timestamp(now.0 - 30 * DAY));
     }
 }

@@ -1,220 +1,30 @@
-//! A running driftdb node: the store, the model registry, the clock and the metrics, shared by
-//! the gRPC and HTTP servers.
+//! A running driftdb node: the store, the model registry, ingest, rules and alerts, API keys,
+//! the clock and the counters, and the API the transports call.
+//!
+//! The node's API takes and returns engine and query types (model definitions, inference
+//! batches, label rows, tables); protobuf and JSON live in the transports (`crate::grpc`,
+//! `crate::http`, converted by `crate::convert`). Data flows one way: the transports depend on
+//! the node, never the reverse, and the modules the node is made of (registry, ingest, rules,
+//! auth, maintenance) never name the node either (a test checks the module graph).
 
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
-use driftdb_engine::time::Clock;
-use driftdb_proto::v1 as pb;
+use driftdb_engine::ingest::InferenceBatch;
+use driftdb_engine::model::ModelDef;
+use driftdb_engine::reference::{ReferenceBuilder, ReferenceProfile};
+use driftdb_engine::time::{Clock, Timestamp};
+use driftdb_query::{Context, QueryOutput};
 use driftdb_storage::{Store, StoreConfig};
 
-use crate::auth::{Auth, AuthMode};
-use crate::error::Result;
-use crate::registry::Registry;
-use crate::rules::{Rules, RulesConfig};
-
-/// Counters exported on `/metrics`.
-#[derive(Debug, Default)]
-pub struct Metrics {
-    /// Counters of the Prometheus remote-read and query API endpoints.
-    pub prom: crate::prom::PromMetrics,
-    /// Inference batches acknowledged.
-    pub batches: AtomicU64,
-    /// Rows accepted.
-    pub rows_accepted: AtomicU64,
-    /// Rows rejected.
-    pub rows_rejected: AtomicU64,
-    /// Duplicate rows skipped.
-    pub rows_duplicate: AtomicU64,
-    /// Feature values folded (accepted rows × features).
-    pub feature_values: AtomicU64,
-    /// Invalid (NaN/inf) values counted.
-    pub invalid_values: AtomicU64,
-    /// Labels joined.
-    pub labels_joined: AtomicU64,
-    /// Labels held for their prediction.
-    pub labels_pending: AtomicU64,
-    /// Labels rejected.
-    pub labels_rejected: AtomicU64,
-    /// Requests refused for overload.
-    pub overloaded: AtomicU64,
-}
-
-impl Metrics {
-    /// Counts one inference ack.
-    pub fn record_ingest(&self, ack: &pb::BatchAck, features: usize) {
-        self.batches.fetch_add(1, Ordering::Relaxed);
-        self.rows_accepted
-            .fetch_add(ack.accepted, Ordering::Relaxed);
-        self.rows_rejected
-            .fetch_add(ack.rejected, Ordering::Relaxed);
-        self.rows_duplicate
-            .fetch_add(ack.duplicates, Ordering::Relaxed);
-        self.feature_values
-            .fetch_add(ack.accepted * features as u64, Ordering::Relaxed);
-        self.invalid_values
-            .fetch_add(ack.invalid_values, Ordering::Relaxed);
-    }
-
-    /// Counts one label ack.
-    pub fn record_labels(&self, ack: &pb::LabelAck) {
-        self.labels_joined.fetch_add(ack.joined, Ordering::Relaxed);
-        self.labels_pending
-            .fetch_add(ack.pending, Ordering::Relaxed);
-        self.labels_rejected
-            .fetch_add(ack.rejected, Ordering::Relaxed);
-    }
-
-    /// The counters in Prometheus' text format.
-    pub fn render(&self, store: &Store) -> String {
-        let mut out = String::new();
-        let mut counter = |name: &str, help: &str, v: u64| {
-            out.push_str(&format!(
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}\n"
-            ));
-        };
-        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        counter(
-            "driftdb_ingest_batches_total",
-            "Inference batches acknowledged.",
-            g(&self.batches),
-        );
-        counter(
-            "driftdb_ingest_rows_accepted_total",
-            "Inference rows accepted.",
-            g(&self.rows_accepted),
-        );
-        counter(
-            "driftdb_ingest_rows_rejected_total",
-            "Inference rows rejected.",
-            g(&self.rows_rejected),
-        );
-        counter(
-            "driftdb_ingest_rows_duplicate_total",
-            "Duplicate inference rows skipped.",
-            g(&self.rows_duplicate),
-        );
-        counter(
-            "driftdb_ingest_feature_values_total",
-            "Feature values folded into sketches.",
-            g(&self.feature_values),
-        );
-        counter(
-            "driftdb_ingest_invalid_values_total",
-            "NaN or infinite values counted as invalid.",
-            g(&self.invalid_values),
-        );
-        counter(
-            "driftdb_labels_joined_total",
-            "Labels joined with their prediction.",
-            g(&self.labels_joined),
-        );
-        counter(
-            "driftdb_labels_pending_total",
-            "Labels held until their prediction arrives.",
-            g(&self.labels_pending),
-        );
-        counter(
-            "driftdb_labels_rejected_total",
-            "Labels rejected.",
-            g(&self.labels_rejected),
-        );
-        counter(
-            "driftdb_overloaded_total",
-            "Requests refused with RESOURCE_EXHAUSTED.",
-            g(&self.overloaded),
-        );
-        counter(
-            "driftdb_storage_corrupt_values_total",
-            "Stored values that failed their checksum and were skipped.",
-            store.corrupt_values() + store.corrupt_operands(),
-        );
-        // How far the daily rollups reach: finer windows ending before this are in their day.
-        // Lagging far behind `now - rollup_after` means the maintenance task is stuck.
-        if let Some(until) = store.daily_rollups_until()
-            && until.millis() > i64::MIN
-            && until.millis() < i64::MAX
-        {
-            out.push_str(&format!(
-                "# HELP driftdb_daily_rollup_until_seconds Finer windows ending at or before this \
-                 Unix time are merged into their day's rollup.\n\
-                 # TYPE driftdb_daily_rollup_until_seconds gauge\n\
-                 driftdb_daily_rollup_until_seconds {}\n",
-                until.millis() / 1000
-            ));
-        }
-        out
-    }
-}
-
-/// Bounds on what a node holds for its callers at once (`"limits"` in `serve --config`).
-/// Past each bound a request is refused (RESOURCE_EXHAUSTED / 429 with a retry hint) rather
-/// than queued without end, so memory stays bounded under overload.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Limits {
-    /// Ingest batches processed at once (default 8); a batch waits at most
-    /// [`crate::grpc::OVERLOAD_WAIT`] for a slot.
-    pub ingest_concurrency: usize,
-    /// Open ingest streams (inference, label and reference uploads) at once (default 64).
-    pub ingest_streams: usize,
-    /// An inference or label stream that sends nothing for this long is ended with
-    /// DEADLINE_EXCEEDED, freeing its slot (default 5 minutes).
-    pub ingest_idle_timeout: std::time::Duration,
-    /// Bytes of received ingest messages held at once, waiting or being processed (default
-    /// 256 MiB); a batch that does not fit is refused at once.
-    pub ingest_memory_bytes: usize,
-    /// Largest gRPC message accepted, bytes (default 64 MiB; a 1,000-row × 500-feature batch
-    /// is about 4 MB).
-    pub max_message_bytes: usize,
-    /// Largest HTTP request body, bytes (default 8 MiB).
-    pub max_http_body_bytes: usize,
-    /// HTTP requests served at once (default 256).
-    pub http_concurrency: usize,
-    /// Open `WatchAlerts` streams (default 256).
-    pub watchers: usize,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            ingest_concurrency: DEFAULT_INGEST_CONCURRENCY,
-            ingest_streams: 64,
-            ingest_idle_timeout: std::time::Duration::from_secs(300),
-            ingest_memory_bytes: 256 << 20,
-            max_message_bytes: 64 << 20,
-            max_http_body_bytes: 8 << 20,
-            http_concurrency: 256,
-            watchers: 256,
-        }
-    }
-}
-
-/// The semaphores enforcing [`Limits`] (the ingest slots are [`Node::ingest_permits`]).
-#[derive(Debug)]
-pub struct Gates {
-    /// One permit per open ingest stream.
-    pub ingest_streams: Arc<tokio::sync::Semaphore>,
-    /// One permit per KiB of ingest messages held.
-    pub ingest_kib: Arc<tokio::sync::Semaphore>,
-    /// One permit per HTTP request in flight.
-    pub http: Arc<tokio::sync::Semaphore>,
-    /// One permit per open alert stream.
-    pub watchers: Arc<tokio::sync::Semaphore>,
-}
-
-impl Gates {
-    /// Gates sized by `limits` (each at least one permit).
-    pub fn new(limits: &Limits) -> Gates {
-        let sem = |n: usize| Arc::new(tokio::sync::Semaphore::new(n.max(1)));
-        Gates {
-            ingest_streams: sem(limits.ingest_streams),
-            ingest_kib: sem(limits.ingest_memory_bytes.div_ceil(1024)),
-            http: sem(limits.http_concurrency),
-            watchers: sem(limits.watchers),
-        }
-    }
-}
+use crate::auth::admin::KeyRequest;
+use crate::auth::{Auth, AuthMode, KeyRecord, NewKey, Principal};
+use crate::error::{Error, Result};
+use crate::ingest::{BatchAck, Ingest, LabelAck, LabelIn, Source};
+use crate::limits::{Gates, Limits};
+use crate::metrics::Metrics;
+use crate::registry::{ModelEntry, Registry};
+use crate::rules::{AlertFilter, AlertRecord, DeliveryRecord, Rules, RulesConfig, StoredRule};
 
 /// Everything a request handler needs.
 #[derive(Debug, Clone)]
@@ -239,9 +49,6 @@ pub struct Node {
     pub gates: Arc<Gates>,
 }
 
-/// Ingest batches processed concurrently by default; the rest wait in bounded queues.
-pub const DEFAULT_INGEST_CONCURRENCY: usize = 8;
-
 impl Node {
     /// Opens the store under `dir` and loads the registry, with default rule settings. `auth`
     /// says whether callers need API keys: there is no default, every caller states it.
@@ -264,7 +71,12 @@ impl Node {
     ) -> Result<Node> {
         let store = Arc::new(Store::open(dir, config, Arc::clone(&clock))?);
         let registry = Arc::new(Registry::load(Arc::clone(&store))?);
-        let rules = Arc::new(Rules::open(Arc::clone(&store), rules)?);
+        let rules = Arc::new(Rules::open(
+            Arc::clone(&store),
+            Arc::clone(&registry),
+            Arc::clone(&clock),
+            rules,
+        )?);
         let auth = Arc::new(Auth::open(Arc::clone(&store), auth)?);
         if auth.mode() == AuthMode::Disabled {
             tracing::warn!(
@@ -293,5 +105,222 @@ impl Node {
         self.gates = Arc::new(Gates::new(&limits));
         self.limits = limits;
         self
+    }
+
+    fn ingest(&self) -> Ingest {
+        Ingest {
+            store: Arc::clone(&self.store),
+            registry: Arc::clone(&self.registry),
+            clock: Arc::clone(&self.clock),
+            metrics: Arc::clone(&self.metrics),
+        }
+    }
+
+    // ---- models and references ----
+
+    /// Registers a model for `caller` (a team key's models belong to its team).
+    pub fn create_model(&self, caller: &Principal, def: ModelDef) -> Result<Arc<ModelEntry>> {
+        let def = crate::auth::own_model(caller, def)?;
+        self.registry.create(def)
+    }
+
+    /// A model `caller` may see; NOT_FOUND otherwise (another team's model does not exist for
+    /// it).
+    pub fn model(&self, caller: &Principal, id: &str) -> Result<Arc<ModelEntry>> {
+        crate::auth::visible_model(&self.registry, caller, id)
+    }
+
+    /// The models `caller` may see, by id.
+    pub fn models(&self, caller: &Principal) -> Result<Vec<Arc<ModelEntry>>> {
+        Ok(self
+            .registry
+            .list()?
+            .into_iter()
+            .filter(|m| caller.sees_model(&m.def))
+            .collect())
+    }
+
+    /// Starts a reference upload for `caller`: the model and a builder for its version.
+    pub fn reference_builder(
+        &self,
+        caller: &Principal,
+        model: &str,
+        version: &str,
+    ) -> Result<(Arc<ModelEntry>, ReferenceBuilder)> {
+        let entry = self.model(caller, model)?;
+        let builder = ReferenceBuilder::new(&entry.def, version)?;
+        Ok((entry, builder))
+    }
+
+    /// Finishes a reference upload and stores the profile (refusing to overwrite an existing
+    /// version unless `replace`). Runs on the blocking pool.
+    pub async fn finish_reference(
+        &self,
+        model: Arc<ModelEntry>,
+        builder: ReferenceBuilder,
+        replace: bool,
+    ) -> Result<()> {
+        let node = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let profile: ReferenceProfile = builder.finish(node.clock.now())?;
+            node.registry.put_reference(&model, profile, replace)
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("reference task: {e}")))?
+    }
+
+    // ---- ingest ----
+
+    /// Ingests one inference batch of `model` (already checked visible to the caller); the ack
+    /// comes after the durable write. Wakes the rule scheduler when the batch moved the model's
+    /// event time.
+    pub async fn ingest_inferences(
+        &self,
+        model: Arc<ModelEntry>,
+        batch: InferenceBatch,
+        source: Source,
+    ) -> Result<BatchAck> {
+        let id = model.def.id.clone();
+        let ack = crate::ingest::ingest_inferences(&self.ingest(), model, batch, source).await?;
+        if let Some((newest, versions)) = &ack.observed {
+            self.rules.observe(&id, *newest, versions.iter().cloned());
+        }
+        Ok(ack)
+    }
+
+    /// Ingests one label batch of `model`; the ack comes after the durable write.
+    pub async fn ingest_labels(
+        &self,
+        model: Arc<ModelEntry>,
+        labels: Vec<LabelIn>,
+        source: Source,
+    ) -> Result<LabelAck> {
+        crate::ingest::ingest_labels(&self.ingest(), model, labels, source).await
+    }
+
+    // ---- queries ----
+
+    /// Runs `f` on the blocking pool with a query context over this node as `caller` sees it.
+    pub async fn with_query_context<T, F>(&self, caller: &Principal, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Context<'_>) -> Result<T> + Send + 'static,
+    {
+        crate::query::with_context(
+            &self.store,
+            &self.registry,
+            &self.clock,
+            &self.gates.queries,
+            caller,
+            f,
+        )
+        .await
+    }
+
+    /// Parses, plans and runs one DriftQL statement as `caller`.
+    pub async fn query(&self, caller: &Principal, text: String) -> Result<QueryOutput> {
+        self.with_query_context(caller, move |ctx| Ok(driftdb_query::run(ctx, &text)?))
+            .await
+    }
+
+    /// The drift summary of a model as `caller` sees it.
+    pub async fn drift_summary(
+        &self,
+        caller: &Principal,
+        model: String,
+        version: Option<String>,
+        from: Option<crate::query::TimeArg>,
+        to: Option<crate::query::TimeArg>,
+    ) -> Result<driftdb_query::DriftSummary> {
+        self.with_query_context(caller, move |ctx| {
+            let now = ctx.now;
+            Ok(driftdb_query::drift_summary(
+                ctx,
+                &model,
+                version.as_deref(),
+                from.map(|t| t.resolve(now)),
+                to.map(|t| t.resolve(now)),
+            )
+            .map_err(crate::query::without_placeholder_pos)?)
+        })
+        .await
+    }
+
+    // ---- rules and alerts ----
+
+    /// Stores a rule given as JSON text for `caller` (see [`crate::rules::create_rule`]).
+    pub fn create_rule(&self, caller: &Principal, json: &str) -> Result<Arc<StoredRule>> {
+        crate::rules::create_rule(&self.rules, caller, json)
+    }
+
+    /// Deletes rule `id` for `caller`.
+    pub fn delete_rule(&self, caller: &Principal, id: &str) -> Result<()> {
+        crate::rules::delete_rule(&self.rules, caller, id)
+    }
+
+    /// The rules `caller` may see that apply to `model` (every one for `None`).
+    pub fn rules_of(&self, caller: &Principal, model: Option<&str>) -> Vec<Arc<StoredRule>> {
+        crate::rules::visible_rules(&self.rules, caller, model)
+    }
+
+    /// The last evaluation error of rule `id`, if any.
+    pub fn rule_error(&self, id: &str) -> Option<String> {
+        self.rules.book.error(id)
+    }
+
+    /// Alert episodes `caller` may see, newest first.
+    pub fn alert_history(
+        &self,
+        caller: &Principal,
+        model: Option<&str>,
+        from: Option<Timestamp>,
+        to: Option<Timestamp>,
+        limit: usize,
+    ) -> Result<Vec<AlertRecord>> {
+        crate::rules::alert_history(&self.rules, caller, model, from, to, limit)
+    }
+
+    /// The dead-lettered deliveries of alerts `caller` may see.
+    pub fn dead_letters(&self, caller: &Principal) -> Result<Vec<DeliveryRecord>> {
+        crate::rules::visible_dead_letters(&self.rules, caller)
+    }
+
+    /// Announces `event` for `model`: every event rule waiting for it fires once.
+    pub fn announce_event(
+        &self,
+        caller: &Principal,
+        model: &str,
+        event: &str,
+        version: Option<&str>,
+    ) -> Result<Vec<AlertRecord>> {
+        crate::rules::announce_event(&self.rules, caller, model, event, version)
+    }
+
+    /// The alerts after sequence `after` passing `filter`, then each new one (see
+    /// [`crate::rules::watch`]).
+    pub fn watch_alerts(
+        &self,
+        after: u64,
+        filter: AlertFilter,
+        slot: tokio::sync::OwnedSemaphorePermit,
+    ) -> tokio::sync::mpsc::Receiver<AlertRecord> {
+        crate::rules::watch(Arc::clone(&self.rules), after, filter, slot)
+    }
+
+    // ---- API keys ----
+
+    /// Creates an API key for `caller` (see [`crate::auth::admin`] for who may create what).
+    pub fn create_key(&self, caller: &Principal, req: KeyRequest) -> Result<NewKey> {
+        crate::auth::admin::create_key(&self.auth, caller, req, self.clock.now())
+    }
+
+    /// The keys `caller` may see.
+    pub fn keys(&self, caller: &Principal) -> Vec<KeyRecord> {
+        crate::auth::admin::list_keys(&self.auth, caller)
+    }
+
+    /// Revokes key `id` for `caller`.
+    pub fn revoke_key(&self, caller: &Principal, id: &str) -> Result<KeyRecord> {
+        crate::auth::admin::revoke_key(&self.auth, caller, id, self.clock.now())
     }
 }

@@ -1,54 +1,110 @@
-//! DriftQL at the server's edge (SPEC §5, §6): running queries off the async runtime, reading
+//! DriftQL at the server's edge (README.md; query/DRIFTQL.md): running queries off the async runtime, reading
 //! the time arguments of the gRPC and HTTP APIs, and composing DriftQL text from HTTP
 //! parameters without letting a parameter change the shape of the query.
 //!
 //! Queries read RocksDB synchronously, so every one runs on tokio's blocking pool against a
-//! [`Context`] built from the node: the store as the sketch reader, the registry *as the
+//! [`Context`] built from the node's parts: the store as the sketch reader, the registry *as the
 //! caller may see it* as the catalog ([`VisibleCatalog`]: another team's models do not exist
 //! for the planner), and the node's clock as `now`.
 
-use driftdb_engine::time::{DurationMs, Timestamp};
-use driftdb_query::Context;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use driftdb_engine::time::{Clock, DurationMs, Timestamp};
+use driftdb_query::{Budget, Context};
+use driftdb_storage::Store;
 
 use crate::auth::{Principal, VisibleCatalog};
 use crate::error::{Error, Result};
-use crate::node::Node;
+use crate::registry::Registry;
 
-/// Runs `f` on the blocking pool with a query context over `node` as `principal` sees it,
-/// "now" read from the node's clock when the work starts.
-pub async fn with_context<T, F>(node: &Node, principal: &Principal, f: F) -> Result<T>
+/// How reads are bounded: queries running at once and the time each may take.
+#[derive(Debug, Clone)]
+pub struct QueryGate {
+    /// One permit per query running; a query waits at most [`QUERY_SLOT_WAIT`] for one.
+    pub slots: Arc<tokio::sync::Semaphore>,
+    /// The number of slots (for messages).
+    pub limit: usize,
+    /// How long one query may run before it stops with DEADLINE_EXCEEDED.
+    pub timeout: Duration,
+}
+
+impl QueryGate {
+    /// A gate of `limit` slots and `timeout` per query.
+    pub fn new(limit: usize, timeout: Duration) -> QueryGate {
+        QueryGate {
+            slots: Arc::new(tokio::sync::Semaphore::new(limit.max(1))),
+            limit: limit.max(1),
+            timeout,
+        }
+    }
+}
+
+/// How long a query waits for a free slot before it is refused (RESOURCE_EXHAUSTED: a retry
+/// after the running queries finish can succeed).
+pub const QUERY_SLOT_WAIT: Duration = Duration::from_secs(2);
+
+/// Sets the flag when dropped: the future of a request whose client went away is dropped by
+/// the server, and the query it was waiting for stops at its next budget check.
+struct CancelOnDrop(Arc<AtomicBool>);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Runs `f` on the blocking pool with a query context over `store` and `registry` as
+/// `principal` sees them, "now" read from `clock` when the work starts. The query holds one of
+/// `gate`'s slots and runs under its time budget (`driftdb_query::budget`); when the caller
+/// stops waiting (its future is dropped) the query is cancelled.
+pub async fn with_context<T, F>(
+    store: &Arc<Store>,
+    registry: &Arc<Registry>,
+    clock: &Arc<dyn Clock>,
+    gate: &QueryGate,
+    principal: &Principal,
+    f: F,
+) -> Result<T>
 where
     T: Send + 'static,
     F: FnOnce(&Context<'_>) -> Result<T> + Send + 'static,
 {
-    let node = node.clone();
+    let permit = match tokio::time::timeout(
+        QUERY_SLOT_WAIT,
+        Arc::clone(&gate.slots).acquire_owned(),
+    )
+    .await
+    {
+        Ok(Ok(p)) => p,
+        _ => {
+            return Err(Error::Overloaded(format!(
+                "every query slot is busy (limit {}); retry in a few seconds",
+                gate.limit
+            )));
+        }
+    };
+    let (store, registry, clock) = (Arc::clone(store), Arc::clone(registry), Arc::clone(clock));
     let principal = principal.clone();
+    let cancelled = Arc::new(AtomicBool::new(false));
+    let _cancel = CancelOnDrop(Arc::clone(&cancelled));
+    let budget = Budget::with_timeout(gate.timeout).cancelled_by(cancelled);
     tokio::task::spawn_blocking(move || {
+        let _permit = permit;
         let catalog = VisibleCatalog {
-            registry: &node.registry,
+            registry: &registry,
             principal: &principal,
         };
         let ctx = Context {
-            reader: &*node.store,
+            reader: &*store,
             catalog: &catalog,
-            now: node.clock.now(),
+            now: clock.now(),
         };
-        f(&ctx)
+        budget.run(|| f(&ctx))
     })
     .await
     .map_err(|e| Error::Internal(format!("query task failed: {e}")))?
-}
-
-/// Parses, plans and runs one DriftQL statement on the blocking pool, as `principal`.
-pub async fn run(
-    node: &Node,
-    principal: &Principal,
-    text: String,
-) -> Result<driftdb_query::QueryOutput> {
-    with_context(node, principal, move |ctx| {
-        Ok(driftdb_query::run(ctx, &text)?)
-    })
-    .await
 }
 
 /// Clears the placeholder position (`line 0, column 0`) from errors of calls that had no query

@@ -1,10 +1,9 @@
 //! The model registry: model definitions, admitted segment values and reference profiles, kept
 //! in the `meta` and `reference` families and cached in memory.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, RwLock};
 
-use driftdb_engine::codec::{Reader, Writer};
 use driftdb_engine::ingest::SegmentRegistry;
 use driftdb_engine::model::ModelDef;
 use driftdb_engine::reference::ReferenceProfile;
@@ -13,10 +12,7 @@ use driftdb_storage::layout::{self, KeyWriter};
 use driftdb_storage::{Family, Store, WriteSet};
 
 use crate::error::{Error, Result};
-
-const KIND_MODEL: u8 = 0x10;
-const KIND_SEGMENTS: u8 = 0x11;
-const KIND_REFERENCE: u8 = 0x20;
+use crate::records::{self, AdmittedSegments};
 
 fn model_key(id: &str) -> Vec<u8> {
     KeyWriter::with_prefix(layout::META_MODEL).str(id).finish()
@@ -54,7 +50,7 @@ pub struct ModelEntry {
     /// segment admission, labels) so request-id dedup sees every earlier batch.
     pub ingest_lock: tokio::sync::Mutex<()>,
     /// The write order of inference batches whose columns fold outside `ingest_lock`.
-    pub pipeline: crate::ingest::Pipeline,
+    pub pipeline: Arc<crate::pipeline::Pipeline>,
 }
 
 /// All models, cached over the store.
@@ -77,15 +73,13 @@ impl Registry {
             .scan_prefix(&[layout::META_MODEL])?
         {
             let e = e?;
-            let def: ModelDef = serde_json::from_slice(&e.payload)
-                .map_err(|err| Error::Internal(format!("stored model: {err}")))?;
+            let def: ModelDef = records::decode(&e)?;
             let resolution = def.validate()?;
             let mut segs = SegmentRegistry::new(def.segment_cap as usize);
-            if let Some(s) = store.family(Family::Meta).get(&segments_key(&def.id))? {
-                segs = SegmentRegistry::from_admitted(
-                    def.segment_cap as usize,
-                    decode_admitted(&s.payload)?,
-                );
+            if let Some(s) =
+                records::get::<AdmittedSegments>(&store, Family::Meta, &segments_key(&def.id))?
+            {
+                segs = SegmentRegistry::from_admitted(def.segment_cap as usize, s.0);
             }
             let mut refs = BTreeMap::new();
             for r in store
@@ -93,7 +87,7 @@ impl Registry {
                 .scan_prefix(&reference_prefix(&def.id))?
             {
                 let r = r?;
-                let p = ReferenceProfile::decode(&r.payload)?;
+                let p: ReferenceProfile = records::decode(&r)?;
                 refs.insert(p.version.clone(), Arc::new(p));
             }
             models.insert(
@@ -132,9 +126,8 @@ impl Registry {
                 name: def.id,
             });
         }
-        let json = serde_json::to_vec(&def).map_err(|e| Error::Internal(e.to_string()))?;
         let mut ws = WriteSet::new();
-        ws.put(Family::Meta, model_key(&def.id), KIND_MODEL, &json);
+        records::put(&mut ws, Family::Meta, model_key(&def.id), &def)?;
         self.store.write(&ws)?;
         let entry = Arc::new(ModelEntry {
             segments: Mutex::new(SegmentRegistry::new(def.segment_cap as usize)),
@@ -187,28 +180,29 @@ impl Registry {
             });
         }
         let mut ws = WriteSet::new();
-        ws.put(
+        records::put(
+            &mut ws,
             Family::Reference,
             reference_key(&profile.model, &profile.version),
-            KIND_REFERENCE,
-            &profile.encode(),
-        );
+            &profile,
+        )?;
         self.store.write(&ws)?;
         refs.insert(profile.version.clone(), Arc::new(profile));
         Ok(())
     }
 
     /// Adds the segment registry to `ws` if it changed (call with the registry locked).
-    pub fn save_segments(model: &ModelDef, segs: &mut SegmentRegistry, ws: &mut WriteSet) {
+    pub fn save_segments(
+        model: &ModelDef,
+        segs: &mut SegmentRegistry,
+        ws: &mut WriteSet,
+    ) -> Result<()> {
         if segs.changed() {
-            ws.put(
-                Family::Meta,
-                segments_key(&model.id),
-                KIND_SEGMENTS,
-                &encode_admitted(segs.admitted()),
-            );
+            let admitted = AdmittedSegments(segs.admitted().clone());
+            records::put(ws, Family::Meta, segments_key(&model.id), &admitted)?;
             segs.mark_saved();
         }
+        Ok(())
     }
 }
 
@@ -245,33 +239,4 @@ impl driftdb_query::Catalog for Registry {
             .map(|r| r.keys().cloned().collect())
             .unwrap_or_default()
     }
-}
-
-fn encode_admitted(a: &BTreeMap<String, BTreeSet<String>>) -> Vec<u8> {
-    let mut w = Writer::new();
-    w.varint(a.len() as u64);
-    for (k, vs) in a {
-        w.str(k);
-        w.varint(vs.len() as u64);
-        for v in vs {
-            w.str(v);
-        }
-    }
-    w.into_bytes()
-}
-
-fn decode_admitted(b: &[u8]) -> Result<BTreeMap<String, BTreeSet<String>>> {
-    let mut r = Reader::new(b);
-    let mut out = BTreeMap::new();
-    let n = r.len(10_000, "segment keys")?;
-    for _ in 0..n {
-        let k = r.str()?.to_string();
-        let m = r.len(1_000_000, "segment values")?;
-        let mut set = BTreeSet::new();
-        for _ in 0..m {
-            set.insert(r.str()?.to_string());
-        }
-        out.insert(k, set);
-    }
-    Ok(out)
 }

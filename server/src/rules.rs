@@ -1,4 +1,4 @@
-//! Rules and alerts at the server (SPEC §7): the rule store, the window-close evaluator, the
+//! Rules and alerts at the server (README.md, "Rules and alerts"): the rule store, the window-close evaluator, the
 //! alert log behind `WatchAlerts` and `ListAlerts`, and the durable webhook outbox.
 //!
 //! The engine (`driftdb_engine::rules`) decides *what* happens — rule validation, the
@@ -39,17 +39,18 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use driftdb_engine::rules::RetryPolicy;
-use driftdb_engine::time::{DurationMs, Timestamp};
+use driftdb_engine::time::{Clock, DurationMs, Timestamp};
 use driftdb_storage::Store;
 
 pub use book::{RuleBook, StoredRule, redacted_json};
-pub use log::{ActionResult, AlertLog, AlertRecord, alert_to_pb};
+pub use log::{ActionResult, AlertLog, AlertRecord};
 pub use outbox::{DeliveryRecord, dead_letters, run_delivery};
 pub use scheduler::{
     close_time, evaluate_due, next_window, render_window_gauges, run_scheduler, window_backlog,
 };
 
 use crate::error::{Error, Result};
+use crate::registry::Registry;
 
 /// Settings of the rule evaluator and the webhook outbox (`"rules"` in `serve --config`).
 #[derive(Debug, Clone, PartialEq)]
@@ -184,6 +185,12 @@ pub struct RulesMetrics {
 /// queue of one node.
 #[derive(Debug)]
 pub struct Rules {
+    /// The store the rule book, alert log, states and outbox live in.
+    pub store: Arc<Store>,
+    /// The models the rules watch.
+    pub registry: Arc<Registry>,
+    /// Time source (window closes, cooldowns, alert times).
+    pub clock: Arc<dyn Clock>,
     /// Rule definitions.
     pub book: RuleBook,
     /// Alert events and history.
@@ -201,10 +208,18 @@ pub struct Rules {
 
 impl Rules {
     /// Loads rules and the alert log from `store`.
-    pub fn open(store: Arc<Store>, config: RulesConfig) -> Result<Rules> {
+    pub fn open(
+        store: Arc<Store>,
+        registry: Arc<Registry>,
+        clock: Arc<dyn Clock>,
+        config: RulesConfig,
+    ) -> Result<Rules> {
         Ok(Rules {
             book: RuleBook::load(Arc::clone(&store))?,
-            log: AlertLog::open(store)?,
+            log: AlertLog::open(Arc::clone(&store))?,
+            store,
+            registry,
+            clock,
             config,
             metrics: RulesMetrics::default(),
             progress: Mutex::new(HashMap::new()),
@@ -351,20 +366,7 @@ impl Rules {
 /// How the API shows a delivery target of action kind `kind` (Slack URLs without their secret
 /// path, other URLs without their query string).
 pub fn display_url_of(kind: &str, url: &str) -> String {
-    use driftdb_engine::rules::ActionKind;
-    let k = [
-        ActionKind::Pagerduty,
-        ActionKind::Slack,
-        ActionKind::Jira,
-        ActionKind::Webhook,
-        ActionKind::Retrain,
-        ActionKind::RouteToBackup,
-    ]
-    .into_iter()
-    .find(|k| k.as_str() == kind)
-    // An unknown kind: show as little as a Slack URL.
-    .unwrap_or(ActionKind::Slack);
-    log::display_url(k, url)
+    crate::records::alerts::redacted_target(kind, url)
 }
 
 /// Parses, validates and stores a rule given as JSON text (a new rule, or the next version of
@@ -372,7 +374,7 @@ pub fn display_url_of(kind: &str, url: &str) -> String {
 /// write rules for its own models, and only over rule ids that are not another team's;
 /// `"model": "*"` needs an operator key.
 pub fn create_rule(
-    node: &crate::node::Node,
+    rules: &Rules,
     caller: &crate::auth::Principal,
     json: &str,
 ) -> Result<Arc<StoredRule>> {
@@ -383,12 +385,12 @@ pub fn create_rule(
         None
     } else {
         Some(crate::auth::visible_model(
-            &node.registry,
+            &rules.registry,
             caller,
             &def.model,
         )?)
     };
-    if node.rules.config.deny_private_targets {
+    if rules.config.deny_private_targets {
         for (i, a) in def.actions.iter().enumerate() {
             if let Some(host) = targets::private_literal(a.url()) {
                 return Err(Error::Invalid(format!(
@@ -397,31 +399,26 @@ pub fn create_rule(
             }
         }
     }
-    if let Some(existing) = node.rules.book.get(&def.id)
-        && !crate::auth::sees_rule_model(&node.registry, caller, &existing.def.model)
+    if let Some(existing) = rules.book.get(&def.id)
+        && !crate::auth::sees_rule_model(&rules.registry, caller, &existing.def.model)
     {
         return Err(Error::AlreadyExists {
             what: "rule id",
             name: def.id,
         });
     }
-    let stored = node
-        .rules
+    let stored = rules
         .book
-        .put(def, model.as_ref().map(|m| &m.def), node.clock.now())?;
-    node.rules.wake();
+        .put(def, model.as_ref().map(|m| &m.def), rules.clock.now())?;
+    rules.wake();
     Ok(stored)
 }
 
 /// Deletes rule `id` for `caller`; NOT_FOUND when unknown or not the caller's to see.
-pub fn delete_rule(
-    node: &crate::node::Node,
-    caller: &crate::auth::Principal,
-    id: &str,
-) -> Result<()> {
-    match node.rules.book.get(id) {
-        Some(r) if crate::auth::sees_rule_model(&node.registry, caller, &r.def.model) => {
-            node.rules.book.delete(id, node.clock.now())
+pub fn delete_rule(rules: &Rules, caller: &crate::auth::Principal, id: &str) -> Result<()> {
+    match rules.book.get(id) {
+        Some(r) if crate::auth::sees_rule_model(&rules.registry, caller, &r.def.model) => {
+            rules.book.delete(id, rules.clock.now())
         }
         _ => Err(Error::NotFound {
             what: "rule",
@@ -432,22 +429,22 @@ pub fn delete_rule(
 
 /// The rules `caller` may see that apply to `model` (every one for `None`), by id.
 pub fn visible_rules(
-    node: &crate::node::Node,
+    rules: &Rules,
     caller: &crate::auth::Principal,
     model: Option<&str>,
 ) -> Vec<Arc<StoredRule>> {
-    node.rules
+    rules
         .book
         .list(model)
         .into_iter()
-        .filter(|r| crate::auth::sees_rule_model(&node.registry, caller, &r.def.model))
+        .filter(|r| crate::auth::sees_rule_model(&rules.registry, caller, &r.def.model))
         .collect()
 }
 
 /// Alert episodes `caller` may see: of `model` (NOT_FOUND unless visible), or of every model
 /// the caller sees; newest first, at most `limit`.
 pub fn alert_history(
-    node: &crate::node::Node,
+    rules: &Rules,
     caller: &crate::auth::Principal,
     model: Option<&str>,
     from: Option<Timestamp>,
@@ -455,66 +452,45 @@ pub fn alert_history(
     limit: usize,
 ) -> Result<Vec<AlertRecord>> {
     if let Some(m) = model {
-        crate::auth::visible_model(&node.registry, caller, m)?;
-        return node.rules.log.history(Some(m), from, to, limit);
+        crate::auth::visible_model(&rules.registry, caller, m)?;
+        return rules.log.history(Some(m), from, to, limit);
     }
     if caller.is_operator() {
-        return node.rules.log.history(None, from, to, limit);
+        return rules.log.history(None, from, to, limit);
     }
-    let models: Vec<String> = node
+    let models: Vec<String> = rules
         .registry
         .list()?
         .iter()
         .filter(|m| caller.sees_model(&m.def))
         .map(|m| m.def.id.clone())
         .collect();
-    node.rules.log.history_of(&models, from, to, limit)
+    rules.log.history_of(&models, from, to, limit)
 }
 
 /// The dead letters of the alerts `caller` may see.
 pub fn visible_dead_letters(
-    node: &crate::node::Node,
+    rules: &Rules,
     caller: &crate::auth::Principal,
 ) -> Result<Vec<DeliveryRecord>> {
-    let all = dead_letters(node)?;
+    let all = dead_letters(rules)?;
     if caller.is_operator() {
         return Ok(all);
     }
     let mut out = Vec::new();
     for d in all {
-        let model = node.rules.log.get(d.seq)?.map(|r| r.model);
-        if model.is_some_and(|m| crate::auth::sees_model_id(&node.registry, caller, &m)) {
+        let model = rules.log.get(d.seq)?.map(|r| r.model);
+        if model.is_some_and(|m| crate::auth::sees_model_id(&rules.registry, caller, &m)) {
             out.push(d);
         }
     }
     Ok(out)
 }
 
-/// A stored rule as the gRPC `Rule` (secrets redacted).
-pub fn rule_to_pb(node: &crate::node::Node, r: &StoredRule) -> driftdb_proto::v1::Rule {
-    use driftdb_proto::v1 as pb;
-    let severity = match r.def.severity {
-        driftdb_engine::rules::Severity::Critical => pb::Severity::Critical,
-        driftdb_engine::rules::Severity::High => pb::Severity::High,
-        driftdb_engine::rules::Severity::Medium => pb::Severity::Medium,
-        driftdb_engine::rules::Severity::Low => pb::Severity::Low,
-    };
-    pb::Rule {
-        id: r.def.id.clone(),
-        definition_json: redacted_json(&r.def).to_string(),
-        version: r.version,
-        updated_at_ms: r.updated_at.millis(),
-        model: r.def.model.clone(),
-        kind: r.def.kind.as_str().to_string(),
-        severity: severity as i32,
-        last_error: node.rules.book.error(&r.def.id).unwrap_or_default(),
-    }
-}
-
 /// Announces `event` for `model` (optionally naming the version it concerns): every event rule
 /// waiting for it fires once, outside its cooldown. Returns the alerts recorded.
 pub fn announce_event(
-    node: &crate::node::Node,
+    rules: &Rules,
     caller: &crate::auth::Principal,
     model: &str,
     event: &str,
@@ -525,7 +501,7 @@ pub fn announce_event(
             "event must be 1..=128 characters without control characters".into(),
         ));
     }
-    let entry = crate::auth::visible_model(&node.registry, caller, model)?;
+    let entry = crate::auth::visible_model(&rules.registry, caller, model)?;
     let version = match version {
         Some(v) => v.to_string(),
         None => entry
@@ -539,15 +515,15 @@ pub fn announce_event(
             })
             .unwrap_or_default(),
     };
-    let now = node.clock.now();
-    let (ws, alerts) = eval::announce(node, &entry, event, &version, now)?;
-    let recorded = node.rules.log.record(ws, alerts, now)?;
-    node.rules
+    let now = rules.clock.now();
+    let (ws, alerts) = eval::announce(rules, &entry, event, &version, now)?;
+    let recorded = rules.log.record(ws, alerts, now)?;
+    rules
         .metrics
         .fired
         .fetch_add(recorded.records.len() as u64, Ordering::Relaxed);
     if !recorded.deliveries.is_empty() {
-        node.rules.outbox_wake.notify_one();
+        rules.outbox_wake.notify_one();
     }
     Ok(recorded.records)
 }
@@ -585,7 +561,7 @@ const WATCH_BUFFER: usize = 64;
 /// at most [`WATCH_BUFFER`] records (plus one read batch) in memory. `slot` is the watcher's
 /// place among the node's open alert streams, held until it ends.
 pub fn watch(
-    node: crate::node::Node,
+    rules: Arc<Rules>,
     after: u64,
     filter: AlertFilter,
     slot: tokio::sync::OwnedSemaphorePermit,
@@ -593,29 +569,28 @@ pub fn watch(
     let (tx, rx) = tokio::sync::mpsc::channel(WATCH_BUFFER);
     tokio::spawn(async move {
         let _slot = slot;
-        let mut sub = node.rules.log.subscribe();
-        let mut stopping = node.rules.stopping.subscribe();
+        let mut sub = rules.log.subscribe();
+        let mut stopping = rules.stopping.subscribe();
         let mut cursor = after;
         loop {
             sub.borrow_and_update();
-            let n2 = node.clone();
-            let batch = match tokio::task::spawn_blocking(move || {
-                n2.rules.log.read_after(cursor, WATCH_BATCH)
-            })
-            .await
-            {
-                Ok(Ok(b)) => b,
-                Ok(Err(e)) => {
-                    tracing::error!(error = %e, "alert watch read failed");
-                    return;
-                }
-                Err(_) => return,
-            };
+            let n2 = Arc::clone(&rules);
+            let batch =
+                match tokio::task::spawn_blocking(move || n2.log.read_after(cursor, WATCH_BATCH))
+                    .await
+                {
+                    Ok(Ok(b)) => b,
+                    Ok(Err(e)) => {
+                        tracing::error!(error = %e, "alert watch read failed");
+                        return;
+                    }
+                    Err(_) => return,
+                };
             let full = batch.len() == WATCH_BATCH;
             for r in batch {
                 cursor = r.seq;
                 if !filter.accepts(&r)
-                    || !crate::auth::sees_model_id(&node.registry, &filter.principal, &r.model)
+                    || !crate::auth::sees_model_id(&rules.registry, &filter.principal, &r.model)
                 {
                     continue;
                 }

@@ -254,10 +254,16 @@ pub async fn start_with(node: Node, opts: ServeOptions) -> Result<Running> {
     let (tx, rx) = tokio::sync::watch::channel(false);
     let mut rx1 = rx.clone();
     let mut rx2 = rx.clone();
-    let scheduler = tokio::spawn(crate::rules::run_scheduler(node.clone(), rx.clone()));
-    let delivery = tokio::spawn(crate::rules::run_delivery(node.clone(), rx.clone()));
+    let scheduler = tokio::spawn(crate::rules::run_scheduler(
+        std::sync::Arc::clone(&node.rules),
+        rx.clone(),
+    ));
+    let delivery = tokio::spawn(crate::rules::run_delivery(
+        std::sync::Arc::clone(&node.rules),
+        rx.clone(),
+    ));
     let maintenance = tokio::spawn(crate::maintenance::run_maintenance(
-        node.clone(),
+        std::sync::Arc::clone(&node.store),
         rx.clone(),
     ));
     // Alert streams never end by themselves; end them so graceful shutdown can finish.

@@ -10,7 +10,7 @@ pub const DAY_MS: i64 = 86_400_000;
 pub struct StoreConfig {
     /// How long windows are kept, in milliseconds (default 90 days). A window whose end is at or
     /// before `now - retention_ms` is invisible to reads at once and physically removed by
-    /// compaction (SPEC §4).
+    /// compaction (storage/FORMAT.md).
     pub retention_ms: i64,
     /// Age after which 15-minute windows are merged into hourly ones by
     /// [`crate::Store::downsample`], in milliseconds (default 30 days). Must be below

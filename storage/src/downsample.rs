@@ -1,5 +1,5 @@
 //! Downsampling: 15-minute windows older than `downsample_after` are merged into hourly ones
-//! (SPEC §4, "compression after 30 days"). Accuracy and crash-safety are argued in
+//! (storage/FORMAT.md, "compression after 30 days"). Accuracy and crash-safety are argued in
 //! `storage/FORMAT.md`, "Downsampling".
 //!
 //! Each chunk of windows moves in one atomic batch: the hourly merge operand is the merge of

@@ -1,7 +1,7 @@
 //! Every column family name, key prefix and key encoding, in one place (house style; byte
 //! diagrams in `storage/FORMAT.md`).
 //!
-//! Window keys are model-first (SPEC §10.2): model, version, feature, segment, resolution tag,
+//! Window keys are model-first (docs/DATA_MODEL.md, scale-out 2): model, version, feature, segment, resolution tag,
 //! window start. Every component is self-delimiting and order-preserving, so
 //!
 //! - byte order of keys equals the order of `(SeriesKey, Resolution, Timestamp)`,
@@ -33,9 +33,9 @@ pub const CF_WIN_1H: &str = "win_1h";
 pub const CF_WIN_1D: &str = "win_1d";
 /// Pending label joins: predictions waiting for labels and labels waiting for predictions.
 pub const CF_PENDING: &str = "pending";
-/// Idempotency records: request ids and producer batch sequences (SPEC §10.4).
+/// Idempotency records: request ids and producer batch sequences (docs/DATA_MODEL.md, scale-out 4).
 pub const CF_DEDUP: &str = "dedup";
-/// Alert history and rule state, keyed by (rule, series, window) (SPEC §10.6).
+/// Alert history and rule state, keyed by (rule, series, window) (docs/DATA_MODEL.md, scale-out 6).
 pub const CF_ALERTS: &str = "alerts";
 /// The durable webhook outbox, keyed by (rule, series, window).
 pub const CF_OUTBOX: &str = "outbox";

@@ -1,16 +1,16 @@
 //! driftdb's storage: window sketches and everything else driftdb keeps, in one embedded
-//! RocksDB (SPEC §4).
+//! RocksDB (storage/FORMAT.md).
 //!
 //! - [`layout`]: column families, key prefixes and the order-preserving, model-first key
-//!   encoding (SPEC §10.2); byte diagrams in `storage/FORMAT.md`.
+//!   encoding (docs/DATA_MODEL.md, scale-out 2); byte diagrams in `storage/FORMAT.md`.
 //! - [`Store`]: opening, the durable write path ([`Store::write`] of a [`WriteSet`]: one atomic
-//!   WAL-logged batch of sketch merges plus dedup and other records, SPEC §10.4), retention
+//!   WAL-logged batch of sketch merges plus dedup and other records, docs/DATA_MODEL.md, scale-out 4), retention
 //!   enforced by a compaction filter, and [`Store::downsample`] (15m → 1h after 30 days).
 //! - [`read`]: the [`SeriesReader`] contract `query` depends on, implemented by [`Store`].
 //! - [`family`]: sealed get/put/delete/scan for the non-window families.
 //!
 //! Sketch deltas are RocksDB merge operands folded by the engine's
-//! `driftdb_engine::sketch::merge_encoded`; writers never read (SPEC §10.5).
+//! `driftdb_engine::sketch::merge_encoded`; writers never read (docs/DATA_MODEL.md, scale-out 5).
 #![warn(missing_docs)]
 
 pub mod config;

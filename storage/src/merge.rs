@@ -1,10 +1,10 @@
 //! The window merge operator and the retention compaction filter.
 //!
-//! Ingest never reads before it writes: every sketch delta is a RocksDB merge operand (SPEC
-//! §10.5) and the operator folds operands with the engine's [`merge_encoded`], which is
+//! Ingest never reads before it writes: every sketch delta is a RocksDB merge operand
+//! (docs/DATA_MODEL.md, scale-out 5) and the operator folds operands with the engine's [`merge_encoded`], which is
 //! associative and commutative, so RocksDB may group operands any way (full and partial merge
 //! use the same function). Operands that fail their checksum are left out and counted, never
-//! folded in as data (SPEC §9), and the operator never panics across the FFI boundary.
+//! folded in as data (SECURITY.md), and the operator never panics across the FFI boundary.
 //!
 //! An **empty value** is the operator's "nothing": it is what a merge of only corrupt operands
 //! produces, is skipped by later merges and by reads, and is removed by the compaction filter.

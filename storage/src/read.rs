@@ -1,6 +1,6 @@
 //! The read contract `query` builds on ([`SeriesReader`]) and its RocksDB implementation.
 //!
-//! Reads are the first half of SPEC §10.5's split: "fetch sketches for series × range". They
+//! Reads are the first half of docs/DATA_MODEL.md, scale-out 5's split: "fetch sketches for series × range". They
 //! return per-window states; merging over a range and computing statistics is the caller's.
 //!
 //! **Contract, for every implementation:**

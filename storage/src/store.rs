@@ -103,7 +103,7 @@ fn cf_options(
         // Open windows take a merge operand from every batch, so each flushed L0 file holds
         // nearly every open window again and each L0 compaction re-merges and recompresses
         // all of them. Compacting after 8 files instead of RocksDB's 4 halves that work: ingest
-        // +8 % at the same memory (BENCHMARKS.md, issue 4); a read of an open window may merge
+        // +8 % at the same memory (BENCHMARKS.md); a read of an open window may merge
         // up to 8 L0 values instead of 4.
         o.set_level_zero_file_num_compaction_trigger(8);
         // Every window family is written on the hot path (15m and the daily rollups by each

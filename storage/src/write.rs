@@ -1,5 +1,5 @@
 //! [`WriteSet`]: everything one acknowledged ingest step writes, applied as one atomic,
-//! WAL-logged RocksDB batch (SPEC §4, §10.4).
+//! WAL-logged RocksDB batch (storage/FORMAT.md; docs/DATA_MODEL.md, scale-out 4).
 
 use driftdb_engine::codec::seal;
 use driftdb_engine::series::SeriesKey;

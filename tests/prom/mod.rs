@@ -1,5 +1,5 @@
 //! Prometheus remote read, the Prometheus-compatible query API and the Grafana dashboards
-//! (issue 7), against real servers on 127.0.0.1 — and, in [`prometheus`], against Debian's
+//!, against real servers on 127.0.0.1 — and, in [`prometheus`], against Debian's
 //! real `prometheus` binary.
 
 mod api;

@@ -8,10 +8,10 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
+use driftdb_cli::client::Client;
 use driftdb_engine::time::Clock;
 use driftdb_proto::v1 as pb;
 use driftdb_server::auth::{KeySpec, Scope, Scopes};
-use driftdb_server::client::Client;
 use driftdb_server::convert::model_to_pb;
 use prost::Message;
 use tokio_stream::StreamExt;

@@ -5,11 +5,11 @@
 
 use std::sync::Arc;
 
+use driftdb_cli::client::Client;
 use driftdb_engine::series::{FeatureRef, Segment, SeriesKey};
 use driftdb_engine::time::{ManualClock, Resolution, Timestamp};
 use driftdb_proto::v1 as pb;
 use driftdb_server::auth::AuthMode;
-use driftdb_server::client::Client;
 use driftdb_server::convert::model_to_pb;
 use driftdb_server::node::Node;
 use driftdb_storage::StoreConfig;

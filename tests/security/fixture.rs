@@ -16,11 +16,11 @@ use std::time::{Duration, Instant};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
+use driftdb_cli::client::{Client, ClientConfig};
 use driftdb_engine::model::{FeatureKind, ModelDef, Task};
 use driftdb_engine::time::{Clock, ManualClock, Timestamp};
 use driftdb_proto::v1 as pb;
 use driftdb_server::auth::{AuthMode, KeySpec, Scope, Scopes};
-use driftdb_server::client::{Client, ClientConfig};
 use driftdb_server::convert::model_to_pb;
 use driftdb_server::node::Node;
 use driftdb_server::rules::RulesConfig;
@@ -348,7 +348,7 @@ impl SecureServer {
         }
         // Both deliveries are refused (410): two dead letters.
         let deadline = Instant::now() + Duration::from_secs(15);
-        while driftdb_server::rules::dead_letters(&self.node)
+        while driftdb_server::rules::dead_letters(&self.node.rules)
             .unwrap()
             .len()
             < 2

@@ -1,4 +1,4 @@
-//! Security and hardening (SPEC §9): API keys, scopes and teams on every route and method, TLS,
+//! Security and hardening (SECURITY.md): API keys, scopes and teams on every route and method, TLS,
 //! webhook secrets, overload, storage faults.
 
 mod auth;

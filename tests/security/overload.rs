@@ -7,12 +7,13 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use driftdb_cli::client::Client;
 use driftdb_engine::time::{ManualClock, Timestamp};
 use driftdb_proto::v1 as pb;
 use driftdb_server::auth::AuthMode;
-use driftdb_server::client::Client;
 use driftdb_server::convert::model_to_pb;
-use driftdb_server::node::{Limits, Node};
+use driftdb_server::limits::Limits;
+use driftdb_server::node::Node;
 use driftdb_server::rules::RulesConfig;
 use driftdb_storage::StoreConfig;
 use tokio_stream::StreamExt;
@@ -99,6 +100,7 @@ async fn every_gate_refuses_with_a_retry_hint() {
         max_http_body_bytes: 64 << 10,
         http_concurrency: 2,
         watchers: 1,
+        ..Limits::default()
     };
     let mut s = small(limits).await;
     let c = &mut s.client;

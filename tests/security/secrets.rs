@@ -6,10 +6,10 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use driftdb_cli::client::Client;
 use driftdb_engine::time::{ManualClock, Timestamp};
 use driftdb_proto::v1 as pb;
 use driftdb_server::auth::{AuthMode, Principal};
-use driftdb_server::client::Client;
 use driftdb_server::convert::model_to_pb;
 use driftdb_server::node::Node;
 use driftdb_server::rules::RulesConfig;
@@ -294,10 +294,10 @@ async fn private_webhook_targets_can_be_refused() {
         // Allowed by default: loopback receivers are the common test and intranet case.
         let node = open(dir.path(), &clock, false);
         node.registry.create(model("m", None)).unwrap();
-        driftdb_server::rules::create_rule(&node, &caller, &rule("before")).unwrap();
+        driftdb_server::rules::create_rule(&node.rules, &caller, &rule("before")).unwrap();
     }
     let node = open(dir.path(), &clock, true);
-    let e = driftdb_server::rules::create_rule(&node, &caller, &rule("after")).unwrap_err();
+    let e = driftdb_server::rules::create_rule(&node.rules, &caller, &rule("after")).unwrap_err();
     assert!(
         e.to_string().contains("actions[0].url") && e.to_string().contains("private"),
         "{e}"
@@ -313,7 +313,7 @@ async fn private_webhook_targets_can_be_refused() {
                 "actions": [{{"kind": "webhook", "url": "{url}"}}]}}"#
         );
         assert!(
-            driftdb_server::rules::create_rule(&node, &caller, &r).is_err(),
+            driftdb_server::rules::create_rule(&node.rules, &caller, &r).is_err(),
             "{url}"
         );
     }
@@ -329,7 +329,7 @@ async fn private_webhook_targets_can_be_refused() {
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(15);
     let dead = loop {
-        let d = driftdb_server::rules::dead_letters(&node).unwrap();
+        let d = driftdb_server::rules::dead_letters(&node.rules).unwrap();
         if !d.is_empty() {
             break d;
         }

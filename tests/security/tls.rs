@@ -5,10 +5,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use driftdb_cli::client::{Client, ClientConfig};
 use driftdb_engine::time::{Clock, ManualClock, Timestamp};
 use driftdb_proto::v1 as pb;
 use driftdb_server::auth::{AuthMode, KeySpec, Scope, Scopes};
-use driftdb_server::client::{Client, ClientConfig};
 use driftdb_server::node::Node;
 use driftdb_server::serve::{ServeOptions, TlsIdentity};
 use driftdb_storage::StoreConfig;

@@ -950,7 +950,7 @@ impl RuleKind {
     }
 }
 
-/// An alert rule (SPEC §7). The JSON shape is described in the [module docs](super).
+/// An alert rule (README.md, "Rules and alerts"). The JSON shape is described in the [module docs](super).
 ///
 /// Deserializing checks the shape only (fields present for the kind, no unknown fields);
 /// [`RuleDef::validate`] checks the values. [`RuleDef::from_json`] does both and names the

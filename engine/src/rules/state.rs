@@ -9,7 +9,7 @@
 //!
 //! - Windows are identified by their start and must come in increasing order. A window at or
 //!   before the last one processed (a replay after restart or handover, or a late window) is
-//!   ignored, so feeding the same window twice never fires twice (SPEC §10.6).
+//!   ignored, so feeding the same window twice never fires twice (docs/DATA_MODEL.md, scale-out 6).
 //! - A window without a value (no data, a metric undefined on it, or a relative threshold with
 //!   no reference value) neither breaches nor heals: the counters keep their values, so
 //!   "consecutive" counts windows *with data*. The window still counts as processed.

@@ -1,4 +1,4 @@
-//! Webhook target validation (SPEC §9: "webhook targets are validated").
+//! Webhook target validation (SECURITY.md: "webhook targets are validated").
 //!
 //! A deliberately strict, small parser: only what a webhook needs, and nothing that different
 //! HTTP clients could read differently (backslashes, credentials, whitespace, bare `%` in the

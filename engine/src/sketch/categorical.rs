@@ -3,7 +3,7 @@
 //!
 //! Categories are compared as strings (booleans as `"true"`/`"false"`). Strings are hashed as
 //! their raw UTF-8 bytes, as DataSketches Java/C++/Python do, so HLL images union across
-//! implementations (SPEC §10.1).
+//! implementations (docs/DATA_MODEL.md, scale-out 1).
 
 use std::collections::BTreeMap;
 

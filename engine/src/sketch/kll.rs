@@ -2,7 +2,7 @@
 //! them.
 //!
 //! The stored bytes are DataSketches' compact KLL image, unmodified, so other DataSketches
-//! implementations read them (SPEC §10.1). The weighted view parses that public image layout
+//! implementations read them (docs/DATA_MODEL.md, scale-out 1). The weighted view parses that public image layout
 //! (preamble, level offsets, min, max, items; an item at level `h` stands for `2^h` inputs) to get
 //! every retained item with its weight; the statistics need the whole step CDF, which the crate's
 //! `SortedView` does not expose.
@@ -324,8 +324,8 @@ fn merge_into(a: &[f64], b: &[f64], out: &mut Vec<f64>) {
 }
 
 /// The coin seed of a bulk build: a hash of the count and a few of the (sorted) values, so
-/// the same batch always builds the same image (a replay rebuilds identical windows, SPEC
-/// §10.3) while different batches get unrelated coins.
+/// the same batch always builds the same image (a replay rebuilds identical windows;
+/// docs/DATA_MODEL.md, scale-out 3) while different batches get unrelated coins.
 fn coin_seed(sorted: &[f64]) -> u64 {
     let mut h = crc32fast::Hasher::new();
     h.update(&(sorted.len() as u64).to_le_bytes());

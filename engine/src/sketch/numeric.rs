@@ -11,7 +11,7 @@ use crate::sketch::kll::{
     kll_merge_images, kll_rank_error_bound, kll_update, new_kll,
 };
 
-/// Quantile bin edges of a reference profile (FORMULAS.md §2): sorted, unique, finite.
+/// Quantile bin edges of a reference profile (docs/STATISTICS.md §2): sorted, unique, finite.
 ///
 /// Bins are left-closed with open outer bins: `bin(x)` is the number of edges `<= x`, so there
 /// are `edges.len() + 1` bins. The id is a crc32 of the edges, so states binned on different

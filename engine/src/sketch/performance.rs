@@ -1,8 +1,8 @@
 //! Labelled-performance state: what a window's predictions scored once their labels joined.
 //!
 //! Everything is a count or a running sum, so merging is addition and every metric of
-//! FORMULAS.md §10–12 is exact, except ROC AUC, which uses a 1,000-bin score histogram per class
-//! (error ≤ 1e-3, FORMULAS §16).
+//! docs/STATISTICS.md §10–12 is exact, except ROC AUC, which uses a 1,000-bin score histogram per class
+//! (error ≤ 1e-3, docs/STATISTICS.md §16).
 
 use std::collections::BTreeMap;
 

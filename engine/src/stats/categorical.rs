@@ -1,4 +1,4 @@
-//! Categorical drift (FORMULAS §2–5, §8–9): PSI, JS and Hellinger over the union of categories,
+//! Categorical drift (docs/STATISTICS.md §2–5, §8–9): PSI, JS and Hellinger over the union of categories,
 //! Pearson's chi-square test of homogeneity on the 2×K table (no Yates), L∞ and the share of
 //! categories unseen in the baseline.
 //!
@@ -33,7 +33,7 @@ pub struct ChiSquare {
     pub baseline_n: u64,
 }
 
-/// Chi-square homogeneity test of the 2×K table `[baseline; current]` (FORMULAS §8).
+/// Chi-square homogeneity test of the 2×K table `[baseline; current]` (docs/STATISTICS.md §8).
 ///
 /// Columns empty on both rows are dropped. `Ok(None)` when a row is empty; an error when the
 /// rows differ in length. With one column left, X² = 0, dof = 0 and p = 1.
@@ -100,7 +100,7 @@ pub struct CategoricalDrift {
     pub unseen_categories: Vec<String>,
     /// Share of current non-null values whose category the baseline lacks.
     pub unseen_share: f64,
-    /// `missing_share(current) − missing_share(baseline)` (FORMULAS §9); `None` when a side has
+    /// `missing_share(current) − missing_share(baseline)` (docs/STATISTICS.md §9); `None` when a side has
     /// no rows.
     pub missing_share_change: Option<f64>,
     /// Whether both sides held exact counts (neither overflowed its category cap).
@@ -223,7 +223,7 @@ fn drift_from_aligned(
     }))
 }
 
-/// Share of rows without a valid value, `(count_total − count) / count_total` (FORMULAS §0).
+/// Share of rows without a valid value, `(count_total − count) / count_total` (docs/STATISTICS.md §0).
 pub(crate) fn missing_share(count: u64, count_total: u64) -> Option<f64> {
     crate::stats::ratio(count_total.saturating_sub(count), count_total)
 }

@@ -1,4 +1,4 @@
-//! Bin-based divergences between a baseline and a current distribution: PSI (FORMULAS §3),
+//! Bin-based divergences between a baseline and a current distribution: PSI (docs/STATISTICS.md §3),
 //! Jensen–Shannon distance base 2 (§4) and Hellinger distance (§5).
 //!
 //! Inputs are counts over the same bins (numeric: the reference quantile edges; categorical:
@@ -10,7 +10,7 @@ use crate::error::{Error, Result};
 /// Proportions are clipped from below at this value for PSI only (no renormalisation).
 pub const PSI_CLIP: f64 = 1e-4;
 
-/// Population stability index of two proportion vectors of equal length (FORMULAS §3):
+/// Population stability index of two proportion vectors of equal length (docs/STATISTICS.md §3):
 /// `Σ (q' − p') ln(q'/p')` with `p' = max(p, 1e-4)`, `q' = max(q, 1e-4)`.
 pub fn psi(p: &[f64], q: &[f64]) -> f64 {
     p.iter()
@@ -22,7 +22,7 @@ pub fn psi(p: &[f64], q: &[f64]) -> f64 {
         .sum()
 }
 
-/// Jensen–Shannon distance, base 2, of two proportion vectors (FORMULAS §4): the square root
+/// Jensen–Shannon distance, base 2, of two proportion vectors (docs/STATISTICS.md §4): the square root
 /// of the divergence, in `[0, 1]`; unclipped, with `0 · ln 0 = 0`.
 pub fn js_distance(p: &[f64], q: &[f64]) -> f64 {
     let rel = |x: f64, m: f64| if x > 0.0 { x * (x / m).ln() } else { 0.0 };
@@ -40,7 +40,7 @@ pub fn js_distance(p: &[f64], q: &[f64]) -> f64 {
         .min(1.0)
 }
 
-/// Hellinger distance of two proportion vectors (FORMULAS §5), in `[0, 1]`:
+/// Hellinger distance of two proportion vectors (docs/STATISTICS.md §5), in `[0, 1]`:
 /// `sqrt(½ Σ (√p − √q)²)`, the form that stays exact for small distances.
 pub fn hellinger(p: &[f64], q: &[f64]) -> f64 {
     let s: f64 = p

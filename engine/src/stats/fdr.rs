@@ -1,5 +1,5 @@
-//! False-discovery-rate control: Benjamini–Hochberg adjusted p-values (FORMULAS §13), applied
-//! by default when many features × segments are tested in one window (SPEC §3).
+//! False-discovery-rate control: Benjamini–Hochberg adjusted p-values (docs/STATISTICS.md §13), applied
+//! by default when many features × segments are tested in one window (docs/STATISTICS.md).
 
 use crate::error::{Error, Result};
 

@@ -1,4 +1,4 @@
-//! Two-sample Kolmogorov–Smirnov test (FORMULAS §6) and Wasserstein-1 distance (§7) over step
+//! Two-sample Kolmogorov–Smirnov test (docs/STATISTICS.md §6) and Wasserstein-1 distance (§7) over step
 //! CDFs: exact ones built from raw values, or the weighted CDF of a KLL sketch.
 //!
 //! A sketch CDF is off by up to its rank error ε at any point, so a sketched D is off by up to
@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 use crate::sketch::kll::WeightedCdf;
 use crate::sketch::{BinEdges, NumericState};
 
-/// Switch point between the two series of `Q_KS` (FORMULAS §6).
+/// Switch point between the two series of `Q_KS` (docs/STATISTICS.md §6).
 const KOLMOGOROV_SWITCH: f64 = 1.18;
 
 /// A right-continuous step CDF: `F(x) = fs[i]` for `xs[i] <= x < xs[i+1]`, 0 below `xs[0]`.
@@ -297,7 +297,7 @@ fn d_and_w1(a: &StepCdf, b: &StepCdf) -> (f64, f64) {
     (d, w1)
 }
 
-/// Two-sample KS statistic `D = max |F_a(x) − F_b(x)|` over the pooled values (FORMULAS §6);
+/// Two-sample KS statistic `D = max |F_a(x) − F_b(x)|` over the pooled values (docs/STATISTICS.md §6);
 /// `None` when either side is empty. Bit-identical to `scipy.stats.ks_2samp` on exact CDFs.
 pub fn ks_statistic(a: &StepCdf, b: &StepCdf) -> Option<f64> {
     (!a.is_empty() && !b.is_empty()).then(|| d_and_w1(a, b).0)
@@ -310,7 +310,7 @@ pub fn wasserstein(a: &StepCdf, b: &StepCdf) -> Option<f64> {
 }
 
 /// The Kolmogorov distribution's survival function `Q_KS(λ) = P(K > λ)`, as
-/// `scipy.special.kolmogorov` (FORMULAS §6); 1 for `λ <= 0`.
+/// `scipy.special.kolmogorov` (docs/STATISTICS.md §6); 1 for `λ <= 0`.
 pub fn kolmogorov_q(lambda: f64) -> f64 {
     if lambda.is_nan() {
         return f64::NAN;
@@ -354,7 +354,7 @@ pub fn kolmogorov_q(lambda: f64) -> f64 {
 pub struct KsResult {
     /// The statistic D (effect size, in `[0, 1]`).
     pub statistic: f64,
-    /// `Q_KS(sqrt(en)·D)` with `en = n·m/(n+m)` (FORMULAS §6 `ks_pvalue_kolmogorov`).
+    /// `Q_KS(sqrt(en)·D)` with `en = n·m/(n+m)` (docs/STATISTICS.md §6 `ks_pvalue_kolmogorov`).
     pub pvalue: f64,
     /// `Q_KS(sqrt(en)·max(0, D − rank_error))`: never below `pvalue`, equal to it for exact
     /// CDFs. Use it for verdicts on sketched data.

@@ -1,5 +1,5 @@
 //! Numeric drift of a window's [`NumericState`] against its baseline state: PSI / JS / Hellinger
-//! over the reference quantile bins (10 and 50 bins, FORMULAS §2–5), KS and Wasserstein-1 over
+//! over the reference quantile bins (10 and 50 bins, docs/STATISTICS.md §2–5), KS and Wasserstein-1 over
 //! the KLL CDFs (§6–7), and the missing-rate change (§9).
 //!
 //! States bin on the 50-bin reference edges; the 10-bin counts are derived exactly with

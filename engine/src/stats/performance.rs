@@ -1,10 +1,10 @@
-//! Labelled performance from a [`PerformanceState`] (FORMULAS §10–12): binary classification
+//! Labelled performance from a [`PerformanceState`] (docs/STATISTICS.md §10–12): binary classification
 //! (thresholded metrics at 0.5, ROC AUC, log loss, Brier, ECE with its bins), regression (RMSE,
 //! MAE, MAPE) and ranking (NDCG@K, CTR, CVR, RPM), each with label coverage.
 //!
 //! Everything but ROC AUC is exact from the state's counts and sums. AUC comes from the 1,000-bin
 //! score histogram per class, counting pairs within one bin as ties (½), so it is within 1e-3
-//! of the exact value (FORMULAS §16). A ratio whose denominator is 0 is `None`, never 0.
+//! of the exact value (docs/STATISTICS.md §16). A ratio whose denominator is 0 is `None`, never 0.
 
 use std::collections::BTreeMap;
 
@@ -149,7 +149,7 @@ pub fn binary_metrics(b: &BinaryPerf, n_rows: u64) -> BinaryMetrics {
     }
 }
 
-/// Regression metrics over labelled rows (FORMULAS §11).
+/// Regression metrics over labelled rows (docs/STATISTICS.md §11).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RegressionMetrics {
     /// Predictions made.
@@ -181,7 +181,7 @@ pub fn regression_metrics(r: &RegressionPerf, n_rows: u64) -> RegressionMetrics 
     }
 }
 
-/// Ranking metrics over impressions whose outcome arrived (FORMULAS §12).
+/// Ranking metrics over impressions whose outcome arrived (docs/STATISTICS.md §12).
 #[derive(Debug, Clone, PartialEq)]
 pub struct RankingMetrics {
     /// Ranking predictions made.
@@ -263,7 +263,7 @@ pub fn dcg_at_k(relevances: &[f64], k: usize) -> f64 {
         .sum()
 }
 
-/// NDCG@K of one request (FORMULAS §12).
+/// NDCG@K of one request (docs/STATISTICS.md §12).
 ///
 /// `served` holds the relevance of each served item in display order (0 for an unjudged item);
 /// `judged` holds every relevance value of the request, served or not, in any order; the ideal

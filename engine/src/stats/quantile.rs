@@ -1,5 +1,5 @@
-//! Reference-profile helpers on raw values: type-7 quantiles (FORMULAS §1) and the collapsed
-//! quantile bin edges that PSI, JS and Hellinger bin on (FORMULAS §2).
+//! Reference-profile helpers on raw values: type-7 quantiles (docs/STATISTICS.md §1) and the collapsed
+//! quantile bin edges that PSI, JS and Hellinger bin on (docs/STATISTICS.md §2).
 //!
 //! These run once, when a reference is uploaded, on the raw reference values, so they may sort.
 //! The edges are then stored with the profile and never recomputed per window: a window's
@@ -12,7 +12,7 @@
 use crate::error::{Error, Result};
 use crate::sketch::BinEdges;
 
-/// The default PSI bin count (FORMULAS §14).
+/// The default PSI bin count (docs/STATISTICS.md §14).
 pub const BINS_DEFAULT: usize = 10;
 /// The optional finer PSI bin count.
 pub const BINS_FINE: usize = 50;
@@ -82,7 +82,7 @@ pub fn quantile_edges_sorted(sorted: &[f64], bins: usize) -> Result<BinEdges> {
     BinEdges::new(e)
 }
 
-/// Collapsed quantile edges of raw values for `bins` bins (FORMULAS §2); ties collapse, so the
+/// Collapsed quantile edges of raw values for `bins` bins (docs/STATISTICS.md §2); ties collapse, so the
 /// result may hold fewer than `bins − 1` edges. Non-finite values are ignored.
 pub fn quantile_edges(values: &[f64], bins: usize) -> Result<BinEdges> {
     quantile_edges_sorted(&sorted_finite(values), bins)

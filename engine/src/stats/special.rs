@@ -1,5 +1,5 @@
 //! Special functions: log-gamma and the regularised incomplete gamma functions, for chi-square
-//! p-values (FORMULAS §8).
+//! p-values (docs/STATISTICS.md §8).
 //!
 //! The upper tail is evaluated in log space (Numerical Recipes §6.2: series for `x < a + 1`,
 //! Lentz's continued fraction otherwise), so p-values far below `f64::MIN_POSITIVE` come out as

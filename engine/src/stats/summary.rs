@@ -1,6 +1,6 @@
-//! One-sample summaries (SPEC §3): count, missing and invalid rates, mean, std, min, max,
+//! One-sample summaries (docs/STATISTICS.md): count, missing and invalid rates, mean, std, min, max,
 //! quantiles and distinct counts of a state, and the exact summary of raw reference values
-//! (FORMULAS §1) that a reference profile stores.
+//! (docs/STATISTICS.md §1) that a reference profile stores.
 //!
 //! Quantiles of a state come from its KLL sketch with DataSketches' inclusive criterion, so they
 //! carry the sketch's rank error (reported alongside); count, mean, std, min and max are exact.
@@ -38,7 +38,7 @@ pub struct NumericSummary {
     pub missing_rate: Option<f64>,
     /// `invalid / count_total`.
     pub invalid_rate: Option<f64>,
-    /// `(count_total − count) / count_total`, the FORMULAS §0 `missing_share`.
+    /// `(count_total − count) / count_total`, the docs/STATISTICS.md §0 `missing_share`.
     pub missing_share: Option<f64>,
     /// Mean (exact, running sum).
     pub mean: Option<f64>,
@@ -129,7 +129,7 @@ pub fn categorical_summary(state: &CategoricalState) -> CategoricalSummary {
     }
 }
 
-/// Exact summary of raw values, as a reference profile stores it (FORMULAS §1).
+/// Exact summary of raw values, as a reference profile stores it (docs/STATISTICS.md §1).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ExactSummary {
     /// Finite values summarised.

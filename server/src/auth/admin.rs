@@ -8,9 +8,9 @@
 
 use driftdb_engine::time::Timestamp;
 
+use super::Auth;
 use super::{KeyRecord, KeySpec, NewKey, Principal, Scopes};
 use crate::error::{Error, Result};
-use crate::node::Node;
 
 /// A request to create a key.
 #[derive(Debug, Clone, Default)]
@@ -30,7 +30,12 @@ fn visible(caller: &Principal, k: &KeyRecord) -> bool {
 }
 
 /// Creates a key for `caller` (see the module docs for who may create what).
-pub fn create_key(node: &Node, caller: &Principal, req: KeyRequest) -> Result<NewKey> {
+pub fn create_key(
+    auth: &Auth,
+    caller: &Principal,
+    req: KeyRequest,
+    now: Timestamp,
+) -> Result<NewKey> {
     let team = if req.operator {
         if req.team.is_some() {
             return Err(Error::Invalid(
@@ -65,21 +70,20 @@ pub fn create_key(node: &Node, caller: &Principal, req: KeyRequest) -> Result<Ne
             caller.scopes
         )));
     }
-    node.auth.keys().create(
+    auth.keys().create(
         KeySpec {
             name: req.name,
             team,
             scopes: req.scopes,
             created_by: caller.key_id.clone(),
         },
-        node.clock.now(),
+        now,
     )
 }
 
 /// The keys `caller` may see, revoked ones included.
-pub fn list_keys(node: &Node, caller: &Principal) -> Vec<KeyRecord> {
-    node.auth
-        .keys()
+pub fn list_keys(auth: &Auth, caller: &Principal) -> Vec<KeyRecord> {
+    auth.keys()
         .list()
         .into_iter()
         .filter(|k| visible(caller, k))
@@ -87,16 +91,16 @@ pub fn list_keys(node: &Node, caller: &Principal) -> Vec<KeyRecord> {
 }
 
 /// Revokes key `id`; NOT_FOUND when unknown or not `caller`'s to revoke.
-pub fn revoke_key(node: &Node, caller: &Principal, id: &str) -> Result<KeyRecord> {
+pub fn revoke_key(auth: &Auth, caller: &Principal, id: &str, now: Timestamp) -> Result<KeyRecord> {
     let not_found = || Error::NotFound {
         what: "API key",
         name: id.to_string(),
     };
-    let k = node.auth.keys().get(id).ok_or_else(not_found)?;
+    let k = auth.keys().get(id).ok_or_else(not_found)?;
     if !visible(caller, &k) {
         return Err(not_found());
     }
-    node.auth.keys().revoke(id, node.clock.now())
+    auth.keys().revoke(id, now)
 }
 
 /// A key record as JSON (HTTP answers, `driftdb keys list --json`).
@@ -110,17 +114,4 @@ pub fn key_json(k: &KeyRecord) -> serde_json::Value {
         "created_by": k.created_by,
         "revoked_at": k.revoked_at_ms.map(|t| Timestamp(t).to_rfc3339()),
     })
-}
-
-/// A key record as the gRPC `ApiKey`.
-pub fn key_to_pb(k: &KeyRecord) -> driftdb_proto::v1::ApiKey {
-    driftdb_proto::v1::ApiKey {
-        id: k.id.clone(),
-        name: k.name.clone(),
-        team: k.team.clone().unwrap_or_default(),
-        scopes: k.scopes.names().into_iter().map(str::to_string).collect(),
-        created_at_ms: k.created_at_ms,
-        created_by: k.created_by.clone().unwrap_or_default(),
-        revoked_at_ms: k.revoked_at_ms.unwrap_or(0),
-    }
 }

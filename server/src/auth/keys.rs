@@ -3,7 +3,7 @@
 //! A token is `ddb_<id>_<secret>`: `id` is 16 lower-case hex digits (8 random bytes) that name
 //! the key in listings and logs, `secret` is 32 random bytes in base64url without padding.
 //! Only the SHA-256 of the secret is stored (`meta` family, `'K' | str(id)`, JSON sealed with
-//! kind [`KIND_API_KEY`]); the token itself is shown once, when the key is created. A 256-bit
+//! kind `ApiKey` of [`crate::records::RecordKind`]); the token itself is shown once, when the key is created. A 256-bit
 //! random secret cannot be guessed or brute-forced from its hash, so a plain (unsalted) SHA-256
 //! is enough; the comparison is constant-time anyway. Every key is cached in memory, so
 //! checking a request costs one hash and no disk read.
@@ -16,14 +16,15 @@ use driftdb_engine::time::Timestamp;
 use driftdb_storage::layout::{self, KeyWriter};
 use driftdb_storage::{Family, Store, WriteSet};
 use ring::rand::SecureRandom as _;
-use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq as _;
 
 use super::Scopes;
 use crate::error::{Error, Result};
+use crate::records::{
+    self,
+    keys::{KeyRecord, StoredKey},
+};
 
-/// Envelope kind of a stored API key.
-pub const KIND_API_KEY: u8 = 0x60;
 /// Every token starts with this.
 pub const TOKEN_PREFIX: &str = "ddb_";
 const ID_BYTES: usize = 8;
@@ -32,41 +33,6 @@ const SECRET_BYTES: usize = 32;
 const SECRET_CHARS: usize = 43;
 /// Longest key name, in bytes.
 pub const MAX_NAME_LEN: usize = 128;
-
-/// A key as listed: everything but the secret and its hash.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct KeyRecord {
-    /// The key id (16 hex digits), the second part of the token.
-    pub id: String,
-    /// A label for people ("grafana", "fraud-pipeline").
-    pub name: String,
-    /// The team whose models the key may touch; `None` for an operator key (every team, and
-    /// the models without a team).
-    pub team: Option<String>,
-    /// What the key may do.
-    pub scopes: Scopes,
-    /// When it was created (ms since the epoch).
-    pub created_at_ms: i64,
-    /// The id of the key that created it (`None`: created offline or at bootstrap).
-    pub created_by: Option<String>,
-    /// When it was revoked, if it was.
-    pub revoked_at_ms: Option<i64>,
-}
-
-impl KeyRecord {
-    /// Whether the key still opens the door.
-    pub fn is_active(&self) -> bool {
-        self.revoked_at_ms.is_none()
-    }
-}
-
-/// A key as stored: the record and the SHA-256 of its secret (hex).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct StoredKey {
-    #[serde(flatten)]
-    record: KeyRecord,
-    secret_sha256: String,
-}
 
 /// What a new key is for.
 #[derive(Debug, Clone)]
@@ -157,11 +123,10 @@ impl KeyStore {
                     continue;
                 }
             };
-            match serde_json::from_slice::<StoredKey>(&e.payload) {
-                Ok(k) if e.kind == KIND_API_KEY => {
+            match records::decode::<StoredKey>(&e) {
+                Ok(k) => {
                     keys.insert(k.record.id.clone(), k);
                 }
-                Ok(_) => tracing::warn!(kind = e.kind, "API key record of a foreign kind skipped"),
                 Err(err) => tracing::warn!(error = %err, "unreadable API key record skipped"),
             }
         }
@@ -181,9 +146,8 @@ impl KeyStore {
     }
 
     fn write(&self, k: &StoredKey) -> Result<()> {
-        let json = serde_json::to_vec(k).map_err(|e| Error::Internal(e.to_string()))?;
         let mut ws = WriteSet::new();
-        ws.put(Family::Meta, key_of(&k.record.id), KIND_API_KEY, &json);
+        records::put(&mut ws, Family::Meta, key_of(&k.record.id), k)?;
         self.store.write(&ws)?;
         Ok(())
     }

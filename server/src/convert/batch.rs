@@ -5,15 +5,14 @@
 
 use std::collections::BTreeMap;
 
-use driftdb_engine::ingest::{Column, InferenceBatch, InferenceRow, LabelRow, RankedItem};
+use driftdb_engine::ingest::{
+    Column, InferenceBatch, InferenceRow, LabelRow, MAX_BATCH_ROWS, RankedItem,
+};
 use driftdb_engine::model::FeatureKind;
 use driftdb_engine::time::Timestamp;
 use driftdb_proto::v1 as pb;
 
 use crate::error::{Error, Result};
-
-/// Most rows one batch may carry.
-pub const MAX_BATCH_ROWS: usize = 100_000;
 
 fn check_len(what: &str, got: usize, rows: usize, optional: bool) -> Result<()> {
     if got == rows || (optional && got == 0) {

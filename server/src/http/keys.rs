@@ -16,7 +16,7 @@ use axum::routing::{delete, get};
 use serde_json::json;
 
 use super::{ApiError, ApiResult};
-use crate::auth::admin::{KeyRequest, create_key, key_json, list_keys, revoke_key};
+use crate::auth::admin::{KeyRequest, key_json};
 use crate::auth::{Principal, Scopes};
 use crate::error::Error;
 use crate::node::Node;
@@ -44,8 +44,7 @@ async fn create(
         ))
     })?;
     let k = tokio::task::spawn_blocking(move || {
-        create_key(
-            &node,
+        node.create_key(
             &caller,
             KeyRequest {
                 name: b.name,
@@ -66,7 +65,7 @@ async fn create(
 
 /// `GET /admin/keys`.
 async fn list(State(node): State<Node>, Extension(caller): Extension<Principal>) -> ApiResult {
-    let keys: Vec<_> = list_keys(&node, &caller).iter().map(key_json).collect();
+    let keys: Vec<_> = node.keys(&caller).iter().map(key_json).collect();
     Ok(Json(json!({ "keys": keys })))
 }
 
@@ -76,7 +75,7 @@ async fn revoke(
     Extension(caller): Extension<Principal>,
     Path(id): Path<String>,
 ) -> ApiResult {
-    let k = tokio::task::spawn_blocking(move || revoke_key(&node, &caller, &id))
+    let k = tokio::task::spawn_blocking(move || node.revoke_key(&caller, &id))
         .await
         .map_err(|e| Error::Internal(e.to_string()))??;
     Ok(Json(json!({ "key": key_json(&k) })))

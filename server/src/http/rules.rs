@@ -1,4 +1,4 @@
-//! HTTP routes of rules and alerts (SPEC §5, §7):
+//! HTTP routes of rules and alerts (README.md; README.md, "Rules and alerts"):
 //!
 //! | route | answers |
 //! |---|---|
@@ -40,7 +40,7 @@ fn rule_json(node: &Node, r: &StoredRule) -> Value {
         "version": r.version,
         "updated_at": r.updated_at.to_rfc3339(),
         "rule": redacted_json(&r.def),
-        "last_error": node.rules.book.error(&r.def.id),
+        "last_error": node.rule_error(&r.def.id),
     })
 }
 
@@ -64,7 +64,7 @@ fn parse_body(body: &Bytes) -> Result<Value, Error> {
 async fn create(node: Node, caller: Principal, body: Value) -> Result<Response, ApiError> {
     let text = body.to_string();
     let n2 = node.clone();
-    let stored = blocking(move || crate::rules::create_rule(&n2, &caller, &text)).await?;
+    let stored = blocking(move || n2.create_rule(&caller, &text)).await?;
     Ok((StatusCode::CREATED, Json(rule_json(&node, &stored))).into_response())
 }
 
@@ -120,7 +120,8 @@ async fn list(
 ) -> ApiResult {
     let Query(p) = params?;
     let model = p.model.filter(|m| !m.is_empty());
-    let rules: Vec<Value> = crate::rules::visible_rules(&node, &caller, model.as_deref())
+    let rules: Vec<Value> = node
+        .rules_of(&caller, model.as_deref())
         .iter()
         .map(|r| rule_json(&node, r))
         .collect();
@@ -169,7 +170,7 @@ async fn delete_rule(
 ) -> ApiResult {
     let n2 = node.clone();
     let id2 = id.clone();
-    blocking(move || crate::rules::delete_rule(&n2, &caller, &id2)).await?;
+    blocking(move || n2.delete_rule(&caller, &id2)).await?;
     Ok(Json(json!({ "deleted": id })))
 }
 
@@ -179,10 +180,8 @@ async fn history(node: Node, caller: Principal, model: Option<String>, p: ListPa
     let to = TimeArg::parse("to", p.to.as_deref().unwrap_or(""))?.map(|t| t.resolve(now));
     let limit = p.limit.unwrap_or(100).clamp(1, 10_000);
     let n2 = node.clone();
-    let recs = blocking(move || {
-        crate::rules::alert_history(&n2, &caller, model.as_deref(), from, to, limit)
-    })
-    .await?;
+    let recs =
+        blocking(move || n2.alert_history(&caller, model.as_deref(), from, to, limit)).await?;
     Ok(Json(
         json!({ "alerts": recs.iter().map(alert_json).collect::<Vec<_>>() }),
     ))
@@ -230,10 +229,8 @@ async fn announce(
         ))
     })?;
     let n2 = node.clone();
-    let recs = blocking(move || {
-        crate::rules::announce_event(&n2, &caller, &id, &b.event, b.version.as_deref())
-    })
-    .await?;
+    let recs =
+        blocking(move || n2.announce_event(&caller, &id, &b.event, b.version.as_deref())).await?;
     Ok(Json(
         json!({ "alerts": recs.iter().map(alert_json).collect::<Vec<_>>() }),
     ))
@@ -245,7 +242,7 @@ async fn dead_letters(
     Extension(caller): Extension<Principal>,
 ) -> ApiResult {
     let n2 = node.clone();
-    let dead = blocking(move || crate::rules::visible_dead_letters(&n2, &caller)).await?;
+    let dead = blocking(move || n2.dead_letters(&caller)).await?;
     let rows: Vec<Value> = dead
         .iter()
         .map(|d| {

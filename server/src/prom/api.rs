@@ -39,15 +39,14 @@ use driftdb_engine::time::Timestamp;
 use driftdb_query::exec::ExecStats;
 use serde_json::{Map, Value as JsonValue, json};
 
-use super::Endpoint;
 use super::eval::{Env, Evaluator, Value, steps};
 use super::matcher::{MatchOp, Matcher};
 use super::promql::{Kind, parse, parse_duration, parse_selector};
 use super::series::{self, Labels, Limits};
 use crate::auth::Principal;
 use crate::error::{Error, Result, to_http};
+use crate::metrics::Endpoint;
 use crate::node::Node;
-use crate::query::with_context;
 use crate::registry::Registry;
 
 /// Request parameters from the query string and a form-encoded body.
@@ -236,7 +235,7 @@ async fn evaluate(
     at: Option<i64>,
 ) -> Result<(Value, Vec<i64>, ExecStats)> {
     let floor = node.store.retention_cutoff();
-    with_context(node, caller, move |ctx| {
+    node.with_query_context(caller, move |ctx| {
         let expr = parse(&text)?;
         let ts = match instants {
             Some((start, end, step)) => {
@@ -380,7 +379,7 @@ async fn matching(
         }
     }
     let registry = std::sync::Arc::clone(&node.registry);
-    with_context(node, caller, move |ctx| {
+    node.with_query_context(caller, move |ctx| {
         let segments = |model: &str| admitted_segments(&registry, model);
         let mut set = BTreeSet::new();
         for m in &selectors {

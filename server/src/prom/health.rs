@@ -1,4 +1,4 @@
-//! Additions to driftdb's own `/metrics` (SPEC §5 "driftdb's own health") that belong to this
+//! Additions to driftdb's own `/metrics` (README.md "driftdb's own health") that belong to this
 //! module: RocksDB sizes per column family, the number of models, and the counters of the
 //! Prometheus endpoints. The node's ingest and label counters are rendered by
 //! `node::Metrics::render`; rule-evaluation and webhook-outbox gauges belong to the rules

@@ -1,4 +1,4 @@
-//! Prometheus and Grafana integration (SPEC §5, issue 7): every driftdb metric as a Prometheus
+//! Prometheus and Grafana integration (README.md): every driftdb metric as a Prometheus
 //! series, served two ways —
 //!
 //! - **remote read** (`POST /api/v1/read`, [`remote_read`]): a real Prometheus with
@@ -26,9 +26,6 @@ pub mod remote_read;
 pub mod series;
 pub mod xor;
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
-
 use axum::Router;
 use axum::routing::{get, post};
 
@@ -54,148 +51,4 @@ pub fn routes() -> Router<Node> {
             "/api/v1/query_exemplars",
             get(api::exemplars).post(api::exemplars),
         )
-}
-
-/// The endpoints counted on `/metrics`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Endpoint {
-    /// `POST /api/v1/read`.
-    Read,
-    /// `/api/v1/query`.
-    Query,
-    /// `/api/v1/query_range`.
-    QueryRange,
-    /// `/api/v1/series`.
-    Series,
-    /// `/api/v1/labels`.
-    Labels,
-    /// `/api/v1/label/{name}/values`.
-    LabelValues,
-}
-
-impl Endpoint {
-    const ALL: [Endpoint; 6] = [
-        Endpoint::Read,
-        Endpoint::Query,
-        Endpoint::QueryRange,
-        Endpoint::Series,
-        Endpoint::Labels,
-        Endpoint::LabelValues,
-    ];
-
-    fn name(self) -> &'static str {
-        match self {
-            Endpoint::Read => "read",
-            Endpoint::Query => "query",
-            Endpoint::QueryRange => "query_range",
-            Endpoint::Series => "series",
-            Endpoint::Labels => "labels",
-            Endpoint::LabelValues => "label_values",
-        }
-    }
-
-    fn index(self) -> usize {
-        self as usize
-    }
-}
-
-/// Counters of the Prometheus endpoints (part of the node's metrics).
-#[derive(Debug, Default)]
-pub struct PromMetrics {
-    requests: [AtomicU64; 6],
-    errors: [AtomicU64; 6],
-    micros: [AtomicU64; 6],
-    read_series: AtomicU64,
-    read_samples: AtomicU64,
-}
-
-impl PromMetrics {
-    /// Counts one request.
-    pub fn record_request(&self, e: Endpoint, took: Duration, failed: bool) {
-        let i = e.index();
-        self.requests[i].fetch_add(1, Ordering::Relaxed);
-        if failed {
-            self.errors[i].fetch_add(1, Ordering::Relaxed);
-        }
-        let us = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
-        self.micros[i].fetch_add(us, Ordering::Relaxed);
-    }
-
-    /// Counts what one remote read returned.
-    pub fn record_read(&self, series: usize, samples: usize) {
-        self.read_series.fetch_add(series as u64, Ordering::Relaxed);
-        self.read_samples
-            .fetch_add(samples as u64, Ordering::Relaxed);
-    }
-
-    /// The counters in Prometheus' text format.
-    pub fn render(&self) -> String {
-        let mut out = String::new();
-        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        let family =
-            |out: &mut String, name: &str, help: &str, vals: &[AtomicU64; 6], scale: f64| {
-                out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} counter\n"));
-                for e in Endpoint::ALL {
-                    let v = g(&vals[e.index()]) as f64 * scale;
-                    out.push_str(&format!("{name}{{endpoint=\"{}\"}} {v}\n", e.name()));
-                }
-            };
-        family(
-            &mut out,
-            "driftdb_prom_requests_total",
-            "Requests to the Prometheus remote-read and query API endpoints.",
-            &self.requests,
-            1.0,
-        );
-        family(
-            &mut out,
-            "driftdb_prom_request_errors_total",
-            "Requests to the Prometheus endpoints answered with an error.",
-            &self.errors,
-            1.0,
-        );
-        family(
-            &mut out,
-            "driftdb_prom_request_seconds_total",
-            "Time spent answering the Prometheus endpoints.",
-            &self.micros,
-            1e-6,
-        );
-        for (name, help, v) in [
-            (
-                "driftdb_remote_read_series_total",
-                "Series returned by remote read.",
-                g(&self.read_series),
-            ),
-            (
-                "driftdb_remote_read_samples_total",
-                "Samples returned by remote read.",
-                g(&self.read_samples),
-            ),
-        ] {
-            out.push_str(&format!(
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}\n"
-            ));
-        }
-        out
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn counters_render_per_endpoint() {
-        let m = PromMetrics::default();
-        m.record_request(Endpoint::Read, Duration::from_millis(1500), false);
-        m.record_request(Endpoint::QueryRange, Duration::from_millis(2), true);
-        m.record_read(3, 40);
-        let text = m.render();
-        assert!(text.contains("driftdb_prom_requests_total{endpoint=\"read\"} 1\n"));
-        assert!(text.contains("driftdb_prom_request_errors_total{endpoint=\"query_range\"} 1\n"));
-        assert!(text.contains("driftdb_prom_request_errors_total{endpoint=\"read\"} 0\n"));
-        assert!(text.contains("driftdb_prom_request_seconds_total{endpoint=\"read\"} 1.5\n"));
-        assert!(text.contains("driftdb_remote_read_samples_total 40\n"));
-    }
 }

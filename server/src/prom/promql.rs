@@ -1,5 +1,5 @@
 //! A small PromQL parser: the subset Grafana panels use on driftdb's series, so driftdb can be a
-//! Prometheus data source itself (SPEC §5). Anything outside the subset is refused with an
+//! Prometheus data source itself (README.md). Anything outside the subset is refused with an
 //! error naming what is unsupported, never silently evaluated differently.
 //!
 //! ```text

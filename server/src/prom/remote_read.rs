@@ -1,4 +1,4 @@
-//! `POST /api/v1/read`: Prometheus remote read (SPEC §5), so a real Prometheus configured with
+//! `POST /api/v1/read`: Prometheus remote read (README.md), so a real Prometheus configured with
 //! `remote_read` — and Grafana through it — can plot every driftdb series.
 //!
 //! The protocol (facts in `../shared/PROMETHEUS.md`): the body is a snappy **block**-compressed
@@ -30,7 +30,6 @@ use super::xor::{MAX_SAMPLES_PER_CHUNK, encode};
 use crate::auth::Principal;
 use crate::error::{Error, Result, to_http};
 use crate::node::Node;
-use crate::query::with_context;
 
 mod decode;
 
@@ -166,7 +165,7 @@ async fn run(node: &Node, caller: &Principal, req: pb::ReadRequest) -> Result<Ve
         parsed.push((matchers(q)?, q.start_timestamp_ms, q.end_timestamp_ms));
     }
     let floor = node.store.retention_cutoff();
-    with_context(node, caller, move |ctx| {
+    node.with_query_context(caller, move |ctx| {
         let mut out = Vec::with_capacity(parsed.len());
         for (m, start, end) in &parsed {
             out.push(series::select(ctx, m, *start, *end, floor, Limits::default())?.series);
@@ -216,9 +215,11 @@ pub async fn read(
         })
     }
     .await;
-    node.metrics
-        .prom
-        .record_request(super::Endpoint::Read, started.elapsed(), result.is_err());
+    node.metrics.prom.record_request(
+        crate::metrics::Endpoint::Read,
+        started.elapsed(),
+        result.is_err(),
+    );
     match result {
         Ok(r) => r,
         Err(e) => error_response(&e),

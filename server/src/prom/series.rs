@@ -1,4 +1,4 @@
-//! driftdb's metrics as Prometheus series (SPEC §5): which series exist, their labels, and
+//! driftdb's metrics as Prometheus series (README.md): which series exist, their labels, and
 //! their samples, computed on the fly from the stored window sketches.
 //!
 //! A series is `driftdb_<metric>{model, version, feature, <segment key>=<value>}` with one

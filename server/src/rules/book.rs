@@ -3,14 +3,14 @@
 //!
 //! `'R' | str(id)` holds the current record, `'U' | str(id) | u64(version)` every version ever
 //! written (a deletion is a version too), both as JSON
-//! `{"version", "updated_at_ms", "deleted", "rule"}` sealed with kind [`KIND_RULE`].
+//! `{"version", "updated_at_ms", "deleted", "rule"}` sealed as [`crate::records::RuleVersion`].
 //!
 //! **Secrets are kept apart from the rule text.** The stored `rule` is the redacted form
 //! ([`redacted_json`]): PagerDuty routing keys, Slack webhook URLs, Jira tokens and the query
 //! strings of other webhook URLs read `"***"` (or `https://host/***`, `…?***`). The current
 //! version's secrets live in their own record, `'X' | str(id)`: JSON
 //! `{"version": v, "actions": {"<index>": {"<field>": "<value>"}}}` sealed with kind
-//! [`KIND_RULE_SECRETS`], joined back into the definition in memory (the evaluator and the
+//! [`crate::records::RuleSecrets`], joined back into the definition in memory (the evaluator and the
 //! outbox need them) and never into an answer. Old versions keep no secrets; deleting a rule
 //! deletes its secrets. Rules stored in clear by an older build are split on load.
 
@@ -25,11 +25,7 @@ use driftdb_storage::{Family, Store, WriteSet};
 use serde_json::{Value, json};
 
 use crate::error::{Error, Result};
-
-/// Envelope kind of a stored rule record.
-pub const KIND_RULE: u8 = 0x50;
-/// Envelope kind of a rule's action secrets.
-pub const KIND_RULE_SECRETS: u8 = 0x57;
+use crate::records::{self, RuleSecrets, RuleVersion, Secrets};
 
 /// A rule as stored: its definition, version and when it was written.
 #[derive(Debug, Clone, PartialEq)]
@@ -75,9 +71,6 @@ fn secrets_key(id: &str) -> Vec<u8> {
 
 /// Action fields whose whole value is a secret.
 const SECRET_FIELDS: &[&str] = &["routing_key", "token"];
-
-/// Secrets of one rule's actions: action index → field → value.
-type Secrets = BTreeMap<String, BTreeMap<String, String>>;
 
 fn action_kind(name: &str) -> Option<ActionKind> {
     [
@@ -183,41 +176,31 @@ impl RuleBook {
         let mut migrated = 0usize;
         for e in meta.scan_prefix(&[layout::META_RULE])? {
             let e = e?;
-            let mut rec: Value = serde_json::from_slice(&e.payload)
-                .map_err(|err| Error::Internal(format!("stored rule: {err}")))?;
-            let version = rec["version"].as_u64().unwrap_or(0);
-            let updated_at = Timestamp(rec["updated_at_ms"].as_i64().unwrap_or(0));
-            let (redacted, clear) = split_secrets(&rec["rule"]);
-            let mut full = rec["rule"].clone();
+            let mut rec: RuleVersion = records::decode(&e)?;
+            let version = rec.version;
+            let updated_at = Timestamp(rec.updated_at_ms);
+            let (redacted, clear) = split_secrets(&rec.rule);
+            let mut full = rec.rule.clone();
             if clear.is_empty() {
-                let id = rec["rule"]["id"].as_str().unwrap_or_default().to_string();
-                match meta.get(&secrets_key(&id)) {
-                    Ok(Some(s)) => match serde_json::from_slice::<Value>(&s.payload) {
-                        Ok(sv) => {
-                            let secrets: Secrets =
-                                serde_json::from_value(sv["actions"].clone()).unwrap_or_default();
-                            join_secrets(&mut full, &secrets);
-                        }
-                        Err(err) => {
-                            tracing::error!(rule = %id, error = %err, "unreadable rule secrets");
-                        }
-                    },
+                let id = rec.rule["id"].as_str().unwrap_or_default().to_string();
+                match records::get::<RuleSecrets>(&store, Family::Meta, &secrets_key(&id)) {
+                    Ok(Some(sv)) => join_secrets(&mut full, &sv.actions),
                     Ok(None) => {}
-                    Err(err) => tracing::error!(rule = %id, error = %err, "corrupt rule secrets"),
+                    Err(err) => {
+                        tracing::error!(rule = %id, error = %err, "unreadable rule secrets")
+                    }
                 }
             } else {
                 // Stored in clear: keep the secrets apart from now on.
-                rec["rule"] = redacted.clone();
-                let id = rec["rule"]["id"].as_str().unwrap_or_default().to_string();
-                let bytes = serde_json::to_vec(&rec).map_err(|e| Error::Internal(e.to_string()))?;
-                migrate.put(Family::Meta, e.key.clone(), KIND_RULE, &bytes);
+                rec.rule = redacted.clone();
+                let id = rec.rule["id"].as_str().unwrap_or_default().to_string();
+                records::put(&mut migrate, Family::Meta, e.key.clone(), &rec)?;
                 put_secrets(&mut migrate, &id, version, &clear)?;
                 migrated += 1;
             }
-            let def = RuleDef::from_value(&full)
-                .map_err(|err| Error::Internal(format!("stored rule: {err}")))?;
+            let def = RuleDef::from_value(&full).map_err(|err| records::corrupt("rule", err))?;
             versions.insert(def.id.clone(), version);
-            if rec["deleted"].as_bool() == Some(true) {
+            if rec.deleted {
                 continue;
             }
             if missing_secrets(&full) {
@@ -239,15 +222,13 @@ impl RuleBook {
             // Old versions too: none may keep a secret in clear.
             for e in meta.scan_prefix(&[layout::META_RULE_VERSION])? {
                 let e = e?;
-                let Ok(mut rec) = serde_json::from_slice::<Value>(&e.payload) else {
+                let Ok(mut rec) = records::decode::<RuleVersion>(&e) else {
                     continue;
                 };
-                let (redacted, clear) = split_secrets(&rec["rule"]);
+                let (redacted, clear) = split_secrets(&rec.rule);
                 if !clear.is_empty() {
-                    rec["rule"] = redacted;
-                    let bytes =
-                        serde_json::to_vec(&rec).map_err(|e| Error::Internal(e.to_string()))?;
-                    migrate.put(Family::Meta, e.key.clone(), KIND_RULE, &bytes);
+                    rec.rule = redacted;
+                    records::put(&mut migrate, Family::Meta, e.key.clone(), &rec)?;
                 }
             }
             store.write(&migrate)?;
@@ -266,21 +247,15 @@ impl RuleBook {
 
     fn write(&self, def: &RuleDef, version: u64, at: Timestamp, deleted: bool) -> Result<()> {
         let (redacted, secrets) = split_secrets(&def.to_json());
-        let rec = json!({
-            "version": version,
-            "updated_at_ms": at.millis(),
-            "deleted": deleted,
-            "rule": redacted,
-        });
-        let bytes = serde_json::to_vec(&rec).map_err(|e| Error::Internal(e.to_string()))?;
+        let rec = RuleVersion {
+            version,
+            updated_at_ms: at.millis(),
+            deleted,
+            rule: redacted,
+        };
         let mut ws = WriteSet::new();
-        ws.put(Family::Meta, current_key(&def.id), KIND_RULE, &bytes);
-        ws.put(
-            Family::Meta,
-            version_key(&def.id, version),
-            KIND_RULE,
-            &bytes,
-        );
+        records::put(&mut ws, Family::Meta, current_key(&def.id), &rec)?;
+        records::put(&mut ws, Family::Meta, version_key(&def.id, version), &rec)?;
         if deleted || secrets.is_empty() {
             ws.delete(Family::Meta, secrets_key(&def.id));
         } else {
@@ -369,13 +344,12 @@ impl RuleBook {
         let mut out = Vec::new();
         for e in self.store.family(Family::Meta).scan_prefix(&prefix)? {
             let e = e?;
-            let rec: Value = serde_json::from_slice(&e.payload)
-                .map_err(|err| Error::Internal(format!("stored rule: {err}")))?;
+            let rec: RuleVersion = records::decode(&e)?;
             out.push((
-                rec["version"].as_u64().unwrap_or(0),
-                rec["deleted"].as_bool() == Some(true),
+                rec.version,
+                rec.deleted,
                 // Redacted again in case a record predates the split.
-                split_secrets(&rec["rule"]).0,
+                split_secrets(&rec.rule).0,
             ));
         }
         Ok(out)
@@ -402,10 +376,11 @@ impl RuleBook {
 }
 
 fn put_secrets(ws: &mut WriteSet, id: &str, version: u64, secrets: &Secrets) -> Result<()> {
-    let bytes = serde_json::to_vec(&json!({ "version": version, "actions": secrets }))
-        .map_err(|e| Error::Internal(e.to_string()))?;
-    ws.put(Family::Meta, secrets_key(id), KIND_RULE_SECRETS, &bytes);
-    Ok(())
+    let rec = RuleSecrets {
+        version,
+        actions: secrets.clone(),
+    };
+    records::put(ws, Family::Meta, secrets_key(id), &rec)
 }
 
 #[cfg(test)]

@@ -13,8 +13,8 @@ use std::sync::Arc;
 use driftdb_engine::model::ModelDef;
 use driftdb_engine::reference::{ReferenceProfile, SeriesProfile};
 use driftdb_engine::rules::{
-    ALERT_STATE_KIND, Alert, AlertState, AlertTarget, MetricFamily, MetricRule, MetricSpec,
-    RuleKind, SegmentScope, Selector, freshness_age_days,
+    Alert, AlertState, AlertTarget, MetricFamily, MetricRule, MetricSpec, RuleKind, SegmentScope,
+    Selector, freshness_age_days,
 };
 use driftdb_engine::series::{FeatureRef, Segment};
 use driftdb_engine::sketch::SeriesState;
@@ -24,11 +24,12 @@ use driftdb_query::{Cell, Context};
 use driftdb_storage::layout::{self, KeyWriter};
 use driftdb_storage::{Family, WriteSet};
 
+use super::Rules;
 use super::book::StoredRule;
-use super::log::{KIND_EVENT_FIRED, NewAlert, event_fired_key};
+use super::log::{NewAlert, event_fired_key};
 use crate::error::{Error, Result};
-use crate::node::Node;
 use crate::query::{model_ref, name};
+use crate::records::{self, RecordKind, alerts::EventFired};
 use crate::registry::ModelEntry;
 
 /// What one window's evaluation decided, not yet written.
@@ -71,9 +72,9 @@ fn material_change(a: &AlertState, b: &AlertState) -> bool {
 }
 
 /// Every stored state of `model`'s rules.
-fn load_states(node: &Node, model: &str) -> Result<HashMap<Vec<u8>, AlertState>> {
+fn load_states(rules: &Rules, model: &str) -> Result<HashMap<Vec<u8>, AlertState>> {
     let mut out = HashMap::new();
-    for e in node
+    for e in rules
         .store
         .family(Family::Alerts)
         .scan_prefix(&state_prefix(model))?
@@ -85,7 +86,7 @@ fn load_states(node: &Node, model: &str) -> Result<HashMap<Vec<u8>, AlertState>>
                 continue;
             }
         };
-        match AlertState::decode(&e.payload) {
+        match records::decode::<AlertState>(&e) {
             Ok(s) => {
                 out.insert(e.key, s);
             }
@@ -208,10 +209,11 @@ impl Stepper<'_> {
         self.out.checks += 1;
         let t = after.step(check, self.window, value, reference);
         if material_change(&before, &after) {
+            // The state's codec cannot fail; it is written as the record registry says.
             self.out.ws.put(
                 Family::Alerts,
                 key.clone(),
-                ALERT_STATE_KIND,
+                RecordKind::AlertState.byte(),
                 &after.encode(),
             );
         }
@@ -230,32 +232,32 @@ impl Stepper<'_> {
 /// each version in `versions`. Query failures are recorded on the rule (`last_error`) and
 /// counted; they do not stop the other rules.
 pub fn evaluate_window(
-    node: &Node,
+    rules: &Rules,
     model: &ModelEntry,
     start: Timestamp,
     versions: &BTreeSet<String>,
-    rules: &[Arc<StoredRule>],
+    active: &[Arc<StoredRule>],
 ) -> Result<Evaluation> {
     let width_ms = model.resolution.width_ms();
     let end = start.saturating_add_ms(width_ms);
     let mut st = Stepper {
         model: &model.def,
-        states: load_states(node, &model.def.id)?,
+        states: load_states(rules, &model.def.id)?,
         window: start,
         width_ms,
         out: Evaluation::default(),
     };
     let ctx = Context {
-        reader: &*node.store,
-        catalog: &*node.registry,
-        now: node.clock.now(),
+        reader: &*rules.store,
+        catalog: &*rules.registry,
+        now: rules.clock.now(),
     };
-    for rule in rules {
+    for rule in active {
         let check = match rule.def.check() {
             Ok(Some(c)) => c,
             Ok(None) => continue,
             Err(e) => {
-                node.rules.book.set_error(&rule.def.id, Some(e.to_string()));
+                rules.book.set_error(&rule.def.id, Some(e.to_string()));
                 continue;
             }
         };
@@ -264,7 +266,7 @@ pub fn evaluate_window(
                 if let Err(e) = rule.def.validate_for_model(&model.def) {
                     // A `*` rule that does not fit this model is simply not about it.
                     if rule.def.model != "*" {
-                        node.rules.book.set_error(&rule.def.id, Some(e.to_string()));
+                        rules.book.set_error(&rule.def.id, Some(e.to_string()));
                     }
                     continue;
                 }
@@ -275,11 +277,11 @@ pub fn evaluate_window(
                         error = Some(format!("version {version}: {e}"));
                     }
                 }
-                node.rules.book.set_error(&rule.def.id, error);
+                rules.book.set_error(&rule.def.id, error);
             }
             RuleKind::Freshness { .. } => {
                 let Some((version, created)) = current_version(model) else {
-                    node.rules.book.set_error(
+                    rules.book.set_error(
                         &rule.def.id,
                         Some(format!(
                             "model {} has no reference profile yet",
@@ -297,7 +299,7 @@ pub fn evaluate_window(
                     segment: "all".into(),
                 };
                 st.step(rule, &check, "", target, Some(age), None);
-                node.rules.book.set_error(&rule.def.id, None);
+                rules.book.set_error(&rule.def.id, None);
             }
             RuleKind::Event { .. } => {}
         }
@@ -371,7 +373,7 @@ fn eval_metric(
 /// Records an event announcement: every event rule of `model` waiting for `event` fires once
 /// (outside its cooldown). Returns what to record and the batch holding the last-fired marks.
 pub fn announce(
-    node: &Node,
+    rules: &Rules,
     model: &ModelEntry,
     event: &str,
     version: &str,
@@ -379,22 +381,17 @@ pub fn announce(
 ) -> Result<(WriteSet, Vec<NewAlert>)> {
     let mut ws = WriteSet::new();
     let mut alerts = Vec::new();
-    for rule in node.rules.book.list(Some(&model.def.id)) {
-        let last = node
-            .rules
-            .log
-            .event_last_fired(&model.def.id, &rule.def.id)?;
+    for rule in rules.book.list(Some(&model.def.id)) {
+        let last = rules.log.event_last_fired(&model.def.id, &rule.def.id)?;
         if !rule.def.fires_on_event(&model.def.id, event, last, at) {
             continue;
         }
-        let mut w = driftdb_engine::codec::Writer::new();
-        w.f64(at.millis() as f64);
-        ws.put(
+        records::put(
+            &mut ws,
             Family::Alerts,
             event_fired_key(&model.def.id, &rule.def.id),
-            KIND_EVENT_FIRED,
-            &w.into_bytes(),
-        );
+            &EventFired(at),
+        )?;
         alerts.push(NewAlert {
             alert: Alert::for_event(&rule.def, &model.def.id, version, event, at),
             rule,

@@ -2,7 +2,7 @@
 //! what `WatchAlerts` streams.
 //!
 //! Records live in the `alerts` family (layout in `storage/FORMAT.md` §5):
-//! - `'L' | u64(seq)`: the record (JSON, kind [`KIND_ALERT`]); sequence numbers start at 1 and
+//! - `'L' | u64(seq)`: the record (JSON, [`crate::records::RecordKind::Alert`]); sequence numbers start at 1 and
 //!   only grow, so a client resumes with "everything after N";
 //! - `'K' | str(event id)`: the sequence recorded for an event id (rule, series, window,
 //!   status): recording the same event twice writes nothing the second time;
@@ -15,105 +15,18 @@
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
-use driftdb_engine::codec::{Reader, Writer};
-use driftdb_engine::rules::{ActionKind, Alert, Severity, render};
+use driftdb_engine::rules::{ActionKind, Alert, render};
 use driftdb_engine::time::Timestamp;
-use driftdb_proto::v1 as pb;
 use driftdb_storage::layout::{self, KeyWriter, prefix_successor};
 use driftdb_storage::{Family, Store, WriteSet};
-use serde::{Deserialize, Serialize};
 
 use super::book::StoredRule;
-use super::outbox::DeliveryRecord;
 use crate::error::{Error, Result};
-
-/// Envelope kind of an alert record.
-pub const KIND_ALERT: u8 = 0x51;
-/// Envelope kind of an event-id record.
-pub const KIND_EVENT_ID: u8 = 0x52;
-/// Envelope kind of an episode record.
-pub const KIND_EPISODE: u8 = 0x53;
-
-/// What became of one action of an alert.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ActionResult {
-    /// Position of the action in the rule.
-    pub index: u8,
-    /// Its kind (`pagerduty`, `slack` …).
-    pub kind: String,
-    /// Where it goes (Slack URLs, which carry their secret in the path, shown without it).
-    pub url: String,
-    /// Whether a 2xx answer came back.
-    pub delivered: bool,
-    /// Attempts made so far.
-    pub attempts: u32,
-    /// The last failure, if any.
-    pub last_error: Option<String>,
-    /// Given up on.
-    pub dead_lettered: bool,
-}
-
-/// One firing or resolution, as recorded and streamed.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct AlertRecord {
-    /// Sequence number (from 1).
-    pub seq: u64,
-    /// `dedup key / status / window`: unique per change.
-    pub event_id: String,
-    /// Stable per (rule, series).
-    pub dedup_key: String,
-    /// The rule.
-    pub rule_id: String,
-    /// The rule's version when it decided.
-    pub rule_version: u64,
-    /// `metric`, `freshness` or `event`.
-    pub rule_kind: String,
-    /// Model id.
-    pub model: String,
-    /// Model version.
-    pub version: String,
-    /// Series (DriftQL spelling); none for model-level rules.
-    pub feature: Option<String>,
-    /// `all` or `key=value`.
-    pub segment: String,
-    /// Metric label (`psi`, `quantile(0.99)`, `age_days`, `event`).
-    pub metric: String,
-    /// The window's value.
-    pub value: Option<f64>,
-    /// The bound it was compared with.
-    pub threshold: Option<f64>,
-    /// The reference value (relative thresholds).
-    pub reference: Option<f64>,
-    /// `>`, `<` …
-    pub comparison: Option<String>,
-    /// Severity.
-    pub severity: Severity,
-    /// `firing` or `resolved`.
-    pub status: String,
-    /// Start of the deciding window (ms).
-    pub window_ms: i64,
-    /// End of the window the episode fired on (ms).
-    pub fired_at_ms: i64,
-    /// End of the resolving window (ms).
-    pub resolved_at_ms: Option<i64>,
-    /// When the record was written (the node's clock, ms).
-    pub recorded_at_ms: i64,
-    /// One line for people.
-    pub summary: String,
-    /// The rule's description.
-    pub description: Option<String>,
-    /// The announced event (event rules).
-    pub event: Option<String>,
-    /// What each action did.
-    pub actions: Vec<ActionResult>,
-}
-
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-struct Episode {
-    fired_at_ms: i64,
-    fire_seq: Option<u64>,
-    resolve_seq: Option<u64>,
-}
+pub use crate::records::alerts::{ActionResult, AlertRecord, DeliveryRecord, Episode};
+use crate::records::{
+    self,
+    alerts::{EventFired, EventSeq},
+};
 
 /// An alert decided but not yet recorded.
 #[derive(Debug, Clone)]
@@ -164,10 +77,6 @@ fn episode_key(model: &str, fired_at_ms: i64, dedup_key: &str) -> Vec<u8> {
 /// (Slack webhook paths, query strings; see [`driftdb_engine::rules::redact_url`]).
 pub fn display_url(kind: ActionKind, url: &str) -> String {
     driftdb_engine::rules::redact_url(kind, url)
-}
-
-fn json_err(e: serde_json::Error) -> Error {
-    Error::Internal(format!("alert record: {e}"))
 }
 
 impl AlertLog {
@@ -291,23 +200,16 @@ impl AlertLog {
                 event: a.event.clone(),
                 actions,
             };
-            ws.put(
-                Family::Alerts,
-                log_key(seq),
-                KIND_ALERT,
-                &serde_json::to_vec(&rec).map_err(json_err)?,
-            );
-            let mut w = Writer::new();
-            w.varint(seq);
-            ws.put(
+            records::put(&mut ws, Family::Alerts, log_key(seq), &rec)?;
+            records::put(
+                &mut ws,
                 Family::Alerts,
                 event_key(&event_id),
-                KIND_EVENT_ID,
-                &w.into_bytes(),
-            );
+                &EventSeq(seq),
+            )?;
             let ek = episode_key(&rec.model, rec.fired_at_ms, &rec.dedup_key);
-            let mut ep = match alerts_family.get(&ek)? {
-                Some(e) => serde_json::from_slice(&e.payload).map_err(json_err)?,
+            let mut ep = match records::get::<Episode>(&self.store, Family::Alerts, &ek)? {
+                Some(ep) => ep,
                 None => Episode {
                     fired_at_ms: rec.fired_at_ms,
                     ..Default::default()
@@ -318,21 +220,11 @@ impl AlertLog {
             } else {
                 ep.fire_seq = Some(seq);
             }
-            ws.put(
-                Family::Alerts,
-                ek,
-                KIND_EPISODE,
-                &serde_json::to_vec(&ep).map_err(json_err)?,
-            );
+            records::put(&mut ws, Family::Alerts, ek, &ep)?;
             out.records.push(rec);
         }
         for d in &out.deliveries {
-            ws.put(
-                Family::Outbox,
-                d.key(),
-                super::outbox::KIND_DELIVERY,
-                &serde_json::to_vec(d).map_err(json_err)?,
-            );
+            records::put(&mut ws, Family::Outbox, d.key(), d)?;
         }
         self.store.write(&ws)?;
         *last = seq;
@@ -342,10 +234,7 @@ impl AlertLog {
 
     /// One record by sequence number.
     pub fn get(&self, seq: u64) -> Result<Option<AlertRecord>> {
-        match self.store.family(Family::Alerts).get(&log_key(seq))? {
-            Some(e) => Ok(Some(serde_json::from_slice(&e.payload).map_err(json_err)?)),
-            None => Ok(None),
-        }
+        records::get(&self.store, Family::Alerts, &log_key(seq))
     }
 
     /// Updates what action `index` of record `seq` did (the delivery worker's report), in
@@ -367,13 +256,7 @@ impl AlertLog {
         if let Some(a) = rec.actions.iter_mut().find(|a| a.index == index) {
             update(a);
         }
-        ws.put(
-            Family::Alerts,
-            log_key(seq),
-            KIND_ALERT,
-            &serde_json::to_vec(&rec).map_err(json_err)?,
-        );
-        Ok(())
+        records::put(ws, Family::Alerts, log_key(seq), &rec)
     }
 
     /// Writes `ws` under the log's lock (so an action update and a new record of the same
@@ -396,7 +279,7 @@ impl AlertLog {
         let mut seq = start;
         while out.len() < limit && seq <= self.last_seq() {
             match fam.get(&log_key(seq)) {
-                Ok(Some(e)) => match serde_json::from_slice(&e.payload) {
+                Ok(Some(e)) => match records::decode::<AlertRecord>(&e) {
                     Ok(r) => out.push(r),
                     Err(err) => tracing::warn!(seq, error = %err, "unreadable alert record"),
                 },
@@ -456,7 +339,7 @@ impl AlertLog {
         for prefix in prefixes {
             for e in self.store.family(Family::Alerts).scan_prefix(prefix)? {
                 let Ok(e) = e else { continue };
-                let Ok(ep) = serde_json::from_slice::<Episode>(&e.payload) else {
+                let Ok(ep) = records::decode::<Episode>(&e) else {
                     continue;
                 };
                 if from.is_some_and(|f| ep.fired_at_ms < f.millis())
@@ -507,16 +390,8 @@ impl AlertLog {
 
     /// When event rule `rule` last fired for `model`.
     pub fn event_last_fired(&self, model: &str, rule: &str) -> Result<Option<Timestamp>> {
-        Ok(
-            match self
-                .store
-                .family(Family::Alerts)
-                .get(&event_fired_key(model, rule))?
-            {
-                Some(e) => Some(Timestamp(Reader::new(&e.payload).f64()? as i64)),
-                None => None,
-            },
-        )
+        let key = event_fired_key(model, rule);
+        Ok(records::get::<EventFired>(&self.store, Family::Alerts, &key)?.map(|f| f.0))
     }
 }
 
@@ -526,62 +401,4 @@ pub fn event_fired_key(model: &str, rule: &str) -> Vec<u8> {
         .str(model)
         .str(rule)
         .finish()
-}
-
-/// Envelope kind of an event rule's last-fired record.
-pub const KIND_EVENT_FIRED: u8 = 0x54;
-
-fn severity_to_pb(s: Severity) -> i32 {
-    (match s {
-        Severity::Critical => pb::Severity::Critical,
-        Severity::High => pb::Severity::High,
-        Severity::Medium => pb::Severity::Medium,
-        Severity::Low => pb::Severity::Low,
-    }) as i32
-}
-
-/// Segment text (`all`, `region=eu`) as the proto's map.
-fn segment_map(segment: &str) -> std::collections::HashMap<String, String> {
-    let mut m = std::collections::HashMap::new();
-    if let Some((k, v)) = segment.split_once('=') {
-        m.insert(k.to_string(), v.to_string());
-    }
-    m
-}
-
-/// A record as the gRPC `Alert`.
-pub fn alert_to_pb(r: &AlertRecord) -> pb::Alert {
-    pb::Alert {
-        sequence: r.seq,
-        rule_id: r.rule_id.clone(),
-        model: r.model.clone(),
-        version: r.version.clone(),
-        feature: r.feature.clone().unwrap_or_default(),
-        segment: segment_map(&r.segment),
-        metric: r.metric.clone(),
-        value: r.value.unwrap_or(f64::NAN),
-        threshold: r.threshold.unwrap_or(f64::NAN),
-        severity: severity_to_pb(r.severity),
-        state: r.status.clone(),
-        window_start_ms: r.window_ms,
-        fired_at_ms: r.fired_at_ms,
-        resolved_at_ms: r.resolved_at_ms.unwrap_or(0),
-        actions: r
-            .actions
-            .iter()
-            .map(|a| pb::ActionResult {
-                kind: a.kind.clone(),
-                url: a.url.clone(),
-                delivered: a.delivered,
-                attempts: a.attempts,
-                last_error: a.last_error.clone().unwrap_or_default(),
-                dead_lettered: a.dead_lettered,
-            })
-            .collect(),
-        summary: r.summary.clone(),
-        reference: r.reference.unwrap_or(f64::NAN),
-        rule_kind: r.rule_kind.clone(),
-        event: r.event.clone().unwrap_or_default(),
-        dedup_key: r.dedup_key.clone(),
-    }
 }

@@ -11,67 +11,18 @@
 //! Retry times are wall-clock time, even when the node runs on a simulated clock (`demo`).
 
 use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use driftdb_engine::rules::{DeliveryAuth, DeliveryOutcome, classify_status};
 use driftdb_engine::time::{Clock, SystemClock, Timestamp};
 use driftdb_storage::layout::{self, KeyWriter};
 use driftdb_storage::{Family, WriteSet};
-use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
+use super::Rules;
 use crate::error::{Error, Result};
-use crate::node::Node;
-
-/// Envelope kind of an outbox entry.
-pub const KIND_DELIVERY: u8 = 0x56;
-
-/// One webhook request to make, as stored in the outbox: the real target and credentials
-/// (the outbox is the one place besides the rule's secrets record that holds them, because it
-/// must deliver); every answer about it shows [`crate::rules::display_url_of`] instead.
-#[derive(Clone, PartialEq, Serialize, Deserialize)]
-pub struct DeliveryRecord {
-    /// The alert's sequence number.
-    pub seq: u64,
-    /// The action's position in its rule.
-    pub index: u8,
-    /// Action kind.
-    pub kind: String,
-    /// Target URL.
-    pub url: String,
-    /// JSON body.
-    pub body: Value,
-    /// Credentials for the `Authorization` header (Jira), if the action has any.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub auth: Option<DeliveryAuth>,
-    /// The alert's event id (sent as `Idempotency-Key`).
-    pub event_id: String,
-    /// Attempts made.
-    pub attempts: u32,
-    /// When the first attempt failed (wall clock, ms).
-    pub first_failure_ms: Option<i64>,
-    /// Not before this instant (wall clock, ms; 0 = at once).
-    pub next_at_ms: i64,
-    /// The last failure.
-    pub last_error: Option<String>,
-}
-
-impl std::fmt::Debug for DeliveryRecord {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // Never the URL's secret parts, the credentials or the body (a PagerDuty body holds
-        // the routing key).
-        f.debug_struct("DeliveryRecord")
-            .field("seq", &self.seq)
-            .field("index", &self.index)
-            .field("kind", &self.kind)
-            .field("url", &crate::rules::display_url_of(&self.kind, &self.url))
-            .field("event_id", &self.event_id)
-            .field("attempts", &self.attempts)
-            .field("next_at_ms", &self.next_at_ms)
-            .field("last_error", &self.last_error)
-            .finish_non_exhaustive()
-    }
-}
+use crate::records;
+pub use crate::records::alerts::DeliveryRecord;
 
 impl DeliveryRecord {
     /// Its key in the outbox.
@@ -85,31 +36,28 @@ fn entry_key(prefix: u8, seq: u64, index: u8) -> Vec<u8> {
 }
 
 /// The dead letters, oldest alert first.
-pub fn dead_letters(node: &Node) -> Result<Vec<DeliveryRecord>> {
+pub fn dead_letters(rules: &Rules) -> Result<Vec<DeliveryRecord>> {
     let mut out = Vec::new();
-    for e in node
+    for e in rules
         .store
         .family(Family::Outbox)
         .scan_prefix(&[layout::OUTBOX_DEAD])?
     {
         let e = e?;
-        out.push(
-            serde_json::from_slice(&e.payload)
-                .map_err(|err| Error::Internal(format!("outbox entry: {err}")))?,
-        );
+        out.push(records::decode(&e)?);
     }
     Ok(out)
 }
 
-fn pending(node: &Node) -> Result<Vec<DeliveryRecord>> {
+fn pending(rules: &Rules) -> Result<Vec<DeliveryRecord>> {
     let mut out = Vec::new();
-    for e in node
+    for e in rules
         .store
         .family(Family::Outbox)
         .scan_prefix(&[layout::OUTBOX_DELIVERY])?
     {
         match e {
-            Ok(e) => match serde_json::from_slice(&e.payload) {
+            Ok(e) => match records::decode::<DeliveryRecord>(&e) {
                 Ok(r) => out.push(r),
                 Err(err) => tracing::error!(error = %err, "unreadable outbox entry left in place"),
             },
@@ -209,8 +157,11 @@ pub fn http_client(timeout: Duration, deny_private: bool) -> Result<reqwest::Cli
 
 /// Writes what an attempt did: removes a delivered entry, reschedules a failed one, or moves
 /// it to the dead letters. Returns the entry to keep in the queue, if any.
-fn settle(node: &Node, mut d: DeliveryRecord, attempt: Attempt) -> Result<Option<DeliveryRecord>> {
-    let rules = &node.rules;
+fn settle(
+    rules: &Rules,
+    mut d: DeliveryRecord,
+    attempt: Attempt,
+) -> Result<Option<DeliveryRecord>> {
     let now = SystemClock.now();
     d.attempts = d.attempts.saturating_add(1);
     let mut ws = WriteSet::new();
@@ -244,12 +195,7 @@ fn settle(node: &Node, mut d: DeliveryRecord, attempt: Attempt) -> Result<Option
                     d.next_at_ms = now
                         .millis()
                         .saturating_add(i64::try_from(w.as_millis()).unwrap_or(i64::MAX));
-                    ws.put(
-                        Family::Outbox,
-                        d.key(),
-                        KIND_DELIVERY,
-                        &serde_json::to_vec(&d).map_err(|e| Error::Internal(e.to_string()))?,
-                    );
+                    records::put(&mut ws, Family::Outbox, d.key(), &d)?;
                     rules.log.update_action(&mut ws, d.seq, d.index, |a| {
                         a.attempts = d.attempts;
                         a.last_error = Some(error.clone());
@@ -265,12 +211,12 @@ fn settle(node: &Node, mut d: DeliveryRecord, attempt: Attempt) -> Result<Option
                         "webhook delivery dead-lettered"
                     );
                     ws.delete(Family::Outbox, d.key());
-                    ws.put(
+                    records::put(
+                        &mut ws,
                         Family::Outbox,
                         entry_key(layout::OUTBOX_DEAD, d.seq, d.index),
-                        KIND_DELIVERY,
-                        &serde_json::to_vec(&d).map_err(|e| Error::Internal(e.to_string()))?,
-                    );
+                        &d,
+                    )?;
                     rules.log.update_action(&mut ws, d.seq, d.index, |a| {
                         a.attempts = d.attempts;
                         a.last_error = Some(error.clone());
@@ -292,10 +238,10 @@ fn settle(node: &Node, mut d: DeliveryRecord, attempt: Attempt) -> Result<Option
 /// Delivers the outbox until `shutdown` turns true: entries written by alerts (the log wakes
 /// the worker) and every entry left from before a restart.
 pub async fn run_delivery(
-    node: Node,
+    rules: Arc<Rules>,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> Result<()> {
-    let cfg = node.rules.config.clone();
+    let cfg = rules.config.clone();
     let client = http_client(cfg.delivery_timeout, cfg.deny_private_targets)?;
     let deny_private = cfg.deny_private_targets;
     // Entries waiting, by key; the ones being sent are in `in_flight`.
@@ -307,7 +253,7 @@ pub async fn run_delivery(
     loop {
         if rescan {
             rescan = false;
-            let n2 = node.clone();
+            let n2 = Arc::clone(&rules);
             let found = tokio::task::spawn_blocking(move || pending(&n2))
                 .await
                 .map_err(|e| Error::Internal(e.to_string()))??;
@@ -336,7 +282,7 @@ pub async fn run_delivery(
                 });
             }
         }
-        node.rules.metrics.outbox_depth.store(
+        rules.metrics.outbox_depth.store(
             (queue.len() + in_flight.len()) as u64,
             std::sync::atomic::Ordering::Relaxed,
         );
@@ -348,10 +294,10 @@ pub async fn run_delivery(
             _ => Duration::from_secs(1),
         };
         tokio::select! {
-            _ = node.rules.outbox_wake.notified() => rescan = true,
+            _ = rules.outbox_wake.notified() => rescan = true,
             Some((d, a)) = done_rx.recv() => {
                 in_flight.remove(&d.key());
-                let n2 = node.clone();
+                let n2 = Arc::clone(&rules);
                 let kept = tokio::task::spawn_blocking(move || settle(&n2, d, a))
                     .await
                     .map_err(|e| Error::Internal(e.to_string()))?;

@@ -21,23 +21,14 @@ use driftdb_engine::rules::RuleKind;
 use driftdb_engine::time::{DurationMs, Timestamp};
 use driftdb_storage::layout::{self, KeyWriter};
 use driftdb_storage::{Family, WriteSet};
-use serde::{Deserialize, Serialize};
 
+use super::Rules;
 use super::eval::evaluate_window;
-use crate::error::{Error, Result};
-use crate::node::Node;
+use crate::error::Result;
+use crate::records::{self, EvalCursor};
 use crate::registry::ModelEntry;
 
-/// Envelope kind of a model's evaluation cursor.
-pub const KIND_CURSOR: u8 = 0x55;
-
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-struct Cursor {
-    /// Start of the next window to evaluate (ms).
-    next_ms: i64,
-    /// Versions seen so far.
-    versions: BTreeSet<String>,
-}
+type Cursor = EvalCursor;
 
 fn cursor_key(model: &str) -> Vec<u8> {
     KeyWriter::with_prefix(layout::META_RULE_CURSOR)
@@ -45,25 +36,12 @@ fn cursor_key(model: &str) -> Vec<u8> {
         .finish()
 }
 
-fn load_cursor(node: &Node, model: &str) -> Result<Option<Cursor>> {
-    match node.store.family(Family::Meta).get(&cursor_key(model))? {
-        Some(e) => {
-            Ok(Some(serde_json::from_slice(&e.payload).map_err(|err| {
-                Error::Internal(format!("rule cursor: {err}"))
-            })?))
-        }
-        None => Ok(None),
-    }
+fn load_cursor(rules: &Rules, model: &str) -> Result<Option<Cursor>> {
+    records::get(&rules.store, Family::Meta, &cursor_key(model))
 }
 
 fn put_cursor(ws: &mut WriteSet, model: &str, c: &Cursor) -> Result<()> {
-    ws.put(
-        Family::Meta,
-        cursor_key(model),
-        KIND_CURSOR,
-        &serde_json::to_vec(c).map_err(|e| Error::Internal(e.to_string()))?,
-    );
-    Ok(())
+    records::put(ws, Family::Meta, cursor_key(model), c)
 }
 
 /// When the window starting at `start` closes: its end plus the model's grace.
@@ -80,8 +58,8 @@ pub fn close_time(model: &ModelEntry, start: Timestamp) -> Timestamp {
 /// Models are independent (own cursor, own states, own batch), so they are spread over
 /// worker threads: twice the cores, since a model's evaluation ends in a durable (fsync'd)
 /// write that other models can overlap.
-pub fn evaluate_due(node: &Node) -> Result<usize> {
-    let models = node.registry.list()?;
+pub fn evaluate_due(rules: &Rules) -> Result<usize> {
+    let models = rules.registry.list()?;
     let workers = std::thread::available_parallelism()
         .map_or(1, std::num::NonZeroUsize::get)
         .saturating_mul(2)
@@ -93,7 +71,7 @@ pub fn evaluate_due(node: &Node) -> Result<usize> {
         loop {
             let i = next.fetch_add(1, Ordering::Relaxed);
             let Some(model) = models.get(i) else { break };
-            match evaluate_model(node, model) {
+            match evaluate_model(rules, model) {
                 Ok(n) => {
                     done.fetch_add(n, Ordering::Relaxed);
                 }
@@ -115,13 +93,13 @@ pub fn evaluate_due(node: &Node) -> Result<usize> {
     Ok(done.into_inner())
 }
 
-fn evaluate_model(node: &Node, model: &Arc<ModelEntry>) -> Result<usize> {
+fn evaluate_model(rules: &Rules, model: &Arc<ModelEntry>) -> Result<usize> {
     let id = &model.def.id;
     let width = model.resolution.width_ms();
-    let progress = node.rules.progress(id);
-    let now = node.clock.now();
+    let progress = rules.progress(id);
+    let now = rules.clock.now();
     let mark = progress.watermark.map_or(now, |w| w.max(now));
-    let mut cursor = match load_cursor(node, id)? {
+    let mut cursor = match load_cursor(rules, id)? {
         Some(c) => c,
         None => {
             // Start at the window still open at `mark`: the first one to close from now on.
@@ -136,11 +114,11 @@ fn evaluate_model(node: &Node, model: &Arc<ModelEntry>) -> Result<usize> {
             };
             let mut ws = WriteSet::new();
             put_cursor(&mut ws, id, &c)?;
-            node.store.write(&ws)?;
+            rules.store.write(&ws)?;
             c
         }
     };
-    node.rules.remember_versions(id, &cursor.versions);
+    rules.remember_versions(id, &cursor.versions);
     let mut versions = cursor.versions.clone();
     versions.extend(progress.versions.iter().cloned());
     if let Ok(refs) = model.references.read() {
@@ -149,7 +127,7 @@ fn evaluate_model(node: &Node, model: &Arc<ModelEntry>) -> Result<usize> {
     // Catch up at most `max_catchup_windows` windows.
     let closed_through = {
         let mut s = Timestamp(cursor.next_ms);
-        let limit = i64::from(node.rules.config.max_catchup_windows);
+        let limit = i64::from(rules.config.max_catchup_windows);
         let last_closed = {
             // Largest start whose close time is <= mark.
             let grace_plus_width = close_time(model, Timestamp(0)).millis();
@@ -172,8 +150,7 @@ fn evaluate_model(node: &Node, model: &Arc<ModelEntry>) -> Result<usize> {
         cursor.next_ms = s.millis();
         last_closed
     };
-    let rules: Vec<_> = node
-        .rules
+    let active: Vec<_> = rules
         .book
         .list(Some(id))
         .into_iter()
@@ -183,17 +160,17 @@ fn evaluate_model(node: &Node, model: &Arc<ModelEntry>) -> Result<usize> {
     while cursor.next_ms <= closed_through.millis() {
         let start = Timestamp(cursor.next_ms);
         let t0 = Instant::now();
-        let eval = if rules.is_empty() {
+        let eval = if active.is_empty() {
             Default::default()
         } else {
-            evaluate_window(node, model, start, &versions, &rules)?
+            evaluate_window(rules, model, start, &versions, &active)?
         };
         cursor.next_ms = cursor.next_ms.saturating_add(width);
         cursor.versions = versions.clone();
         let mut ws = eval.ws;
         put_cursor(&mut ws, id, &cursor)?;
-        let recorded = node.rules.log.record(ws, eval.alerts, node.clock.now())?;
-        let m = &node.rules.metrics;
+        let recorded = rules.log.record(ws, eval.alerts, rules.clock.now())?;
+        let m = &rules.metrics;
         let micros = t0.elapsed().as_micros() as u64;
         m.windows_evaluated.fetch_add(1, Ordering::Relaxed);
         m.checks.fetch_add(eval.checks, Ordering::Relaxed);
@@ -210,7 +187,7 @@ fn evaluate_model(node: &Node, model: &Arc<ModelEntry>) -> Result<usize> {
             tracing::info!(seq = r.seq, rule = %r.rule_id, status = %r.status, "{}", r.summary);
         }
         if !recorded.deliveries.is_empty() {
-            node.rules.outbox_wake.notify_one();
+            rules.outbox_wake.notify_one();
         }
         n += 1;
     }
@@ -220,19 +197,19 @@ fn evaluate_model(node: &Node, model: &Arc<ModelEntry>) -> Result<usize> {
 /// Runs the scheduler until `shutdown` turns true: on every ingest that may close a window,
 /// and every [`super::RulesConfig::tick`].
 pub async fn run_scheduler(
-    node: Node,
+    rules: Arc<Rules>,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> Result<()> {
     loop {
-        let n2 = node.clone();
+        let n2 = Arc::clone(&rules);
         match tokio::task::spawn_blocking(move || evaluate_due(&n2)).await {
             Ok(Ok(_)) => {}
             Ok(Err(e)) => tracing::error!(error = %e, "rule evaluation failed"),
             Err(e) => tracing::error!(error = %e, "rule evaluation task failed"),
         }
         tokio::select! {
-            _ = node.rules.wake.notified() => {}
-            _ = tokio::time::sleep(node.rules.config.tick) => {}
+            _ = rules.wake.notified() => {}
+            _ = tokio::time::sleep(rules.config.tick) => {}
             () = super::outbox::stopped(&mut shutdown) => return Ok(()),
         }
     }
@@ -240,22 +217,22 @@ pub async fn run_scheduler(
 
 /// The start of the next window the scheduler will evaluate for `model`; `None` before the
 /// scheduler has seen the model.
-pub fn next_window(node: &Node, model: &str) -> Result<Option<Timestamp>> {
-    Ok(load_cursor(node, model)?.map(|c| Timestamp(c.next_ms)))
+pub fn next_window(rules: &Rules, model: &str) -> Result<Option<Timestamp>> {
+    Ok(load_cursor(rules, model)?.map(|c| Timestamp(c.next_ms)))
 }
 
 /// Windows that have started but not closed, and windows closed but not yet evaluated, summed
 /// over every model (the `/metrics` gauges `driftdb_open_windows` and
 /// `driftdb_rule_windows_pending`). Models the scheduler has not seen yet count neither.
-pub fn window_backlog(node: &Node) -> Result<(u64, u64)> {
+pub fn window_backlog(rules: &Rules) -> Result<(u64, u64)> {
     let (mut open, mut pending) = (0u64, 0u64);
-    let now = node.clock.now();
-    for model in node.registry.list()? {
-        let Some(cursor) = load_cursor(node, &model.def.id)? else {
+    let now = rules.clock.now();
+    for model in rules.registry.list()? {
+        let Some(cursor) = load_cursor(rules, &model.def.id)? else {
             continue;
         };
         let width = model.resolution.width_ms();
-        let progress = node.rules.progress(&model.def.id);
+        let progress = rules.progress(&model.def.id);
         let mark = progress.watermark.map_or(now, |w| w.max(now));
         let close_span = close_time(&model, Timestamp(0)).millis();
         // Closed: start + width + grace <= mark. Open: started (start <= mark) and not closed.
@@ -277,8 +254,8 @@ pub fn window_backlog(node: &Node) -> Result<(u64, u64)> {
 }
 
 /// The window gauges of [`window_backlog`] in Prometheus' text format (empty on error).
-pub fn render_window_gauges(node: &Node) -> String {
-    let Ok((open, pending)) = window_backlog(node) else {
+pub fn render_window_gauges(rules: &Rules) -> String {
+    let Ok((open, pending)) = window_backlog(rules) else {
         return String::new();
     };
     format!(

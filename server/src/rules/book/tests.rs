@@ -96,8 +96,18 @@ fn rules_stored_in_clear_are_split_on_load() {
             json!({"version": 1, "updated_at_ms": 5, "deleted": false, "rule": def.to_json()});
         let bytes = serde_json::to_vec(&rec).unwrap();
         let mut ws = WriteSet::new();
-        ws.put(Family::Meta, current_key("r1"), KIND_RULE, &bytes);
-        ws.put(Family::Meta, version_key("r1", 1), KIND_RULE, &bytes);
+        ws.put(
+            Family::Meta,
+            current_key("r1"),
+            crate::records::RecordKind::Rule.byte(),
+            &bytes,
+        );
+        ws.put(
+            Family::Meta,
+            version_key("r1", 1),
+            crate::records::RecordKind::Rule.byte(),
+            &bytes,
+        );
         s.write(&ws).unwrap();
         assert!(texts(&s, layout::META_RULE)[0].contains("PDKEY"));
     }

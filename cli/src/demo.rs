@@ -1,4 +1,4 @@
-//! `driftdb demo`: a guided tour on an embedded server (SPEC §5).
+//! `driftdb demo`: a guided tour on an embedded server (README.md).
 //!
 //! It starts a server on a temp data dir (loopback, random ports) with a simulated clock,
 //! registers a fraud model, uploads a reference profile, registers four rules whose webhooks
@@ -27,10 +27,10 @@ use tokio_stream::StreamExt;
 
 use crate::client::Client;
 use crate::error::{Error, Result};
-use crate::node::Node;
 use crate::output;
 use crate::rng::SplitMix as Rng;
-use crate::rules::RulesConfig;
+use driftdb_server::node::Node;
+use driftdb_server::rules::RulesConfig;
 
 /// Options of `driftdb demo`.
 #[derive(Debug, Args, Clone)]
@@ -145,7 +145,7 @@ fn model_def() -> pb::Model {
         sampling: 1.0,
         team: None,
     };
-    crate::convert::model_to_pb(&def, Vec::new())
+    driftdb_server::convert::model_to_pb(&def, Vec::new())
 }
 
 /// A columnar batch of `rows` at event times spread over `[start, start + width)`.
@@ -283,7 +283,7 @@ async fn print_query(c: &mut Client, text: &str) -> Result<()> {
         .query(pb::QueryRequest { query: text.into() })
         .await?
         .into_inner();
-    let table = crate::convert::table_from_pb(resp.table.unwrap_or_default());
+    let table = driftdb_server::convert::table_from_pb(resp.table.unwrap_or_default());
     output::text(&table.render_text());
     Ok(())
 }
@@ -338,13 +338,13 @@ pub async fn run(a: DemoArgs) -> Result<()> {
             rules_cfg,
             clock2,
             // The demo serves on loopback only, for the person running it.
-            crate::auth::AuthMode::Disabled,
+            driftdb_server::auth::AuthMode::Disabled,
         )
     })
     .await
     .map_err(|e| Error::Internal(e.to_string()))??;
     let any: SocketAddr = SocketAddr::from(([127, 0, 0, 1], 0));
-    let running = crate::serve::start(node.clone(), any, any).await?;
+    let running = driftdb_server::serve::start(node.clone(), any, any).await?;
     let (hook_addr, received) = start_receiver().await?;
     let hook = format!("http://{hook_addr}");
     let url = format!("http://{}", running.bound.grpc);
@@ -429,7 +429,10 @@ pub async fn run(a: DemoArgs) -> Result<()> {
     let watcher = tokio::spawn(async move {
         while let Some(Ok(alert)) = watch.next().await {
             seen2.fetch_add(1, Ordering::Relaxed);
-            output::line(&format!("   ALERT   {}", crate::cli::alert_line(&alert)));
+            output::line(&format!(
+                "   ALERT   {}",
+                crate::commands::alert_line(&alert)
+            ));
         }
     });
 

@@ -2,9 +2,7 @@
 //! operator key in `<data>/admin.key` (mode 0600), `driftdb keys create | list | revoke` online
 //! and offline (`--data`), clients with and without keys, and `--insecure-no-auth`.
 
-#![expect(clippy::unwrap_used, reason = "tests")]
-
-mod common;
+use crate::common;
 
 use std::io::Read;
 use std::os::unix::fs::PermissionsExt;

@@ -2,16 +2,14 @@
 //! process, clock fixed a day after the data). The aligned table or `--json` rows on stdout,
 //! warnings on stderr, and a non-zero exit with a one-line reason on errors.
 
-#![expect(clippy::unwrap_used, reason = "tests fail loudly on broken setup")]
-
 use std::process::{Command, Output};
 use std::sync::Arc;
 
+use driftdb_cli::client::Client;
 use driftdb_engine::model::{FeatureKind, ModelDef, Task};
 use driftdb_engine::time::{ManualClock, Timestamp};
 use driftdb_proto::v1 as pb;
 use driftdb_server::auth::AuthMode;
-use driftdb_server::client::Client;
 use driftdb_server::convert::model_to_pb;
 use driftdb_server::node::Node;
 use driftdb_storage::StoreConfig;
@@ -168,7 +166,7 @@ fn text(b: &[u8]) -> String {
 async fn query_prints_tables_json_warnings_and_errors() {
     let s = start().await;
 
-    // --json: an array of row objects keyed by the SPEC §6 column names.
+    // --json: an array of row objects keyed by the query/DRIFTQL.md column names.
     let out = driftdb(query_args(
         &s.url,
         &["--json", &format!("psi(shop.*) {HOUR} step 15m")],

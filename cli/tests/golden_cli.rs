@@ -1,16 +1,14 @@
-//! The whole open golden scenario (`../shared/golden/`) through the CLI, as a user runs it
+//! The whole open golden scenario (`tests/data/golden/`) through the CLI, as a user runs it
 //! (README "Using it"): `driftdb serve` on a fresh data directory, then `model create`,
 //! `reference load`, `ingest`, `labels`, and `driftdb query --json` for every number of
 //! `expected.json` that DriftQL can ask for — per window (one `step 15m` query over the eight
 //! windows, rows matched by `time`), per feature, and per segment (`by channel, country`,
-//! matched against `by_segment`) — within FORMULAS §16's tolerances for a sketch
+//! matched against `by_segment`) — within docs/STATISTICS.md §16's tolerances for a sketch
 //! implementation. Then `explain(fraud)` over the drifted and the baseline windows against
-//! FORMULAS §15.
+//! docs/STATISTICS.md §15.
 //!
 //! Every comparison is counted and the test fails below a floor, so it cannot pass by
 //! skipping; all mismatches are collected and printed before the test fails.
-
-#![expect(clippy::unwrap_used, reason = "tests fail loudly on broken setup")]
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Display;
@@ -24,12 +22,12 @@ use std::time::Instant;
 use driftdb_engine::time::Timestamp;
 use serde_json::Value;
 
-/// The project root: client commands run from here and name the data as `../shared/golden/…`,
+/// The project root: client commands run from here and name the data as `tests/data/golden/…`,
 /// exactly as README "Using it" does.
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
-const GOLDEN: &str = "../shared/golden/";
+const GOLDEN: &str = "tests/data/golden/";
 
 /// KLL k=200 normalised rank error per side (DataSketches), as in `engine/tests/golden.rs`.
 const KLL_EPS: f64 = 0.013_3;
@@ -44,7 +42,7 @@ const QUANTILES: [(&str, &str); 7] = [
     ("p99", "0.99"),
 ];
 const SEGMENT_KEYS: [&str; 2] = ["channel", "country"];
-/// FORMULAS §15.
+/// docs/STATISTICS.md §15.
 const DRIFTED: [&str; 6] = [
     "risk",
     "merchant_cat",
@@ -713,7 +711,7 @@ fn check_row(c: &mut Check, g: &Golden, raw: &Raw, a: &Ask, at: &At<'_>, query: 
     if a.performance {
         let e = &cell["performance"];
         // `n` is the labelled count. expected.json's performance block uses every label in
-        // labels.jsonl (FORMULAS §0: "the state after all labels have arrived"), not
+        // labels.jsonl (docs/STATISTICS.md §0: "the state after all labels have arrived"), not
         // `labels_arrived_by_window_end`; this test loads all labels first, so the two agree.
         c.eq(&metric, format!("{what} n"), n, Some(int(&e["n_labeled"])));
         c.eq(
@@ -723,7 +721,7 @@ fn check_row(c: &mut Check, g: &Golden, raw: &Raw, a: &Ask, at: &At<'_>, query: 
             Some(int(&ref_cell["performance"]["n_labeled"])),
         );
         let (field, tol, relative) = match a.metric {
-            // AUC from the 1,000-bin score histogram: 1e-3 (FORMULAS §16).
+            // AUC from the 1,000-bin score histogram: 1e-3 (docs/STATISTICS.md §16).
             "auc" => ("roc_auc", 1e-3, false),
             "ece" => ("ece10", 1e-12, false),
             "logloss" => ("log_loss", 1e-12, true),
@@ -765,7 +763,7 @@ fn check_row(c: &mut Check, g: &Golden, raw: &Raw, a: &Ask, at: &At<'_>, query: 
         }
     };
     match a.metric {
-        // Exact reference edges: the bin counts are exact, so 1e-9 (FORMULAS §16).
+        // Exact reference edges: the bin counts are exact, so 1e-9 (docs/STATISTICS.md §16).
         "psi" => c.abs(&metric, &what, value, field("psi_q10", "psi"), 1e-9),
         "js" => c.abs(&metric, &what, value, field("js_q10", "js"), 1e-9),
         "hellinger" => c.abs(
@@ -809,7 +807,7 @@ fn check_row(c: &mut Check, g: &Golden, raw: &Raw, a: &Ask, at: &At<'_>, query: 
             );
         }
         "wasserstein" => {
-            // FORMULAS §16 asks 5 % from sketches, but W1 from KLL k=200 sketches is known not
+            // docs/STATISTICS.md §16 asks 5 % from sketches, but W1 from KLL k=200 sketches is known not
             // to meet it where W1 sits at the level of the sketch noise (undrifted cells):
             // engine/tests/golden.rs checks it against max(5 %, the sketch's own error bound)
             // (`NumericDrift::wasserstein_error_bound`) and reports ~40 % of the cells outside
@@ -996,7 +994,7 @@ fn s(row: &Value, col: &str) -> String {
     row[col].as_str().unwrap_or_default().to_string()
 }
 
-/// `explain(fraud)` over the drifted windows 4–7 (FORMULAS §15; `drift_from_window` = 4).
+/// `explain(fraud)` over the drifted windows 4–7 (docs/STATISTICS.md §15; `drift_from_window` = 4).
 fn check_explain_drifted(c: &mut Check, g: &Golden, query: &str, rows: &[Value]) {
     const M: &str = "explain";
     let drift: Vec<&Value> = rows.iter().filter(|r| s(r, "section") == "drift").collect();

@@ -9,7 +9,7 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Certificate, ClientTlsConfig, Endpoint};
 
 use crate::error::{Error, Result};
-use crate::grpc::MAX_MESSAGE_BYTES;
+use driftdb_server::grpc::MAX_MESSAGE_BYTES;
 
 /// Adds `authorization: Bearer <key>` to every call (nothing without a key).
 #[derive(Clone)]
@@ -94,7 +94,7 @@ impl Client {
             .map_err(|e| Error::Invalid(format!("bad server URL {url:?}: {e}")))?
             .connect_timeout(std::time::Duration::from_secs(5));
         if url.starts_with("https://") {
-            crate::tls::install_crypto_provider();
+            driftdb_server::tls::install_crypto_provider();
             let mut tls = ClientTlsConfig::new();
             tls = match &cfg.ca_cert {
                 Some(path) => {

@@ -1,12 +1,12 @@
-//! `driftdb bench rules` and `driftdb bench alerts` (SPEC §8): rule evaluation for a whole
+//! `driftdb bench rules` and `driftdb bench alerts` (BENCHMARKS.md): rule evaluation for a whole
 //! fleet at one window close, and alert latency from window close to webhook received.
 //!
 //! `bench rules` fills a store with one closed 15-minute window for `models × features`
 //! numeric series (default 1,000 × 500 = 500,000), each model with a reference profile, and
 //! one drift rule (`psi(*) > 0.2` over every model). It then moves the clock past the window's
 //! close and times the evaluator: one DriftQL query per model, a state step per series, one
-//! durable batch per model. Last it closes the store and times a restart with it full (SPEC
-//! §8): the open up to a node that serves, with every model and reference loaded.
+//! durable batch per model. Last it closes the store and times a restart with it full
+//! (BENCHMARKS.md): the open up to a node that serves, with every model and reference loaded.
 //!
 //! `bench alerts` runs a real server and a webhook receiver on loopback. Each round sends one
 //! window of data to a 50-feature model; the next round's data, dated past the window's end plus
@@ -31,12 +31,12 @@ use driftdb_storage::{StoreConfig, WriteSet};
 use tokio_stream::StreamExt;
 
 use crate::client::Client;
-use crate::convert::model_to_pb;
 use crate::error::{Error, Result};
-use crate::node::Node;
 use crate::output;
 use crate::rng::{SplitMix as Rng, peak_rss_mib};
-use crate::rules::RulesConfig;
+use driftdb_server::convert::model_to_pb;
+use driftdb_server::node::Node;
+use driftdb_server::rules::RulesConfig;
 
 /// Options of `driftdb bench rules`.
 #[derive(Debug, Args, Clone)]
@@ -143,13 +143,13 @@ pub async fn rules(a: RulesBenchArgs) -> Result<()> {
 
 /// The rules bench's node: default store and rules, the bench's clock, auth off.
 fn open_fleet(dir: &std::path::Path, clock: &ManualClock) -> Result<Node> {
-    Node::open_with(
+    Ok(Node::open_with(
         dir,
         StoreConfig::default(),
         RulesConfig::default(),
         Arc::new(clock.clone()),
-        crate::auth::AuthMode::Disabled,
-    )
+        driftdb_server::auth::AuthMode::Disabled,
+    )?)
 }
 
 fn rules_blocking(a: &RulesBenchArgs) -> Result<()> {
@@ -211,14 +211,14 @@ fn rules_blocking(a: &RulesBenchArgs) -> Result<()> {
         progress.inc(1);
     }
     progress.finish_and_clear();
-    crate::rules::create_rule(
-        &node,
-        &crate::auth::Principal::unrestricted(),
+    driftdb_server::rules::create_rule(
+        &node.rules,
+        &driftdb_server::auth::Principal::unrestricted(),
         r#"{"id": "fleet-drift", "model": "*", "selector": "*", "metric": "psi",
             "comparison": ">", "threshold": 0.2, "consecutive": 1, "severity": "high"}"#,
     )?;
     // Cursors start at the open window.
-    crate::rules::evaluate_due(&node)?;
+    driftdb_server::rules::evaluate_due(&node.rules)?;
     // Steady state: the setup's writes are flushed and compacted, so no background work
     // left over from the bulk load competes with the evaluation.
     node.store.settle()?;
@@ -228,13 +228,13 @@ fn rules_blocking(a: &RulesBenchArgs) -> Result<()> {
     clock.set(Timestamp(t.0 + 16 * 60_000));
     let checks0 = node.rules.metrics.checks.load(Ordering::Relaxed);
     let t0 = Instant::now();
-    let windows = crate::rules::evaluate_due(&node)?;
+    let windows = driftdb_server::rules::evaluate_due(&node.rules)?;
     let secs = t0.elapsed().as_secs_f64();
     let checks = node.rules.metrics.checks.load(Ordering::Relaxed) - checks0;
     let fired = node.rules.metrics.fired.load(Ordering::Relaxed);
     let series = (a.models * a.features) as u64;
     let rss = peak_rss_mib();
-    // Restart with the full store (SPEC §8): close it, then time the open up to a node that
+    // Restart with the full store (BENCHMARKS.md): close it, then time the open up to a node that
     // serves (store, registry with every reference, rules, alert log, keys).
     drop(node);
     let r0 = Instant::now();
@@ -338,13 +338,13 @@ pub async fn alerts(a: AlertsBenchArgs) -> Result<()> {
             StoreConfig::default(),
             RulesConfig::default(),
             Arc::new(c2),
-            crate::auth::AuthMode::Disabled,
+            driftdb_server::auth::AuthMode::Disabled,
         )
     })
     .await
     .map_err(|e| Error::Internal(e.to_string()))??;
     let any = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
-    let running = crate::serve::start(node.clone(), any, any).await?;
+    let running = driftdb_server::serve::start(node.clone(), any, any).await?;
     let arrivals = Arc::new(Arrivals::default());
     let app = axum::Router::new()
         .route("/hook", axum::routing::post(arrive))
@@ -428,7 +428,9 @@ pub async fn alerts(a: AlertsBenchArgs) -> Result<()> {
         .await?;
     node.rules.wake();
     let deadline = Instant::now() + Duration::from_secs(10);
-    while crate::rules::next_window(&node, &def.id)?.is_none() && Instant::now() < deadline {
+    while driftdb_server::rules::next_window(&node.rules, &def.id)?.is_none()
+        && Instant::now() < deadline
+    {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let width = Resolution::M15.width_ms();

@@ -1,4 +1,4 @@
-//! The `driftdb` command line (SPEC §5): `serve`, client commands against a server, and
+//! The `driftdb` command line (README.md): `serve`, client commands against a server, and
 //! `bench`. Exit status 0 on success; otherwise a one-line reason on stderr and status 1.
 
 use std::collections::{HashMap, VecDeque};
@@ -9,20 +9,19 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use clap::{Args, Parser, Subcommand};
 use driftdb_engine::model::ModelDef;
-use driftdb_engine::time::{DurationMs, SystemClock};
+use driftdb_engine::time::SystemClock;
 use driftdb_proto::v1 as pb;
-use driftdb_storage::StoreConfig;
 use indicatif::{ProgressBar, ProgressStyle};
 use tokio_stream::StreamExt;
 
 use crate::client::Client;
-use crate::convert::{model_from_pb, model_to_pb, table_from_pb};
 use crate::error::{Error, Result};
 use crate::files::{
     BatchBuilder, Record, label_from_record, progress_total, read_records, record_model,
 };
-use crate::node::Node;
 use crate::output;
+use driftdb_server::convert::{model_from_pb, model_to_pb, table_from_pb};
+use driftdb_server::node::Node;
 
 mod alerting;
 mod keys;
@@ -115,7 +114,7 @@ Examples:
   driftdb query --json 'ks(fraud.amount, vs previous) over 6h step 1h having p < 0.01'
 
 `EXPLAIN <query>` prints the plan without reading data; `explain(fraud) over 1h` ranks what
-drifted. DriftQL is described in SPEC §6.";
+drifted. DriftQL is described in query/DRIFTQL.md.";
 
 #[derive(Debug, Args)]
 struct QueryArgs {
@@ -172,7 +171,7 @@ zeroing pages); set DRIFTDB_THP=1 to keep the system's setting.";
 enum ModelCmd {
     /// Register a model from its JSON definition.
     Create {
-        /// Model definition JSON (SPEC §5).
+        /// Model definition JSON (docs/DATA_MODEL.md, "Models").
         #[arg(long)]
         file: PathBuf,
         #[command(flatten)]
@@ -414,140 +413,10 @@ async fn query(a: QueryArgs) -> Result<()> {
     Ok(())
 }
 
-/// Settings of `driftdb serve --config FILE` (JSON). Every field is optional.
-#[derive(Debug, Default, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ServeConfig {
-    /// How long windows are kept (default `90d`).
-    pub retention: Option<String>,
-    /// Age after which 15-minute windows are downsampled to hourly (default `30d`).
-    pub downsample_after: Option<String>,
-    /// fsync the WAL before every ack (default true).
-    pub sync_writes: Option<bool>,
-    /// Block cache in MiB (default 256).
-    pub block_cache_mb: Option<usize>,
-    /// Ingest batches processed at once before RESOURCE_EXHAUSTED (default 8).
-    pub ingest_concurrency: Option<usize>,
-    /// Keep daily rollups so whole-day queries read one window per day (default true).
-    pub daily_rollups: Option<bool>,
-    /// How long after a window ends it is merged into its day's rollup (default `1h`); `"0"`
-    /// merges on write (every delta written twice: slower ingest, today's day readable from
-    /// its rollup at once).
-    pub rollup_after: Option<String>,
-    /// Rule evaluation and webhook delivery: `tick`, `max_catchup_windows`, `retry_initial`,
-    /// `retry_max`, `dead_letter_after`, `delivery_timeout`, `delivery_concurrency`,
-    /// `deny_private_targets`.
-    pub rules: Option<crate::rules::RulesConfigFile>,
-    /// Bounds on what the server holds at once (every field optional; see
-    /// [`crate::node::Limits`]): `ingest_streams`, `ingest_idle_secs`, `ingest_memory_mb`, `max_message_mb`,
-    /// `max_http_body_mb`, `http_concurrency`, `watchers`.
-    pub limits: Option<LimitsFile>,
-    /// PEM certificate chain for TLS (like `--tls-cert`, which wins).
-    pub tls_cert: Option<PathBuf>,
-    /// PEM private key for TLS (like `--tls-key`, which wins).
-    pub tls_key: Option<PathBuf>,
-}
-
-/// The JSON form of [`crate::node::Limits`] (sizes in MiB).
-#[derive(Debug, Default, Clone, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LimitsFile {
-    /// [`crate::node::Limits::ingest_streams`].
-    pub ingest_streams: Option<usize>,
-    /// [`crate::node::Limits::ingest_idle_timeout`], in seconds.
-    pub ingest_idle_secs: Option<u64>,
-    /// [`crate::node::Limits::ingest_memory_bytes`], in MiB.
-    pub ingest_memory_mb: Option<usize>,
-    /// [`crate::node::Limits::max_message_bytes`], in MiB.
-    pub max_message_mb: Option<usize>,
-    /// [`crate::node::Limits::max_http_body_bytes`], in MiB.
-    pub max_http_body_mb: Option<usize>,
-    /// [`crate::node::Limits::http_concurrency`].
-    pub http_concurrency: Option<usize>,
-    /// [`crate::node::Limits::watchers`].
-    pub watchers: Option<usize>,
-}
-
-impl ServeConfig {
-    /// Reads and validates a config file.
-    pub fn load(path: &Path) -> Result<ServeConfig> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::File {
-            path: path.display().to_string(),
-            detail: e.to_string(),
-        })?;
-        serde_json::from_str(&text).map_err(|e| Error::File {
-            path: path.display().to_string(),
-            detail: e.to_string(),
-        })
-    }
-
-    /// The store configuration these settings give.
-    pub fn store_config(&self) -> Result<StoreConfig> {
-        let mut c = StoreConfig::default();
-        if let Some(r) = &self.retention {
-            c.retention_ms = DurationMs::parse(r)?.millis();
-        }
-        if let Some(d) = &self.downsample_after {
-            c.downsample_after_ms = DurationMs::parse(d)?.millis();
-        }
-        if let Some(s) = self.sync_writes {
-            c.sync_writes = s;
-        }
-        if let Some(mb) = self.block_cache_mb {
-            c.block_cache_bytes = mb << 20;
-        }
-        if let Some(r) = self.daily_rollups {
-            c.daily_rollups = r;
-        }
-        if let Some(r) = &self.rollup_after {
-            c.rollup_after_ms = if r == "0" {
-                0
-            } else {
-                DurationMs::parse(r)?.millis()
-            };
-        }
-        c.validate()?;
-        Ok(c)
-    }
-
-    /// The limits these settings give (defaults filled in; every bound at least 1).
-    pub fn limits(&self) -> crate::node::Limits {
-        let mut l = crate::node::Limits::default();
-        if let Some(n) = self.ingest_concurrency {
-            l.ingest_concurrency = n.max(1);
-        }
-        if let Some(f) = &self.limits {
-            let mib = |n: usize| n.max(1).saturating_mul(1 << 20);
-            if let Some(n) = f.ingest_streams {
-                l.ingest_streams = n.max(1);
-            }
-            if let Some(n) = f.ingest_idle_secs {
-                l.ingest_idle_timeout = std::time::Duration::from_secs(n.max(1));
-            }
-            if let Some(n) = f.ingest_memory_mb {
-                l.ingest_memory_bytes = mib(n);
-            }
-            if let Some(n) = f.max_message_mb {
-                l.max_message_bytes = mib(n);
-            }
-            if let Some(n) = f.max_http_body_mb {
-                l.max_http_body_bytes = mib(n);
-            }
-            if let Some(n) = f.http_concurrency {
-                l.http_concurrency = n.max(1);
-            }
-            if let Some(n) = f.watchers {
-                l.watchers = n.max(1);
-            }
-        }
-        l
-    }
-}
-
 async fn serve(a: ServeArgs) -> Result<()> {
     let cfg = match &a.config {
-        Some(p) => ServeConfig::load(p)?,
-        None => ServeConfig::default(),
+        Some(p) => driftdb_server::config::ServeConfig::load(p)?,
+        None => driftdb_server::config::ServeConfig::default(),
     };
     let store_cfg = cfg.store_config()?;
     let rules_cfg = cfg.rules.clone().unwrap_or_default().resolve()?;
@@ -555,7 +424,7 @@ async fn serve(a: ServeArgs) -> Result<()> {
         a.tls_cert.as_ref().or(cfg.tls_cert.as_ref()),
         a.tls_key.as_ref().or(cfg.tls_key.as_ref()),
     ) {
-        (Some(c), Some(k)) => Some(crate::serve::TlsIdentity::load(c, k)?),
+        (Some(c), Some(k)) => Some(driftdb_server::serve::TlsIdentity::load(c, k)?),
         (None, None) => None,
         _ => {
             return Err(Error::Invalid(
@@ -571,9 +440,9 @@ async fn serve(a: ServeArgs) -> Result<()> {
         eprintln!(
             "driftdb: WARNING: --insecure-no-auth: API keys are not checked; anyone who can reach this server's ports is an operator with every scope"
         );
-        crate::auth::AuthMode::Disabled
+        driftdb_server::auth::AuthMode::Disabled
     } else {
-        crate::auth::AuthMode::Required
+        driftdb_server::auth::AuthMode::Required
     };
     let data = a.data.clone();
     let node = tokio::task::spawn_blocking(move || {
@@ -582,7 +451,7 @@ async fn serve(a: ServeArgs) -> Result<()> {
     .await
     .map_err(|e| Error::Internal(e.to_string()))??
     .with_limits(cfg.limits());
-    if mode == crate::auth::AuthMode::Required
+    if mode == driftdb_server::auth::AuthMode::Required
         && let Some(path) = keys::bootstrap(&node, &a.data)?
     {
         eprintln!(
@@ -592,9 +461,9 @@ async fn serve(a: ServeArgs) -> Result<()> {
             path.display()
         );
     }
-    let running = crate::serve::start_with(
+    let running = driftdb_server::serve::start_with(
         node,
-        crate::serve::ServeOptions {
+        driftdb_server::serve::ServeOptions {
             grpc: a.grpc,
             http: a.http,
             tls,
@@ -609,7 +478,8 @@ async fn serve(a: ServeArgs) -> Result<()> {
         .run_until(async {
             let _ = tokio::signal::ctrl_c().await;
         })
-        .await
+        .await?;
+    Ok(())
 }
 
 fn progress_bar(total: u64, what: &str) -> ProgressBar {
@@ -1076,26 +946,6 @@ mod tests {
         for q in examples {
             driftdb_query::parse(q).unwrap_or_else(|e| panic!("{q}: {e}"));
         }
-    }
-
-    #[test]
-    fn the_example_config_loads_with_default_limits() {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config.example.json");
-        let cfg = ServeConfig::load(&path).unwrap();
-        assert_eq!(cfg.store_config().unwrap().rollup_after_ms, 3_600_000);
-        let on_write: ServeConfig = serde_json::from_str(r#"{"rollup_after": "0"}"#).unwrap();
-        assert_eq!(on_write.store_config().unwrap().rollup_after_ms, 0);
-        let bad: ServeConfig = serde_json::from_str(r#"{"rollup_after": "-1h"}"#).unwrap();
-        assert!(bad.store_config().is_err());
-        let rules = cfg.rules.clone().unwrap().resolve().unwrap();
-        assert!(!rules.deny_private_targets);
-        assert_eq!(cfg.limits(), crate::node::Limits::default());
-        let cfg: ServeConfig =
-            serde_json::from_str(r#"{"limits": {"ingest_memory_mb": 4, "watchers": 0}}"#).unwrap();
-        let l = cfg.limits();
-        assert_eq!(l.ingest_memory_bytes, 4 << 20);
-        assert_eq!(l.watchers, 1, "every bound is at least 1");
-        assert!(serde_json::from_str::<ServeConfig>(r#"{"limits": {"bogus": 1}}"#).is_err());
     }
 
     #[test]

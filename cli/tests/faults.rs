@@ -5,17 +5,15 @@
 //! clean message, the batches before it stay acknowledged, reads keep working, and after a
 //! restart without the limit exactly the acknowledged rows are stored — nothing half-written.
 
-#![expect(clippy::unwrap_used, reason = "tests")]
-
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
+use driftdb_cli::client::Client;
 use driftdb_engine::model::{FeatureKind, ModelDef, Task};
 use driftdb_engine::time::{Clock, SystemClock};
 use driftdb_proto::v1 as pb;
-use driftdb_server::client::Client;
 use driftdb_server::convert::model_to_pb;
 use tokio_stream::StreamExt;
 use tonic::Code;

@@ -8,7 +8,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> std::process::ExitCode {
     transparent_huge_pages();
-    driftdb_server::cli::main()
+    driftdb_cli::commands::main()
 }
 
 /// Turns transparent huge pages off for this process unless `DRIFTDB_THP=1`.

@@ -1,4 +1,4 @@
-//! `driftdb bench ingest`: an end-to-end load generator over gRPC loopback (SPEC §8).
+//! `driftdb bench ingest`: an end-to-end load generator over gRPC loopback (BENCHMARKS.md).
 //!
 //! It starts an embedded server on a data directory (a temp dir unless `--data`), registers a
 //! model (default 500 numeric features, 2 segment keys), uploads a reference so states bin on
@@ -29,12 +29,12 @@ use driftdb_storage::StoreConfig;
 use tokio_stream::StreamExt;
 
 use crate::client::Client;
-use crate::convert::{batch_from_pb, model_to_pb};
 use crate::error::{Error, Result};
-use crate::ingest::{encode_deltas, fold_threads};
-use crate::node::Node;
 use crate::output;
 use crate::rng::SplitMix as Rng;
+use driftdb_server::convert::{batch_from_pb, model_to_pb};
+use driftdb_server::ingest::{encode_deltas, fold_threads};
+use driftdb_server::node::Node;
 
 /// Options of `driftdb bench ingest`.
 #[derive(Debug, Args, Clone)]
@@ -248,12 +248,12 @@ pub async fn ingest(a: IngestBenchArgs) -> Result<()> {
             &dir,
             cfg,
             Arc::new(SystemClock),
-            crate::auth::AuthMode::Disabled,
+            driftdb_server::auth::AuthMode::Disabled,
         )
     })
     .await
     .map_err(|e| Error::Internal(e.to_string()))??;
-    let running = crate::serve::start(
+    let running = driftdb_server::serve::start(
         node.clone(),
         "127.0.0.1:0"
             .parse()
@@ -299,7 +299,7 @@ pub async fn ingest(a: IngestBenchArgs) -> Result<()> {
     let engine_batches: Vec<InferenceBatch> = pool
         .iter()
         .map(|b| batch_from_pb(b.clone(), &def.features).map(|x| x.0))
-        .collect::<Result<_>>()?;
+        .collect::<Result<_, _>>()?;
     let fold_rows = (a.rows / 4).clamp(a.batch, 50_000);
     let bounds = TimeBounds {
         oldest: Timestamp(now - 86_400_000),

@@ -13,7 +13,7 @@ use crate::output;
 
 /// `driftdb rules …`.
 #[derive(Debug, Subcommand)]
-pub enum RulesCmd {
+pub(crate) enum RulesCmd {
     /// Add a rule from a JSON file (or replace the rule with its id: the version goes up).
     /// The format is in the README ("Rules and alerts"); an invalid rule is refused with the
     /// field at fault.
@@ -46,7 +46,7 @@ pub enum RulesCmd {
 
 /// `driftdb alerts …`.
 #[derive(Debug, Subcommand)]
-pub enum AlertsCmd {
+pub(crate) enum AlertsCmd {
     /// Print alerts as they fire and resolve, after replaying the stored ones (resumable:
     /// `--after N` starts after sequence N). Runs until interrupted, or `--count` alerts.
     Watch(WatchArgs),
@@ -69,7 +69,7 @@ pub enum AlertsCmd {
 
 /// Options of `driftdb alerts watch`.
 #[derive(Debug, Args)]
-pub struct WatchArgs {
+pub(crate) struct WatchArgs {
     /// Only this model.
     #[arg(long)]
     model: Option<String>,
@@ -91,7 +91,7 @@ pub struct WatchArgs {
 
 /// Options of `driftdb event`.
 #[derive(Debug, Args)]
-pub struct EventArgs {
+pub(crate) struct EventArgs {
     /// Event name, e.g. `release` or `catalog_refresh`.
     pub event: String,
     /// Model id.
@@ -145,7 +145,7 @@ fn num(v: f64) -> String {
 }
 
 /// An alert as one JSON object.
-pub fn alert_json(a: &pb::Alert) -> serde_json::Value {
+pub(crate) fn alert_json(a: &pb::Alert) -> serde_json::Value {
     let f = |v: f64| v.is_finite().then_some(v);
     serde_json::json!({
         "sequence": a.sequence,
@@ -174,7 +174,7 @@ pub fn alert_json(a: &pb::Alert) -> serde_json::Value {
 }
 
 /// An alert as one line for people: `#7 FIRING critical  <summary>`.
-pub fn alert_line(a: &pb::Alert) -> String {
+pub(crate) fn alert_line(a: &pb::Alert) -> String {
     format!(
         "#{:<4} {:<8} {:<8} {}",
         a.sequence,
@@ -424,7 +424,7 @@ async fn event(a: EventArgs) -> Result<()> {
 }
 
 /// Runs a `rules` subcommand.
-pub async fn rules(cmd: RulesCmd) -> Result<()> {
+pub(crate) async fn rules(cmd: RulesCmd) -> Result<()> {
     match cmd {
         RulesCmd::Add { file, server } => add(file, server).await,
         RulesCmd::List {
@@ -437,7 +437,7 @@ pub async fn rules(cmd: RulesCmd) -> Result<()> {
 }
 
 /// Runs an `alerts` subcommand.
-pub async fn alerts(cmd: AlertsCmd) -> Result<()> {
+pub(crate) async fn alerts(cmd: AlertsCmd) -> Result<()> {
     match cmd {
         AlertsCmd::Watch(a) => watch(a).await,
         AlertsCmd::List {
@@ -450,6 +450,6 @@ pub async fn alerts(cmd: AlertsCmd) -> Result<()> {
 }
 
 /// Runs `driftdb event`.
-pub async fn announce(a: EventArgs) -> Result<()> {
+pub(crate) async fn announce(a: EventArgs) -> Result<()> {
     event(a).await
 }

@@ -1,7 +1,7 @@
 //! The auth check, once per transport, before any handler runs: an axum middleware on the HTTP
 //! routes (it reads the matched route pattern) and the same middleware around the gRPC router
-//! (it reads the method path). Each looks up what the route needs ([`super::http_need`],
-//! [`super::grpc_need`]), checks the `authorization` header, and leaves the [`Principal`] in
+//! (it reads the method path). Each looks up what the route needs ([`crate::auth::http_need`],
+//! [`crate::auth::grpc_need`]), checks the `authorization` header, and leaves the [`Principal`] in
 //! the request's extensions for the handler's team filtering. A handler that finds no
 //! principal refuses the request ([`grpc_principal`]; axum's `Extension` extractor), so a route
 //! that escaped the check fails closed.
@@ -12,7 +12,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use super::{Need, Principal, grpc_need, http_need};
+use crate::auth::{MISSING_KEY, Need, Principal, Scope, grpc_need, http_need};
 use crate::error::{Error, to_http, to_status};
 use crate::node::Node;
 
@@ -45,7 +45,7 @@ pub async fn http(State(node): State<Node>, mut req: Request, next: Next) -> Res
     let need = match req.extensions().get::<MatchedPath>() {
         Some(route) => http_need(req.method(), route.as_str()),
         // Not routed: the router answers 404 by itself; refuse anything else.
-        None => Need::Scope(super::Scope::Admin),
+        None => Need::Scope(Scope::Admin),
     };
     let check = node.auth.check(
         need,
@@ -98,5 +98,5 @@ pub fn grpc_principal<T>(req: &tonic::Request<T>) -> Result<Principal, tonic::St
     req.extensions()
         .get::<Principal>()
         .cloned()
-        .ok_or_else(|| tonic::Status::unauthenticated(super::MISSING_KEY))
+        .ok_or_else(|| tonic::Status::unauthenticated(MISSING_KEY))
 }

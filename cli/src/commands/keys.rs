@@ -13,18 +13,18 @@ use driftdb_proto::v1 as pb;
 use driftdb_storage::{Store, StoreConfig};
 
 use super::ServerArg;
-use crate::auth::{KeyRecord, KeySpec, KeyStore, Scopes};
 use crate::client::Client;
 use crate::error::{Error, Result};
-use crate::node::Node;
 use crate::output;
+use driftdb_server::auth::{KeyRecord, KeySpec, KeyStore, Scopes};
+use driftdb_server::node::Node;
 
 /// The file `driftdb serve` writes the first operator key to, inside the data directory.
-pub const ADMIN_KEY_FILE: &str = "admin.key";
+pub(crate) const ADMIN_KEY_FILE: &str = "admin.key";
 
 /// `driftdb keys …`.
 #[derive(Debug, Subcommand)]
-pub enum KeysCmd {
+pub(crate) enum KeysCmd {
     /// Create a key and print its token on stdout: it is shown this once and stored only as a
     /// hash. A team admin key creates keys of its own team with scopes it holds.
     Create(CreateArgs),
@@ -47,7 +47,7 @@ pub enum KeysCmd {
 
 /// Where the keys are: a server, or a data directory.
 #[derive(Debug, Args)]
-pub struct Target {
+pub(crate) struct Target {
     /// Work offline on this data directory instead of asking a server (the server must be
     /// stopped: RocksDB allows one process).
     #[arg(long)]
@@ -58,7 +58,7 @@ pub struct Target {
 
 /// `driftdb keys create`.
 #[derive(Debug, Args)]
-pub struct CreateArgs {
+pub(crate) struct CreateArgs {
     /// The key's team: it sees only that team's models (default with a team admin key: its
     /// own team).
     #[arg(long, conflicts_with = "operator")]
@@ -89,7 +89,7 @@ fn open_offline(dir: &Path) -> Result<KeyStore> {
             detail: format!("cannot open (is the server still running?): {e}"),
         }
     })?;
-    KeyStore::load(Arc::new(store))
+    Ok(KeyStore::load(Arc::new(store))?)
 }
 
 fn record_from_pb(k: pb::ApiKey) -> Result<KeyRecord> {
@@ -117,7 +117,7 @@ fn describe(k: &KeyRecord) -> String {
 }
 
 /// Runs a `driftdb keys` command.
-pub async fn run(cmd: KeysCmd) -> Result<()> {
+pub(crate) async fn run(cmd: KeysCmd) -> Result<()> {
     match cmd {
         KeysCmd::Create(a) => {
             let scopes = Scopes::parse_list(&a.scopes)?;
@@ -183,7 +183,7 @@ pub async fn run(cmd: KeysCmd) -> Result<()> {
             };
             if json {
                 for k in &keys {
-                    output::line(&crate::auth::admin::key_json(k).to_string());
+                    output::line(&driftdb_server::auth::admin::key_json(k).to_string());
                 }
                 return Ok(());
             }
@@ -233,7 +233,7 @@ pub async fn run(cmd: KeysCmd) -> Result<()> {
 /// token to `<data>/admin.key`, readable by its owner only (0600). Returns the file's path
 /// when it did. A node whose keys were all revoked is left alone: then a new key is made
 /// offline with `driftdb keys create --data DIR`.
-pub fn bootstrap(node: &Node, data: &Path) -> Result<Option<PathBuf>> {
+pub(crate) fn bootstrap(node: &Node, data: &Path) -> Result<Option<PathBuf>> {
     if !node.auth.keys().is_empty() {
         return Ok(None);
     }

@@ -2,20 +2,18 @@
 //! row survives, and replaying the unacknowledged tail with the same producer sequence numbers
 //! counts each row exactly once.
 
-#![expect(clippy::unwrap_used, reason = "tests fail loudly on broken setup")]
-
-mod common;
+use crate::common;
 
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
+use driftdb_cli::client::{Client, ClientConfig};
 use driftdb_engine::series::{FeatureRef, Segment, SeriesKey};
 use driftdb_engine::sketch::SeriesState;
 use driftdb_engine::time::{Clock, Resolution, SystemClock, Timestamp};
 use driftdb_proto::v1 as pb;
 use driftdb_server::auth::AuthMode;
-use driftdb_server::client::{Client, ClientConfig};
 use driftdb_server::node::Node;
 use driftdb_storage::{SeriesReader, StoreConfig};
 use rand::Rng;

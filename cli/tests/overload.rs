@@ -4,19 +4,17 @@
 //! far less than what was offered, every acknowledged batch is stored whole, and it still
 //! serves afterwards.
 
-#![expect(clippy::unwrap_used, reason = "tests")]
-
-mod common;
+use crate::common;
 
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use driftdb_cli::client::Client;
 use driftdb_engine::model::{FeatureKind, ModelDef, Task};
 use driftdb_engine::time::{Clock, SystemClock};
 use driftdb_proto::v1 as pb;
-use driftdb_server::client::Client;
 use driftdb_server::convert::model_to_pb;
 use tokio_stream::StreamExt;
 use tonic::Code;

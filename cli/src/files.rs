@@ -1,7 +1,7 @@
 //! Reading inference, reference and label files (JSONL, CSV, Parquet; chosen by extension) and
-//! turning their records into columnar gRPC batches (SPEC §5 "File formats").
+//! turning their records into columnar gRPC batches (docs/DATA_MODEL.md, "File formats").
 //!
-//! A JSONL line is an object as in SPEC §5 (`segments` and `features` nested). A CSV or
+//! A JSONL line is an object as in docs/DATA_MODEL.md (`segments` and `features` nested). A CSV or
 //! Parquet row has one column per field, with segment and feature columns named as in the model
 //! definition. Values a column cannot hold (a string in a numeric feature, an unparsable
 //! timestamp) reject that row with a reason; nothing else is affected.
@@ -427,7 +427,7 @@ fn ranked_item(v: &Value) -> std::result::Result<pb::RankedItem, String> {
     Ok(pb::RankedItem { id, score })
 }
 
-/// Parses a label record (SPEC §5 labels JSONL, or CSV columns `request_id,ts,label` and the
+/// Parses a label record (docs/DATA_MODEL.md labels JSONL, or CSV columns `request_id,ts,label` and the
 /// outcome columns `click,purchase,revenue,dwell_ms`).
 pub fn label_from_record(r: &Record) -> std::result::Result<pb::Label, String> {
     let request_id = text(r, "request_id").ok_or("missing request_id")?;

@@ -1,0 +1,14 @@
+//! Integration tests of the `driftdb` binary: each one runs the real executable (built by cargo
+//! for this test binary) against real servers on 127.0.0.1 and real RocksDB data directories.
+//! One test binary, so RocksDB is linked once.
+
+#![expect(clippy::unwrap_used, reason = "tests fail loudly on a broken setup")]
+
+mod common;
+mod demo_cli;
+mod faults;
+mod golden_cli;
+mod keys_cli;
+mod kill9;
+mod overload;
+mod query_cli;

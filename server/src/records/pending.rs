@@ -1,0 +1,164 @@
+//! The label-join records: one per (model, request id) in the `pending` family, and the last
+//! applied sequence of each producer in the `dedup` family.
+
+use driftdb_engine::codec::{Reader, Writer};
+use driftdb_engine::ingest::{LabelRow, PendingPrediction};
+use driftdb_engine::series::Segment;
+use driftdb_engine::time::Timestamp;
+
+use super::{Record, RecordKind, corrupt};
+use crate::error::Result;
+
+/// The state of one request id in the `pending` family.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PendingRecord {
+    /// A prediction waiting for its label.
+    Prediction(PendingPrediction),
+    /// A label waiting for its prediction.
+    Label(LabelRow),
+    /// Joined; kept so duplicates of either side are recognised.
+    Joined,
+}
+
+fn opt_f64(w: &mut Writer, v: Option<f64>) {
+    match v {
+        Some(x) => {
+            w.u8(1);
+            w.f64(x);
+        }
+        None => w.u8(0),
+    }
+}
+
+fn read_opt_f64(r: &mut Reader<'_>) -> driftdb_engine::Result<Option<f64>> {
+    Ok(if r.u8()? == 1 { Some(r.f64()?) } else { None })
+}
+
+impl Record for PendingRecord {
+    const KIND: RecordKind = RecordKind::Pending;
+    const WHAT: &'static str = "pending record";
+
+    /// The layout is in `storage/FORMAT.md` §5.
+    fn encode(&self) -> Result<Vec<u8>> {
+        let mut w = Writer::new();
+        match self {
+            PendingRecord::Prediction(p) => {
+                w.u8(1);
+                w.str(&p.version);
+                w.f64(p.window.0 as f64);
+                w.varint(p.segments.len() as u64);
+                for s in &p.segments {
+                    s.encode(&mut w);
+                }
+                opt_f64(&mut w, p.score);
+                w.varint(p.items.len() as u64);
+                for i in &p.items {
+                    w.str(i);
+                }
+            }
+            PendingRecord::Label(l) => {
+                w.u8(2);
+                w.f64(l.ts.0 as f64);
+                opt_f64(&mut w, l.label);
+                opt_f64(&mut w, l.click);
+                opt_f64(&mut w, l.purchase);
+                opt_f64(&mut w, l.revenue);
+                w.varint(l.relevance.len() as u64);
+                for (k, v) in &l.relevance {
+                    w.str(k);
+                    w.f64(*v);
+                }
+            }
+            PendingRecord::Joined => w.u8(3),
+        }
+        Ok(w.into_bytes())
+    }
+
+    /// Reads a record; a held label's `request_id` is left empty (it is the key's, not the
+    /// value's: the reader fills it in).
+    fn decode(b: &[u8]) -> Result<Self> {
+        decode_pending(b).map_err(|e| corrupt(Self::WHAT, e))
+    }
+}
+
+fn decode_pending(b: &[u8]) -> driftdb_engine::Result<PendingRecord> {
+    {
+        let mut r = Reader::new(b);
+        let rec = match r.u8()? {
+            1 => {
+                let version = r.str()?.to_string();
+                let window = Timestamp(r.f64()? as i64);
+                let n = r.len(1024, "segments")?;
+                let mut segments = Vec::with_capacity(n);
+                for _ in 0..n {
+                    segments.push(Segment::decode(&mut r)?);
+                }
+                let score = read_opt_f64(&mut r)?;
+                let m = r.len(100_000, "items")?;
+                let mut items = Vec::with_capacity(m);
+                for _ in 0..m {
+                    items.push(r.str()?.to_string());
+                }
+                PendingRecord::Prediction(PendingPrediction {
+                    version,
+                    window,
+                    segments,
+                    score,
+                    items,
+                })
+            }
+            2 => {
+                let ts = Timestamp(r.f64()? as i64);
+                let label = read_opt_f64(&mut r)?;
+                let click = read_opt_f64(&mut r)?;
+                let purchase = read_opt_f64(&mut r)?;
+                let revenue = read_opt_f64(&mut r)?;
+                let n = r.len(100_000, "relevance")?;
+                let mut relevance = Vec::with_capacity(n);
+                for _ in 0..n {
+                    relevance.push((r.str()?.to_string(), r.f64()?));
+                }
+                PendingRecord::Label(LabelRow {
+                    request_id: String::new(),
+                    ts,
+                    label,
+                    click,
+                    purchase,
+                    revenue,
+                    relevance,
+                })
+            }
+            3 => PendingRecord::Joined,
+            t => {
+                return Err(driftdb_engine::Error::Malformed {
+                    what: "pending record",
+                    detail: format!("tag {t}"),
+                });
+            }
+        };
+        r.finish("pending record")?;
+        Ok(rec)
+    }
+}
+
+/// The last applied batch sequence of one producer (exactly-once replays).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProducerSeq(pub u64);
+
+impl Record for ProducerSeq {
+    const KIND: RecordKind = RecordKind::Producer;
+    const WHAT: &'static str = "producer sequence";
+
+    fn encode(&self) -> Result<Vec<u8>> {
+        let mut w = Writer::new();
+        w.varint(self.0);
+        Ok(w.into_bytes())
+    }
+
+    fn decode(b: &[u8]) -> Result<Self> {
+        let mut r = Reader::new(b);
+        let seq = r.varint().map_err(|e| corrupt(Self::WHAT, e))?;
+        r.finish(Self::WHAT).map_err(|e| corrupt(Self::WHAT, e))?;
+        Ok(ProducerSeq(seq))
+    }
+}
