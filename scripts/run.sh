@@ -5,5 +5,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-cargo build --release --locked -p driftdb-server --bin driftdb
+cargo build --release --locked --workspace --bin driftdb
 exec target/release/driftdb demo "$@"
