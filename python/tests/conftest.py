@@ -1,7 +1,8 @@
 """Fixtures: a real ``driftdb serve`` on 127.0.0.1 with a temporary data directory.
 
 The binary is ``$DRIFTDB_BIN`` (default ``<repo>/target/release/driftdb``). The golden data is
-dated 2026-03-01, so servers run with ``"retention": "365d"``.
+dated 2026-03-01, so servers run with ``"retention": "3650d"`` and
+``"downsample_after": "3600d"`` (its 15-minute windows must not be merged into hourly ones).
 """
 
 from __future__ import annotations
@@ -44,7 +45,9 @@ class Server:
     def __init__(self, data: Path, *, auth: bool = False, config: Optional[Dict[str, Any]] = None):
         self.data = data
         self.auth = auth
-        self.config = {"retention": "365d", **(config or {})}
+        # The golden data is dated 2026-03-01: keep it, and keep its 15-minute windows (older
+        # windows are downsampled to hourly ones after `downsample_after`).
+        self.config = {"retention": "3650d", "downsample_after": "3600d", **(config or {})}
         # Ports are picked by the first start and kept by restarts.
         self.grpc = "127.0.0.1:0"
         self.http = "127.0.0.1:0"

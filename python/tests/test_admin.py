@@ -81,8 +81,9 @@ def test_typed_errors_carry_the_servers_message(db):
         db.models.show(unique("nope"))
     model = unique("dup")
     db.models.create(small_model(model))
-    with pytest.raises(driftdb.AlreadyExists):
-        db.models.create(small_model(model))
+    db.models.create(small_model(model))  # the same definition again: fine
+    with pytest.raises(driftdb.AlreadyExists, match="already exists"):
+        db.models.create(small_model(model, sampling=0.5))
 
 
 def test_auth(auth_server):
@@ -91,11 +92,15 @@ def test_auth(auth_server):
         anon.models.list()
     admin = auth_server.client()
     model = unique("auth")
-    admin.models.create(small_model(model))
-    reader = admin.keys.create("reader", scopes=["read"])
+    admin.models.create(dict(small_model(model), team="t1"))
+    other = unique("other")
+    admin.models.create(dict(small_model(other), team="t2"))
+    reader = admin.keys.create("reader", scopes=["read"], team="t1")
     assert reader.token.startswith("ddb_") and reader.key.scopes == ["read"]
     ro = auth_server.client(api_key=reader.token)
-    assert model in {m["id"] for m in ro.models.list()}
+    assert {m["id"] for m in ro.models.list()} == {model}  # not t2's model
+    with pytest.raises(driftdb.NotFound):
+        ro.models.show(other)
     with pytest.raises(driftdb.PermissionDenied):
         ro.ingest({"request_id": ["a"], "amount": [1.0]}, model=model, version="v1")
     # A monitor with the wrong scope never raises; the problem shows in its stats.

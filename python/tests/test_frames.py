@@ -102,11 +102,11 @@ def test_ingest_row_errors_and_call_errors(db):
     assert sorted(e.row for e in r.errors) == [3, 4]
     with pytest.raises(driftdb.NotFound, match="not found"):
         db.ingest(df, model=unique("nope"), version="v1")
-    with pytest.raises(driftdb.InvalidArgument):
-        db.ingest(
-            df.assign(model_version="$bad!"), model=model, batch_size=5
-        )  # whole call refused?
-    # (a bad version is refused per row or per batch; either way nothing is folded)
+    bad = df.assign(model_version="$bad", request_id=[f"bad-{i}" for i in range(10)])
+    r = db.ingest(bad, model=model, batch_size=5)
+    assert (r.accepted, r.rejected, r.batches) == (0, 10, 2)
+    assert "model_version" in r.errors[0].reason
+    assert _values(db, "rows", model, "amount") == 8
 
 
 def test_labels_and_reference_from_tables(db):

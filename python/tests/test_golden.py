@@ -168,21 +168,37 @@ def test_segments_and_performance_match_expected(golden):
             assert abs(r["value"] - e[field]) <= tol, (metric, r, e[field])
 
 
+def _same(got, want, tol):
+    """Two ``--json`` row lists are equal: same keys, same text, numbers within ``tol``."""
+    assert len(got) == len(want)
+    for g, w in zip(got, want):
+        assert set(g) == set(w)
+        for k, v in w.items():
+            if isinstance(v, (int, float)) and not isinstance(v, bool):
+                assert isinstance(g[k], (int, float)) and abs(g[k] - v) <= tol, (k, g[k], v)
+            else:
+                assert g[k] == v, (k, g[k], v)
+
+
 @pytest.mark.parametrize(
-    "query",
+    "query,tol",
     [
-        f"psi(fraud.*) {RANGE} by channel",
-        f"auc(fraud) {RANGE}",
-        "ks(fraud.amount) from 2026-03-01T01:00:00Z to 2026-03-01T02:00:00Z",
-        f"count(fraud.$score) {RANGE}",
-        "explain(fraud) from 2026-03-01T01:00:00Z to 2026-03-01T02:00:00Z",
+        (f"psi(fraud.*) {RANGE} by channel", 0.0),
+        (f"auc(fraud) {RANGE}", 0.0),
+        (f"count(fraud.$score) {RANGE}", 0.0),
+        ("explain(fraud) from 2026-03-01T01:00:00Z to 2026-03-01T02:00:00Z", 0.0),
+        # KS reads randomised KLL merges: two runs differ in the third decimal.
+        ("ks(fraud.amount) from 2026-03-01T01:00:00Z to 2026-03-01T02:00:00Z", 0.01),
     ],
 )
-def test_query_to_pandas_equals_cli_json(golden, server, query):
+def test_query_to_pandas_equals_cli_json(golden, server, query, tol):
     db = golden[0]
     res = db.query(query)
     cli = json.loads(server.cli("query", "--json", query).stdout)
-    assert res.to_json() == cli
+    if tol == 0.0:
+        assert res.to_json() == cli
+    else:
+        _same(res.to_json(), cli, tol)
     df = res.to_pandas()
     assert list(df.columns) == res.columns and len(df) == len(cli)
     for i, want in enumerate(cli):
@@ -191,7 +207,7 @@ def test_query_to_pandas_equals_cli_json(golden, server, query):
             if v is None:
                 assert got is None or (isinstance(got, float) and math.isnan(got)), (col, got)
             elif isinstance(v, (int, float)):
-                assert float(got) == float(v), (col, got, v)
+                assert abs(float(got) - float(v)) <= tol, (col, got, v)
             else:
                 assert got == v, (col, got, v)
 
@@ -200,10 +216,15 @@ def test_drift_summary_names_the_drifted_features(golden):
     db = golden[0]
     s = db.drift_summary("fraud", start="2026-03-01T01:00:00Z", end="2026-03-01T02:00:00Z")
     assert s.version == "v2" and s.start.startswith("2026-03-01T01:00:00")
-    drifted = {r.get("feature") for r in s.drifted_features.rows}
-    assert {"amount", "merchant_cat"} <= drifted, s.drifted_features.rows
-    assert "age" not in drifted
-    assert len(s.performance) >= 1 and len(s.prediction_shift) >= 1
+    rows = s.drifted_features.rows
+    drifted = {r["feature"] for r in rows if r["drifted"] == "yes"}
+    # Where the scenario puts the drift (tests/data/golden/README.md), and where it does not.
+    assert drifted == {"amount", "risk", "session_s", "merchant_cat", "is_new_customer"}, rows
+    assert {r["feature"] for r in rows} >= {"age", "balance", "browser"}
+    perf = {r["metric"]: r for r in s.performance.rows}
+    assert perf["auc"]["n_labeled"] > 0 and perf["auc"]["value"] < perf["auc"]["reference"]
+    assert {r["metric"] for r in s.prediction_shift.rows} >= {"psi", "ks"}
+    assert s.drifted_features.to_pandas().shape[0] == len(rows)
 
 
 def test_models_list_and_show(golden, server):

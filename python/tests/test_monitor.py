@@ -122,13 +122,17 @@ def test_server_killed_then_back_delivers_the_rest(make_server):
 
 
 def test_restart_mid_stream_gives_no_double_counts(make_server):
+    """SIGKILL mid-stream, after the server applied batches whose acks were lost on the way
+    (a relay drops the server's answers): after the restart the client replays them with the
+    same producer and sequence, the server answers replayed=true, nothing counts twice."""
     srv = make_server()
     db = srv.client()
     model = unique("restart")
     db.models.create(small_model(model))
-    mon = db.monitor(model, version="v1", batch_size=200, flush_interval=0.02, max_queue=1_000_000)
+    proxy = _Proxy(srv.address)
+    pdb = driftdb.Client(proxy.address)
+    mon = pdb.monitor(model, version="v1", batch_size=200, flush_interval=0.02, max_queue=10**6)
     n = 16_000
-    stop = threading.Event()
 
     def produce():
         for i in range(n):
@@ -139,19 +143,35 @@ def test_restart_mid_stream_gives_no_double_counts(make_server):
     t = threading.Thread(target=produce)
     t.start()
     assert wait_until(lambda: mon.stats().acked >= 3000, 60)
+    proxy.lose_answers.set()
+    assert wait_until(lambda: _count(db, model) >= mon.stats().acked + 200, 30)
     srv.kill()
-    time.sleep(0.3)
+    proxy.cut()
+    proxy.lose_answers.clear()
+    time.sleep(0.2)
     srv.start()
     t.join()
-    stop.set()
     assert mon.flush(timeout=60)
     s = mon.stats()
     assert s.logged == n and s.dropped == 0 and s.rejected == 0
+    assert s.replayed >= 200 and s.retried >= s.replayed
     assert s.acked + s.replayed == n
     assert s.server["accepted"] == s.acked
     assert _count(db, model) == n  # exactly once: nothing lost, nothing twice
     mon.close()
+    pdb.close()
+    proxy.close()
     db.close()
+
+
+def _hang_up(s):
+    # shutdown() first: a bare close() while the other pump thread is blocked in recv() on
+    # the same socket sends no FIN until that recv returns.
+    try:
+        s.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+    s.close()
 
 
 class _Proxy:
@@ -176,7 +196,11 @@ class _Proxy:
                 c, _ = self.sock.accept()
             except OSError:
                 return
-            u = socket.create_connection(self.upstream)
+            try:
+                u = socket.create_connection(self.upstream)
+            except OSError:  # the server is down: so is this connection
+                c.close()
+                continue
             self.conns += [c, u]
             threading.Thread(target=self._pump, args=(c, u, False), daemon=True).start()
             threading.Thread(target=self._pump, args=(u, c, True), daemon=True).start()
@@ -193,19 +217,12 @@ class _Proxy:
         except OSError:
             pass
         for s in (src, dst):
-            try:
-                s.close()
-            except OSError:
-                pass
+            _hang_up(s)
 
     def cut(self):
         """Drops every connection (both sides)."""
         for s in self.conns:
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            s.close()
+            _hang_up(s)
         self.conns = []
 
     def close(self):
@@ -401,7 +418,7 @@ def test_overload_retry_hint_is_honoured(make_server):
     db.close()
 
 
-def test_invalid_batch_is_rejected_and_counted(db):
+def test_invalid_rows_are_rejected_and_counted(db):
     model = unique("badver")
     db.models.create(small_model(model))
     mon = db.monitor(model, version="$bad", batch_size=10, flush_interval=0.02)
@@ -409,7 +426,34 @@ def test_invalid_batch_is_rejected_and_counted(db):
         _row(mon, i)
     assert mon.flush(timeout=30)
     s = mon.stats()
-    assert s.rejected == 10 and s.acked == 0
+    assert s.rejected == 10 and s.acked == 0 and s.server["rejected"] == 10
+    mon.close()
+
+
+def test_refused_batch_is_counted_and_the_definition_read_again(db, monkeypatch):
+    model = unique("refused")
+    db.models.create(small_model(model))
+    real = db._model_spec
+    reads = []
+
+    def stale(m, timeout=None):
+        spec = real(m, timeout)
+        if not reads:  # the first read claims a feature the server does not know
+            spec["features"]["ghost"] = "numeric"
+        reads.append(m)
+        return spec
+
+    monkeypatch.setattr(db, "_model_spec", stale)
+    mon = db.monitor(model, version="v1", batch_size=10, flush_interval=0.02)
+    for i in range(10):
+        mon.log(request_id=f"g{i}", features={"amount": 1.0, "ghost": 2.0})
+    assert mon.flush(timeout=30)
+    s = mon.stats()
+    assert (s.rejected, s.acked) == (10, 0) and "unknown feature" in s.last_error
+    for i in range(10):
+        mon.log(request_id=f"h{i}", features={"amount": 1.0, "ghost": 2.0})
+    assert mon.flush(timeout=30)
+    assert mon.stats().acked == 10 and len(reads) == 2
     mon.close()
 
 

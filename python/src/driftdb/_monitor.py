@@ -170,7 +170,11 @@ class _Shipper:
         if self._delivery is not None:
             _fork.orphan(self._delivery)
         closed = self._closed
+        encoder = self._encoder
         self._init_state()
+        self._encoder = encoder  # the model's definition (and sampling rate) still hold
+        if encoder is None:
+            self._schema = None
         if closed:
             self._closed = True
             self._max_queue = 0
@@ -263,12 +267,12 @@ class _Shipper:
         self._schema = None
 
     def _abandon(self) -> None:
-        q = self._q
-        queued = len(q)
-        q.clear()
         d = self._delivery
-        n = queued + (d.abandon() if d is not None else 0)
+        in_flight = d.abandon() if d is not None else 0
         with self._lock:
+            queued = len(self._q)
+            self._q.clear()
+            n = queued + in_flight
             self._abandoned += n
             self._popped += queued
             self._done = self._popped  # nothing more will complete
@@ -315,8 +319,8 @@ class _Shipper:
                 break
             k = n if n < bs else bs
             popleft = q.popleft
-            rows = [popleft() for _ in range(k)]
-            with self._lock:
+            with self._lock:  # flush() reads _popped + len(q) under the same lock
+                rows = [popleft() for _ in range(k)]
                 self._popped += k
             self._last_batch = now
             rows = self._filter_late(rows)

@@ -33,6 +33,11 @@ def transpose(dicts: Sequence[Any], names: Sequence[str]) -> List[Tuple[Any, ...
     if not names:
         return []
     get = _getter(names)
+    try:
+        # Every mapping has every name: one C-level pass.
+        return list(zip(*map(get, dicts)))
+    except (KeyError, TypeError):
+        pass
     rows: List[Tuple[Any, ...]] = []
     append = rows.append
     for d in dicts:
