@@ -40,6 +40,14 @@ def _count(db, model, since_s=3600):
     return int(sum(r["value"] for r in res.rows if r["value"] is not None))
 
 
+def _balanced(s):
+    """The accounting identities of Stats once nothing is queued or in flight."""
+    assert s.queued == 0 and s.in_flight == 0, s
+    assert s.logged == s.sampled_out + s.dropped + s.sent + s.errors, s
+    assert s.sent == s.acked + s.rejected + s.replayed, s
+    return s
+
+
 def _free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -114,7 +122,7 @@ def test_server_killed_then_back_delivers_the_rest(make_server):
     assert s.dropped >= 100_000 - 5_000 - 4 * 500
     srv.start()
     assert mon.flush(timeout=60)
-    s = mon.stats()
+    s = _balanced(mon.stats())
     assert s.acked == 100_000 - s.dropped and s.replayed == 0
     assert _count(db, model) == s.acked
     mon.close()
@@ -152,7 +160,7 @@ def test_restart_mid_stream_gives_no_double_counts(make_server):
     srv.start()
     t.join()
     assert mon.flush(timeout=60)
-    s = mon.stats()
+    s = _balanced(mon.stats())
     assert s.logged == n and s.dropped == 0 and s.rejected == 0
     assert s.replayed >= 200 and s.retried >= s.replayed
     assert s.acked + s.replayed == n
@@ -249,7 +257,7 @@ def test_lost_ack_is_replayed_not_double_counted(server, db):
     proxy.lose_answers.clear()
     proxy.cut()
     assert mon.flush(timeout=30)
-    s = mon.stats()
+    s = _balanced(mon.stats())
     assert s.replayed == 200 and s.acked == 100 and s.retried >= 200
     assert s.server["accepted"] == 100
     assert _count(db, model) == 300
@@ -355,7 +363,7 @@ def test_client_sampling_agrees_with_the_server_on_100k_ids(db):
     for rid in ids:
         mon.log(request_id=rid, features={"amount": 1.0}, score=0.5)
     assert mon.flush(timeout=60)
-    s = mon.stats()
+    s = _balanced(mon.stats())
     assert (s.sampled_out, s.acked) == (len(drop), len(keep))
     assert s.server["server_sampled_out"] == 0 and s.server["accepted"] == len(keep)
     # Labels are filtered alike: every label sent finds its prediction.
@@ -425,7 +433,7 @@ def test_invalid_rows_are_rejected_and_counted(db):
     for i in range(10):
         _row(mon, i)
     assert mon.flush(timeout=30)
-    s = mon.stats()
+    s = _balanced(mon.stats())
     assert s.rejected == 10 and s.acked == 0 and s.server["rejected"] == 10
     mon.close()
 
@@ -448,7 +456,7 @@ def test_refused_batch_is_counted_and_the_definition_read_again(db, monkeypatch)
     for i in range(10):
         mon.log(request_id=f"g{i}", features={"amount": 1.0, "ghost": 2.0})
     assert mon.flush(timeout=30)
-    s = mon.stats()
+    s = _balanced(mon.stats())
     assert (s.rejected, s.acked) == (10, 0) and "unknown feature" in s.last_error
     for i in range(10):
         mon.log(request_id=f"h{i}", features={"amount": 1.0, "ghost": 2.0})

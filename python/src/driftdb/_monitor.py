@@ -62,13 +62,17 @@ class Stats:
     - ``replayed``: rows of batches the server reported as already applied (``replayed=true``):
       delivered by an attempt whose ack was lost; never counted twice.
     - ``queued`` / ``in_flight``: rows waiting in the queue / sent and not yet acknowledged.
-    - ``errors``: ``log()`` calls that failed inside (counted instead of raising).
+    - ``errors``: rows that failed inside the client: a ``log()`` call that raised inside
+      (counted instead of raising), or a row the sender thread could not encode.
     - ``server``: the server's own counters summed over acks (``accepted``, ``duplicates``,
       ``invalid_values``, ``server_sampled_out``; ``joined``/``pending`` for labels).
     - ``last_error``: the last delivery problem, if any (for example ``UNAVAILABLE: ...``).
+    - ``sender_cpu_s``: CPU seconds the sender thread used (building and sending batches).
 
     Once everything is delivered, ``logged == sampled_out + dropped + sent + errors`` and
-    ``sent == acked + rejected + replayed``.
+    ``sent == acked + rejected + replayed``. Rows given up at ``close()`` or exit are counted in
+    ``dropped``; those of them that were already sent stay in ``sent`` too (they may have been
+    applied).
     """
 
     logged: int
@@ -84,6 +88,7 @@ class Stats:
     errors: int
     server: Dict[str, int] = field(default_factory=dict)
     last_error: Optional[str] = None
+    sender_cpu_s: float = 0.0
 
     def as_dict(self) -> Dict[str, Any]:
         return asdict(self)
@@ -139,7 +144,6 @@ class _Shipper:
         self._thread: Optional[threading.Thread] = None
         self._producer = f"py-{uuid.uuid4().hex}"
         self._seq = 0
-        self._n_logged = itertools.count()
         self._n_sampled = itertools.count()
         self._n_dropped = itertools.count()
         self._n_errors = itertools.count()
@@ -152,7 +156,9 @@ class _Shipper:
         self._rejected = 0
         self._replayed = 0
         self._sampled_late = 0
+        self._encode_failed = 0
         self._abandoned = 0
+        self._sender_cpu = 0.0
         self._server: Dict[str, int] = {}
         self._last_error: Optional[str] = None
         self._closing = False
@@ -197,8 +203,10 @@ class _Shipper:
 
     def _run(self) -> None:
         ev = self._event
+        cpu = time.thread_time
         while True:
             ev.clear()
+            c0 = cpu()
             try:
                 timeout = self._step()
             except Exception as e:  # never let the thread die
@@ -206,6 +214,7 @@ class _Shipper:
                 with self._lock:
                     self._last_error = f"{type(e).__name__}: {e}"
                 timeout = 1.0
+            self._sender_cpu += cpu() - c0
             if timeout is None:
                 return
             ev.wait(timeout)
@@ -334,7 +343,7 @@ class _Shipper:
                 self._seq -= 1
                 log.exception("driftdb: could not encode %d %s", k, self._kind)
                 with self._lock:
-                    self._rejected += k
+                    self._encode_failed += k
                     self._done += k
                     self._last_error = f"encode: {type(e).__name__}: {e}"
                     self._lock.notify_all()
@@ -437,11 +446,15 @@ class _Shipper:
         """A snapshot of the counters (see ``Stats``)."""
         d = self._delivery
         with self._lock:
+            n_sampled = _count_value(self._n_sampled)
+            n_dropped = _count_value(self._n_dropped)
+            n_errors = _count_value(self._n_errors)
             in_flight = sum(b.rows for b in d.pending) if d is not None else 0
             return Stats(
-                logged=_count_value(self._n_logged),
-                sampled_out=_count_value(self._n_sampled) + self._sampled_late,
-                dropped=_count_value(self._n_dropped) + self._abandoned,
+                # Every call ends queued, taken by the sender, sampled out, dropped or failed.
+                logged=self._popped + len(self._q) + n_sampled + n_dropped + n_errors,
+                sampled_out=n_sampled + self._sampled_late,
+                dropped=n_dropped + self._abandoned,
                 sent=self._sent,
                 acked=self._acked,
                 rejected=self._rejected,
@@ -449,9 +462,10 @@ class _Shipper:
                 replayed=self._replayed,
                 queued=len(self._q),
                 in_flight=in_flight,
-                errors=_count_value(self._n_errors),
+                errors=n_errors + self._encode_failed,
                 server=dict(self._server),
                 last_error=self._last_error or (d.last_error if d is not None else None),
+                sender_cpu_s=self._sender_cpu,
             )
 
 
@@ -520,7 +534,6 @@ class Monitor(_Shipper):
         will not change afterwards (a new dict per call, as usual).
         """
         try:
-            next(self._n_logged)
             if request_id is None:
                 request_id = uuid.uuid4().hex
             rate = self._rate
@@ -603,7 +616,6 @@ class LabelLogger(_Shipper):
         ``dwell_ms``, ``relevance``); ``ts`` is when the label arrived (default now).
         """
         try:
-            next(self._n_logged)
             rate = self._rate
             if rate < 1.0:
                 rid = request_id if isinstance(request_id, str) else str(request_id)
