@@ -28,7 +28,11 @@ pub struct Limits {
     pub max_nesting: usize,
     /// Most operators (unary and binary, `and`/`or`/`unless`/`atan2` included) in the text.
     pub max_operators: usize,
-    /// Most levels of the parsed expression tree (a backstop behind the two above).
+    /// Most regular-expression matchers (`=~`, `!~`) in the text: each is compiled before
+    /// parsing, by the parser and again for evaluation, and a pattern near the compiled-size
+    /// limit takes milliseconds to compile.
+    pub max_regex_matchers: usize,
+    /// Most levels of the parsed expression tree (a backstop behind the scan's limits).
     pub max_depth: usize,
     /// Most instants a range query evaluates (Prometheus' own limit is 11,000).
     pub max_points: usize,
@@ -56,6 +60,7 @@ impl Default for Limits {
             max_query_bytes: 64 * 1024,
             max_nesting: 64,
             max_operators: 256,
+            max_regex_matchers: 16,
             max_depth: 512,
             max_points: 11_000,
             max_cells: 5_000_000,

@@ -12,6 +12,11 @@
 //! - how many operators it has, unary and binary ([`Limits::max_operators`]): `+ - * / % ^`,
 //!   comparisons, `and or unless atan2`; a sign in a number's exponent (`1e-3`) is not one.
 //!
+//! - how many regular-expression matchers it has ([`Limits::max_regex_matchers`]), each
+//!   pattern compiled here with the size limit evaluation uses ([`Matcher::new`]) before the
+//!   parser compiles it without one: a pattern of a few bytes such as `.{65000}` took the
+//!   parser 200 ms, and a 64 KiB query holds thousands of them.
+//!
 //! The contents of string literals and `#` comments are skipped, and label matchers inside
 //! `{…}` are not operators. The scan also reports what it can say precisely about unbalanced
 //! brackets, and refuses durations written as numbers of seconds that are not finite or too
@@ -19,6 +24,7 @@
 
 use crate::error::{Error, Result};
 use crate::limits::Limits;
+use crate::matcher::{MatchOp, Matcher};
 
 /// Largest duration, in seconds, accepted when written as a plain number (`x[300]`,
 /// `offset 1e3`): far beyond any retention, and well inside what the parser can represent.
@@ -38,6 +44,10 @@ pub fn check(text: &str, limits: &Limits) -> Result<()> {
     let mut operators = 0usize;
     // After `offset` (and an optional sign) the next token is a duration.
     let mut offset = Offset::No;
+    // Inside braces: the last label name, and whether a regex operator follows it.
+    let mut label: &str = "";
+    let mut regex_next = false;
+    let mut regexes = 0usize;
     let mut i = 0;
     while i < b.len() {
         let c = b[i];
@@ -54,7 +64,27 @@ pub fn check(text: &str, limits: &Limits) -> Result<()> {
                 }
                 continue;
             }
-            b'"' | b'\'' | b'`' => i = string_end(b, i),
+            b'"' | b'\'' | b'`' => {
+                i = string_end(b, i);
+                if in_braces && regex_next {
+                    check_regex(label, &text[start..i], start)?;
+                } else if in_braces {
+                    // A quoted label name.
+                    label = text[start..i].trim_matches(|c| c == '"' || c == '\'' || c == '`');
+                }
+            }
+            b'=' | b'!' if in_braces && b.get(i + 1) == Some(&b'~') => {
+                regexes += 1;
+                if regexes > limits.max_regex_matchers {
+                    return Err(Error::TooLarge(format!(
+                        "the query has more than {} regular-expression matchers (=~, !~); the limit is {} (merge alternatives into one pattern)",
+                        limits.max_regex_matchers, limits.max_regex_matchers
+                    )));
+                }
+                i += 2;
+                regex_next = true;
+                continue;
+            }
             b'(' | b'[' | b'{' => {
                 open.push((c, i));
                 if open.len() > limits.max_nesting {
@@ -109,7 +139,9 @@ pub fn check(text: &str, limits: &Limits) -> Result<()> {
                     i += 1;
                 }
                 let word = &text[start..i];
-                if !in_braces {
+                if in_braces {
+                    label = word;
+                } else {
                     if ["and", "or", "unless", "atan2"]
                         .iter()
                         .any(|w| word.eq_ignore_ascii_case(w))
@@ -151,6 +183,7 @@ pub fn check(text: &str, limits: &Limits) -> Result<()> {
         }
         check_operators(operators, limits)?;
         offset = Offset::No;
+        regex_next = false;
     }
     if let Some((o, at)) = open.last() {
         return Err(Error::Invalid(format!(
@@ -255,6 +288,18 @@ fn check_operators(n: usize, limits: &Limits) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+/// Compiles a regular expression matcher's pattern (the string literal `literal`) as
+/// evaluation will, refusing it before the parser compiles it without a size limit.
+fn check_regex(label: &str, literal: &str, at: usize) -> Result<()> {
+    // A string the parser cannot read is its error to report.
+    let Ok(pattern) = promql_parser::util::unquote_string(literal) else {
+        return Ok(());
+    };
+    Matcher::new(MatchOp::Re, label, pattern)
+        .map(|_| ())
+        .map_err(|e| Error::Invalid(format!("parse error at char {}: {e}", at + 1)))
 }
 
 /// The end of the number or duration token starting at `i`, and whether it is a plain number

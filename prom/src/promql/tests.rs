@@ -269,7 +269,7 @@ fn invalid_queries_are_parse_errors() {
         ("{}", "parse error"),
         ("{model=~\".*\"}", "at least one"),
         ("driftdb_psi{model=\"(\"", "parse error"),
-        ("driftdb_psi{model=~\"(\"}", "parse error"),
+        ("driftdb_psi{model=~\"(\"}", "invalid regular expression"),
         ("avg_over_time(driftdb_psi)", "parse error"),
         ("", "empty query"),
         ("   ", "empty query"),
@@ -433,4 +433,25 @@ fn lowering_counts_depth() {
     assert!(e.to_string().contains("levels deep"), "{e}");
     let e = parse("max_over_time(((((x[5m])))))", &tight).unwrap_err();
     assert!(e.to_string().contains("levels deep"), "{e}");
+}
+
+#[test]
+fn many_expensive_regexes_parse_in_bounded_time() {
+    // Sixteen patterns just under the compiled-size limit (the most the scan lets through).
+    let q = format!(
+        "x{{{}}}",
+        (0..16)
+            .map(|i| format!("l{i}=~\"(a|bc|def){{2600}}\""))
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    let t = std::time::Instant::now();
+    p(&q);
+    assert!(
+        t.elapsed() < std::time::Duration::from_secs(3),
+        "{:?}",
+        t.elapsed()
+    );
+    let e = err(&format!("{q} + x{{a=~\"b\"}}"));
+    assert!(matches!(e, Error::TooLarge(_)), "{e:?}");
 }

@@ -114,3 +114,39 @@ fn raw_strings_reach_the_parser_double_quoted() {
     // A backslash does not end or escape anything in a raw string, for the scan either.
     check(r"x{a=`\`} + (1)", &lim()).unwrap();
 }
+
+#[test]
+fn regular_expressions_are_counted_and_compiled_with_the_size_limit_first() {
+    let sixteen = format!(
+        "x{{{}}}",
+        (0..16)
+            .map(|i| format!("l{i}=~\"a|b\""))
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    check(&sixteen, &lim()).unwrap();
+    let e = too_large(&format!("{} + y{{m!~\"c\"}}", sixteen));
+    assert!(
+        e.contains("more than 16 regular-expression matchers"),
+        "{e}"
+    );
+    // `!=` and `=` are not regexes; a regex-looking value after `=` is not compiled.
+    check(&format!("x{{{}}}", vec!["a!=\"(\""; 40].join(",")), &lim()).unwrap();
+    // A pattern too large compiled is refused here, naming its label, before the parser
+    // spends up to 200 ms on it.
+    for q in [
+        r#"x{feature=~".{65000}"}"#,
+        r#"x{"feature"=~`\pL{1000}`}"#,
+        r#"x{feature!~'(a|b|c|d){20000}'}"#,
+    ] {
+        let t = std::time::Instant::now();
+        let e = check(q, &lim()).unwrap_err().to_string();
+        assert!(
+            e.contains("invalid regular expression") && e.contains("feature"),
+            "{q}: {e}"
+        );
+        assert!(t.elapsed() < std::time::Duration::from_secs(1), "{q}");
+    }
+    let e = check(r#"x{a=~"("}"#, &lim()).unwrap_err().to_string();
+    assert!(e.contains("invalid regular expression"), "{e}");
+}
