@@ -14,9 +14,8 @@
 //! KLL sketches compact with random bits, so numbers read from them (KS, quantiles,
 //! Wasserstein) need a tolerance: `tolerance t` accepts `|got − want| ≤ t·max(|want|, 0.1)`.
 //! Bin, count and performance metrics are exact.
-#![expect(clippy::unwrap_used, reason = "test harness")]
 
-mod common;
+use crate::common;
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};

@@ -7,9 +7,8 @@
 //! times: 4,000 slots). Version `v1` keeps serving 10 of the 200 items for the first 4 windows,
 //! then every list collapses to the same 3 items; `v2` serves 10 of the 200 throughout, with
 //! 3 times the reference's volume per hour.
-#![expect(clippy::unwrap_used, reason = "test")]
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 

@@ -1,10 +1,6 @@
 //! DriftQL parser tests: the query/DRIFTQL.md examples (tree assertions and insta snapshots), exact
 //! error messages, the canonical printer's round trip, and property tests (no input makes the
 //! parser panic; generated and mutated queries print back to themselves).
-#![expect(
-    clippy::unwrap_used,
-    reason = "test helpers unwrap results that the test requires to be there"
-)]
 
 use driftdb_engine::time::{DurationMs, Timestamp};
 use driftdb_query::ast::{

@@ -1,9 +1,8 @@
 //! Queries over whole days read the daily rollups and give the same answers as reading every
 //! 15-minute window (store opened without rollups), for exact metrics to the last bit; days
 //! the rollup runs have not finished are read from their finer windows.
-#![expect(clippy::unwrap_used, reason = "test")]
 
-mod common;
+use crate::common;
 
 use driftdb_query::Cell;
 use driftdb_storage::StoreConfig;

@@ -1,9 +1,8 @@
 //! Every example query of query/DRIFTQL.md runs against stored data and answers with rows of the
 //! documented columns: models `fraud` (binary), `ctr` (binary, versions v7 and v8) and `recs`
 //! (ranking), 30 days of hourly-ish windows written straight into a real store.
-#![expect(clippy::unwrap_used, reason = "test")]
 
-mod common;
+use crate::common;
 
 use common::Rng;
 use driftdb_engine::model::ModelDef;

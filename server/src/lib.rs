@@ -6,6 +6,8 @@
 //! and mapped to gRPC and HTTP codes in [`error`]. Who may call what is decided in [`auth`].
 //! Clients, file readers and the command line live in `driftdb-cli`.
 
+#![warn(missing_docs, unreachable_pub)]
+
 // The node and what it is made of; none of these names a transport.
 pub mod auth;
 pub mod config;

@@ -1,7 +1,6 @@
 //! Test data for the query tests: a deterministic generator that writes a model's reference
 //! profiles and windows into a real RocksDB store through the engine's ingest fold and label
 //! join, the same path the server takes.
-#![allow(dead_code, reason = "each test file uses part of the fixtures")]
 
 use std::path::Path;
 use std::sync::Arc;
@@ -196,6 +195,7 @@ pub fn reference(model: &ModelDef, version: &str, n: usize, seed: u64) -> Refere
 /// A store holding the `shop` model: references for v1 and v2 and `windows` 15-minute windows
 /// of `rows_per_window` predictions per version from [`T0`], every prediction labelled.
 pub struct Fixture {
+    #[expect(dead_code, reason = "held so the directory lives as long as the store")]
     pub dir: tempfile::TempDir,
     pub store: Store,
     pub catalog: MemoryCatalog,

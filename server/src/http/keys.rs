@@ -82,7 +82,7 @@ async fn revoke(
 }
 
 /// The routes of this module.
-pub fn routes() -> Router<Node> {
+pub(crate) fn routes() -> Router<Node> {
     Router::new()
         .route("/admin/keys", get(list).post(create))
         .route("/admin/keys/{id}", delete(revoke))

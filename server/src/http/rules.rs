@@ -261,7 +261,7 @@ async fn dead_letters(
 }
 
 /// The routes of this module.
-pub fn routes() -> Router<Node> {
+pub(crate) fn routes() -> Router<Node> {
     Router::new()
         .route(
             "/models/{id}/alerts",

@@ -34,7 +34,7 @@ use crate::registry::ModelEntry;
 
 /// What one window's evaluation decided, not yet written.
 #[derive(Debug, Default)]
-pub struct Evaluation {
+pub(crate) struct Evaluation {
     /// Changed states.
     pub ws: WriteSet,
     /// Transitions to record.
@@ -97,7 +97,7 @@ fn load_states(rules: &Rules, model: &str) -> Result<HashMap<Vec<u8>, AlertState
 }
 
 /// The DriftQL text of a metric rule on one version and window.
-pub fn rule_query(
+pub(crate) fn rule_query(
     m: &MetricRule,
     model: &str,
     version: &str,
@@ -231,7 +231,7 @@ impl Stepper<'_> {
 /// Evaluates every metric and freshness rule of `model` on the window starting at `start`, for
 /// each version in `versions`. Query failures are recorded on the rule (`last_error`) and
 /// counted; they do not stop the other rules.
-pub fn evaluate_window(
+pub(crate) fn evaluate_window(
     rules: &Rules,
     model: &ModelEntry,
     start: Timestamp,
@@ -372,7 +372,7 @@ fn eval_metric(
 
 /// Records an event announcement: every event rule of `model` waiting for `event` fires once
 /// (outside its cooldown). Returns what to record and the batch holding the last-fired marks.
-pub fn announce(
+pub(crate) fn announce(
     rules: &Rules,
     model: &ModelEntry,
     event: &str,

@@ -22,7 +22,8 @@ use driftdb_storage::{Family, Store, WriteSet};
 
 use super::book::StoredRule;
 use crate::error::{Error, Result};
-pub use crate::records::alerts::{ActionResult, AlertRecord, DeliveryRecord, Episode};
+pub use crate::records::alerts::{ActionResult, AlertRecord};
+use crate::records::alerts::{DeliveryRecord, Episode};
 use crate::records::{
     self,
     alerts::{EventFired, EventSeq},
@@ -75,7 +76,7 @@ fn episode_key(model: &str, fired_at_ms: i64, dedup_key: &str) -> Vec<u8> {
 
 /// How a target URL is shown in alert records and every answer: without its secret parts
 /// (Slack webhook paths, query strings; see [`driftdb_engine::rules::redact_url`]).
-pub fn display_url(kind: ActionKind, url: &str) -> String {
+pub(crate) fn display_url(kind: ActionKind, url: &str) -> String {
     driftdb_engine::rules::redact_url(kind, url)
 }
 
@@ -396,7 +397,7 @@ impl AlertLog {
 }
 
 /// `'E' | str(model) | str(rule)`: when an event rule last fired for a model.
-pub fn event_fired_key(model: &str, rule: &str) -> Vec<u8> {
+pub(crate) fn event_fired_key(model: &str, rule: &str) -> Vec<u8> {
     KeyWriter::with_prefix(layout::ALERT_EVENT_FIRED)
         .str(model)
         .str(rule)

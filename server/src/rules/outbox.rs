@@ -142,7 +142,7 @@ fn transport_error(e: &reqwest::Error) -> String {
 
 /// The HTTP client of the worker: no redirects (a webhook that moved is a failure to look at),
 /// a per-request timeout, and with `deny_private` a resolver that drops private addresses.
-pub fn http_client(timeout: Duration, deny_private: bool) -> Result<reqwest::Client> {
+pub(crate) fn http_client(timeout: Duration, deny_private: bool) -> Result<reqwest::Client> {
     crate::tls::install_crypto_provider();
     let mut b = reqwest::Client::builder()
         .timeout(timeout)
