@@ -293,7 +293,23 @@ fn check_operators(n: usize, limits: &Limits) -> Result<()> {
 /// Compiles a regular expression matcher's pattern (the string literal `literal`) as
 /// evaluation will, refusing it before the parser compiles it without a size limit.
 fn check_regex(label: &str, literal: &str, at: usize) -> Result<()> {
-    // A string the parser cannot read is its error to report.
+    // A string the parser cannot read is its error to report. Its lexer refuses an escape it
+    // does not know before it unquotes a string, and `unquote_string` relies on that (it
+    // panics on a backslash before a multi-byte character), so the same check comes first.
+    let b = literal.as_bytes();
+    let quote = b.first().copied().unwrap_or(b'"');
+    if quote != b'`' {
+        let mut i = 1;
+        while i + 1 < b.len() {
+            if b[i] == b'\\' {
+                if !(b[i + 1] == quote || b"abfnrtv\\01234567xuU".contains(&b[i + 1])) {
+                    return Ok(());
+                }
+                i += 1;
+            }
+            i += 1;
+        }
+    }
     let Ok(pattern) = promql_parser::util::unquote_string(literal) else {
         return Ok(());
     };
