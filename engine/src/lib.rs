@@ -3,6 +3,7 @@
 //!
 //! - [`time`]: timestamps, window ids from event time, the [`time::Clock`] trait;
 //! - [`series`]: series identity (model, version, feature, segment);
+//! - [`catalog`]: the one metric catalog DriftQL, rules and the Prometheus mapping read;
 //! - [`model`]: model definitions;
 //! - [`sketch`]: mergeable per-window states holding Apache DataSketches images;
 //! - [`ingest`]: folding inference batches into sketch deltas, and the label join;
@@ -12,6 +13,7 @@
 //! - [`rules`]: alert rules, their evaluation state machine, alert payloads and retry schedule.
 #![warn(missing_docs)]
 
+pub mod catalog;
 pub mod codec;
 pub mod error;
 pub mod ingest;

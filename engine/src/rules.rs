@@ -76,9 +76,9 @@ mod tests;
 
 pub use def::{
     Action, ActionKind, Comparison, DEFAULT_CONSECUTIVE, DEFAULT_JIRA_ISSUE_TYPE,
-    DEFAULT_PAGERDUTY_URL, MAX_ACTIONS, MAX_CONSECUTIVE, MAX_RULE_ID_LEN, METRICS, MetricFamily,
-    MetricInfo, MetricInput, MetricRule, MetricSpec, RuleDef, RuleError, RuleKind, SegmentScope,
-    Selector, Severity, Threshold, freshness_age_days,
+    DEFAULT_PAGERDUTY_URL, MAX_ACTIONS, MAX_CONSECUTIVE, MAX_RULE_ID_LEN, MetricFamily, MetricRule,
+    MetricSpec, RuleDef, RuleError, RuleKind, SegmentScope, Selector, Severity, Threshold,
+    freshness_age_days,
 };
 pub use glob::glob_match;
 pub use payload::{

@@ -733,28 +733,9 @@ fn hint_names(names: &[String]) -> String {
     )
 }
 
+/// DriftQL's feature patterns are the rules' globs (`*` any run, `?` one character).
 fn glob(pattern: &str, name: &str) -> bool {
-    let parts: Vec<&str> = pattern.split('*').collect();
-    if parts.len() == 1 {
-        return pattern == name;
-    }
-    let mut rest = name;
-    for (i, p) in parts.iter().enumerate() {
-        if i == 0 {
-            let Some(r) = rest.strip_prefix(p) else {
-                return false;
-            };
-            rest = r;
-        } else if i + 1 == parts.len() {
-            return rest.ends_with(p);
-        } else {
-            match rest.find(p) {
-                Some(at) => rest = &rest[at + p.len()..],
-                None => return false,
-            }
-        }
-    }
-    true
+    driftdb_engine::rules::glob_match(pattern, name)
 }
 
 fn kind_applies(applies: Applies, kind: FeatureKind) -> bool {

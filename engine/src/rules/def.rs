@@ -355,102 +355,9 @@ impl Selector {
     }
 }
 
-/// The family of a metric.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum MetricFamily {
-    /// A comparison with the baseline (PSI, KS …): no separate reference value exists.
-    Drift,
-    /// A summary of the window (mean, quantile …): the reference profile has the same summary.
-    Summary,
-    /// Labelled performance of `$score` (AUC, RMSE …): computable on the reference too.
-    Performance,
-}
-
-/// What series a metric applies to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum MetricInput {
-    /// Numeric and categorical series.
-    Any,
-    /// Numeric series (`$score`, `$label`, `$latency` included).
-    Numeric,
-    /// Categorical series.
-    Categorical,
-    /// The labelled performance of `$score`, for models of these tasks.
-    Performance(&'static [Task]),
-}
-
-/// One metric a rule may use.
-#[derive(Debug, PartialEq)]
-pub struct MetricInfo {
-    /// DriftQL name.
-    pub name: &'static str,
-    /// Family.
-    pub family: MetricFamily,
-    /// What it applies to.
-    pub input: MetricInput,
-}
-
-const CLASSIFICATION: &[Task] = &[Task::Binary, Task::Multiclass];
-const REGRESSION: &[Task] = &[Task::Regression];
-const RANKING: &[Task] = &[Task::Ranking];
-const EVERY_TASK: &[Task] = &[
-    Task::Binary,
-    Task::Multiclass,
-    Task::Regression,
-    Task::Ranking,
-];
-
-const fn m(name: &'static str, family: MetricFamily, input: MetricInput) -> MetricInfo {
-    MetricInfo {
-        name,
-        family,
-        input,
-    }
-}
-
-/// Every metric a rule accepts (DriftQL's names, query/DRIFTQL.md).
-pub const METRICS: &[MetricInfo] = {
-    use MetricFamily::{Drift, Performance as Perf, Summary};
-    use MetricInput::{Any, Categorical, Numeric, Performance};
-    &[
-        m("psi", Drift, Any),
-        m("js", Drift, Any),
-        m("hellinger", Drift, Any),
-        m("psi50", Drift, Numeric),
-        m("js50", Drift, Numeric),
-        m("hellinger50", Drift, Numeric),
-        m("ks", Drift, Numeric),
-        m("wasserstein", Drift, Numeric),
-        m("mean_shift", Drift, Numeric),
-        m("missing_rate_change", Drift, Any),
-        m("chi2", Drift, Categorical),
-        m("linf", Drift, Categorical),
-        m("unseen_share", Drift, Categorical),
-        m("missing_rate", Summary, Any),
-        m("invalid_rate", Summary, Any),
-        m("mean", Summary, Numeric),
-        m("std", Summary, Numeric),
-        m("quantile", Summary, Numeric),
-        m("score_entropy", Summary, Numeric),
-        m("auc", Perf, Performance(CLASSIFICATION)),
-        m("ece", Perf, Performance(CLASSIFICATION)),
-        m("logloss", Perf, Performance(CLASSIFICATION)),
-        m("brier", Perf, Performance(CLASSIFICATION)),
-        m("accuracy", Perf, Performance(CLASSIFICATION)),
-        m("precision", Perf, Performance(CLASSIFICATION)),
-        m("recall", Perf, Performance(CLASSIFICATION)),
-        m("f1", Perf, Performance(CLASSIFICATION)),
-        m("positive_rate", Perf, Performance(CLASSIFICATION)),
-        m("rmse", Perf, Performance(REGRESSION)),
-        m("mae", Perf, Performance(REGRESSION)),
-        m("mape", Perf, Performance(REGRESSION)),
-        m("ndcg", Perf, Performance(RANKING)),
-        m("ctr", Perf, Performance(RANKING)),
-        m("cvr", Perf, Performance(RANKING)),
-        m("rpm", Perf, Performance(RANKING)),
-        m("label_coverage", Perf, Performance(EVERY_TASK)),
-    ]
-};
+/// The family of a metric (the catalog's).
+pub use crate::catalog::Family as MetricFamily;
+use crate::catalog::{Applies, MetricDef, Param};
 
 /// Default K of `ndcg` without an argument (the headline NDCG@10).
 const DEFAULT_NDCG_K: f64 = 10.0;
@@ -460,7 +367,7 @@ const MAX_NDCG_K: f64 = 20.0;
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct MetricSpec {
     /// The metric.
-    pub info: &'static MetricInfo,
+    pub info: &'static MetricDef,
     /// `quantile`'s level q in [0, 1], `ndcg`'s K in 1..=20.
     pub param: Option<f64>,
 }
@@ -480,17 +387,20 @@ impl MetricSpec {
             (lower.as_str(), None)
         };
         let name = name.trim();
-        let info = METRICS.iter().find(|m| m.name == name).ok_or_else(|| {
+        let info = crate::catalog::lookup(name).ok_or_else(|| {
             format!(
                 "unknown metric `{s}`; expected a DriftQL metric such as psi, ks, auc, \
                  missing_rate or quantile(0.99)"
             )
         })?;
-        let param = match (info.name, arg) {
-            ("quantile", None) => {
+        if let Some(why) = info.not_in_rules {
+            return Err(format!("{} cannot be used in a rule: {why}", info.name));
+        }
+        let param = match (info.param, arg) {
+            (Param::Level, None) => {
                 return Err("quantile needs a level, e.g. quantile(0.99)".into());
             }
-            ("quantile", Some(a)) => {
+            (Param::Level, Some(a)) => {
                 let q = a
                     .parse::<f64>()
                     .ok()
@@ -498,8 +408,8 @@ impl MetricSpec {
                     .ok_or_else(|| format!("quantile's level must be in [0, 1], got `{a}`"))?;
                 Some(q)
             }
-            ("ndcg", None) => Some(DEFAULT_NDCG_K),
-            ("ndcg", Some(a)) => {
+            (Param::CutOff, None) => Some(DEFAULT_NDCG_K),
+            (Param::CutOff, Some(a)) => {
                 let k = a
                     .parse::<u32>()
                     .ok()
@@ -510,8 +420,8 @@ impl MetricSpec {
                     })?;
                 Some(k)
             }
-            (n, Some(_)) => return Err(format!("{n} takes no argument")),
-            (_, None) => None,
+            (Param::None, Some(_)) => return Err(format!("{} takes no argument", info.name)),
+            (Param::None, None) => None,
         };
         Ok(MetricSpec { info, param })
     }
@@ -529,7 +439,7 @@ impl MetricSpec {
     /// Whether the reference profile has a value of this metric (summaries and performance),
     /// which relative and delta thresholds need.
     pub fn has_reference_value(&self) -> bool {
-        self.info.family != MetricFamily::Drift
+        self.info.has_reference_value()
     }
 
     /// The label DriftQL shows in its `metric` column: `psi`, `quantile(0.99)`, `ndcg@10`.
@@ -786,20 +696,20 @@ impl MetricRule {
         let selector = self.selector()?;
         let spec = self.metric_spec()?;
         let mut out = Vec::new();
-        match spec.info.input {
-            MetricInput::Performance(tasks) => {
+        match spec.info.applies {
+            Applies::Score => {
                 if matches!(selector, Selector::Score | Selector::Performance)
-                    && tasks.contains(&model.task)
+                    && spec.info.fits_task(model.task)
                 {
                     out.push("$score".to_string());
                 }
             }
-            input => {
-                let wants = |kind: FeatureKind| match input {
-                    MetricInput::Any => true,
-                    MetricInput::Numeric => kind == FeatureKind::Numeric,
-                    MetricInput::Categorical => kind == FeatureKind::Categorical,
-                    MetricInput::Performance(_) => false,
+            applies => {
+                let wants = |kind: FeatureKind| match applies {
+                    Applies::Any => true,
+                    Applies::Numeric => kind == FeatureKind::Numeric,
+                    Applies::Categorical => kind == FeatureKind::Categorical,
+                    Applies::Score => false,
                 };
                 if selector.is_named() {
                     for (name, kind) in &model.features {
@@ -857,7 +767,7 @@ impl MetricRule {
                 ));
             }
             (Selector::Score | Selector::Latency, false)
-                if spec.info.input == MetricInput::Categorical =>
+                if spec.info.applies == Applies::Categorical =>
             {
                 return Err(RuleError::new(
                     "metric",
@@ -1326,8 +1236,8 @@ impl RuleDef {
         if m.targets(model)?.is_empty() {
             let spec = m.metric_spec()?;
             let selector = m.selector()?;
-            let why = match (spec.info.input, &selector) {
-                (MetricInput::Performance(_), _) => {
+            let why = match (spec.info.applies, &selector) {
+                (Applies::Score, _) => {
                     format!("{} does not apply to {:?} models", spec.name(), model.task)
                         .to_lowercase()
                 }
@@ -1341,9 +1251,9 @@ impl RuleDef {
                     "no series of model `{}` selected by `{}` is {}",
                     model.id,
                     m.selector,
-                    match spec.info.input {
-                        MetricInput::Numeric => "numeric",
-                        MetricInput::Categorical => "categorical",
+                    match spec.info.applies {
+                        Applies::Numeric => "numeric",
+                        Applies::Categorical => "categorical",
                         _ => "known",
                     }
                 ),

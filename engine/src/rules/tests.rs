@@ -1318,3 +1318,20 @@ fn backoff_schedule_is_deterministic_and_capped() {
     assert_eq!(classify_status(400), DeliveryOutcome::Permanent);
     assert_eq!(classify_status(301), DeliveryOutcome::Permanent);
 }
+
+#[test]
+fn a_rule_accepts_every_metric_of_the_catalog_or_says_why_not() {
+    use crate::catalog::{METRICS, Param};
+    for m in METRICS {
+        let text = match m.param {
+            Param::Level => format!("{}(0.9)", m.name),
+            Param::CutOff => format!("{}(5)", m.name),
+            Param::None => m.name.to_string(),
+        };
+        match (MetricSpec::parse(&text), m.not_in_rules) {
+            (Ok(spec), None) => assert_eq!(spec.name(), m.name),
+            (Err(e), Some(why)) => assert!(e.contains(why), "{e}"),
+            (got, why) => panic!("{}: {got:?} but the catalog says {why:?}", m.name),
+        }
+    }
+}
