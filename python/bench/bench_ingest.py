@@ -2,7 +2,7 @@
 
     python bench/bench_ingest.py [--address HOST:PORT] [--rows 1000000] [--profile]
 
-Columns: request_id, ts (datetime64), score, six numeric features (one with 5 % NaN), a
+Columns: request_id, ts (datetime64), score, five numeric features (one with 5 % NaN), a
 categorical (pandas Categorical), a string feature with None, a boolean feature, and one
 segment key. Reports the end-to-end rate and where the time goes: the client's column
 normalisation, its wire encoding, and the server (its CPU over the same interval).
@@ -33,7 +33,7 @@ from driftdb._models import Schema  # noqa: E402
 
 
 def model_def(model_id: str) -> dict:
-    feats = {f"x{i}": "numeric" for i in range(6)}
+    feats = {f"x{i}": "numeric" for i in range(5)}
     feats.update({"merchant": "categorical", "browser": "categorical", "is_new": "categorical"})
     return {
         "id": model_id,
@@ -54,7 +54,7 @@ def make_frame(n: int) -> pd.DataFrame:
             "score": rng.random(n),
         }
     )
-    for i in range(6):
+    for i in range(5):
         x = rng.normal(i, 1 + i, n)
         if i == 0:
             x[rng.random(n) < 0.05] = np.nan

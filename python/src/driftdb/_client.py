@@ -127,11 +127,15 @@ class Client:
             # A channel of its own connections: a forked child's new channel must not pick
             # up the parent's connection from the process-wide subchannel pool.
             ("grpc.use_local_subchannel_pool", 1),
+            # Reconnect within ~2 s of a server restart (gRPC's default backoff grows to 120 s,
+            # and calls fail at once while it waits).
+            ("grpc.initial_reconnect_backoff_ms", 100),
+            ("grpc.min_reconnect_backoff_ms", 100),
+            ("grpc.max_reconnect_backoff_ms", 2000),
         ] + list(options or [])
         self._lock = threading.Lock()
         self._channel: Optional[grpc.Channel] = None
         self._stubs: Dict[str, Any] = {}
-        self._methods: Dict[Any, Any] = {}
         self._shippers: "weakref.WeakSet[Any]" = weakref.WeakSet()
         self.models = Models(self)
         self.rules = Rules(self)
@@ -149,7 +153,6 @@ class Client:
         _fork.orphan(self._channel)
         self._channel = None
         self._stubs = {}
-        self._methods = {}
         self._lock = threading.Lock()
 
     def _make_channel(self) -> grpc.Channel:
@@ -189,17 +192,6 @@ class Client:
             self._stubs[name] = s
         return s
 
-    def _stream_method(self, path: str, response_type: Any) -> Any:
-        """A bidirectional-streaming method whose requests are pre-encoded bytes."""
-        key = (path, response_type)
-        m = self._methods.get(key)
-        if m is None:
-            m = self.channel().stream_stream(
-                path, request_serializer=None, response_deserializer=response_type.FromString
-            )
-            self._methods[key] = m
-        return m
-
     def _call(self, stub: str, method: str, request: Any, timeout: Optional[float] = None) -> Any:
         fn = getattr(self._stub(stub), method)
         try:
@@ -219,7 +211,6 @@ class Client:
         with self._lock:
             ch, self._channel = self._channel, None
             self._stubs = {}
-            self._methods = {}
         if ch is not None:
             ch.close()
 
@@ -315,7 +306,9 @@ class Client:
             on_ack(b, ack)
 
         d = Delivery(
-            lambda: self._stream_method(path, response_type),
+            self._make_channel,
+            path,
+            response_type,
             self._metadata,
             max_in_flight=max_in_flight,
             lock=lock,

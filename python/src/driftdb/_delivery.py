@@ -24,6 +24,7 @@ from typing import Any, Callable, Deque, Optional
 
 import grpc
 
+from . import _fork
 from ._errors import retry_after
 
 log = logging.getLogger("driftdb")
@@ -103,7 +104,9 @@ class Delivery:
 
     def __init__(
         self,
-        get_method: Callable[[], Any],
+        make_channel: Callable[[], Any],
+        path: str,
+        response_type: Any,
         metadata: Any,
         *,
         max_in_flight: int,
@@ -116,7 +119,12 @@ class Delivery:
         idle_close: float = 30.0,
         max_backoff: float = MAX_BACKOFF,
     ) -> None:
-        self._get_method = get_method
+        self._make_channel = make_channel
+        self._path = path
+        self._response_type = response_type
+        self._channel: Any = None
+        self._method: Any = None
+        self._failures_in_row = 0
         self._metadata = metadata
         self.max_in_flight = max(1, int(max_in_flight))
         self.lock = lock
@@ -158,6 +166,7 @@ class Delivery:
                 )
             self.pending.popleft()
             self._backoff = MIN_BACKOFF
+            self._failures_in_row = 0
             self._on_ack_cb(b, ack)
             self.lock.notify_all()
         self._wake()
@@ -212,7 +221,7 @@ class Delivery:
                 if now < self._next_try:
                     return self._next_try - now
                 self._open(now)
-                return self._idle_close
+                return self._idle_close if self._stream is not None else 0.01
             if not self.pending and now - self._last_activity >= self._idle_close:
                 self._stream.close()
                 self._stream = None
@@ -226,6 +235,15 @@ class Delivery:
         if old is not None:
             old.cancel()
         self.failures += 1
+        self._failures_in_row += 1
+        if self._failures_in_row >= 3 and self._channel is not None:
+            # Some grpcio releases leave a channel unable to reconnect after its server
+            # restarted; this delivery has a channel of its own, so start afresh.
+            ch, self._channel, self._method = self._channel, None, None
+            try:
+                ch.close()
+            except Exception:
+                pass
         code = err.code() if isinstance(err, grpc.RpcError) else None  # type: ignore[attr-defined]
         detail = err.details() if isinstance(err, grpc.RpcError) else str(err)  # type: ignore[attr-defined]
         self.last_error = f"{code.name if code else type(err).__name__}: {detail}"
@@ -248,8 +266,29 @@ class Delivery:
         self._next_try = now + delay
         log.debug("driftdb: ingest call failed (%s); retrying in %.2fs", self.last_error, delay)
 
+    def quiesce(self, timeout: float = 1.0) -> None:
+        """Ends the current call and waits for its reader thread to leave gRPC (before a
+        fork); unacknowledged batches stay pending and are sent again on the next call."""
+        with self.lock:
+            s, self._stream = self._stream, None
+            self._failure = None
+        if s is not None:
+            s.cancel()
+            s.thread.join(timeout)
+
     def _open(self, now: float) -> None:
-        self._stream = _Stream(self, self._get_method(), self._metadata)
+        if _fork.forking():
+            self._next_try = now + 0.01
+            return
+        if self._method is None:
+            if self._channel is None:
+                self._channel = self._make_channel()
+            self._method = self._channel.stream_stream(
+                self._path,
+                request_serializer=None,
+                response_deserializer=self._response_type.FromString,
+            )
+        self._stream = _Stream(self, self._method, self._metadata)
         self._last_activity = now
         for b in self.pending:
             if b.sent:
@@ -264,10 +303,19 @@ class Delivery:
             self.lock.wait(timeout)
 
     def close(self, cancel: bool = False) -> None:
+        """Ends the call (cancelled, or after the server answered what it has) and closes the
+        channel."""
         with self.lock:
             s, self._stream = self._stream, None
+            ch, self._channel, self._method = self._channel, None, None
         if s is not None:
-            s.cancel() if cancel else s.close()
+            if cancel:
+                s.cancel()
+            else:
+                s.close()
+                s.thread.join(5.0)
+        if ch is not None:
+            ch.close()
 
     def abandon(self) -> int:
         """Drops every unacknowledged batch; returns their rows."""

@@ -31,8 +31,42 @@ def orphan(obj: Any) -> None:
         _orphans.append(obj)
 
 
+_forking = False
+
+
+def forking() -> bool:
+    """Whether a fork is under way (no new gRPC call may start)."""
+    return _forking
+
+
+def _before_fork() -> None:
+    # gRPC core runs its own fork handlers only when no thread is inside gRPC ("Other threads
+    # are currently calling into gRPC, skipping fork() handlers"); without them a child's new
+    # channel cannot connect on several grpcio releases. So end our long-lived ingest calls
+    # and wait for their reader threads to leave gRPC. The parent reopens them after the fork
+    # and sends the unacknowledged batches again (same producer and sequence: no double count).
+    global _forking
+    _forking = True
+    for obj in list(_shippers):
+        try:
+            obj._quiesce_for_fork()
+        except Exception:
+            pass
+
+
+def _after_fork_parent() -> None:
+    global _forking
+    _forking = False
+    for obj in list(_shippers):
+        try:
+            obj._event.set()
+        except Exception:
+            pass
+
+
 def _after_fork_child() -> None:
-    global _lock
+    global _lock, _forking
+    _forking = False
     _lock = threading.Lock()
     for obj in list(_live):
         try:
@@ -42,7 +76,11 @@ def _after_fork_child() -> None:
 
 
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_child)
+    os.register_at_fork(
+        before=_before_fork,
+        after_in_parent=_after_fork_parent,
+        after_in_child=_after_fork_child,
+    )
 
 
 def track_shipper(obj: Any) -> None:

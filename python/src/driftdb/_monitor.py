@@ -185,6 +185,11 @@ class _Shipper:
             self._closed = True
             self._max_queue = 0
 
+    def _quiesce_for_fork(self) -> None:
+        d = self._delivery
+        if d is not None:
+            d.quiesce()
+
     @property
     def producer_id(self) -> str:
         """The producer id this process's batches carry (new in a forked child)."""
@@ -242,7 +247,9 @@ class _Shipper:
     def _new_delivery(self) -> Delivery:
         client = self._client
         return Delivery(
-            lambda: client._stream_method(self._path, self._response_type()),
+            client._make_channel,
+            self._path,
+            self._response_type(),
             client._metadata,
             max_in_flight=self._max_in_flight,
             lock=self._lock,
