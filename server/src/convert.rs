@@ -189,6 +189,7 @@ pub fn label_ack_to_pb(a: &LabelAck) -> pb::LabelAck {
         duplicates: a.duplicates,
         replayed: a.replayed,
         errors: row_errors_to_pb(&a.errors),
+        sampled_out: a.sampled_out,
     }
 }
 

@@ -14,7 +14,7 @@ use std::sync::atomic::Ordering;
 
 use driftdb_engine::ingest::{
     InferenceBatch, LabelRow, MAX_BATCH_ROWS, PendingPrediction, RowPlan, TimeBounds, fold_planned,
-    join_delta, plan_batch, validate_batch,
+    join_delta, plan_batch, sampled_in, validate_batch,
 };
 use driftdb_engine::model::Task;
 use driftdb_engine::series::{FeatureRef, SeriesKey};
@@ -99,6 +99,9 @@ pub struct LabelAck {
     pub replayed: bool,
     /// The first rejected labels (at most 100).
     pub errors: Vec<RowError>,
+    /// Labels of request ids the model's sampling drops: their predictions were never kept,
+    /// so they are counted, not held.
+    pub sampled_out: u64,
 }
 
 /// One label of a batch, with the model it names (if it names one).
@@ -592,6 +595,12 @@ fn ingest_labels_blocking(
         }
         if !seen.insert(label.request_id.clone()) {
             ack.duplicates += 1;
+            continue;
+        }
+        // The prediction of a sampled-out request id was dropped at ingest by the same rule:
+        // its label has nothing to join, now or later.
+        if !sampled_in(&label.request_id, model.def.sampling) {
+            ack.sampled_out += 1;
             continue;
         }
         let key = pending_key(&model.def.id, &label.request_id);
