@@ -376,6 +376,7 @@ def test_client_sampling_agrees_with_the_server_on_100k_ids(db):
     n_keep = sum(1 for i in ids[:20_000] if driftdb.sampled_in(i, 0.25))
     assert ls.sampled_out == 20_000 - n_keep
     assert ls.server["joined"] == n_keep and ls.server["pending"] == 0
+    assert ls.server["server_sampled_out"] == 0  # the server would drop the same labels
     mon.close()
     labels.close()
 

@@ -446,6 +446,7 @@ class Client:
                 return
             res.joined += ack.joined
             res.pending += ack.pending
+            res.sampled_out += getattr(ack, "sampled_out", 0)
             res.rejected += ack.rejected
             res.duplicates += ack.duplicates
             res.errors.extend(RowError(e.row, e.request_id, e.reason) for e in ack.errors)

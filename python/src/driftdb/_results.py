@@ -288,6 +288,7 @@ class LabelsResult:
     pending: int = 0
     rejected: int = 0
     duplicates: int = 0
+    sampled_out: int = 0
     replayed_batches: int = 0
     retried_batches: int = 0
     producer_id: str = ""

@@ -203,4 +203,5 @@ def stats_from_ack(ack: Any) -> Dict[str, int]:
         "pending": ack.pending,
         "rejected": ack.rejected,
         "duplicates": ack.duplicates,
+        "server_sampled_out": getattr(ack, "sampled_out", 0),
     }
