@@ -124,6 +124,11 @@ impl Budget {
         self.cancelled.load(Ordering::Relaxed) || self.deadline.is_some_and(|d| Instant::now() >= d)
     }
 
+    /// When the budget runs out, if it has a deadline.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.deadline
+    }
+
     /// `Ok` while the query may go on; [`Error::Cancelled`] or [`Error::Timeout`] otherwise.
     pub fn check(&self) -> Result<()> {
         if self.cancelled.load(Ordering::Relaxed) {

@@ -35,7 +35,8 @@
 //! admitted segments passing the segment matchers) times windows in the range — and refused
 //! with [`Error::TooLarge`] when series, series × instants, samples or windows would pass
 //! their [`Limits`]; the [`Budget`] is checked per model, per pass, per (version, feature) and
-//! per series met by a scan.
+//! per series met by a scan, and installed as the query crate's budget around every read, so
+//! `accumulate` checks it every few hundred windows inside a series too.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -642,6 +643,10 @@ impl<'a> DriftSource<'a> {
     /// anywhere in retention. A listing estimated to pass [`Limits::max_series`] is refused
     /// before any seek.
     pub fn list(&self, matchers: &[Matcher], budget: &Budget) -> Result<Vec<Labels>> {
+        under_budget(budget, || self.list_under_budget(matchers, budget))
+    }
+
+    fn list_under_budget(&self, matchers: &[Matcher], budget: &Budget) -> Result<Vec<Labels>> {
         let ctx = self.ctx;
         let models = plan(ctx, matchers, budget)?;
         let mut per_model = Vec::with_capacity(models.len());
@@ -746,6 +751,19 @@ impl<'a> DriftSource<'a> {
     /// Every series `matchers` select, with one sample per closed window whose end lies in
     /// `[start_ms, end_ms]`, for `instants` instants per series (0: raw samples only).
     fn select_windows(
+        &self,
+        matchers: &[Matcher],
+        start_ms: i64,
+        end_ms: i64,
+        instants: usize,
+        budget: &Budget,
+    ) -> Result<Selection> {
+        under_budget(budget, || {
+            self.select_under_budget(matchers, start_ms, end_ms, instants, budget)
+        })
+    }
+
+    fn select_under_budget(
         &self,
         matchers: &[Matcher],
         start_ms: i64,
@@ -911,6 +929,30 @@ impl<'a> DriftSource<'a> {
         }
         Ok((found, st))
     }
+}
+
+/// `budget` as the query crate's budget, which `driftdb_query::exec::accumulate` checks every
+/// few hundred windows it scans: installed around a read, it stops a scan inside a series, not
+/// only between series.
+fn query_budget(budget: &Budget) -> driftdb_query::budget::Budget {
+    let b = match budget.deadline() {
+        Some(d) => driftdb_query::budget::Budget::with_timeout(
+            d.saturating_duration_since(std::time::Instant::now()),
+        ),
+        None => driftdb_query::budget::Budget::default(),
+    };
+    b.cancelled_by(budget.cancel_flag())
+}
+
+/// Runs a read under `budget` (see [`query_budget`]); a query-crate timeout or cancellation
+/// comes back as this crate's [`Error::Timeout`] or [`Error::Cancelled`].
+fn under_budget<T>(budget: &Budget, read: impl FnOnce() -> Result<T>) -> Result<T> {
+    query_budget(budget).run(read).map_err(|e| match e.kind() {
+        driftdb_engine::ErrorKind::DeadlineExceeded | driftdb_engine::ErrorKind::Cancelled => {
+            budget.check().err().unwrap_or(e)
+        }
+        _ => e,
+    })
 }
 
 /// Adds to a too-large error, for matchers that would select every series, what makes them

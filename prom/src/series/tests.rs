@@ -165,6 +165,8 @@ struct Fake {
     data: BTreeMap<(SeriesKey, u8), BTreeMap<i64, SeriesState>>,
     downsampled: Option<Timestamp>,
     windows_yielded: AtomicU64,
+    /// Set when a scan starts: a query cancelled while storage is being read.
+    cancel_on_scan: Option<Arc<std::sync::atomic::AtomicBool>>,
 }
 
 fn res_of(tag: u8) -> Resolution {
@@ -226,6 +228,9 @@ impl SeriesReader for Fake {
         from: Timestamp,
         to: Timestamp,
     ) -> driftdb_storage::Result<ScanIter<'_>> {
+        if let Some(flag) = &self.cancel_on_scan {
+            flag.store(true, Ordering::Relaxed);
+        }
         let mut out = Vec::new();
         for ((key, tag), m) in &self.data {
             if res_of(*tag) != resolution || !in_prefix(prefix, key) {
@@ -506,6 +511,14 @@ fn budgets_bound_reads() {
     b.cancel();
     let e = with_source(&f, Limits::default(), &eu, |src| {
         src.list(&[m("model", "m")], &b).unwrap_err()
+    });
+    assert!(matches!(e, Error::Cancelled), "{e:?}");
+    // Cancelled while storage is being read: the scan stops, the error is the budget's.
+    let b = Budget::unlimited();
+    let mut f = fixture();
+    f.cancel_on_scan = Some(b.cancel_flag());
+    let e = with_source(&f, Limits::default(), &eu, |src| {
+        src.read(&[m("model", "m")], 0, i64::MAX, &b).unwrap_err()
     });
     assert!(matches!(e, Error::Cancelled), "{e:?}");
 }
