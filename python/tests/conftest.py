@@ -38,6 +38,21 @@ def _binary() -> Path:
     return BIN
 
 
+try:  # resolved here, not in the forked child (no import or dlopen between fork and exec)
+    import ctypes
+
+    _prctl = ctypes.CDLL("libc.so.6", use_errno=True).prctl
+except Exception:  # not Linux/glibc
+    _prctl = None
+
+
+def _die_with_parent() -> None:
+    """In the server's child process: SIGKILL it when pytest dies (Linux), so a crashed or
+    killed test run leaves no server behind."""
+    if _prctl is not None:
+        _prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
 class Server:
     """One ``driftdb serve`` process; ``kill()`` + ``start()`` restarts it on the same ports
     and data directory."""
@@ -73,7 +88,13 @@ class Server:
         if not self.auth:
             cmd.append("--insecure-no-auth")
         log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, text=True)
+        self.proc = subprocess.Popen(
+            cmd,
+            stdout=subprocess.PIPE,
+            stderr=log,
+            text=True,
+            preexec_fn=_die_with_parent,  # noqa: PLW1509
+        )
         log.close()
         lines: List[str] = []
         found = threading.Event()
