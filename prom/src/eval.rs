@@ -113,8 +113,9 @@ pub fn steps(start: i64, end: i64, step: i64, max_points: usize) -> Result<Vec<i
             "end timestamp must not be before start time".into(),
         ));
     }
+    // Prometheus answers this one as bad data (400), like a malformed step.
     if (i128::from(end) - i128::from(start)) / i128::from(step) >= max_points as i128 {
-        return Err(Error::TooLarge(format!(
+        return Err(Error::Invalid(format!(
             "exceeded maximum resolution of {max_points} points per timeseries. Try decreasing the query resolution (?step=XX)"
         )));
     }

@@ -14,6 +14,9 @@ pub enum Error {
     /// A DriftQL query failed: parse and plan errors name the line and column.
     #[error(transparent)]
     Query(#[from] driftdb_query::Error),
+    /// A PromQL query, a series listing or a remote read failed.
+    #[error(transparent)]
+    Prom(#[from] driftdb_prom::Error),
     /// The request is invalid.
     #[error("{0}")]
     Invalid(String),
@@ -70,6 +73,7 @@ impl Error {
             Error::Engine(e) => e.kind(),
             Error::Storage(e) => e.kind(),
             Error::Query(e) => e.kind(),
+            Error::Prom(e) => e.kind(),
             Error::Invalid(_) | Error::File { .. } => ErrorKind::InvalidArgument,
             Error::NotFound { .. } => ErrorKind::NotFound,
             Error::AlreadyExists { .. } => ErrorKind::AlreadyExists,

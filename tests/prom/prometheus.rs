@@ -413,9 +413,9 @@ async fn prometheus_reads_driftdb_through_remote_read() {
             }
             for c in &cs.chunks {
                 assert_eq!(c.r#type, pp::chunk::Encoding::Xor as i32);
-                let samples = driftdb_server::prom::xor::decode(&c.data).unwrap();
+                let samples = driftdb_prom::xor::decode(&c.data).unwrap();
                 assert_eq!(
-                    driftdb_server::prom::xor::encode(&samples),
+                    driftdb_prom::xor::encode(&samples),
                     c.data,
                     "{case}: re-encoding a Prometheus chunk of {} samples",
                     samples.len()

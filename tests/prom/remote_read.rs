@@ -357,7 +357,7 @@ async fn remote_read_streamed_chunks_decode_to_the_samples() {
             let dst = series.last_mut().unwrap();
             for c in &cs.chunks {
                 assert_eq!(c.r#type, pp::chunk::Encoding::Xor as i32);
-                let decoded = driftdb_server::prom::xor::decode(&c.data).unwrap();
+                let decoded = driftdb_prom::xor::decode(&c.data).unwrap();
                 assert!(decoded.len() <= 120);
                 assert_eq!(decoded.first().unwrap().0, c.min_time_ms);
                 assert_eq!(decoded.last().unwrap().0, c.max_time_ms);

@@ -4,7 +4,8 @@
 //! set, as the server does before it reads any series.
 #![no_main]
 
-use driftdb_server_fuzz::remote_read_decode::{decode_request, matchers, negotiate};
+use driftdb_server_fuzz::matcher::{MatchOp, Matcher};
+use driftdb_server_fuzz::remote_read_decode::{MatchType, decode_request, matchers, negotiate};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -32,9 +33,17 @@ fuzz_target!(|data: &[u8]| {
         ("model".to_string(), "fraud".to_string()),
     ];
     for q in &req.queries {
-        if let Ok(ms) = matchers(q) {
-            for m in &ms {
-                let _ = m.matches_labels(&labels);
+        if let Ok(raw) = matchers(q) {
+            for r in &raw {
+                let op = match r.ty {
+                    MatchType::Eq => MatchOp::Eq,
+                    MatchType::Neq => MatchOp::Neq,
+                    MatchType::Re => MatchOp::Re,
+                    MatchType::Nre => MatchOp::Nre,
+                };
+                if let Ok(m) = Matcher::new(op, r.name.clone(), r.value.clone()) {
+                    let _ = m.matches_labels(&labels);
+                }
             }
         }
     }

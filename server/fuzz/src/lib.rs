@@ -1,5 +1,6 @@
 //! The server's request decoders, compiled from the server's own source files:
-//! `convert/batch.rs` (ingest batches), `prom/remote_read/decode.rs` and `prom/matcher.rs`
+//! `convert/batch.rs` (ingest batches), `prom/remote_read/decode.rs` and the prom crate's
+//! `matcher.rs`
 //! (remote-read requests). They use nothing of the server but two variants of its error type,
 //! provided here with the same names, so the fuzzers run exactly the code the server runs
 //! without building RocksDB for the sanitizer target.
@@ -31,13 +32,11 @@ pub mod error {
 #[path = "../../src/convert/batch.rs"]
 pub mod batch;
 
-#[path = "../../src/prom/matcher.rs"]
+/// The prom crate's label matchers, compiled with the stand-in error.
+#[path = "../../../prom/src/matcher.rs"]
 pub mod matcher;
 
 #[path = "../../src/prom/remote_read/decode.rs"]
 pub mod remote_read_decode;
 
-/// Mirrors `crate::prom` so the included files' `crate::prom::...` paths resolve.
-pub mod prom {
-    pub use crate::matcher;
-}
+

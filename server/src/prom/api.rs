@@ -1,5 +1,5 @@
 //! The Prometheus HTTP API subset Grafana's Prometheus data source needs, so driftdb can be
-//! the data source itself (facts in `../shared/PROMETHEUS.md`, "Grafana"):
+//! the data source itself:
 //!
 //! | route | parameters | answer |
 //! |---|---|---|
@@ -36,13 +36,12 @@ use axum::response::{IntoResponse, Response};
 use driftdb_engine::ErrorKind;
 use driftdb_engine::series::OTHER_SEGMENT_VALUE;
 use driftdb_engine::time::Timestamp;
-use driftdb_query::exec::ExecStats;
+use driftdb_prom::promql::{parse_duration, parse_selector};
+use driftdb_prom::{
+    Answer, Budget, DriftSource, Labels, Limits, MatchOp, Matcher, SegmentValues, Value, series,
+};
 use serde_json::{Map, Value as JsonValue, json};
 
-use super::eval::{Env, Evaluator, Value, steps};
-use super::matcher::{MatchOp, Matcher};
-use super::promql::{Kind, parse, parse_duration, parse_selector};
-use super::series::{self, Labels, Limits};
 use crate::auth::Principal;
 use crate::error::{Error, Result, to_http};
 use crate::metrics::Endpoint;
@@ -163,23 +162,6 @@ fn labels_json(l: &Labels) -> JsonValue {
     )
 }
 
-fn warnings(stats: &ExecStats) -> Vec<String> {
-    let mut w = Vec::new();
-    if stats.corrupt_skipped > 0 {
-        w.push(format!(
-            "{} stored windows failed their checksum and were left out",
-            stats.corrupt_skipped
-        ));
-    }
-    if stats.merge_errors > 0 {
-        w.push(format!(
-            "{} windows could not be merged and were left out",
-            stats.merge_errors
-        ));
-    }
-    w
-}
-
 fn success(data: JsonValue, warnings: Vec<String>) -> Response {
     let mut body = json!({ "status": "success", "data": data });
     if !warnings.is_empty() {
@@ -188,14 +170,29 @@ fn success(data: JsonValue, warnings: Vec<String>) -> Response {
     Json(body).into_response()
 }
 
-/// The Prometheus error body for `e`.
+/// The Prometheus error body for `e`: 400 `bad_data` for bad input and unsupported PromQL, 422
+/// `execution` for a query too large to answer (narrow it; retrying cannot help), 503 `timeout`
+/// when it ran out of time, 429 when every query slot is busy, 500 `internal` otherwise.
 pub fn error_response(e: &Error) -> Response {
-    let (status, kind, message) = match e.kind() {
-        ErrorKind::InvalidArgument | ErrorKind::NotFound => {
+    let prom_type = match e {
+        Error::Prom(p) => Some(p.error_type()),
+        _ => None,
+    };
+    let (status, kind, message) = match (e.kind(), prom_type) {
+        (_, Some("execution")) => (StatusCode::UNPROCESSABLE_ENTITY, "execution", e.to_string()),
+        (ErrorKind::InvalidArgument | ErrorKind::NotFound, _) => {
             (StatusCode::BAD_REQUEST, "bad_data", e.to_string())
         }
-        ErrorKind::ResourceExhausted => {
-            (StatusCode::UNPROCESSABLE_ENTITY, "execution", e.to_string())
+        (ErrorKind::DeadlineExceeded, _) => {
+            (StatusCode::SERVICE_UNAVAILABLE, "timeout", e.to_string())
+        }
+        (ErrorKind::Cancelled, _) => (
+            StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST),
+            "canceled",
+            e.to_string(),
+        ),
+        (ErrorKind::ResourceExhausted, _) => {
+            (StatusCode::TOO_MANY_REQUESTS, "unavailable", e.to_string())
         }
         _ => {
             let (code, message) = to_http(e);
@@ -213,6 +210,50 @@ pub fn error_response(e: &Error) -> Response {
         .into_response()
 }
 
+/// Sets the budget's cancellation flag when dropped: the future of a request whose client went
+/// away is dropped, and the evaluation it was waiting for stops at its next check.
+struct CancelOnDrop(Budget);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.cancel();
+    }
+}
+
+/// The prom crate's limits, with the node's query timeout.
+fn prom_limits(node: &Node) -> Limits {
+    Limits {
+        timeout: node.limits.query_timeout,
+        ..Limits::default()
+    }
+}
+
+/// Runs `f` with driftdb's series as a [`DriftSource`] over the caller's view, on the blocking
+/// pool, under a query slot and a budget that ends with the node's query timeout or when the
+/// caller goes away.
+pub(crate) async fn with_source<T, F>(node: &Node, caller: &Principal, f: F) -> Result<T>
+where
+    T: Send + 'static,
+    F: FnOnce(&DriftSource<'_>, &Limits, &Budget) -> driftdb_prom::Result<T> + Send + 'static,
+{
+    let limits = prom_limits(node);
+    let budget = Budget::new(limits.timeout);
+    let _cancel = CancelOnDrop(budget.clone());
+    let floor = node.store.retention_cutoff();
+    let registry = std::sync::Arc::clone(&node.registry);
+    node.with_query_context(caller, move |ctx| {
+        let segments = |model: &str| admitted_segments(&registry, model);
+        let src = DriftSource {
+            ctx,
+            retention_floor: floor,
+            segments: &segments,
+            limits,
+        };
+        Ok(f(&src, &limits, &budget)?)
+    })
+    .await
+}
+
 /// Runs `f`, counts the request, and turns an error into Prometheus' error body.
 async fn answer<F>(node: &Node, endpoint: Endpoint, f: F) -> Response
 where
@@ -226,38 +267,20 @@ where
     r.unwrap_or_else(|e| error_response(&e))
 }
 
-/// Evaluates `text` at `instants` on the blocking pool.
+/// Evaluates `text` at one instant, or over a range's instants.
 async fn evaluate(
     node: &Node,
     caller: &Principal,
     text: String,
-    instants: Option<(i64, i64, i64)>,
+    range: Option<(i64, i64, i64)>,
     at: Option<i64>,
-) -> Result<(Value, Vec<i64>, ExecStats)> {
-    let floor = node.store.retention_cutoff();
-    node.with_query_context(caller, move |ctx| {
-        let expr = parse(&text)?;
-        let ts = match instants {
-            Some((start, end, step)) => {
-                if expr.kind() == Kind::Matrix {
-                    return Err(Error::Invalid(
-                        "invalid expression type \"range vector\" for range query, must be Scalar or instant Vector".into(),
-                    ));
-                }
-                steps(start, end, step)?
-            }
-            None => vec![at.unwrap_or(ctx.now.0)],
-        };
-        let mut ev = Evaluator::new(
-            Env {
-                ctx,
-                retention_floor: floor,
-                limits: Limits::default(),
-            },
-            ts.clone(),
-        );
-        let v = ev.eval(&expr)?;
-        Ok((v, ts, ev.stats))
+) -> Result<Answer> {
+    let now = node.clock.now().millis();
+    with_source(node, caller, move |src, limits, budget| match range {
+        Some((start, end, step)) => {
+            driftdb_prom::range_query(src, &text, start, end, step, limits, budget)
+        }
+        None => driftdb_prom::instant_query(src, &text, at.unwrap_or(now), limits, budget),
     })
     .await
 }
@@ -287,9 +310,13 @@ pub async fn query(
     answer(&node, Endpoint::Query, async {
         let text = p.required("query")?.to_string();
         let at = p.get("time").map(|t| parse_time("time", t)).transpose()?;
-        let (v, ts, stats) = evaluate(&node, &caller, text, None, at).await?;
-        let t = ts.first().copied().unwrap_or_default();
-        let data = match v {
+        let Answer {
+            value,
+            steps,
+            stats,
+        } = evaluate(&node, &caller, text, None, at).await?;
+        let t = steps.first().copied().unwrap_or_default();
+        let data = match value {
             Value::Scalar(x) => json!({
                 "resultType": "scalar",
                 "result": [ts_json(t), fmt_value(x.first().copied().unwrap_or(f64::NAN))],
@@ -309,7 +336,7 @@ pub async fn query(
                 })).collect::<Vec<_>>(),
             }),
         };
-        Ok(success(data, warnings(&stats)))
+        Ok(success(data, stats.warnings()))
     })
     .await
 }
@@ -328,14 +355,18 @@ pub async fn query_range(
         let start = parse_time("start", p.required("start")?)?;
         let end = parse_time("end", p.required("end")?)?;
         let step = parse_step("step", p.required("step")?)?;
-        let (v, ts, stats) = evaluate(&node, &caller, text, Some((start, end, step)), None).await?;
-        let result = match v {
+        let Answer {
+            value,
+            steps,
+            stats,
+        } = evaluate(&node, &caller, text, Some((start, end, step)), None).await?;
+        let result = match value {
             Value::Scalar(x) => {
                 let m: BTreeMap<Labels, Vec<Option<f64>>> =
                     [(Vec::new(), x.into_iter().map(Some).collect())].into();
-                matrix_json(&m, &ts)
+                matrix_json(&m, &steps)
             }
-            Value::Vector(m) => matrix_json(&m, &ts),
+            Value::Vector(m) => matrix_json(&m, &steps),
             Value::Matrix(_) => {
                 return Err(Error::Invalid(
                     "a range vector cannot be the result of a range query".into(),
@@ -344,7 +375,7 @@ pub async fn query_range(
         };
         Ok(success(
             json!({ "resultType": "matrix", "result": result }),
-            warnings(&stats),
+            stats.warnings(),
         ))
     })
     .await
@@ -358,11 +389,12 @@ async fn matching(
     p: &Params,
     required: bool,
 ) -> Result<Vec<Labels>> {
+    let limits = Limits::default();
     let mut selectors: Vec<Vec<Matcher>> = p
         .all("match[]")
         .into_iter()
-        .map(parse_selector)
-        .collect::<Result<_>>()?;
+        .map(|s| parse_selector(s, &limits))
+        .collect::<driftdb_prom::Result<_>>()?;
     if selectors.is_empty() {
         if required {
             return Err(Error::Invalid("no match[] parameter provided".into()));
@@ -378,12 +410,10 @@ async fn matching(
             parse_time(name, v)?;
         }
     }
-    let registry = std::sync::Arc::clone(&node.registry);
-    node.with_query_context(caller, move |ctx| {
-        let segments = |model: &str| admitted_segments(&registry, model);
+    with_source(node, caller, move |src, _limits, budget| {
         let mut set = BTreeSet::new();
         for m in &selectors {
-            set.extend(series::list(ctx, m, &segments)?);
+            set.extend(src.list(m, budget)?);
         }
         Ok(set.into_iter().collect())
     })
@@ -392,13 +422,13 @@ async fn matching(
 
 /// The segment values a model has admitted, per key, plus `__other__` for a key whose cap is
 /// reached (values past the cap fold into it).
-fn admitted_segments(registry: &Registry, model: &str) -> series::SegmentValues {
+fn admitted_segments(registry: &Registry, model: &str) -> SegmentValues {
     let Ok(entry) = registry.get(model) else {
-        return series::SegmentValues::new();
+        return SegmentValues::new();
     };
     let cap = entry.def.segment_cap as usize;
     let Ok(segs) = entry.segments.lock() else {
-        return series::SegmentValues::new();
+        return SegmentValues::new();
     };
     let mut out = segs.admitted().clone();
     for values in out.values_mut() {
@@ -560,8 +590,12 @@ mod tests {
     fn error_bodies() {
         let r = error_response(&Error::Invalid("nope".into()));
         assert_eq!(r.status(), StatusCode::BAD_REQUEST);
-        let r = error_response(&Error::Overloaded("too many".into()));
+        let r = error_response(&Error::Prom(driftdb_prom::Error::TooLarge(
+            "too many".into(),
+        )));
         assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        let r = error_response(&Error::Overloaded("busy".into()));
+        assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
         let r = error_response(&Error::Internal("secret".into()));
         assert_eq!(r.status(), StatusCode::INTERNAL_SERVER_ERROR);
     }

@@ -1,30 +1,17 @@
-//! Prometheus and Grafana integration (README.md): every driftdb metric as a Prometheus
-//! series, served two ways —
+//! The HTTP adapters of the Prometheus integration: remote read (`POST /api/v1/read`,
+//! [`remote_read`]) and the Prometheus-compatible query API ([`api`]: `/api/v1/query`,
+//! `query_range`, `series`, `labels`, `label/{name}/values`, `metadata`), so a real Prometheus
+//! with `remote_read`, or Grafana directly, can read every driftdb metric as a series.
 //!
-//! - **remote read** (`POST /api/v1/read`, [`remote_read`]): a real Prometheus with
-//!   `remote_read` pointing here (and `read_recent: true`) queries driftdb's series with its
-//!   own PromQL; Grafana talks to that Prometheus;
-//! - **a Prometheus-compatible query API** ([`api`]): `/api/v1/query`, `query_range`,
-//!   `series`, `labels`, `label/{name}/values`, `metadata`, so Grafana can use driftdb itself
-//!   as a Prometheus data source. It evaluates a PromQL subset ([`promql`], [`eval`]): series
-//!   selectors, `sum/avg/min/max/count/topk/bottomk` with `by`/`without`, `*_over_time`, number
-//!   arithmetic and comparisons against numbers; anything else is a `bad_data` error naming
-//!   what is unsupported.
-//!
-//! Both read the same series ([`series`]): `driftdb_<metric>{model, version, feature,
-//! <segment key>=<value>}`, one sample per closed window, stamped at the window's end,
-//! computed on the fly from the stored sketches. `server/PROMETHEUS_API.md` documents the
-//! names, labels and the supported PromQL. [`health`] adds RocksDB sizes and these endpoints'
-//! counters to driftdb's own `/metrics`.
+//! They only decode requests, run the `driftdb-prom` crate (PromQL parsed by promql-parser,
+//! series computed from the stored sketches, XOR chunks) on the blocking pool under the query
+//! slots and a time budget, and encode its answers; `prom/PROMETHEUS_API.md` documents the
+//! series, the PromQL subset, the limits and the error mapping. [`health`] adds RocksDB sizes
+//! and these endpoints' counters to driftdb's own `/metrics`.
 
 pub mod api;
-pub mod eval;
 pub mod health;
-pub mod matcher;
-pub mod promql;
 pub mod remote_read;
-pub mod series;
-pub mod xor;
 
 use axum::Router;
 use axum::routing::{get, post};

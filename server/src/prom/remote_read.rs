@@ -1,7 +1,7 @@
 //! `POST /api/v1/read`: Prometheus remote read (README.md), so a real Prometheus configured with
 //! `remote_read` — and Grafana through it — can plot every driftdb series.
 //!
-//! The protocol (facts in `../shared/PROMETHEUS.md`): the body is a snappy **block**-compressed
+//! The protocol: the body is a snappy **block**-compressed
 //! `prometheus.ReadRequest`; each query carries an inclusive millisecond range and label
 //! matchers (the metric name as `__name__`). We answer with the first response type the client
 //! accepts that we support (an empty list means SAMPLES):
@@ -25,15 +25,39 @@ use axum::response::{IntoResponse, Response};
 use driftdb_proto::prometheus as pb;
 use prost::Message;
 
-use super::series::{self, Limits, Series};
-use super::xor::{MAX_SAMPLES_PER_CHUNK, encode};
+use driftdb_prom::Series;
+use driftdb_prom::xor::{MAX_SAMPLES_PER_CHUNK, encode};
+
+use super::api::with_source;
 use crate::auth::Principal;
 use crate::error::{Error, Result, to_http};
 use crate::node::Node;
 
 mod decode;
 
-pub use decode::{MAX_REQUEST_BYTES, ResponseType, decode_request, matchers, negotiate};
+pub use decode::{
+    MAX_REQUEST_BYTES, MatchType, RawMatcher, ResponseType, decode_request, matchers, negotiate,
+};
+
+/// Compiles a query's matchers (regular expressions included).
+pub fn compile(raw: &[RawMatcher]) -> Result<Vec<driftdb_prom::Matcher>> {
+    use driftdb_prom::MatchOp;
+    raw.iter()
+        .map(|m| {
+            let op = match m.ty {
+                MatchType::Eq => MatchOp::Eq,
+                MatchType::Neq => MatchOp::Neq,
+                MatchType::Re => MatchOp::Re,
+                MatchType::Nre => MatchOp::Nre,
+            };
+            Ok(driftdb_prom::Matcher::new(
+                op,
+                m.name.clone(),
+                m.value.clone(),
+            )?)
+        })
+        .collect()
+}
 
 /// Content type of a SAMPLES answer.
 pub const SAMPLES_CONTENT_TYPE: &str = "application/x-protobuf";
@@ -146,9 +170,17 @@ pub fn streamed_body(results: &[Vec<Series>], max_frame: usize) -> Vec<u8> {
     out
 }
 
-/// A remote-read error: the status its kind maps to, the message as plain text.
+/// A remote-read error: the status its kind maps to (a read too large is 400: narrow it; one
+/// that ran out of time or found every query slot busy is 429, which Prometheus retries), the
+/// message as plain text.
 fn error_response(e: &Error) -> Response {
-    let (code, message) = to_http(e);
+    use driftdb_engine::ErrorKind;
+    let (code, message) = match e.kind() {
+        ErrorKind::DeadlineExceeded | ErrorKind::Cancelled | ErrorKind::ResourceExhausted => {
+            (429, e.to_string())
+        }
+        _ => to_http(e),
+    };
     let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     (
         status,
@@ -160,15 +192,32 @@ fn error_response(e: &Error) -> Response {
 
 /// Runs every query of a request.
 async fn run(node: &Node, caller: &Principal, req: pb::ReadRequest) -> Result<Vec<Vec<Series>>> {
+    let limits = driftdb_prom::Limits::default();
     let mut parsed = Vec::with_capacity(req.queries.len());
+    let mut regexes = 0usize;
     for q in &req.queries {
-        parsed.push((matchers(q)?, q.start_timestamp_ms, q.end_timestamp_ms));
+        let raw = matchers(q)?;
+        regexes += raw
+            .iter()
+            .filter(|m| matches!(m.ty, MatchType::Re | MatchType::Nre))
+            .count();
+        if regexes > limits.max_regex_matchers {
+            break;
+        }
+        parsed.push((compile(&raw)?, q.start_timestamp_ms, q.end_timestamp_ms));
     }
-    let floor = node.store.retention_cutoff();
-    node.with_query_context(caller, move |ctx| {
+    // Every regex is compiled and run against label values: bound them per request as PromQL
+    // bounds them per query.
+    if regexes > limits.max_regex_matchers {
+        return Err(Error::Invalid(format!(
+            "the read holds {regexes} regular-expression matchers (limit {}); split it",
+            limits.max_regex_matchers
+        )));
+    }
+    with_source(node, caller, move |src, _limits, budget| {
         let mut out = Vec::with_capacity(parsed.len());
         for (m, start, end) in &parsed {
-            out.push(series::select(ctx, m, *start, *end, floor, Limits::default())?.series);
+            out.push(src.read(m, *start, *end, budget)?.series);
         }
         Ok(out)
     })

@@ -1,13 +1,37 @@
 //! Decoding of a remote-read request: snappy block format, the `prometheus.ReadRequest`
-//! protobuf, response-type negotiation and the label matchers. This module depends only on the
-//! proto crate, prost, snap, [`crate::prom::matcher`] and the `Invalid` variant of the server's
-//! error, so the remote-read fuzz target (`server/fuzz`) compiles this very file.
+//! protobuf, response-type negotiation and the label matchers as written (compiled by the
+//! caller with `driftdb_prom::Matcher`). This module depends only on the proto crate, prost,
+//! snap and the `Invalid` variant of the server's error, so the remote-read fuzz target
+//! (`server/fuzz`) compiles this very file.
 
 use driftdb_proto::prometheus as pb;
 use prost::Message;
 
 use crate::error::{Error, Result};
-use crate::prom::matcher::{MatchOp, Matcher};
+
+/// A label matcher's comparison, as the request states it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MatchType {
+    /// `=`.
+    Eq,
+    /// `!=`.
+    Neq,
+    /// `=~`.
+    Re,
+    /// `!~`.
+    Nre,
+}
+
+/// One label matcher of a query, not compiled yet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawMatcher {
+    /// The comparison.
+    pub ty: MatchType,
+    /// The label name.
+    pub name: String,
+    /// The value or pattern.
+    pub value: String,
+}
 
 /// Largest request body accepted after decompression.
 pub const MAX_REQUEST_BYTES: usize = 32 << 20;
@@ -56,16 +80,16 @@ pub fn decode_request(body: &[u8]) -> Result<pb::ReadRequest> {
         .map_err(|e| Error::Invalid(format!("the body is not a prometheus.ReadRequest: {e}")))
 }
 
-/// Compiles a query's label matchers.
-pub fn matchers(q: &pb::Query) -> Result<Vec<Matcher>> {
+/// A query's label matchers as written.
+pub fn matchers(q: &pb::Query) -> Result<Vec<RawMatcher>> {
     q.matchers
         .iter()
         .map(|m| {
-            let op = match pb::label_matcher::Type::try_from(m.r#type) {
-                Ok(pb::label_matcher::Type::Eq) => MatchOp::Eq,
-                Ok(pb::label_matcher::Type::Neq) => MatchOp::Neq,
-                Ok(pb::label_matcher::Type::Re) => MatchOp::Re,
-                Ok(pb::label_matcher::Type::Nre) => MatchOp::Nre,
+            let ty = match pb::label_matcher::Type::try_from(m.r#type) {
+                Ok(pb::label_matcher::Type::Eq) => MatchType::Eq,
+                Ok(pb::label_matcher::Type::Neq) => MatchType::Neq,
+                Ok(pb::label_matcher::Type::Re) => MatchType::Re,
+                Ok(pb::label_matcher::Type::Nre) => MatchType::Nre,
                 Err(_) => {
                     return Err(Error::Invalid(format!(
                         "unknown matcher type {} for label {}",
@@ -73,7 +97,11 @@ pub fn matchers(q: &pb::Query) -> Result<Vec<Matcher>> {
                     )));
                 }
             };
-            Matcher::new(op, m.name.clone(), m.value.clone())
+            Ok(RawMatcher {
+                ty,
+                name: m.name.clone(),
+                value: m.value.clone(),
+            })
         })
         .collect()
 }

@@ -67,7 +67,7 @@ fn requests_must_be_snappy_protobuf() {
         .unwrap();
     let back = decode_request(&body).unwrap();
     assert_eq!(back, req);
-    let m = matchers(&back.queries[0]).unwrap();
+    let m = compile(&matchers(&back.queries[0]).unwrap()).unwrap();
     assert!(m[0].matches("fraud") && !m[0].matches("xfraud"));
     assert!(decode_request(b"not snappy at all").is_err());
     // Snappy framing-format streams are refused (the protocol uses the block format).
@@ -104,7 +104,7 @@ fn streamed_frames_keep_series_whole_and_in_order() {
     let mut decoded = Vec::new();
     for c in &ks.chunks {
         assert_eq!(c.r#type, pb::chunk::Encoding::Xor as i32);
-        let s = crate::prom::xor::decode(&c.data).unwrap();
+        let s = driftdb_prom::xor::decode(&c.data).unwrap();
         assert_eq!(c.min_time_ms, s[0].0);
         assert_eq!(c.max_time_ms, s[s.len() - 1].0);
         decoded.extend(s);
