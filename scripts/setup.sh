@@ -3,7 +3,8 @@
 #   - libclang (RocksDB's bindgen needs it at build time)
 #   - a C++ compiler (librocksdb-sys builds RocksDB from source)
 #   --test: what the test suite needs beyond the build: Debian's prometheus package (the
-#           remote-read integration test runs the real `prometheus` and `promtool`)
+#           remote-read integration test runs the real `prometheus` and `promtool`), and
+#           Python's venv module (python3-venv; the Python client's suite runs in a venv)
 set -euo pipefail
 
 want_test=0
@@ -25,6 +26,8 @@ command -v make >/dev/null 2>&1 || need+=(make)
 command -v pkg-config >/dev/null 2>&1 || true
 if [ "$want_test" -eq 1 ]; then
   { command -v prometheus && command -v promtool; } >/dev/null 2>&1 || need+=(prometheus)
+  command -v python3 >/dev/null 2>&1 || need+=(python3)
+  python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
 fi
 
 if [ ${#need[@]} -gt 0 ]; then

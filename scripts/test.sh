@@ -15,3 +15,5 @@ step "tests (unit, integration, property, golden, doc)"
 cargo test --release --workspace --locked
 step "benches compile"
 cargo bench --workspace --locked --no-run
+step "Python client (ruff, stubs, pytest against the driftdb binary built above)"
+bash scripts/python.sh
