@@ -1,9 +1,8 @@
 //! The `driftdb` command line (README.md): `serve`, client commands against a server, and
 //! `bench`. Exit status 0 on success; otherwise a one-line reason on stderr and status 1.
 
-use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -12,18 +11,15 @@ use driftdb_engine::model::ModelDef;
 use driftdb_engine::time::SystemClock;
 use driftdb_proto::v1 as pb;
 use indicatif::{ProgressBar, ProgressStyle};
-use tokio_stream::StreamExt;
 
 use crate::client::Client;
 use crate::error::{Error, Result};
-use crate::files::{
-    BatchBuilder, Record, label_from_record, progress_total, read_records, record_model,
-};
 use crate::output;
 use driftdb_server::convert::{model_from_pb, model_to_pb, table_from_pb};
 use driftdb_server::node::Node;
 
 mod alerting;
+mod ingest;
 mod keys;
 
 pub(crate) use alerting::alert_line;
@@ -32,6 +28,13 @@ pub(crate) use alerting::alert_line;
 #[derive(Debug, Parser)]
 #[command(name = "driftdb", version, about, long_about = None)]
 pub struct Cli {
+    /// The client flags, accepted before the subcommand too (`driftdb --server URL model list`).
+    #[command(flatten)]
+    server: ServerArg,
+    /// Print JSON where the command has a JSON form (query, ingest/labels/reference summaries,
+    /// listings); accepted before or after the subcommand.
+    #[arg(long, global = true)]
+    json: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -80,9 +83,9 @@ enum Command {
     Reference(ReferenceCmd),
     /// Ingest an inference file (.jsonl, .csv or .parquet); prints a summary of accepted and
     /// rejected rows.
-    Ingest(IngestArgs),
+    Ingest(ingest::IngestArgs),
     /// Ingest a label/outcome file (.jsonl, .csv or .parquet); labels join their predictions.
-    Labels(LabelsArgs),
+    Labels(ingest::LabelsArgs),
     /// Run a DriftQL query on the server and print its table (warnings go to stderr).
     #[command(after_help = QUERY_EXAMPLES)]
     Query(QueryArgs),
@@ -194,55 +197,7 @@ enum ModelCmd {
 #[derive(Debug, Subcommand)]
 enum ReferenceCmd {
     /// Upload a reference file for a model version; bin edges are fixed at this moment.
-    Load {
-        /// Model id.
-        #[arg(long)]
-        model: String,
-        /// Model version.
-        #[arg(long)]
-        version: String,
-        /// Replace an existing profile of this version.
-        #[arg(long)]
-        replace: bool,
-        /// Rows per uploaded chunk.
-        #[arg(long, default_value_t = 2000)]
-        batch_size: usize,
-        /// Reference rows (.jsonl, .csv, .parquet), labels inline as `label`.
-        file: PathBuf,
-        #[command(flatten)]
-        server: ServerArg,
-    },
-}
-
-#[derive(Debug, Args)]
-struct IngestArgs {
-    /// Inference file (.jsonl, .csv, .parquet).
-    file: PathBuf,
-    /// Model id for files without a `model_id` column.
-    #[arg(long)]
-    model: Option<String>,
-    /// Rows per batch.
-    #[arg(long, default_value_t = 1000)]
-    batch_size: usize,
-    /// Producer id for idempotent replays (default: derived from the file name).
-    #[arg(long)]
-    producer: Option<String>,
-    #[command(flatten)]
-    server: ServerArg,
-}
-
-#[derive(Debug, Args)]
-struct LabelsArgs {
-    /// Label file (.jsonl, .csv, .parquet).
-    file: PathBuf,
-    /// Model id for files without a `model_id` column.
-    #[arg(long)]
-    model: Option<String>,
-    /// Labels per batch.
-    #[arg(long, default_value_t = 2000)]
-    batch_size: usize,
-    #[command(flatten)]
-    server: ServerArg,
+    Load(ingest::ReferenceLoadArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -297,6 +252,7 @@ fn init_tracing(serve: bool) {
 }
 
 async fn run(cli: Cli) -> Result<()> {
+    let json = cli.json;
     match cli.command {
         Command::Serve(a) => serve(a).await,
         Command::Model(ModelCmd::Create { file, server }) => {
@@ -368,16 +324,9 @@ async fn run(cli: Cli) -> Result<()> {
             );
             Ok(())
         }
-        Command::Reference(ReferenceCmd::Load {
-            model,
-            version,
-            replace,
-            batch_size,
-            file,
-            server,
-        }) => reference_load(&server, &model, &version, replace, batch_size, &file).await,
-        Command::Ingest(a) => ingest_file(a).await,
-        Command::Labels(a) => labels_file(a).await,
+        Command::Reference(ReferenceCmd::Load(a)) => ingest::reference_load(a, json).await,
+        Command::Ingest(a) => ingest::ingest_file(a, json).await,
+        Command::Labels(a) => ingest::labels_file(a, json).await,
         Command::Query(a) => query(a).await,
         Command::Demo(a) => crate::demo::run(a).await,
         Command::Rules(c) => alerting::rules(c).await,
@@ -504,433 +453,6 @@ fn track(pb: &ProgressBar, counter: &Arc<AtomicU64>) -> tokio::task::JoinHandle<
     })
 }
 
-async fn reference_load(
-    server: &ServerArg,
-    model: &str,
-    version: &str,
-    replace: bool,
-    batch_size: usize,
-    file: &Path,
-) -> Result<()> {
-    let mut c = Client::connect_with(&server.config()).await?;
-    let def = model_from_pb(c.model(model).await?)?;
-    let total = progress_total(file)?;
-    let counter = Arc::new(AtomicU64::new(0));
-    let pb = progress_bar(total, "reference");
-    let ticker = track(&pb, &counter);
-    let (tx, rx) = tokio::sync::mpsc::channel::<pb::ReferenceChunk>(4);
-    let header = pb::ReferenceChunk {
-        chunk: Some(pb::reference_chunk::Chunk::Header(pb::ReferenceHeader {
-            model_id: model.into(),
-            model_version: version.into(),
-            replace,
-        })),
-    };
-    tx.send(header)
-        .await
-        .map_err(|_| Error::Internal("upload channel closed".into()))?;
-    let file_owned = file.to_path_buf();
-    let model_owned = model.to_string();
-    let counter2 = Arc::clone(&counter);
-    let reader = tokio::task::spawn_blocking(move || -> Result<Vec<(u64, String)>> {
-        let bad = std::cell::RefCell::new(Vec::new());
-        let mut builder = BatchBuilder::new(&def, true);
-        read_records(
-            &file_owned,
-            &counter2,
-            |r: Record| {
-                if let Some(m) = record_model(&r)
-                    && m != model_owned
-                {
-                    bad.borrow_mut()
-                        .push((r.line, format!("row is for model {m:?}")));
-                    return Ok(());
-                }
-                if let Err(e) = builder.push(&r) {
-                    bad.borrow_mut().push((r.line, e));
-                }
-                if builder.len() >= batch_size {
-                    tx.blocking_send(pb::ReferenceChunk {
-                        chunk: Some(pb::reference_chunk::Chunk::Rows(builder.take())),
-                    })
-                    .map_err(|_| Error::Transport("upload stream closed".into()))?;
-                }
-                Ok(())
-            },
-            |line, e| bad.borrow_mut().push((line, e)),
-        )?;
-        if !builder.is_empty() {
-            tx.blocking_send(pb::ReferenceChunk {
-                chunk: Some(pb::reference_chunk::Chunk::Rows(builder.take())),
-            })
-            .map_err(|_| Error::Transport("upload stream closed".into()))?;
-        }
-        Ok(bad.into_inner())
-    });
-    let resp = c
-        .models
-        .upload_reference(tokio_stream::wrappers::ReceiverStream::new(rx))
-        .await;
-    let bad = reader.await.map_err(|e| Error::Internal(e.to_string()))??;
-    ticker.abort();
-    pb.finish_and_clear();
-    let s = resp?.into_inner();
-    output::line(&format!(
-        "reference {}@{}: {} rows profiled, {} rejected by the server, {} rejected in the file",
-        s.model_id,
-        s.model_version,
-        s.rows,
-        s.rejected,
-        bad.len()
-    ));
-    for (line, e) in bad.iter().take(10) {
-        eprintln!("  line {line}: {e}");
-    }
-    for e in s.errors.iter().take(10) {
-        eprintln!("  row {} ({}): {}", e.row, e.request_id, e.reason);
-    }
-    Ok(())
-}
-
-/// Totals of an ingest run, printed at the end.
-#[derive(Debug, Default)]
-struct IngestTotals {
-    read: u64,
-    accepted: u64,
-    rejected: u64,
-    duplicates: u64,
-    invalid_values: u64,
-    sampled_out: u64,
-    file_rejected: u64,
-    errors: Vec<(u64, String)>,
-}
-
-struct ModelStream {
-    tx: tokio::sync::mpsc::Sender<pb::InferenceBatch>,
-    lines: Arc<std::sync::Mutex<VecDeque<Vec<u64>>>>,
-    done: tokio::task::JoinHandle<Result<()>>,
-}
-
-async fn ingest_file(a: IngestArgs) -> Result<()> {
-    let mut client = Client::connect_with(&a.server.config()).await?;
-    let total = progress_total(&a.file)?;
-    let counter = Arc::new(AtomicU64::new(0));
-    let pb = progress_bar(total, "ingest");
-    let ticker = track(&pb, &counter);
-    let totals = Arc::new(std::sync::Mutex::new(IngestTotals::default()));
-    let producer = a
-        .producer
-        .clone()
-        .unwrap_or_else(|| format!("file:{}", a.file.display()));
-    // Records are read on a blocking thread and handed over in bounded chunks.
-    let (rtx, mut rrx) = tokio::sync::mpsc::channel::<Vec<Record>>(4);
-    let file = a.file.clone();
-    let counter2 = Arc::clone(&counter);
-    let totals2 = Arc::clone(&totals);
-    let reader = tokio::task::spawn_blocking(move || -> Result<()> {
-        let mut chunk = Vec::with_capacity(1024);
-        read_records(
-            &file,
-            &counter2,
-            |r| {
-                chunk.push(r);
-                if chunk.len() >= 1024 {
-                    rtx.blocking_send(std::mem::take(&mut chunk))
-                        .map_err(|_| Error::Internal("reader channel closed".into()))?;
-                }
-                Ok(())
-            },
-            |line, e| {
-                if let Ok(mut t) = totals2.lock() {
-                    t.read += 1;
-                    t.file_rejected += 1;
-                    t.errors.push((line, e));
-                }
-            },
-        )?;
-        if !chunk.is_empty() {
-            rtx.blocking_send(chunk)
-                .map_err(|_| Error::Internal("reader channel closed".into()))?;
-        }
-        Ok(())
-    });
-    let mut models: HashMap<String, (BatchBuilder, Vec<u64>)> = HashMap::new();
-    let mut streams: HashMap<String, ModelStream> = HashMap::new();
-    let mut seq = 0u64;
-    while let Some(chunk) = rrx.recv().await {
-        for r in chunk {
-            let reject = |totals: &Arc<std::sync::Mutex<IngestTotals>>, line: u64, e: String| {
-                if let Ok(mut t) = totals.lock() {
-                    t.read += 1;
-                    t.file_rejected += 1;
-                    t.errors.push((line, e));
-                }
-            };
-            let Some(mid) = record_model(&r).or_else(|| a.model.clone()) else {
-                reject(&totals, r.line, "no model_id (pass --model)".into());
-                continue;
-            };
-            if !models.contains_key(&mid) {
-                let def = match client.model(&mid).await {
-                    Ok(m) => model_from_pb(m)?,
-                    Err(e) => {
-                        reject(&totals, r.line, e.to_string());
-                        continue;
-                    }
-                };
-                models.insert(mid.clone(), (BatchBuilder::new(&def, false), Vec::new()));
-            }
-            let Some((builder, lines)) = models.get_mut(&mid) else {
-                continue;
-            };
-            match builder.push(&r) {
-                Ok(()) => lines.push(r.line),
-                Err(e) => {
-                    reject(&totals, r.line, e);
-                    continue;
-                }
-            }
-            if let Ok(mut t) = totals.lock() {
-                t.read += 1;
-            }
-            if builder.len() >= a.batch_size {
-                seq += 1;
-                let mut batch = builder.take();
-                batch.producer_id = producer.clone();
-                batch.sequence = seq;
-                let ls = std::mem::take(lines);
-                send_batch(&mut client, &mut streams, &mid, batch, ls, &totals).await?;
-            }
-        }
-    }
-    reader.await.map_err(|e| Error::Internal(e.to_string()))??;
-    for (mid, (builder, lines)) in models.iter_mut() {
-        if !builder.is_empty() {
-            seq += 1;
-            let mut batch = builder.take();
-            batch.producer_id = producer.clone();
-            batch.sequence = seq;
-            send_batch(
-                &mut client,
-                &mut streams,
-                mid,
-                batch,
-                std::mem::take(lines),
-                &totals,
-            )
-            .await?;
-        }
-    }
-    let mut first_err = None;
-    for (_, s) in streams.drain() {
-        drop(s.tx);
-        if let Err(e) = s.done.await.map_err(|e| Error::Internal(e.to_string()))? {
-            first_err.get_or_insert(e);
-        }
-    }
-    ticker.abort();
-    pb.finish_and_clear();
-    let t = totals
-        .lock()
-        .map_err(|_| Error::Internal("totals lock".into()))?;
-    output::line(&format!(
-        "read {} rows: {} accepted, {} rejected ({} by the server, {} in the file), {} duplicates skipped, {} invalid values, {} sampled out",
-        t.read,
-        t.accepted,
-        t.rejected + t.file_rejected,
-        t.rejected,
-        t.file_rejected,
-        t.duplicates,
-        t.invalid_values,
-        t.sampled_out
-    ));
-    let mut errs = t.errors.clone();
-    errs.sort();
-    for (line, e) in errs.iter().take(20) {
-        eprintln!("  line {line}: {e}");
-    }
-    if errs.len() > 20 {
-        eprintln!("  … and {} more", errs.len() - 20);
-    }
-    match first_err {
-        Some(e) => Err(e),
-        None => Ok(()),
-    }
-}
-
-async fn send_batch(
-    client: &mut Client,
-    streams: &mut HashMap<String, ModelStream>,
-    model: &str,
-    batch: pb::InferenceBatch,
-    lines: Vec<u64>,
-    totals: &Arc<std::sync::Mutex<IngestTotals>>,
-) -> Result<()> {
-    if !streams.contains_key(model) {
-        let (tx, rx) = tokio::sync::mpsc::channel::<pb::InferenceBatch>(4);
-        let mut acks = client
-            .ingest
-            .ingest_inferences(tokio_stream::wrappers::ReceiverStream::new(rx))
-            .await?
-            .into_inner();
-        let line_q: Arc<std::sync::Mutex<VecDeque<Vec<u64>>>> = Arc::default();
-        let q = Arc::clone(&line_q);
-        let totals = Arc::clone(totals);
-        let done = tokio::spawn(async move {
-            while let Some(ack) = acks.next().await {
-                let ack = ack?;
-                let lines = q
-                    .lock()
-                    .ok()
-                    .and_then(|mut q| q.pop_front())
-                    .unwrap_or_default();
-                if let Ok(mut t) = totals.lock() {
-                    t.accepted += ack.accepted;
-                    t.rejected += ack.rejected;
-                    t.duplicates += ack.duplicates;
-                    t.invalid_values += ack.invalid_values;
-                    t.sampled_out += ack.sampled_out;
-                    if ack.replayed {
-                        t.duplicates += lines.len() as u64;
-                    }
-                    for e in ack.errors {
-                        let line = lines.get(e.row as usize).copied().unwrap_or(0);
-                        t.errors.push((line, e.reason));
-                    }
-                }
-            }
-            Ok(())
-        });
-        streams.insert(
-            model.to_string(),
-            ModelStream {
-                tx,
-                lines: line_q,
-                done,
-            },
-        );
-    }
-    let Some(s) = streams.get(model) else {
-        return Err(Error::Internal("stream vanished".into()));
-    };
-    if let Ok(mut q) = s.lines.lock() {
-        q.push_back(lines);
-    }
-    if s.tx.send(batch).await.is_err() {
-        // The stream ended: surface the server's reason.
-        if let Some(s) = streams.remove(model) {
-            s.done.await.map_err(|e| Error::Internal(e.to_string()))??;
-        }
-        return Err(Error::Transport(
-            "ingest stream closed by the server".into(),
-        ));
-    }
-    Ok(())
-}
-
-async fn labels_file(a: LabelsArgs) -> Result<()> {
-    let mut client = Client::connect_with(&a.server.config()).await?;
-    let total = progress_total(&a.file)?;
-    let counter = Arc::new(AtomicU64::new(0));
-    let pb = progress_bar(total, "labels");
-    let ticker = track(&pb, &counter);
-    let file = a.file.clone();
-    let default_model = a.model.clone();
-    let batch_size = a.batch_size;
-    let (tx, rx) = tokio::sync::mpsc::channel::<(String, pb::LabelBatch, Vec<u64>)>(4);
-    let reader = tokio::task::spawn_blocking(move || -> Result<Vec<(u64, String)>> {
-        let bad = std::cell::RefCell::new(Vec::new());
-        let mut per_model: HashMap<String, (pb::LabelBatch, Vec<u64>)> = HashMap::new();
-        read_records(
-            &file,
-            &counter,
-            |r| {
-                let Some(mid) = record_model(&r).or_else(|| default_model.clone()) else {
-                    bad.borrow_mut()
-                        .push((r.line, "no model_id (pass --model)".into()));
-                    return Ok(());
-                };
-                match label_from_record(&r) {
-                    Ok(l) => {
-                        let e = per_model.entry(mid.clone()).or_insert_with(|| {
-                            (
-                                pb::LabelBatch {
-                                    model_id: mid.clone(),
-                                    ..Default::default()
-                                },
-                                Vec::new(),
-                            )
-                        });
-                        e.0.labels.push(l);
-                        e.1.push(r.line);
-                        if e.0.labels.len() >= batch_size {
-                            let (b, lines) = std::mem::take(e);
-                            tx.blocking_send((mid, b, lines))
-                                .map_err(|_| Error::Internal("label channel closed".into()))?;
-                        }
-                    }
-                    Err(e) => bad.borrow_mut().push((r.line, e)),
-                }
-                Ok(())
-            },
-            |line, e| bad.borrow_mut().push((line, e)),
-        )?;
-        for (mid, (b, lines)) in per_model {
-            if !b.labels.is_empty() {
-                let b = pb::LabelBatch {
-                    model_id: mid.clone(),
-                    ..b
-                };
-                tx.blocking_send((mid, b, lines))
-                    .map_err(|_| Error::Internal("label channel closed".into()))?;
-            }
-        }
-        Ok(bad.into_inner())
-    });
-    let mut rx = rx;
-    let (mut joined, mut pending, mut rejected, mut dups, mut read) =
-        (0u64, 0u64, 0u64, 0u64, 0u64);
-    let mut errors: Vec<(u64, String)> = Vec::new();
-    while let Some((mid, mut b, lines)) = rx.recv().await {
-        b.model_id = mid;
-        read += b.labels.len() as u64;
-        let mut acks = client
-            .ingest
-            .ingest_labels(tokio_stream::iter(vec![b]))
-            .await?
-            .into_inner();
-        while let Some(ack) = acks.next().await {
-            let ack = ack?;
-            joined += ack.joined;
-            pending += ack.pending;
-            rejected += ack.rejected;
-            dups += ack.duplicates;
-            for e in ack.errors {
-                errors.push((lines.get(e.row as usize).copied().unwrap_or(0), e.reason));
-            }
-        }
-    }
-    let bad = reader.await.map_err(|e| Error::Internal(e.to_string()))??;
-    ticker.abort();
-    pb.finish_and_clear();
-    output::line(&format!(
-        "read {} labels: {} joined, {} pending (waiting for their prediction), {} rejected ({} by the server, {} in the file), {} duplicates",
-        read + bad.len() as u64,
-        joined,
-        pending,
-        rejected + bad.len() as u64,
-        rejected,
-        bad.len(),
-        dups
-    ));
-    errors.extend(bad);
-    errors.sort();
-    for (line, e) in errors.iter().take(20) {
-        eprintln!("  line {line}: {e}");
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -958,5 +480,47 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn client_flags_before_the_subcommand() {
+        let cli = Cli::try_parse_from([
+            "driftdb",
+            "--server",
+            "http://10.1.2.3:1",
+            "--api-key",
+            "ddb_x",
+            "model",
+            "list",
+        ])
+        .unwrap();
+        match cli.command {
+            Command::Model(ModelCmd::List { server }) => {
+                assert_eq!(server.server, "http://10.1.2.3:1");
+                assert_eq!(server.api_key.as_deref(), Some("ddb_x"));
+            }
+            other => panic!("{other:?}"),
+        }
+        // After the subcommand, as before.
+        let cli =
+            Cli::try_parse_from(["driftdb", "model", "list", "--server", "http://h:2"]).unwrap();
+        match cli.command {
+            Command::Model(ModelCmd::List { server }) => assert_eq!(server.server, "http://h:2"),
+            other => panic!("{other:?}"),
+        }
+        // --json before the subcommand reaches the query.
+        let cli = Cli::try_parse_from(["driftdb", "--json", "query", "psi(m.*) over 1h"]).unwrap();
+        match cli.command {
+            Command::Query(a) => assert!(a.json),
+            other => panic!("{other:?}"),
+        }
+        let cli = Cli::try_parse_from(["driftdb", "ingest", "f.jsonl", "--json"]).unwrap();
+        assert!(cli.json);
     }
 }
