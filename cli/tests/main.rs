@@ -7,6 +7,7 @@
 mod common;
 mod demo_cli;
 mod faults;
+mod files_cli;
 mod golden_cli;
 mod keys_cli;
 mod kill9;

@@ -122,7 +122,9 @@ pub fn start(path: &Path, ctx: Arc<Ctx>, progress: Arc<AtomicU64>) -> Result<Pip
                     Arc::clone(&emitted),
                     Arc::clone(&progress),
                 );
-                let file = file.try_clone().map_err(|e| file_err(path, e))?;
+                // Its own open file: clones of one handle share the read offset, and the
+                // parquet crate seeks before each read.
+                let file = File::open(path).map_err(|e| file_err(path, e))?;
                 let path = path_buf.clone();
                 std::thread::spawn(move || {
                     let r = parquet_source(
@@ -470,6 +472,7 @@ fn parquet_source(
             }
         }
         let f = file.try_clone().map_err(|e| file_err(path, e))?;
+        // (One thread reads through `file` and its clones at a time.)
         let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(f, meta.clone())
             .with_row_groups(vec![g as usize])
             .with_batch_size(batch_rows)
