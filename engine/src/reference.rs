@@ -4,8 +4,11 @@
 //! Per series (feature, `$score`, `$latency`, `$label`) and per segment (overall and each
 //! segment value, docs/STATISTICS.md §0: a segment's baseline is that segment's own reference rows,
 //! including its bin edges): a [`NumericState`] binned on the exact 50-quantile edges (the
-//! 10-bin edges are a subset), exact type-7 quantiles p1…p99, and for categoricals the category
-//! counts. Ranking models also get `$items`: the counts of the item ids the reference rows served
+//! 10-bin edges are a subset) with the offset sums of each bin (so Wasserstein-1 against the
+//! profile has exact per-bin integrals, docs/STATISTICS.md §7; a profile stored before the sums
+//! existed has none and gets the previous estimator until its reference is loaded again), exact
+//! type-7 quantiles p1…p99, and for categoricals the category counts. Ranking models also get
+//! `$items`: the counts of the item ids the reference rows served
 //! in their top [`TOP_K_ITEMS`] slots. Labelled reference rows also give reference performance.
 
 use std::collections::BTreeMap;

@@ -21,7 +21,33 @@ pub struct BinEdges {
     edges: Vec<f64>,
     /// [`bulk_order_key`] of each edge.
     keys: Vec<u32>,
+    /// The grid unit of each bin's offset sums ([`BinEdges::offset_unit`]).
+    units: Vec<f64>,
     id: u32,
+}
+
+/// Bits of resolution of the offset-sum grid below a bin's width: a value's offset from its
+/// bin's anchor is counted in units of `2^(floor(log2 width) − 12)`, so rounding one value up
+/// to the grid moves it by less than `width / 4096`.
+pub const OFFSET_GRID_BITS: i32 = 12;
+
+/// The largest power of two `<= w` (`w` positive; infinity counts as `f64::MAX`).
+fn pow2_floor(w: f64) -> f64 {
+    let w = w.min(f64::MAX);
+    let bits = w.to_bits();
+    if bits >> 52 == 0 {
+        // Subnormal: the highest set bit of the significand.
+        f64::from_bits(1u64 << (63 - bits.leading_zeros()))
+    } else {
+        f64::from_bits(bits & 0xFFF0_0000_0000_0000)
+    }
+}
+
+/// `2^-OFFSET_GRID_BITS` times the largest power of two `<= scale`, at least the smallest
+/// subnormal.
+fn grid_unit(scale: f64) -> f64 {
+    let u = pow2_floor(scale) * (1.0 / f64::from(1u32 << OFFSET_GRID_BITS));
+    if u > 0.0 { u } else { f64::from_bits(1) }
 }
 
 /// The order the bulk fold ([`NumericState::from_sorted`]) needs its values in: the top 32
@@ -53,9 +79,33 @@ impl BinEdges {
         for e in &edges {
             h.update(&e.to_le_bytes());
         }
+        let m = edges.len();
+        let mut units: Vec<f64> = (0..=m)
+            .map(|j| {
+                if (1..m).contains(&j) {
+                    grid_unit(edges[j] - edges[j - 1])
+                } else {
+                    0.0
+                }
+            })
+            .collect();
+        if m >= 2 {
+            // The open outer bins count in the unit of their inner neighbour.
+            units[0] = units[1];
+            units[m] = units[m - 1];
+        } else if m == 1 {
+            let scale = edges[0].abs();
+            let u = grid_unit(if scale >= f64::MIN_POSITIVE {
+                scale
+            } else {
+                1.0
+            });
+            units = vec![u, u];
+        }
         Ok(BinEdges {
             id: h.finalize(),
             keys: edges.iter().map(|e| bulk_order_key(*e)).collect(),
+            units,
             edges,
         })
     }
@@ -79,15 +129,86 @@ impl BinEdges {
     pub fn bin(&self, x: f64) -> usize {
         self.edges.partition_point(|e| *e <= x)
     }
+
+    /// The anchor of bin `j`, the edge its values' offsets are measured from: the bin's left
+    /// edge, and for the first bin (`x < edges[0]`) its right edge. `None` without edges.
+    pub fn anchor(&self, j: usize) -> Option<f64> {
+        match j {
+            0 => self.edges.first().copied(),
+            _ => self.edges.get(j - 1).copied(),
+        }
+    }
+
+    /// The grid unit of bin `j`'s offset sums: `2^(floor(log2 width) − 12)` of an inner bin;
+    /// the open outer bins use their inner neighbour's (with one edge, `2^-12` of the largest
+    /// power of two below `|edge|`, or of 1). `None` without edges.
+    pub fn offset_unit(&self, j: usize) -> Option<f64> {
+        self.units.get(j).copied()
+    }
+
+    /// The grid offset of `x` in its bin `j`: `ceil(|x − anchor| / unit)`, 0 exactly when `x`
+    /// is the anchor itself, at least 1 otherwise; `None` when it does not fit in 64 bits.
+    #[inline]
+    fn grid_offset(&self, j: usize, x: f64) -> Option<u64> {
+        let (Some(a), Some(u)) = (self.anchor(j), self.units.get(j)) else {
+            return None;
+        };
+        let o = if j == 0 { a - x } else { x - a };
+        if o == 0.0 {
+            return Some(0);
+        }
+        let q = (o / u).ceil();
+        // 2^64 as f64: the first value that does not fit.
+        if q < 18_446_744_073_709_551_616.0 {
+            Some((q as u64).max(1))
+        } else {
+            None
+        }
+    }
 }
 
-/// Counts over a [`BinEdges`] set.
+/// Counts over a [`BinEdges`] set, with the sums of the values' offsets per bin.
+///
+/// `sums[j]` is `Σ ceil(|x − anchor_j| / unit_j)` over the values `x` of bin `j`
+/// ([`BinEdges::anchor`], [`BinEdges::offset_unit`]): the sum of the values in bin `j`, on a
+/// grid a 4096th of the bin's width, as an integer, so it adds exactly when states merge.
+/// `sums[j] == 0` exactly when every value of bin `j` is its anchor (for inner bins and the
+/// last: all on the bin's left edge). With the counts, it gives `∫ F` between any two edges
+/// to within `count_j · unit_j` (docs/STATISTICS.md §7, §17).
 #[derive(Debug, Clone, PartialEq)]
 pub struct BinCounts {
     /// The [`BinEdges::id`] the counts were taken on.
     pub edges_id: u32,
     /// One count per bin.
     pub counts: Vec<u64>,
+    /// One offset sum per bin; `None` for states written before the sums existed, or when a
+    /// sum would not fit in 64 bits.
+    pub sums: Option<Vec<u64>>,
+}
+
+impl BinCounts {
+    /// Empty counts (and sums) over `edges`.
+    fn empty(edges: &BinEdges) -> Self {
+        let nb = edges.num_bins();
+        BinCounts {
+            edges_id: edges.id(),
+            counts: vec![0; nb],
+            // Without edges there is no anchor to measure offsets from.
+            sums: (nb > 1).then(|| vec![0; nb]),
+        }
+    }
+
+    /// Counts `x` in its bin `j` of `edges`.
+    #[inline]
+    fn add(&mut self, edges: &BinEdges, j: usize, x: f64) {
+        self.counts[j] += 1;
+        if let Some(s) = self.sums.as_mut() {
+            match edges.grid_offset(j, x).and_then(|o| s[j].checked_add(o)) {
+                Some(v) => s[j] = v,
+                None => self.sums = None,
+            }
+        }
+    }
 }
 
 /// Summary of a numeric series over one window (or any merge of windows).
@@ -133,10 +254,7 @@ impl NumericState {
     /// An empty state that bins values on `edges` (when given).
     pub fn new(edges: Option<&BinEdges>) -> Self {
         NumericState {
-            bins: edges.map(|e| BinCounts {
-                edges_id: e.id(),
-                counts: vec![0; e.num_bins()],
-            }),
+            bins: edges.map(BinCounts::empty),
             ..Default::default()
         }
     }
@@ -164,14 +282,11 @@ impl NumericState {
         }
         if self.count == 1 {
             // The first value decides which edges (if any) this state bins on.
-            self.bins = edges.map(|e| BinCounts {
-                edges_id: e.id(),
-                counts: vec![0; e.num_bins()],
-            });
+            self.bins = edges.map(BinCounts::empty);
         }
         match (self.bins.as_mut(), edges) {
             (Some(b), Some(e)) if b.edges_id == e.id() && b.counts.len() == e.num_bins() => {
-                b.counts[e.bin(v)] += 1;
+                b.add(e, e.bin(v), v);
             }
             // A value that cannot be binned on the same edges makes the bins incomplete.
             _ => self.bins = None,
@@ -257,7 +372,7 @@ impl NumericState {
                     while bin < keys.len() && keys[bin] == key && edges[bin] <= *v {
                         bin += 1;
                     }
-                    b.counts[bin] += 1;
+                    b.add(e, bin, *v);
                 }
             }
             _ => {
@@ -387,6 +502,21 @@ impl NumericState {
                     for (x, y) in a.counts.iter_mut().zip(&b.counts) {
                         *x += y;
                     }
+                    // Sums survive only when both sides have them (states written before the
+                    // sums existed have none) and they still fit.
+                    a.sums = match (a.sums.take(), &b.sums) {
+                        (Some(mut x), Some(y)) if x.len() == y.len() => {
+                            let mut ok = true;
+                            for (s, t) in x.iter_mut().zip(y) {
+                                match s.checked_add(*t) {
+                                    Some(v) => *s = v,
+                                    None => ok = false,
+                                }
+                            }
+                            ok.then_some(x)
+                        }
+                        _ => None,
+                    };
                     Some(a)
                 }
                 _ => None,
@@ -500,7 +630,13 @@ impl NumericState {
 
     pub(crate) fn encode(&self, w: &mut Writer) {
         let has_bins = self.count > 0 && self.bins().is_some();
-        w.u8(u8::from(has_bins));
+        let sums = self
+            .bins
+            .as_ref()
+            .filter(|_| has_bins)
+            .and_then(|b| b.sums.as_ref())
+            .filter(|s| s.len() == self.bins.as_ref().map_or(0, |b| b.counts.len()));
+        w.u8(u8::from(has_bins) | (u8::from(sums.is_some()) << 1));
         w.varint(self.count);
         w.varint(self.missing);
         w.varint(self.invalid);
@@ -517,6 +653,9 @@ impl NumericState {
             for c in &b.counts {
                 w.varint(*c);
             }
+            for s in sums.into_iter().flatten() {
+                w.varint(*s);
+            }
         }
         match (self.kll.get(), &self.kll_image) {
             (None, Some(img)) => w.bytes(img),
@@ -527,7 +666,8 @@ impl NumericState {
 
     pub(crate) fn decode(r: &mut Reader<'_>) -> Result<Self> {
         let flags = r.u8()?;
-        if flags > 1 {
+        // Bit 0: bins; bit 1: offset sums, only with bins.
+        if flags > 3 || flags == 2 {
             return Err(Error::Malformed {
                 what: "numeric state",
                 detail: format!("flags {flags:#x}"),
@@ -570,9 +710,26 @@ impl NumericState {
                     detail: "bin counts do not add up to count".into(),
                 });
             }
+            let sums = if flags & 2 == 2 {
+                let mut sums = Vec::with_capacity(n);
+                for c in &counts {
+                    let v = r.varint()?;
+                    if *c == 0 && v != 0 {
+                        return Err(Error::Malformed {
+                            what: "numeric state",
+                            detail: "offset sum of an empty bin".into(),
+                        });
+                    }
+                    sums.push(v);
+                }
+                Some(sums)
+            } else {
+                None
+            };
             s.bins = Some(BinCounts {
                 edges_id: id,
                 counts,
+                sums,
             });
         }
         // Only the image's preamble is checked here; the sketch is decoded when first needed.
@@ -630,5 +787,129 @@ mod tests {
         let var = xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (xs.len() - 1) as f64;
         assert!((a.mean().unwrap() - mean).abs() / mean < 1e-12);
         assert!((a.std().unwrap() - var.sqrt()).abs() / var.sqrt() < 1e-9);
+    }
+
+    fn round_trip(s: &NumericState) -> NumericState {
+        let mut w = Writer::new();
+        s.encode(&mut w);
+        let bytes = w.into_bytes();
+        let mut r = Reader::new(&bytes);
+        let d = NumericState::decode(&mut r).unwrap();
+        r.finish("numeric state").unwrap();
+        d
+    }
+
+    #[test]
+    fn offset_sums_give_the_bin_sums_within_a_grid_unit() {
+        let e = BinEdges::new(vec![-1.0, 0.0, 0.25, 10.0]).unwrap();
+        let xs = [
+            -7.5, -1.0, -0.5, -0.1, 0.0, 0.0, 0.1, 0.2, 0.25, 3.3, 9.99, 10.0, 11.0, 1e6,
+        ];
+        let mut s = NumericState::new(Some(&e));
+        for x in xs {
+            s.observe(x, Some(&e));
+        }
+        let b = s.bins().unwrap();
+        let sums = b.sums.as_ref().unwrap();
+        assert_eq!(b.counts, vec![1, 3, 4, 3, 3]);
+        for (j, (c, k)) in b.counts.iter().zip(sums).enumerate() {
+            let (a, u) = (e.anchor(j).unwrap(), e.offset_unit(j).unwrap());
+            let want: f64 = xs
+                .iter()
+                .filter(|x| e.bin(**x) == j)
+                .map(|x| (x - a).abs())
+                .sum();
+            let got = *k as f64 * u;
+            assert!(
+                got >= want && got - want <= *c as f64 * u,
+                "bin {j}: {got} vs {want}"
+            );
+        }
+        // Bin 2 ([0, 0.25)) holds 0, 0, 0.1, 0.2: not all on its edge; bin 1 ([-1, 0)) holds
+        // -1 (on its edge) and two more.
+        assert!(sums[2] > 0 && sums[1] > 0);
+        // All on the left edge: a zero sum.
+        let mut p = NumericState::new(Some(&e));
+        for _ in 0..5 {
+            p.observe(0.25, Some(&e));
+        }
+        assert_eq!(p.bins().unwrap().sums.as_ref().unwrap()[3], 0);
+        // Units: a 4096th of the power of two below each inner width; outer bins borrow.
+        assert_eq!(e.offset_unit(1), Some(1.0 / 4096.0));
+        assert_eq!(e.offset_unit(2), Some(0.25 / 4096.0));
+        assert_eq!(e.offset_unit(3), Some(8.0 / 4096.0));
+        assert_eq!(e.offset_unit(0), e.offset_unit(1));
+        assert_eq!(e.offset_unit(4), e.offset_unit(3));
+    }
+
+    #[test]
+    fn offset_sums_merge_exactly_and_round_trip() {
+        let e = BinEdges::new(vec![1.0, 2.0, 4.0]).unwrap();
+        let vals: Vec<f64> = (0..500)
+            .map(|i| (i as f64 * 0.37).sin() * 3.0 + 2.0)
+            .collect();
+        let mut all = NumericState::new(Some(&e));
+        let (mut a, mut b) = (NumericState::new(Some(&e)), NumericState::new(Some(&e)));
+        for (i, v) in vals.iter().enumerate() {
+            all.observe(*v, Some(&e));
+            if i % 3 == 0 {
+                a.observe(*v, Some(&e));
+            } else {
+                b.observe(*v, Some(&e));
+            }
+        }
+        let mut sorted = vals.clone();
+        sorted.sort_by(f64::total_cmp);
+        let bulk = NumericState::from_sorted(&sorted, 0, 0, Some(&e));
+        assert_eq!(bulk.bins(), all.bins());
+        a.merge(&b).unwrap();
+        assert_eq!(a.bins(), all.bins());
+        let merged = NumericState::merge_all([&a, &b, &all]).unwrap();
+        let mut twice = all.clone();
+        twice.merge(&a).unwrap();
+        twice.merge(&b).unwrap();
+        assert_eq!(merged.bins(), twice.bins());
+        assert_eq!(round_trip(&all).bins(), all.bins());
+    }
+
+    #[test]
+    fn states_without_sums_still_decode_and_merge() {
+        let e = BinEdges::new(vec![1.0, 2.0, 4.0]).unwrap();
+        let mut old = NumericState::new(Some(&e));
+        for v in [0.5, 1.5, 1.5, 3.0, 7.0] {
+            old.observe(v, Some(&e));
+        }
+        // A state as the build before the sums wrote it: flags bit 0 only.
+        if let Some(b) = old.bins.as_mut() {
+            b.sums = None;
+        }
+        let mut w = Writer::new();
+        old.encode(&mut w);
+        let bytes = w.into_bytes();
+        assert_eq!(bytes[0], 1);
+        let old = round_trip(&old);
+        assert_eq!(old.bins().unwrap().counts, vec![1, 2, 1, 1]);
+        assert!(old.bins().unwrap().sums.is_none());
+        let mut new = NumericState::new(Some(&e));
+        new.observe(1.25, Some(&e));
+        assert!(new.bins().unwrap().sums.is_some());
+        // Either way round, the merge keeps the exact counts and drops the sums.
+        let mut m1 = new.clone();
+        m1.merge(&old).unwrap();
+        let mut m2 = old.clone();
+        m2.merge(&new).unwrap();
+        for m in [&m1, &m2] {
+            assert_eq!(m.bins().unwrap().counts, vec![1, 3, 1, 1]);
+            assert!(m.bins().unwrap().sums.is_none());
+        }
+        let m3 = NumericState::merge_all([&new, &old]).unwrap();
+        assert!(m3.bins().unwrap().sums.is_none());
+        // A sum on an empty bin, or sums without bins, is refused.
+        let mut w = Writer::new();
+        new.encode(&mut w);
+        let mut bad = w.into_bytes();
+        assert_eq!(bad[0], 3);
+        bad[0] = 2;
+        assert!(NumericState::decode(&mut Reader::new(&bad)).is_err());
     }
 }
