@@ -57,6 +57,8 @@ struct Check {
     w1_total: usize,
     w1_outside_5pct: usize,
     w1_exact_ref_outside_5pct: usize,
+    /// Cells whose sketched KS D is reported exact.
+    worst_ks_exact: usize,
     /// Largest distance of a KLL quantile's rank from its target (in band-widths).
     worst_band: f64,
 }
@@ -617,7 +619,22 @@ fn check_window_cell(
             (ks.n, ks.baseline_n),
             (state.count(), base.count()),
         );
-        if (ks.statistic - want_d).abs() <= ks.rank_error {
+        if ks.statistic_is_exact() {
+            // D exact from the sketches (docs/STATISTICS.md §6): the plain Kolmogorov p.
+            c.worst_ks_exact += 1;
+            c.abs(
+                format!("{at}.ks_stat (kll, exact)"),
+                ks.statistic,
+                want_d,
+                1e-12,
+            );
+            c.abs(
+                format!("{at}.ks_pvalue (kll, D exact)"),
+                ks.pvalue_conservative,
+                want_p,
+                1e-9,
+            );
+        } else if (ks.statistic - want_d).abs() <= ks.rank_error {
             c.truth(
                 format!(
                     "{at}.ks_pvalue_conservative {} >= {want_p}",
@@ -640,6 +657,24 @@ fn check_window_cell(
         c.w1_total += 1;
         if (w1 - want_w1).abs() > 0.05 * want_w1 {
             c.w1_outside_5pct += 1;
+        }
+        // The error is within the reported bound, always; in the overall segment (2,000-row
+        // windows against 20,000 reference rows) also within max(5 %, 1 % of the reference's
+        // standard deviation) (docs/STATISTICS.md §16).
+        c.truth(
+            format!(
+                "{at}.wasserstein error {} within its bound {bound}",
+                w1 - want_w1
+            ),
+            (w1 - want_w1).abs() <= bound + 1e-12,
+        );
+        if !at.contains('=') {
+            c.abs(
+                format!("{at}.wasserstein (kll, overall)"),
+                w1,
+                want_w1,
+                (0.05 * want_w1).max(0.01 * base.std().unwrap()),
+            );
         }
         c.worst_w1 = c.worst_w1.max((w1 - want_w1).abs() / want_w1);
         c.worst_w1_bound = c.worst_w1_bound.max((w1 - want_w1).abs() / bound);
@@ -1266,7 +1301,7 @@ fn golden_expected_numbers() {
         "golden: {} values compared, {} failures\n  worst |D_kll − D| = {:.4} (tolerance {:.4})\n  \
          worst KLL quantile rank offset = {:.2} of the ±0.01 band\n  \
          W1 from sketches: {}/{} outside 5 %, worst rel err {:.3}, worst err / bound {:.3}; \
-         with an exact reference CDF {}/{} outside 5 %",
+         with an exact reference CDF {}/{} outside 5 %\n  KS D exact from sketches in {} cells",
         c.compared,
         c.failures.len(),
         c.worst_ks,
@@ -1278,6 +1313,7 @@ fn golden_expected_numbers() {
         c.worst_w1_bound,
         c.w1_exact_ref_outside_5pct,
         c.w1_total,
+        c.worst_ks_exact,
     );
     for f in c.failures.iter().take(60) {
         eprintln!("  FAIL {f}");

@@ -101,6 +101,10 @@ fn profile_has_exact_edges_per_segment_and_round_trips() {
     let back = ReferenceProfile::decode(&p.encode()).unwrap();
     assert_eq!(back.encode(), p.encode());
     assert_eq!(back.created_at, Timestamp(42));
+    // The profile's bins carry offset sums (W1 per bin, docs/STATISTICS.md §7), stored too.
+    let back_all = back.series(&x, &Segment::All).unwrap().numeric().unwrap();
+    assert!(back_all.state.bins().unwrap().sums.is_some());
+    assert_eq!(back_all.state.bins(), all.state.bins());
     // As fold baselines.
     let mut by_version = std::collections::BTreeMap::new();
     by_version.insert("v1".to_string(), back);
@@ -230,4 +234,57 @@ fn ranking_reference_profiles_served_items_and_round_trips() {
     binary.add(&bb, &labels).unwrap();
     let bp = binary.finish(Timestamp(0)).unwrap();
     assert!(bp.series(&FeatureRef::Items, &Segment::All).is_none());
+}
+
+/// A reference profile stored by the build before the offset sums (the server's record
+/// fixture as it was then): it still decodes and re-encodes to the same bytes, its numeric
+/// states have counts but no sums, and W1 against it falls back to the sketch CDFs' area while
+/// windows folded now (with sums) still merge and compare with it.
+#[test]
+fn profiles_stored_without_offset_sums_still_work() {
+    use driftdb_engine::codec::open;
+    use driftdb_engine::sketch::NumericState;
+    use driftdb_engine::stats::ks::{CdfSample, ks_and_wasserstein, wasserstein};
+    let stored = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/reference_without_offset_sums.bin"
+    ))
+    .unwrap();
+    let (_, payload) = open(&stored).unwrap();
+    let p = ReferenceProfile::decode(payload).unwrap();
+    assert_eq!(p.encode(), payload);
+    let mut numeric = 0;
+    for seg in p.segments.values() {
+        for s in seg.series.values() {
+            let Some(n) = s.numeric() else { continue };
+            let (Some(bins), Some(edges)) = (n.state.bins(), n.edges.as_ref()) else {
+                continue;
+            };
+            numeric += 1;
+            assert!(bins.sums.is_none());
+            // A window folded now, on the profile's edges.
+            let e = &edges.q50;
+            let (lo, hi) = (n.state.min().unwrap(), n.state.max().unwrap());
+            let mut w = NumericState::new(Some(e));
+            for i in 0..2_000 {
+                w.observe(lo + (hi - lo) * f64::from(i % 997) / 997.0, Some(e));
+            }
+            assert!(w.bins().unwrap().sums.is_some());
+            let (b, c) = (
+                CdfSample::from_state_binned(&n.state, e).unwrap(),
+                CdfSample::from_state_binned(&w, e).unwrap(),
+            );
+            let (_, w1) = ks_and_wasserstein(&b, &c).unwrap();
+            assert_eq!(w1.value, wasserstein(b.cdf(), c.cdf()).unwrap());
+            assert_eq!(
+                w1.error_bound,
+                b.wasserstein_error() + c.wasserstein_error()
+            );
+            let mut merged = n.state.clone();
+            merged.merge(&w).unwrap();
+            assert!(merged.bins().unwrap().sums.is_none());
+            assert_eq!(merged.count(), n.state.count() + w.count());
+        }
+    }
+    assert!(numeric > 0);
 }

@@ -540,6 +540,11 @@ pub fn project(plan: &SelectPlan, mut rows: Vec<Row>) -> Table {
     if plan.metric.def.has_p {
         columns.push("p".into());
     }
+    // W1 is estimated from sketches: its rows carry the bound on that estimate's error.
+    let has_error = plan.metric.def.name == "wasserstein";
+    if has_error {
+        columns.push("error".into());
+    }
     let mut table = Table::new(columns);
     let label = plan.metric.label();
     for r in rows {
@@ -562,6 +567,9 @@ pub fn project(plan: &SelectPlan, mut rows: Vec<Row>) -> Table {
         cells.push(r.value.baseline_n.map_or(Cell::Null, Cell::count));
         if plan.metric.def.has_p {
             cells.push(Cell::num(r.value.p));
+        }
+        if has_error {
+            cells.push(Cell::num(r.value.error));
         }
         table.rows.push(cells);
     }

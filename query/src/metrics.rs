@@ -16,7 +16,7 @@ use driftdb_engine::reference::SeriesProfile;
 use driftdb_engine::sketch::{CategoricalState, NumericState, PerformanceState, SeriesState};
 use driftdb_engine::stats::categorical::categorical_drift;
 use driftdb_engine::stats::divergence::{BinDrift, bin_drift};
-use driftdb_engine::stats::ks::{CdfSample, ks_and_wasserstein};
+use driftdb_engine::stats::ks::{CdfSample, ks_and_wasserstein, ks_test};
 use driftdb_engine::stats::performance::{binary_metrics, ranking_metrics, regression_metrics};
 use driftdb_engine::stats::quantile::ReferenceEdges;
 use driftdb_engine::stats::signals::histogram_entropy;
@@ -57,6 +57,8 @@ pub struct Value {
     pub baseline_n: Option<u64>,
     /// The p-value, for metrics that have one.
     pub p: Option<f64>,
+    /// Bound on the value's sketch error, for `wasserstein` (docs/STATISTICS.md §7, §17).
+    pub error: Option<f64>,
 }
 
 /// What a series is compared against, resolved to states.
@@ -126,6 +128,7 @@ fn summary_value(value: Option<f64>, n: u64, base_n: Option<u64>) -> Value {
         n,
         baseline_n: base_n,
         p: None,
+        error: None,
     }
 }
 
@@ -205,13 +208,15 @@ fn drift(
                 ),
                 None => (CdfSample::from_state(b)?, CdfSample::from_state(cur)?),
             };
-            if let Some((ks, w1)) = ks_and_wasserstein(&bc, &cc) {
-                if name == "ks" {
+            if name == "ks" {
+                // D alone: W1's within-bin model is not needed.
+                if let Some(ks) = ks_test(&bc, &cc) {
                     v.value = Some(ks.statistic);
                     v.p = Some(ks.pvalue_conservative);
-                } else {
-                    v.value = Some(w1);
                 }
+            } else if let Some((_, w1)) = ks_and_wasserstein(&bc, &cc) {
+                v.value = Some(w1.value);
+                v.error = Some(w1.error_bound);
             }
         }
         "mean_shift" => v.value = cur.mean().zip(b.mean()).map(|(c, b)| c - b),
@@ -355,6 +360,7 @@ fn performance(metric: &Metric, current: &SeriesState, base: BaseRef<'_>) -> Val
         n,
         baseline_n: base_n,
         p: None,
+        error: None,
     }
 }
 
