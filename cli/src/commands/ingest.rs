@@ -110,6 +110,10 @@ pub(crate) struct IngestArgs {
     /// several streams, stream k sends as `<producer>/k`.
     #[arg(long)]
     producer: Option<String>,
+    /// Read and convert the file and encode its batches, but send nothing (for timing the
+    /// reader); the summary counts the rows the file itself rejected.
+    #[arg(long, hide = true)]
+    dry_run: bool,
     /// Concurrent gRPC streams.
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=16))]
     streams: u64,
@@ -689,6 +693,9 @@ pub(crate) async fn ingest_file(a: IngestArgs, json: bool) -> Result<()> {
         .clone()
         .unwrap_or_else(|| default_producer(&a.file));
     let started = std::time::Instant::now();
+    if a.dry_run {
+        return dry_run(&a.file, &ctx, &totals, started).await;
+    }
     let failure = send_file(
         &mut client,
         Run {
@@ -752,6 +759,50 @@ pub(crate) async fn ingest_file(a: IngestArgs, json: bool) -> Result<()> {
         return Err(e);
     }
     t.verdict(a.opts.max_rejected, "rows")
+}
+
+/// `ingest --dry-run`: the reader and the protobuf encoding alone.
+async fn dry_run(
+    file: &Path,
+    ctx: &Arc<Ctx>,
+    totals: &Arc<Mutex<Totals>>,
+    started: std::time::Instant,
+) -> Result<()> {
+    let counter = Arc::new(AtomicU64::new(0));
+    let mut p = pipeline::start(file, Arc::clone(ctx), counter)?;
+    let (mut batches, mut bytes) = (0u64, 0u64);
+    while let Some(item) = p.rx.recv().await {
+        let mut c = item?;
+        for out in c.batches.drain(..) {
+            if let Payload::Rows(b) = out.payload {
+                // Encoded as tonic would, on a blocking thread so reading goes on meanwhile.
+                let n =
+                    tokio::task::spawn_blocking(move || prost::Message::encode_to_vec(&b).len())
+                        .await
+                        .map_err(|e| Error::Internal(e.to_string()))?;
+                batches += 1;
+                bytes += n as u64;
+            }
+        }
+        if let Ok(mut t) = totals.lock() {
+            t.add_file(&mut c);
+        }
+    }
+    let t = totals
+        .lock()
+        .map_err(|_| Error::Internal("totals lock".into()))?;
+    output::line(
+        &serde_json::json!({
+            "dry_run": true,
+            "read": t.read,
+            "rejected_in_file": t.file_rejected,
+            "batches": batches,
+            "encoded_bytes": bytes,
+            "seconds": started.elapsed().as_secs_f64(),
+        })
+        .to_string(),
+    );
+    Ok(())
 }
 
 /// `driftdb labels FILE`.
