@@ -6,6 +6,7 @@
 mod alerts;
 mod deps;
 mod ingest;
+mod pending;
 mod prom;
 mod query_e2e;
 mod security;

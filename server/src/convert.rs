@@ -190,6 +190,7 @@ pub fn label_ack_to_pb(a: &LabelAck) -> pb::LabelAck {
         replayed: a.replayed,
         errors: row_errors_to_pb(&a.errors),
         sampled_out: a.sampled_out,
+        expired: a.expired,
     }
 }
 

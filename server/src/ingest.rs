@@ -27,7 +27,7 @@ use driftdb_storage::{Family, Store, WriteSet};
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
 use crate::pipeline::{Pipeline, Ticket};
-pub use crate::records::pending::PendingRecord;
+pub use crate::records::pending::{PendingEntry, PendingRecord};
 use crate::records::{self, pending::ProducerSeq};
 use crate::registry::{ModelEntry, Registry};
 
@@ -102,6 +102,9 @@ pub struct LabelAck {
     /// Labels of request ids the model's sampling drops: their predictions were never kept,
     /// so they are counted, not held.
     pub sampled_out: u64,
+    /// Labels that came too late: more than `max_label_delay` after their prediction's window,
+    /// after their prediction's record expired, or so late that holding them is pointless.
+    pub expired: u64,
 }
 
 /// One label of a batch, with the model it names (if it names one).
@@ -171,14 +174,53 @@ fn record_producer(
     Ok(())
 }
 
-fn lookup_pending(cx: &Ingest, model: &str, request_id: &str) -> Result<Option<PendingRecord>> {
-    match records::get::<PendingRecord>(&cx.store, Family::Pending, &pending_key(model, request_id))
+/// What a request id's pending record says now, its deadline judged against the model's expiry
+/// clock (the compaction filter removes the same records later; reads must not depend on when).
+#[derive(Debug)]
+enum Pending {
+    /// A prediction waiting for its label.
+    Prediction(PendingPrediction),
+    /// A label waiting for its prediction.
+    Label(LabelRow),
+    /// Joined, still remembered for duplicates.
+    Joined,
+    /// A prediction whose label did not come in time (its tombstone).
+    Expired,
+}
+
+/// The model's `max_label_delay` in ms (unbounded when it does not parse, which a validated
+/// model definition rules out).
+fn label_delay_ms(model: &ModelEntry) -> i64 {
+    driftdb_engine::time::DurationMs::parse(&model.def.max_label_delay)
+        .map_or(i64::MAX / 4, |d| d.millis())
+}
+
+/// The deadline of a prediction's record: its window's end plus the label delay.
+fn prediction_deadline(model: &ModelEntry, p: &PendingPrediction) -> i64 {
+    p.window
+        .0
+        .saturating_add(model.resolution.width_ms())
+        .saturating_add(label_delay_ms(model))
+}
+
+fn lookup_pending(cx: &Ingest, model: &str, request_id: &str) -> Result<Option<Pending>> {
+    let clock = cx.store.pending_clock(model).map_or(i64::MIN, |c| c.now_ms);
+    match records::get::<PendingEntry>(&cx.store, Family::Pending, &pending_key(model, request_id))
     {
-        Ok(Some(PendingRecord::Label(mut l))) => {
-            l.request_id = request_id.to_string();
-            Ok(Some(PendingRecord::Label(l)))
+        Ok(Some(e)) => {
+            let past = e.deadline.is_some_and(|d| clock > d);
+            Ok(match e.record {
+                PendingRecord::Prediction(_) if past => Some(Pending::Expired),
+                PendingRecord::Prediction(p) => Some(Pending::Prediction(p)),
+                PendingRecord::Label(_) | PendingRecord::Joined if past => None,
+                PendingRecord::Label(mut l) => {
+                    l.request_id = request_id.to_string();
+                    Some(Pending::Label(l))
+                }
+                PendingRecord::Joined => Some(Pending::Joined),
+            })
         }
-        Ok(other) => Ok(other),
+        Ok(None) => Ok(None),
         // A corrupt record is reported and treated as absent rather than failing the batch.
         Err(e) if e.kind() == driftdb_engine::ErrorKind::Corruption => {
             tracing::warn!(request_id, error = %e, "corrupt pending record ignored");
@@ -362,8 +404,8 @@ fn stage_inferences(cx: &Ingest, model: Arc<ModelEntry>, d: Decoded) -> Result<S
             continue;
         }
         match lookup_pending(cx, &model.def.id, &row.request_id)? {
-            Some(PendingRecord::Prediction(_)) | Some(PendingRecord::Joined) => skip[i] = true,
-            Some(PendingRecord::Label(l)) => early_labels.push((i, l)),
+            Some(Pending::Prediction(_) | Pending::Joined | Pending::Expired) => skip[i] = true,
+            Some(Pending::Label(l)) => early_labels.push((i, l)),
             None => {}
         }
     }
@@ -433,7 +475,7 @@ fn write_inferences(cx: &Ingest, r: Ready) -> Result<BatchAck> {
         .map(|(i, l)| (batch.rows[*i].request_id.as_str(), l))
         .collect();
     for (id, p) in &out.pending {
-        let rec = match early.get(id.as_str()) {
+        let record = match early.get(id.as_str()) {
             Some(label) => match add_join(&mut ws, &model, p, label) {
                 Ok(()) => PendingRecord::Joined,
                 Err(reason) => {
@@ -443,11 +485,15 @@ fn write_inferences(cx: &Ingest, r: Ready) -> Result<BatchAck> {
             },
             None => PendingRecord::Prediction(p.clone()),
         };
+        let entry = PendingEntry {
+            record,
+            deadline: Some(prediction_deadline(&model, p)),
+        };
         records::put(
             &mut ws,
             Family::Pending,
             pending_key(&model.def.id, id),
-            &rec,
+            &entry,
         )?;
     }
     record_producer(&mut ws, "inf", &model.def.id, &producer, seq)?;
@@ -496,6 +542,12 @@ fn write_inferences(cx: &Ingest, r: Ready) -> Result<BatchAck> {
             .max();
         let versions: std::collections::BTreeSet<String> =
             out.pending.iter().map(|(_, p)| p.version.clone()).collect();
+        if let Some(n) = newest {
+            // Pending records expire against the newest event time (crate docs of
+            // driftdb_storage::pending).
+            cx.store
+                .advance_pending_clock(&model.def.id, n.millis(), label_delay_ms(&model));
+        }
         ack.observed = newest.map(|n| (n, versions));
     }
     Ok(ack)
@@ -543,6 +595,10 @@ fn ingest_labels_blocking(
     let mut ws = WriteSet::new();
     let mut seen = HashSet::new();
     let now = cx.clock.now();
+    let clock = cx
+        .store
+        .pending_clock(&model.def.id)
+        .map_or(i64::MIN, |c| c.now_ms);
     for (i, LabelIn { model_id, label }) in labels.into_iter().enumerate() {
         if let Some(other) = model_id.filter(|m| !m.is_empty() && *m != model.def.id) {
             ack.rejected += 1;
@@ -605,23 +661,19 @@ fn ingest_labels_blocking(
         }
         let key = pending_key(&model.def.id, &label.request_id);
         match lookup_pending(cx, &model.def.id, &label.request_id)? {
-            Some(PendingRecord::Prediction(p)) if label_expired(model, &p, &label, now) => {
-                ack.rejected += 1;
-                push_err(
-                    &mut ack.errors,
-                    row_error(
-                        i,
-                        &label.request_id,
-                        format!(
-                            "label arrived more than max_label_delay ({}) after its prediction's window",
-                            model.def.max_label_delay
-                        ),
-                    ),
-                );
+            // Too late for its prediction (by the label's own time), or the prediction's
+            // record has expired: counted, not an error (the label was not wrong, only late).
+            Some(Pending::Prediction(p)) if label_expired(model, &p, &label, now) => {
+                ack.expired += 1;
             }
-            Some(PendingRecord::Prediction(p)) => match add_join(&mut ws, model, &p, &label) {
+            Some(Pending::Expired) => ack.expired += 1,
+            Some(Pending::Prediction(p)) => match add_join(&mut ws, model, &p, &label) {
                 Ok(()) => {
-                    records::put(&mut ws, Family::Pending, key, &PendingRecord::Joined)?;
+                    let entry = PendingEntry {
+                        record: PendingRecord::Joined,
+                        deadline: Some(prediction_deadline(model, &p)),
+                    };
+                    records::put(&mut ws, Family::Pending, key, &entry)?;
                     ack.joined += 1;
                 }
                 Err(reason) => {
@@ -629,10 +681,22 @@ fn ingest_labels_blocking(
                     push_err(&mut ack.errors, row_error(i, &label.request_id, reason));
                 }
             },
-            Some(PendingRecord::Joined) | Some(PendingRecord::Label(_)) => ack.duplicates += 1,
+            Some(Pending::Joined | Pending::Label(_)) => ack.duplicates += 1,
             None => {
-                records::put(&mut ws, Family::Pending, key, &PendingRecord::Label(label))?;
-                ack.pending += 1;
+                // Held until its prediction comes, at most `max_label_delay` past its own time;
+                // a label whose hold would already be over is expired at once.
+                let arrived = if label.ts.0 > 0 { label.ts.0 } else { now.0 };
+                let deadline = arrived.saturating_add(label_delay_ms(model));
+                if clock > deadline {
+                    ack.expired += 1;
+                } else {
+                    let entry = PendingEntry {
+                        record: PendingRecord::Label(label),
+                        deadline: Some(deadline),
+                    };
+                    records::put(&mut ws, Family::Pending, key, &entry)?;
+                    ack.pending += 1;
+                }
             }
         }
     }
@@ -644,6 +708,7 @@ fn ingest_labels_blocking(
     m.labels_joined.fetch_add(ack.joined, Ordering::Relaxed);
     m.labels_pending.fetch_add(ack.pending, Ordering::Relaxed);
     m.labels_rejected.fetch_add(ack.rejected, Ordering::Relaxed);
+    m.labels_expired.fetch_add(ack.expired, Ordering::Relaxed);
     Ok(ack)
 }
 
@@ -655,8 +720,7 @@ fn label_expired(
     label: &LabelRow,
     now: Timestamp,
 ) -> bool {
-    let delay = driftdb_engine::time::DurationMs::parse(&model.def.max_label_delay)
-        .map_or(i64::MAX, |d| d.millis());
+    let delay = label_delay_ms(model);
     let arrived = if label.ts.0 > 0 { label.ts } else { now };
     let window_end = p.window.0.saturating_add(model.resolution.width_ms());
     arrived.0 > window_end.saturating_add(delay)

@@ -19,6 +19,8 @@ pub const DOWNSAMPLE_EVERY: Duration = Duration::from_secs(3600);
 
 /// One pass: the rollup, and downsampling when `downsample`.
 pub fn run_once(store: &Store, downsample: bool) -> Result<()> {
+    // The pending records' expiry clocks, so expiry resumes where it was after a restart.
+    store.persist_pending_clocks().map_err(Error::from)?;
     let lag = store.config().rollup_after_ms;
     if store.config().daily_rollups && lag > 0 {
         let until = store.clock().now().saturating_add_ms(-lag);

@@ -29,6 +29,8 @@ pub struct Metrics {
     pub labels_pending: AtomicU64,
     /// Labels rejected.
     pub labels_rejected: AtomicU64,
+    /// Labels that came too late to join.
+    pub labels_expired: AtomicU64,
     /// Requests refused for overload.
     pub overloaded: AtomicU64,
 }
@@ -87,6 +89,16 @@ impl Metrics {
             "driftdb_labels_rejected_total",
             "Labels rejected.",
             g(&self.labels_rejected),
+        );
+        counter(
+            "driftdb_labels_expired_total",
+            "Labels that came too late to join (max_label_delay after their prediction's window).",
+            g(&self.labels_expired),
+        );
+        counter(
+            "driftdb_pending_expired_removed_total",
+            "Label-join records past their deadline removed by compaction.",
+            store.pending_expired_removed(),
         );
         counter(
             "driftdb_overloaded_total",

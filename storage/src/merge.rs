@@ -31,6 +31,8 @@ pub(crate) struct Counters {
     pub corrupt_values: AtomicU64,
     /// Window keys (values) removed by the retention filter.
     pub expired_removed: AtomicU64,
+    /// Pending label-join records removed by the expiry filter.
+    pub pending_removed: AtomicU64,
 }
 
 /// Merges `existing` and `operands` into one encoded state; corrupt operands are counted.

@@ -14,7 +14,7 @@ use rocksdb::{
 use crate::config::StoreConfig;
 use crate::error::{Error, Result};
 use crate::layout::{
-    ALL_CFS, CF_META, CF_WIN_1D, CF_WIN_1H, CF_WIN_15M, downsample_watermark_key,
+    ALL_CFS, CF_META, CF_PENDING, CF_WIN_1D, CF_WIN_1H, CF_WIN_15M, downsample_watermark_key,
     rollup_marker_key, window_cf, window_key_from_prefix,
 };
 use crate::merge::{Counters, RetentionFilterFactory, is_expired, window_merge_operator};
@@ -55,6 +55,8 @@ pub struct Store {
     /// Daily windows starting at or after this instant (ms) are complete rollups of their
     /// finer windows; `None` when rollups are off.
     pub(crate) rollups_from: Option<i64>,
+    /// Each model's expiry clock for its pending label-join records (crate::pending).
+    pub(crate) pending_clocks: Arc<crate::pending::Clocks>,
 }
 
 fn table_options(config: &StoreConfig, cache: &Cache, bloom: bool) -> BlockBasedOptions {
@@ -77,6 +79,7 @@ fn cf_options(
     cache: &Cache,
     clock: &Arc<dyn Clock>,
     counters: &Arc<Counters>,
+    pending_clocks: &Arc<crate::pending::Clocks>,
 ) -> Options {
     let mut o = Options::default();
     o.set_write_buffer_size(config.write_buffer_bytes);
@@ -123,6 +126,15 @@ fn cf_options(
         o.set_block_based_table_factory(&table_options(config, cache, true));
         o.set_compression_type(DBCompressionType::Lz4);
         zstd_bottommost(&mut o);
+        if cf == CF_PENDING {
+            // Records past their deadline go at compaction (crate::pending); every file is
+            // rewritten at least this often, so expired records do not linger in cold levels.
+            o.set_compaction_filter_factory(crate::pending::PendingFilterFactory {
+                clocks: Arc::clone(pending_clocks),
+                counters: Arc::clone(counters),
+            });
+            o.set_periodic_compaction_seconds(config.periodic_compaction_secs);
+        }
     }
     o
 }
@@ -139,6 +151,7 @@ impl Store {
     ) -> Result<Store> {
         config.validate()?;
         let counters = Arc::new(Counters::default());
+        let pending_clocks = Arc::new(crate::pending::Clocks::default());
         let cache = Cache::new_lru_cache(config.block_cache_bytes);
         let mut db_opts = Options::default();
         db_opts.create_if_missing(config.create_if_missing);
@@ -146,7 +159,10 @@ impl Store {
         db_opts.set_max_background_jobs(config.background_jobs);
         db_opts.set_bytes_per_sync(1 << 20);
         let descriptors = ALL_CFS.iter().map(|name| {
-            ColumnFamilyDescriptor::new(*name, cf_options(name, &config, &cache, &clock, &counters))
+            ColumnFamilyDescriptor::new(
+                *name,
+                cf_options(name, &config, &cache, &clock, &counters, &pending_clocks),
+            )
         });
         let db =
             DB::open_cf_descriptors(&db_opts, path, descriptors).map_err(Error::rocks("open"))?;
@@ -160,10 +176,12 @@ impl Store {
             maintenance: Mutex::new(()),
             roll: RwLock::new(RollCursor::at(NONE_ROLLED)),
             rollups_from: None,
+            pending_clocks,
         };
         for name in ALL_CFS {
             store.cf(name)?;
         }
+        store.load_pending_clocks()?;
         if let Some(w) = store.read_watermark(Resolution::M15)? {
             store.downsampled_before.store(w.millis(), Ordering::SeqCst);
         }

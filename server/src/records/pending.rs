@@ -9,7 +9,8 @@ use driftdb_engine::time::Timestamp;
 use super::{Record, RecordKind, corrupt};
 use crate::error::Result;
 
-/// The state of one request id in the `pending` family.
+/// The state of one request id in the `pending` family (see [`PendingEntry`] for how it is
+/// stored).
 #[derive(Debug, Clone, PartialEq)]
 pub enum PendingRecord {
     /// A prediction waiting for its label.
@@ -34,16 +35,36 @@ fn read_opt_f64(r: &mut Reader<'_>) -> driftdb_engine::Result<Option<f64>> {
     Ok(if r.u8()? == 1 { Some(r.f64()?) } else { None })
 }
 
-impl Record for PendingRecord {
+/// A pending record as stored: the record and its deadline. Past the deadline (against the
+/// model's expiry clock, `driftdb_storage::pending`) a held label or a joined record is gone,
+/// and a prediction is an expired tombstone until the compaction filter removes it. Records
+/// written before deadlines existed have none and never expire.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PendingEntry {
+    /// The record.
+    pub record: PendingRecord,
+    /// Its deadline (ms, on the model's expiry clock).
+    pub deadline: Option<i64>,
+}
+
+impl Record for PendingEntry {
     const KIND: RecordKind = RecordKind::Pending;
     const WHAT: &'static str = "pending record";
 
-    /// The layout is in `storage/FORMAT.md` §5.
+    /// The layout is in `storage/FORMAT.md` §5: tag (1 prediction, 2 label, 3 joined; with
+    /// bit 0x10 when an i64le deadline follows), then the record.
     fn encode(&self) -> Result<Vec<u8>> {
         let mut w = Writer::new();
-        match self {
+        let tag = |t: u8| if self.deadline.is_some() { t | 0x10 } else { t };
+        let deadline = |w: &mut Writer| {
+            if let Some(d) = self.deadline {
+                w.i64(d);
+            }
+        };
+        match &self.record {
             PendingRecord::Prediction(p) => {
-                w.u8(1);
+                w.u8(tag(1));
+                deadline(&mut w);
                 w.str(&p.version);
                 w.f64(p.window.0 as f64);
                 w.varint(p.segments.len() as u64);
@@ -57,7 +78,8 @@ impl Record for PendingRecord {
                 }
             }
             PendingRecord::Label(l) => {
-                w.u8(2);
+                w.u8(tag(2));
+                deadline(&mut w);
                 w.f64(l.ts.0 as f64);
                 opt_f64(&mut w, l.label);
                 opt_f64(&mut w, l.click);
@@ -69,7 +91,10 @@ impl Record for PendingRecord {
                     w.f64(*v);
                 }
             }
-            PendingRecord::Joined => w.u8(3),
+            PendingRecord::Joined => {
+                w.u8(tag(3));
+                deadline(&mut w);
+            }
         }
         Ok(w.into_bytes())
     }
@@ -81,10 +106,16 @@ impl Record for PendingRecord {
     }
 }
 
-fn decode_pending(b: &[u8]) -> driftdb_engine::Result<PendingRecord> {
+fn decode_pending(b: &[u8]) -> driftdb_engine::Result<PendingEntry> {
     {
         let mut r = Reader::new(b);
-        let rec = match r.u8()? {
+        let tag = r.u8()?;
+        let deadline = if tag & 0x10 != 0 {
+            Some(r.i64()?)
+        } else {
+            None
+        };
+        let rec = match tag & !0x10 {
             1 => {
                 let version = r.str()?.to_string();
                 let window = Timestamp(r.f64()? as i64);
@@ -137,7 +168,10 @@ fn decode_pending(b: &[u8]) -> driftdb_engine::Result<PendingRecord> {
             }
         };
         r.finish("pending record")?;
-        Ok(rec)
+        Ok(PendingEntry {
+            record: rec,
+            deadline,
+        })
     }
 }
 

@@ -22,7 +22,7 @@ use serde_json::json;
 
 use super::alerts::{ActionResult, AlertRecord, DeliveryRecord, Episode, EventFired, EventSeq};
 use super::keys::{KeyRecord, Scope, Scopes, StoredKey};
-use super::pending::{PendingRecord, ProducerSeq};
+use super::pending::{PendingEntry, PendingRecord, ProducerSeq};
 use super::*;
 
 fn fixture_dir() -> PathBuf {
@@ -174,6 +174,14 @@ fn alert_state() -> AlertState {
     AlertState::decode(&seal(RecordKind::AlertState.byte(), &w.into_bytes())).unwrap()
 }
 
+/// A pending record as builds before deadlines wrote it.
+fn old(record: PendingRecord) -> PendingEntry {
+    PendingEntry {
+        record,
+        deadline: None,
+    }
+}
+
 /// `(fixture name, kind, payload)` of one sample value per record kind.
 fn samples() -> Vec<(&'static str, RecordKind, Vec<u8>)> {
     fn enc<R: Record>(r: &R) -> (RecordKind, Vec<u8>) {
@@ -191,7 +199,7 @@ fn samples() -> Vec<(&'static str, RecordKind, Vec<u8>)> {
         ("reference", enc(&reference())),
         (
             "pending_prediction",
-            enc(&PendingRecord::Prediction(PendingPrediction {
+            enc(&old(PendingRecord::Prediction(PendingPrediction {
                 version: "v1".into(),
                 window: Timestamp(1_772_323_200_000),
                 segments: vec![
@@ -203,11 +211,11 @@ fn samples() -> Vec<(&'static str, RecordKind, Vec<u8>)> {
                 ],
                 score: Some(0.875),
                 items: vec!["i1".into(), "i2".into()],
-            })),
+            }))),
         ),
         (
             "pending_label",
-            enc(&PendingRecord::Label(LabelRow {
+            enc(&old(PendingRecord::Label(LabelRow {
                 request_id: String::new(),
                 ts: Timestamp(1_772_323_260_000),
                 label: Some(1.0),
@@ -215,9 +223,44 @@ fn samples() -> Vec<(&'static str, RecordKind, Vec<u8>)> {
                 purchase: None,
                 revenue: Some(12.5),
                 relevance: vec![("i1".into(), 3.0)],
-            })),
+            }))),
         ),
-        ("pending_joined", enc(&PendingRecord::Joined)),
+        ("pending_joined", enc(&old(PendingRecord::Joined))),
+        (
+            "pending_prediction_deadline",
+            enc(&PendingEntry {
+                record: PendingRecord::Prediction(PendingPrediction {
+                    version: "v1".into(),
+                    window: Timestamp(1_772_323_200_000),
+                    segments: vec![Segment::All],
+                    score: None,
+                    items: vec![],
+                }),
+                deadline: Some(1_774_916_100_000),
+            }),
+        ),
+        (
+            "pending_label_deadline",
+            enc(&PendingEntry {
+                record: PendingRecord::Label(LabelRow {
+                    request_id: String::new(),
+                    ts: Timestamp(1_772_323_260_000),
+                    label: Some(0.0),
+                    click: None,
+                    purchase: None,
+                    revenue: None,
+                    relevance: vec![],
+                }),
+                deadline: Some(1_774_915_260_000),
+            }),
+        ),
+        (
+            "pending_joined_deadline",
+            enc(&PendingEntry {
+                record: PendingRecord::Joined,
+                deadline: Some(1_774_916_100_000),
+            }),
+        ),
         ("producer", enc(&ProducerSeq(300))),
         ("alert_state", enc(&alert_state())),
         (
@@ -283,7 +326,7 @@ fn reencode(kind: RecordKind, payload: &[u8]) -> Result<Vec<u8>> {
         RecordKind::Model => again::<ModelDef>(payload),
         RecordKind::Segments => again::<AdmittedSegments>(payload),
         RecordKind::Reference => again::<ReferenceProfile>(payload),
-        RecordKind::Pending => again::<PendingRecord>(payload),
+        RecordKind::Pending => again::<PendingEntry>(payload),
         RecordKind::Producer => again::<ProducerSeq>(payload),
         RecordKind::AlertState => again::<AlertState>(payload),
         RecordKind::Rule => again::<RuleVersion>(payload),
@@ -362,6 +405,26 @@ fn checked_in_fixtures_still_decode_to_the_same_bytes() {
 }
 
 #[test]
+fn pending_deadlines_sit_where_the_storage_filter_reads_them() {
+    let e = PendingEntry {
+        record: PendingRecord::Joined,
+        deadline: Some(1234),
+    };
+    let b = e.encode().unwrap();
+    assert_eq!(b[0], driftdb_storage::pending::TAG_JOINED);
+    let clock = |now_ms| driftdb_storage::ExpiryClock {
+        now_ms,
+        delay_ms: 10,
+    };
+    assert!(!driftdb_storage::pending::expired(&b, clock(1234)));
+    assert!(driftdb_storage::pending::expired(&b, clock(1235)));
+    // Old records keep their tags and never expire.
+    let old = old(PendingRecord::Joined).encode().unwrap();
+    assert_eq!(old, vec![3]);
+    assert!(!driftdb_storage::pending::expired(&old, clock(i64::MAX)));
+}
+
+#[test]
 fn damaged_records_are_corruption() {
     for (name, kind, payload) in samples() {
         // A foreign kind.
@@ -398,7 +461,7 @@ fn damaged_records_are_corruption() {
         Error::Corruption { .. }
     ));
     assert!(matches!(
-        PendingRecord::decode(&[9]).unwrap_err(),
+        PendingEntry::decode(&[9]).unwrap_err(),
         Error::Corruption { .. }
     ));
 }
