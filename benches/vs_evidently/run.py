@@ -69,11 +69,13 @@ def driftdb_job(i, fmt):
         _, s = run(["query", "--json", f"{m}({mid}.*) {HOUR}"], url)
         q_s += s
     total = time.perf_counter() - t0
+    c2 = cpu(server.pid)
     c_cli1 = os.times().children_user + os.times().children_system
     return {
         "tool": f"driftdb-{fmt}", "run": i, "total_s": total, "reference_s": ref_s,
         "ingest_s": ingest_s, "query_s": q_s, "rows": summary["read"],
         "server_cpu_s_ref_ingest": c1 - c0, "cli_cpu_s": c_cli1 - c_cli0,
+        "cpu_s": (c2 - c0) + (c_cli1 - c_cli0),
         "feature_values_per_s_ingest": summary["read"] * 11 / ingest_s,
     }
 
@@ -103,7 +105,9 @@ med = lambda tool, k: statistics.median(r[k] for r in results if r["tool"] == to
 ev = med("evidently", "total_s")
 ev_report = med("evidently", "report_s")
 print(f"\n{runs} runs each, medians (machine: {os.cpu_count()} cores)")
-print(f"evidently DataDriftPreset: {ev:.2f} s (read {med('evidently', 'read_s'):.2f} s + report {ev_report:.2f} s)")
+ev_cpu = med("evidently", "cpu_s")
+print(f"evidently DataDriftPreset: {ev:.2f} s (read {med('evidently', 'read_s'):.2f} s + report "
+      f"{ev_report:.2f} s), {ev_cpu:.2f} CPU-s")
 for fmt in ("parquet", "jsonl"):
     t = f"driftdb-{fmt}"
     tot = med(t, "total_s")
@@ -111,4 +115,5 @@ for fmt in ("parquet", "jsonl"):
           f"{med(t, 'ingest_s'):.2f} + 4 queries {med(t, 'query_s'):.2f}); ingest "
           f"{med(t, 'feature_values_per_s_ingest') / 1e6:.2f} M feature-values/s; server CPU "
           f"{med(t, 'server_cpu_s_ref_ingest'):.2f} s, CLI CPU {med(t, 'cli_cpu_s'):.2f} s; "
-          f"{ev / tot:.1f}x faster than Evidently")
+          f"{ev / tot:.1f}x faster than Evidently; {med(t, 'cpu_s'):.2f} CPU-s in all, "
+          f"{ev_cpu / med(t, 'cpu_s'):.1f}x less CPU")

@@ -290,6 +290,26 @@ pub fn new_batch(m: &ModelInfo, rows: usize) -> pb::InferenceBatch {
     }
 }
 
+/// Appends row `row`'s model version. While every row so far has the same version the column
+/// holds it once (as a finished batch does), saving a string per row; the first different
+/// version expands it to one entry per row.
+#[inline]
+pub fn push_version(versions: &mut Vec<String>, row: usize, v: &str) {
+    if row == 0 {
+        versions.clear();
+        versions.push(v.to_string());
+        return;
+    }
+    if versions.len() == 1 && versions[0] == v {
+        return;
+    }
+    if versions.len() == 1 && row > 1 {
+        let first = versions[0].clone();
+        versions.resize(row, first);
+    }
+    versions.push(v.to_string());
+}
+
 /// Keeps the rows whose `keep` is true; every per-row column and missing list follows.
 pub fn retain_rows(b: &mut pb::InferenceBatch, keep: &[bool]) {
     let n = b.request_ids.len();

@@ -22,7 +22,8 @@ use driftdb_engine::model::FeatureKind;
 use driftdb_proto::v1 as pb;
 
 use super::batch::{
-    Converted, Ctx, Kind, ModelInfo, Outgoing, Payload, new_batch, retain_rows, split_batch,
+    Converted, Ctx, Kind, ModelInfo, Outgoing, Payload, new_batch, push_version, retain_rows,
+    split_batch,
 };
 use super::jsonl::{flush_labels, items_json, push_label};
 use super::values::{TsUnit, clip, number_text, timestamp_text};
@@ -433,27 +434,15 @@ fn convert_rows(
         }
     }
     let c = cols.get("model_version");
-    let mut prev: Option<(Cow<'_, str>, usize)> = None;
     for (i, &r) in rows.iter().enumerate() {
         match c.text(r) {
-            Ok(Some(t)) if !t.is_empty() => {
-                // Versions repeat: reuse the previous row's string.
-                if let Some((p, j)) = &prev
-                    && *p == t
-                {
-                    let s = b.model_versions[*j].clone();
-                    b.model_versions.push(s);
-                } else {
-                    b.model_versions.push(t.to_string());
-                    prev = Some((t, i));
-                }
-            }
+            Ok(Some(t)) if !t.is_empty() => push_version(&mut b.model_versions, i, &t),
             Ok(_) => {
-                b.model_versions.push(String::new());
+                push_version(&mut b.model_versions, i, "");
                 mark(&mut reject, n, i, "missing model_version".into());
             }
             Err(e) => {
-                b.model_versions.push(String::new());
+                push_version(&mut b.model_versions, i, "");
                 mark(&mut reject, n, i, format!("model_version: {e}"));
             }
         }

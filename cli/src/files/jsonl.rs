@@ -13,7 +13,8 @@ use driftdb_proto::v1 as pb;
 use serde_json::Value;
 
 use super::batch::{
-    Converted, Ctx, Kind, ModelInfo, Outgoing, Payload, new_batch, split_batch, split_labels,
+    Converted, Ctx, Kind, ModelInfo, Outgoing, Payload, new_batch, push_version, split_batch,
+    split_labels,
 };
 use super::json::{Parser, Val};
 use super::values::{TsUnit, clip, number_text, timestamp_text};
@@ -382,7 +383,7 @@ fn commit(
     let r = b.request_ids.len() as u32;
     b.request_ids.push(request_id.into_owned());
     b.ts_ms.push(ts);
-    b.model_versions.push(version.into_owned());
+    push_version(&mut b.model_versions, r as usize, &version);
     for (col, v) in b.segments.iter_mut().zip(row.segs.iter_mut()) {
         col.values
             .push(v.take().map(Cow::into_owned).unwrap_or_default());
@@ -742,4 +743,4 @@ pub fn flush_labels(
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
