@@ -165,3 +165,58 @@ async fn pending_state_stays_flat_over_many_label_delays() {
     .unwrap();
     assert_eq!(node.store.pending_clock("m"), Some(clock_before));
 }
+
+/// The footprint of the label-join state per prediction (run by hand:
+/// `cargo test --release --test integration -- --ignored pending_footprint --nocapture`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement, run by hand"]
+async fn pending_footprint() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(Timestamp(T0));
+    let node = Node::open(
+        dir.path(),
+        StoreConfig {
+            retention_ms: 3650 * 86_400_000,
+            ..StoreConfig::default()
+        },
+        Arc::new(clock.clone()),
+        AuthMode::Disabled,
+    )
+    .unwrap();
+    let mut def = model();
+    def.max_label_delay = "30d".into();
+    def.segments = vec!["region".into(), "device".into()];
+    let m = node.create_model(&Principal::unrestricted(), def).unwrap();
+    // 200,000 predictions with random 32-hex-digit request ids (UUID-like) and two segments.
+    let windows = 2000;
+    let mut rng = driftdb_engine::rng::SplitMix(7);
+    for w in 0..windows {
+        clock.set(Timestamp(T0 + (w + 1) * WINDOW));
+        let mut b = batch(w);
+        b.segment_keys = vec!["region".into(), "device".into()];
+        for (i, r) in b.rows.iter_mut().enumerate() {
+            r.request_id = format!("{:016x}{:016x}", rng.next_u64(), rng.next_u64());
+            r.segments = vec![
+                Some(["eu", "us", "apac"][i % 3].into()),
+                Some(["ios", "android"][i % 2].into()),
+            ];
+        }
+        node.ingest_inferences(Arc::clone(&m), b, Source::default())
+            .await
+            .unwrap();
+    }
+    node.store.flush().unwrap();
+    node.store.compact_pending().unwrap();
+    let db = node.store.raw_db();
+    let cf = db.cf_handle("pending").unwrap();
+    let bytes = db
+        .property_int_value_cf(cf, "rocksdb.total-sst-files-size")
+        .unwrap()
+        .unwrap();
+    let n = (windows as usize * ROWS) as f64;
+    eprintln!(
+        "pending: {} predictions, {bytes} SST bytes, {:.1} bytes per prediction",
+        n,
+        bytes as f64 / n
+    );
+}
