@@ -607,6 +607,48 @@ async fn bad_input_gets_a_precise_error_and_changes_nothing() {
         SeriesState::Numeric(n) => assert_eq!((n.count(), n.invalid()), (1, 1)),
         other => panic!("{}", other.kind_name()),
     }
+    // A 50 MB category value is rejected by row (its neighbour is stored) and stored nowhere;
+    // the error says how long it was, without echoing it.
+    let mut b = small_batch(&["huge", "small"], ts, vec![1.0, 2.0]);
+    b.model_versions = vec!["v2".into(); 2];
+    b.features.push(pb::FeatureColumn {
+        name: "browser".into(),
+        categories: vec!["x".repeat(50 << 20), "safari".into()],
+        ..Default::default()
+    });
+    let ack = s.ingest(vec![b]).await.unwrap().remove(0);
+    assert_eq!((ack.accepted, ack.rejected), (1, 1));
+    assert_eq!(ack.errors[0].request_id, "huge");
+    assert!(
+        ack.errors[0]
+            .reason
+            .contains("category value of 52428800 bytes is longer than 1024"),
+        "{:?}",
+        ack.errors[0].reason
+    );
+    match s
+        .window(FeatureRef::Named("browser".into()), Segment::All, 0)
+        .unwrap()
+    {
+        SeriesState::Categorical(c) => {
+            assert_eq!(c.count(), 1);
+            assert!(
+                c.counts().keys().all(|k| k.len() <= 1024),
+                "a huge value was kept"
+            );
+        }
+        other => panic!("{}", other.kind_name()),
+    }
+    // A 1 MB feature name is refused with a clipped echo, not 1 MB of error text.
+    let mut b = small_batch(&["long"], ts, vec![1.0]);
+    b.features[0].name = "f".repeat(1 << 20);
+    let (c, m) = code(s.ingest(vec![b]).await).unwrap();
+    assert_eq!(c, tonic::Code::InvalidArgument);
+    assert!(
+        m.len() < 512 && m.contains("(1048576 bytes)"),
+        "{}",
+        m.len()
+    );
     // Labels: unknown request id is held, a non-binary label is rejected.
     let ack = s
         .labels(pb::LabelBatch {

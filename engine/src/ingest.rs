@@ -16,7 +16,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use crate::model::{FeatureKind, ModelDef, Task};
+use crate::model::{FeatureKind, ModelDef, Task, clip};
 use crate::series::{FeatureRef, OTHER_SEGMENT_VALUE, Segment, SeriesKey, TOP_K_ITEMS};
 use crate::sketch::numeric::bulk_order_key;
 use crate::sketch::performance::PerformanceState;
@@ -947,10 +947,14 @@ pub fn validate_batch(model: &ModelDef, batch: &InferenceBatch) -> Result<(), St
     let mut seen = BTreeSet::new();
     for f in &batch.feature_names {
         if !model.features.contains_key(f) {
-            return Err(format!("unknown feature {f:?} for model {:?}", model.id));
+            return Err(format!(
+                "unknown feature {:?} for model {:?}",
+                clip(f),
+                model.id
+            ));
         }
         if !seen.insert(f) {
-            return Err(format!("feature {f:?} named twice"));
+            return Err(format!("feature {:?} named twice", clip(f)));
         }
     }
     if batch.columns.len() != batch.feature_names.len() {
@@ -972,7 +976,8 @@ pub fn validate_batch(model: &ModelDef, batch: &InferenceBatch) -> Result<(), St
     for k in &batch.segment_keys {
         if !model.segments.contains(k) {
             return Err(format!(
-                "unknown segment key {k:?} for model {:?}",
+                "unknown segment key {:?} for model {:?}",
+                clip(k),
                 model.id
             ));
         }
@@ -1028,13 +1033,26 @@ fn check_row(
     }
     for ((name, kind), col) in batch.feature_names.iter().zip(kinds).zip(&batch.columns) {
         match (kind, col.get(i)) {
+            (FeatureKind::Categorical, FieldRef::Category(c))
+                if c.len() > crate::model::MAX_CATEGORY_LEN =>
+            {
+                return Err(format!(
+                    "feature {}: category value of {} bytes is longer than {}",
+                    clip(name),
+                    c.len(),
+                    crate::model::MAX_CATEGORY_LEN
+                ));
+            }
             (_, FieldRef::Missing)
             | (FeatureKind::Numeric, FieldRef::Number(_))
             | (FeatureKind::Categorical, FieldRef::Category(_)) => {}
-            (FeatureKind::Numeric, _) => return Err(format!("feature {name}: expected a number")),
+            (FeatureKind::Numeric, _) => {
+                return Err(format!("feature {}: expected a number", clip(name)));
+            }
             (FeatureKind::Categorical, FieldRef::Number(_)) => {
                 return Err(format!(
-                    "feature {name}: expected a string or boolean (categorical)"
+                    "feature {}: expected a string or boolean (categorical)",
+                    clip(name)
                 ));
             }
         }

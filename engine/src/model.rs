@@ -79,6 +79,20 @@ pub struct ModelDef {
 /// Longest accepted identifier (model, version, feature, segment key or value), in bytes.
 pub const MAX_NAME_LEN: usize = 256;
 
+/// Longest accepted categorical value, in bytes: categories are kept verbatim in frequent-item
+/// sketches and reference profiles, so one huge value would cost memory and disk many times.
+pub const MAX_CATEGORY_LEN: usize = 1024;
+
+/// `s` as an error message may quote it: at most 64 characters, the rest summarised, so an
+/// error never echoes megabytes of input back.
+pub fn clip(s: &str) -> String {
+    const KEEP: usize = 64;
+    match s.char_indices().nth(KEEP) {
+        None => s.to_string(),
+        Some((at, _)) => format!("{}… ({} bytes)", &s[..at], s.len()),
+    }
+}
+
 /// Checks a model, version, feature or segment name.
 pub fn validate_name(what: &'static str, name: &str) -> Result<()> {
     if name.is_empty() || name.len() > MAX_NAME_LEN {

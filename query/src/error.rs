@@ -21,7 +21,7 @@ pub enum Error {
         message: String,
     },
     /// A model, version, reference or feature does not exist.
-    #[error("{}{what} {name:?} not found{hint}", pos.map(|p| format!("at {p}: ")).unwrap_or_default())]
+    #[error("{}{what} {:?} not found{hint}", pos.map(|p| format!("at {p}: ")).unwrap_or_default(), driftdb_engine::model::clip(name))]
     NotFound {
         /// Where it was named.
         pos: Option<Pos>,

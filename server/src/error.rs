@@ -21,7 +21,7 @@ pub enum Error {
     #[error("{0}")]
     Invalid(String),
     /// The named thing does not exist.
-    #[error("{what} {name:?} not found")]
+    #[error("{what} {:?} not found", driftdb_engine::model::clip(name))]
     NotFound {
         /// What kind of thing.
         what: &'static str,
@@ -29,7 +29,7 @@ pub enum Error {
         name: String,
     },
     /// The thing already exists.
-    #[error("{what} {name:?} already exists")]
+    #[error("{what} {:?} already exists", driftdb_engine::model::clip(name))]
     AlreadyExists {
         /// What kind of thing.
         what: &'static str,

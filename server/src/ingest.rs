@@ -607,7 +607,11 @@ fn ingest_labels_blocking(
                 row_error(
                     i,
                     &label.request_id,
-                    format!("label is for model {other:?}, batch for {:?}", model.def.id),
+                    format!(
+                        "label is for model {:?}, batch for {:?}",
+                        driftdb_engine::model::clip(&other),
+                        model.def.id
+                    ),
                 ),
             );
             continue;

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use driftdb_engine::ingest::{
     Column, InferenceBatch, InferenceRow, LabelRow, MAX_BATCH_ROWS, RankedItem,
 };
-use driftdb_engine::model::FeatureKind;
+use driftdb_engine::model::{FeatureKind, clip};
 use driftdb_engine::time::Timestamp;
 use driftdb_proto::v1 as pb;
 
@@ -19,7 +19,8 @@ fn check_len(what: &str, got: usize, rows: usize, optional: bool) -> Result<()> 
         Ok(())
     } else {
         Err(Error::Invalid(format!(
-            "{what}: {got} values for {rows} rows"
+            "{}: {got} values for {rows} rows",
+            clip(what)
         )))
     }
 }
@@ -27,9 +28,9 @@ fn check_len(what: &str, got: usize, rows: usize, optional: bool) -> Result<()> 
 fn missing_mask(what: &str, missing: &[u32], rows: usize) -> Result<Vec<bool>> {
     let mut mask = vec![false; rows];
     for &m in missing {
-        *mask
-            .get_mut(m as usize)
-            .ok_or_else(|| Error::Invalid(format!("{what}: missing row {m} out of range")))? = true;
+        *mask.get_mut(m as usize).ok_or_else(|| {
+            Error::Invalid(format!("{}: missing row {m} out of range", clip(what)))
+        })? = true;
     }
     Ok(mask)
 }
@@ -111,7 +112,7 @@ pub fn batch_from_pb(
                 if !f.numbers.is_empty() {
                     return Err(Error::Invalid(format!(
                         "feature {:?} is categorical but the batch sends numbers",
-                        f.name
+                        clip(&f.name)
                     )));
                 }
                 check_len(&f.name, f.categories.len(), n, false)?;
@@ -134,7 +135,7 @@ pub fn batch_from_pb(
                 if !f.categories.is_empty() {
                     return Err(Error::Invalid(format!(
                         "feature {:?} is numeric but the batch sends strings",
-                        f.name
+                        clip(&f.name)
                     )));
                 }
                 check_len(&f.name, f.numbers.len(), n, false)?;
