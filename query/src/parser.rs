@@ -523,7 +523,15 @@ impl<'a> Parser<'a> {
         }
     }
 
+    /// A segment key: an identifier, or a quoted string for keys that are not identifiers
+    /// (`by "région"`).
     fn segment_key(&mut self) -> Result<Spanned<String>, ParseError> {
+        if let TokenKind::Str(s) = &self.current.kind {
+            let value = s.clone();
+            let pos = self.current.pos;
+            self.advance()?;
+            return Ok(Spanned { value, pos });
+        }
         if self.current.kind != TokenKind::Ident {
             return self.fail("a segment key");
         }
@@ -732,11 +740,11 @@ impl fmt::Display for Statement {
         }
         for (i, key) in q.by.iter().enumerate() {
             f.write_str(if i == 0 { " by " } else { ", " })?;
-            f.write_str(&key.value)?;
+            write_name(f, &key.value)?;
         }
         for (i, cond) in q.filters.iter().enumerate() {
             f.write_str(if i == 0 { " where " } else { " and " })?;
-            f.write_str(&cond.key.value)?;
+            write_name(f, &cond.key.value)?;
             f.write_str(match cond.op {
                 EqOp::Eq => " = ",
                 EqOp::Ne => " != ",

@@ -26,7 +26,7 @@ const SPEC_EXAMPLES: [&str; 11] = [
 ];
 
 /// More valid queries, covering every other form of the grammar.
-const MORE_VALID: [&str; 18] = [
+const MORE_VALID: [&str; 19] = [
     "EXPLAIN psi(fraud.amount) over 1h",
     "explain explain(fraud@v2)",
     "PSI(Fraud.Amount) OVER 1h STEP 15m BY Region",
@@ -45,6 +45,7 @@ const MORE_VALID: [&str; 18] = [
     "quantile(1, m.x)",
     "distinct(recs.$items) over 1d step 1h",
     "psi(recs@v2.$Items, vs previous) over 1h by region",
+    "psi(fraud.*) over 1h by \"région\" where \"région\" != \"eu\"",
 ];
 
 fn ok(q: &str) -> Statement {
