@@ -311,6 +311,8 @@ struct Totals {
     sampled_out: u64,
     joined: u64,
     pending: u64,
+    /// Labels that arrived after their prediction's join record expired (not errors).
+    expired: u64,
     /// The first rejected rows: line, reason.
     errors: Vec<(u64, String)>,
 }
@@ -353,6 +355,7 @@ impl Totals {
         self.rejected += ack.rejected;
         self.duplicates += ack.duplicates;
         self.sampled_out += ack.sampled_out;
+        self.expired += ack.expired;
         if ack.replayed {
             self.duplicates += lines.len() as u64;
         }
@@ -860,12 +863,13 @@ pub(crate) async fn labels_file(a: LabelsArgs, json: bool) -> Result<()> {
                 "rejected_in_file": t.file_rejected,
                 "duplicates": t.duplicates,
                 "sampled_out": t.sampled_out,
+                "expired": t.expired,
             })
             .to_string(),
         );
     } else {
         output::line(&format!(
-            "read {} labels: {} joined, {} pending (waiting for their prediction), {} rejected ({} by the server, {} in the file), {} duplicates, {} sampled out",
+            "read {} labels: {} joined, {} pending (waiting for their prediction), {} rejected ({} by the server, {} in the file), {} duplicates, {} sampled out, {} expired",
             t.read,
             t.joined,
             t.pending,
@@ -873,7 +877,8 @@ pub(crate) async fn labels_file(a: LabelsArgs, json: bool) -> Result<()> {
             t.rejected,
             t.file_rejected,
             t.duplicates,
-            t.sampled_out
+            t.sampled_out,
+            t.expired
         ));
     }
     t.print_errors();
