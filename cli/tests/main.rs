@@ -9,6 +9,7 @@ mod demo_cli;
 mod faults;
 mod files_cli;
 mod golden_cli;
+mod hostile;
 mod keys_cli;
 mod kill9;
 mod overload;
