@@ -15,7 +15,7 @@ use super::http::{enc, get};
 
 /// Self-monitoring metrics a panel may use before the server exports them; their panels stay
 /// empty until it does. When one appears on `/metrics`, the test below fails so it leaves this
-/// list. (Empty: the rule evaluator and outbox gauges of issue 6 are exported.)
+/// list. (Empty: the rule evaluator and outbox gauges are exported.)
 pub const PENDING_RULES_METRICS: &[&str] = &[];
 
 pub struct Target {
