@@ -102,6 +102,18 @@ impl ReferenceProfile {
     pub fn rows(&self) -> u64 {
         self.segments.get(&Segment::All).map_or(0, |s| s.rows)
     }
+
+    /// Holds every numeric series' sketch as its compact image ([`NumericState::compact`]):
+    /// how a profile is kept in memory for queries and rules, which only read it.
+    pub fn compact(&mut self) {
+        for seg in self.segments.values_mut() {
+            for s in seg.series.values_mut() {
+                if let SeriesProfile::Numeric(n) = s {
+                    n.state.compact();
+                }
+            }
+        }
+    }
 }
 
 /// Accumulates reference rows, then builds the profile.

@@ -86,6 +86,25 @@ impl SeriesState {
         }
     }
 
+    /// Merges `other` into `self` without the KLL sketches of numeric and score
+    /// distributions ([`NumericState::merge_without_sketch`]); categorical states and score
+    /// performance merge whole. For queries whose metric does not read the sketch.
+    pub fn merge_without_sketch(&mut self, other: &SeriesState) -> Result<()> {
+        match (self, other) {
+            (SeriesState::Numeric(a), SeriesState::Numeric(b)) => {
+                a.merge_without_sketch(b);
+                Ok(())
+            }
+            (SeriesState::Score(a), SeriesState::Score(b)) => {
+                a.predictions += b.predictions;
+                a.distribution.merge_without_sketch(&b.distribution);
+                a.performance.merge(&b.performance);
+                Ok(())
+            }
+            (a, b) => a.merge(b),
+        }
+    }
+
     /// Encodes the state in the checksummed envelope.
     pub fn encode(&self) -> Vec<u8> {
         let mut w = Writer::new();

@@ -67,6 +67,28 @@ pub fn accumulate(
     keep: &dyn Fn(&FeatureRef, &Segment) -> bool,
     stats: &mut ExecStats,
 ) -> Result<BTreeMap<FeatureRef, Accumulators>> {
+    accumulate_for(reader, prefix, resolution, intervals, keep, true, stats)
+}
+
+/// [`accumulate`], merging the KLL sketches of numeric and score states only when `sketch`
+/// (the metric reads them: [`crate::metrics::needs_sketch`]); otherwise a slot of several
+/// windows keeps their counts, moments and bins and marks its sketch dropped.
+pub fn accumulate_for(
+    reader: &dyn SeriesReader,
+    prefix: &SeriesPrefix,
+    resolution: Resolution,
+    intervals: &Intervals,
+    keep: &dyn Fn(&FeatureRef, &Segment) -> bool,
+    sketch: bool,
+    stats: &mut ExecStats,
+) -> Result<BTreeMap<FeatureRef, Accumulators>> {
+    let merge = |acc: &mut SeriesState, s: &SeriesState| {
+        if sketch {
+            acc.merge(s)
+        } else {
+            acc.merge_without_sketch(s)
+        }
+    };
     let mut out: BTreeMap<FeatureRef, Accumulators> = BTreeMap::new();
     let Some(hull) = intervals.hull() else {
         return Ok(out);
@@ -97,7 +119,7 @@ pub fn accumulate(
                             (_, None) => {}
                             (d @ None, s) => *d = s,
                             (Some(d), Some(s)) => {
-                                if d.merge(&s).is_err() {
+                                if merge(d, &s).is_err() {
                                     stats.merge_errors += 1;
                                 }
                             }
@@ -136,7 +158,7 @@ pub fn accumulate(
             stats.windows_read += 1;
             match &mut c.slots[i] {
                 Some(acc) => {
-                    if acc.merge(&w.window.state).is_err() {
+                    if merge(acc, &w.window.state).is_err() {
                         stats.merge_errors += 1;
                     }
                 }
@@ -421,7 +443,16 @@ fn select_features(
     let wanted: std::collections::BTreeSet<&FeatureRef> = features.iter().collect();
     let keep = |f: &FeatureRef, s: &Segment| wanted.contains(f) && seg_sel.matches(s);
     let prefix = features_prefix(&scope.def.id, &scope.version, features);
-    let mut current = accumulate(reader, &prefix, scope.resolution, buckets, &keep, stats)?;
+    let sketch = crate::metrics::needs_sketch(&plan.metric);
+    let mut current = accumulate_for(
+        reader,
+        &prefix,
+        scope.resolution,
+        buckets,
+        &keep,
+        sketch,
+        stats,
+    )?;
     let mut baseline: Option<BTreeMap<FeatureRef, Accumulators>> = match base_intervals {
         None => None,
         Some((_, ivs)) => {
@@ -429,12 +460,13 @@ fn select_features(
                 BaselinePlan::Version(v) => features_prefix(&scope.def.id, v, features),
                 _ => prefix.clone(),
             };
-            Some(accumulate(
+            Some(accumulate_for(
                 reader,
                 &base_prefix,
                 scope.resolution,
                 ivs,
                 &keep,
+                sketch,
                 stats,
             )?)
         }

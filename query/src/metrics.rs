@@ -35,6 +35,33 @@ pub struct Metric {
     pub param: Option<f64>,
 }
 
+/// Whether computing `metric` reads the KLL sketch of a numeric or score state. PSI, JS and
+/// Hellinger read the exact bin counts only (no bins, no value), the summaries their counts,
+/// moments and extremes; everything else (KS, Wasserstein, quantiles, and any metric added
+/// later until it is listed here) is assumed to read it.
+pub fn needs_sketch(metric: &Metric) -> bool {
+    !matches!(
+        metric.def.name,
+        "psi"
+            | "js"
+            | "hellinger"
+            | "psi50"
+            | "js50"
+            | "hellinger50"
+            | "mean_shift"
+            | "missing_rate_change"
+            | "count"
+            | "rows"
+            | "missing_rate"
+            | "invalid_rate"
+            | "mean"
+            | "std"
+            | "min"
+            | "max"
+            | "score_entropy"
+    )
+}
+
 impl Metric {
     /// The name shown in the `metric` column (`quantile(0.99)`, `ndcg@10`, `psi`).
     pub fn label(&self) -> String {

@@ -169,9 +169,10 @@ impl Registry {
     pub fn put_reference(
         &self,
         model: &ModelEntry,
-        profile: ReferenceProfile,
+        mut profile: ReferenceProfile,
         replace: bool,
     ) -> Result<()> {
+        profile.compact();
         let mut refs = model.references.write().map_err(poisoned)?;
         if refs.contains_key(&profile.version) && !replace {
             return Err(Error::AlreadyExists {

@@ -231,6 +231,15 @@ pub struct NumericState {
     /// set, the decoded sketch is authoritative.
     kll: OnceLock<Kll>,
     kll_image: Option<Vec<u8>>,
+    /// Set by [`NumericState::merge_without_sketch`]: the sketch was left out of a merge, so
+    /// everything that reads it ([`NumericState::kll`], [`NumericState::cdf`], the rank error,
+    /// merges) is an error instead of an answer from a partial sketch.
+    sketch_dropped: bool,
+}
+
+/// The error for reading a sketch a merge left out ([`NumericState::merge_without_sketch`]).
+fn dropped() -> Error {
+    Error::sketch("kll", "the sketch was not merged for this query")
 }
 
 impl Default for NumericState {
@@ -246,6 +255,7 @@ impl Default for NumericState {
             bins: None,
             kll: OnceLock::from(new_kll()),
             kll_image: None,
+            sketch_dropped: false,
         }
     }
 }
@@ -389,6 +399,9 @@ impl NumericState {
 
     /// The sketch for mutation, decoding a stored image first.
     fn kll_mut(&mut self) -> Result<&mut Kll> {
+        if self.sketch_dropped {
+            return Err(dropped());
+        }
         if self.kll.get().is_none() {
             let image = self.kll_image.as_deref().unwrap_or_default();
             let k = if image.is_empty() {
@@ -416,12 +429,26 @@ impl NumericState {
 
     /// Merges `other` into `self`.
     pub fn merge(&mut self, other: &NumericState) -> Result<()> {
+        if self.sketch_dropped || other.sketch_dropped {
+            return Err(dropped());
+        }
         if other.count > 0 {
             let other_kll = other.kll()?;
             kll_merge(self.kll_mut()?, other_kll)?;
         }
         self.merge_summary(other);
         Ok(())
+    }
+
+    /// Merges `other`'s counts, moments, extremes and bins into `self`, and not the KLL
+    /// sketch: for a query whose metric reads only those (PSI, JS and Hellinger on the exact
+    /// bins, counts, means), merging sketches is most of its time. The result's sketch is
+    /// marked dropped: reading or merging it is an error, never a partial answer.
+    pub fn merge_without_sketch(&mut self, other: &NumericState) {
+        self.merge_summary(other);
+        self.kll = OnceLock::new();
+        self.kll_image = None;
+        self.sketch_dropped = true;
     }
 
     /// Merges all of `states` into one: counts, moments, extremes and bins as merging them in
@@ -436,6 +463,9 @@ impl NumericState {
         I::IntoIter: Clone,
     {
         let states = states.into_iter();
+        if states.clone().any(|s| s.sketch_dropped) {
+            return Err(dropped());
+        }
         let mut rest = states.clone();
         let Some(first) = rest.next() else {
             return Ok(NumericState::default());
@@ -487,6 +517,7 @@ impl NumericState {
             bins: self.bins.clone(),
             kll: OnceLock::new(),
             kll_image: None,
+            sketch_dropped: self.sketch_dropped,
         }
     }
 
@@ -587,8 +618,30 @@ impl NumericState {
             .filter(|_| self.count > 0)
             .filter(|b| b.counts.iter().sum::<u64>() == self.count)
     }
+    /// Keeps the sketch only as its compact serialized image, dropping a decoded sketch: for
+    /// states held in memory for a long time and only read (reference profiles), whose
+    /// CDF, bins and rank error are read from the image without decoding it. A later
+    /// [`NumericState::kll`] or merge decodes it again.
+    pub fn compact(&mut self) {
+        if let Some(k) = self.kll.take() {
+            self.kll_image = Some(k.serialize());
+        }
+        if let Some(img) = self.kll_image.as_mut() {
+            img.shrink_to_fit();
+        }
+        if let Some(b) = self.bins.as_mut() {
+            b.counts.shrink_to_fit();
+            if let Some(s) = b.sums.as_mut() {
+                s.shrink_to_fit();
+            }
+        }
+    }
+
     /// The KLL sketch (decoded from the stored image on first use).
     pub fn kll(&self) -> Result<&Kll> {
+        if self.sketch_dropped {
+            return Err(dropped());
+        }
         if let Some(k) = self.kll.get() {
             return Ok(k);
         }
@@ -607,6 +660,9 @@ impl NumericState {
     /// The sketch's rank error: 0 while it holds every value, else its normalized rank error.
     /// Read from the image's preamble when the sketch was not decoded.
     pub fn kll_rank_error(&self) -> Result<f64> {
+        if self.sketch_dropped {
+            return Err(dropped());
+        }
         let estimation = match (self.kll.get(), &self.kll_image) {
             (Some(k), _) => k.is_estimation_mode(),
             (None, Some(img)) => kll_image_header(img)?.1,
@@ -621,6 +677,9 @@ impl NumericState {
 
     /// The sketch's step CDF (parsed from the stored image when the sketch was not decoded).
     pub fn cdf(&self) -> Result<WeightedCdf> {
+        if self.sketch_dropped {
+            return Err(dropped());
+        }
         match (self.kll.get(), &self.kll_image) {
             (Some(k), _) => WeightedCdf::from_sketch(k),
             (None, Some(img)) => WeightedCdf::from_image(img),
@@ -686,6 +745,7 @@ impl NumericState {
             bins: None,
             kll: OnceLock::new(),
             kll_image: None,
+            sketch_dropped: false,
         };
         if s.count == 0 {
             return Ok(s);
@@ -870,6 +930,63 @@ mod tests {
         twice.merge(&b).unwrap();
         assert_eq!(merged.bins(), twice.bins());
         assert_eq!(round_trip(&all).bins(), all.bins());
+    }
+
+    #[test]
+    fn compact_keeps_what_reads_see() {
+        let e = BinEdges::new(vec![-1.0, 0.0, 1.0]).unwrap();
+        let mut s = NumericState::new(Some(&e));
+        for i in 0..5000 {
+            s.observe((i as f64 * 0.731).sin() * 2.0, Some(&e));
+        }
+        let bytes = |s: &NumericState| {
+            let mut w = Writer::new();
+            s.encode(&mut w);
+            w.into_bytes()
+        };
+        let (cdf, err, enc) = (s.cdf().unwrap(), s.kll_rank_error().unwrap(), bytes(&s));
+        assert!(s.kll.get().is_some());
+        let mut c = s.clone();
+        c.compact();
+        assert!(c.kll.get().is_none() && c.kll_image.is_some());
+        assert_eq!(c.cdf().unwrap(), cdf);
+        assert_eq!(c.kll_rank_error().unwrap(), err);
+        assert_eq!(bytes(&c), enc);
+        assert_eq!(c.bins(), s.bins());
+        // Compacting twice changes nothing; the sketch decodes again when needed.
+        c.compact();
+        assert_eq!(bytes(&c), enc);
+        assert_eq!(c.kll().unwrap().n(), 5000);
+    }
+
+    #[test]
+    fn merging_without_the_sketch_keeps_the_rest_and_refuses_the_sketch() {
+        let e = BinEdges::new(vec![-1.0, 0.0, 1.0]).unwrap();
+        let parts: Vec<NumericState> = (0..4)
+            .map(|p| {
+                let mut s = NumericState::new(Some(&e));
+                for i in 0..300 {
+                    s.observe(((p * 300 + i) as f64 * 0.37).sin() * 2.0, Some(&e));
+                }
+                s
+            })
+            .collect();
+        let mut full = parts[0].clone();
+        let mut light = parts[0].clone();
+        for p in &parts[1..] {
+            full.merge(p).unwrap();
+            light.merge_without_sketch(p);
+        }
+        assert_eq!(light.bins(), full.bins());
+        assert_eq!(
+            (light.count(), light.min(), light.max()),
+            (full.count(), full.min(), full.max())
+        );
+        assert_eq!(light.mean(), full.mean());
+        assert!(light.cdf().is_err() && light.kll().is_err() && light.kll_rank_error().is_err());
+        assert!(light.clone().merge(&parts[0]).is_err());
+        assert!(full.clone().merge(&light).is_err());
+        assert!(NumericState::merge_all([&full, &light]).is_err());
     }
 
     #[test]
