@@ -234,6 +234,27 @@ async fn golden_scenario_round_trips_through_the_server() {
                 .as_u64()
                 .unwrap()
         );
+        // In memory the profile has no sketches (reading one is an error, not an empty CDF);
+        // the whole profile, read back from the store, has them and agrees on the rest.
+        assert!(amount.state.cdf().is_err());
+        let whole =
+            driftdb_query::Catalog::reference_with_sketches(&*s.node.registry, "fraud", "v2")
+                .unwrap();
+        let full = whole
+            .series(&FeatureRef::Named("amount".into()), &Segment::All)
+            .unwrap()
+            .numeric()
+            .unwrap();
+        assert_eq!(full.state.cdf().unwrap().total(), full.state.count());
+        assert_eq!(
+            full.state.bins().unwrap().counts,
+            amount.state.bins().unwrap().counts
+        );
+        assert_eq!(full.quantiles, amount.quantiles);
+        assert!(
+            driftdb_query::Catalog::reference_with_sketches(&*s.node.registry, "fraud", "v9")
+                .is_none()
+        );
     }
     let batches = file_batches(&def, &golden("windows.jsonl"), false, 1000);
     let n_batches = batches.len();

@@ -103,6 +103,23 @@ impl ReferenceProfile {
         self.segments.get(&Segment::All).map_or(0, |s| s.rows)
     }
 
+    /// The profile without its numeric sketches and per-bin sums
+    /// ([`NumericState::drop_sketch`]): what PSI, JS, Hellinger, summaries and binning new
+    /// windows read (edges, bin counts, quantiles, moments) at about a quarter of the memory.
+    /// Statistics that need the reference's CDF (KS, Wasserstein, quantiles of the
+    /// reference) get an error from it and must read the whole profile.
+    pub fn without_sketches(&self) -> ReferenceProfile {
+        let mut p = self.clone();
+        for seg in p.segments.values_mut() {
+            for s in seg.series.values_mut() {
+                if let SeriesProfile::Numeric(n) = s {
+                    n.state.drop_sketch();
+                }
+            }
+        }
+        p
+    }
+
     /// Holds every numeric series' sketch as its compact image ([`NumericState::compact`]):
     /// how a profile is kept in memory for queries and rules, which only read it.
     pub fn compact(&mut self) {

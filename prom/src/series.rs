@@ -802,14 +802,25 @@ impl<'a> DriftSource<'a> {
             if grid.len() == 0 {
                 continue;
             }
+            // Whole profiles (with sketches) only when an export reads the reference's CDF.
+            let sketches = model.candidates.iter().any(|c| {
+                c.exports.iter().any(|(i, _)| {
+                    EXPORTS
+                        .get(*i)
+                        .is_none_or(|e| driftdb_query::metrics::needs_sketch_named(e.metric))
+                })
+            });
             let references: BTreeMap<&str, Option<Arc<ReferenceProfile>>> = model
                 .candidates
                 .iter()
                 .map(|c| {
-                    (
-                        c.version.as_str(),
-                        ctx.catalog.reference(&model.def.id, &c.version),
-                    )
+                    let r = if sketches {
+                        ctx.catalog
+                            .reference_with_sketches(&model.def.id, &c.version)
+                    } else {
+                        ctx.catalog.reference(&model.def.id, &c.version)
+                    };
+                    (c.version.as_str(), r)
                 })
                 .collect();
             let per_pass = limits.windows_per_pass.max(1);

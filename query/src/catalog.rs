@@ -13,8 +13,16 @@ pub trait Catalog: Send + Sync {
     fn model(&self, id: &str) -> Option<ModelDef>;
     /// Every model id, sorted.
     fn model_ids(&self) -> Vec<String>;
-    /// The reference profile of a model version.
+    /// The reference profile of a model version. A catalog may hold it without its numeric
+    /// sketches ([`ReferenceProfile::without_sketches`]): enough for the bin metrics,
+    /// summaries and binning.
     fn reference(&self, model: &str, version: &str) -> Option<Arc<ReferenceProfile>>;
+    /// The whole reference profile, sketches included, for statistics that read the
+    /// reference's CDF ([`crate::metrics::needs_sketch`]). The default is
+    /// [`Catalog::reference`], for catalogs that hold whole profiles.
+    fn reference_with_sketches(&self, model: &str, version: &str) -> Option<Arc<ReferenceProfile>> {
+        self.reference(model, version)
+    }
     /// The versions of a model that have a reference profile.
     fn reference_versions(&self, model: &str) -> Vec<String>;
 }

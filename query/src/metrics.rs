@@ -40,8 +40,13 @@ pub struct Metric {
 /// moments and extremes; everything else (KS, Wasserstein, quantiles, and any metric added
 /// later until it is listed here) is assumed to read it.
 pub fn needs_sketch(metric: &Metric) -> bool {
+    needs_sketch_named(metric.def.name)
+}
+
+/// [`needs_sketch`] by the metric's name (unknown names read it).
+pub fn needs_sketch_named(name: &str) -> bool {
     !matches!(
-        metric.def.name,
+        name,
         "psi"
             | "js"
             | "hellinger"

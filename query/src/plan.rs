@@ -581,7 +581,8 @@ fn plan_select(
             "write ndcg(K, model), e.g. ndcg(10, recs)",
         ));
     }
-    let scope = resolve_model(ctx, &target.model)?;
+    let sketches = crate::metrics::needs_sketch(&Metric { def, param });
+    let scope = resolve_model_for(ctx, &target.model, sketches)?;
     let (features, pattern) = resolve_features(&scope, def, target)?;
     let range = resolve_range(ctx, q.range.as_ref(), scope.resolution)?;
     let step = q
@@ -676,6 +677,12 @@ fn check_step(s: &Spanned<driftdb_engine::time::DurationMs>, width: i64) -> Resu
 /// Resolves `model[@version]`: an unversioned model means the version whose reference profile
 /// was loaded last, or, without any reference, the greatest version name holding data.
 pub fn resolve_model(ctx: &Context<'_>, m: &ModelRef) -> Result<ModelScope> {
+    resolve_model_for(ctx, m, true)
+}
+
+/// [`resolve_model`], with the reference profile's sketches only when `sketches` (the
+/// metric reads the reference's CDF; [`crate::metrics::needs_sketch`]).
+pub fn resolve_model_for(ctx: &Context<'_>, m: &ModelRef, sketches: bool) -> Result<ModelScope> {
     let def = ctx.catalog.model(&m.id).ok_or_else(|| Error::NotFound {
         pos: Some(m.pos),
         what: "model",
@@ -712,7 +719,11 @@ pub fn resolve_model(ctx: &Context<'_>, m: &ModelRef) -> Result<ModelScope> {
             }
         }
     };
-    let reference = ctx.catalog.reference(&m.id, &version);
+    let reference = if sketches {
+        ctx.catalog.reference_with_sketches(&m.id, &version)
+    } else {
+        ctx.catalog.reference(&m.id, &version)
+    };
     Ok(ModelScope {
         def,
         resolution,

@@ -333,6 +333,13 @@ impl driftdb_query::Catalog for VisibleCatalog<'_> {
         driftdb_query::Catalog::reference(self.registry, model, version)
     }
 
+    fn reference_with_sketches(&self, model: &str, version: &str) -> Option<Arc<ReferenceProfile>> {
+        if !self.visible(model) {
+            return None;
+        }
+        driftdb_query::Catalog::reference_with_sketches(self.registry, model, version)
+    }
+
     fn reference_versions(&self, model: &str) -> Vec<String> {
         if !self.visible(model) {
             return Vec::new();

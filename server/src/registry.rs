@@ -58,7 +58,14 @@ pub struct ModelEntry {
 pub struct Registry {
     store: Arc<Store>,
     models: RwLock<BTreeMap<String, Arc<ModelEntry>>>,
+    /// The last few whole profiles (sketches included) read back from the store for
+    /// statistics that need the reference's CDF; `ModelEntry::references` holds profiles
+    /// without sketches.
+    whole: Mutex<Vec<(String, String, Arc<ReferenceProfile>)>>,
 }
+
+/// Whole reference profiles kept after a read ([`Registry`]'s `whole`).
+const WHOLE_PROFILES_CACHED: usize = 8;
 
 fn poisoned<T>(_: T) -> Error {
     Error::Internal("registry lock poisoned".into())
@@ -88,7 +95,7 @@ impl Registry {
             {
                 let r = r?;
                 let p: ReferenceProfile = records::decode(&r)?;
-                refs.insert(p.version.clone(), Arc::new(p));
+                refs.insert(p.version.clone(), Arc::new(p.without_sketches()));
             }
             models.insert(
                 def.id.clone(),
@@ -105,6 +112,7 @@ impl Registry {
         Ok(Registry {
             store,
             models: RwLock::new(models),
+            whole: Mutex::new(Vec::new()),
         })
     }
 
@@ -188,7 +196,13 @@ impl Registry {
             &profile,
         )?;
         self.store.write(&ws)?;
-        refs.insert(profile.version.clone(), Arc::new(profile));
+        if let Ok(mut whole) = self.whole.lock() {
+            whole.retain(|(m, v, _)| !(m == &profile.model && v == &profile.version));
+        }
+        refs.insert(
+            profile.version.clone(),
+            Arc::new(profile.without_sketches()),
+        );
         Ok(())
     }
 
@@ -228,6 +242,36 @@ impl driftdb_query::Catalog for Registry {
         let entry = self.models.read().ok()?.get(model).cloned()?;
         let refs = entry.references.read().ok()?;
         refs.get(version).cloned()
+    }
+
+    fn reference_with_sketches(&self, model: &str, version: &str) -> Option<Arc<ReferenceProfile>> {
+        // Known (and not removed) in memory first: the store may hold a profile being replaced.
+        driftdb_query::Catalog::reference(self, model, version)?;
+        if let Ok(whole) = self.whole.lock()
+            && let Some((_, _, p)) = whole.iter().find(|(m, v, _)| m == model && v == version)
+        {
+            return Some(Arc::clone(p));
+        }
+        let p: ReferenceProfile = match records::get(
+            &self.store,
+            Family::Reference,
+            &reference_key(model, version),
+        ) {
+            Ok(Some(p)) => p,
+            Ok(None) => return None,
+            Err(e) => {
+                tracing::error!(model, version, error = %e, "reading a reference profile");
+                return None;
+            }
+        };
+        let p = Arc::new(p);
+        if let Ok(mut whole) = self.whole.lock() {
+            if whole.len() >= WHOLE_PROFILES_CACHED {
+                whole.remove(0);
+            }
+            whole.push((model.to_string(), version.to_string(), Arc::clone(&p)));
+        }
+        Some(p)
     }
 
     fn reference_versions(&self, model: &str) -> Vec<String> {

@@ -237,9 +237,14 @@ pub struct NumericState {
     sketch_dropped: bool,
 }
 
-/// The error for reading a sketch a merge left out ([`NumericState::merge_without_sketch`]).
+/// The error for reading a sketch that is not held: left out of a merge
+/// ([`NumericState::merge_without_sketch`]) or of a state kept in memory without it
+/// ([`NumericState::drop_sketch`]).
 fn dropped() -> Error {
-    Error::sketch("kll", "the sketch was not merged for this query")
+    Error::sketch(
+        "kll",
+        "the sketch is not held here (left out of a merge or of a profile kept in memory)",
+    )
 }
 
 impl Default for NumericState {
@@ -438,6 +443,19 @@ impl NumericState {
         }
         self.merge_summary(other);
         Ok(())
+    }
+
+    /// Drops the KLL sketch and the per-bin offset sums (both needed only by statistics that
+    /// read the CDF), keeping counts, moments, extremes and bin counts; reading the sketch
+    /// afterwards is an error. For reference profiles kept in memory for PSI-style rules.
+    pub fn drop_sketch(&mut self) {
+        self.kll = OnceLock::new();
+        self.kll_image = None;
+        self.sketch_dropped = true;
+        if let Some(b) = self.bins.as_mut() {
+            b.sums = None;
+            b.counts.shrink_to_fit();
+        }
     }
 
     /// Merges `other`'s counts, moments, extremes and bins into `self`, and not the KLL

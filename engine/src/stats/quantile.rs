@@ -146,8 +146,9 @@ pub struct ReferenceEdges {
     pub q10: BinEdges,
     /// Edges for [`BINS_FINE`] (50) bins; states bin on these.
     pub q50: BinEdges,
-    /// For each `q50` bin, its `q10` bin.
-    pub q50_to_q10: Vec<usize>,
+    /// For each `q50` bin, its `q10` bin (one byte each: every reference profile holds one
+    /// per numeric series in memory).
+    pub q50_to_q10: Vec<u8>,
 }
 
 impl ReferenceEdges {
@@ -165,7 +166,14 @@ impl ReferenceEdges {
 
     /// Edge sets from a stored profile; `q10` must be a subset of `q50`.
     pub fn new(q10: BinEdges, q50: BinEdges) -> Result<Self> {
-        let q50_to_q10 = coarsen_map(&q50, &q10)?;
+        let q50_to_q10 = coarsen_map(&q50, &q10)?
+            .into_iter()
+            .map(|b| {
+                u8::try_from(b).map_err(|_| {
+                    Error::invalid("coarse bin edges", format!("{b} coarse bins, over 255"))
+                })
+            })
+            .collect::<Result<Vec<u8>>>()?;
         Ok(ReferenceEdges {
             q10,
             q50,
@@ -185,11 +193,13 @@ impl ReferenceEdges {
                 ),
             ));
         }
-        Ok(apply_coarsen_map(
-            &self.q50_to_q10,
-            q50_counts,
-            self.q10.num_bins(),
-        ))
+        let mut out = vec![0u64; self.q10.num_bins()];
+        for (c, j) in q50_counts.iter().zip(&self.q50_to_q10) {
+            if let Some(o) = out.get_mut(usize::from(*j)) {
+                *o += c;
+            }
+        }
+        Ok(out)
     }
 }
 

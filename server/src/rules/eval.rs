@@ -330,10 +330,12 @@ fn eval_metric(
         SegmentScope::All => None,
         SegmentScope::Each(k) => Some((k.clone(), table.column(k))),
     };
-    let profile = if m.threshold.needs_reference() {
-        ctx.catalog.reference(&st.model.id, version)
-    } else {
+    let profile = if !m.threshold.needs_reference() {
         None
+    } else if driftdb_query::metrics::needs_sketch_named(spec.name()) {
+        ctx.catalog.reference_with_sketches(&st.model.id, version)
+    } else {
+        ctx.catalog.reference(&st.model.id, version)
     };
     for row in &table.rows {
         let feature = row.get(fcol).and_then(Cell::as_str).unwrap_or("");
