@@ -584,12 +584,14 @@ async fn bad_input_gets_a_precise_error_and_changes_nothing() {
     // Oversized batch.
     let ids: Vec<String> = (0..100_001).map(|i| format!("big{i}")).collect();
     let refs: Vec<&str> = ids.iter().map(|s| s.as_str()).collect();
-    let (c, _) = code(
+    let (c, m) = code(
         s.ingest(vec![small_batch(&refs, ts, vec![1.0; 100_001])])
             .await,
     )
     .unwrap();
-    assert_eq!(c, tonic::Code::ResourceExhausted);
+    // Retrying cannot help: INVALID_ARGUMENT (clients retry RESOURCE_EXHAUSTED).
+    assert_eq!(c, tonic::Code::InvalidArgument, "{m}");
+    assert!(m.contains("limit of 100000; split it"), "{m}");
     // Malformed protobuf: a valid batch cut short inside its feature column, and bytes that
     // are no protobuf at all.
     let whole = prost::Message::encode_to_vec(&small_batch(&["x6"], ts, vec![1.0]));

@@ -583,7 +583,7 @@ fn ingest_labels_blocking(
         ..Default::default()
     };
     if labels.len() > MAX_BATCH_ROWS {
-        return Err(Error::Overloaded(format!(
+        return Err(Error::Invalid(format!(
             "batch of {} labels exceeds the limit of {MAX_BATCH_ROWS}; split it",
             labels.len(),
         )));

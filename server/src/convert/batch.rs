@@ -43,7 +43,9 @@ pub fn batch_from_pb(
 ) -> Result<(InferenceBatch, Vec<Option<f64>>)> {
     let n = b.request_ids.len();
     if n > MAX_BATCH_ROWS {
-        return Err(Error::Overloaded(format!(
+        // Retrying the same batch cannot help: INVALID_ARGUMENT, not RESOURCE_EXHAUSTED (which
+        // clients retry after the hint).
+        return Err(Error::Invalid(format!(
             "batch of {n} rows exceeds the limit of {MAX_BATCH_ROWS}; split it"
         )));
     }
