@@ -21,9 +21,34 @@ pub struct BinEdges {
     edges: Vec<f64>,
     /// [`bulk_order_key`] of each edge.
     keys: Vec<u32>,
-    /// The grid unit of each bin's offset sums ([`BinEdges::offset_unit`]).
-    units: Vec<f64>,
+    /// The grid unit of each bin's offset sums ([`BinEdges::offset_unit`]), a power of two,
+    /// kept as its base-2 exponent: two bytes instead of eight, for edges that reference
+    /// profiles hold in memory for every numeric series.
+    units: Vec<i16>,
     id: u32,
+}
+
+/// The base-2 exponent of `u`, an exact power of two (normal or subnormal).
+fn pow2_exponent(u: f64) -> i16 {
+    let bits = u.to_bits();
+    let biased = ((bits >> 52) & 0x7ff) as i16;
+    if biased == 0 {
+        // Subnormal: one mantissa bit, 2^(position − 1074).
+        bits.trailing_zeros() as i16 - 1074
+    } else {
+        biased - 1023
+    }
+}
+
+/// `2^e` for an exponent [`pow2_exponent`] returned (−1074..=1023), exactly.
+#[inline]
+fn pow2(e: i16) -> f64 {
+    let e = i64::from(e);
+    if e >= -1022 {
+        f64::from_bits(((e + 1023) as u64) << 52)
+    } else {
+        f64::from_bits(1u64 << (e + 1074).clamp(0, 51))
+    }
 }
 
 /// Bits of resolution of the offset-sum grid below a bin's width: a value's offset from its
@@ -105,7 +130,7 @@ impl BinEdges {
         Ok(BinEdges {
             id: h.finalize(),
             keys: edges.iter().map(|e| bulk_order_key(*e)).collect(),
-            units,
+            units: units.into_iter().map(pow2_exponent).collect(),
             edges,
         })
     }
@@ -143,14 +168,14 @@ impl BinEdges {
     /// the open outer bins use their inner neighbour's (with one edge, `2^-12` of the largest
     /// power of two below `|edge|`, or of 1). `None` without edges.
     pub fn offset_unit(&self, j: usize) -> Option<f64> {
-        self.units.get(j).copied()
+        self.units.get(j).map(|e| pow2(*e))
     }
 
     /// The grid offset of `x` in its bin `j`: `ceil(|x − anchor| / unit)`, 0 exactly when `x`
     /// is the anchor itself, at least 1 otherwise; `None` when it does not fit in 64 bits.
     #[inline]
     fn grid_offset(&self, j: usize, x: f64) -> Option<u64> {
-        let (Some(a), Some(u)) = (self.anchor(j), self.units.get(j)) else {
+        let (Some(a), Some(u)) = (self.anchor(j), self.offset_unit(j)) else {
             return None;
         };
         let o = if j == 0 { a - x } else { x - a };
@@ -948,6 +973,32 @@ mod tests {
         twice.merge(&b).unwrap();
         assert_eq!(merged.bins(), twice.bins());
         assert_eq!(round_trip(&all).bins(), all.bins());
+    }
+
+    #[test]
+    fn grid_units_round_trip_through_their_exponents() {
+        for e in [
+            -1074i16, -1073, -1023, -1022, -1021, -12, -1, 0, 1, 52, 1023,
+        ] {
+            let u = if e >= -1022 {
+                2f64.powi(i32::from(e))
+            } else {
+                f64::from_bits(1u64 << (e + 1074))
+            };
+            assert!(u > 0.0 && u.is_finite(), "{e}");
+            assert_eq!(pow2_exponent(u), e, "{u:e}");
+            assert_eq!(pow2(e).to_bits(), u.to_bits(), "{e}");
+        }
+        let e = BinEdges::new(vec![-3.0, 0.1, 7.5, 1e300]).unwrap();
+        for j in 0..=4 {
+            let u = e.offset_unit(j).unwrap();
+            assert_eq!(
+                u.to_bits() & ((1 << 52) - 1),
+                0,
+                "{u:e} is a normal power of two"
+            );
+        }
+        assert_eq!(e.offset_unit(1), Some(grid_unit(3.1)));
     }
 
     #[test]
