@@ -11,7 +11,9 @@
 //!   through the codec envelope;
 //! - [`Alert`] and [`render`]: PagerDuty Events v2, Slack, Jira, generic, retrain and
 //!   route-to-backup bodies;
-//! - [`RetryPolicy`]: the deterministic exponential backoff and the dead-letter deadline.
+//! - [`RetryPolicy`]: the deterministic exponential backoff and the dead-letter deadline;
+//! - [`Silence`]: matchers and a time span during which matching alerts are recorded but not
+//!   delivered.
 //!
 //! # Rule JSON
 //!
@@ -26,6 +28,7 @@
 //! | `actions` | array | what to call (below); may be empty: the alert still reaches history and `WatchAlerts` |
 //! | `cooldown` | duration | optional, e.g. `1h`: no new firing of a series this long after it resolved |
 //! | `description` | string | optional note (≤ 1024 bytes) copied into every alert |
+//! | `inhibits` | array | optional, ≤ 16 rule ids or globs (`drift-*`): while a series of this rule fires, alerts of the matching rules on the same model — and the same segment, unless the firing series is the overall one — are recorded as inhibited and not delivered (a missing-rate alert mutes the drift alerts it causes) |
 //!
 //! `kind: "metric"` (a window-close rule) adds:
 //!
@@ -37,6 +40,7 @@
 //! | `threshold` | number or object | `0.2` (absolute bound), `{"relative": -0.05}` (bound = reference + (−0.05)·\|reference\|, a 5 % drop), `{"delta": -0.03}` (bound = reference − 0.03) |
 //! | `consecutive` | integer | windows in a row to fire, and to resolve (default 3, 1–1000) |
 //! | `segment` | string or object | `"all"` (default: the overall segment) or `{"each": "region"}` (every value of segment key `region`, each with its own state) |
+//! | `min_n` | integer | optional: a window with fewer rows than this (the metric's `n`) is not judged — it neither breaches nor heals |
 //!
 //! `kind: "freshness"` adds `retrain_every` (a duration such as `14d`): the rule breaches when
 //! the model's current version is older than that; it fires and resolves on one check.
@@ -68,6 +72,7 @@ mod def;
 mod glob;
 mod payload;
 mod retry;
+mod silence;
 mod state;
 mod url;
 
@@ -76,9 +81,9 @@ mod tests;
 
 pub use def::{
     Action, ActionKind, Comparison, DEFAULT_CONSECUTIVE, DEFAULT_JIRA_ISSUE_TYPE,
-    DEFAULT_PAGERDUTY_URL, MAX_ACTIONS, MAX_CONSECUTIVE, MAX_RULE_ID_LEN, MetricFamily, MetricRule,
-    MetricSpec, RuleDef, RuleError, RuleKind, SegmentScope, Selector, Severity, Threshold,
-    freshness_age_days,
+    DEFAULT_PAGERDUTY_URL, MAX_ACTIONS, MAX_CONSECUTIVE, MAX_INHIBITS, MAX_MIN_N, MAX_RULE_ID_LEN,
+    MetricFamily, MetricRule, MetricSpec, RuleDef, RuleError, RuleKind, SegmentScope, Selector,
+    Severity, Threshold, freshness_age_days,
 };
 pub use glob::glob_match;
 pub use payload::{
@@ -87,5 +92,9 @@ pub use payload::{
     slack_payload,
 };
 pub use retry::{DeliveryOutcome, RetryPolicy, classify_status};
+pub use silence::{
+    MAX_SILENCE_COMMENT_LEN, MAX_SILENCE_FIELD_LEN, MAX_SILENCE_MS, SILENCE_MATCHERS, Silence,
+    SilenceState,
+};
 pub use state::{ALERT_STATE_KIND, AlertState, Check, Transition, Verdict};
 pub use url::{MAX_URL_LEN, WebhookUrl, redact_url, validate_webhook_url};

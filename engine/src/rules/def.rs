@@ -29,6 +29,10 @@ pub const DEFAULT_PAGERDUTY_URL: &str = "https://events.pagerduty.com/v2/enqueue
 pub const DEFAULT_JIRA_ISSUE_TYPE: &str = "Task";
 
 const MAX_DESCRIPTION_LEN: usize = 1024;
+/// Most `inhibits` patterns on one rule.
+pub const MAX_INHIBITS: usize = 16;
+/// Largest `min_n`.
+pub const MAX_MIN_N: u64 = 1_000_000_000_000;
 const MAX_EVENT_LEN: usize = 64;
 /// Longest accepted `cooldown` or `retrain_every`: ten years.
 const MAX_DURATION_MS: i64 = 3650 * 86_400_000;
@@ -676,6 +680,8 @@ pub struct MetricRule {
     pub consecutive: u32,
     /// Which segments are watched.
     pub segment: SegmentScope,
+    /// Windows with fewer rows than this are not judged (treated as no data).
+    pub min_n: Option<u64>,
 }
 
 impl MetricRule {
@@ -740,6 +746,14 @@ impl MetricRule {
     }
 
     fn validate(&self) -> Result<(), RuleError> {
+        if let Some(n) = self.min_n
+            && !(1..=MAX_MIN_N).contains(&n)
+        {
+            return Err(RuleError::new(
+                "min_n",
+                format!("must be 1..={MAX_MIN_N} rows, got {n}"),
+            ));
+        }
         let selector = self.selector()?;
         let spec = self.metric_spec()?;
         let perf = spec.family() == MetricFamily::Performance;
@@ -883,6 +897,10 @@ pub struct RuleDef {
     pub cooldown: Option<String>,
     /// Optional note copied into alerts (a runbook link, an owner).
     pub description: Option<String>,
+    /// Rule-id globs this rule inhibits while one of its series fires: their alerts on the same
+    /// model (and segment, unless this rule's firing series is the overall segment) are recorded
+    /// as inhibited and not delivered.
+    pub inhibits: Vec<String>,
 }
 
 /// Every field name a rule object may have.
@@ -902,6 +920,8 @@ const RULE_FIELDS: &[&str] = &[
     "actions",
     "cooldown",
     "description",
+    "min_n",
+    "inhibits",
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -943,6 +963,10 @@ struct RawRule {
     cooldown: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     description: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    min_n: Option<u64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    inhibits: Vec<String>,
 }
 
 impl TryFrom<RawRule> for RuleDef {
@@ -957,6 +981,7 @@ impl TryFrom<RawRule> for RuleDef {
             ("threshold", r.threshold.is_some()),
             ("consecutive", r.consecutive.is_some()),
             ("segment", r.segment.is_some()),
+            ("min_n", r.min_n.is_some()),
         ];
         let reject = |fields: &[(&str, bool)], only: &str| -> Result<(), RuleError> {
             match fields.iter().find(|(_, present)| *present) {
@@ -981,6 +1006,7 @@ impl TryFrom<RawRule> for RuleDef {
                     threshold: r.threshold.ok_or_else(|| required("threshold"))?,
                     consecutive: r.consecutive.unwrap_or(DEFAULT_CONSECUTIVE),
                     segment: r.segment.unwrap_or_default(),
+                    min_n: r.min_n,
                 })
             }
             RawKind::Freshness => {
@@ -1006,6 +1032,7 @@ impl TryFrom<RawRule> for RuleDef {
             actions: r.actions,
             cooldown: r.cooldown,
             description: r.description,
+            inhibits: r.inhibits,
         })
     }
 }
@@ -1028,6 +1055,8 @@ impl From<RuleDef> for RawRule {
             actions: d.actions,
             cooldown: d.cooldown,
             description: d.description,
+            min_n: None,
+            inhibits: d.inhibits,
         };
         match d.kind {
             RuleKind::Metric(m) => {
@@ -1038,6 +1067,7 @@ impl From<RuleDef> for RawRule {
                 raw.threshold = Some(m.threshold);
                 raw.consecutive = Some(m.consecutive);
                 raw.segment = Some(m.segment);
+                raw.min_n = m.min_n;
             }
             RuleKind::Freshness { retrain_every } => {
                 raw.kind = Some(RawKind::Freshness);
@@ -1127,6 +1157,8 @@ impl RuleDef {
             actions,
             cooldown: field(map, "cooldown")?,
             description: field(map, "description")?,
+            min_n: field(map, "min_n")?,
+            inhibits: field(map, "inhibits")?.unwrap_or_default(),
         };
         let rule = RuleDef::try_from(raw)?;
         rule.validate()?;
@@ -1196,6 +1228,36 @@ impl RuleDef {
         if let Some(c) = &self.cooldown {
             parse_duration("cooldown", c)?;
         }
+        if self.inhibits.len() > MAX_INHIBITS {
+            return Err(RuleError::new(
+                "inhibits",
+                format!(
+                    "at most {MAX_INHIBITS} patterns, got {}",
+                    self.inhibits.len()
+                ),
+            ));
+        }
+        for (i, p) in self.inhibits.iter().enumerate() {
+            let ok = !p.is_empty()
+                && p.len() <= MAX_RULE_ID_LEN
+                && p.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-' | '*' | '?'));
+            if !ok {
+                return Err(RuleError::new(
+                    format!("inhibits[{i}]"),
+                    format!(
+                        "{p:?} must be a rule id or a glob of one (A-Z a-z 0-9 _ . - and * ?), \
+                         1..={MAX_RULE_ID_LEN} characters"
+                    ),
+                ));
+            }
+            if glob_match(p, &self.id) {
+                return Err(RuleError::new(
+                    format!("inhibits[{i}]"),
+                    format!("{p:?} matches this rule itself"),
+                ));
+            }
+        }
         if let Some(d) = &self.description
             && (d.len() > MAX_DESCRIPTION_LEN || d.chars().any(|c| c.is_control() && c != '\n'))
         {
@@ -1263,7 +1325,12 @@ impl RuleDef {
         Ok(())
     }
 
-    /// Whether the rule applies to model `id`.
+    /// Whether this rule, while it fires, inhibits rule `id` (an `inhibits` pattern matches it).
+    pub fn inhibits_rule(&self, id: &str) -> bool {
+        self.inhibits.iter().any(|p| glob_match(p, id))
+    }
+
+    /// Whether the rule applies to model `id` (names it, or is for every model).
     pub fn applies_to_model(&self, id: &str) -> bool {
         self.model == "*" || self.model == id
     }

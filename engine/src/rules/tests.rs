@@ -286,7 +286,7 @@ fn invalid_rules_are_rejected_naming_the_field() {
         (
             with(base_rule(), "thresold", json!(0.2)),
             "thresold",
-            "unknown field; expected one of id, model, kind, selector, metric, comparison, threshold, consecutive, segment, retrain_every, event, severity, actions, cooldown, description".into(),
+            "unknown field; expected one of id, model, kind, selector, metric, comparison, threshold, consecutive, segment, retrain_every, event, severity, actions, cooldown, description, min_n, inhibits".into(),
         ),
         (
             with(base_rule(), "segment", json!({"each": ""})),
@@ -1334,4 +1334,207 @@ fn a_rule_accepts_every_metric_of_the_catalog_or_says_why_not() {
             (got, why) => panic!("{}: {got:?} but the catalog says {why:?}", m.name),
         }
     }
+}
+
+// ---------------------------------------------------------------- inhibition, min_n, silences
+
+#[test]
+fn inhibits_and_min_n_parse_validate_and_round_trip() {
+    let v = with(
+        with(
+            json!({"id": "missing-x", "model": "fraud", "selector": "amount",
+                   "metric": "missing_rate", "comparison": ">", "threshold": 0.2,
+                   "severity": "critical"}),
+            "inhibits",
+            json!(["drift-*", "psi-amount"]),
+        ),
+        "min_n",
+        json!(500),
+    );
+    let r = RuleDef::from_value(&v).unwrap();
+    assert_eq!(r.inhibits, vec!["drift-*", "psi-amount"]);
+    assert!(r.inhibits_rule("drift-amount"));
+    assert!(r.inhibits_rule("psi-amount"));
+    assert!(!r.inhibits_rule("psi-country"));
+    let RuleKind::Metric(m) = &r.kind else {
+        panic!("metric rule")
+    };
+    assert_eq!(m.min_n, Some(500));
+    let back = RuleDef::from_value(&r.to_json()).unwrap();
+    assert_eq!(back, r);
+    assert_eq!(r.to_json()["min_n"], 500);
+    // Absent fields stay absent in the JSON form.
+    let plain = RuleDef::from_value(&base_rule()).unwrap();
+    assert!(plain.inhibits.is_empty());
+    assert!(plain.to_json().get("inhibits").is_none());
+    assert!(plain.to_json().get("min_n").is_none());
+
+    let bad = [
+        (with(v.clone(), "min_n", json!(0)), "min_n", "must be 1..="),
+        (
+            with(v.clone(), "min_n", json!(-3)),
+            "min_n",
+            "invalid value",
+        ),
+        (
+            with(v.clone(), "inhibits", json!("drift-*")),
+            "inhibits",
+            "invalid type",
+        ),
+        (
+            with(v.clone(), "inhibits", json!(["drift amount"])),
+            "inhibits[0]",
+            "must be a rule id or a glob",
+        ),
+        (
+            with(v.clone(), "inhibits", json!(["ok", "missing-*"])),
+            "inhibits[1]",
+            "matches this rule itself",
+        ),
+        (
+            with(v.clone(), "inhibits", json!(vec!["a"; 17])),
+            "inhibits",
+            "at most 16",
+        ),
+        (
+            json!({"id": "stale", "model": "fraud", "kind": "freshness", "retrain_every": "14d",
+                   "severity": "low", "min_n": 10}),
+            "min_n",
+            "only applies to metric rules",
+        ),
+    ];
+    for (rule, field, reason) in bad {
+        let (f, why) = err_of(&rule);
+        assert_eq!(f, field, "{rule}: {why}");
+        assert!(why.contains(reason), "{rule}: {why}");
+    }
+}
+
+fn silence_json(extra: Value) -> String {
+    let mut v = json!({"matchers": {"model": "fraud", "rule": "psi-*"},
+                       "duration": "2h", "created_by": "alice", "comment": "catalog refresh"});
+    if let (Some(m), Value::Object(e)) = (v.as_object_mut(), extra) {
+        for (k, x) in e {
+            if x.is_null() {
+                m.remove(&k);
+            } else {
+                m.insert(k, x);
+            }
+        }
+    }
+    v.to_string()
+}
+
+#[test]
+fn silences_parse_with_defaults_and_refuse_bad_fields_by_name() {
+    let now = w(0);
+    let s = Silence::from_json(&silence_json(json!({})), now).unwrap();
+    assert_eq!(s.starts_at_ms, now.millis());
+    assert_eq!(s.ends_at_ms, now.millis() + 2 * 3_600_000);
+    assert_eq!(s.state(w(-1)), SilenceState::Pending);
+    assert_eq!(s.state(w(0)), SilenceState::Active);
+    assert_eq!(s.state(w(7)), SilenceState::Active);
+    assert_eq!(s.state(w(8)), SilenceState::Expired, "the end is exclusive");
+    assert!(!s.model_is_pattern());
+
+    let explicit = Silence::from_json(
+        &silence_json(
+            json!({"duration": null, "starts_at": "2026-03-01T01:00:00Z",
+                             "ends_at": "2026-03-01T03:00:00Z"}),
+        ),
+        now,
+    )
+    .unwrap();
+    assert_eq!(explicit.starts_at_ms, w(4).millis());
+    assert_eq!(explicit.ends_at_ms, w(12).millis());
+    // The stored form round-trips through serde.
+    let text = serde_json::to_string(&explicit).unwrap();
+    assert_eq!(serde_json::from_str::<Silence>(&text).unwrap(), explicit);
+
+    let bad = [
+        (
+            json!({"matchers": {"rule": "x"}}),
+            "matchers.model",
+            "required",
+        ),
+        (
+            json!({"matchers": {"model": "m", "team": "x"}}),
+            "matchers.team",
+            "unknown label",
+        ),
+        (
+            json!({"matchers": {"model": ""}}),
+            "matchers.model",
+            "1..=128",
+        ),
+        (json!({"duration": null}), "ends_at", "required"),
+        (
+            json!({"ends_at": "2026-03-01T03:00:00Z"}),
+            "duration",
+            "either ends_at or duration",
+        ),
+        (json!({"duration": "soon"}), "duration", "not a duration"),
+        (
+            json!({"duration": null, "ends_at": "yesterday"}),
+            "ends_at",
+            "RFC 3339",
+        ),
+        (
+            json!({"duration": null, "starts_at": "2026-03-01T03:00:00Z",
+                   "ends_at": "2026-03-01T01:00:00Z"}),
+            "ends_at",
+            "after starts_at",
+        ),
+        (json!({"duration": "400d"}), "ends_at", "366 days"),
+        (json!({"created_by": "  "}), "created_by", "1..=128"),
+        (json!({"comment": ""}), "comment", "1..=1024"),
+        (
+            json!({"comment": null}),
+            "silence",
+            "missing field `comment`",
+        ),
+        (json!({"extra": 1}), "silence", "unknown field `extra`"),
+    ];
+    for (extra, field, reason) in bad {
+        let e = Silence::from_json(&silence_json(extra.clone()), now)
+            .expect_err("silence should be refused");
+        assert_eq!(e.field, field, "{extra}: {e}");
+        assert!(e.reason.contains(reason), "{extra}: {e}");
+    }
+    assert_eq!(
+        Silence::from_json("[1]", now).unwrap_err().reason,
+        "must be a JSON object"
+    );
+}
+
+#[test]
+fn silences_match_every_given_label_by_glob_within_their_span() {
+    let now = w(0);
+    let a = fired_alert(); // rule fraud-auc-drop, model fraud, $score, region=eu, v3, high
+    let mk = |matchers: Value| {
+        Silence::from_json(&silence_json(json!({ "matchers": matchers })), now).unwrap()
+    };
+    assert!(mk(json!({"model": "fraud"})).matches(&a));
+    assert!(mk(json!({"model": "fr*"})).model_is_pattern());
+    assert!(mk(json!({"model": "*", "rule": "fraud-*"})).matches(&a));
+    assert!(
+        mk(
+            json!({"model": "fraud", "segment": "region=eu", "feature": "$score",
+                  "version": "v?", "severity": "high"})
+        )
+        .matches(&a)
+    );
+    assert!(!mk(json!({"model": "fraud", "segment": "region=us"})).matches(&a));
+    assert!(!mk(json!({"model": "fraud", "severity": "low"})).matches(&a));
+    assert!(!mk(json!({"model": "credit"})).matches(&a));
+    // A model-level alert has no feature: only `*` (or an empty-matching glob) covers it.
+    let mut model_level = a.clone();
+    model_level.feature = None;
+    assert!(mk(json!({"model": "fraud", "feature": "*"})).matches(&model_level));
+    assert!(!mk(json!({"model": "fraud", "feature": "$score"})).matches(&model_level));
+    // Time: only while active.
+    let s = mk(json!({"model": "fraud"}));
+    assert!(s.silences(&a, w(3)));
+    assert!(!s.silences(&a, w(8)));
+    assert!(!s.silences(&a, w(-1)));
 }
