@@ -21,6 +21,7 @@ use driftdb_server::node::Node;
 mod alerting;
 mod ingest;
 mod keys;
+mod silence;
 
 pub(crate) use alerting::alert_line;
 
@@ -95,6 +96,10 @@ enum Command {
     /// Alerts: watch them fire and resolve (resumable), or list the history.
     #[command(subcommand)]
     Alerts(alerting::AlertsCmd),
+    /// Silences: mute alert deliveries by model, rule, feature, segment, version or severity
+    /// for a while (alerts are still recorded, marked silenced); add, list, end early.
+    #[command(subcommand)]
+    Silence(silence::SilenceCmd),
     /// Announce an event for a model (a release, a catalog refresh); event rules fire on it.
     Event(alerting::EventArgs),
     /// API keys: create (the token is printed once), list, revoke. Against a running server
@@ -332,6 +337,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Rules(c) => alerting::rules(c).await,
         Command::Alerts(c) => alerting::alerts(c).await,
         Command::Event(a) => alerting::announce(a).await,
+        Command::Silence(c) => silence::run(c).await,
         Command::Keys(c) => keys::run(c).await,
         Command::Bench(BenchCmd::Ingest(a)) => crate::bench::ingest(a).await,
         Command::Bench(BenchCmd::Rules(a)) => crate::bench_alerts::rules(a).await,

@@ -233,6 +233,7 @@ pub fn grpc_need(path: &str) -> Need {
         | "/driftdb.v1.Query/Query"
         | "/driftdb.v1.Query/DriftSummary"
         | "/driftdb.v1.Rules/ListRules"
+        | "/driftdb.v1.Rules/ListSilences"
         | "/driftdb.v1.Alerts/WatchAlerts"
         | "/driftdb.v1.Alerts/ListAlerts" => Scope::Read,
         "/driftdb.v1.Models/UploadReference"
@@ -269,8 +270,12 @@ pub fn http_need(method: &axum::http::Method, route: &str) -> Need {
         | "/api/v1/metadata"
         | "/api/v1/query_exemplars" => Need::Scope(Scope::Read),
         "/models/{id}/events" => Need::Scope(Scope::Ingest),
-        "/models/{id}/alerts" | "/rules" | "/rules/{id}" if !write => Need::Scope(Scope::Read),
-        // Rule creation and deletion, API keys, and anything unknown.
+        "/models/{id}/alerts" | "/rules" | "/rules/{id}" | "/silences" | "/silences/{id}"
+            if !write =>
+        {
+            Need::Scope(Scope::Read)
+        }
+        // Rule and silence creation and deletion, API keys, and anything unknown.
         _ => Need::Scope(Scope::Admin),
     }
 }

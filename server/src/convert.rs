@@ -11,7 +11,7 @@ use driftdb_proto::v1 as pb;
 use crate::auth::KeyRecord;
 use crate::error::{Error, Result};
 use crate::ingest::{BatchAck, LabelAck, LabelIn, RowError, Source};
-use crate::rules::{AlertRecord, StoredRule, redacted_json};
+use crate::rules::{AlertRecord, StoredRule, StoredSilence, redacted_json};
 
 mod batch;
 
@@ -284,6 +284,23 @@ pub fn alert_to_pb(r: &AlertRecord) -> pb::Alert {
         rule_kind: r.rule_kind.clone(),
         event: r.event.clone().unwrap_or_default(),
         dedup_key: r.dedup_key.clone(),
+        suppressed: r.suppressed.clone().unwrap_or_default(),
+    }
+}
+
+/// A stored silence → the gRPC `Silence`, its state at `now`.
+pub fn silence_to_pb(s: &StoredSilence, now: driftdb_engine::time::Timestamp) -> pb::Silence {
+    let v = &s.silence;
+    pb::Silence {
+        id: v.id.clone(),
+        matchers: v.matchers.clone().into_iter().collect(),
+        starts_at_ms: v.starts_at_ms,
+        ends_at_ms: v.ends_at_ms,
+        created_by: v.created_by.clone(),
+        comment: v.comment.clone(),
+        version: s.version,
+        updated_at_ms: s.updated_at.millis(),
+        state: v.state(now).as_str().to_string(),
     }
 }
 

@@ -18,7 +18,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::convert::{
     alert_to_pb, batch_ack_to_pb, batch_from_pb, key_to_pb, label_ack_to_pb, labels_from_pb,
-    model_from_pb, model_to_pb, rule_to_pb, severity_from_pb, source, table_to_pb,
+    model_from_pb, model_to_pb, rule_to_pb, severity_from_pb, silence_to_pb, source, table_to_pb,
 };
 use crate::error::{Error, to_status};
 use crate::guard::grpc_principal;
@@ -397,6 +397,55 @@ pub struct RulesService(pub Node);
 
 #[tonic::async_trait]
 impl pb::rules_server::Rules for RulesService {
+    async fn create_silence(
+        &self,
+        req: Request<pb::CreateSilenceRequest>,
+    ) -> Result<Response<pb::CreateSilenceResponse>, Status> {
+        let p = grpc_principal(&req)?;
+        let json = req.into_inner().definition_json;
+        let node = self.0.clone();
+        let stored = tokio::task::spawn_blocking(move || node.create_silence(&p, &json))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(|e| to_status(&e))?;
+        Ok(Response::new(pb::CreateSilenceResponse {
+            silence: Some(silence_to_pb(&stored, self.0.clock.now())),
+        }))
+    }
+
+    async fn list_silences(
+        &self,
+        req: Request<pb::ListSilencesRequest>,
+    ) -> Result<Response<pb::ListSilencesResponse>, Status> {
+        let p = grpc_principal(&req)?;
+        let expired = req.into_inner().include_expired;
+        let now = self.0.clock.now();
+        Ok(Response::new(pb::ListSilencesResponse {
+            silences: self
+                .0
+                .silences_of(&p, expired)
+                .iter()
+                .map(|s| silence_to_pb(s, now))
+                .collect(),
+        }))
+    }
+
+    async fn expire_silence(
+        &self,
+        req: Request<pb::ExpireSilenceRequest>,
+    ) -> Result<Response<pb::ExpireSilenceResponse>, Status> {
+        let p = grpc_principal(&req)?;
+        let id = req.into_inner().id;
+        let node = self.0.clone();
+        let stored = tokio::task::spawn_blocking(move || node.expire_silence(&p, &id))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(|e| to_status(&e))?;
+        Ok(Response::new(pb::ExpireSilenceResponse {
+            silence: Some(silence_to_pb(&stored, self.0.clock.now())),
+        }))
+    }
+
     async fn create_rule(
         &self,
         req: Request<pb::CreateRuleRequest>,

@@ -9,6 +9,7 @@
 //! | `GET /models/{id}/drift/summary?from=&to=&version=` | drifted features, prediction shift, performance vs reference |
 //! | `GET /api/v1/driftql?q=QUERY`, `POST /api/v1/driftql` with `{"query": "QUERY"}` | any DriftQL statement |
 //! | `/models/{id}/alerts`, `/models/{id}/events`, `/rules`, `/alerts` | rules and alerts ([`rules`]) |
+//! | `/silences`, `/silences/{id}` | silences ([`silences`]) |
 //! | `POST /api/v1/read`, `/api/v1/query`, `query_range`, `series`, `labels`, `label/{name}/values`, `metadata` | Prometheus remote read and query API ([`crate::prom`]) |
 //!
 //! Times (`from`, `to`) are RFC 3339 (`2026-03-01T00:00:00Z`), `now` or `now-DURATION`
@@ -51,6 +52,7 @@ use serde_json::{Value, json};
 
 mod keys;
 mod rules;
+mod silences;
 
 use crate::auth::Principal;
 use crate::error::{Error, RETRY_AFTER_SECS, to_http};
@@ -335,6 +337,7 @@ pub fn router(node: Node) -> Router {
         .route("/models/{id}/performance", get(performance))
         .route("/api/v1/driftql", get(driftql_get).post(driftql_post))
         .merge(rules::routes())
+        .merge(silences::routes())
         .merge(keys::routes())
         // Prometheus remote read and query API: see `crate::prom`.
         .merge(crate::prom::routes())

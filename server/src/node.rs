@@ -258,6 +258,38 @@ impl Node {
         crate::rules::delete_rule(&self.rules, caller, id)
     }
 
+    /// Creates a silence from its JSON text for `caller`.
+    pub fn create_silence(
+        &self,
+        caller: &Principal,
+        json: &str,
+    ) -> Result<crate::rules::StoredSilence> {
+        crate::rules::create_silence(&self.rules, caller, json)
+    }
+
+    /// Ends silence `id` now for `caller`.
+    pub fn expire_silence(
+        &self,
+        caller: &Principal,
+        id: &str,
+    ) -> Result<crate::rules::StoredSilence> {
+        crate::rules::expire_silence(&self.rules, caller, id)
+    }
+
+    /// The silences `caller` may see (expired ones too with `expired`).
+    pub fn silences_of(&self, caller: &Principal, expired: bool) -> Vec<crate::rules::StoredSilence> {
+        crate::rules::visible_silences(&self.rules, caller, expired)
+    }
+
+    /// One silence with every stored version, if `caller` may see it.
+    pub fn silence(
+        &self,
+        caller: &Principal,
+        id: &str,
+    ) -> Result<(crate::rules::StoredSilence, Vec<crate::rules::StoredSilence>)> {
+        crate::rules::silence_history(&self.rules, caller, id)
+    }
+
     /// The rules `caller` may see that apply to `model` (every one for `None`).
     pub fn rules_of(&self, caller: &Principal, model: Option<&str>) -> Vec<Arc<StoredRule>> {
         crate::rules::visible_rules(&self.rules, caller, model)

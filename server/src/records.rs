@@ -18,6 +18,7 @@
 //! | [`RecordKind::Cursor`] | `0x55` | meta `'C' \| str(model)` | the evaluation cursor, JSON |
 //! | [`RecordKind::Delivery`] | `0x56` | outbox `'O'`/`'D' \| u64(seq) \| u8(index)` | a webhook delivery, JSON |
 //! | [`RecordKind::RuleSecrets`] | `0x57` | meta `'X' \| str(id)` | a rule's action secrets, JSON |
+//! | [`RecordKind::Silence`] | `0x58` | meta `'Q' \| str(id)`, `'W' \| str(id) \| u64(version)` | a silence version, JSON |
 //! | [`RecordKind::ApiKey`] | `0x60` | meta `'K' \| str(id)` | an API key and its secret's hash, JSON |
 //!
 //! `storage/FORMAT.md` §5 draws the keys. A value whose envelope is sound but whose kind is not
@@ -75,13 +76,15 @@ pub enum RecordKind {
     Delivery = 0x56,
     /// A rule's action secrets.
     RuleSecrets = 0x57,
+    /// A silence version.
+    Silence = 0x58,
     /// An API key.
     ApiKey = 0x60,
 }
 
 impl RecordKind {
     /// Every kind, in byte order.
-    pub const ALL: [RecordKind; 15] = [
+    pub const ALL: [RecordKind; 16] = [
         RecordKind::Model,
         RecordKind::Segments,
         RecordKind::Reference,
@@ -96,6 +99,7 @@ impl RecordKind {
         RecordKind::Cursor,
         RecordKind::Delivery,
         RecordKind::RuleSecrets,
+        RecordKind::Silence,
         RecordKind::ApiKey,
     ];
 
@@ -275,6 +279,30 @@ pub struct RuleVersion {
 impl Record for RuleVersion {
     const KIND: RecordKind = RecordKind::Rule;
     const WHAT: &'static str = "rule";
+
+    fn encode(&self) -> Result<Vec<u8>> {
+        to_json(self)
+    }
+
+    fn decode(payload: &[u8]) -> Result<Self> {
+        from_json(Self::WHAT, payload)
+    }
+}
+
+/// One stored version of a silence (its creation, or its expiry by a user).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SilenceVersion {
+    /// 1 when created, +1 per change.
+    pub version: u64,
+    /// When this version was written (ms).
+    pub updated_at_ms: i64,
+    /// The silence.
+    pub silence: driftdb_engine::rules::Silence,
+}
+
+impl Record for SilenceVersion {
+    const KIND: RecordKind = RecordKind::Silence;
+    const WHAT: &'static str = "silence";
 
     fn encode(&self) -> Result<Vec<u8>> {
         to_json(self)

@@ -31,6 +31,7 @@ mod eval;
 mod log;
 mod outbox;
 mod scheduler;
+mod silences;
 pub mod targets;
 
 use std::collections::{BTreeSet, HashMap};
@@ -45,6 +46,7 @@ use driftdb_storage::Store;
 pub use book::{RuleBook, StoredRule, redacted_json};
 pub use log::{ActionResult, AlertLog, AlertRecord};
 pub use outbox::{DeliveryRecord, dead_letters, run_delivery};
+pub use silences::{SilenceBook, StoredSilence};
 pub use scheduler::{
     close_time, evaluate_due, next_window, render_window_gauges, run_scheduler, window_backlog,
 };
@@ -195,6 +197,8 @@ pub struct Rules {
     pub book: RuleBook,
     /// Alert events and history.
     pub log: AlertLog,
+    /// Silences.
+    pub silences: SilenceBook,
     /// Settings.
     pub config: RulesConfig,
     /// Counters.
@@ -217,6 +221,7 @@ impl Rules {
         Ok(Rules {
             book: RuleBook::load(Arc::clone(&store))?,
             log: AlertLog::open(Arc::clone(&store))?,
+            silences: SilenceBook::load(Arc::clone(&store))?,
             store,
             registry,
             clock,
@@ -253,6 +258,21 @@ impl Rules {
         drop(p);
         if advanced {
             self.wake.notify_one();
+        }
+    }
+
+    /// Marks the firings an active silence matches at `now` (the first by id names it);
+    /// resolutions follow their firing.
+    pub(crate) fn mark_silenced(&self, alerts: &mut [log::NewAlert], now: Timestamp) {
+        for na in alerts.iter_mut() {
+            if na.suppressed.is_some()
+                || na.alert.status != driftdb_engine::rules::AlertStatus::Firing
+            {
+                continue;
+            }
+            if let Some(id) = self.silences.silencing(&na.alert, now) {
+                na.suppressed = Some(format!("silenced by {id}"));
+            }
         }
     }
 
@@ -427,6 +447,94 @@ pub fn delete_rule(rules: &Rules, caller: &crate::auth::Principal, id: &str) -> 
     }
 }
 
+/// Whether `caller` may see and change silence `s`: operators every one; a team key those
+/// whose model matcher names one of its team's models (not a pattern).
+fn owns_silence(
+    rules: &Rules,
+    caller: &crate::auth::Principal,
+    s: &driftdb_engine::rules::Silence,
+) -> bool {
+    if caller.is_operator() {
+        return true;
+    }
+    !s.model_is_pattern()
+        && s
+            .matchers
+            .get("model")
+            .is_some_and(|m| crate::auth::sees_rule_model(&rules.registry, caller, m))
+}
+
+/// Parses, validates and stores a silence given as JSON text for `caller`. A model pattern
+/// (`*`, `fraud-*`) needs an operator key; a team key may silence only its own models. The
+/// model need not exist yet (a silence may precede a deployment) for operators.
+pub fn create_silence(
+    rules: &Rules,
+    caller: &crate::auth::Principal,
+    json: &str,
+) -> Result<StoredSilence> {
+    let now = rules.clock.now();
+    let silence = driftdb_engine::rules::Silence::from_json(json, now)
+        .map_err(|e| Error::Invalid(format!("invalid silence: {e}")))?;
+    if silence.model_is_pattern() {
+        caller.require_operator("a silence over a model pattern")?;
+    } else if !caller.is_operator() {
+        let model = silence.matchers.get("model").cloned().unwrap_or_default();
+        crate::auth::visible_model(&rules.registry, caller, &model)?;
+    }
+    let stored = rules.silences.create(silence, now)?;
+    tracing::info!(id = %stored.silence.id, by = %stored.silence.created_by, "silence created");
+    Ok(stored)
+}
+
+/// Ends silence `id` now for `caller`; NOT_FOUND when unknown or not the caller's.
+pub fn expire_silence(
+    rules: &Rules,
+    caller: &crate::auth::Principal,
+    id: &str,
+) -> Result<StoredSilence> {
+    match rules.silences.get(id) {
+        Some(s) if owns_silence(rules, caller, &s.silence) => {
+            rules.silences.expire(id, rules.clock.now())
+        }
+        _ => Err(Error::NotFound {
+            what: "silence",
+            name: id.to_string(),
+        }),
+    }
+}
+
+/// The silences `caller` may see: pending and active ones (expired ones too with `expired`).
+pub fn visible_silences(
+    rules: &Rules,
+    caller: &crate::auth::Principal,
+    expired: bool,
+) -> Vec<StoredSilence> {
+    rules
+        .silences
+        .list(expired, rules.clock.now())
+        .into_iter()
+        .filter(|s| owns_silence(rules, caller, &s.silence))
+        .collect()
+}
+
+/// One silence and every stored version of it, if `caller` may see it.
+pub fn silence_history(
+    rules: &Rules,
+    caller: &crate::auth::Principal,
+    id: &str,
+) -> Result<(StoredSilence, Vec<StoredSilence>)> {
+    match rules.silences.get(id) {
+        Some(s) if owns_silence(rules, caller, &s.silence) => {
+            let versions = rules.silences.history(id)?;
+            Ok((s, versions))
+        }
+        _ => Err(Error::NotFound {
+            what: "silence",
+            name: id.to_string(),
+        }),
+    }
+}
+
 /// The rules `caller` may see that apply to `model` (every one for `None`), by id.
 pub fn visible_rules(
     rules: &Rules,
@@ -516,7 +624,8 @@ pub fn announce_event(
             .unwrap_or_default(),
     };
     let now = rules.clock.now();
-    let (ws, alerts) = eval::announce(rules, &entry, event, &version, now)?;
+    let (ws, mut alerts) = eval::announce(rules, &entry, event, &version, now)?;
+    rules.mark_silenced(&mut alerts, now);
     let recorded = rules.log.record(ws, alerts, now)?;
     rules
         .metrics

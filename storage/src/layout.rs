@@ -113,6 +113,12 @@ pub const META_API_KEY: u8 = b'K';
 /// URLs, Jira tokens, webhook query strings), kept apart from the rule text, which holds
 /// `"***"` in their place: `'X' | str(rule id)`; written by the server.
 pub const META_RULE_SECRET: u8 = b'X';
+/// `meta` key prefix: a silence's current version, `'Q' | str(silence id)`; written by the
+/// server.
+pub const META_SILENCE: u8 = b'Q';
+/// `meta` key prefix: every stored version of a silence (creation, expiry),
+/// `'W' | str(silence id) | u64(version)`.
+pub const META_SILENCE_VERSION: u8 = b'W';
 
 /// `alerts` key prefix: one alert event (a firing or a resolution) by sequence number,
 /// `'L' | u64(sequence)`: the log `WatchAlerts` replays.

@@ -166,6 +166,7 @@ pub(crate) fn alert_json(a: &pb::Alert) -> serde_json::Value {
         "resolved_at": (a.resolved_at_ms != 0).then(|| ms_text(a.resolved_at_ms)),
         "event": a.event,
         "summary": a.summary,
+        "suppressed": (!a.suppressed.is_empty()).then_some(&a.suppressed),
         "actions": a.actions.iter().map(|r| serde_json::json!({
             "kind": r.kind, "url": r.url, "delivered": r.delivered, "attempts": r.attempts,
             "last_error": r.last_error, "dead_lettered": r.dead_lettered,
@@ -175,8 +176,13 @@ pub(crate) fn alert_json(a: &pb::Alert) -> serde_json::Value {
 
 /// An alert as one line for people: `#7 FIRING critical  <summary>`.
 pub(crate) fn alert_line(a: &pb::Alert) -> String {
+    let muted = if a.suppressed.is_empty() {
+        String::new()
+    } else {
+        format!(" [not delivered: {}]", a.suppressed)
+    };
     format!(
-        "#{:<4} {:<8} {:<8} {}",
+        "#{:<4} {:<8} {:<8} {}{muted}",
         a.sequence,
         a.state.to_uppercase(),
         severity_name(a.severity),
@@ -371,7 +377,9 @@ async fn history(model: Option<String>, limit: u32, json: bool, server: ServerAr
                 num(a.threshold),
                 ms_text(a.fired_at_ms),
                 ms_text(a.resolved_at_ms),
-                if actions.is_empty() {
+                if !a.suppressed.is_empty() {
+                    a.suppressed.clone()
+                } else if actions.is_empty() {
                     "-".into()
                 } else {
                     actions

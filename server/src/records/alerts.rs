@@ -82,6 +82,10 @@ pub struct AlertRecord {
     pub event: Option<String>,
     /// What each action did.
     pub actions: Vec<ActionResult>,
+    /// Why no action was called, when none was: `silenced by s-3`, `inhibited by rule
+    /// missing-x (region=eu)`, or the reason its firing was not delivered (for a resolution).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suppressed: Option<String>,
 }
 
 /// One alert episode: the firing and, once resolved, the resolution.

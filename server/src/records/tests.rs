@@ -123,6 +123,7 @@ fn alert_record() -> AlertRecord {
             last_error: None,
             dead_lettered: false,
         }],
+        suppressed: None,
     }
 }
 
@@ -309,6 +310,24 @@ fn samples() -> Vec<(&'static str, RecordKind, Vec<u8>)> {
                 )]),
             }),
         ),
+        (
+            "silence",
+            enc(&SilenceVersion {
+                version: 2,
+                updated_at_ms: 1_772_326_800_000,
+                silence: driftdb_engine::rules::Silence {
+                    id: "s-7".into(),
+                    matchers: BTreeMap::from([
+                        ("model".to_string(), "fraud".to_string()),
+                        ("rule".to_string(), "psi-*".to_string()),
+                    ]),
+                    starts_at_ms: 1_772_323_200_000,
+                    ends_at_ms: 1_772_330_400_000,
+                    created_by: "alice".into(),
+                    comment: "catalog refresh".into(),
+                },
+            }),
+        ),
         ("api_key", enc(&stored_key())),
     ];
     items
@@ -337,6 +356,7 @@ fn reencode(kind: RecordKind, payload: &[u8]) -> Result<Vec<u8>> {
         RecordKind::Cursor => again::<EvalCursor>(payload),
         RecordKind::Delivery => again::<DeliveryRecord>(payload),
         RecordKind::RuleSecrets => again::<RuleSecrets>(payload),
+        RecordKind::Silence => again::<SilenceVersion>(payload),
         RecordKind::ApiKey => again::<StoredKey>(payload),
     }
 }
@@ -366,6 +386,12 @@ fn every_record_round_trips() {
     // Typed equality where the type has it.
     let rec = alert_record();
     assert_eq!(AlertRecord::decode(&rec.encode().unwrap()).unwrap(), rec);
+    let muted = AlertRecord {
+        suppressed: Some("silenced by s-3".into()),
+        actions: vec![],
+        ..alert_record()
+    };
+    assert_eq!(AlertRecord::decode(&muted.encode().unwrap()).unwrap(), muted);
     let d = delivery();
     assert_eq!(DeliveryRecord::decode(&d.encode().unwrap()).unwrap(), d);
     assert_eq!(

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use driftdb_engine::model::ModelDef;
 use driftdb_engine::reference::{ReferenceProfile, SeriesProfile};
 use driftdb_engine::rules::{
-    Alert, AlertState, AlertTarget, MetricFamily, MetricRule, MetricSpec, RuleKind, SegmentScope,
+    Alert, AlertState, AlertStatus, AlertTarget, MetricFamily, MetricRule, MetricSpec, RuleKind, SegmentScope,
     Selector, freshness_age_days,
 };
 use driftdb_engine::series::{FeatureRef, Segment};
@@ -21,7 +21,7 @@ use driftdb_engine::sketch::SeriesState;
 use driftdb_engine::time::Timestamp;
 use driftdb_query::metrics::{BaseRef, Metric, evaluate, lookup, reference_performance};
 use driftdb_query::{Cell, Context};
-use driftdb_storage::layout::{self, KeyWriter};
+use driftdb_storage::layout::{self, KeyReader, KeyWriter};
 use driftdb_storage::{Family, WriteSet};
 
 use super::Rules;
@@ -223,6 +223,7 @@ impl Stepper<'_> {
             self.out.alerts.push(NewAlert {
                 alert,
                 rule: Arc::clone(rule),
+                suppressed: None,
             });
         }
     }
@@ -304,7 +305,72 @@ pub(crate) fn evaluate_window(
             RuleKind::Event { .. } => {}
         }
     }
+    mark_inhibited(&st.states, active, &mut st.out.alerts);
     Ok(st.out)
+}
+
+/// The rule id and segment label in a state key (`state_key`).
+fn state_key_parts(key: &[u8]) -> Option<(String, String)> {
+    let mut r = KeyReader::new("alerts", key);
+    (r.u8().ok()? == layout::ALERT_RULE_STATE).then_some(())?;
+    let _model = r.str().ok()?;
+    let rule = r.str().ok()?;
+    let _version = r.str().ok()?;
+    let _feature = r.str().ok()?;
+    let segment = r.str().ok()?;
+    Some((rule, segment))
+}
+
+/// Marks the new firings that an inhibiting rule mutes: a rule of `active` with `inhibits`
+/// that, after this window, has a firing series on the same model in the same segment (or in
+/// the overall segment, which covers every segment). Resolutions follow their firing (see
+/// [`super::AlertLog::record`]).
+fn mark_inhibited(
+    states: &HashMap<Vec<u8>, AlertState>,
+    active: &[Arc<StoredRule>],
+    alerts: &mut [NewAlert],
+) {
+    let inhibitors: Vec<&Arc<StoredRule>> =
+        active.iter().filter(|r| !r.def.inhibits.is_empty()).collect();
+    if inhibitors.is_empty() || alerts.is_empty() {
+        return;
+    }
+    let mut firing: HashMap<String, BTreeSet<String>> = HashMap::new();
+    for (key, state) in states {
+        if !state.is_firing() {
+            continue;
+        }
+        if let Some((rule, segment)) = state_key_parts(key)
+            && inhibitors.iter().any(|r| r.def.id == rule)
+        {
+            firing.entry(rule).or_default().insert(segment);
+        }
+    }
+    for na in alerts.iter_mut() {
+        if na.alert.status != AlertStatus::Firing || na.suppressed.is_some() {
+            continue;
+        }
+        let target = &na.rule.def.id;
+        for inh in &inhibitors {
+            if inh.def.id == *target || !inh.def.inhibits_rule(target) {
+                continue;
+            }
+            let Some(segments) = firing.get(&inh.def.id) else {
+                continue;
+            };
+            let seg = if segments.contains(&na.alert.segment) {
+                Some(na.alert.segment.as_str())
+            } else if segments.contains("all") {
+                Some("all")
+            } else {
+                None
+            };
+            if let Some(seg) = seg {
+                na.suppressed = Some(format!("inhibited by rule {} ({seg})", inh.def.id));
+                break;
+            }
+        }
+    }
 }
 
 fn eval_metric(
@@ -326,6 +392,7 @@ fn eval_metric(
             "query `{text}` returned no feature/value columns"
         )));
     };
+    let ncol = table.column("n");
     let scol = match &m.segment {
         SegmentScope::All => None,
         SegmentScope::Each(k) => Some((k.clone(), table.column(k))),
@@ -357,7 +424,13 @@ fn eval_metric(
                 )
             }
         };
-        let value = row.get(vcol).and_then(Cell::as_f64);
+        let mut value = row.get(vcol).and_then(Cell::as_f64);
+        if let (Some(min), Some(n)) = (m.min_n, ncol.and_then(|c| row.get(c)).and_then(Cell::as_f64))
+            && n < min as f64
+        {
+            // Too few rows to judge: neither a breach nor a healthy window.
+            value = None;
+        }
         let reference = profile
             .as_deref()
             .and_then(|p| reference_value(p, &spec, feature, &segment));
@@ -397,6 +470,7 @@ pub(crate) fn announce(
         alerts.push(NewAlert {
             alert: Alert::for_event(&rule.def, &model.def.id, version, event, at),
             rule,
+            suppressed: None,
         });
     }
     Ok((ws, alerts))

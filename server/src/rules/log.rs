@@ -15,7 +15,7 @@
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
-use driftdb_engine::rules::{ActionKind, Alert, render};
+use driftdb_engine::rules::{ActionKind, Alert, AlertStatus, render};
 use driftdb_engine::time::Timestamp;
 use driftdb_storage::layout::{self, KeyWriter, prefix_successor};
 use driftdb_storage::{Family, Store, WriteSet};
@@ -36,6 +36,8 @@ pub struct NewAlert {
     pub alert: Alert,
     /// The rule that decided it (its actions are rendered).
     pub rule: Arc<StoredRule>,
+    /// Why it is recorded without calling its actions (a silence, an inhibiting rule).
+    pub suppressed: Option<String>,
 }
 
 /// What one [`AlertLog::record`] wrote.
@@ -147,8 +149,31 @@ impl AlertLog {
                 continue;
             }
             seq += 1;
+            let ek = episode_key(&a.model, a.fired_at.millis(), &a.dedup_key);
+            let mut ep = match records::get::<Episode>(&self.store, Family::Alerts, &ek)? {
+                Some(ep) => ep,
+                None => Episode {
+                    fired_at_ms: a.fired_at.millis(),
+                    ..Default::default()
+                },
+            };
+            let mut suppressed = na.suppressed.clone();
+            if suppressed.is_none() && a.status == AlertStatus::Resolved {
+                // Receivers never heard of a firing that was not delivered: its resolution
+                // is not sent either.
+                if let Some(fire) = ep.fire_seq.map(|s| self.get(s)).transpose()?.flatten()
+                    && let Some(why) = fire.suppressed
+                {
+                    suppressed = Some(format!("its firing was not delivered ({why})"));
+                }
+            }
             let mut actions = Vec::new();
-            for (i, action) in na.rule.def.actions.iter().enumerate() {
+            let calls = if suppressed.is_some() {
+                &[][..]
+            } else {
+                &na.rule.def.actions[..]
+            };
+            for (i, action) in calls.iter().enumerate() {
                 let Some(d) = render(action, a) else { continue };
                 let index = u8::try_from(i).unwrap_or(u8::MAX);
                 actions.push(ActionResult {
@@ -200,6 +225,7 @@ impl AlertLog {
                 description: a.description.clone(),
                 event: a.event.clone(),
                 actions,
+                suppressed,
             };
             records::put(&mut ws, Family::Alerts, log_key(seq), &rec)?;
             records::put(
@@ -208,14 +234,6 @@ impl AlertLog {
                 event_key(&event_id),
                 &EventSeq(seq),
             )?;
-            let ek = episode_key(&rec.model, rec.fired_at_ms, &rec.dedup_key);
-            let mut ep = match records::get::<Episode>(&self.store, Family::Alerts, &ek)? {
-                Some(ep) => ep,
-                None => Episode {
-                    fired_at_ms: rec.fired_at_ms,
-                    ..Default::default()
-                },
-            };
             if rec.status == "resolved" {
                 ep.resolve_seq = Some(seq);
             } else {

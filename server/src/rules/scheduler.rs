@@ -169,7 +169,10 @@ fn evaluate_model(rules: &Rules, model: &Arc<ModelEntry>) -> Result<usize> {
         cursor.versions = versions.clone();
         let mut ws = eval.ws;
         put_cursor(&mut ws, id, &cursor)?;
-        let recorded = rules.log.record(ws, eval.alerts, rules.clock.now())?;
+        let now = rules.clock.now();
+        let mut alerts = eval.alerts;
+        rules.mark_silenced(&mut alerts, now);
+        let recorded = rules.log.record(ws, alerts, now)?;
         let m = &rules.metrics;
         let micros = t0.elapsed().as_micros() as u64;
         m.windows_evaluated.fetch_add(1, Ordering::Relaxed);
