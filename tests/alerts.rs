@@ -217,6 +217,12 @@ impl AlertServer {
     /// Sends window `k`: `eu` rows with `x = eu`, `us` rows with `x = us`, 10 each, at the
     /// window's start + 2 minutes (so they also close window `k - 1` by event time).
     async fn send_window(&mut self, id: &str, k: i64, eu: f64, us: f64) {
+        self.send_window_missing(id, k, eu, us, vec![]).await;
+    }
+
+    /// Like [`AlertServer::send_window`], with the rows in `missing` (even rows are `eu`)
+    /// carrying no value of `x`.
+    async fn send_window_missing(&mut self, id: &str, k: i64, eu: f64, us: f64, missing: Vec<u32>) {
         let n = 20;
         let ts = t(k).millis() + 120_000;
         let b = pb::InferenceBatch {
@@ -233,6 +239,7 @@ impl AlertServer {
             features: vec![pb::FeatureColumn {
                 name: "x".into(),
                 numbers: (0..n).map(|i| if i % 2 == 0 { eu } else { us }).collect(),
+                missing,
                 ..Default::default()
             }],
             scores: vec![0.5; n],
@@ -1052,4 +1059,311 @@ async fn value_now(s: &AlertServer) -> f64 {
         .unwrap()
         .parse()
         .unwrap()
+}
+
+/// POSTs JSON to the node's HTTP API; the status and the JSON answer.
+async fn http_post(s: &AlertServer, path: &str, body: &Value) -> (u16, Value) {
+    let r = reqwest::Client::new()
+        .post(format!("http://{}{path}", s.http))
+        .json(body)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+async fn http_call(s: &AlertServer, method: reqwest::Method, path: &str) -> (u16, Value) {
+    let r = reqwest::Client::new()
+        .request(method, format!("http://{}{path}", s.http))
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+/// Waits (bounded) until every action of every episode in the history is delivered.
+async fn settled_history(s: &mut AlertServer) -> Vec<pb::Alert> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let hist = s.history().await;
+        let done = hist.iter().all(|a| a.actions.iter().all(|x| x.delivered));
+        if done || Instant::now() > deadline {
+            return hist;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silence_records_alerts_without_delivering_them_until_it_ends() {
+    let dir = tempfile::tempdir().unwrap();
+    let recv = Receiver::start().await;
+    let clock = ManualClock::new(t(0));
+    let mut s = AlertServer::start(dir.path(), clock.clone(), fast_rules()).await;
+    s.create_model().await;
+    // The overall mean over 20 rows fires at min_n 20; the same rule per region (10 rows
+    // each) at min_n 11 never judges a window.
+    let mut overall = mean_rule("overall", &recv.url("/overall"), 1, json!("all"), "high");
+    overall["min_n"] = json!(20);
+    s.add_rule(overall).await;
+    let mut thin = mean_rule(
+        "thin",
+        &recv.url("/thin"),
+        1,
+        json!({"each": "region"}),
+        "low",
+    );
+    thin["min_n"] = json!(11);
+    s.add_rule(thin).await;
+
+    // Refused silences name the field.
+    let (code, body) = http_post(
+        &s,
+        "/silences",
+        &json!({"matchers": {"rule": "overall"}, "duration": "1h",
+                "created_by": "alice", "comment": "x"}),
+    )
+    .await;
+    assert_eq!(code, 400, "{body}");
+    assert!(
+        body.to_string().contains("matchers.model: required"),
+        "{body}"
+    );
+    // Silence model m from now (window 0) to the start of window 4.
+    let (code, body) = http_post(
+        &s,
+        "/silences",
+        &json!({"matchers": {"model": "m", "severity": "high"}, "ends_at": t(4).to_rfc3339(),
+                "created_by": "alice", "comment": "planned retraining"}),
+    )
+    .await;
+    assert_eq!(code, 201, "{body}");
+    assert_eq!(body["id"], "s-1");
+    assert_eq!(body["state"], "active");
+    assert_eq!(body["starts_at"], t(0).to_rfc3339());
+    // A silence that never matches (another model), ended early over gRPC.
+    let other = s
+        .client
+        .rules
+        .create_silence(pb::CreateSilenceRequest {
+            definition_json: json!({"matchers": {"model": "elsewhere"}, "duration": "1d",
+                                    "created_by": "bob", "comment": "unrelated"})
+            .to_string(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .silence
+        .unwrap();
+    assert_eq!((other.id.as_str(), other.state.as_str()), ("s-2", "active"));
+    let ended = s
+        .client
+        .rules
+        .expire_silence(pb::ExpireSilenceRequest { id: "s-2".into() })
+        .await
+        .unwrap()
+        .into_inner()
+        .silence
+        .unwrap();
+    assert_eq!((ended.state.as_str(), ended.version), ("expired", 2));
+    let (code, _) = http_call(&s, reqwest::Method::DELETE, "/silences/s-9").await;
+    assert_eq!(code, 404);
+
+    let mut watch = s.watch(0, pb::Severity::Unspecified).await;
+    // Overall mean: 20 (breach), 5, 20, 5 inside the silence; 20, 5 after it ended.
+    let eu = [40., 10., 40., 10., 40., 10.];
+    for (k, v) in eu.iter().enumerate() {
+        let k = k as i64;
+        s.clock.set(t(k));
+        s.send_window("s", k, *v, 0.0).await;
+        s.close_by_clock(k).await;
+    }
+    let mut got = Vec::new();
+    for _ in 0..6 {
+        let a = next_alert(&mut watch).await;
+        got.push((
+            a.state.clone(),
+            (a.window_start_ms - t(0).millis()) / W,
+            a.suppressed.clone(),
+        ));
+    }
+    let muted = |why: &str| why.to_string();
+    assert_eq!(
+        got,
+        vec![
+            ("firing".into(), 0, muted("silenced by s-1")),
+            (
+                "resolved".into(),
+                1,
+                muted("its firing was not delivered (silenced by s-1)")
+            ),
+            ("firing".into(), 2, muted("silenced by s-1")),
+            (
+                "resolved".into(),
+                3,
+                muted("its firing was not delivered (silenced by s-1)")
+            ),
+            ("firing".into(), 4, String::new()),
+            ("resolved".into(), 5, String::new()),
+        ]
+    );
+    // Only the firing and resolution after the silence ended reached the receiver.
+    let hits = recv.wait_for(2).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let hits_now = recv.hits();
+    assert_eq!(hits_now.len(), 2, "{hits:?}");
+    let seen: Vec<(String, String, String)> = hits_now
+        .iter()
+        .map(|h| {
+            (
+                h.path.clone(),
+                h.body["status"].as_str().unwrap().to_string(),
+                h.body["window_start"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        vec![
+            ("/overall".into(), "firing".into(), t(4).to_rfc3339()),
+            ("/overall".into(), "resolved".into(), t(5).to_rfc3339()),
+        ]
+    );
+    // History keeps all three episodes; the silenced ones have no action.
+    let hist = settled_history(&mut s).await;
+    assert_eq!(hist.len(), 3, "{hist:?}");
+    assert!(
+        hist.iter().all(|a| a.rule_id == "overall"),
+        "thin never fired"
+    );
+    let silenced: Vec<_> = hist.iter().filter(|a| !a.suppressed.is_empty()).collect();
+    assert_eq!(silenced.len(), 2);
+    assert!(silenced.iter().all(|a| a.actions.is_empty()));
+    // The listing: nothing pending or active now; both with ?expired=true.
+    let (_, now_list) = http_call(&s, reqwest::Method::GET, "/silences").await;
+    assert_eq!(now_list["silences"], json!([]));
+    let (_, all) = http_call(&s, reqwest::Method::GET, "/silences?expired=true").await;
+    let states: Vec<(&str, &str)> = all["silences"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| (v["id"].as_str().unwrap(), v["state"].as_str().unwrap()))
+        .collect();
+    assert_eq!(states, vec![("s-1", "expired"), ("s-2", "expired")]);
+    let (_, one) = http_call(&s, reqwest::Method::GET, "/silences/s-2").await;
+    assert_eq!(one["versions"].as_array().unwrap().len(), 2, "{one}");
+    assert_eq!(one["silence"]["comment"], "unrelated");
+    s.stop().await;
+
+    // Silences are durable: a restarted node lists the same ones, and ids continue.
+    let mut s = AlertServer::start(dir.path(), clock.clone(), fast_rules()).await;
+    let listed = s
+        .client
+        .rules
+        .list_silences(pb::ListSilencesRequest {
+            include_expired: true,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .silences;
+    assert_eq!(listed.len(), 2);
+    assert_eq!(listed[0].created_by, "alice");
+    assert_eq!(
+        listed[0].matchers.get("severity").map(String::as_str),
+        Some("high")
+    );
+    let (code, body) = http_post(
+        &s,
+        "/silences",
+        &json!({"matchers": {"model": "m"}, "duration": "10m",
+                "created_by": "carol", "comment": "after restart"}),
+    )
+    .await;
+    assert_eq!((code, body["id"].as_str()), (201, Some("s-3")), "{body}");
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_firing_missing_rate_rule_inhibits_the_drift_alerts_of_its_segment() {
+    let dir = tempfile::tempdir().unwrap();
+    let recv = Receiver::start().await;
+    let mut s = AlertServer::start(dir.path(), ManualClock::new(t(0)), fast_rules()).await;
+    s.create_model().await;
+    s.add_rule(json!({"id": "missing-x", "model": "m", "selector": "x",
+                      "metric": "missing_rate", "comparison": ">", "threshold": 0.2,
+                      "consecutive": 1, "segment": {"each": "region"}, "severity": "critical",
+                      "inhibits": ["drift-*"],
+                      "actions": [{"kind": "webhook", "url": recv.url("/missing")}]}))
+        .await;
+    s.add_rule(mean_rule(
+        "drift-mean",
+        &recv.url("/drift"),
+        1,
+        json!({"each": "region"}),
+        "high",
+    ))
+    .await;
+    // Window 0: half of eu's values are missing and the rest drifted (40 > 10); us is fine.
+    // Window 1: eu heals. Window 2: both regions drift with no value missing. Window 3: heals.
+    let plan: [(f64, f64, Vec<u32>); 4] = [
+        (40., 0., vec![0, 4, 8, 12, 16]),
+        (0., 0., vec![]),
+        (40., 40., vec![]),
+        (0., 0., vec![]),
+    ];
+    for (k, (eu, us, missing)) in plan.into_iter().enumerate() {
+        let k = k as i64;
+        s.clock.set(t(k));
+        s.send_window_missing("i", k, eu, us, missing).await;
+        s.close_by_clock(k).await;
+    }
+    let hits = recv.wait_for(6).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut seen: Vec<(String, String, i64, String)> = recv
+        .hits()
+        .iter()
+        .map(|h| {
+            let start = Timestamp::parse_rfc3339(h.body["window_start"].as_str().unwrap())
+                .unwrap()
+                .millis();
+            (
+                h.path.clone(),
+                h.body["status"].as_str().unwrap().to_string(),
+                (start - t(0).millis()) / W,
+                h.body["segment"].to_string(),
+            )
+        })
+        .collect();
+    seen.sort();
+    let region = |r: &str| json!(format!("region={r}")).to_string();
+    assert_eq!(
+        seen,
+        vec![
+            ("/drift".into(), "firing".into(), 2, region("eu")),
+            ("/drift".into(), "firing".into(), 2, region("us")),
+            ("/drift".into(), "resolved".into(), 3, region("eu")),
+            ("/drift".into(), "resolved".into(), 3, region("us")),
+            ("/missing".into(), "firing".into(), 0, region("eu")),
+            ("/missing".into(), "resolved".into(), 1, region("eu")),
+        ],
+        "{hits:?}"
+    );
+    // The inhibited episode is in the history, with the reason and no action.
+    let hist = settled_history(&mut s).await;
+    let inhibited: Vec<_> = hist.iter().filter(|a| !a.suppressed.is_empty()).collect();
+    assert_eq!(inhibited.len(), 1, "{hist:?}");
+    let a = inhibited[0];
+    assert_eq!(a.rule_id, "drift-mean");
+    assert_eq!(a.window_start_ms, t(0).millis());
+    assert_eq!(a.suppressed, "inhibited by rule missing-x (region=eu)");
+    assert!(a.actions.is_empty());
+    assert_eq!(
+        hist.len(),
+        4,
+        "missing eu, drift eu twice, drift us: {hist:?}"
+    );
+    s.stop().await;
 }

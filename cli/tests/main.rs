@@ -14,3 +14,4 @@ mod keys_cli;
 mod kill9;
 mod overload;
 mod query_cli;
+mod silence_cli;

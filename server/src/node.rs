@@ -277,7 +277,11 @@ impl Node {
     }
 
     /// The silences `caller` may see (expired ones too with `expired`).
-    pub fn silences_of(&self, caller: &Principal, expired: bool) -> Vec<crate::rules::StoredSilence> {
+    pub fn silences_of(
+        &self,
+        caller: &Principal,
+        expired: bool,
+    ) -> Vec<crate::rules::StoredSilence> {
         crate::rules::visible_silences(&self.rules, caller, expired)
     }
 
@@ -286,7 +290,10 @@ impl Node {
         &self,
         caller: &Principal,
         id: &str,
-    ) -> Result<(crate::rules::StoredSilence, Vec<crate::rules::StoredSilence>)> {
+    ) -> Result<(
+        crate::rules::StoredSilence,
+        Vec<crate::rules::StoredSilence>,
+    )> {
         crate::rules::silence_history(&self.rules, caller, id)
     }
 

@@ -46,10 +46,10 @@ use driftdb_storage::Store;
 pub use book::{RuleBook, StoredRule, redacted_json};
 pub use log::{ActionResult, AlertLog, AlertRecord};
 pub use outbox::{DeliveryRecord, dead_letters, run_delivery};
-pub use silences::{SilenceBook, StoredSilence};
 pub use scheduler::{
     close_time, evaluate_due, next_window, render_window_gauges, run_scheduler, window_backlog,
 };
+pub use silences::{SilenceBook, StoredSilence};
 
 use crate::error::{Error, Result};
 use crate::registry::Registry;
@@ -458,8 +458,7 @@ fn owns_silence(
         return true;
     }
     !s.model_is_pattern()
-        && s
-            .matchers
+        && s.matchers
             .get("model")
             .is_some_and(|m| crate::auth::sees_rule_model(&rules.registry, caller, m))
 }

@@ -1,6 +1,6 @@
 //! `driftdb silence add|list|rm`: mute alert deliveries for a while, without losing the record.
 
-use clap::Subcommand;
+use clap::{Args, Subcommand};
 use driftdb_proto::v1 as pb;
 
 use super::ServerArg;
@@ -15,43 +15,7 @@ pub(crate) enum SilenceCmd {
     /// shown as silenced in `alerts list` and `alerts watch`), but no action is called. A
     /// resolution is delivered exactly when its firing was. Matchers are globs (`*` any run,
     /// `?` one character).
-    Add {
-        /// Model id, or a glob (`*`: every model; patterns need an operator key).
-        #[arg(long)]
-        model: String,
-        /// Rule id or glob.
-        #[arg(long)]
-        rule: Option<String>,
-        /// Series (feature name, `$score` …) or glob.
-        #[arg(long)]
-        feature: Option<String>,
-        /// Segment as alerts show it: `all` or `region=eu` (or a glob, `region=*`).
-        #[arg(long)]
-        segment: Option<String>,
-        /// Model version or glob.
-        #[arg(long = "model-version")]
-        model_version: Option<String>,
-        /// Severity: critical, high, medium or low.
-        #[arg(long)]
-        severity: Option<String>,
-        /// How long, e.g. `2h`, `30m`, `1d` (from --starts-at, default now).
-        #[arg(long, conflicts_with = "ends_at", required_unless_present = "ends_at")]
-        duration: Option<String>,
-        /// When it starts (RFC 3339; default now).
-        #[arg(long)]
-        starts_at: Option<String>,
-        /// When it ends (RFC 3339), instead of --duration.
-        #[arg(long)]
-        ends_at: Option<String>,
-        /// Why (shown with every silenced alert's silence).
-        #[arg(long)]
-        comment: String,
-        /// Who (default: $USER).
-        #[arg(long)]
-        created_by: Option<String>,
-        #[command(flatten)]
-        server: ServerArg,
-    },
+    Add(Box<AddArgs>),
     /// List pending and active silences (`--expired`: every one).
     List {
         /// Include expired silences.
@@ -70,6 +34,46 @@ pub(crate) enum SilenceCmd {
         #[command(flatten)]
         server: ServerArg,
     },
+}
+
+/// Options of `driftdb silence add`.
+#[derive(Debug, Args)]
+pub(crate) struct AddArgs {
+    /// Model id, or a glob (`*`: every model; patterns need an operator key).
+    #[arg(long)]
+    model: String,
+    /// Rule id or glob.
+    #[arg(long)]
+    rule: Option<String>,
+    /// Series (feature name, `$score` …) or glob.
+    #[arg(long)]
+    feature: Option<String>,
+    /// Segment as alerts show it: `all` or `region=eu` (or a glob, `region=*`).
+    #[arg(long)]
+    segment: Option<String>,
+    /// Model version or glob.
+    #[arg(long = "model-version")]
+    model_version: Option<String>,
+    /// Severity: critical, high, medium or low.
+    #[arg(long)]
+    severity: Option<String>,
+    /// How long, e.g. `2h`, `30m`, `1d` (from --starts-at, default now).
+    #[arg(long, conflicts_with = "ends_at", required_unless_present = "ends_at")]
+    duration: Option<String>,
+    /// When it starts (RFC 3339; default now).
+    #[arg(long)]
+    starts_at: Option<String>,
+    /// When it ends (RFC 3339), instead of --duration.
+    #[arg(long)]
+    ends_at: Option<String>,
+    /// Why (shown with every silenced alert's silence).
+    #[arg(long)]
+    comment: String,
+    /// Who (default: $USER).
+    #[arg(long)]
+    created_by: Option<String>,
+    #[command(flatten)]
+    server: ServerArg,
 }
 
 fn ms_text(ms: i64) -> String {
@@ -96,20 +100,21 @@ fn matchers_text(s: &pb::Silence) -> String {
 /// Runs one `driftdb silence` command.
 pub(crate) async fn run(cmd: SilenceCmd) -> Result<()> {
     match cmd {
-        SilenceCmd::Add {
-            model,
-            rule,
-            feature,
-            segment,
-            model_version,
-            severity,
-            duration,
-            starts_at,
-            ends_at,
-            comment,
-            created_by,
-            server,
-        } => {
+        SilenceCmd::Add(a) => {
+            let AddArgs {
+                model,
+                rule,
+                feature,
+                segment,
+                model_version,
+                severity,
+                duration,
+                starts_at,
+                ends_at,
+                comment,
+                created_by,
+                server,
+            } = *a;
             let mut matchers = serde_json::Map::new();
             for (k, v) in [
                 ("model", Some(model)),
@@ -197,7 +202,13 @@ pub(crate) async fn run(cmd: SilenceCmd) -> Result<()> {
                 .collect();
             output::table(
                 &[
-                    "id", "state", "matchers", "starts_at", "ends_at", "by", "comment",
+                    "id",
+                    "state",
+                    "matchers",
+                    "starts_at",
+                    "ends_at",
+                    "by",
+                    "comment",
                 ],
                 &rows,
             );

@@ -391,7 +391,10 @@ fn every_record_round_trips() {
         actions: vec![],
         ..alert_record()
     };
-    assert_eq!(AlertRecord::decode(&muted.encode().unwrap()).unwrap(), muted);
+    assert_eq!(
+        AlertRecord::decode(&muted.encode().unwrap()).unwrap(),
+        muted
+    );
     let d = delivery();
     assert_eq!(DeliveryRecord::decode(&d.encode().unwrap()).unwrap(), d);
     assert_eq!(

@@ -13,8 +13,8 @@ use std::sync::Arc;
 use driftdb_engine::model::ModelDef;
 use driftdb_engine::reference::{ReferenceProfile, SeriesProfile};
 use driftdb_engine::rules::{
-    Alert, AlertState, AlertStatus, AlertTarget, MetricFamily, MetricRule, MetricSpec, RuleKind, SegmentScope,
-    Selector, freshness_age_days,
+    Alert, AlertState, AlertStatus, AlertTarget, MetricFamily, MetricRule, MetricSpec, RuleKind,
+    SegmentScope, Selector, freshness_age_days,
 };
 use driftdb_engine::series::{FeatureRef, Segment};
 use driftdb_engine::sketch::SeriesState;
@@ -330,8 +330,10 @@ fn mark_inhibited(
     active: &[Arc<StoredRule>],
     alerts: &mut [NewAlert],
 ) {
-    let inhibitors: Vec<&Arc<StoredRule>> =
-        active.iter().filter(|r| !r.def.inhibits.is_empty()).collect();
+    let inhibitors: Vec<&Arc<StoredRule>> = active
+        .iter()
+        .filter(|r| !r.def.inhibits.is_empty())
+        .collect();
     if inhibitors.is_empty() || alerts.is_empty() {
         return;
     }
@@ -425,8 +427,10 @@ fn eval_metric(
             }
         };
         let mut value = row.get(vcol).and_then(Cell::as_f64);
-        if let (Some(min), Some(n)) = (m.min_n, ncol.and_then(|c| row.get(c)).and_then(Cell::as_f64))
-            && n < min as f64
+        if let (Some(min), Some(n)) = (
+            m.min_n,
+            ncol.and_then(|c| row.get(c)).and_then(Cell::as_f64),
+        ) && n < min as f64
         {
             // Too few rows to judge: neither a breach nor a healthy window.
             value = None;

@@ -36,7 +36,9 @@ pub struct SilenceBook {
 }
 
 fn current_key(id: &str) -> Vec<u8> {
-    KeyWriter::with_prefix(layout::META_SILENCE).str(id).finish()
+    KeyWriter::with_prefix(layout::META_SILENCE)
+        .str(id)
+        .finish()
 }
 
 fn version_key(id: &str, version: u64) -> Vec<u8> {
