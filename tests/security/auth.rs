@@ -252,6 +252,43 @@ fn grpc_cases(victim_key: String) -> Vec<GrpcCase> {
                 Ok(format!("{:?}", r.into_inner()))
             })
         }),
+        case(
+            "Rules/CreateSilence",
+            Admin,
+            Named,
+            "alpha-grpc-silence",
+            |mut c| {
+                Box::pin(async move {
+                    let r = c
+                        .rules
+                        .create_silence(pb::CreateSilenceRequest {
+                            definition_json: silence("alpha-grpc-silence"),
+                        })
+                        .await?;
+                    Ok(format!("{:?}", r.into_inner()))
+                })
+            },
+        ),
+        case("Rules/ListSilences", Read, Listing, "alpha_m", |mut c| {
+            Box::pin(async move {
+                let r = c
+                    .rules
+                    .list_silences(pb::ListSilencesRequest {
+                        include_expired: true,
+                    })
+                    .await?;
+                Ok(format!("{:?}", r.into_inner()))
+            })
+        }),
+        case("Rules/ExpireSilence", Admin, Named, "expired", |mut c| {
+            Box::pin(async move {
+                let r = c
+                    .rules
+                    .expire_silence(pb::ExpireSilenceRequest { id: "s-1".into() })
+                    .await?;
+                Ok(format!("{:?}", r.into_inner()))
+            })
+        }),
         case("Rules/AnnounceEvent", Ingest, Named, "alerts", |mut c| {
             Box::pin(async move {
                 let r = c
@@ -367,9 +404,26 @@ async fn grpc_call(s: &SecureServer, key: Option<&str>, c: &GrpcCase) -> Result<
     }
 }
 
-/// Rules and keys the "right key" calls delete or revoke.
+/// A silence of model `alpha_m` (for a rule that never fires) with `comment`.
+fn silence(comment: &str) -> String {
+    format!(
+        r#"{{"matchers": {{"model": "alpha_m", "rule": "nothing-*"}}, "duration": "1h",
+            "created_by": "tests", "comment": "{comment}"}}"#
+    )
+}
+
+/// Rules, silences (s-1 for gRPC, s-2 for HTTP) and keys the "right key" calls delete, end or
+/// revoke.
 async fn victims(s: &SecureServer) -> String {
     let mut op = s.client(Some(&s.keys.operator)).await;
+    for comment in ["alpha-doomed-grpc", "alpha-doomed-http"] {
+        op.rules
+            .create_silence(pb::CreateSilenceRequest {
+                definition_json: silence(comment),
+            })
+            .await
+            .unwrap();
+    }
     for id in ["alpha-doomed-grpc", "alpha-doomed-http"] {
         op.rules
             .create_rule(pb::CreateRuleRequest {
@@ -611,6 +665,25 @@ fn http_cases(victim_key: &str) -> Vec<HttpCase> {
             "alpha-http-rule2",
         ),
         get("/rules/alpha-release", Read, Named, "alpha-release"),
+        get("/silences?expired=true", Read, Listing, "alpha_m"),
+        get("/silences/s-2", Read, Named, "alpha-doomed"),
+        with_body(
+            post.clone(),
+            "/silences",
+            silence("alpha-http-silence"),
+            Admin,
+            Named,
+            "alpha-http-silence",
+        ),
+        HttpCase {
+            method: delete.clone(),
+            path: "/silences/s-2".into(),
+            body: None,
+            scope: Admin,
+            team: Named,
+            marker: "expired",
+            snappy: false,
+        },
         HttpCase {
             method: delete.clone(),
             path: "/rules/alpha-doomed-http".into(),

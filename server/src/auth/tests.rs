@@ -56,6 +56,9 @@ fn every_grpc_method_has_its_scope() {
         ("/driftdb.v1.Rules/ListRules", read),
         ("/driftdb.v1.Rules/DeleteRule", admin),
         ("/driftdb.v1.Rules/AnnounceEvent", ingest),
+        ("/driftdb.v1.Rules/CreateSilence", admin),
+        ("/driftdb.v1.Rules/ListSilences", read),
+        ("/driftdb.v1.Rules/ExpireSilence", admin),
         ("/driftdb.v1.Alerts/WatchAlerts", read),
         ("/driftdb.v1.Alerts/ListAlerts", read),
         ("/driftdb.v1.Admin/CreateKey", admin),
@@ -86,6 +89,18 @@ fn http_routes_have_their_scope() {
         http_need(&Method::DELETE, "/rules/{id}"),
         Need::Scope(Scope::Admin)
     );
+    for (method, route, need) in [
+        (Method::GET, "/silences", Scope::Read),
+        (Method::GET, "/silences/{id}", Scope::Read),
+        (Method::POST, "/silences", Scope::Admin),
+        (Method::DELETE, "/silences/{id}", Scope::Admin),
+    ] {
+        assert_eq!(
+            http_need(&method, route),
+            Need::Scope(need),
+            "{method} {route}"
+        );
+    }
     assert_eq!(
         http_need(&Method::POST, "/models/{id}/alerts"),
         Need::Scope(Scope::Admin)
