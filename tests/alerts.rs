@@ -1367,3 +1367,92 @@ async fn a_firing_missing_rate_rule_inhibits_the_drift_alerts_of_its_segment() {
     );
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_firing_is_acknowledged_with_who_and_why_and_the_history_keeps_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let recv = Receiver::start().await;
+    let clock = ManualClock::new(t(0));
+    let mut s = AlertServer::start(dir.path(), clock.clone(), fast_rules()).await;
+    s.create_model().await;
+    s.add_rule(mean_rule("r", &recv.url("/r"), 1, json!("all"), "high"))
+        .await;
+    for (k, eu) in [(0, 40.0), (1, 10.0)] {
+        s.clock.set(t(k));
+        s.send_window("a", k, eu, 0.0).await;
+        s.close_by_clock(k).await;
+    }
+    // Sequence 1 fired on window 0, sequence 2 resolved it on window 1.
+    let ack = |sequence: u64, by: &str, comment: &str| pb::AcknowledgeAlertRequest {
+        sequence,
+        by: by.into(),
+        comment: comment.into(),
+    };
+    let a = s
+        .client
+        .alerts
+        .acknowledge_alert(ack(1, "alice", "looking into the feed"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (
+            a.state.as_str(),
+            a.acknowledged_by.as_str(),
+            a.ack_comment.as_str()
+        ),
+        ("firing", "alice", "looking into the feed")
+    );
+    assert_eq!(a.acknowledged_at_ms, s.clock.now().millis());
+    let err = s
+        .client
+        .alerts
+        .acknowledge_alert(ack(2, "alice", ""))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument);
+    assert!(err.message().contains("is a resolution"), "{err:?}");
+    let err = s
+        .client
+        .alerts
+        .acknowledge_alert(ack(99, "alice", ""))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::NotFound);
+    let err = s
+        .client
+        .alerts
+        .acknowledge_alert(ack(1, " ", ""))
+        .await
+        .unwrap_err();
+    assert!(err.message().starts_with("by: must be"), "{err:?}");
+    // Over HTTP: a bad body is a 400; a second acknowledgement replaces the first.
+    let (code, body) = http_post(&s, "/alerts/1/ack", &json!({"who": "bob"})).await;
+    assert_eq!(code, 400, "{body}");
+    let (code, body) = http_post(&s, "/alerts/x/ack", &json!({"by": "bob"})).await;
+    assert_eq!(code, 400, "{body}");
+    s.clock.advance(60_000);
+    let (code, body) = http_post(
+        &s,
+        "/alerts/1/ack",
+        &json!({"by": "bob", "comment": "ticket ML-7"}),
+    )
+    .await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["ack"]["by"], "bob");
+    assert_eq!(body["ack"]["at_ms"], s.clock.now().millis());
+    // The episode (resolved by now) carries its firing's acknowledgement, across a restart.
+    s.stop().await;
+    let mut s = AlertServer::start(dir.path(), clock.clone(), fast_rules()).await;
+    let hist = s.history().await;
+    assert_eq!(hist.len(), 1, "{hist:?}");
+    assert_eq!(
+        (
+            hist[0].state.as_str(),
+            hist[0].acknowledged_by.as_str(),
+            hist[0].ack_comment.as_str()
+        ),
+        ("resolved", "bob", "ticket ML-7")
+    );
+    s.stop().await;
+}

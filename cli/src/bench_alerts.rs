@@ -266,7 +266,11 @@ fn rules_blocking(a: &RulesBenchArgs) -> Result<()> {
     let suppressed = log.iter().filter(|r| r.suppressed.is_some()).count();
     let inhibited = log
         .iter()
-        .filter(|r| r.suppressed.as_deref().is_some_and(|w| w.starts_with("inhibited")))
+        .filter(|r| {
+            r.suppressed
+                .as_deref()
+                .is_some_and(|w| w.starts_with("inhibited"))
+        })
         .count();
     let rss = peak_rss_mib();
     // Restart with the full store (BENCHMARKS.md): close it, then time the open up to a node that

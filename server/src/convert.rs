@@ -285,6 +285,13 @@ pub fn alert_to_pb(r: &AlertRecord) -> pb::Alert {
         event: r.event.clone().unwrap_or_default(),
         dedup_key: r.dedup_key.clone(),
         suppressed: r.suppressed.clone().unwrap_or_default(),
+        acknowledged_by: r.ack.as_ref().map(|a| a.by.clone()).unwrap_or_default(),
+        acknowledged_at_ms: r.ack.as_ref().map_or(0, |a| a.at_ms),
+        ack_comment: r
+            .ack
+            .as_ref()
+            .map(|a| a.comment.clone())
+            .unwrap_or_default(),
     }
 }
 

@@ -581,6 +581,22 @@ impl pb::alerts_server::Alerts for AlertsService {
             alerts: recs.iter().map(alert_to_pb).collect(),
         }))
     }
+
+    async fn acknowledge_alert(
+        &self,
+        req: Request<pb::AcknowledgeAlertRequest>,
+    ) -> Result<Response<pb::Alert>, Status> {
+        let p = grpc_principal(&req)?;
+        let r = req.into_inner();
+        let node = self.0.clone();
+        let rec = tokio::task::spawn_blocking(move || {
+            node.acknowledge_alert(&p, r.sequence, &r.by, &r.comment)
+        })
+        .await
+        .map_err(|e| Status::internal(e.to_string()))?
+        .map_err(|e| to_status(&e))?;
+        Ok(Response::new(alert_to_pb(&rec)))
+    }
 }
 
 /// Implements `driftdb.v1.Admin`: API keys (see [`crate::auth::admin`] for who may do what).

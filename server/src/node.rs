@@ -258,6 +258,17 @@ impl Node {
         crate::rules::delete_rule(&self.rules, caller, id)
     }
 
+    /// Acknowledges firing `seq` for `caller`.
+    pub fn acknowledge_alert(
+        &self,
+        caller: &Principal,
+        seq: u64,
+        by: &str,
+        comment: &str,
+    ) -> Result<AlertRecord> {
+        crate::rules::acknowledge_alert(&self.rules, caller, seq, by, comment)
+    }
+
     /// Creates a silence from its JSON text for `caller`.
     pub fn create_silence(
         &self,

@@ -44,7 +44,7 @@ use driftdb_engine::time::{Clock, DurationMs, Timestamp};
 use driftdb_storage::Store;
 
 pub use book::{RuleBook, StoredRule, redacted_json};
-pub use log::{ActionResult, AlertLog, AlertRecord};
+pub use log::{Ack, ActionResult, AlertLog, AlertRecord};
 pub use outbox::{DeliveryRecord, dead_letters, run_delivery};
 pub use scheduler::{
     close_time, evaluate_due, next_window, render_window_gauges, run_scheduler, window_backlog,
@@ -445,6 +445,51 @@ pub fn delete_rule(rules: &Rules, caller: &crate::auth::Principal, id: &str) -> 
             name: id.to_string(),
         }),
     }
+}
+
+/// Longest acknowledgement `by` and comment.
+pub const MAX_ACK_BY_LEN: usize = 128;
+/// Longest acknowledgement comment.
+pub const MAX_ACK_COMMENT_LEN: usize = 1024;
+
+/// Acknowledges firing `seq` for `caller` (who must see its model): `by` (1–128 characters)
+/// and `comment` (≤ 1024 bytes) are recorded with the node's time.
+pub fn acknowledge_alert(
+    rules: &Rules,
+    caller: &crate::auth::Principal,
+    seq: u64,
+    by: &str,
+    comment: &str,
+) -> Result<AlertRecord> {
+    let by = by.trim();
+    if by.is_empty() || by.len() > MAX_ACK_BY_LEN || by.chars().any(char::is_control) {
+        return Err(Error::Invalid(format!(
+            "by: must be 1..={MAX_ACK_BY_LEN} characters without control characters"
+        )));
+    }
+    if comment.len() > MAX_ACK_COMMENT_LEN || comment.chars().any(|c| c.is_control() && c != '\n') {
+        return Err(Error::Invalid(format!(
+            "comment: must be at most {MAX_ACK_COMMENT_LEN} bytes without control characters other than newlines"
+        )));
+    }
+    let visible = rules
+        .log
+        .get(seq)?
+        .is_some_and(|r| crate::auth::sees_rule_model(&rules.registry, caller, &r.model));
+    if !visible {
+        return Err(Error::NotFound {
+            what: "alert",
+            name: seq.to_string(),
+        });
+    }
+    rules.log.acknowledge(
+        seq,
+        Ack {
+            by: by.to_string(),
+            comment: comment.to_string(),
+            at_ms: rules.clock.now().millis(),
+        },
+    )
 }
 
 /// Whether `caller` may see and change silence `s`: operators every one; a team key those

@@ -65,6 +65,20 @@ pub(crate) enum AlertsCmd {
         #[command(flatten)]
         server: ServerArg,
     },
+    /// Acknowledge a firing (someone is on it): who and why are recorded on the alert and
+    /// shown by `alerts list`.
+    Ack {
+        /// The firing's sequence number (the `seq` column of `alerts list`).
+        sequence: u64,
+        /// A note, e.g. a ticket or "looking into the feed".
+        #[arg(long, default_value = "")]
+        comment: String,
+        /// Who (default: $USER).
+        #[arg(long)]
+        by: Option<String>,
+        #[command(flatten)]
+        server: ServerArg,
+    },
 }
 
 /// Options of `driftdb alerts watch`.
@@ -167,6 +181,9 @@ pub(crate) fn alert_json(a: &pb::Alert) -> serde_json::Value {
         "event": a.event,
         "summary": a.summary,
         "suppressed": (!a.suppressed.is_empty()).then_some(&a.suppressed),
+        "acknowledged": (!a.acknowledged_by.is_empty()).then(|| serde_json::json!({
+            "by": a.acknowledged_by, "at": ms_text(a.acknowledged_at_ms), "comment": a.ack_comment,
+        })),
         "actions": a.actions.iter().map(|r| serde_json::json!({
             "kind": r.kind, "url": r.url, "delivered": r.delivered, "attempts": r.attempts,
             "last_error": r.last_error, "dead_lettered": r.dead_lettered,
@@ -367,7 +384,11 @@ async fn history(model: Option<String>, limit: u32, json: bool, server: ServerAr
                 .join(",");
             vec![
                 a.sequence.to_string(),
-                a.state.clone(),
+                if a.acknowledged_by.is_empty() {
+                    a.state.clone()
+                } else {
+                    format!("{} (ack: {})", a.state, a.acknowledged_by)
+                },
                 severity_name(a.severity).to_string(),
                 a.rule_id.clone(),
                 series,
@@ -454,6 +475,34 @@ pub(crate) async fn alerts(cmd: AlertsCmd) -> Result<()> {
             json,
             server,
         } => history(model, limit, json, server).await,
+        AlertsCmd::Ack {
+            sequence,
+            comment,
+            by,
+            server,
+        } => {
+            let by = by
+                .or_else(|| std::env::var("USER").ok())
+                .filter(|u| !u.trim().is_empty())
+                .ok_or_else(|| Error::Invalid("--by is required when $USER is not set".into()))?;
+            let mut c = Client::connect_with(&server.config()).await?;
+            let a = c
+                .alerts
+                .acknowledge_alert(pb::AcknowledgeAlertRequest {
+                    sequence,
+                    by,
+                    comment,
+                })
+                .await?
+                .into_inner();
+            output::line(&format!(
+                "alert {} acknowledged by {} at {}",
+                a.sequence,
+                a.acknowledged_by,
+                ms_text(a.acknowledged_at_ms)
+            ));
+            Ok(())
+        }
     }
 }
 

@@ -61,6 +61,7 @@ fn every_grpc_method_has_its_scope() {
         ("/driftdb.v1.Rules/ExpireSilence", admin),
         ("/driftdb.v1.Alerts/WatchAlerts", read),
         ("/driftdb.v1.Alerts/ListAlerts", read),
+        ("/driftdb.v1.Alerts/AcknowledgeAlert", admin),
         ("/driftdb.v1.Admin/CreateKey", admin),
         ("/driftdb.v1.Admin/ListKeys", admin),
         ("/driftdb.v1.Admin/RevokeKey", admin),
@@ -94,6 +95,7 @@ fn http_routes_have_their_scope() {
         (Method::GET, "/silences/{id}", Scope::Read),
         (Method::POST, "/silences", Scope::Admin),
         (Method::DELETE, "/silences/{id}", Scope::Admin),
+        (Method::POST, "/alerts/{seq}/ack", Scope::Admin),
     ] {
         assert_eq!(
             http_need(&method, route),

@@ -10,6 +10,7 @@
 //! | `GET /rules/{id}`, `DELETE /rules/{id}` | one rule, with every stored version / deletes it |
 //! | `GET /alerts?model=&from=&to=&limit=` | alert history of every model |
 //! | `GET /alerts/dead_letters` | webhook deliveries given up on, with their last error |
+//! | `POST /alerts/{seq}/ack` with `{"by": "alice", "comment": "on it"}` | acknowledges firing `seq`; the alert record |
 //!
 //! Rule bodies are the JSON documented in `engine/src/rules.rs`; an invalid rule is a 400 whose
 //! message names the field at fault. Secrets (PagerDuty routing keys, Slack webhook URLs, Jira
@@ -236,6 +237,34 @@ async fn announce(
     ))
 }
 
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AckBody {
+    by: String,
+    #[serde(default)]
+    comment: String,
+}
+
+/// `POST /alerts/{seq}/ack`.
+async fn acknowledge(
+    State(node): State<Node>,
+    Extension(caller): Extension<Principal>,
+    Path(seq): Path<String>,
+    body: Bytes,
+) -> ApiResult {
+    let seq: u64 = seq
+        .parse()
+        .map_err(|_| Error::Invalid(format!("{seq:?} is not an alert sequence number")))?;
+    let b: AckBody = serde_json::from_slice(&body).map_err(|e| {
+        Error::Invalid(format!(
+            "the body must be JSON {{\"by\": \"<who>\", \"comment\": \"<optional>\"}}: {e}"
+        ))
+    })?;
+    let n2 = node.clone();
+    let rec = blocking(move || n2.acknowledge_alert(&caller, seq, &b.by, &b.comment)).await?;
+    Ok(Json(alert_json(&rec)))
+}
+
 /// `GET /alerts/dead_letters`.
 async fn dead_letters(
     State(node): State<Node>,
@@ -272,4 +301,5 @@ pub(crate) fn routes() -> Router<Node> {
         .route("/rules/{id}", get(get_rule).delete(delete_rule))
         .route("/alerts", get(all_history))
         .route("/alerts/dead_letters", get(dead_letters))
+        .route("/alerts/{seq}/ack", post(acknowledge))
 }

@@ -86,6 +86,20 @@ pub struct AlertRecord {
     /// missing-x (region=eu)`, or the reason its firing was not delivered (for a resolution).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub suppressed: Option<String>,
+    /// Who acknowledged the alert (a firing), when and why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ack: Option<Ack>,
+}
+
+/// An acknowledgement of a firing: someone is on it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ack {
+    /// Who.
+    pub by: String,
+    /// A note ("looking into the feed", a ticket).
+    pub comment: String,
+    /// When (the node's clock, ms).
+    pub at_ms: i64,
 }
 
 /// One alert episode: the firing and, once resolved, the resolution.

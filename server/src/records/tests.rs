@@ -124,6 +124,7 @@ fn alert_record() -> AlertRecord {
             dead_lettered: false,
         }],
         suppressed: None,
+        ack: None,
     }
 }
 
@@ -388,6 +389,11 @@ fn every_record_round_trips() {
     assert_eq!(AlertRecord::decode(&rec.encode().unwrap()).unwrap(), rec);
     let muted = AlertRecord {
         suppressed: Some("silenced by s-3".into()),
+        ack: Some(super::alerts::Ack {
+            by: "alice".into(),
+            comment: "on it".into(),
+            at_ms: 1_772_324_500_000,
+        }),
         actions: vec![],
         ..alert_record()
     };

@@ -22,7 +22,7 @@ use driftdb_storage::{Family, Store, WriteSet};
 
 use super::book::StoredRule;
 use crate::error::{Error, Result};
-pub use crate::records::alerts::{ActionResult, AlertRecord};
+pub use crate::records::alerts::{Ack, ActionResult, AlertRecord};
 use crate::records::alerts::{DeliveryRecord, Episode};
 use crate::records::{
     self,
@@ -226,6 +226,7 @@ impl AlertLog {
                 event: a.event.clone(),
                 actions,
                 suppressed,
+                ack: None,
             };
             records::put(&mut ws, Family::Alerts, log_key(seq), &rec)?;
             records::put(
@@ -276,6 +277,31 @@ impl AlertLog {
             update(a);
         }
         records::put(ws, Family::Alerts, log_key(seq), &rec)
+    }
+
+    /// Records an acknowledgement of firing `seq` (replacing an earlier one); the record as it
+    /// is now. A resolution cannot be acknowledged (its firing can).
+    pub fn acknowledge(&self, seq: u64, ack: Ack) -> Result<AlertRecord> {
+        let _guard = self
+            .last
+            .lock()
+            .map_err(|_| Error::Internal("alert log lock poisoned".into()))?;
+        let Some(mut rec) = self.get(seq)? else {
+            return Err(Error::NotFound {
+                what: "alert",
+                name: seq.to_string(),
+            });
+        };
+        if rec.status == "resolved" {
+            return Err(Error::Invalid(format!(
+                "alert {seq} is a resolution; acknowledge the firing it resolves"
+            )));
+        }
+        rec.ack = Some(ack);
+        let mut ws = WriteSet::new();
+        records::put(&mut ws, Family::Alerts, log_key(seq), &rec)?;
+        self.store.write(&ws)?;
+        Ok(rec)
     }
 
     /// Writes `ws` under the log's lock (so an action update and a new record of the same
