@@ -34,6 +34,21 @@ class RulesStub(object):
                 request_serializer=driftdb_dot_v1_dot_alerts__pb2.AnnounceEventRequest.SerializeToString,
                 response_deserializer=driftdb_dot_v1_dot_alerts__pb2.AnnounceEventResponse.FromString,
                 )
+        self.CreateSilence = channel.unary_unary(
+                '/driftdb.v1.Rules/CreateSilence',
+                request_serializer=driftdb_dot_v1_dot_alerts__pb2.CreateSilenceRequest.SerializeToString,
+                response_deserializer=driftdb_dot_v1_dot_alerts__pb2.CreateSilenceResponse.FromString,
+                )
+        self.ListSilences = channel.unary_unary(
+                '/driftdb.v1.Rules/ListSilences',
+                request_serializer=driftdb_dot_v1_dot_alerts__pb2.ListSilencesRequest.SerializeToString,
+                response_deserializer=driftdb_dot_v1_dot_alerts__pb2.ListSilencesResponse.FromString,
+                )
+        self.ExpireSilence = channel.unary_unary(
+                '/driftdb.v1.Rules/ExpireSilence',
+                request_serializer=driftdb_dot_v1_dot_alerts__pb2.ExpireSilenceRequest.SerializeToString,
+                response_deserializer=driftdb_dot_v1_dot_alerts__pb2.ExpireSilenceResponse.FromString,
+                )
 
 
 class RulesServicer(object):
@@ -63,6 +78,24 @@ class RulesServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateSilence(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListSilences(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ExpireSilence(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RulesServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -85,6 +118,21 @@ def add_RulesServicer_to_server(servicer, server):
                     servicer.AnnounceEvent,
                     request_deserializer=driftdb_dot_v1_dot_alerts__pb2.AnnounceEventRequest.FromString,
                     response_serializer=driftdb_dot_v1_dot_alerts__pb2.AnnounceEventResponse.SerializeToString,
+            ),
+            'CreateSilence': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateSilence,
+                    request_deserializer=driftdb_dot_v1_dot_alerts__pb2.CreateSilenceRequest.FromString,
+                    response_serializer=driftdb_dot_v1_dot_alerts__pb2.CreateSilenceResponse.SerializeToString,
+            ),
+            'ListSilences': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSilences,
+                    request_deserializer=driftdb_dot_v1_dot_alerts__pb2.ListSilencesRequest.FromString,
+                    response_serializer=driftdb_dot_v1_dot_alerts__pb2.ListSilencesResponse.SerializeToString,
+            ),
+            'ExpireSilence': grpc.unary_unary_rpc_method_handler(
+                    servicer.ExpireSilence,
+                    request_deserializer=driftdb_dot_v1_dot_alerts__pb2.ExpireSilenceRequest.FromString,
+                    response_serializer=driftdb_dot_v1_dot_alerts__pb2.ExpireSilenceResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -164,6 +212,57 @@ class Rules(object):
             options, channel_credentials,
             insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
 
+    @staticmethod
+    def CreateSilence(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/driftdb.v1.Rules/CreateSilence',
+            driftdb_dot_v1_dot_alerts__pb2.CreateSilenceRequest.SerializeToString,
+            driftdb_dot_v1_dot_alerts__pb2.CreateSilenceResponse.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def ListSilences(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/driftdb.v1.Rules/ListSilences',
+            driftdb_dot_v1_dot_alerts__pb2.ListSilencesRequest.SerializeToString,
+            driftdb_dot_v1_dot_alerts__pb2.ListSilencesResponse.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def ExpireSilence(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/driftdb.v1.Rules/ExpireSilence',
+            driftdb_dot_v1_dot_alerts__pb2.ExpireSilenceRequest.SerializeToString,
+            driftdb_dot_v1_dot_alerts__pb2.ExpireSilenceResponse.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
 
 class AlertsStub(object):
     """Missing associated documentation comment in .proto file."""
@@ -184,6 +283,11 @@ class AlertsStub(object):
                 request_serializer=driftdb_dot_v1_dot_alerts__pb2.ListAlertsRequest.SerializeToString,
                 response_deserializer=driftdb_dot_v1_dot_alerts__pb2.ListAlertsResponse.FromString,
                 )
+        self.AcknowledgeAlert = channel.unary_unary(
+                '/driftdb.v1.Alerts/AcknowledgeAlert',
+                request_serializer=driftdb_dot_v1_dot_alerts__pb2.AcknowledgeAlertRequest.SerializeToString,
+                response_deserializer=driftdb_dot_v1_dot_alerts__pb2.Alert.FromString,
+                )
 
 
 class AlertsServicer(object):
@@ -201,6 +305,12 @@ class AlertsServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AcknowledgeAlert(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AlertsServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -213,6 +323,11 @@ def add_AlertsServicer_to_server(servicer, server):
                     servicer.ListAlerts,
                     request_deserializer=driftdb_dot_v1_dot_alerts__pb2.ListAlertsRequest.FromString,
                     response_serializer=driftdb_dot_v1_dot_alerts__pb2.ListAlertsResponse.SerializeToString,
+            ),
+            'AcknowledgeAlert': grpc.unary_unary_rpc_method_handler(
+                    servicer.AcknowledgeAlert,
+                    request_deserializer=driftdb_dot_v1_dot_alerts__pb2.AcknowledgeAlertRequest.FromString,
+                    response_serializer=driftdb_dot_v1_dot_alerts__pb2.Alert.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -255,5 +370,22 @@ class Alerts(object):
         return grpc.experimental.unary_unary(request, target, '/driftdb.v1.Alerts/ListAlerts',
             driftdb_dot_v1_dot_alerts__pb2.ListAlertsRequest.SerializeToString,
             driftdb_dot_v1_dot_alerts__pb2.ListAlertsResponse.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def AcknowledgeAlert(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/driftdb.v1.Alerts/AcknowledgeAlert',
+            driftdb_dot_v1_dot_alerts__pb2.AcknowledgeAlertRequest.SerializeToString,
+            driftdb_dot_v1_dot_alerts__pb2.Alert.FromString,
             options, channel_credentials,
             insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
