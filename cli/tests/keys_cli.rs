@@ -2,7 +2,7 @@
 //! operator key in `<data>/admin.key` (mode 0600), `driftdb keys create | list | revoke` online
 //! and offline (`--data`), clients with and without keys, and `--insecure-no-auth`.
 
-use crate::common;
+use crate::common::{self, ok, text};
 
 use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
@@ -58,20 +58,6 @@ fn driftdb(url: &str, key: Option<&str>, args: &[&str]) -> Output {
         cmd.env("DRIFTDB_API_KEY", k);
     }
     cmd.output().unwrap()
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-fn ok(o: Output) -> String {
-    assert!(
-        o.status.success(),
-        "failed: {}{}",
-        text(&o.stdout),
-        text(&o.stderr)
-    );
-    text(&o.stdout)
 }
 
 #[test]

@@ -1,7 +1,7 @@
 //! `driftdb silence add | list | rm` against a `driftdb serve` process: what is printed, the
 //! JSON form, refusals naming the field with a failing exit status.
 
-use crate::common;
+use crate::common::{self, ok, text};
 
 use std::process::{Command, Output, Stdio};
 
@@ -13,20 +13,6 @@ fn driftdb(url: &str, args: &[&str]) -> Output {
         .env_remove("DRIFTDB_API_KEY")
         .output()
         .unwrap()
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-fn ok(o: Output) -> String {
-    assert!(
-        o.status.success(),
-        "failed: {}{}",
-        text(&o.stdout),
-        text(&o.stderr)
-    );
-    text(&o.stdout)
 }
 
 fn refused(o: Output) -> String {

@@ -54,6 +54,16 @@ mod keys;
 mod rules;
 mod silences;
 
+/// Runs `f` (store reads and writes) on the blocking pool; a panic there is an internal error.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, Error> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApiError(Error::Internal(e.to_string())))?
+        .map_err(ApiError)
+}
+
 use crate::auth::Principal;
 use crate::error::{Error, RETRY_AFTER_SECS, to_http};
 use crate::node::Node;

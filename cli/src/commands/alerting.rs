@@ -142,7 +142,8 @@ fn parse_severity(s: &str) -> Result<pb::Severity> {
     })
 }
 
-fn ms_text(ms: i64) -> String {
+/// An instant in ms as RFC 3339; `-` for 0 (not set).
+pub(crate) fn ms_text(ms: i64) -> String {
     if ms == 0 {
         "-".into()
     } else {

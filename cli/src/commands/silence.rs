@@ -4,6 +4,7 @@ use clap::{Args, Subcommand};
 use driftdb_proto::v1 as pb;
 
 use super::ServerArg;
+use super::alerting::ms_text;
 use crate::client::Client;
 use crate::error::{Error, Result};
 use crate::output;
@@ -74,10 +75,6 @@ pub(crate) struct AddArgs {
     created_by: Option<String>,
     #[command(flatten)]
     server: ServerArg,
-}
-
-fn ms_text(ms: i64) -> String {
-    driftdb_engine::time::Timestamp(ms).to_rfc3339()
 }
 
 fn silence_json(s: &pb::Silence) -> serde_json::Value {

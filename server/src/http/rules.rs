@@ -28,7 +28,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
 
-use super::{ApiError, ApiResult};
+use super::{ApiError, ApiResult, blocking};
 use crate::auth::Principal;
 use crate::error::Error;
 use crate::node::Node;
@@ -47,15 +47,6 @@ fn rule_json(node: &Node, r: &StoredRule) -> Value {
 
 fn alert_json(r: &AlertRecord) -> Value {
     serde_json::to_value(r).unwrap_or(Value::Null)
-}
-
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, Error> + Send + 'static,
-) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| ApiError(Error::Internal(e.to_string())))?
-        .map_err(ApiError)
 }
 
 fn parse_body(body: &Bytes) -> Result<Value, Error> {

@@ -20,7 +20,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::{Value, json};
 
-use super::{ApiError, ApiResult};
+use super::{ApiError, ApiResult, blocking};
 use crate::auth::Principal;
 use crate::error::Error;
 use crate::node::Node;
@@ -40,15 +40,6 @@ pub(crate) fn silence_json(s: &StoredSilence, now: driftdb_engine::time::Timesta
         "created_by": v.created_by,
         "comment": v.comment,
     })
-}
-
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, Error> + Send + 'static,
-) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| ApiError(Error::Internal(e.to_string())))?
-        .map_err(ApiError)
 }
 
 /// `POST /silences`.
