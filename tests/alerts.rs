@@ -24,19 +24,19 @@ use driftdb_storage::StoreConfig;
 use serde_json::{Value, json};
 use tokio_stream::StreamExt;
 
-const W: i64 = 15 * 60_000;
+pub(crate) const W: i64 = 15 * 60_000;
 
-fn t(k: i64) -> Timestamp {
+pub(crate) fn t(k: i64) -> Timestamp {
     // 2026-03-01T00:00:00Z + k windows.
     Timestamp(1_772_323_200_000 + k * W)
 }
 
 /// One request a receiver got.
 #[derive(Debug, Clone)]
-struct Hit {
-    path: String,
-    idempotency_key: String,
-    body: Value,
+pub(crate) struct Hit {
+    pub(crate) path: String,
+    pub(crate) idempotency_key: String,
+    pub(crate) body: Value,
 }
 
 #[derive(Debug, Default)]
@@ -48,7 +48,7 @@ struct RecvState {
 }
 
 /// A webhook receiver on 127.0.0.1 that records every POST.
-struct Receiver {
+pub(crate) struct Receiver {
     addr: SocketAddr,
     state: Arc<RecvState>,
     task: tokio::task::JoinHandle<()>,
@@ -80,7 +80,11 @@ async fn record(
 }
 
 impl Receiver {
-    async fn start_on(addr: SocketAddr, fail_first: usize, fail_status: u16) -> Receiver {
+    pub(crate) async fn start_on(
+        addr: SocketAddr,
+        fail_first: usize,
+        fail_status: u16,
+    ) -> Receiver {
         let state = Arc::new(RecvState::default());
         state.fail_first.store(fail_first, Ordering::SeqCst);
         state
@@ -97,20 +101,20 @@ impl Receiver {
         Receiver { addr, state, task }
     }
 
-    async fn start() -> Receiver {
+    pub(crate) async fn start() -> Receiver {
         Receiver::start_on("127.0.0.1:0".parse().unwrap(), 0, 200).await
     }
 
-    fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }
 
-    fn hits(&self) -> Vec<Hit> {
+    pub(crate) fn hits(&self) -> Vec<Hit> {
         self.state.hits.lock().unwrap().clone()
     }
 
     /// Waits (bounded) until at least `n` requests arrived.
-    async fn wait_for(&self, n: usize) -> Vec<Hit> {
+    pub(crate) async fn wait_for(&self, n: usize) -> Vec<Hit> {
         let deadline = Instant::now() + Duration::from_secs(15);
         while self.hits().len() < n && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(10)).await;
@@ -125,15 +129,15 @@ impl Drop for Receiver {
     }
 }
 
-struct AlertServer {
-    node: Node,
-    client: Client,
-    clock: ManualClock,
+pub(crate) struct AlertServer {
+    pub(crate) node: Node,
+    pub(crate) client: Client,
+    pub(crate) clock: ManualClock,
     running: Option<driftdb_server::serve::Running>,
     http: SocketAddr,
 }
 
-fn fast_rules() -> RulesConfig {
+pub(crate) fn fast_rules() -> RulesConfig {
     let mut c = RulesConfig {
         tick: Duration::from_millis(20),
         ..RulesConfig::default()
@@ -144,7 +148,7 @@ fn fast_rules() -> RulesConfig {
 }
 
 impl AlertServer {
-    async fn start(dir: &Path, clock: ManualClock, cfg: RulesConfig) -> AlertServer {
+    pub(crate) async fn start(dir: &Path, clock: ManualClock, cfg: RulesConfig) -> AlertServer {
         driftdb_server::tls::install_crypto_provider();
         // Alerting is what is tested here; auth is covered by tests/auth.rs.
         let node = Node::open_with(
@@ -175,7 +179,7 @@ impl AlertServer {
         }
     }
 
-    async fn stop(mut self) {
+    pub(crate) async fn stop(mut self) {
         self.running.take().unwrap().shutdown().await.unwrap();
     }
 
@@ -201,7 +205,7 @@ impl AlertServer {
         }
     }
 
-    async fn add_rule(&mut self, rule: Value) -> pb::Rule {
+    pub(crate) async fn add_rule(&mut self, rule: Value) -> pb::Rule {
         self.client
             .rules
             .create_rule(pb::CreateRuleRequest {
@@ -291,7 +295,7 @@ impl AlertServer {
             .into_inner()
     }
 
-    async fn history(&mut self) -> Vec<pb::Alert> {
+    pub(crate) async fn history(&mut self) -> Vec<pb::Alert> {
         self.client
             .alerts
             .list_alerts(pb::ListAlertsRequest {
@@ -1084,7 +1088,7 @@ async fn http_call(s: &AlertServer, method: reqwest::Method, path: &str) -> (u16
 }
 
 /// Waits (bounded) until every action of every episode in the history is delivered.
-async fn settled_history(s: &mut AlertServer) -> Vec<pb::Alert> {
+pub(crate) async fn settled_history(s: &mut AlertServer) -> Vec<pb::Alert> {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let hist = s.history().await;

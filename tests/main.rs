@@ -3,6 +3,7 @@
 
 #![expect(clippy::unwrap_used, reason = "tests fail loudly on broken setup")]
 
+mod alert_groups;
 mod alerts;
 mod deps;
 mod ingest;

@@ -68,8 +68,10 @@
 //!  "actions": [{"kind": "pagerduty", "routing_key": "R0UT1NGKEY"}]}
 //! ```
 
+mod anomaly;
 mod def;
 mod glob;
+mod group;
 mod payload;
 mod retry;
 mod silence;
@@ -79,6 +81,10 @@ mod url;
 #[cfg(test)]
 mod tests;
 
+pub use anomaly::{
+    Anomaly, Baseline, BaselineStats, DEFAULT_MIN_WINDOWS, Direction, MAX_SAME_TIME_DAYS,
+    MAX_TRAILING_MS, REFERENCE_SPAN_MS,
+};
 pub use def::{
     Action, ActionKind, Comparison, DEFAULT_CONSECUTIVE, DEFAULT_JIRA_ISSUE_TYPE,
     DEFAULT_PAGERDUTY_URL, MAX_ACTIONS, MAX_CONSECUTIVE, MAX_INHIBITS, MAX_MIN_N, MAX_RULE_ID_LEN,
@@ -86,6 +92,10 @@ pub use def::{
     Severity, Threshold, freshness_age_days,
 };
 pub use glob::glob_match;
+pub use group::{
+    AlertGroup, GROUP_SCHEMA, GroupId, GroupLabel, Grouping, MAX_GROUP_WAIT_MS, RuleAction,
+    render_group,
+};
 pub use payload::{
     Alert, AlertStatus, AlertTarget, Delivery, DeliveryAuth, GENERIC_SCHEMA, generic_payload,
     jira_payload, pagerduty_payload, render, retrain_payload, route_to_backup_payload,

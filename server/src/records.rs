@@ -19,6 +19,8 @@
 //! | [`RecordKind::Delivery`] | `0x56` | outbox `'O'`/`'D' \| u64(seq) \| u8(index)` | a webhook delivery, JSON |
 //! | [`RecordKind::RuleSecrets`] | `0x57` | meta `'X' \| str(id)` | a rule's action secrets, JSON |
 //! | [`RecordKind::Silence`] | `0x58` | meta `'Q' \| str(id)`, `'W' \| str(id) \| u64(version)` | a silence version, JSON |
+//! | [`RecordKind::PendingGroup`] | `0x59` | outbox `'P' \| str(group key)` | alerts waiting to be sent as one grouped notification, JSON |
+//! | [`RecordKind::GroupState`] | `0x5A` | outbox `'F' \| str(group series)` | a group's firing series and last notifications, JSON |
 //! | [`RecordKind::ApiKey`] | `0x60` | meta `'K' \| str(id)` | an API key and its secret's hash, JSON |
 //!
 //! `storage/FORMAT.md` §5 draws the keys. A value whose envelope is sound but whose kind is not
@@ -78,13 +80,17 @@ pub enum RecordKind {
     RuleSecrets = 0x57,
     /// A silence version.
     Silence = 0x58,
+    /// A grouped notification being collected.
+    PendingGroup = 0x59,
+    /// What a group has fired and sent.
+    GroupState = 0x5A,
     /// An API key.
     ApiKey = 0x60,
 }
 
 impl RecordKind {
     /// Every kind, in byte order.
-    pub const ALL: [RecordKind; 16] = [
+    pub const ALL: [RecordKind; 18] = [
         RecordKind::Model,
         RecordKind::Segments,
         RecordKind::Reference,
@@ -100,6 +106,8 @@ impl RecordKind {
         RecordKind::Delivery,
         RecordKind::RuleSecrets,
         RecordKind::Silence,
+        RecordKind::PendingGroup,
+        RecordKind::GroupState,
         RecordKind::ApiKey,
     ];
 

@@ -28,6 +28,7 @@
 
 mod book;
 mod eval;
+mod groups;
 mod log;
 mod outbox;
 mod scheduler;
@@ -675,7 +676,7 @@ pub fn announce_event(
         .metrics
         .fired
         .fetch_add(recorded.records.len() as u64, Ordering::Relaxed);
-    if !recorded.deliveries.is_empty() {
+    if recorded.needs_delivery() {
         rules.outbox_wake.notify_one();
     }
     Ok(recorded.records)

@@ -141,6 +141,10 @@ pub const ALERT_EVENT_FIRED: u8 = b'E';
 pub const OUTBOX_DELIVERY: u8 = b'O';
 /// `outbox` key prefix: a dead-lettered delivery, same key shape as [`OUTBOX_DELIVERY`].
 pub const OUTBOX_DEAD: u8 = b'D';
+/// `outbox` key prefix: `'P' | str(group key)`, alerts collected for one grouped notification.
+pub const OUTBOX_GROUP: u8 = b'P';
+/// `outbox` key prefix: `'F' | str(group series)`, a group's firing series and last sends.
+pub const OUTBOX_GROUP_STATE: u8 = b'F';
 
 /// Tag of [`FeatureRef::Named`] in keys (followed by the name).
 pub const FEATURE_NAMED: u8 = 1;

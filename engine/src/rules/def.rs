@@ -8,7 +8,9 @@ use serde::ser::SerializeMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::{Map, Value};
 
+use super::anomaly::{Anomaly, AnomalyJson};
 use super::glob::{glob_match, is_pattern};
+use super::group::RuleAction;
 use super::state::Check;
 use super::url::validate_webhook_url;
 use crate::error::Error;
@@ -49,7 +51,7 @@ pub struct RuleError {
 }
 
 impl RuleError {
-    fn new(field: impl Into<String>, reason: impl Into<String>) -> Self {
+    pub(crate) fn new(field: impl Into<String>, reason: impl Into<String>) -> Self {
         RuleError {
             field: field.into(),
             reason: reason.into(),
@@ -160,23 +162,35 @@ pub enum Threshold {
     Relative(f64),
     /// A fixed amount added to the reference.
     Delta(f64),
+    /// `k` standard deviations from the mean of the metric's own baseline windows.
+    Anomaly(Anomaly),
 }
 
 impl Threshold {
     /// Whether the bound depends on the reference value.
     pub fn needs_reference(&self) -> bool {
-        !matches!(self, Threshold::Absolute(_))
+        matches!(self, Threshold::Relative(_) | Threshold::Delta(_))
+    }
+
+    /// The adaptive threshold, if this is one.
+    pub fn anomaly(&self) -> Option<&Anomaly> {
+        match self {
+            Threshold::Anomaly(a) => Some(a),
+            _ => None,
+        }
     }
 
     /// The number written in the rule.
     pub fn raw(&self) -> f64 {
         match *self {
             Threshold::Absolute(v) | Threshold::Relative(v) | Threshold::Delta(v) => v,
+            Threshold::Anomaly(a) => a.k,
         }
     }
 
     /// The bound for a window, or `None` when it needs a reference value that is missing or
-    /// not finite.
+    /// not finite (and always for an anomaly threshold, whose band comes from its baseline:
+    /// [`Anomaly::judge`]).
     pub fn bound(&self, reference: Option<f64>) -> Option<f64> {
         let reference = reference.filter(|r| r.is_finite());
         let b = match *self {
@@ -186,6 +200,7 @@ impl Threshold {
                 base + r * base.abs()
             }
             Threshold::Delta(d) => reference? + d,
+            Threshold::Anomaly(_) => return None,
         };
         b.is_finite().then_some(b)
     }
@@ -203,6 +218,7 @@ impl Threshold {
                 let sign = if d < 0.0 { "-" } else { "+" };
                 format!("reference {sign}{}", fmt_num(d.abs()))
             }
+            Threshold::Anomaly(a) => a.describe(),
         }
     }
 }
@@ -221,6 +237,11 @@ impl Serialize for Threshold {
                 m.serialize_entry("delta", &d)?;
                 m.end()
             }
+            Threshold::Anomaly(ref a) => {
+                let mut m = s.serialize_map(Some(1))?;
+                m.serialize_entry("anomaly", &AnomalyJson::from(a))?;
+                m.end()
+            }
         }
     }
 }
@@ -232,6 +253,7 @@ enum TaggedThreshold {
     Absolute(f64),
     Relative(f64),
     Delta(f64),
+    Anomaly(AnomalyJson),
 }
 
 impl<'de> Deserialize<'de> for Threshold {
@@ -241,7 +263,8 @@ impl<'de> Deserialize<'de> for Threshold {
             type Value = Threshold;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str(
-                    "a number, or an object {\"relative\": r}, {\"delta\": d} or {\"absolute\": v}",
+                    "a number, or an object {\"relative\": r}, {\"delta\": d}, {\"absolute\": v} \
+                     or {\"anomaly\": {\"k\": 3, \"baseline\": \"trailing 7d\"}}",
                 )
             }
             fn visit_f64<E: de::Error>(self, v: f64) -> Result<Threshold, E> {
@@ -259,6 +282,9 @@ impl<'de> Deserialize<'de> for Threshold {
                     TaggedThreshold::Absolute(v) => Threshold::Absolute(v),
                     TaggedThreshold::Relative(v) => Threshold::Relative(v),
                     TaggedThreshold::Delta(v) => Threshold::Delta(v),
+                    TaggedThreshold::Anomaly(a) => {
+                        Threshold::Anomaly(Anomaly::try_from(a).map_err(de::Error::custom)?)
+                    }
                 })
             }
         }
@@ -801,6 +827,13 @@ impl MetricRule {
                 format!("must be a finite number, got {t}"),
             ));
         }
+        if self.threshold.anomaly().is_some() && !self.comparison.is_upward() {
+            return Err(RuleError::new(
+                "comparison",
+                "an anomaly threshold breaches when the deviation from the baseline exceeds the \
+                 band: use \">\" (the side is the threshold's `direction`: both, up or down)",
+            ));
+        }
         if self.threshold.needs_reference() {
             if !spec.has_reference_value() {
                 return Err(RuleError::new(
@@ -890,8 +923,8 @@ pub struct RuleDef {
     pub kind: RuleKind,
     /// How bad a firing is.
     pub severity: Severity,
-    /// What to call on firing (and, for some kinds, on resolution).
-    pub actions: Vec<Action>,
+    /// What to call on firing (and, for some kinds, on resolution), each possibly grouped.
+    pub actions: Vec<RuleAction>,
     /// Optional duration: a series that resolved does not fire again before this has passed
     /// (for event rules: the least time between two firings).
     pub cooldown: Option<String>,
@@ -958,7 +991,7 @@ struct RawRule {
     event: Option<String>,
     severity: Severity,
     #[serde(default)]
-    actions: Vec<Action>,
+    actions: Vec<RuleAction>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     cooldown: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -1134,8 +1167,14 @@ impl RuleDef {
                     .iter()
                     .enumerate()
                     .map(|(i, a)| {
-                        Action::deserialize(a)
-                            .map_err(|e| RuleError::new(format!("actions[{i}]"), e.to_string()))
+                        RuleAction::from_value(a).map_err(|e| {
+                            let field = if e.field.is_empty() {
+                                format!("actions[{i}]")
+                            } else {
+                                format!("actions[{i}].{}", e.field)
+                            };
+                            RuleError::new(field, e.reason)
+                        })
                     })
                     .collect::<Result<Vec<_>, _>>()?
             }
@@ -1390,7 +1429,7 @@ impl RuleDef {
 
     /// The distinct action kinds, for listing.
     pub fn action_kinds(&self) -> BTreeSet<ActionKind> {
-        self.actions.iter().map(Action::kind).collect()
+        self.actions.iter().map(|a| a.kind()).collect()
     }
 }
 

@@ -174,13 +174,21 @@ impl Alert {
                     .metric_spec()
                     .map(|s| s.label())
                     .unwrap_or_else(|_| m.metric.clone());
-                let note = m.threshold.needs_reference().then(|| {
-                    format!(
-                        "reference {} {}",
+                let note = if let Some(a) = m.threshold.anomaly() {
+                    Some(format!(
+                        "baseline mean {}, {}",
                         reference.map_or_else(|| "?".into(), fmt_num),
-                        m.threshold.describe().trim_start_matches("reference ")
-                    )
-                });
+                        a.describe()
+                    ))
+                } else {
+                    m.threshold.needs_reference().then(|| {
+                        format!(
+                            "reference {} {}",
+                            reference.map_or_else(|| "?".into(), fmt_num),
+                            m.threshold.describe().trim_start_matches("reference ")
+                        )
+                    })
+                };
                 let feature = target.feature.clone();
                 let key = dedup_key(&[
                     &rule.id,
@@ -567,7 +575,17 @@ pub fn render(action: &Action, alert: &Alert) -> Option<Delivery> {
             route_to_backup_payload(alert, backup_version.as_deref())
         }
     }?;
-    let auth = match action {
+    Some(Delivery {
+        kind: action.kind(),
+        url: action.url().to_string(),
+        body,
+        auth: action_auth(action),
+    })
+}
+
+/// The credentials an action's requests carry (Jira's token), if any.
+pub(crate) fn action_auth(action: &Action) -> Option<DeliveryAuth> {
+    match action {
         Action::Jira {
             user,
             token: Some(token),
@@ -580,13 +598,7 @@ pub fn render(action: &Action, alert: &Alert) -> Option<Delivery> {
             None => DeliveryAuth::Bearer(token.clone()),
         }),
         _ => None,
-    };
-    Some(Delivery {
-        kind: action.kind(),
-        url: action.url().to_string(),
-        body,
-        auth,
-    })
+    }
 }
 
 /// `driftdb/<parts joined by />`, kept within PagerDuty's 255 characters: a longer key is cut
@@ -603,7 +615,7 @@ fn dedup_key(parts: &[&str]) -> String {
     format!("{}#{:016x}", &full[..cut], fnv1a64(full.as_bytes()))
 }
 
-fn fnv1a64(bytes: &[u8]) -> u64 {
+pub(crate) fn fnv1a64(bytes: &[u8]) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in bytes {
         h ^= u64::from(*b);
@@ -613,7 +625,7 @@ fn fnv1a64(bytes: &[u8]) -> u64 {
 }
 
 /// Cuts `s` to at most `max` characters, ending with `…` when cut.
-fn truncate(s: &str, max: usize) -> String {
+pub(crate) fn truncate(s: &str, max: usize) -> String {
     if s.chars().count() <= max {
         return s.to_string();
     }
@@ -623,7 +635,7 @@ fn truncate(s: &str, max: usize) -> String {
 }
 
 /// Slack mrkdwn treats `&`, `<` and `>` as markup (`<!channel>` pings everyone).
-fn escape_slack(s: &str) -> String {
+pub(crate) fn escape_slack(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")

@@ -20,6 +20,7 @@
 //!
 //! Time is event time (window starts), so a replay on another node rebuilds the same state.
 
+use super::anomaly::BaselineStats;
 use super::def::{Comparison, Threshold};
 use crate::codec::{Reader, Writer, open, seal};
 use crate::error::{Error, Result};
@@ -65,9 +66,23 @@ pub enum Verdict {
 impl Check {
     /// Compares one window's value (and the metric's reference value) with the rule.
     pub fn evaluate(&self, value: Option<f64>, reference: Option<f64>) -> Verdict {
+        self.evaluate_with(value, reference, None)
+    }
+
+    /// Like [`Check::evaluate`], with the metric's baseline statistics for an anomaly
+    /// threshold.
+    pub fn evaluate_with(
+        &self,
+        value: Option<f64>,
+        reference: Option<f64>,
+        baseline: Option<BaselineStats>,
+    ) -> Verdict {
         let Some(value) = value.filter(|v| v.is_finite()) else {
             return Verdict::NoData;
         };
+        if let Some(a) = self.threshold.anomaly() {
+            return a.judge(value, baseline);
+        }
         let Some(bound) = self.threshold.bound(reference) else {
             return Verdict::NoData;
         };
@@ -182,13 +197,30 @@ impl AlertState {
         value: Option<f64>,
         reference: Option<f64>,
     ) -> Option<Transition> {
+        self.step_with(check, window, value, reference, None)
+    }
+
+    /// Like [`AlertState::step`], with the metric's baseline statistics (anomaly thresholds):
+    /// the baseline mean is then the transition's reference value.
+    pub fn step_with(
+        &mut self,
+        check: &Check,
+        window: Timestamp,
+        value: Option<f64>,
+        reference: Option<f64>,
+        baseline: Option<BaselineStats>,
+    ) -> Option<Transition> {
         if !self.is_new(window) {
             return None;
         }
         self.last_window = Some(window);
         let need = check.consecutive.max(1);
-        let reference = reference.filter(|r| r.is_finite());
-        match check.evaluate(value, reference) {
+        let reference = match (check.threshold.anomaly(), baseline) {
+            (Some(_), Some(b)) => Some(b.mean),
+            _ => reference,
+        }
+        .filter(|r| r.is_finite());
+        match check.evaluate_with(value, reference, baseline) {
             Verdict::NoData => None,
             Verdict::Breach { value, bound } => {
                 self.healthy = 0;

@@ -127,7 +127,7 @@ fn valid_rules_parse_with_defaults_and_round_trip() {
     )
     .unwrap();
     assert_eq!(
-        event.actions[0],
+        event.actions[0].action,
         Action::Jira {
             url: "https://x.atlassian.net/rest/api/2/issue".into(),
             project: "ML".into(),
@@ -137,7 +137,7 @@ fn valid_rules_parse_with_defaults_and_round_trip() {
         }
     );
     assert_eq!(
-        r.actions[0],
+        r.actions[0].action,
         Action::Pagerduty {
             routing_key: "R0UT1NGKEY".into(),
             url: DEFAULT_PAGERDUTY_URL.into()

@@ -27,6 +27,9 @@ pub struct ActionResult {
     pub last_error: Option<String>,
     /// Given up on.
     pub dead_lettered: bool,
+    /// The grouped notification this alert joined (the group's key), for grouped actions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
 }
 
 /// One firing or resolution, as recorded and streamed.
@@ -141,6 +144,56 @@ pub struct DeliveryRecord {
     pub next_at_ms: i64,
     /// The last failure.
     pub last_error: Option<String>,
+    /// For a grouped notification: every alert (sequence, action index) it carries, whose
+    /// action results follow this delivery's.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub members: Vec<(u64, u8)>,
+}
+
+/// Alerts of one group waiting to be sent by one action as one notification (outbox
+/// `'P' | str(key)`). Holds the action with its secrets, like a [`DeliveryRecord`].
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+pub struct PendingGroup {
+    /// The group's key (target, labels, status).
+    pub key: String,
+    /// The key without the status.
+    pub series: String,
+    /// Grouping labels and their values.
+    pub labels: Vec<(String, String)>,
+    /// `firing` or `resolved`.
+    pub status: String,
+    /// The action that sends it.
+    pub action: driftdb_engine::rules::Action,
+    /// When to send (wall clock, ms).
+    pub due_ms: i64,
+    /// The alerts (sequence, action index), in the order recorded.
+    pub members: Vec<(u64, u8)>,
+    /// The action's `group_interval` (ms): a send is remembered only when it is positive.
+    #[serde(default)]
+    pub interval_ms: i64,
+}
+
+impl std::fmt::Debug for PendingGroup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the action (it holds secrets).
+        f.debug_struct("PendingGroup")
+            .field("key", &self.key)
+            .field("labels", &self.labels)
+            .field("status", &self.status)
+            .field("due_ms", &self.due_ms)
+            .field("members", &self.members.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// What one group (of one action target and label values) fires and has sent (outbox
+/// `'F' | str(series)`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupState {
+    /// Dedup keys of the group's series now firing.
+    pub firing: std::collections::BTreeSet<String>,
+    /// When a notification of each status was last sent out (wall clock, ms).
+    pub last_sent_ms: std::collections::BTreeMap<String, i64>,
 }
 
 impl std::fmt::Debug for DeliveryRecord {
@@ -205,6 +258,12 @@ macro_rules! json_record {
 json_record!(AlertRecord, RecordKind::Alert, "alert record");
 json_record!(Episode, RecordKind::Episode, "alert episode");
 json_record!(DeliveryRecord, RecordKind::Delivery, "webhook delivery");
+json_record!(
+    PendingGroup,
+    RecordKind::PendingGroup,
+    "pending alert group"
+);
+json_record!(GroupState, RecordKind::GroupState, "alert group state");
 
 impl Record for EventSeq {
     const KIND: RecordKind = RecordKind::EventId;

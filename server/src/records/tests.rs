@@ -20,7 +20,10 @@ use driftdb_engine::time::Timestamp;
 use driftdb_storage::Entry;
 use serde_json::json;
 
-use super::alerts::{ActionResult, AlertRecord, DeliveryRecord, Episode, EventFired, EventSeq};
+use super::alerts::{
+    ActionResult, AlertRecord, DeliveryRecord, Episode, EventFired, EventSeq, GroupState,
+    PendingGroup,
+};
 use super::keys::{KeyRecord, Scope, Scopes, StoredKey};
 use super::pending::{PendingEntry, PendingRecord, ProducerSeq};
 use super::*;
@@ -122,6 +125,7 @@ fn alert_record() -> AlertRecord {
             attempts: 1,
             last_error: None,
             dead_lettered: false,
+            group: None,
         }],
         suppressed: None,
         ack: None,
@@ -144,6 +148,7 @@ fn delivery() -> DeliveryRecord {
         first_failure_ms: Some(1_772_324_401_000),
         next_at_ms: 1_772_324_409_000,
         last_error: Some("HTTP 503".into()),
+        members: vec![],
     }
 }
 
@@ -329,6 +334,28 @@ fn samples() -> Vec<(&'static str, RecordKind, Vec<u8>)> {
                 },
             }),
         ),
+        (
+            "pending_group",
+            enc(&PendingGroup {
+                key: "0123456789abcdef/firing".into(),
+                series: "0123456789abcdef".into(),
+                labels: vec![("model".into(), "fraud".into())],
+                status: "firing".into(),
+                action: driftdb_engine::rules::Action::Webhook {
+                    url: "https://hooks.example.com/driftdb".into(),
+                },
+                due_ms: 1_772_324_160_000,
+                members: vec![(7, 0), (8, 0), (9, 1)],
+                interval_ms: 300_000,
+            }),
+        ),
+        (
+            "group_state",
+            enc(&GroupState {
+                firing: BTreeSet::from(["driftdb/psi/fraud@v1/amount/all".to_string()]),
+                last_sent_ms: BTreeMap::from([("firing".to_string(), 1_772_324_160_000)]),
+            }),
+        ),
         ("api_key", enc(&stored_key())),
     ];
     items
@@ -358,6 +385,8 @@ fn reencode(kind: RecordKind, payload: &[u8]) -> Result<Vec<u8>> {
         RecordKind::Delivery => again::<DeliveryRecord>(payload),
         RecordKind::RuleSecrets => again::<RuleSecrets>(payload),
         RecordKind::Silence => again::<SilenceVersion>(payload),
+        RecordKind::PendingGroup => again::<PendingGroup>(payload),
+        RecordKind::GroupState => again::<GroupState>(payload),
         RecordKind::ApiKey => again::<StoredKey>(payload),
     }
 }

@@ -13,12 +13,12 @@ use std::sync::Arc;
 use driftdb_engine::model::ModelDef;
 use driftdb_engine::reference::{ReferenceProfile, SeriesProfile};
 use driftdb_engine::rules::{
-    Alert, AlertState, AlertStatus, AlertTarget, MetricFamily, MetricRule, MetricSpec, RuleKind,
-    SegmentScope, Selector, freshness_age_days,
+    Alert, AlertState, AlertStatus, AlertTarget, Anomaly, BaselineStats, MetricFamily, MetricRule,
+    MetricSpec, RuleKind, SegmentScope, Selector, freshness_age_days,
 };
 use driftdb_engine::series::{FeatureRef, Segment};
 use driftdb_engine::sketch::SeriesState;
-use driftdb_engine::time::Timestamp;
+use driftdb_engine::time::{DurationMs, Timestamp};
 use driftdb_query::metrics::{BaseRef, Metric, evaluate, lookup, reference_performance};
 use driftdb_query::{Cell, Context};
 use driftdb_storage::layout::{self, KeyReader, KeyWriter};
@@ -103,6 +103,7 @@ pub(crate) fn rule_query(
     version: &str,
     from: Timestamp,
     to: Timestamp,
+    step_ms: Option<i64>,
 ) -> Result<String> {
     let spec = m.metric_spec().map_err(|e| Error::Invalid(e.to_string()))?;
     let selector = m.selector().map_err(|e| Error::Invalid(e.to_string()))?;
@@ -133,8 +134,12 @@ pub(crate) fn rule_query(
             format!(" by {k}")
         }
     };
+    let step = match step_ms.map(DurationMs::new) {
+        Some(Ok(d)) => format!(" step {d}"),
+        _ => String::new(),
+    };
     Ok(format!(
-        "{call} from {} to {}{by}",
+        "{call} from {} to {}{step}{by}",
         from.to_rfc3339(),
         to.to_rfc3339()
     ))
@@ -196,6 +201,7 @@ impl Stepper<'_> {
         target: AlertTarget,
         value: Option<f64>,
         reference: Option<f64>,
+        baseline: Option<BaselineStats>,
     ) {
         let key = state_key(
             &self.model.id,
@@ -207,7 +213,7 @@ impl Stepper<'_> {
         let before = self.states.get(&key).copied().unwrap_or_default();
         let mut after = before;
         self.out.checks += 1;
-        let t = after.step(check, self.window, value, reference);
+        let t = after.step_with(check, self.window, value, reference, baseline);
         if material_change(&before, &after) {
             // The state's codec cannot fail; it is written as the record registry says.
             self.out.ws.put(
@@ -299,7 +305,7 @@ pub(crate) fn evaluate_window(
                     feature: None,
                     segment: "all".into(),
                 };
-                st.step(rule, &check, "", target, Some(age), None);
+                st.step(rule, &check, "", target, Some(age), None, None);
                 rules.book.set_error(&rule.def.id, None);
             }
             RuleKind::Event { .. } => {}
@@ -375,19 +381,20 @@ fn mark_inhibited(
     }
 }
 
-fn eval_metric(
-    ctx: &Context<'_>,
-    st: &mut Stepper<'_>,
-    rule: &Arc<StoredRule>,
-    check: &driftdb_engine::rules::Check,
-    m: &MetricRule,
-    version: &str,
-    end: Timestamp,
-) -> Result<()> {
-    let text = rule_query(m, &st.model.id, version, st.window, end)?;
-    let out = driftdb_query::run(ctx, &text)?;
+/// One row of a rule's query: a series and its value (`None` when missing, or when the window
+/// has fewer rows than the rule's `min_n`).
+struct SeriesValue {
+    feature: String,
+    segment: Segment,
+    label: String,
+    value: Option<f64>,
+}
+
+/// The rows of a rule's query `text` as series values, in table order (one per window for
+/// a query with a step).
+fn series_values(ctx: &Context<'_>, m: &MetricRule, text: &str) -> Result<Vec<SeriesValue>> {
+    let out = driftdb_query::run(ctx, text)?;
     let table = &out.table;
-    let spec = m.metric_spec().map_err(|e| Error::Invalid(e.to_string()))?;
     let selector = m.selector().map_err(|e| Error::Invalid(e.to_string()))?;
     let (Some(fcol), Some(vcol)) = (table.column("feature"), table.column("value")) else {
         return Err(Error::Internal(format!(
@@ -399,19 +406,13 @@ fn eval_metric(
         SegmentScope::All => None,
         SegmentScope::Each(k) => Some((k.clone(), table.column(k))),
     };
-    let profile = if !m.threshold.needs_reference() {
-        None
-    } else if driftdb_query::metrics::needs_sketch_named(spec.name()) {
-        ctx.catalog.reference_with_sketches(&st.model.id, version)
-    } else {
-        ctx.catalog.reference(&st.model.id, version)
-    };
+    let mut rows = Vec::with_capacity(table.rows.len());
     for row in &table.rows {
         let feature = row.get(fcol).and_then(Cell::as_str).unwrap_or("");
         if matches!(selector, Selector::Glob(_)) && !selector.matches(feature) {
             continue;
         }
-        let (segment, seg_label) = match &scol {
+        let (segment, label) = match &scol {
             None => (Segment::All, "all".to_string()),
             Some((k, col)) => {
                 let Some(v) = col.and_then(|c| row.get(c)).and_then(Cell::as_str) else {
@@ -435,16 +436,95 @@ fn eval_metric(
             // Too few rows to judge: neither a breach nor a healthy window.
             value = None;
         }
+        rows.push(SeriesValue {
+            feature: feature.to_string(),
+            segment,
+            label,
+            value,
+        });
+    }
+    Ok(rows)
+}
+
+/// The metric's statistics over an anomaly threshold's baseline windows, per (feature,
+/// segment label), for the window starting at `start`.
+fn baselines(
+    ctx: &Context<'_>,
+    st: &Stepper<'_>,
+    m: &MetricRule,
+    anomaly: &Anomaly,
+    version: &str,
+) -> Result<HashMap<(String, String), BaselineStats>> {
+    let created = ctx
+        .catalog
+        .reference(&st.model.id, version)
+        .map(|p| p.created_at.millis());
+    let mut values: HashMap<(String, String), Vec<f64>> = HashMap::new();
+    for (from, to) in anomaly
+        .baseline
+        .spans(st.window.millis(), st.width_ms, created)
+    {
+        if to <= from {
+            continue;
+        }
+        let step = (to - from > st.width_ms).then_some(st.width_ms);
+        let text = rule_query(
+            m,
+            &st.model.id,
+            version,
+            Timestamp(from),
+            Timestamp(to),
+            step,
+        )?;
+        for sv in series_values(ctx, m, &text)? {
+            if let Some(v) = sv.value.filter(|v| v.is_finite()) {
+                values.entry((sv.feature, sv.label)).or_default().push(v);
+            }
+        }
+    }
+    Ok(values
+        .into_iter()
+        .map(|(k, v)| (k, BaselineStats::of(v)))
+        .collect())
+}
+
+fn eval_metric(
+    ctx: &Context<'_>,
+    st: &mut Stepper<'_>,
+    rule: &Arc<StoredRule>,
+    check: &driftdb_engine::rules::Check,
+    m: &MetricRule,
+    version: &str,
+    end: Timestamp,
+) -> Result<()> {
+    let text = rule_query(m, &st.model.id, version, st.window, end, None)?;
+    let rows = series_values(ctx, m, &text)?;
+    let spec = m.metric_spec().map_err(|e| Error::Invalid(e.to_string()))?;
+    let profile = if !m.threshold.needs_reference() {
+        None
+    } else if driftdb_query::metrics::needs_sketch_named(spec.name()) {
+        ctx.catalog.reference_with_sketches(&st.model.id, version)
+    } else {
+        ctx.catalog.reference(&st.model.id, version)
+    };
+    let baseline = match m.threshold.anomaly() {
+        Some(a) => Some(baselines(ctx, st, m, a, version)?),
+        None => None,
+    };
+    for sv in rows {
         let reference = profile
             .as_deref()
-            .and_then(|p| reference_value(p, &spec, feature, &segment));
+            .and_then(|p| reference_value(p, &spec, &sv.feature, &sv.segment));
+        let stats = baseline
+            .as_ref()
+            .and_then(|b| b.get(&(sv.feature.clone(), sv.label.clone())).copied());
         let target = AlertTarget {
             model: st.model.id.clone(),
             version: version.to_string(),
-            feature: (!feature.is_empty()).then(|| feature.to_string()),
-            segment: seg_label,
+            feature: (!sv.feature.is_empty()).then(|| sv.feature.clone()),
+            segment: sv.label,
         };
-        st.step(rule, check, version, target, value, reference);
+        st.step(rule, check, version, target, sv.value, reference, stats);
     }
     Ok(())
 }

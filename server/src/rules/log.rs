@@ -21,6 +21,7 @@ use driftdb_storage::layout::{self, KeyWriter, prefix_successor};
 use driftdb_storage::{Family, Store, WriteSet};
 
 use super::book::StoredRule;
+use super::groups::GroupBatch;
 use crate::error::{Error, Result};
 pub use crate::records::alerts::{Ack, ActionResult, AlertRecord};
 use crate::records::alerts::{DeliveryRecord, Episode};
@@ -47,6 +48,15 @@ pub struct Recorded {
     pub records: Vec<AlertRecord>,
     /// Their outbox entries.
     pub deliveries: Vec<DeliveryRecord>,
+    /// Pending groups the records joined (grouped actions).
+    pub groups: usize,
+}
+
+impl Recorded {
+    /// Whether the delivery worker has something new to look at.
+    pub fn needs_delivery(&self) -> bool {
+        !self.deliveries.is_empty() || self.groups > 0
+    }
 }
 
 /// The alert log of one node.
@@ -139,6 +149,7 @@ impl AlertLog {
             .map_err(|_| Error::Internal("alert log lock poisoned".into()))?;
         let mut seq = *last;
         let mut out = Recorded::default();
+        let mut groups = GroupBatch::new();
         let mut seen = HashSet::new();
         let alerts_family = self.store.family(Family::Alerts);
         for na in alerts {
@@ -174,8 +185,23 @@ impl AlertLog {
                 &na.rule.def.actions[..]
             };
             for (i, action) in calls.iter().enumerate() {
-                let Some(d) = render(action, a) else { continue };
                 let index = u8::try_from(i).unwrap_or(u8::MAX);
+                if action.group.is_some() {
+                    if let Some(key) = groups.add(&self.store, action, a, seq, index)? {
+                        actions.push(ActionResult {
+                            index,
+                            kind: action.kind().as_str().to_string(),
+                            url: display_url(action.kind(), action.url()),
+                            delivered: false,
+                            attempts: 0,
+                            last_error: None,
+                            dead_lettered: false,
+                            group: Some(key),
+                        });
+                    }
+                    continue;
+                }
+                let Some(d) = render(action, a) else { continue };
                 actions.push(ActionResult {
                     index,
                     kind: d.kind.as_str().to_string(),
@@ -184,6 +210,7 @@ impl AlertLog {
                     attempts: 0,
                     last_error: None,
                     dead_lettered: false,
+                    group: None,
                 });
                 out.deliveries.push(DeliveryRecord {
                     seq,
@@ -197,6 +224,7 @@ impl AlertLog {
                     first_failure_ms: None,
                     next_at_ms: 0,
                     last_error: None,
+                    members: Vec::new(),
                 });
             }
             let rec = AlertRecord {
@@ -246,6 +274,10 @@ impl AlertLog {
         for d in &out.deliveries {
             records::put(&mut ws, Family::Outbox, d.key(), d)?;
         }
+        out.groups = groups.pending_len();
+        if !groups.is_empty() {
+            groups.write(&mut ws)?;
+        }
         self.store.write(&ws)?;
         *last = seq;
         self.latest.send_replace(seq);
@@ -266,10 +298,25 @@ impl AlertLog {
         index: u8,
         update: impl FnOnce(&mut ActionResult),
     ) -> Result<()> {
-        let _guard = self
-            .last
+        let _guard = self.lock()?;
+        self.put_action_update(ws, seq, index, update)
+    }
+
+    /// The log's lock: held while records are numbered and written.
+    pub(crate) fn lock(&self) -> Result<std::sync::MutexGuard<'_, u64>> {
+        self.last
             .lock()
-            .map_err(|_| Error::Internal("alert log lock poisoned".into()))?;
+            .map_err(|_| Error::Internal("alert log lock poisoned".into()))
+    }
+
+    /// [`AlertLog::update_action`] for a caller that holds [`AlertLog::lock`].
+    pub(crate) fn put_action_update(
+        &self,
+        ws: &mut WriteSet,
+        seq: u64,
+        index: u8,
+        update: impl FnOnce(&mut ActionResult),
+    ) -> Result<()> {
         let Some(mut rec) = self.get(seq)? else {
             return Ok(());
         };

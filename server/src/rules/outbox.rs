@@ -20,6 +20,7 @@ use driftdb_storage::layout::{self, KeyWriter};
 use driftdb_storage::{Family, WriteSet};
 
 use super::Rules;
+use super::groups::{flush_group, pending_groups};
 use crate::error::{Error, Result};
 use crate::records;
 pub use crate::records::alerts::DeliveryRecord;
@@ -28,6 +29,16 @@ impl DeliveryRecord {
     /// Its key in the outbox.
     pub fn key(&self) -> Vec<u8> {
         entry_key(layout::OUTBOX_DELIVERY, self.seq, self.index)
+    }
+
+    /// The alert actions (sequence, action index) whose results follow this delivery: every
+    /// member of a grouped notification, or the one alert.
+    pub fn targets(&self) -> Vec<(u64, u8)> {
+        if self.members.is_empty() {
+            vec![(self.seq, self.index)]
+        } else {
+            self.members.clone()
+        }
     }
 }
 
@@ -168,11 +179,13 @@ fn settle(
     let keep = match attempt {
         Attempt::Ok => {
             ws.delete(Family::Outbox, d.key());
-            rules.log.update_action(&mut ws, d.seq, d.index, |a| {
-                a.delivered = true;
-                a.attempts = d.attempts;
-                a.last_error = None;
-            })?;
+            for (seq, index) in d.targets() {
+                rules.log.update_action(&mut ws, seq, index, |a| {
+                    a.delivered = true;
+                    a.attempts = d.attempts;
+                    a.last_error = None;
+                })?;
+            }
             rules
                 .metrics
                 .delivered
@@ -196,10 +209,12 @@ fn settle(
                         .millis()
                         .saturating_add(i64::try_from(w.as_millis()).unwrap_or(i64::MAX));
                     records::put(&mut ws, Family::Outbox, d.key(), &d)?;
-                    rules.log.update_action(&mut ws, d.seq, d.index, |a| {
-                        a.attempts = d.attempts;
-                        a.last_error = Some(error.clone());
-                    })?;
+                    for (seq, index) in d.targets() {
+                        rules.log.update_action(&mut ws, seq, index, |a| {
+                            a.attempts = d.attempts;
+                            a.last_error = Some(error.clone());
+                        })?;
+                    }
                     Some(d)
                 }
                 None => {
@@ -217,11 +232,13 @@ fn settle(
                         entry_key(layout::OUTBOX_DEAD, d.seq, d.index),
                         &d,
                     )?;
-                    rules.log.update_action(&mut ws, d.seq, d.index, |a| {
-                        a.attempts = d.attempts;
-                        a.last_error = Some(error.clone());
-                        a.dead_lettered = true;
-                    })?;
+                    for (seq, index) in d.targets() {
+                        rules.log.update_action(&mut ws, seq, index, |a| {
+                            a.attempts = d.attempts;
+                            a.last_error = Some(error.clone());
+                            a.dead_lettered = true;
+                        })?;
+                    }
                     rules
                         .metrics
                         .dead_lettered
@@ -247,6 +264,8 @@ pub async fn run_delivery(
     // Entries waiting, by key; the ones being sent are in `in_flight`.
     let mut queue: BTreeMap<Vec<u8>, DeliveryRecord> = BTreeMap::new();
     let mut in_flight: HashSet<Vec<u8>> = HashSet::new();
+    // Pending groups by key, with when each is due.
+    let mut groups: BTreeMap<String, i64> = BTreeMap::new();
     let (done_tx, mut done_rx) =
         tokio::sync::mpsc::channel::<(DeliveryRecord, Attempt)>(cfg.delivery_concurrency.max(1));
     let mut rescan = true;
@@ -254,9 +273,12 @@ pub async fn run_delivery(
         if rescan {
             rescan = false;
             let n2 = Arc::clone(&rules);
-            let found = tokio::task::spawn_blocking(move || pending(&n2))
-                .await
-                .map_err(|e| Error::Internal(e.to_string()))??;
+            let (found, found_groups) = tokio::task::spawn_blocking(move || {
+                Ok::<_, Error>((pending(&n2)?, pending_groups(&n2)?))
+            })
+            .await
+            .map_err(|e| Error::Internal(e.to_string()))??;
+            groups = found_groups.into_iter().collect();
             for d in found {
                 let k = d.key();
                 if !in_flight.contains(&k) {
@@ -265,6 +287,30 @@ pub async fn run_delivery(
             }
         }
         let now = SystemClock.now().millis();
+        let due_groups: Vec<String> = groups
+            .iter()
+            .filter(|(_, due)| **due <= now)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in due_groups {
+            groups.remove(&key);
+            let n2 = Arc::clone(&rules);
+            let k2 = key.clone();
+            let flushed = tokio::task::spawn_blocking(move || flush_group(&n2, &k2))
+                .await
+                .map_err(|e| Error::Internal(e.to_string()))?;
+            match flushed {
+                Ok(Some(d)) => {
+                    queue.insert(d.key(), d);
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    // Not written: the group stays in the store and is found again.
+                    tracing::error!(error = %e, group = %key, "could not send an alert group");
+                    rescan = true;
+                }
+            }
+        }
         let due: Vec<Vec<u8>> = queue
             .iter()
             .filter(|(_, d)| d.next_at_ms <= now)
@@ -286,7 +332,11 @@ pub async fn run_delivery(
             (queue.len() + in_flight.len()) as u64,
             std::sync::atomic::Ordering::Relaxed,
         );
-        let next_due = queue.values().map(|d| d.next_at_ms).min();
+        let next_due = queue
+            .values()
+            .map(|d| d.next_at_ms)
+            .chain(groups.values().copied())
+            .min();
         let wait = match next_due {
             Some(t) if in_flight.len() < cfg.delivery_concurrency => {
                 Duration::from_millis(t.saturating_sub(now).clamp(0, 1000) as u64)

@@ -189,7 +189,7 @@ fn evaluate_model(rules: &Rules, model: &Arc<ModelEntry>) -> Result<usize> {
             counter.fetch_add(1, Ordering::Relaxed);
             tracing::info!(seq = r.seq, rule = %r.rule_id, status = %r.status, "{}", r.summary);
         }
-        if !recorded.deliveries.is_empty() {
+        if recorded.needs_delivery() {
             rules.outbox_wake.notify_one();
         }
         n += 1;

@@ -144,7 +144,7 @@ fn a_rule_whose_secrets_are_lost_says_so() {
     let book = RuleBook::load(store(dir.path())).unwrap();
     let r = book.get("r1").unwrap();
     assert!(
-        matches!(&r.def.actions[0], Action::Pagerduty { routing_key, .. } if routing_key == "***")
+        matches!(&r.def.actions[0].action, Action::Pagerduty { routing_key, .. } if routing_key == "***")
     );
     assert!(
         book.error("r1").is_some_and(|e| e.contains("secrets")),
