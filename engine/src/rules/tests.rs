@@ -271,12 +271,12 @@ fn invalid_rules_are_rejected_naming_the_field() {
         (
             with(base_rule(), "threshold", json!("0.2")),
             "threshold",
-            "invalid type: string \"0.2\", expected a number, or an object {\"relative\": r}, {\"delta\": d} or {\"absolute\": v}".into(),
+            "invalid type: string \"0.2\", expected a number, or an object {\"relative\": r}, {\"delta\": d}, {\"absolute\": v} or {\"anomaly\": {\"k\": 3, \"baseline\": \"trailing 7d\"}}".into(),
         ),
         (
             with(base_rule(), "threshold", json!({"ratio": 0.2})),
             "threshold",
-            "unknown variant `ratio`, expected one of `absolute`, `relative`, `delta`".into(),
+            "unknown variant `ratio`, expected one of `absolute`, `relative`, `delta`, `anomaly`".into(),
         ),
         (
             without(base_rule(), "threshold"),
@@ -1537,4 +1537,422 @@ fn silences_match_every_given_label_by_glob_within_their_span() {
     assert!(s.silences(&a, w(3)));
     assert!(!s.silences(&a, w(8)));
     assert!(!s.silences(&a, w(-1)));
+}
+
+// ---- grouping ----
+
+fn grouped(action: Value) -> RuleDef {
+    let mut rule = base_rule();
+    rule["actions"] = json!([action]);
+    RuleDef::from_value(&rule).unwrap()
+}
+
+fn rule_error(rule: &Value) -> RuleError {
+    RuleDef::from_value(rule).unwrap_err()
+}
+
+#[test]
+fn grouping_fields_parse_round_trip_and_name_the_field_at_fault() {
+    let r = grouped(json!({"kind": "slack", "url": "http://127.0.0.1:1/s",
+                           "group_by": ["model", "rule", "model"], "group_wait": "30s",
+                           "group_interval": "5m"}));
+    let g = r.actions[0].group.clone().unwrap();
+    assert_eq!(g.by, vec![GroupLabel::Model, GroupLabel::Rule]);
+    assert_eq!((g.wait_ms, g.interval_ms), (30_000, 300_000));
+    let again = RuleDef::from_value(&serde_json::to_value(&r).unwrap()).unwrap();
+    assert_eq!(again, r);
+    // Defaults: no wait, no interval; `0s` is allowed.
+    let r = grouped(json!({"kind": "webhook", "url": "http://127.0.0.1:1/h",
+                           "group_by": [], "group_wait": "0s"}));
+    let g = r.actions[0].group.clone().unwrap();
+    assert!(g.by.is_empty());
+    assert_eq!((g.wait_ms, g.interval_ms), (0, 0));
+    // Without group_by nothing is grouped.
+    assert!(
+        grouped(json!({"kind": "webhook", "url": "http://127.0.0.1:1/h"})).actions[0]
+            .group
+            .is_none()
+    );
+    let cases = [
+        (
+            json!({"kind": "webhook", "url": "http://h/x", "group_wait": "1m"}),
+            "actions[0].group_wait",
+        ),
+        (
+            json!({"kind": "webhook", "url": "http://h/x", "group_by": ["team"]}),
+            "actions[0].group_by",
+        ),
+        (
+            json!({"kind": "webhook", "url": "http://h/x", "group_by": "model"}),
+            "actions[0].group_by",
+        ),
+        (
+            json!({"kind": "webhook", "url": "http://h/x", "group_by": ["model"], "group_wait": "2d"}),
+            "actions[0].group_wait",
+        ),
+        (
+            json!({"kind": "webhook", "url": "http://h/x", "group_by": ["model"], "group_interval": "soon"}),
+            "actions[0].group_interval",
+        ),
+        (
+            json!({"kind": "webhook", "url": "http://h/x", "group_by": ["model"], "colour": 1}),
+            "actions[0]",
+        ),
+    ];
+    for (action, field) in cases {
+        let mut rule = base_rule();
+        rule["actions"] = json!([action]);
+        let e = rule_error(&rule);
+        assert_eq!(e.field, field, "{action}: {e:?}");
+    }
+}
+
+fn group_with<'a>(
+    id: &'a GroupId,
+    members: &'a [Alert],
+    status: AlertStatus,
+    still_firing: usize,
+) -> AlertGroup<'a> {
+    AlertGroup {
+        id,
+        status,
+        members,
+        still_firing,
+    }
+}
+
+fn alert_on(feature: &str, status: AlertStatus) -> Alert {
+    let mut a = if status == AlertStatus::Firing {
+        fired_alert()
+    } else {
+        resolved_alert()
+    };
+    a.feature = Some(feature.to_string());
+    a.dedup_key = format!("driftdb/r/{feature}");
+    a
+}
+
+#[test]
+fn alerts_share_a_group_by_labels_target_and_status() {
+    let by_model = grouped(json!({"kind": "webhook", "url": "http://127.0.0.1:1/h",
+                                  "group_by": ["model"]}));
+    let by_feature = grouped(json!({"kind": "webhook", "url": "http://127.0.0.1:1/h",
+                                    "group_by": ["model", "feature"]}));
+    let other_url = grouped(json!({"kind": "webhook", "url": "http://127.0.0.1:1/other",
+                                   "group_by": ["model"]}));
+    let g = |r: &RuleDef, f: &str, s: AlertStatus| r.actions[0].group_of(&alert_on(f, s)).unwrap();
+    let a = g(&by_model, "amount", AlertStatus::Firing);
+    assert_eq!(a, g(&by_model, "age", AlertStatus::Firing));
+    assert_eq!(a.labels, vec![("model".to_string(), "fraud".to_string())]);
+    let resolved = g(&by_model, "amount", AlertStatus::Resolved);
+    assert_ne!(a.key, resolved.key);
+    assert_eq!(a.series, resolved.series, "one incident for both statuses");
+    assert_ne!(
+        g(&by_feature, "amount", AlertStatus::Firing).key,
+        g(&by_feature, "age", AlertStatus::Firing).key
+    );
+    assert_ne!(a.key, g(&other_url, "amount", AlertStatus::Firing).key);
+    assert!(
+        grouped(json!({"kind": "webhook", "url": "http://127.0.0.1:1/h"})).actions[0]
+            .group_of(&fired_alert())
+            .is_none()
+    );
+}
+
+#[test]
+fn grouped_payloads_list_members_and_follow_each_kind() {
+    let firing: Vec<Alert> = (0..25)
+        .map(|i| alert_on(&format!("f{i:02}"), AlertStatus::Firing))
+        .collect();
+    let resolved: Vec<Alert> = (0..3)
+        .map(|i| alert_on(&format!("f{i:02}"), AlertStatus::Resolved))
+        .collect();
+    let rule = grouped(json!({"kind": "slack", "url": "http://127.0.0.1:1/s",
+                              "group_by": ["model"]}));
+    let id = rule.actions[0].group_of(&firing[0]).unwrap();
+    // Slack: a header with the count, 20 listed lines and the rest counted.
+    let d = render_group(
+        &rule.actions[0],
+        &group_with(&id, &firing, AlertStatus::Firing, 25),
+    )
+    .unwrap();
+    assert_eq!(
+        d.body["blocks"][0]["text"]["text"],
+        "FIRING · high · 25 series"
+    );
+    let list = d.body["blocks"][2]["text"]["text"].as_str().unwrap();
+    assert_eq!(list.lines().count(), 21);
+    assert!(list.ends_with("… and 5 more"), "{list}");
+    assert!(
+        d.body["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("FIRING: 25 alerts (model=fraud)")
+    );
+    let d = render_group(
+        &rule.actions[0],
+        &group_with(&id, &resolved, AlertStatus::Resolved, 22),
+    )
+    .unwrap();
+    assert!(
+        d.body["text"]
+            .as_str()
+            .unwrap()
+            .contains("(22 series of this group still firing)"),
+        "{}",
+        d.body
+    );
+    // PagerDuty: the group's incident resolves only with its last series.
+    let pd = grouped(json!({"kind": "pagerduty", "routing_key": "K", "group_by": ["model"]}));
+    let pid = pd.actions[0].group_of(&firing[0]).unwrap();
+    let t = render_group(
+        &pd.actions[0],
+        &group_with(&pid, &firing, AlertStatus::Firing, 25),
+    )
+    .unwrap();
+    assert_eq!(t.body["event_action"], "trigger");
+    assert_eq!(t.body["payload"]["custom_details"]["count"], 25);
+    assert_eq!(t.body["payload"]["severity"], "error");
+    assert!(
+        render_group(
+            &pd.actions[0],
+            &group_with(&pid, &resolved, AlertStatus::Resolved, 22)
+        )
+        .is_none()
+    );
+    let r = render_group(
+        &pd.actions[0],
+        &group_with(&pid, &resolved, AlertStatus::Resolved, 0),
+    )
+    .unwrap();
+    assert_eq!(r.body["event_action"], "resolve");
+    assert_eq!(r.body["dedup_key"], t.body["dedup_key"]);
+    // Jira and retrain act on firing only; the generic webhook carries every member.
+    for action in [
+        json!({"kind": "jira", "url": "http://127.0.0.1:1/j", "project": "ML", "group_by": ["model"]}),
+        json!({"kind": "retrain", "url": "http://127.0.0.1:1/r", "group_by": ["model"]}),
+    ] {
+        let r = grouped(action);
+        assert!(
+            render_group(
+                &r.actions[0],
+                &group_with(&id, &firing, AlertStatus::Firing, 25)
+            )
+            .is_some()
+        );
+        assert!(
+            render_group(
+                &r.actions[0],
+                &group_with(&id, &resolved, AlertStatus::Resolved, 0)
+            )
+            .is_none()
+        );
+    }
+    let hook =
+        grouped(json!({"kind": "webhook", "url": "http://127.0.0.1:1/h", "group_by": ["model"]}));
+    let d = render_group(
+        &hook.actions[0],
+        &group_with(&id, &firing, AlertStatus::Firing, 25),
+    )
+    .unwrap();
+    assert_eq!(d.body["schema"], GROUP_SCHEMA);
+    assert_eq!(d.body["alerts"].as_array().unwrap().len(), 25);
+    assert_eq!(d.body["alerts"][3], generic_payload(&firing[3]));
+    assert!(
+        render_group(
+            &hook.actions[0],
+            &group_with(&id, &[], AlertStatus::Firing, 0)
+        )
+        .is_none()
+    );
+}
+
+// ---- anomaly thresholds ----
+
+fn anomaly_rule(threshold: Value, comparison: &str) -> Result<RuleDef, RuleError> {
+    RuleDef::from_value(&json!({
+        "id": "a", "model": "m", "selector": "x", "metric": "mean", "comparison": comparison,
+        "threshold": threshold, "consecutive": 1, "severity": "low"
+    }))
+}
+
+#[test]
+fn anomaly_thresholds_parse_round_trip_and_refuse_bad_settings() {
+    let r = anomaly_rule(
+        json!({"anomaly": {"k": 3, "baseline": "same time 7d ago", "direction": "down",
+                           "min_windows": 4}}),
+        ">",
+    )
+    .unwrap();
+    let RuleKind::Metric(m) = &r.kind else {
+        panic!("metric rule")
+    };
+    let a = *m.threshold.anomaly().unwrap();
+    assert_eq!(a.baseline, Baseline::SameTime { days: 7 });
+    assert_eq!((a.k, a.min_windows, a.direction), (3.0, 4, Direction::Down));
+    assert!(!m.threshold.needs_reference());
+    assert_eq!(
+        RuleDef::from_value(&serde_json::to_value(&r).unwrap()).unwrap(),
+        r
+    );
+    for (text, want) in [
+        ("trailing 7d", Baseline::Trailing { ms: 7 * 86_400_000 }),
+        ("trailing 36h", Baseline::Trailing { ms: 36 * 3_600_000 }),
+        ("same time 1d ago", Baseline::SameTime { days: 1 }),
+        ("reference", Baseline::Reference),
+    ] {
+        assert_eq!(Baseline::parse(text), Ok(want));
+        assert_eq!(Baseline::parse(&want.text()), Ok(want));
+    }
+    for bad in [
+        json!({"anomaly": {"k": 0, "baseline": "trailing 7d"}}),
+        json!({"anomaly": {"k": 3, "baseline": "yesterday"}}),
+        json!({"anomaly": {"k": 3, "baseline": "trailing 91d"}}),
+        json!({"anomaly": {"k": 3, "baseline": "same time 29d ago"}}),
+        json!({"anomaly": {"k": 3, "baseline": "same time 7h ago"}}),
+        json!({"anomaly": {"k": 3, "baseline": "trailing 7d", "min_windows": 1}}),
+        json!({"anomaly": {"k": 3, "baseline": "trailing 7d", "side": "up"}}),
+    ] {
+        let e = anomaly_rule(bad.clone(), ">").unwrap_err();
+        assert_eq!(e.field, "threshold", "{bad}: {e:?}");
+    }
+    let e = anomaly_rule(json!({"anomaly": {"k": 3, "baseline": "trailing 7d"}}), "<").unwrap_err();
+    assert_eq!(e.field, "comparison");
+}
+
+#[test]
+fn anomaly_verdicts_follow_the_band_direction_and_minimum() {
+    let a = |direction| Anomaly {
+        k: 2.0,
+        baseline: Baseline::Trailing { ms: 86_400_000 },
+        min_windows: 3,
+        direction,
+    };
+    let stats = BaselineStats::of([9.0, 10.0, 11.0]); // mean 10, sd 1
+    assert_eq!((stats.windows, stats.mean, stats.sd), (3, 10.0, 1.0));
+    let both = a(Direction::Both);
+    assert_eq!(
+        both.judge(12.5, Some(stats)),
+        Verdict::Breach {
+            value: 12.5,
+            bound: 12.0
+        }
+    );
+    assert_eq!(
+        both.judge(7.5, Some(stats)),
+        Verdict::Breach {
+            value: 7.5,
+            bound: 8.0
+        }
+    );
+    assert_eq!(
+        both.judge(11.9, Some(stats)),
+        Verdict::Healthy {
+            value: 11.9,
+            bound: 12.0
+        }
+    );
+    assert_eq!(
+        a(Direction::Up).judge(7.0, Some(stats)),
+        Verdict::Healthy {
+            value: 7.0,
+            bound: 12.0
+        }
+    );
+    assert_eq!(
+        a(Direction::Down).judge(13.0, Some(stats)),
+        Verdict::Healthy {
+            value: 13.0,
+            bound: 8.0
+        }
+    );
+    // Too few baseline windows, or none: no verdict.
+    assert_eq!(
+        both.judge(100.0, Some(BaselineStats::of([1.0, 2.0]))),
+        Verdict::NoData
+    );
+    assert_eq!(both.judge(100.0, None), Verdict::NoData);
+    // A constant baseline breaches on a real change only.
+    let flat = BaselineStats::of([5.0; 6]);
+    assert_eq!(
+        both.judge(5.0, Some(flat)),
+        Verdict::Healthy {
+            value: 5.0,
+            bound: 5.0
+        }
+    );
+    assert!(matches!(
+        both.judge(5.1, Some(flat)),
+        Verdict::Breach { .. }
+    ));
+    // Through the state machine: the baseline mean becomes the transition's reference.
+    let rule = anomaly_rule(
+        json!({"anomaly": {"k": 2, "baseline": "trailing 1d", "min_windows": 3}}),
+        ">",
+    )
+    .unwrap();
+    let check = rule.check().unwrap().unwrap();
+    let mut st = AlertState::new();
+    let t = st
+        .step_with(&check, w(0), Some(13.0), None, Some(stats))
+        .unwrap();
+    assert_eq!(
+        t,
+        Transition::Fired {
+            window: w(0),
+            value: 13.0,
+            bound: 12.0,
+            reference: Some(10.0),
+            streak: 1
+        }
+    );
+    let alert = Alert::from_transition(&rule, &target(), &t, W);
+    assert!(
+        alert
+            .summary
+            .ends_with("(baseline mean 10, mean ± 2σ of trailing 1d)"),
+        "{}",
+        alert.summary
+    );
+    // Plain `step` has no baseline: an anomaly rule then never judges.
+    assert_eq!(AlertState::new().step(&check, w(1), Some(1e9), None), None);
+}
+
+#[test]
+fn anomaly_baseline_spans_cover_the_windows_they_name() {
+    let day = 86_400_000;
+    let start = T0 + 18 * 3_600_000;
+    assert_eq!(
+        Baseline::Trailing { ms: 7 * day }.spans(start, W, None),
+        vec![(start - 7 * day, start)]
+    );
+    let same = Baseline::SameTime { days: 3 }.spans(start, W, None);
+    assert_eq!(
+        same,
+        vec![
+            (start - day, start - day + W),
+            (start - 2 * day, start - 2 * day + W),
+            (start - 3 * day, start - 3 * day + W)
+        ]
+    );
+    // The reference baseline ends at the window holding the profile's creation.
+    let created = T0 + 5 * W + 123;
+    assert_eq!(
+        Baseline::Reference.spans(start, W, Some(created)),
+        vec![(T0 + 5 * W - REFERENCE_SPAN_MS, T0 + 5 * W)]
+    );
+    assert!(Baseline::Reference.spans(start, W, None).is_empty());
+}
+
+proptest! {
+    #[test]
+    fn baseline_stats_match_the_two_pass_formula(values in proptest::collection::vec(-1e6f64..1e6, 2..200)) {
+        let s = BaselineStats::of(values.iter().copied());
+        let n = values.len() as f64;
+        let mean = values.iter().sum::<f64>() / n;
+        let sd = (values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt();
+        prop_assert_eq!(s.windows as usize, values.len());
+        prop_assert!((s.mean - mean).abs() <= 1e-9 * mean.abs().max(1.0));
+        prop_assert!((s.sd - sd).abs() <= 1e-7 * sd.max(1.0));
+    }
 }
