@@ -76,9 +76,9 @@ async fn close(s: &mut AlertServer, start: i64, width: i64) {
     s.clock.set(Timestamp(start + width + 60_000));
     s.node.rules.wake();
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !next_window(&s.node.rules, "m")
+    while next_window(&s.node.rules, "m")
         .unwrap()
-        .is_some_and(|n| n.millis() > start)
+        .is_none_or(|n| n.millis() <= start)
     {
         assert!(
             Instant::now() < deadline,

@@ -192,7 +192,8 @@ struct Stepper<'a> {
 
 impl Stepper<'_> {
     /// Feeds one series' value to its state. `state_version` names the state (empty for
-    /// model-level rules, whose state outlives versions); `target` is what an alert names.
+    /// model-level rules, whose state outlives versions); `target` is what an alert names; the
+    /// basis is the metric's reference value and, for anomaly thresholds, its baseline.
     fn step(
         &mut self,
         rule: &Arc<StoredRule>,
@@ -200,8 +201,7 @@ impl Stepper<'_> {
         state_version: &str,
         target: AlertTarget,
         value: Option<f64>,
-        reference: Option<f64>,
-        baseline: Option<BaselineStats>,
+        (reference, baseline): (Option<f64>, Option<BaselineStats>),
     ) {
         let key = state_key(
             &self.model.id,
@@ -305,7 +305,7 @@ pub(crate) fn evaluate_window(
                     feature: None,
                     segment: "all".into(),
                 };
-                st.step(rule, &check, "", target, Some(age), None, None);
+                st.step(rule, &check, "", target, Some(age), (None, None));
                 rules.book.set_error(&rule.def.id, None);
             }
             RuleKind::Event { .. } => {}
@@ -524,7 +524,7 @@ fn eval_metric(
             feature: (!sv.feature.is_empty()).then(|| sv.feature.clone()),
             segment: sv.label,
         };
-        st.step(rule, check, version, target, sv.value, reference, stats);
+        st.step(rule, check, version, target, sv.value, (reference, stats));
     }
     Ok(())
 }
