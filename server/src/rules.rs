@@ -45,6 +45,7 @@ use driftdb_engine::time::{Clock, DurationMs, Timestamp};
 use driftdb_storage::Store;
 
 pub use book::{RuleBook, StoredRule, redacted_json};
+pub use groups::flush_due_groups;
 pub use log::{Ack, ActionResult, AlertLog, AlertRecord};
 pub use outbox::{DeliveryRecord, dead_letters, run_delivery};
 pub use scheduler::{

@@ -292,3 +292,15 @@ pub(crate) fn flush_group(rules: &Rules, key: &str) -> Result<Option<DeliveryRec
     rules.store.write(&ws)?;
     Ok(out)
 }
+
+/// Sends every pending group due by `now_ms` (wall clock) to the outbox, as the delivery worker
+/// does; returns the outbox entries written. For tools and benchmarks that run no worker.
+pub fn flush_due_groups(rules: &Rules, now_ms: i64) -> Result<usize> {
+    let mut n = 0;
+    for (key, due) in pending_groups(rules)? {
+        if due <= now_ms && flush_group(rules, &key)?.is_some() {
+            n += 1;
+        }
+    }
+    Ok(n)
+}
