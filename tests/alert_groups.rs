@@ -6,7 +6,6 @@ use std::time::{Duration, Instant};
 use driftdb_engine::model::ModelDef;
 use driftdb_engine::time::{ManualClock, Timestamp};
 use driftdb_proto::v1 as pb;
-use driftdb_server::convert::model_to_pb;
 use driftdb_server::rules::next_window;
 use serde_json::{Value, json};
 use tokio_stream::StreamExt;
@@ -25,19 +24,7 @@ async fn create(s: &mut AlertServer, window: &str, features: usize) {
         "id": "m", "task": "binary", "window": window, "grace": "1m", "features": feats
     }))
     .unwrap();
-    s.client
-        .models
-        .create_model(pb::CreateModelRequest {
-            model: Some(model_to_pb(&def, vec![])),
-        })
-        .await
-        .unwrap();
-    s.node.rules.wake();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while next_window(&s.node.rules, "m").unwrap().is_none() {
-        assert!(Instant::now() < deadline, "scheduler never saw the model");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    s.register(def).await;
 }
 
 /// Sends rows: `(ts, values of f00…)` each.

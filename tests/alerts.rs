@@ -190,6 +190,12 @@ impl AlertServer {
             "segments": ["region"], "features": {"x": "numeric"}
         }))
         .unwrap();
+        self.register(def).await;
+    }
+
+    /// Registers `def` (its id must be `m`) and waits until the scheduler has placed its
+    /// cursor.
+    pub(crate) async fn register(&mut self, def: ModelDef) {
         self.client
             .models
             .create_model(pb::CreateModelRequest {

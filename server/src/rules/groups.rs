@@ -258,20 +258,7 @@ pub(crate) fn flush_group(rules: &Rules, key: &str) -> Result<Option<DeliveryRec
             } else {
                 state.last_sent_ms.remove(&pg.status);
             }
-            let rec = DeliveryRecord {
-                seq,
-                index,
-                kind: d.kind.as_str().to_string(),
-                url: d.url,
-                body: d.body,
-                auth: d.auth,
-                event_id: group.event_id(),
-                attempts: 0,
-                first_failure_ms: None,
-                next_at_ms: 0,
-                last_error: None,
-                members: members.clone(),
-            };
+            let rec = DeliveryRecord::first(seq, index, d, group.event_id(), members.clone());
             records::put(&mut ws, Family::Outbox, rec.key(), &rec)?;
             Some(rec)
         }

@@ -143,10 +143,7 @@ impl AlertLog {
             self.store.write(&ws)?;
             return Ok(Recorded::default());
         }
-        let mut last = self
-            .last
-            .lock()
-            .map_err(|_| Error::Internal("alert log lock poisoned".into()))?;
+        let mut last = self.lock()?;
         let mut seq = *last;
         let mut out = Recorded::default();
         let mut groups = GroupBatch::new();
@@ -212,20 +209,13 @@ impl AlertLog {
                     dead_lettered: false,
                     group: None,
                 });
-                out.deliveries.push(DeliveryRecord {
+                out.deliveries.push(DeliveryRecord::first(
                     seq,
                     index,
-                    kind: d.kind.as_str().to_string(),
-                    url: d.url,
-                    body: d.body,
-                    auth: d.auth,
-                    event_id: event_id.clone(),
-                    attempts: 0,
-                    first_failure_ms: None,
-                    next_at_ms: 0,
-                    last_error: None,
-                    members: Vec::new(),
-                });
+                    d,
+                    event_id.clone(),
+                    Vec::new(),
+                ));
             }
             let rec = AlertRecord {
                 seq,
@@ -329,10 +319,7 @@ impl AlertLog {
     /// Records an acknowledgement of firing `seq` (replacing an earlier one); the record as it
     /// is now. A resolution cannot be acknowledged (its firing can).
     pub fn acknowledge(&self, seq: u64, ack: Ack) -> Result<AlertRecord> {
-        let _guard = self
-            .last
-            .lock()
-            .map_err(|_| Error::Internal("alert log lock poisoned".into()))?;
+        let _guard = self.lock()?;
         let Some(mut rec) = self.get(seq)? else {
             return Err(Error::NotFound {
                 what: "alert",
@@ -354,10 +341,7 @@ impl AlertLog {
     /// Writes `ws` under the log's lock (so an action update and a new record of the same
     /// sequence never overwrite each other).
     pub fn write(&self, ws: &WriteSet) -> Result<()> {
-        let _guard = self
-            .last
-            .lock()
-            .map_err(|_| Error::Internal("alert log lock poisoned".into()))?;
+        let _guard = self.lock()?;
         self.store.write(ws)?;
         Ok(())
     }

@@ -31,6 +31,31 @@ impl DeliveryRecord {
         entry_key(layout::OUTBOX_DELIVERY, self.seq, self.index)
     }
 
+    /// A delivery not yet attempted: request `d` for action `index` of alert `seq` (the first
+    /// member of a grouped notification, whose `members` are listed).
+    pub fn first(
+        seq: u64,
+        index: u8,
+        d: driftdb_engine::rules::Delivery,
+        event_id: String,
+        members: Vec<(u64, u8)>,
+    ) -> DeliveryRecord {
+        DeliveryRecord {
+            seq,
+            index,
+            kind: d.kind.as_str().to_string(),
+            url: d.url,
+            body: d.body,
+            auth: d.auth,
+            event_id,
+            attempts: 0,
+            first_failure_ms: None,
+            next_at_ms: 0,
+            last_error: None,
+            members,
+        }
+    }
+
     /// The alert actions (sequence, action index) whose results follow this delivery: every
     /// member of a grouped notification, or the one alert.
     pub fn targets(&self) -> Vec<(u64, u8)> {
