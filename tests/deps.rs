@@ -87,6 +87,17 @@ fn forbidden(pkg: &str) -> Vec<&'static str> {
             f.extend(["driftdb-server", "driftdb-proto", "rocksdb", "tokio"]);
             f.extend(TRANSPORT);
         }
+        "driftdb-report" => {
+            f.extend([
+                "driftdb-server",
+                "driftdb-prom",
+                "driftdb-proto",
+                "rocksdb",
+                "tokio",
+            ]);
+            f.extend(TRANSPORT);
+            f.extend(CLIENT_SIDE);
+        }
         "driftdb-server" => f.extend(CLIENT_SIDE),
         _ => {}
     }
@@ -102,6 +113,7 @@ fn no_forbidden_dependency_edges() {
         "driftdb-query",
         "driftdb-prom",
         "driftdb-proto",
+        "driftdb-report",
         "driftdb-server",
         "driftdb-cli",
     ] {
@@ -126,6 +138,8 @@ fn the_checker_itself_flags_a_bad_edge() {
     assert!(forbidden("driftdb-server").contains(&"clap"));
     assert!(forbidden("driftdb-server").contains(&"driftdb-cli"));
     assert!(forbidden("driftdb-prom").contains(&"axum"));
+    assert!(forbidden("driftdb-report").contains(&"driftdb-server"));
+    assert!(forbidden("driftdb-report").contains(&"parquet"));
     assert!(!forbidden("driftdb-query").contains(&"driftdb-storage"));
     assert!(!forbidden("driftdb-cli").contains(&"driftdb-server"));
 }

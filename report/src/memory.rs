@@ -1,0 +1,312 @@
+//! Windows folded in memory, for reports straight from files with no server.
+//!
+//! [`MemoryFold`] folds engine batches exactly as the server's ingest does ([`plan_batch`] then
+//! [`fold_planned`] against the reference profile's bins), joins inline labels the way the
+//! server joins arriving ones, and merges the deltas per (series, window) in a map.
+//! [`MemoryReader`] serves that map through [`SeriesReader`], so DriftQL's operators, the drift
+//! summary and `explain` run on it unchanged.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use driftdb_engine::ingest::{
+    InferenceBatch, LabelRow, TimeBounds, fold_planned, join_delta, plan_batch,
+};
+use driftdb_engine::model::{ModelDef, Task};
+use driftdb_engine::reference::ReferenceProfile;
+use driftdb_engine::series::{FeatureRef, SeriesKey};
+use driftdb_engine::sketch::{NumericState, ScoreState, SeriesState};
+use driftdb_engine::time::{Resolution, Timestamp};
+use driftdb_storage::read::{
+    ScanIter, SeriesPrefix, SeriesReader, SeriesWindow, Window, WindowIter,
+};
+
+/// Windows by series, then start.
+type WindowMap = BTreeMap<SeriesKey, BTreeMap<i64, SeriesState>>;
+
+/// Counts of one [`MemoryFold::add`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FoldCounts {
+    /// Rows folded.
+    pub accepted: u64,
+    /// Rows rejected.
+    pub rejected: u64,
+    /// Inline labels joined to their row.
+    pub labels_joined: u64,
+    /// Inline labels that could not join (a binary label not 0/1, no score).
+    pub labels_rejected: u64,
+}
+
+/// Inference rows of one model folded into windows in memory.
+#[derive(Debug)]
+pub struct MemoryFold {
+    def: ModelDef,
+    resolution: Resolution,
+    references: BTreeMap<String, Arc<ReferenceProfile>>,
+    segments: driftdb_engine::ingest::SegmentRegistry,
+    windows: WindowMap,
+    counts: FoldCounts,
+    threads: usize,
+}
+
+impl MemoryFold {
+    /// A fold for `def`, binning against `reference` (its version's profile) when given.
+    pub fn new(
+        def: ModelDef,
+        reference: Option<ReferenceProfile>,
+    ) -> driftdb_engine::Result<MemoryFold> {
+        let resolution = def.validate()?;
+        let references = reference
+            .map(|r| (r.version.clone(), Arc::new(r)))
+            .into_iter()
+            .collect();
+        let segments = driftdb_engine::ingest::SegmentRegistry::new(def.segment_cap as usize);
+        Ok(MemoryFold {
+            def,
+            resolution,
+            references,
+            segments,
+            windows: BTreeMap::new(),
+            counts: FoldCounts::default(),
+            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        })
+    }
+
+    /// Folds one batch; `labels[i]` is row i's inline label (empty when the file has none).
+    /// Every event time is accepted (a file is history, not live traffic). Returns the batch's
+    /// rejected rows: (row index in the batch, reason).
+    pub fn add(
+        &mut self,
+        batch: &InferenceBatch,
+        labels: &[Option<f64>],
+    ) -> driftdb_engine::Result<Vec<(usize, String)>> {
+        let bounds = TimeBounds {
+            oldest: Timestamp(i64::MIN),
+            newest: Timestamp(i64::MAX),
+        };
+        let plan = plan_batch(
+            &self.def,
+            self.resolution,
+            batch,
+            &mut self.segments,
+            bounds,
+            &|_, _| false,
+        );
+        let out = fold_planned(&self.def, batch, plan, &self.references, self.threads);
+        for (key, start, state) in out.deltas {
+            merge_into(&mut self.windows, key, start.0, &state)?;
+        }
+        self.counts.accepted += out.accepted as u64;
+        self.counts.rejected += out.rejected.len() as u64;
+        let rejected = out
+            .rejected
+            .into_iter()
+            .map(|r| (r.row, r.reason))
+            .collect();
+        if !labels.is_empty() {
+            let by_id: std::collections::HashMap<&str, Option<f64>> = batch
+                .rows
+                .iter()
+                .zip(labels)
+                .map(|(r, l)| (r.request_id.as_str(), *l))
+                .collect();
+            for (id, p) in &out.pending {
+                let Some(Some(y)) = by_id.get(id.as_str()) else {
+                    continue;
+                };
+                let label = LabelRow {
+                    request_id: id.clone(),
+                    label: Some(*y),
+                    ..Default::default()
+                };
+                match join_delta(self.def.task, p, &label) {
+                    Ok(perf) => {
+                        let score = SeriesState::Score(ScoreState {
+                            performance: perf,
+                            ..Default::default()
+                        });
+                        let label_state = (self.def.task != Task::Ranking).then(|| {
+                            let mut n = NumericState::default();
+                            n.observe(*y, None);
+                            SeriesState::Numeric(n)
+                        });
+                        for seg in &p.segments {
+                            let key = |feature| SeriesKey {
+                                model: self.def.id.clone(),
+                                version: p.version.clone(),
+                                feature,
+                                segment: seg.clone(),
+                            };
+                            merge_into(
+                                &mut self.windows,
+                                key(FeatureRef::Score),
+                                p.window.0,
+                                &score,
+                            )?;
+                            if let Some(l) = &label_state {
+                                merge_into(
+                                    &mut self.windows,
+                                    key(FeatureRef::Label),
+                                    p.window.0,
+                                    l,
+                                )?;
+                            }
+                        }
+                        self.counts.labels_joined += 1;
+                    }
+                    Err(_) => self.counts.labels_rejected += 1,
+                }
+            }
+        }
+        Ok(rejected)
+    }
+
+    /// What was folded so far.
+    pub fn counts(&self) -> &FoldCounts {
+        &self.counts
+    }
+
+    /// The model's window resolution.
+    pub fn resolution(&self) -> Resolution {
+        self.resolution
+    }
+
+    /// The earliest window start and the latest window end folded; `None` when nothing was.
+    pub fn span(&self) -> Option<(Timestamp, Timestamp)> {
+        let mut lo = i64::MAX;
+        let mut hi = i64::MIN;
+        for w in self.windows.values() {
+            if let (Some((a, _)), Some((b, _))) = (w.first_key_value(), w.last_key_value()) {
+                lo = lo.min(*a);
+                hi = hi.max(*b);
+            }
+        }
+        (lo <= hi).then(|| {
+            (
+                Timestamp(lo),
+                Timestamp(hi.saturating_add(self.resolution.width_ms())),
+            )
+        })
+    }
+
+    /// The folded windows as a reader.
+    pub fn into_reader(self) -> MemoryReader {
+        MemoryReader {
+            resolution: self.resolution,
+            windows: self.windows,
+        }
+    }
+}
+
+fn merge_into(
+    windows: &mut WindowMap,
+    key: SeriesKey,
+    start: i64,
+    state: &SeriesState,
+) -> driftdb_engine::Result<()> {
+    let series = windows.entry(key).or_default();
+    match series.get_mut(&start) {
+        Some(s) => s.merge(state),
+        None => {
+            series.insert(start, state.clone());
+            Ok(())
+        }
+    }
+}
+
+/// Windows of one resolution held in memory, read through [`SeriesReader`].
+#[derive(Debug)]
+pub struct MemoryReader {
+    resolution: Resolution,
+    windows: WindowMap,
+}
+
+impl MemoryReader {
+    /// Windows in a map: series → window start → state, all at `resolution`.
+    pub fn new(
+        resolution: Resolution,
+        windows: BTreeMap<SeriesKey, BTreeMap<i64, SeriesState>>,
+    ) -> MemoryReader {
+        MemoryReader {
+            resolution,
+            windows,
+        }
+    }
+
+    fn range(
+        &self,
+        states: &BTreeMap<i64, SeriesState>,
+        resolution: Resolution,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Vec<Window> {
+        if resolution != self.resolution || from >= to {
+            return Vec::new();
+        }
+        states
+            .range(from.0..to.0)
+            .map(|(s, st)| Window {
+                start: Timestamp(*s),
+                resolution,
+                state: st.clone(),
+            })
+            .collect()
+    }
+}
+
+impl SeriesReader for MemoryReader {
+    fn windows(
+        &self,
+        series: &SeriesKey,
+        resolution: Resolution,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> driftdb_storage::Result<WindowIter<'_>> {
+        let ws = self
+            .windows
+            .get(series)
+            .map(|m| self.range(m, resolution, from, to))
+            .unwrap_or_default();
+        Ok(WindowIter::from_windows(resolution, ws))
+    }
+
+    fn scan(
+        &self,
+        prefix: &SeriesPrefix,
+        resolution: Resolution,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> driftdb_storage::Result<ScanIter<'_>> {
+        let mut out = Vec::new();
+        for (key, m) in &self.windows {
+            if !prefix.matches(key) {
+                continue;
+            }
+            let key = Arc::new(key.clone());
+            for window in self.range(m, resolution, from, to) {
+                out.push(SeriesWindow {
+                    series: Arc::clone(&key),
+                    window,
+                });
+            }
+        }
+        Ok(ScanIter::from_windows(resolution, out))
+    }
+
+    fn series(
+        &self,
+        model: &str,
+        version: Option<&str>,
+    ) -> driftdb_storage::Result<Vec<SeriesKey>> {
+        Ok(self
+            .windows
+            .keys()
+            .filter(|k| k.model == model && version.is_none_or(|v| k.version == v))
+            .cloned()
+            .collect())
+    }
+
+    fn downsampled_before(&self, _: Resolution) -> Option<Timestamp> {
+        None
+    }
+}
