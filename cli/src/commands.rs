@@ -21,6 +21,7 @@ use driftdb_server::node::Node;
 mod alerting;
 mod ingest;
 mod keys;
+mod report;
 mod silence;
 
 pub(crate) use alerting::alert_line;
@@ -87,6 +88,9 @@ enum Command {
     Ingest(ingest::IngestArgs),
     /// Ingest a label/outcome file (.jsonl, .csv or .parquet); labels join their predictions.
     Labels(ingest::LabelsArgs),
+    /// A self-contained HTML report (or its content as JSON) of a model's drift, performance
+    /// and `explain`: straight from a reference and a current file, no server needed.
+    Report(report::ReportArgs),
     /// Run a DriftQL query on the server and print its table (warnings go to stderr).
     #[command(after_help = QUERY_EXAMPLES)]
     Query(QueryArgs),
@@ -332,6 +336,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Reference(ReferenceCmd::Load(a)) => ingest::reference_load(a, json).await,
         Command::Ingest(a) => ingest::ingest_file(a, json).await,
         Command::Labels(a) => ingest::labels_file(a, json).await,
+        Command::Report(a) => report::report(a).await,
         Command::Query(a) => query(a).await,
         Command::Demo(a) => crate::demo::run(a).await,
         Command::Rules(c) => alerting::rules(c).await,

@@ -14,4 +14,5 @@ mod keys_cli;
 mod kill9;
 mod overload;
 mod query_cli;
+mod report_cli;
 mod silence_cli;

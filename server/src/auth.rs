@@ -232,6 +232,7 @@ pub fn grpc_need(path: &str) -> Need {
         | "/driftdb.v1.Models/ListModels"
         | "/driftdb.v1.Query/Query"
         | "/driftdb.v1.Query/DriftSummary"
+        | "/driftdb.v1.Query/Report"
         | "/driftdb.v1.Rules/ListRules"
         | "/driftdb.v1.Rules/ListSilences"
         | "/driftdb.v1.Alerts/WatchAlerts"
@@ -252,11 +253,15 @@ pub fn http_need(method: &axum::http::Method, route: &str) -> Need {
     use axum::http::Method;
     let write = *method != Method::GET && *method != Method::HEAD;
     match route {
-        "/healthz" => Need::Open,
+        // The console's page holds no data: it asks for a key and sends it with each request.
+        "/healthz" | "/ui" => Need::Open,
         "/metrics" => Need::OperatorScope(Scope::Read),
         "/models/{id}/drift"
         | "/models/{id}/drift/summary"
         | "/models/{id}/performance"
+        | "/models/{id}/report"
+        | "/models"
+        | "/alerts/watch"
         | "/api/v1/driftql"
         | "/alerts"
         | "/alerts/dead_letters"

@@ -388,6 +388,29 @@ impl pb::query_server::Query for QueryService {
             warnings: s.warnings.clone(),
         }))
     }
+
+    async fn report(
+        &self,
+        req: Request<pb::ReportRequest>,
+    ) -> Result<Response<pb::ReportResponse>, Status> {
+        let p = grpc_principal(&req)?;
+        let r = req.into_inner();
+        if r.model_id.is_empty() {
+            return Err(Status::invalid_argument("model_id missing"));
+        }
+        let args = crate::node::ReportArgs {
+            model: r.model_id,
+            version: Some(r.model_version).filter(|v| !v.is_empty()),
+            from: TimeArg::parse("from", &r.from).map_err(|e| to_status(&e))?,
+            to: TimeArg::parse("to", &r.to).map_err(|e| to_status(&e))?,
+            step_ms: crate::query::step_arg(&r.step).map_err(|e| to_status(&e))?,
+            by: Some(r.by).filter(|b| !b.is_empty()),
+            source: "driftdb server".into(),
+        };
+        let report = self.0.report(&p, args).await.map_err(|e| to_status(&e))?;
+        let json = serde_json::to_string(&report).map_err(|e| Status::internal(e.to_string()))?;
+        Ok(Response::new(pb::ReportResponse { json }))
+    }
 }
 
 /// Implements `driftdb.v1.Rules`: rule CRUD (JSON definitions, validated with the field at

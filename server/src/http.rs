@@ -10,6 +10,8 @@
 //! | `GET /api/v1/driftql?q=QUERY`, `POST /api/v1/driftql` with `{"query": "QUERY"}` | any DriftQL statement |
 //! | `/models/{id}/alerts`, `/models/{id}/events`, `/rules`, `/alerts` | rules and alerts ([`rules`]) |
 //! | `/silences`, `/silences/{id}` | silences ([`silences`]) |
+//! | `GET /models/{id}/report?from=&to=&step=&by=&version=&format=json\|html` | the content of `driftdb report` (docs/REPORT.md), or its page |
+//! | `GET /ui`, `GET /models`, `GET /alerts/watch` | the console, the models a key sees, the live alert feed ([`ui`]) |
 //! | `POST /api/v1/read`, `/api/v1/query`, `query_range`, `series`, `labels`, `label/{name}/values`, `metadata` | Prometheus remote read and query API ([`crate::prom`]) |
 //!
 //! Times (`from`, `to`) are RFC 3339 (`2026-03-01T00:00:00Z`), `now` or `now-DURATION`
@@ -53,6 +55,7 @@ use serde_json::{Value, json};
 mod keys;
 mod rules;
 mod silences;
+mod ui;
 
 /// Runs `f` (store reads and writes) on the blocking pool; a panic there is an internal error.
 async fn blocking<T: Send + 'static>(
@@ -267,6 +270,51 @@ async fn drift_summary(
     })))
 }
 
+#[derive(Debug, serde::Deserialize)]
+struct ReportParams {
+    from: Option<String>,
+    to: Option<String>,
+    step: Option<String>,
+    version: Option<String>,
+    by: Option<String>,
+    format: Option<String>,
+}
+
+/// `GET /models/{id}/report?from=&to=&step=&by=&version=&format=json|html`: the content of
+/// `driftdb report` (schema `driftdb.report.v1`), or the report page itself with
+/// `format=html` (self-contained: no scripts, no external URLs).
+async fn report(
+    State(node): State<Node>,
+    Extension(caller): Extension<Principal>,
+    Path(id): Path<String>,
+    params: Result<Query<ReportParams>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(p) = params?;
+    let html = match given(p.format).as_deref() {
+        None | Some("json") => false,
+        Some("html") => true,
+        Some(other) => {
+            return Err(Error::Invalid(format!("format: {other:?} is not json or html")).into());
+        }
+    };
+    let args = crate::node::ReportArgs {
+        model: id,
+        version: given(p.version),
+        from: time_param("from", p.from.as_deref())?,
+        to: time_param("to", p.to.as_deref())?,
+        step_ms: crate::query::step_arg(p.step.as_deref().unwrap_or(""))?,
+        by: given(p.by),
+        source: "driftdb server".into(),
+    };
+    let r = node.report(&caller, args).await?;
+    if html {
+        let page = driftdb_report::render::html(&r);
+        return Ok(([(header::CONTENT_TYPE, "text/html; charset=utf-8")], page).into_response());
+    }
+    let v = serde_json::to_value(&r).map_err(|e| Error::Internal(e.to_string()))?;
+    Ok(Json(v).into_response())
+}
+
 /// Runs one DriftQL statement and answers with its table.
 async fn driftql(node: &Node, caller: &Principal, text: String) -> ApiResult {
     let out = node.query(caller, text).await?;
@@ -345,9 +393,11 @@ pub fn router(node: Node) -> Router {
         .route("/models/{id}/drift", get(drift))
         .route("/models/{id}/drift/summary", get(drift_summary))
         .route("/models/{id}/performance", get(performance))
+        .route("/models/{id}/report", get(report))
         .route("/api/v1/driftql", get(driftql_get).post(driftql_post))
         .merge(rules::routes())
         .merge(silences::routes())
+        .merge(ui::routes())
         .merge(keys::routes())
         // Prometheus remote read and query API: see `crate::prom`.
         .merge(crate::prom::routes())

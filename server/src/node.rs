@@ -246,6 +246,40 @@ impl Node {
         .await
     }
 
+    /// The report of a model over a range as `caller` sees it (`driftdb report`, `/ui`):
+    /// `from` defaults to 24 hours before `to`, `to` to the end of the current window.
+    pub async fn report(
+        &self,
+        caller: &Principal,
+        req: ReportArgs,
+    ) -> Result<driftdb_report::Report> {
+        self.with_query_context(caller, move |ctx| {
+            let now = ctx.now;
+            let to = req.to.map_or(now, |t| t.resolve(now));
+            let from = req
+                .from
+                .map_or(to.saturating_add_ms(-86_400_000), |t| t.resolve(now));
+            if from >= to {
+                return Err(Error::Invalid(
+                    "empty range: `from` must be before `to`".into(),
+                ));
+            }
+            let request = driftdb_report::build::Request {
+                model: req.model,
+                version: req.version,
+                from,
+                to,
+                step_ms: req.step_ms,
+                by: req.by,
+                source: req.source,
+                generated_at_ms: now.0,
+            };
+            Ok(driftdb_report::build::build(ctx, &request)
+                .map_err(crate::query::without_placeholder_pos)?)
+        })
+        .await
+    }
+
     // ---- rules and alerts ----
 
     /// Stores a rule given as JSON text for `caller` (see [`crate::rules::create_rule`]).
@@ -373,4 +407,23 @@ impl Node {
     pub fn revoke_key(&self, caller: &Principal, id: &str) -> Result<KeyRecord> {
         crate::auth::admin::revoke_key(&self.auth, caller, id, self.clock.now())
     }
+}
+
+/// What [`Node::report`] reports on.
+#[derive(Debug, Clone, Default)]
+pub struct ReportArgs {
+    /// Model id.
+    pub model: String,
+    /// Version; the model's default when `None`.
+    pub version: Option<String>,
+    /// Range start.
+    pub from: Option<crate::query::TimeArg>,
+    /// Range end (exclusive).
+    pub to: Option<crate::query::TimeArg>,
+    /// Column width of the time series, in milliseconds.
+    pub step_ms: Option<i64>,
+    /// Segment key of the per-segment table.
+    pub by: Option<String>,
+    /// Where the data came from, for the header.
+    pub source: String,
 }

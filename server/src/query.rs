@@ -251,6 +251,17 @@ pub fn range_clause(from: Option<TimeArg>, to: Option<TimeArg>, default: Duratio
     }
 }
 
+/// A `step` argument (`15m`, `1h`, `1d`; empty for none) in milliseconds.
+pub fn step_arg(s: &str) -> Result<Option<i64>> {
+    let s = s.trim();
+    if s.is_empty() {
+        return Ok(None);
+    }
+    driftdb_engine::time::DurationMs::parse(s)
+        .map(|d| Some(d.millis()))
+        .map_err(|e| Error::Invalid(format!("step: {e}")))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

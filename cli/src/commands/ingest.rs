@@ -38,14 +38,14 @@ pub(crate) enum MaxRejected {
 }
 
 impl MaxRejected {
-    fn allows(self, rejected: u64, read: u64) -> bool {
+    pub(crate) fn allows(self, rejected: u64, read: u64) -> bool {
         match self {
             MaxRejected::Count(n) => rejected <= n,
             MaxRejected::Fraction(f) => rejected as f64 <= f * read as f64,
         }
     }
 
-    fn describe(self) -> String {
+    pub(crate) fn describe(self) -> String {
         match self {
             MaxRejected::Count(n) => n.to_string(),
             MaxRejected::Fraction(f) => format!("{}%", f * 100.0),

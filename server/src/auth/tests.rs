@@ -52,6 +52,7 @@ fn every_grpc_method_has_its_scope() {
         ("/driftdb.v1.Ingest/IngestLabels", ingest),
         ("/driftdb.v1.Query/Query", read),
         ("/driftdb.v1.Query/DriftSummary", read),
+        ("/driftdb.v1.Query/Report", read),
         ("/driftdb.v1.Rules/CreateRule", admin),
         ("/driftdb.v1.Rules/ListRules", read),
         ("/driftdb.v1.Rules/DeleteRule", admin),
@@ -74,6 +75,7 @@ fn every_grpc_method_has_its_scope() {
 #[test]
 fn http_routes_have_their_scope() {
     assert_eq!(http_need(&Method::GET, "/healthz"), Need::Open);
+    assert_eq!(http_need(&Method::GET, "/ui"), Need::Open);
     assert_eq!(
         http_need(&Method::GET, "/metrics"),
         Need::OperatorScope(Scope::Read)
@@ -92,6 +94,9 @@ fn http_routes_have_their_scope() {
     );
     for (method, route, need) in [
         (Method::GET, "/silences", Scope::Read),
+        (Method::GET, "/models/{id}/report", Scope::Read),
+        (Method::GET, "/models", Scope::Read),
+        (Method::GET, "/alerts/watch", Scope::Read),
         (Method::GET, "/silences/{id}", Scope::Read),
         (Method::POST, "/silences", Scope::Admin),
         (Method::DELETE, "/silences/{id}", Scope::Admin),

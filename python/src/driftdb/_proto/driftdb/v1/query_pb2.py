@@ -14,7 +14,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x64riftdb/v1/query.proto\x12\ndriftdb.v1\"\x1d\n\x0cQueryRequest\x12\r\n\x05query\x18\x01 \x01(\t\"1\n\x04\x43\x65ll\x12\x10\n\x06number\x18\x01 \x01(\x01H\x00\x12\x0e\n\x04text\x18\x02 \x01(\tH\x00\x42\x07\n\x05value\"&\n\x03Row\x12\x1f\n\x05\x63\x65lls\x18\x01 \x03(\x0b\x32\x10.driftdb.v1.Cell\"7\n\x05Table\x12\x0f\n\x07\x63olumns\x18\x01 \x03(\t\x12\x1d\n\x04rows\x18\x02 \x03(\x0b\x32\x0f.driftdb.v1.Row\"C\n\rQueryResponse\x12 \n\x05table\x18\x01 \x01(\x0b\x32\x11.driftdb.v1.Table\x12\x10\n\x08warnings\x18\x02 \x03(\t\"X\n\x13\x44riftSummaryRequest\x12\x10\n\x08model_id\x18\x01 \x01(\t\x12\x15\n\rmodel_version\x18\x02 \x01(\t\x12\x0c\n\x04\x66rom\x18\x03 \x01(\t\x12\n\n\x02to\x18\x04 \x01(\t\"\xdb\x01\n\x14\x44riftSummaryResponse\x12+\n\x10\x64rifted_features\x18\x01 \x01(\x0b\x32\x11.driftdb.v1.Table\x12+\n\x10prediction_shift\x18\x02 \x01(\x0b\x32\x11.driftdb.v1.Table\x12&\n\x0bperformance\x18\x03 \x01(\x0b\x32\x11.driftdb.v1.Table\x12\x15\n\rmodel_version\x18\x04 \x01(\t\x12\x0c\n\x04\x66rom\x18\x05 \x01(\t\x12\n\n\x02to\x18\x06 \x01(\t\x12\x10\n\x08warnings\x18\x07 \x03(\t2\x98\x01\n\x05Query\x12<\n\x05Query\x12\x18.driftdb.v1.QueryRequest\x1a\x19.driftdb.v1.QueryResponse\x12Q\n\x0c\x44riftSummary\x12\x1f.driftdb.v1.DriftSummaryRequest\x1a .driftdb.v1.DriftSummaryResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x64riftdb/v1/query.proto\x12\ndriftdb.v1\"\x1d\n\x0cQueryRequest\x12\r\n\x05query\x18\x01 \x01(\t\"1\n\x04\x43\x65ll\x12\x10\n\x06number\x18\x01 \x01(\x01H\x00\x12\x0e\n\x04text\x18\x02 \x01(\tH\x00\x42\x07\n\x05value\"&\n\x03Row\x12\x1f\n\x05\x63\x65lls\x18\x01 \x03(\x0b\x32\x10.driftdb.v1.Cell\"7\n\x05Table\x12\x0f\n\x07\x63olumns\x18\x01 \x03(\t\x12\x1d\n\x04rows\x18\x02 \x03(\x0b\x32\x0f.driftdb.v1.Row\"C\n\rQueryResponse\x12 \n\x05table\x18\x01 \x01(\x0b\x32\x11.driftdb.v1.Table\x12\x10\n\x08warnings\x18\x02 \x03(\t\"X\n\x13\x44riftSummaryRequest\x12\x10\n\x08model_id\x18\x01 \x01(\t\x12\x15\n\rmodel_version\x18\x02 \x01(\t\x12\x0c\n\x04\x66rom\x18\x03 \x01(\t\x12\n\n\x02to\x18\x04 \x01(\t\"\xdb\x01\n\x14\x44riftSummaryResponse\x12+\n\x10\x64rifted_features\x18\x01 \x01(\x0b\x32\x11.driftdb.v1.Table\x12+\n\x10prediction_shift\x18\x02 \x01(\x0b\x32\x11.driftdb.v1.Table\x12&\n\x0bperformance\x18\x03 \x01(\x0b\x32\x11.driftdb.v1.Table\x12\x15\n\rmodel_version\x18\x04 \x01(\t\x12\x0c\n\x04\x66rom\x18\x05 \x01(\t\x12\n\n\x02to\x18\x06 \x01(\t\x12\x10\n\x08warnings\x18\x07 \x03(\t\"l\n\rReportRequest\x12\x10\n\x08model_id\x18\x01 \x01(\t\x12\x15\n\rmodel_version\x18\x02 \x01(\t\x12\x0c\n\x04\x66rom\x18\x03 \x01(\t\x12\n\n\x02to\x18\x04 \x01(\t\x12\x0c\n\x04step\x18\x05 \x01(\t\x12\n\n\x02\x62y\x18\x06 \x01(\t\"\x1e\n\x0eReportResponse\x12\x0c\n\x04json\x18\x01 \x01(\t2\xd9\x01\n\x05Query\x12<\n\x05Query\x12\x18.driftdb.v1.QueryRequest\x1a\x19.driftdb.v1.QueryResponse\x12Q\n\x0c\x44riftSummary\x12\x1f.driftdb.v1.DriftSummaryRequest\x1a .driftdb.v1.DriftSummaryResponse\x12?\n\x06Report\x12\x19.driftdb.v1.ReportRequest\x1a\x1a.driftdb.v1.ReportResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,6 +35,10 @@ if _descriptor._USE_C_DESCRIPTORS == False:
   _globals['_DRIFTSUMMARYREQUEST']._serialized_end=374
   _globals['_DRIFTSUMMARYRESPONSE']._serialized_start=377
   _globals['_DRIFTSUMMARYRESPONSE']._serialized_end=596
-  _globals['_QUERY']._serialized_start=599
-  _globals['_QUERY']._serialized_end=751
+  _globals['_REPORTREQUEST']._serialized_start=598
+  _globals['_REPORTREQUEST']._serialized_end=706
+  _globals['_REPORTRESPONSE']._serialized_start=708
+  _globals['_REPORTRESPONSE']._serialized_end=738
+  _globals['_QUERY']._serialized_start=741
+  _globals['_QUERY']._serialized_end=958
 # @@protoc_insertion_point(module_scope)

@@ -24,6 +24,11 @@ class QueryStub(object):
                 request_serializer=driftdb_dot_v1_dot_query__pb2.DriftSummaryRequest.SerializeToString,
                 response_deserializer=driftdb_dot_v1_dot_query__pb2.DriftSummaryResponse.FromString,
                 )
+        self.Report = channel.unary_unary(
+                '/driftdb.v1.Query/Report',
+                request_serializer=driftdb_dot_v1_dot_query__pb2.ReportRequest.SerializeToString,
+                response_deserializer=driftdb_dot_v1_dot_query__pb2.ReportResponse.FromString,
+                )
 
 
 class QueryServicer(object):
@@ -41,6 +46,13 @@ class QueryServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Report(self, request, context):
+        """The content of `driftdb report` for a model over a range.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_QueryServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -53,6 +65,11 @@ def add_QueryServicer_to_server(servicer, server):
                     servicer.DriftSummary,
                     request_deserializer=driftdb_dot_v1_dot_query__pb2.DriftSummaryRequest.FromString,
                     response_serializer=driftdb_dot_v1_dot_query__pb2.DriftSummaryResponse.SerializeToString,
+            ),
+            'Report': grpc.unary_unary_rpc_method_handler(
+                    servicer.Report,
+                    request_deserializer=driftdb_dot_v1_dot_query__pb2.ReportRequest.FromString,
+                    response_serializer=driftdb_dot_v1_dot_query__pb2.ReportResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -95,5 +112,22 @@ class Query(object):
         return grpc.experimental.unary_unary(request, target, '/driftdb.v1.Query/DriftSummary',
             driftdb_dot_v1_dot_query__pb2.DriftSummaryRequest.SerializeToString,
             driftdb_dot_v1_dot_query__pb2.DriftSummaryResponse.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def Report(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/driftdb.v1.Query/Report',
+            driftdb_dot_v1_dot_query__pb2.ReportRequest.SerializeToString,
+            driftdb_dot_v1_dot_query__pb2.ReportResponse.FromString,
             options, channel_credentials,
             insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
