@@ -87,7 +87,7 @@ pub struct AlertsBenchArgs {
     pub json: bool,
 }
 
-fn fleet_model(id: &str, features: usize) -> ModelDef {
+pub(crate) fn fleet_model(id: &str, features: usize) -> ModelDef {
     ModelDef {
         id: id.into(),
         task: Task::Binary,
@@ -104,7 +104,7 @@ fn fleet_model(id: &str, features: usize) -> ModelDef {
     }
 }
 
-fn engine_batch(
+pub(crate) fn engine_batch(
     def: &ModelDef,
     rng: &mut Rng,
     n: usize,

@@ -221,6 +221,9 @@ enum BenchCmd {
     /// Alert latency: from sending the batch that closes a window by event time to the webhook
     /// arriving at a receiver on loopback; reports p50/p99/max.
     Alerts(crate::bench_alerts::AlertsBenchArgs),
+    /// The server time of one report page (`/ui`, `GET /models/{id}/report?format=html`) for a
+    /// 500-feature model over 24 hours of 15-minute windows: build and render, median of runs.
+    Report(crate::bench_report::ReportBenchArgs),
 }
 
 /// Runs the CLI and returns the process exit code.
@@ -347,6 +350,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Bench(BenchCmd::Ingest(a)) => crate::bench::ingest(a).await,
         Command::Bench(BenchCmd::Rules(a)) => crate::bench_alerts::rules(a).await,
         Command::Bench(BenchCmd::Alerts(a)) => crate::bench_alerts::alerts(a).await,
+        Command::Bench(BenchCmd::Report(a)) => crate::bench_report::report(a).await,
     }
 }
 

@@ -10,6 +10,7 @@
 
 pub mod bench;
 pub mod bench_alerts;
+pub mod bench_report;
 pub mod client;
 pub mod commands;
 pub mod demo;

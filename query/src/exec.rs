@@ -343,6 +343,30 @@ pub fn features_prefix(model: &str, version: &str, features: &[FeatureRef]) -> S
     }
 }
 
+/// Whether every numeric state of `acc` (features and `$score`, every segment and slot) holds
+/// counts on its reference's bins, so drift tests over them need no KLL sketch (chi-square over
+/// the bins rather than KS): then `acc` may be merged without sketches.
+pub fn binned_throughout(
+    acc: &BTreeMap<FeatureRef, Accumulators>,
+    reference: Option<&driftdb_engine::reference::ReferenceProfile>,
+) -> bool {
+    acc.iter().all(|(f, segs)| {
+        segs.iter().all(|(seg, slots)| {
+            slots.iter().flatten().all(|state| {
+                let numeric = match state {
+                    SeriesState::Numeric(n) => n,
+                    SeriesState::Score(s) => &s.distribution,
+                    _ => return true,
+                };
+                match edges_of(reference, f, seg) {
+                    Some(e) => numeric.bins().is_some_and(|b| b.edges_id == e.q50.id()),
+                    None => false,
+                }
+            })
+        })
+    })
+}
+
 /// [`accumulate`] over `features` of `scope`'s version, the features split across cores
 /// (one scan per core's chunk).
 pub fn accumulate_features(
@@ -353,6 +377,19 @@ pub fn accumulate_features(
     keep: &(dyn Fn(&FeatureRef, &Segment) -> bool + Sync),
     stats: &mut ExecStats,
 ) -> Result<BTreeMap<FeatureRef, Accumulators>> {
+    accumulate_features_for(reader, scope, features, intervals, keep, true, stats)
+}
+
+/// [`accumulate_features`], merging KLL sketches only when `sketch` (see [`accumulate_for`]).
+pub fn accumulate_features_for(
+    reader: &(dyn SeriesReader + Sync),
+    scope: &crate::plan::ModelScope,
+    features: &[FeatureRef],
+    intervals: &Intervals,
+    keep: &(dyn Fn(&FeatureRef, &Segment) -> bool + Sync),
+    sketch: bool,
+    stats: &mut ExecStats,
+) -> Result<BTreeMap<FeatureRef, Accumulators>> {
     let mut sorted = features.to_vec();
     sorted.sort();
     sorted.dedup();
@@ -361,12 +398,13 @@ pub fn accumulate_features(
         let wanted: std::collections::BTreeSet<&FeatureRef> = chunk.iter().collect();
         let keep_chunk = |f: &FeatureRef, s: &Segment| wanted.contains(f) && keep(f, s);
         let prefix = features_prefix(&scope.def.id, &scope.version, chunk);
-        let out = accumulate(
+        let out = accumulate_for(
             reader,
             &prefix,
             scope.resolution,
             intervals,
             &keep_chunk,
+            sketch,
             &mut st,
         )?;
         Ok((out, st))

@@ -301,7 +301,20 @@ pub fn run(
     }
     let ivs = Intervals(vec![plan.range]);
     let features = scope.input_and_score_series();
-    let acc = accumulate_features(ctx.reader, scope, &features, &ivs, &|_, _| true, stats)?;
+    // Without sketches when every numeric state is on its reference's bins (the drift tests
+    // then read none); with them otherwise (KS on the KLL CDFs).
+    let mut acc = crate::exec::accumulate_features_for(
+        ctx.reader,
+        scope,
+        &features,
+        &ivs,
+        &|_, _| true,
+        false,
+        stats,
+    )?;
+    if !crate::exec::binned_throughout(&acc, reference) {
+        acc = accumulate_features(ctx.reader, scope, &features, &ivs, &|_, _| true, stats)?;
+    }
     let take = |f: &FeatureRef, s: &Segment| -> Option<&SeriesState> {
         acc.get(f)?.get(s)?.first()?.as_ref()
     };

@@ -2,13 +2,15 @@
 //! `GET /models/{id}/drift/summary`): features with high drift, the prediction's shift, and
 //! labelled performance against the reference.
 
+use std::collections::BTreeMap;
+
 use driftdb_engine::model::Task;
 use driftdb_engine::series::{FeatureRef, Segment};
 use driftdb_engine::sketch::SeriesState;
 
 use crate::ast::ModelRef;
 use crate::error::Result;
-use crate::exec::{ExecStats, Intervals, accumulate_features, edges_of, reference_base};
+use crate::exec::{ExecStats, Intervals, accumulate_features_for, edges_of, reference_base};
 use crate::explain::{ALPHA, MIN_MAGNITUDE, drift_cell, overall_drift};
 use crate::metrics::{Metric, evaluate, lookup, reference_performance};
 use crate::plan::{Context, TimeRange, resolve_model};
@@ -40,6 +42,23 @@ pub fn drift_summary(
     from: Option<driftdb_engine::time::Timestamp>,
     to: Option<driftdb_engine::time::Timestamp>,
 ) -> Result<DriftSummary> {
+    Ok(drift_summary_with_states(ctx, model, version, from, to)?.0)
+}
+
+/// [`drift_summary`], and the merged state of every input feature and `$score` over the range
+/// (segment `all`; what the summary was computed from). The states are merged without their
+/// KLL sketches when every one of them holds counts on its reference's bins (the summary then
+/// reads none); otherwise with them.
+pub fn drift_summary_with_states(
+    ctx: &Context<'_>,
+    model: &str,
+    version: Option<&str>,
+    from: Option<driftdb_engine::time::Timestamp>,
+    to: Option<driftdb_engine::time::Timestamp>,
+) -> Result<(
+    DriftSummary,
+    BTreeMap<FeatureRef, crate::exec::Accumulators>,
+)> {
     let scope = resolve_model(
         ctx,
         &ModelRef {
@@ -85,14 +104,16 @@ pub fn drift_summary(
         ));
     }
     let features = scope.input_and_score_series();
-    let acc = accumulate_features(
-        ctx.reader,
-        &scope,
-        &features,
-        &Intervals(vec![range]),
-        &|_, s| *s == Segment::All,
-        &mut stats,
+    let intervals = Intervals(vec![range]);
+    let all = |_: &FeatureRef, s: &Segment| *s == Segment::All;
+    let mut acc = accumulate_features_for(
+        ctx.reader, &scope, &features, &intervals, &all, false, &mut stats,
     )?;
+    if !crate::exec::binned_throughout(&acc, reference) {
+        acc = accumulate_features_for(
+            ctx.reader, &scope, &features, &intervals, &all, true, &mut stats,
+        )?;
+    }
 
     let mut drifted = Table::new([
         "feature",
@@ -191,12 +212,15 @@ pub fn drift_summary(
     } else {
         warnings.push("no predictions in range".to_string());
     }
-    Ok(DriftSummary {
-        version: scope.version,
-        range: Some(range),
-        drifted_features: drifted,
-        prediction_shift: shift,
-        performance: perf,
-        warnings,
-    })
+    Ok((
+        DriftSummary {
+            version: scope.version,
+            range: Some(range),
+            drifted_features: drifted,
+            prediction_shift: shift,
+            performance: perf,
+            warnings,
+        },
+        acc,
+    ))
 }

@@ -2,12 +2,14 @@
 //! [`Context`] — a server's store or [`crate::memory::MemoryReader`]. Every number in it is one
 //! a DriftQL query or the drift summary gives for the same range:
 //!
-//! - the verdict and the drift table are [`drift_summary`]'s (chi-square over the reference's
-//!   10 quantile bins or categories, Benjamini–Hochberg over the model's features), sorted by
-//!   PSI;
-//! - distributions are the range's merged sketches: bin counts over the reference's quantile
-//!   bins (exact counts, coarsened from the 50 fine bins to the 10 PSI uses), category counts;
-//! - the heatmap is `psi(model.*) from … to … step …`, performance over time the task's
+//! - the verdict and the drift table are the drift summary's ([`drift_summary_with_states`]:
+//!   chi-square over the reference's 10 quantile bins or categories, Benjamini–Hochberg over
+//!   the model's features), sorted by PSI;
+//! - distributions are the same read's merged states: bin counts over the reference's
+//!   quantile bins (exact counts, coarsened from the 50 fine bins to the 10 PSI uses),
+//!   category counts;
+//! - the heatmap is DriftQL's `psi` per feature and step bucket (what `psi(model.*) from … to
+//!   … step …` answers), performance over time the task's
 //!   headline metric with the same step, the segments table `psi(model.*) … by key`;
 //! - `explain(model) from … to …` as it answers.
 
@@ -19,10 +21,14 @@ use driftdb_engine::series::{FeatureRef, Segment};
 use driftdb_engine::sketch::{CategoricalState, NumericState, SeriesState};
 use driftdb_engine::time::Timestamp;
 use driftdb_query::ast::ModelRef;
-use driftdb_query::exec::{ExecStats, Intervals, accumulate_features};
+use driftdb_query::exec::{
+    ExecStats, Intervals, accumulate_features_for, binned_throughout, edges_of, reference_base,
+};
 use driftdb_query::explain::{ALPHA, MIN_MAGNITUDE};
+use driftdb_query::metrics::{Metric, evaluate, lookup};
 use driftdb_query::plan::{ModelScope, resolve_model};
-use driftdb_query::{Cell, Context, TimeRange, drift_summary};
+use driftdb_query::summary::drift_summary_with_states;
+use driftdb_query::{Cell, Context, TimeRange};
 
 use crate::data::{
     Calibration, CalibrationPoint, CategoryMass, Distribution, FeatureDrift, Heatmap, NamedValue,
@@ -79,7 +85,7 @@ pub fn default_step(width_ms: i64, span_ms: i64) -> i64 {
 
 /// Builds the report of `req` over `ctx`.
 pub fn build(ctx: &Context<'_>, req: &Request) -> driftdb_query::Result<Report> {
-    let summary = drift_summary(
+    let (summary, acc) = drift_summary_with_states(
         ctx,
         &req.model,
         req.version.as_deref(),
@@ -189,15 +195,6 @@ pub fn build(ctx: &Context<'_>, req: &Request) -> driftdb_query::Result<Report> 
         .map(|f| FeatureRef::Named(f.feature.clone()))
         .collect();
     series.push(FeatureRef::Score);
-    let mut stats = ExecStats::default();
-    let acc = accumulate_features(
-        ctx.reader,
-        &scope,
-        &series,
-        &Intervals(vec![range]),
-        &|_, s| *s == Segment::All,
-        &mut stats,
-    )?;
     let mut distributions = Vec::new();
     let mut calibration = None;
     for f in &series {
@@ -242,29 +239,52 @@ pub fn build(ctx: &Context<'_>, req: &Request) -> driftdb_query::Result<Report> 
     let step = format!("step {}ms", step_ms);
     let columns = windows_of(range, step_ms);
 
-    // Drift over time: one PSI per feature and step bucket.
+    // Drift over time: one PSI per feature and step bucket, by DriftQL's own metric over the
+    // buckets' merged states (what `psi(model.*) from … to … step …` answers, without building
+    // and re-reading its table).
     let heatmap = if columns.len() > 1 {
-        let out = driftdb_query::run(ctx, &format!("psi({model_ref}.*) {time} {step}"))?;
-        warnings.extend(out.warnings);
         let names: Vec<String> = features.iter().map(|f| f.feature.clone()).collect();
-        let index: BTreeMap<&str, usize> = names
-            .iter()
-            .enumerate()
-            .map(|(i, n)| (n.as_str(), i))
-            .collect();
-        let col: BTreeMap<i64, usize> = columns.iter().enumerate().map(|(i, w)| (*w, i)).collect();
-        let mut values = vec![vec![None; columns.len()]; names.len()];
-        for i in 0..out.table.rows.len() {
-            let t = &out.table;
-            let (Some(f), Some(w)) = (
-                t.get(i, "feature").and_then(Cell::as_str),
-                t.get(i, "time").and_then(time_ms),
-            ) else {
-                continue;
-            };
-            if let (Some(r), Some(c)) = (index.get(f), col.get(&w)) {
-                values[*r][*c] = t.get(i, "value").and_then(Cell::as_f64);
+        let refs: Vec<FeatureRef> = names.iter().map(|n| FeatureRef::Named(n.clone())).collect();
+        let buckets = Intervals(
+            columns
+                .iter()
+                .map(|w| TimeRange {
+                    from: Timestamp((*w).max(range.from.0)),
+                    to: Timestamp((w + step_ms).min(range.to.0)),
+                })
+                .collect(),
+        );
+        let all = |_: &FeatureRef, s: &Segment| *s == Segment::All;
+        let mut stats = ExecStats::default();
+        let reference = scope.reference.as_deref();
+        let mut by_bucket =
+            accumulate_features_for(ctx.reader, &scope, &refs, &buckets, &all, false, &mut stats)?;
+        if !binned_throughout(&by_bucket, reference) {
+            by_bucket = accumulate_features_for(
+                ctx.reader, &scope, &refs, &buckets, &all, true, &mut stats,
+            )?;
+        }
+        let psi = Metric {
+            def: lookup("psi").ok_or_else(|| driftdb_query::Error::Plan {
+                pos: None,
+                message: "the metric catalog has no psi".into(),
+            })?,
+            param: None,
+        };
+        let mut values = Vec::with_capacity(refs.len());
+        for f in &refs {
+            let slots = by_bucket.get(f).and_then(|m| m.get(&Segment::All));
+            let base = reference_base(reference, f, &Segment::All);
+            let edges = edges_of(reference, f, &Segment::All);
+            let mut row = Vec::with_capacity(columns.len());
+            for c in 0..columns.len() {
+                let state = slots.and_then(|v| v.get(c)).and_then(Option::as_ref);
+                row.push(match state {
+                    Some(s) => evaluate(&psi, s, base, edges)?.and_then(|v| v.value),
+                    None => None,
+                });
             }
+            values.push(row);
         }
         Some(Heatmap {
             metric: "psi".into(),
