@@ -36,7 +36,7 @@ fi
 # Installs what is missing (nothing, once the venv is complete) and the package itself, from
 # the current sources.
 "$venv/bin/pip" install --quiet --disable-pip-version-check --no-build-isolation \
-  "$repo/python[test,pandas,arrow]"
+  "$repo/python[test,pandas,arrow,ui]"
 rm -rf "$repo/python/build"
 
 step "stubs match proto/ (grpcio-tools pinned in python/scripts/gen_stubs.sh)"

@@ -4,7 +4,8 @@
 #   - a C++ compiler (librocksdb-sys builds RocksDB from source)
 #   --test: what the test suite needs beyond the build: Debian's prometheus package (the
 #           remote-read integration test runs the real `prometheus` and `promtool`), and
-#           Python's venv module (python3-venv; the Python client's suite runs in a venv)
+#           Python's venv module (python3-venv; the Python client's suite runs in a venv),
+#           and Debian's Chromium (the browser tests of the report page and /ui drive it)
 set -euo pipefail
 
 want_test=0
@@ -28,6 +29,7 @@ if [ "$want_test" -eq 1 ]; then
   { command -v prometheus && command -v promtool; } >/dev/null 2>&1 || need+=(prometheus)
   command -v python3 >/dev/null 2>&1 || need+=(python3)
   python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
+  command -v chromium >/dev/null 2>&1 || need+=(chromium)
 fi
 
 if [ ${#need[@]} -gt 0 ]; then
