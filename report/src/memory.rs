@@ -310,3 +310,148 @@ impl SeriesReader for MemoryReader {
         None
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use driftdb_engine::ingest::{Column, InferenceRow};
+    use driftdb_engine::model::FeatureKind;
+
+    fn def() -> ModelDef {
+        ModelDef {
+            id: "m".into(),
+            task: Task::Binary,
+            window: "15m".into(),
+            grace: "1m".into(),
+            max_label_delay: "1d".into(),
+            segments: vec!["region".into()],
+            segment_cap: 8,
+            features: [("x".to_string(), FeatureKind::Numeric)]
+                .into_iter()
+                .collect(),
+            sampling: 1.0,
+            team: None,
+        }
+    }
+
+    fn batch(ids: std::ops::Range<usize>, ts: i64) -> InferenceBatch {
+        let n = ids.len();
+        InferenceBatch {
+            model_id: "m".into(),
+            feature_names: vec!["x".into()],
+            segment_keys: vec!["region".into()],
+            rows: ids
+                .map(|i| InferenceRow {
+                    request_id: format!("r{i}"),
+                    ts: Timestamp(ts + i as i64),
+                    version: "v1".into(),
+                    segments: vec![Some(if i % 2 == 0 { "eu" } else { "us" }.into())],
+                    score: Some((i % 10) as f64 / 10.0),
+                    ..Default::default()
+                })
+                .collect(),
+            columns: vec![Column::Numbers((0..n).map(|i| Some(i as f64)).collect())],
+        }
+    }
+
+    #[test]
+    fn batches_fold_into_windows_read_back_by_range_and_prefix() {
+        let mut fold = MemoryFold::new(def(), None).unwrap();
+        // Two batches into window 0, one into window 2 (15-minute windows).
+        assert!(fold.add(&batch(0..10, 0), &[]).unwrap().is_empty());
+        assert!(fold.add(&batch(10..20, 1_000), &[]).unwrap().is_empty());
+        let labels: Vec<Option<f64>> = (0..10).map(|i| Some(f64::from(i % 2 == 0))).collect();
+        assert!(
+            fold.add(&batch(20..30, 1_800_000), &labels)
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(fold.counts().accepted, 30);
+        assert_eq!(fold.counts().labels_joined, 10);
+        assert_eq!(fold.span(), Some((Timestamp(0), Timestamp(2_700_000))));
+        let r = fold.into_reader();
+        let key = |feature, segment| SeriesKey {
+            model: "m".into(),
+            version: "v1".into(),
+            feature,
+            segment,
+        };
+        let x_all = key(
+            FeatureRef::Named("x".into()),
+            driftdb_engine::series::Segment::All,
+        );
+        let ws: Vec<Window> = r
+            .windows(&x_all, Resolution::M15, Timestamp(0), Timestamp(i64::MAX))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(ws.len(), 2);
+        assert_eq!(
+            (ws[0].start, ws[1].start),
+            (Timestamp(0), Timestamp(1_800_000))
+        );
+        match &ws[0].state {
+            SeriesState::Numeric(n) => assert_eq!(n.count(), 20),
+            other => panic!("{other:?}"),
+        }
+        // The range is [from, to) on window starts; another resolution holds nothing.
+        let n = |from, to, res| {
+            r.windows(&x_all, res, Timestamp(from), Timestamp(to))
+                .unwrap()
+                .count()
+        };
+        assert_eq!(n(1, 1_800_000, Resolution::M15), 0);
+        assert_eq!(n(0, 1_800_001, Resolution::M15), 2);
+        assert_eq!(n(0, i64::MAX, Resolution::H1), 0);
+        // Labels joined into the score series of the window and of each row's segment.
+        let score = r
+            .windows(
+                &key(FeatureRef::Score, driftdb_engine::series::Segment::All),
+                Resolution::M15,
+                Timestamp(1_800_000),
+                Timestamp(i64::MAX),
+            )
+            .unwrap()
+            .map(Result::unwrap)
+            .next()
+            .unwrap();
+        match score.state {
+            SeriesState::Score(s) => {
+                assert_eq!(s.predictions, 10);
+                assert_eq!(s.performance.n_labeled(), 10);
+            }
+            other => panic!("{other:?}"),
+        }
+        // A scan yields only the prefix's series, grouped by series, ascending by start.
+        let scanned: Vec<SeriesWindow> = r
+            .scan(
+                &SeriesPrefix::Feature {
+                    model: "m".into(),
+                    version: "v1".into(),
+                    feature: FeatureRef::Named("x".into()),
+                },
+                Resolution::M15,
+                Timestamp(0),
+                Timestamp(i64::MAX),
+            )
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert!(
+            scanned
+                .iter()
+                .all(|w| w.series.feature == FeatureRef::Named("x".into()))
+        );
+        assert_eq!(scanned.len(), 2 + 2 + 2, "all, eu and us: two windows each");
+        assert!(
+            scanned
+                .windows(2)
+                .all(|p| (&*p[0].series, p[0].window.start) < (&*p[1].series, p[1].window.start))
+        );
+        assert_eq!(
+            r.series("m", Some("v1")).unwrap().len(),
+            r.series("m", None).unwrap().len()
+        );
+        assert!(r.series("other", None).unwrap().is_empty());
+    }
+}

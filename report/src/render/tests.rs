@@ -787,3 +787,14 @@ fn odd_values_still_render() {
     assert!(page.contains("{&quot;a&quot;:[1,2]}"));
     assert_eq!(page, html(&report));
 }
+
+#[test]
+fn reports_round_trip_through_json() {
+    // What `--format json` writes and the CLI reads back from a server is the same report.
+    for r in [full(), minimal(), hostile()] {
+        let text = serde_json::to_string(&r).unwrap();
+        let back: Report = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, r);
+        assert_eq!(html(&back), html(&r));
+    }
+}
