@@ -12,9 +12,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Display;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdout, Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
@@ -65,68 +64,20 @@ struct Conn {
     key: String,
 }
 
-/// A `driftdb serve` child process; killed (by its own pid) when dropped.
+/// The server (kept alive while the test runs) and how the CLI reaches it.
 struct Server {
-    child: Child,
     conn: Conn,
-    /// The server's stdout, kept open after its `ready` line.
-    _stdout: BufReader<ChildStdout>,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+    _served: super::common::GoldenServer,
 }
 
 fn start_server() -> Server {
-    let dir = tempfile::tempdir().unwrap();
-    // The golden data is dated 2026-03-01 (README "Using it" uses {"retention":"365d"}). Ten
-    // years of retention keep it live for as long as this test is run, without weakening the
-    // retention check; downsampling past 3600 days keeps the 15-minute windows the per-window
-    // comparisons need.
-    let cfg = dir.path().join("golden.json");
-    std::fs::write(&cfg, r#"{"retention":"3650d","downsample_after":"3600d"}"#).unwrap();
-    let stderr = std::fs::File::create(dir.path().join("serve.log")).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_driftdb"))
-        .arg("serve")
-        .arg("--data")
-        .arg(dir.path().join("data"))
-        .arg("--config")
-        .arg(&cfg)
-        .args(["--grpc", "127.0.0.1:0", "--http", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .stderr(stderr)
-        .spawn()
-        .expect("driftdb starts");
-    let mut line = String::new();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    stdout.read_line(&mut line).unwrap();
-    let grpc = line
-        .trim()
-        .strip_prefix("ready grpc=")
-        .and_then(|r| r.split(' ').next())
-        .map(str::to_string);
-    let Some(grpc) = grpc else {
-        let _ = child.kill();
-        let log = std::fs::read_to_string(dir.path().join("serve.log")).unwrap_or_default();
-        panic!("no ready line: {line:?}; server log:\n{log}");
-    };
-    let key = std::fs::read_to_string(dir.path().join("data/admin.key"))
-        .expect("serve writes the first operator key")
-        .trim()
-        .to_string();
-    assert!(key.starts_with("ddb_"), "{key}");
+    let served = super::common::golden_server();
     Server {
-        child,
         conn: Conn {
-            url: format!("http://{grpc}"),
-            key,
+            url: served.grpc.clone(),
+            key: served.key.clone(),
         },
-        _stdout: stdout,
-        _dir: dir,
+        _served: served,
     }
 }
 

@@ -10,9 +10,8 @@
 //!   `driftdb query 'auc(fraud) … step 15m'` and a calibration diagram once labels joined;
 //!   HTTP refuses a request without a key.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdout, Command, Output, Stdio};
+use std::process::{Command, Output};
 
 use serde_json::Value;
 
@@ -348,61 +347,7 @@ fn offline_mistakes_are_refused_with_a_reason() {
     );
 }
 
-/// A `driftdb serve` child on a temp dir; killed when dropped.
-struct Server {
-    child: Child,
-    grpc: String,
-    http: String,
-    key: String,
-    _stdout: BufReader<ChildStdout>,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn serve() -> Server {
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("golden.json");
-    std::fs::write(&cfg, r#"{"retention":"3650d","downsample_after":"3600d"}"#).unwrap();
-    let log = std::fs::File::create(dir.path().join("serve.log")).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_driftdb"))
-        .arg("serve")
-        .arg("--data")
-        .arg(dir.path().join("data"))
-        .arg("--config")
-        .arg(&cfg)
-        .args(["--grpc", "127.0.0.1:0", "--http", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    stdout.read_line(&mut line).unwrap();
-    let (grpc, http) = line
-        .trim()
-        .strip_prefix("ready grpc=")
-        .and_then(|r| r.split_once(" http="))
-        .map(|(g, h)| (g.to_string(), h.to_string()))
-        .unwrap_or_else(|| panic!("no ready line: {line:?}"));
-    let key = std::fs::read_to_string(dir.path().join("data/admin.key"))
-        .unwrap()
-        .trim()
-        .to_string();
-    Server {
-        child,
-        grpc: format!("http://{grpc}"),
-        http,
-        key,
-        _stdout: stdout,
-        _dir: dir,
-    }
-}
+type Server = super::common::GoldenServer;
 
 fn client(s: &Server, args: &[&str]) -> Output {
     let mut v = args.to_vec();
@@ -457,7 +402,7 @@ fn dechunk(mut body: &str) -> String {
 
 #[test]
 fn a_server_report_is_the_offline_report_plus_performance() {
-    let s = serve();
+    let s = super::common::golden_server();
     client_ok(
         &s,
         &["model", "create", "--file", "tests/data/golden/model.json"],

@@ -24,6 +24,7 @@ pub mod parser;
 pub mod plan;
 pub mod summary;
 pub mod table;
+pub mod text;
 pub mod uplift;
 
 pub use budget::Budget;

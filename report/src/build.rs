@@ -226,11 +226,7 @@ pub fn build(ctx: &Context<'_>, req: &Request) -> driftdb_query::Result<Report> 
             .and_then(Cell::as_f64);
     }
 
-    let model_ref = format!(
-        "{}@{}",
-        driftql_name(&scope.def.id),
-        driftql_name(&scope.version)
-    );
+    let model_ref = driftdb_query::text::model_ref(&scope.def.id, Some(&scope.version));
     let time = format!(
         "from {} to {}",
         range.from.to_rfc3339(),
@@ -385,29 +381,6 @@ pub fn build(ctx: &Context<'_>, req: &Request) -> driftdb_query::Result<Report> 
         segments,
         warnings,
     })
-}
-
-/// A name as DriftQL text: as is when it is an identifier, otherwise a double-quoted string
-/// with `"` and `\` escaped (DriftQL's only escapes), so no name can add clauses to a query.
-fn driftql_name(s: &str) -> String {
-    let mut chars = s.chars();
-    let identifier = chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
-    if identifier {
-        return s.to_string();
-    }
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        if c == '"' || c == '\\' {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out.push('"');
-    out
 }
 
 fn task_name(t: Task) -> &'static str {

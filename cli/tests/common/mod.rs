@@ -1,7 +1,7 @@
 //! Helpers shared by the tests that run the `driftdb` binary.
 
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Output};
+use std::process::{Child, ChildStdout, Command, Output, Stdio};
 
 /// Bytes a process wrote, as text.
 pub fn text(b: &[u8]) -> String {
@@ -32,4 +32,73 @@ pub fn ready_addrs(child: &mut Child) -> (String, String) {
         .and_then(|r| r.split_once(" http="))
         .unwrap_or_else(|| panic!("no ready line: {line:?}"));
     (grpc.to_string(), http.to_string())
+}
+
+/// A `driftdb serve` child on a fresh data directory, configured for the golden data (dated
+/// 2026-03-01): ten years of retention keep it live for as long as the tests are run, and
+/// downsampling past 3600 days keeps its 15-minute windows. Killed when dropped.
+pub struct GoldenServer {
+    child: Child,
+    /// `http://ADDR` of the gRPC listener.
+    pub grpc: String,
+    /// `ADDR` of the HTTP listener.
+    pub http: String,
+    /// The operator key `serve` wrote to `<data>/admin.key` on its first start.
+    pub key: String,
+    /// The server's stdout, kept open after its `ready` line.
+    _stdout: BufReader<ChildStdout>,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for GoldenServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts a [`GoldenServer`] on 127.0.0.1 and waits for its `ready` line; panics with the
+/// server's log when it does not come.
+pub fn golden_server() -> GoldenServer {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("golden.json");
+    std::fs::write(&cfg, r#"{"retention":"3650d","downsample_after":"3600d"}"#).unwrap();
+    let log = std::fs::File::create(dir.path().join("serve.log")).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_driftdb"))
+        .arg("serve")
+        .arg("--data")
+        .arg(dir.path().join("data"))
+        .arg("--config")
+        .arg(&cfg)
+        .args(["--grpc", "127.0.0.1:0", "--http", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(log)
+        .spawn()
+        .expect("driftdb starts");
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    let Some((grpc, http)) = line
+        .trim()
+        .strip_prefix("ready grpc=")
+        .and_then(|r| r.split_once(" http="))
+        .map(|(g, h)| (g.to_string(), h.to_string()))
+    else {
+        let _ = child.kill();
+        let log = std::fs::read_to_string(dir.path().join("serve.log")).unwrap_or_default();
+        panic!("no ready line: {line:?}; server log:\n{log}");
+    };
+    let key = std::fs::read_to_string(dir.path().join("data/admin.key"))
+        .expect("serve writes the first operator key")
+        .trim()
+        .to_string();
+    assert!(key.starts_with("ddb_"), "{key}");
+    GoldenServer {
+        child,
+        grpc: format!("http://{grpc}"),
+        http,
+        key,
+        _stdout: stdout,
+        _dir: dir,
+    }
 }
