@@ -6,7 +6,7 @@
   its team's model only, the heatmap of a chosen range has features × windows cells and a
   cell's value is what ``GET /models/{id}/drift`` answers, a click opens that window's
   ``explain``, and an alert fired while the page is open appears in the live feed with its
-  webhook delivery.
+  webhook delivery and, once acknowledged, who acknowledged it and why.
 
 Screenshots are kept under ``target/ui-artifacts/``. Chromium is installed by
 ``scripts/setup.sh --test`` (``DRIFTDB_CHROMIUM`` overrides its path).
@@ -238,6 +238,20 @@ def test_console_shows_models_heatmap_explain_and_live_alerts(browser, make_serv
         timeout=30_000,
     )
     assert "firing" in item.first.inner_text()
+    # Acknowledged (who and why): the feed shows it.
+    seq = fired[0].sequence
+    req = urllib.request.Request(
+        f"http://{s.http}/alerts/{seq}/ack",
+        data=json.dumps({"by": "alice", "comment": "retraining"}).encode(),
+        headers={"authorization": f"Bearer {s.admin_key}", "content-type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(req, timeout=30) as r:
+        assert r.status == 200
+    page.reload()
+    ack = page.locator(f'#alerts li[data-seq="{seq}"] .ack')
+    ack.wait_for()
+    assert "acknowledged by alice: retraining" in ack.inner_text()
     frame.locator("#heatmap rect.cell").first.wait_for()
     page.screenshot(path=str(ARTIFACTS / "console.png"))
 
