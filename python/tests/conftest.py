@@ -38,19 +38,10 @@ def _binary() -> Path:
     return BIN
 
 
-try:  # resolved here, not in the forked child (no import or dlopen between fork and exec)
-    import ctypes
-
-    _prctl = ctypes.CDLL("libc.so.6", use_errno=True).prctl
-except Exception:  # not Linux/glibc
-    _prctl = None
-
-
-def _die_with_parent() -> None:
-    """In the server's child process: SIGKILL it when pytest dies (Linux), so a crashed or
-    killed test run leaves no server behind."""
-    if _prctl is not None:
-        _prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+# The server is started under `setpriv --pdeathsig KILL` (util-linux, on every Debian), so a
+# crashed or killed test run leaves no server behind. Not `preexec_fn`: that runs Python in the
+# forked child, and a fork of a process with gRPC threads in flight can hang before exec.
+_SETPRIV = shutil.which("setpriv")
 
 
 class Server:
@@ -74,6 +65,7 @@ class Server:
         cfg = self.data.parent / f"{self.data.name}.config.json"
         cfg.write_text(json.dumps(self.config))
         cmd = [
+            *([_SETPRIV, "--pdeathsig", "KILL", "--"] if _SETPRIV else []),
             str(_binary()),
             "serve",
             "--data",
@@ -93,7 +85,6 @@ class Server:
             stdout=subprocess.PIPE,
             stderr=log,
             text=True,
-            preexec_fn=_die_with_parent,  # noqa: PLW1509
         )
         log.close()
         lines: List[str] = []

@@ -156,6 +156,7 @@ class Client:
         self._lock = threading.Lock()
 
     def _make_channel(self) -> grpc.Channel:
+        _fork.grpc_used()
         if not self.tls:
             return grpc.insecure_channel(self.target, options=self._options)
         root = None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import gc
 import os
 import threading
 import time
@@ -32,6 +33,14 @@ def orphan(obj: Any) -> None:
 
 
 _forking = False
+# Set once this process has made a gRPC channel.
+_grpc_used = False
+
+
+def grpc_used() -> None:
+    """Records that this process has gRPC state a forked child must never finalise."""
+    global _grpc_used
+    _grpc_used = True
 
 
 def forking() -> bool:
@@ -68,6 +77,12 @@ def _after_fork_child() -> None:
     global _lock, _forking
     _forking = False
     _lock = threading.Lock()
+    if _grpc_used:
+        # Cyclic garbage inherited from the parent may hold gRPC calls whose locks a parent
+        # thread held at the fork; collecting it in the child runs their finalisers, which
+        # wait on those locks forever. Freeze what was inherited: the collector never visits
+        # it again (objects made in the child are collected as usual).
+        gc.freeze()
     for obj in list(_live):
         try:
             obj._after_fork_child()
