@@ -5,7 +5,9 @@
 #   --test: what the test suite needs beyond the build: Debian's prometheus package (the
 #           remote-read integration test runs the real `prometheus` and `promtool`), and
 #           Python's venv module (python3-venv; the Python client's suite runs in a venv),
-#           and Debian's Chromium (the browser tests of the report page and /ui drive it)
+#           and Debian's Chromium (the browser tests of the report page and /ui drive it),
+#           and the Kafka-protocol broker `tansu` (pinned below; built from crates.io into
+#           target/tools/bin, which the Kafka tests run)
 set -euo pipefail
 
 want_test=0
@@ -49,4 +51,18 @@ fi
 if ! command -v cargo >/dev/null 2>&1; then
   echo "setup.sh: cargo not found; install Rust (https://rustup.rs) first" >&2
   exit 1
+fi
+
+# The Kafka tests' broker: tansu from crates.io (no Docker here, and Debian has no Kafka).
+TANSU_VERSION=0.6.0
+if [ "$want_test" -eq 1 ]; then
+  root="$(cd "$(dirname "$0")/.." && pwd)"
+  tools="$root/target/tools"
+  if ! [ -f "$tools/tansu.features" ] || [ "$(cat "$tools/tansu.features")" != "$TANSU_VERSION dynostore" ] \
+    || ! "$tools/bin/tansu" --version 2>/dev/null | grep -q "$TANSU_VERSION"; then
+    echo "setup.sh: building the Kafka-protocol broker tansu $TANSU_VERSION (about 10 minutes, once)" >&2
+    # dynostore: the in-memory storage engine (memory://) the tests run it with.
+    cargo install --quiet --locked --force --root "$tools" --features dynostore tansu --version "$TANSU_VERSION"
+    echo "$TANSU_VERSION dynostore" > "$tools/tansu.features"
+  fi
 fi

@@ -75,7 +75,7 @@ pub struct IngestBenchArgs {
     pub json: bool,
 }
 
-fn model(a: &IngestBenchArgs) -> ModelDef {
+pub(crate) fn model(a: &IngestBenchArgs) -> ModelDef {
     let mut features = BTreeMap::new();
     for i in 0..a.features {
         let kind = if i < a.categorical {
@@ -100,7 +100,7 @@ fn model(a: &IngestBenchArgs) -> ModelDef {
 }
 
 /// A batch of `n` rows with request ids `{prefix}-{i}` at `ts`.
-fn gen_batch(
+pub(crate) fn gen_batch(
     def: &ModelDef,
     a: &IngestBenchArgs,
     rng: &mut Rng,
@@ -220,6 +220,11 @@ fn cpu_seconds() -> Option<f64> {
 
 /// Runs the benchmark and prints its figures.
 pub async fn ingest(a: IngestBenchArgs) -> Result<()> {
+    ingest_measured(a).await.map(|_| ())
+}
+
+/// Runs `bench ingest`, prints its result and returns it as the JSON object `--json` prints.
+pub async fn ingest_measured(a: IngestBenchArgs) -> Result<serde_json::Value> {
     if a.features == 0 || a.batch == 0 || a.streams == 0 || a.categorical > a.features {
         return Err(Error::Invalid(
             "features, batch and streams must be positive; categorical <= features".into(),
@@ -423,18 +428,19 @@ pub async fn ingest(a: IngestBenchArgs) -> Result<()> {
     let fv_with_rollup = rows as f64 * a.features as f64 / (secs + rollup_secs);
     let rss = crate::rng::peak_rss_mib();
     running.shutdown().await?;
+    let summary = serde_json::json!({
+        "features": a.features, "segments": a.segments, "batch": a.batch, "streams": a.streams, "rows": rows,
+        "seconds": secs, "rows_per_s": rows_per_s, "feature_values_per_s": fv,
+        "fold_rows_per_s": fold_rows_per_s, "fold_feature_values_per_s": fold_fv,
+        "fold_threads": threads, "fold_1_thread_feature_values_per_s": fold_1_fv,
+        "ratio_to_fold": fv / fold_fv, "peak_rss_mib": rss, "durable": !a.no_sync,
+        "rollup_on_write": a.rollup_on_write, "rollup_seconds": rollup_secs, "rollup_windows": rolled,
+        "feature_values_per_s_with_rollup": fv_with_rollup, "ratio_to_fold_with_rollup": fv_with_rollup / fold_fv,
+        "cpu_seconds": cpu, "cores_busy": cpu / secs,
+        "feature_values_per_cpu_s": if cpu > 0.0 { rows as f64 * a.features as f64 / cpu } else { 0.0 },
+    });
     if a.json {
-        output::line(&serde_json::json!({
-            "features": a.features, "segments": a.segments, "batch": a.batch, "streams": a.streams, "rows": rows,
-            "seconds": secs, "rows_per_s": rows_per_s, "feature_values_per_s": fv,
-            "fold_rows_per_s": fold_rows_per_s, "fold_feature_values_per_s": fold_fv,
-            "fold_threads": threads, "fold_1_thread_feature_values_per_s": fold_1_fv,
-            "ratio_to_fold": fv / fold_fv, "peak_rss_mib": rss, "durable": !a.no_sync,
-            "rollup_on_write": a.rollup_on_write, "rollup_seconds": rollup_secs, "rollup_windows": rolled,
-            "feature_values_per_s_with_rollup": fv_with_rollup, "ratio_to_fold_with_rollup": fv_with_rollup / fold_fv,
-            "cpu_seconds": cpu, "cores_busy": cpu / secs,
-            "feature_values_per_cpu_s": if cpu > 0.0 { rows as f64 * a.features as f64 / cpu } else { 0.0 },
-        }).to_string());
+        output::line(&summary.to_string());
     } else {
         output::line(&format!(
             "ingest over gRPC loopback ({} features, {} segment keys, batches of {}, {} streams, WAL fsync {}):",
@@ -470,7 +476,7 @@ pub async fn ingest(a: IngestBenchArgs) -> Result<()> {
         ));
         output::line(&format!("  peak RSS: {:.0} MiB", rss));
     }
-    Ok(())
+    Ok(summary)
 }
 
 #[cfg(test)]

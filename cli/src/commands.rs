@@ -166,6 +166,20 @@ struct ServeArgs {
     /// PEM private key of --tls-cert.
     #[arg(long, requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// Consume from Kafka: bootstrap brokers (host:port,…). Overrides the config's
+    /// `kafka.brokers`; the other settings come from its `"kafka"` section or their defaults.
+    #[arg(long, value_name = "HOST:PORT")]
+    kafka_brokers: Option<String>,
+    /// Kafka topic of inference records (key: model id; value: a JSON inference, or a
+    /// protobuf InferenceBatch with content-type application/x-protobuf).
+    #[arg(long, requires = "kafka_brokers", value_name = "TOPIC")]
+    kafka_topic: Option<String>,
+    /// Kafka topic of label records.
+    #[arg(long, requires = "kafka_brokers", value_name = "TOPIC")]
+    kafka_label_topic: Option<String>,
+    /// Kafka consumer group (default: the config's, else `driftdb`).
+    #[arg(long, requires = "kafka_brokers", value_name = "GROUP")]
+    kafka_group: Option<String>,
 }
 
 const SERVE_AUTH_HELP: &str = "\
@@ -224,6 +238,9 @@ enum BenchCmd {
     /// The server time of one report page (`/ui`, `GET /models/{id}/report?format=html`) for a
     /// 500-feature model over 24 hours of 15-minute windows: build and render, median of runs.
     Report(crate::bench_report::ReportBenchArgs),
+    /// The Kafka source's consumption rate of a broker's topic (protobuf records) into
+    /// durable sketches, beside gRPC ingest of the same rows in the same run.
+    Kafka(crate::bench_kafka::KafkaBenchArgs),
 }
 
 /// Runs the CLI and returns the process exit code.
@@ -351,6 +368,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Bench(BenchCmd::Rules(a)) => crate::bench_alerts::rules(a).await,
         Command::Bench(BenchCmd::Alerts(a)) => crate::bench_alerts::alerts(a).await,
         Command::Bench(BenchCmd::Report(a)) => crate::bench_report::report(a).await,
+        Command::Bench(BenchCmd::Kafka(a)) => crate::bench_kafka::kafka(a).await,
     }
 }
 
@@ -425,8 +443,9 @@ async fn serve(a: ServeArgs) -> Result<()> {
             path.display()
         );
     }
+    let kafka_cfg = kafka_config(&a, cfg.kafka.clone())?;
     let running = driftdb_server::serve::start_with(
-        node,
+        node.clone(),
         driftdb_server::serve::ServeOptions {
             grpc: a.grpc,
             http: a.http,
@@ -434,16 +453,51 @@ async fn serve(a: ServeArgs) -> Result<()> {
         },
     )
     .await?;
+    let kafka = match kafka_cfg {
+        Some(k) => Some(crate::kafka::start(node, k)?),
+        None => None,
+    };
     output::line(&format!(
         "ready grpc={} http={}",
         running.bound.grpc, running.bound.http
     ));
-    running
+    let res = running
         .run_until(async {
             let _ = tokio::signal::ctrl_c().await;
         })
-        .await?;
+        .await;
+    if let Some(k) = kafka {
+        k.stop().await;
+    }
+    res?;
     Ok(())
+}
+
+/// The Kafka settings: the config's section, with the command line's flags over it.
+fn kafka_config(
+    a: &ServeArgs,
+    file: Option<driftdb_server::config::KafkaConfig>,
+) -> Result<Option<driftdb_server::config::KafkaConfig>> {
+    let mut k = match (file, &a.kafka_brokers) {
+        (None, None) => return Ok(None),
+        (Some(mut k), Some(b)) => {
+            k.brokers = b.clone();
+            k
+        }
+        (Some(k), None) => k,
+        (None, Some(b)) => driftdb_server::config::KafkaConfig::new(b, None),
+    };
+    if let Some(t) = &a.kafka_topic {
+        k.topic = Some(t.clone());
+    }
+    if let Some(t) = &a.kafka_label_topic {
+        k.label_topic = Some(t.clone());
+    }
+    if let Some(g) = &a.kafka_group {
+        k.group_id = g.clone();
+    }
+    k.validate()?;
+    Ok(Some(k))
 }
 
 fn progress_bar(total: u64, what: &str) -> ProgressBar {

@@ -10,11 +10,13 @@
 
 pub mod bench;
 pub mod bench_alerts;
+pub mod bench_kafka;
 pub mod bench_report;
 pub mod client;
 pub mod commands;
 pub mod demo;
 pub mod error;
 pub mod files;
+pub mod kafka;
 pub mod output;
 pub mod rng;

@@ -10,6 +10,7 @@ mod faults;
 mod files_cli;
 mod golden_cli;
 mod hostile;
+mod kafka_cli;
 mod keys_cli;
 mod kill9;
 mod overload;

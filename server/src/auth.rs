@@ -255,7 +255,8 @@ pub fn http_need(method: &axum::http::Method, route: &str) -> Need {
     match route {
         // The console's page holds no data: it asks for a key and sends it with each request.
         "/healthz" | "/ui" => Need::Open,
-        "/metrics" => Need::OperatorScope(Scope::Read),
+        // Rejected records may belong to any model: node-wide, like /metrics.
+        "/metrics" | "/ingest/rejects" => Need::OperatorScope(Scope::Read),
         "/models/{id}/drift"
         | "/models/{id}/drift/summary"
         | "/models/{id}/performance"

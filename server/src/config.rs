@@ -40,6 +40,133 @@ pub struct ServeConfig {
     pub tls_cert: Option<PathBuf>,
     /// PEM private key for TLS (like `--tls-key`, which wins).
     pub tls_key: Option<PathBuf>,
+    /// Consume inferences (and labels) from Kafka topics; see [`KafkaConfig`].
+    pub kafka: Option<KafkaConfig>,
+}
+
+/// Where the Kafka consumer starts in a partition it has no checkpoint for.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StartPosition {
+    /// The oldest record the broker keeps (default).
+    #[default]
+    Earliest,
+    /// Only records produced after the consumer joins.
+    Latest,
+}
+
+/// The `"kafka"` section of the config file (or `serve --kafka-brokers … --kafka-topic …`).
+/// The applied offset of every partition is kept in the store with the sketches it produced;
+/// Kafka's committed offsets are written after each durable write, for lag tools only.
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaConfig {
+    /// Bootstrap brokers, `host:port[,host:port…]`.
+    pub brokers: String,
+    /// Consumer group id (default `driftdb`).
+    #[serde(default = "default_group")]
+    pub group_id: String,
+    /// Topic of inference records (key: the model id; value: one JSON inference object, or a
+    /// protobuf `InferenceBatch` with header `content-type: application/x-protobuf`).
+    pub topic: Option<String>,
+    /// Topic of label records (key: the model id; value: one JSON label object, or a protobuf
+    /// `LabelBatch`).
+    pub label_topic: Option<String>,
+    /// Where to start in a partition never applied before: `earliest` (default) or `latest`.
+    #[serde(default)]
+    pub start: StartPosition,
+    /// Records per partition written as one batch (default 10,000; 1..=100,000).
+    #[serde(default = "default_batch_records")]
+    pub max_batch_records: usize,
+    /// Longest wait to fill a batch, in milliseconds (default 200; 1..=60,000).
+    #[serde(default = "default_batch_ms")]
+    pub max_batch_ms: u64,
+    /// Batches read ahead of the write path before consumption is held back (default 4).
+    #[serde(default = "default_read_ahead")]
+    pub read_ahead_batches: usize,
+    /// Topic for records that cannot be ingested at all (undecodable, or every row rejected),
+    /// with headers `driftdb-error`, `driftdb-source-topic`, `driftdb-source-partition`,
+    /// `driftdb-source-offset`. Without one they are kept in a ring at `GET /ingest/rejects`.
+    pub dead_letter_topic: Option<String>,
+    /// librdkafka properties passed through to the consumer and the dead-letter producer
+    /// (e.g. `security.protocol`, `sasl.mechanism`); they cannot override `group.id`,
+    /// `enable.auto.commit` or `enable.auto.offset.store`.
+    #[serde(default)]
+    pub properties: std::collections::BTreeMap<String, String>,
+}
+
+fn default_group() -> String {
+    "driftdb".into()
+}
+fn default_batch_records() -> usize {
+    10_000
+}
+fn default_batch_ms() -> u64 {
+    200
+}
+fn default_read_ahead() -> usize {
+    4
+}
+
+impl KafkaConfig {
+    /// A section with `brokers` and the inference `topic`, the rest defaults.
+    pub fn new(brokers: &str, topic: Option<String>) -> KafkaConfig {
+        KafkaConfig {
+            brokers: brokers.to_string(),
+            group_id: default_group(),
+            topic,
+            label_topic: None,
+            start: StartPosition::Earliest,
+            max_batch_records: default_batch_records(),
+            max_batch_ms: default_batch_ms(),
+            read_ahead_batches: default_read_ahead(),
+            dead_letter_topic: None,
+            properties: Default::default(),
+        }
+    }
+
+    /// Checks the section (what librdkafka would only report once running).
+    pub fn validate(&self) -> Result<()> {
+        let bad = |m: String| Err(Error::Invalid(format!("kafka: {m}")));
+        if self.brokers.trim().is_empty() {
+            return bad("brokers is empty".into());
+        }
+        if self.group_id.trim().is_empty() {
+            return bad("group_id is empty".into());
+        }
+        if self.topic.is_none() && self.label_topic.is_none() {
+            return bad("set topic (inferences), label_topic, or both".into());
+        }
+        if self.topic.is_some() && self.topic == self.label_topic {
+            return bad("topic and label_topic must differ".into());
+        }
+        if !(1..=100_000).contains(&self.max_batch_records) {
+            return bad(format!(
+                "max_batch_records {} is outside 1..=100000",
+                self.max_batch_records
+            ));
+        }
+        if !(1..=60_000).contains(&self.max_batch_ms) {
+            return bad(format!(
+                "max_batch_ms {} is outside 1..=60000",
+                self.max_batch_ms
+            ));
+        }
+        if !(1..=64).contains(&self.read_ahead_batches) {
+            return bad(format!(
+                "read_ahead_batches {} is outside 1..=64",
+                self.read_ahead_batches
+            ));
+        }
+        for k in ["group.id", "enable.auto.commit", "enable.auto.offset.store"] {
+            if self.properties.contains_key(k) {
+                return bad(format!(
+                    "property {k} is set by driftdb and cannot be passed"
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The JSON form of [`crate::limits::Limits`] (sizes in MiB).
@@ -170,5 +297,55 @@ mod tests {
         assert_eq!(l.ingest_memory_bytes, 4 << 20);
         assert_eq!(l.watchers, 1, "every bound is at least 1");
         assert!(serde_json::from_str::<ServeConfig>(r#"{"limits": {"bogus": 1}}"#).is_err());
+    }
+
+    #[test]
+    fn the_kafka_section_has_defaults_and_precise_errors() {
+        let cfg: ServeConfig =
+            serde_json::from_str(r#"{"kafka": {"brokers": "b:9092", "topic": "logs"}}"#).unwrap();
+        let k = cfg.kafka.unwrap();
+        assert_eq!(k, KafkaConfig::new("b:9092", Some("logs".into())));
+        assert_eq!(
+            (k.group_id.as_str(), k.start),
+            ("driftdb", StartPosition::Earliest)
+        );
+        k.validate().unwrap();
+        let latest: KafkaConfig =
+            serde_json::from_str(r#"{"brokers": "b", "label_topic": "l", "start": "latest"}"#)
+                .unwrap();
+        assert_eq!(latest.start, StartPosition::Latest);
+        latest.validate().unwrap();
+        for (json, want) in [
+            (r#"{"brokers": "b"}"#, "set topic"),
+            (r#"{"brokers": " ", "topic": "t"}"#, "brokers is empty"),
+            (
+                r#"{"brokers": "b", "topic": "t", "label_topic": "t"}"#,
+                "must differ",
+            ),
+            (
+                r#"{"brokers": "b", "topic": "t", "max_batch_records": 0}"#,
+                "max_batch_records 0",
+            ),
+            (
+                r#"{"brokers": "b", "topic": "t", "max_batch_ms": 0}"#,
+                "max_batch_ms 0",
+            ),
+            (
+                r#"{"brokers": "b", "topic": "t", "read_ahead_batches": 99}"#,
+                "read_ahead_batches 99",
+            ),
+            (
+                r#"{"brokers": "b", "topic": "t", "properties": {"group.id": "x"}}"#,
+                "group.id is set by driftdb",
+            ),
+        ] {
+            let k: KafkaConfig = serde_json::from_str(json).unwrap();
+            let e = k.validate().unwrap_err().to_string();
+            assert!(e.contains(want), "{json}: {e}");
+        }
+        assert!(serde_json::from_str::<KafkaConfig>(r#"{"brokers": "b", "topik": "t"}"#).is_err());
+        assert!(
+            serde_json::from_str::<KafkaConfig>(r#"{"brokers": "b", "start": "now"}"#).is_err()
+        );
     }
 }

@@ -79,10 +79,17 @@ async fn healthz() -> &'static str {
     "ok\n"
 }
 
+/// `GET /ingest/rejects`: records a source could not ingest at all, oldest first (kept in a
+/// bounded ring when the Kafka consumer has no dead-letter topic).
+async fn ingest_rejects(State(node): State<Node>) -> impl IntoResponse {
+    axum::Json(serde_json::json!({ "rejects": node.sources.rejects() }))
+}
+
 async fn metrics(State(node): State<Node>) -> impl IntoResponse {
     let mut body = node.metrics.render(&node.store);
     body.push_str(&crate::prom::health::render(&node));
     body.push_str(&node.rules.render_metrics());
+    body.push_str(&node.sources.render());
     let rules = std::sync::Arc::clone(&node.rules);
     if let Ok(gauges) =
         tokio::task::spawn_blocking(move || crate::rules::render_window_gauges(&rules)).await
@@ -390,6 +397,7 @@ pub fn router(node: Node) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
+        .route("/ingest/rejects", get(ingest_rejects))
         .route("/models/{id}/drift", get(drift))
         .route("/models/{id}/drift/summary", get(drift_summary))
         .route("/models/{id}/performance", get(performance))

@@ -77,6 +77,9 @@ pub struct BatchAck {
     pub replayed: bool,
     /// The first rejected rows (at most 100).
     pub errors: Vec<RowError>,
+    /// The index of every rejected row, in order (sources that map rows back to their
+    /// records, such as the Kafka consumer's dead-letter topic, need all of them).
+    pub rejected_rows: Vec<u32>,
     /// How far the batch moved the model's event time: the newest accepted-row time and the
     /// versions with accepted rows (the rule scheduler closes windows on it).
     pub observed: Option<(Timestamp, BTreeSet<String>)>,
@@ -99,6 +102,8 @@ pub struct LabelAck {
     pub replayed: bool,
     /// The first rejected labels (at most 100).
     pub errors: Vec<RowError>,
+    /// The index of every rejected label, in order.
+    pub rejected_rows: Vec<u32>,
     /// Labels of request ids the model's sampling drops: their predictions were never kept,
     /// so they are counted, not held.
     pub sampled_out: u64,
@@ -171,6 +176,51 @@ fn record_producer(
         let key = producer_key(kind, model, producer);
         records::put(ws, Family::Dedup, key, &ProducerSeq(seq))?;
     }
+    Ok(())
+}
+
+/// Which stream of a model a producer writes: inferences or labels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    /// Inference batches.
+    Inferences,
+    /// Label batches.
+    Labels,
+}
+
+impl Stream {
+    fn kind(self) -> &'static str {
+        match self {
+            Stream::Inferences => "inf",
+            Stream::Labels => "lbl",
+        }
+    }
+}
+
+/// The last sequence of `producer` applied to `model`'s `stream` (durable), if any.
+pub fn applied_sequence(
+    cx: &Ingest,
+    stream: Stream,
+    model: &str,
+    producer: &str,
+) -> Result<Option<u64>> {
+    producer_seq(cx, stream.kind(), model, producer)
+}
+
+/// A source's checkpoint `name` (the Kafka consumer: the next offset of a partition all of
+/// whose records before it are applied), if saved.
+pub fn source_checkpoint(cx: &Ingest, name: &str) -> Result<Option<u64>> {
+    producer_seq(cx, "src", "", name)
+}
+
+/// Saves a source's checkpoint durably (a sequence record of the reserved stream `src`).
+pub fn save_source_checkpoint(cx: &Ingest, name: &str, value: u64) -> Result<()> {
+    let mut ws = WriteSet::new();
+    if name.is_empty() || value == 0 {
+        return Ok(());
+    }
+    record_producer(&mut ws, "src", "", name, value)?;
+    cx.store.write(&ws)?;
     Ok(())
 }
 
@@ -511,6 +561,7 @@ fn write_inferences(cx: &Ingest, r: Ready) -> Result<BatchAck> {
     ack.rejected = out.rejected.len() as u64;
     ack.invalid_values = out.invalid_values;
     ack.sampled_out = out.sampled_out as u64;
+    ack.rejected_rows = out.rejected.iter().map(|r| r.row as u32).collect();
     ack.errors = out
         .rejected
         .iter()
@@ -601,9 +652,8 @@ fn ingest_labels_blocking(
         .map_or(i64::MIN, |c| c.now_ms);
     for (i, LabelIn { model_id, label }) in labels.into_iter().enumerate() {
         if let Some(other) = model_id.filter(|m| !m.is_empty() && *m != model.def.id) {
-            ack.rejected += 1;
-            push_err(
-                &mut ack.errors,
+            reject_label(
+                &mut ack,
                 row_error(
                     i,
                     &label.request_id,
@@ -617,27 +667,21 @@ fn ingest_labels_blocking(
             continue;
         }
         if label.request_id.is_empty() {
-            ack.rejected += 1;
-            push_err(&mut ack.errors, row_error(i, "", "empty request_id"));
+            reject_label(&mut ack, row_error(i, "", "empty request_id"));
             continue;
         }
         if model.def.task != Task::Ranking {
             match label.label {
                 Some(y) if y.is_finite() => {}
                 Some(_) => {
-                    ack.rejected += 1;
-                    push_err(
-                        &mut ack.errors,
+                    reject_label(
+                        &mut ack,
                         row_error(i, &label.request_id, "label is NaN or infinite"),
                     );
                     continue;
                 }
                 None => {
-                    ack.rejected += 1;
-                    push_err(
-                        &mut ack.errors,
-                        row_error(i, &label.request_id, "label missing"),
-                    );
+                    reject_label(&mut ack, row_error(i, &label.request_id, "label missing"));
                     continue;
                 }
             }
@@ -645,9 +689,8 @@ fn ingest_labels_blocking(
                 && label.label != Some(0.0)
                 && label.label != Some(1.0)
             {
-                ack.rejected += 1;
-                push_err(
-                    &mut ack.errors,
+                reject_label(
+                    &mut ack,
                     row_error(i, &label.request_id, "binary label must be 0 or 1"),
                 );
                 continue;
@@ -681,8 +724,7 @@ fn ingest_labels_blocking(
                     ack.joined += 1;
                 }
                 Err(reason) => {
-                    ack.rejected += 1;
-                    push_err(&mut ack.errors, row_error(i, &label.request_id, reason));
+                    reject_label(&mut ack, row_error(i, &label.request_id, reason));
                 }
             },
             Some(Pending::Joined | Pending::Label(_)) => ack.duplicates += 1,
@@ -728,6 +770,12 @@ fn label_expired(
     let arrived = if label.ts.0 > 0 { label.ts } else { now };
     let window_end = p.window.0.saturating_add(model.resolution.width_ms());
     arrived.0 > window_end.saturating_add(delay)
+}
+
+fn reject_label(ack: &mut LabelAck, e: RowError) {
+    ack.rejected += 1;
+    ack.rejected_rows.push(e.row);
+    push_err(&mut ack.errors, e);
 }
 
 fn push_err(errors: &mut Vec<RowError>, e: RowError) {

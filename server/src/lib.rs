@@ -22,6 +22,7 @@ pub mod query;
 pub mod records;
 pub mod registry;
 pub mod rules;
+pub mod sources;
 
 // The transports over the node.
 pub mod convert;

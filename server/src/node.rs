@@ -47,6 +47,8 @@ pub struct Node {
     pub limits: Limits,
     /// The semaphores enforcing `limits`.
     pub gates: Arc<Gates>,
+    /// External sources' counters, lag and rejected records (the Kafka consumer).
+    pub sources: Arc<crate::sources::Sources>,
 }
 
 impl Node {
@@ -94,6 +96,7 @@ impl Node {
             auth,
             gates: Arc::new(Gates::new(&limits)),
             limits,
+            sources: Arc::new(crate::sources::Sources::default()),
         })
     }
 
@@ -186,6 +189,26 @@ impl Node {
             self.rules.observe(&id, *newest, versions.iter().cloned());
         }
         Ok(ack)
+    }
+
+    /// The last sequence of `producer` applied to `model`'s `stream`, if any.
+    pub fn applied_sequence(
+        &self,
+        stream: crate::ingest::Stream,
+        model: &str,
+        producer: &str,
+    ) -> Result<Option<u64>> {
+        crate::ingest::applied_sequence(&self.ingest(), stream, model, producer)
+    }
+
+    /// A source's saved checkpoint (see [`crate::ingest::source_checkpoint`]).
+    pub fn source_checkpoint(&self, name: &str) -> Result<Option<u64>> {
+        crate::ingest::source_checkpoint(&self.ingest(), name)
+    }
+
+    /// Saves a source's checkpoint durably.
+    pub fn save_source_checkpoint(&self, name: &str, value: u64) -> Result<()> {
+        crate::ingest::save_source_checkpoint(&self.ingest(), name, value)
     }
 
     /// Ingests one label batch of `model`; the ack comes after the durable write.

@@ -81,6 +81,10 @@ fn http_routes_have_their_scope() {
         Need::OperatorScope(Scope::Read)
     );
     assert_eq!(
+        http_need(&Method::GET, "/ingest/rejects"),
+        Need::OperatorScope(Scope::Read)
+    );
+    assert_eq!(
         http_need(&Method::POST, "/api/v1/read"),
         Need::Scope(Scope::Read)
     );
