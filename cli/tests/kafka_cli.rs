@@ -111,12 +111,26 @@ fn create_topics(b: &Broker, topics: &[(&str, i32)]) {
 }
 
 /// Produces `(partition, key, value)` records and waits until the broker has them all.
-fn produce(b: &Broker, topic: &str, recs: &[(i32, Option<&str>, Vec<u8>)]) {
-    let p: BaseProducer = ClientConfig::new()
-        .set("bootstrap.servers", &b.addr)
-        .set("linger.ms", "5")
-        .create()
-        .unwrap();
+///
+/// tansu 0.6.0 answers a fetch from an offset inside a stored record batch with the batches
+/// after it, skipping the rest of that batch (a Kafka broker returns the batch that holds the
+/// offset and the client skips the records before it). A consumer resuming mid-batch after a
+/// restart would lose records on that broker, so the restart test produces one record per
+/// batch (`one_per_batch`).
+fn produce_with(
+    b: &Broker,
+    topic: &str,
+    recs: &[(i32, Option<&str>, Vec<u8>)],
+    one_per_batch: bool,
+) {
+    let mut cfg = ClientConfig::new();
+    cfg.set("bootstrap.servers", &b.addr);
+    if one_per_batch {
+        cfg.set("linger.ms", "0").set("batch.num.messages", "1");
+    } else {
+        cfg.set("linger.ms", "5");
+    }
+    let p: BaseProducer = cfg.create().unwrap();
     for (part, key, value) in recs {
         let mut r: BaseRecord<'_, str, [u8]> = BaseRecord::to(topic)
             .partition(*part)
@@ -141,6 +155,10 @@ fn produce(b: &Broker, topic: &str, recs: &[(i32, Option<&str>, Vec<u8>)]) {
         p.poll(Duration::ZERO);
     }
     p.flush(Duration::from_secs(60)).unwrap();
+}
+
+fn produce(b: &Broker, topic: &str, recs: &[(i32, Option<&str>, Vec<u8>)]) {
+    produce_with(b, topic, recs, false);
 }
 
 /// The golden file's lines, spread round-robin over `partitions`, keyed by the model id.
@@ -465,8 +483,8 @@ fn golden_data_through_three_partitions_matches_file_ingest() {
 }
 
 #[test]
-#[ignore = "open bug: the uninterrupted run with 100-record batches and one batch of read-ahead stops \
-            about 540 rows short of 16,000 (issue 21's closing note); run with --ignored"]
+#[ignore = "not yet run since its records became one per producer batch (the tansu workaround, \
+            see produce_with); run with --ignored before counting on it"]
 fn kill_9_mid_topic_counts_every_record_once() {
     let b = broker();
     create_topics(&b, &[("inferences", 3)]);
@@ -486,7 +504,7 @@ fn kill_9_mid_topic_counts_every_record_once() {
     // rejected, not held).
     load_model(&a);
     load_model(&bsrv);
-    produce(&b, "inferences", &golden_records("windows.jsonl", 3));
+    produce_with(&b, "inferences", &golden_records("windows.jsonl", 3), true);
     // Kill b -9 mid-topic (some records applied, not all), then restart it.
     wait_for("b to apply some records", 120, || {
         records(&bsrv, "applied") >= 1000.0
