@@ -2,6 +2,7 @@
 # Installs what the build needs from the system, once. Idempotent: skips what is present.
 #   - libclang (RocksDB's bindgen needs it at build time)
 #   - a C++ compiler (librocksdb-sys builds RocksDB from source)
+#   - OpenSSL's headers and pkg-config (librdkafka is built with TLS and SASL against them)
 #   --test: what the test suite needs beyond the build: Debian's prometheus package (the
 #           remote-read integration test runs the real `prometheus` and `promtool`), and
 #           Python's venv module (python3-venv; the Python client's suite runs in a venv),
@@ -26,7 +27,9 @@ have_libclang() {
 have_libclang || need+=(libclang-dev)
 command -v g++ >/dev/null 2>&1 || need+=(g++)
 command -v make >/dev/null 2>&1 || need+=(make)
-command -v pkg-config >/dev/null 2>&1 || true
+# librdkafka (the Kafka source) is built with TLS and SASL over the system's OpenSSL.
+command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
+[ -f /usr/include/openssl/ssl.h ] || need+=(libssl-dev)
 if [ "$want_test" -eq 1 ]; then
   { command -v prometheus && command -v promtool; } >/dev/null 2>&1 || need+=(prometheus)
   command -v python3 >/dev/null 2>&1 || need+=(python3)

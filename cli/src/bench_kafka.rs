@@ -199,6 +199,10 @@ pub async fn kafka(a: KafkaBenchArgs) -> Result<()> {
     }
     let secs = t0.elapsed().as_secs_f64();
     source.stop().await;
+    let pauses = node
+        .sources
+        .pauses
+        .load(std::sync::atomic::Ordering::Relaxed);
     let kafka_rows_per_s = want as f64 / secs;
     let kafka_fv = kafka_rows_per_s * a.features as f64;
 
@@ -221,6 +225,7 @@ pub async fn kafka(a: KafkaBenchArgs) -> Result<()> {
                 "record_bytes": bytes, "kafka_seconds": secs, "kafka_rows_per_s": kafka_rows_per_s,
                 "kafka_feature_values_per_s": kafka_fv, "grpc_feature_values_per_s": grpc_fv,
                 "grpc_rows_per_s": grpc["rows_per_s"], "kafka_to_grpc": ratio,
+                "partition_pauses": pauses,
             })
             .to_string(),
         );
@@ -230,7 +235,8 @@ pub async fn kafka(a: KafkaBenchArgs) -> Result<()> {
             a.partitions, a.batch, a.features
         ));
         output::line(&format!(
-            "  {want} rows in {secs:.2} s: {kafka_rows_per_s:.0} rows/s, {:.2} M feature-values/s",
+            "  {want} rows in {secs:.2} s: {kafka_rows_per_s:.0} rows/s, {:.2} M feature-values/s \
+             ({pauses} partition pauses)",
             kafka_fv / 1e6
         ));
         output::line(&format!(

@@ -17,9 +17,10 @@
 //!   tools.
 //! - **Backpressure.** The poll loop hands batches of records to writer tasks (a partition
 //!   always to the same one, so its batches stay in order) through bounded channels
-//!   (`read_ahead_batches`); when one is full the loop stops taking records until it has
-//!   room, and librdkafka stops fetching once its bounded prefetch queue is full: memory stays
-//!   bounded and nothing is dropped.
+//!   (`read_ahead_batches`); when one is full, the partitions it writes are paused (librdkafka
+//!   stops fetching them and drops what it prefetched of them) and the loop goes on with the
+//!   others; once the writer has room they resume from the record after the last one taken.
+//!   Memory stays bounded and nothing is dropped.
 //! - **Bad records.** A record that cannot be decoded, or whose every row was rejected, goes to
 //!   the dead-letter topic with headers `driftdb-error`, `driftdb-source-topic`,
 //!   `driftdb-source-partition`, `driftdb-source-offset` — or, without one, to the node's ring
@@ -260,7 +261,47 @@ pub fn start(node: Node, cfg: KafkaConfig) -> Result<KafkaSource> {
     Ok(KafkaSource { stop, tasks })
 }
 
-/// Polls records into per-partition buffers and hands full (or old) ones to the writer.
+/// The partitions the poll loop has paused, by the writer whose full queue paused them, and
+/// the batch each full writer has yet to take.
+struct Held {
+    chunk: Vec<Option<Chunk>>,
+    paused: Vec<Vec<(String, i32)>>,
+}
+
+impl Held {
+    fn new() -> Self {
+        Held {
+            chunk: (0..WRITERS).map(|_| None).collect(),
+            paused: vec![Vec::new(); WRITERS],
+        }
+    }
+
+    fn any(&self) -> bool {
+        self.chunk.iter().any(Option::is_some)
+    }
+}
+
+/// A topic-partition list of `parts`.
+fn tpl_of(parts: &[(String, i32)]) -> TopicPartitionList {
+    let mut tpl = TopicPartitionList::with_capacity(parts.len());
+    for (t, p) in parts {
+        tpl.add_partition(t, *p);
+    }
+    tpl
+}
+
+/// Pauses fetching of `parts` (librdkafka drops what it prefetched of them; on resume it
+/// fetches again from the record after the last one handed to the loop).
+fn pause(consumer: &KafkaConsumer, parts: &[(String, i32)]) {
+    if parts.is_empty() {
+        return;
+    }
+    if let Err(e) = consumer.pause(&tpl_of(parts)) {
+        tracing::warn!(error = %e, partitions = ?parts, "kafka: pause failed");
+    }
+}
+
+/// Polls records into per-partition buffers and hands full (or old) ones to the writers.
 async fn poll_loop(
     consumer: Arc<KafkaConsumer>,
     cfg: KafkaConfig,
@@ -275,11 +316,17 @@ async fn poll_loop(
     let mut next: HashMap<(String, i32), i64> = HashMap::new();
     // Each partition's writer, dealt round-robin as partitions are first seen.
     let mut writer_of: HashMap<(String, i32), usize> = HashMap::new();
+    let mut held = Held::new();
+    let sources = &node.sources;
     loop {
         let oldest = bufs.values().map(|(t, _)| *t).min();
-        let wait = oldest.map_or(Duration::from_millis(100), |t| {
+        let mut wait = oldest.map_or(Duration::from_millis(100), |t| {
             max_age.saturating_sub(t.elapsed())
         });
+        if held.any() {
+            // A full writer is polled for room often: its partitions are paused meanwhile.
+            wait = wait.min(Duration::from_millis(2));
+        }
         let got = tokio::select! {
             _ = stop.changed() => break,
             r = tokio::time::timeout(wait, consumer.recv()) => r,
@@ -305,6 +352,13 @@ async fn poll_loop(
                     proto,
                     ts_ms: m.timestamp().to_millis(),
                 };
+                let n = writer_of.len();
+                let w = *writer_of.entry(k.clone()).or_insert(n % WRITERS);
+                // A partition first seen while its writer is full is paused with the others.
+                if held.chunk[w].is_some() && !held.paused[w].contains(&k) {
+                    pause(&consumer, std::slice::from_ref(&k));
+                    held.paused[w].push(k.clone());
+                }
                 let e = bufs
                     .entry(k.clone())
                     .or_insert_with(|| (Instant::now(), Vec::new()));
@@ -326,12 +380,40 @@ async fn poll_loop(
             }
             Err(_) => {}
         }
+        // Writers that were full and have room again take their batch; their partitions
+        // resume.
+        for (w, tx) in txs.iter().enumerate() {
+            let Some(chunk) = held.chunk[w].take() else {
+                continue;
+            };
+            match tx.try_send(chunk) {
+                Ok(()) => {
+                    let parts = std::mem::take(&mut held.paused[w]);
+                    if let Err(e) = consumer.resume(&tpl_of(&parts)) {
+                        tracing::warn!(error = %e, partitions = ?parts, "kafka: resume failed");
+                    }
+                    sources.resumes.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(tokio::sync::mpsc::error::TrySendError::Full(chunk)) => {
+                    held.chunk[w] = Some(chunk);
+                }
+                Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => return,
+            }
+        }
         let due: Vec<(String, i32)> = bufs
             .iter()
-            .filter(|(k, (t, _))| Some(*k) == full.as_ref() || t.elapsed() >= max_age)
+            .filter(|(k, (t, _))| {
+                (Some(*k) == full.as_ref() || t.elapsed() >= max_age)
+                    && writer_of.get(*k).is_none_or(|w| held.chunk[*w].is_none())
+            })
             .map(|(k, _)| k.clone())
             .collect();
         for k in due {
+            let w = writer_of.get(&k).copied().unwrap_or_default();
+            if held.chunk[w].is_some() {
+                // An earlier partition of this round filled the writer.
+                continue;
+            }
             let Some((_, recs)) = bufs.remove(&k) else {
                 continue;
             };
@@ -341,41 +423,31 @@ async fn poll_loop(
                 partition: k.1,
                 recs,
             };
-            let n = writer_of.len();
-            let w = *writer_of
-                .entry((chunk.topic.clone(), chunk.partition))
-                .or_insert(n % WRITERS);
-            let tx = &txs[w];
-            if !hand_over(tx, chunk, &node).await {
-                return;
+            match txs[w].try_send(chunk) {
+                Ok(()) => {}
+                Err(tokio::sync::mpsc::error::TrySendError::Full(chunk)) => {
+                    // Overload: this writer's partitions stop fetching until it has room.
+                    let parts: Vec<(String, i32)> = writer_of
+                        .iter()
+                        .filter(|(_, v)| **v == w)
+                        .map(|(k, _)| k.clone())
+                        .collect();
+                    pause(&consumer, &parts);
+                    held.paused[w] = parts;
+                    held.chunk[w] = Some(chunk);
+                    sources.pauses.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => return,
             }
         }
     }
-    // Stopping: what is buffered is not lost (the checkpoint is behind it), only not written
-    // now; dropping `tx` lets the writer finish what it holds.
+    // Stopping: what is buffered or held is not lost (the checkpoint is behind it), only not
+    // written now; dropping `tx` lets the writers finish what they hold.
 }
 
 /// Writer tasks: a partition always goes to the same one (its batches stay in offset order);
 /// different partitions are written concurrently.
 const WRITERS: usize = 4;
-
-/// Sends a chunk to its writer. When the writer's queue is full the loop stops taking
-/// records until it has room: librdkafka keeps fetching only up to its bounded prefetch queue
-/// (`queued.max.messages.kbytes`), so the partitions are held back without dropping records or
-/// growing memory. (librdkafka's `pause`/`resume` was tried first: against the test broker
-/// each resume stalled the partition for seconds.)
-async fn hand_over(tx: &tokio::sync::mpsc::Sender<Chunk>, chunk: Chunk, node: &Node) -> bool {
-    match tx.try_send(chunk) {
-        Ok(()) => true,
-        Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => false,
-        Err(tokio::sync::mpsc::error::TrySendError::Full(chunk)) => {
-            node.sources.pauses.fetch_add(1, Ordering::Relaxed);
-            let ok = tx.send(chunk).await.is_ok();
-            node.sources.resumes.fetch_add(1, Ordering::Relaxed);
-            ok
-        }
-    }
-}
 
 /// Every second: each assigned partition's lag against its high watermark.
 async fn lag_loop(
@@ -617,21 +689,12 @@ impl Writer {
                 producer: producer.to_string(),
                 sequence: seq,
             };
-            return Ok(
-                match self
-                    .node
-                    .ingest_labels(model, labels_from_pb(b.labels), src)
-                    .await
-                {
-                    Ok(a) if a.replayed => Outcome::Replayed,
-                    Ok(a) if n > 0 && a.rejected == n => {
-                        Outcome::Rejected(first_error(a.errors.first().map(|e| e.reason.as_str())))
-                    }
-                    Ok(_) => Outcome::Applied,
-                    Err(e) if is_invalid(&e) => Outcome::Rejected(e.to_string()),
-                    Err(e) => return Err(e.into()),
-                },
-            );
+            let ack = self
+                .node
+                .ingest_labels(model, labels_from_pb(b.labels), src)
+                .await
+                .map(|a| (a.replayed, a.rejected, a.errors.into_iter().next()));
+            return proto_outcome(n, ack.map(|(p, r, e)| (p, r, e.map(|e| e.reason))));
         }
         let b = match pb::InferenceBatch::decode(r.value.as_slice()) {
             Ok(b) => b,
@@ -657,15 +720,12 @@ impl Writer {
             producer: producer.to_string(),
             sequence: seq,
         };
-        Ok(match self.node.ingest_inferences(model, batch, src).await {
-            Ok(a) if a.replayed => Outcome::Replayed,
-            Ok(a) if n > 0 && a.rejected == n => {
-                Outcome::Rejected(first_error(a.errors.first().map(|e| e.reason.as_str())))
-            }
-            Ok(_) => Outcome::Applied,
-            Err(e) if is_invalid(&e) => Outcome::Rejected(e.to_string()),
-            Err(e) => return Err(e.into()),
-        })
+        let ack = self
+            .node
+            .ingest_inferences(model, batch, src)
+            .await
+            .map(|a| (a.replayed, a.rejected, a.errors.into_iter().next()));
+        proto_outcome(n, ack.map(|(p, r, e)| (p, r, e.map(|e| e.reason))))
     }
 
     fn applied(&self, stream: Stream, model: &ModelEntry, producer: &str) -> Result<u64> {
@@ -905,6 +965,24 @@ impl Writer {
     }
 }
 
+/// What one protobuf record of `n` rows came to, from its ack (replayed, rows rejected, the
+/// first rejection's reason): a record whose every row was rejected is a rejected record; an
+/// invalid batch is too; any other error is the store's, and is retried.
+fn proto_outcome(
+    n: u64,
+    ack: std::result::Result<(bool, u64, Option<String>), driftdb_server::error::Error>,
+) -> Result<Outcome> {
+    Ok(match ack {
+        Ok((true, _, _)) => Outcome::Replayed,
+        Ok((false, rejected, reason)) if n > 0 && rejected == n => {
+            Outcome::Rejected(first_error(reason.as_deref()))
+        }
+        Ok(_) => Outcome::Applied,
+        Err(e) if is_invalid(&e) => Outcome::Rejected(e.to_string()),
+        Err(e) => return Err(e.into()),
+    })
+}
+
 fn first_error(reason: Option<&str>) -> String {
     reason.map_or_else(|| "every row was rejected".to_string(), str::to_string)
 }
@@ -917,4 +995,53 @@ fn is_invalid(e: &driftdb_server::error::Error) -> bool {
             | driftdb_server::error::Error::NotFound { .. }
             | driftdb_server::error::Error::Engine(_)
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use rdkafka::config::ClientConfig;
+    use rdkafka::consumer::BaseConsumer;
+    use rdkafka::producer::BaseProducer;
+
+    /// librdkafka refuses, at client creation, a property value its build does not support
+    /// ("OpenSSL not available at build time"): these are what TLS and SASL deployments set,
+    /// and zstd is what many producers compress with.
+    #[test]
+    fn tls_sasl_and_zstd_are_built_in() {
+        for (k, v) in [
+            ("security.protocol", "sasl_ssl"),
+            ("sasl.mechanism", "SCRAM-SHA-512"),
+            ("sasl.mechanism", "PLAIN"),
+            ("sasl.mechanism", "OAUTHBEARER"),
+            ("ssl.endpoint.identification.algorithm", "https"),
+        ] {
+            let r: Result<BaseConsumer, _> = ClientConfig::new()
+                .set("bootstrap.servers", "127.0.0.1:1")
+                .set("group.id", "g")
+                .set("security.protocol", "sasl_ssl")
+                // librdkafka's default mechanism is GSSAPI (see below).
+                .set("sasl.mechanism", "PLAIN")
+                .set("sasl.username", "u")
+                .set("sasl.password", "p")
+                .set(k, v)
+                .create();
+            assert!(r.is_ok(), "{k}={v}: {:?}", r.err());
+        }
+        let p: Result<BaseProducer, _> = ClientConfig::new()
+            .set("bootstrap.servers", "127.0.0.1:1")
+            .set("compression.type", "zstd")
+            .create();
+        assert!(p.is_ok(), "zstd: {:?}", p.err());
+        // The check can fail: an unknown mechanism is refused.
+        let bad: Result<BaseConsumer, _> = ClientConfig::new()
+            .set("bootstrap.servers", "127.0.0.1:1")
+            .set("group.id", "g")
+            .set("security.protocol", "sasl_ssl")
+            .set("sasl.mechanism", "GSSAPI")
+            .create();
+        assert!(
+            bad.is_err(),
+            "GSSAPI needs cyrus-sasl, which is not built in"
+        );
+    }
 }

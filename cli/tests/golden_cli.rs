@@ -1089,24 +1089,7 @@ fn golden_scenario_through_the_cli() {
     let url = &server.conn;
 
     // Load the scenario exactly as README "Using it" does.
-    let out = run_ok(
-        url,
-        &["model", "create", "--file", &format!("{GOLDEN}model.json")],
-    );
-    assert!(out.contains("created model fraud"), "{out}");
-    let out = run_ok(
-        url,
-        &[
-            "reference",
-            "load",
-            "--model",
-            "fraud",
-            "--version",
-            "v2",
-            &format!("{GOLDEN}reference.jsonl"),
-        ],
-    );
-    assert!(out.contains("20000 rows profiled, 0 rejected"), "{out}");
+    super::common::load_golden_model(|args| run_ok(url, args));
     let out = run_ok(url, &["ingest", &format!("{GOLDEN}windows.jsonl")]);
     assert!(out.contains("16000 accepted, 0 rejected"), "{out}");
     let out = run_ok(

@@ -365,22 +365,7 @@ fn client_ok(s: &Server, args: &[&str]) -> String {
 #[test]
 fn a_server_report_is_the_offline_report_plus_performance() {
     let s = super::common::golden_server();
-    client_ok(
-        &s,
-        &["model", "create", "--file", "tests/data/golden/model.json"],
-    );
-    client_ok(
-        &s,
-        &[
-            "reference",
-            "load",
-            "--model",
-            "fraud",
-            "--version",
-            "v2",
-            "tests/data/golden/reference.jsonl",
-        ],
-    );
+    super::common::load_golden_model(|args| client_ok(&s, args));
     client_ok(&s, &["ingest", "tests/data/golden/windows.jsonl"]);
     client_ok(
         &s,

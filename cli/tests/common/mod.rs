@@ -141,3 +141,25 @@ fn dechunk(mut body: &str) -> String {
     }
     out
 }
+
+/// Where the repository's golden scenario lives, relative to the crate.
+pub const GOLDEN: &str = "tests/data/golden/";
+
+/// Creates the golden model `fraud` and loads its reference `v2` as README "Using it" does,
+/// through `run` (a client command that must succeed; it returns the command's stdout), and
+/// checks what both commands answered.
+pub fn load_golden_model(run: impl Fn(&[&str]) -> String) {
+    let out = run(&["model", "create", "--file", &format!("{GOLDEN}model.json")]);
+    assert!(out.contains("created model fraud"), "{out}");
+    let reference = format!("{GOLDEN}reference.jsonl");
+    let out = run(&[
+        "reference",
+        "load",
+        "--model",
+        "fraud",
+        "--version",
+        "v2",
+        &reference,
+    ]);
+    assert!(out.contains("20000 rows profiled, 0 rejected"), "{out}");
+}
