@@ -61,11 +61,13 @@ TANSU_VERSION=0.6.0
 if [ "$want_test" -eq 1 ]; then
   root="$(cd "$(dirname "$0")/.." && pwd)"
   tools="$root/target/tools"
-  if ! [ -f "$tools/tansu.features" ] || [ "$(cat "$tools/tansu.features")" != "$TANSU_VERSION dynostore" ] \
+  if ! [ -f "$tools/tansu.features" ] || [ "$(cat "$tools/tansu.features")" != "$TANSU_VERSION dynostore debug" ] \
     || ! "$tools/bin/tansu" --version 2>/dev/null | grep -q "$TANSU_VERSION"; then
-    echo "setup.sh: building the Kafka-protocol broker tansu $TANSU_VERSION (about 10 minutes, once)" >&2
+    echo "setup.sh: building the Kafka-protocol broker tansu $TANSU_VERSION (about 5 minutes, once)" >&2
     # dynostore: the in-memory storage engine (memory://) the tests run it with.
-    cargo install --quiet --locked --force --root "$tools" --features dynostore tansu --version "$TANSU_VERSION"
-    echo "$TANSU_VERSION dynostore" > "$tools/tansu.features"
+    # --debug: unoptimised, it builds in 5 minutes instead of 12 on two cores; plenty for the
+    # tests. `driftdb bench kafka` figures are taken against a release build (BENCHMARKS.md).
+    cargo install --quiet --locked --force --debug --root "$tools" --features dynostore tansu --version "$TANSU_VERSION"
+    echo "$TANSU_VERSION dynostore debug" > "$tools/tansu.features"
   fi
 fi

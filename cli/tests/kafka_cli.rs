@@ -488,15 +488,14 @@ fn kill_9_mid_topic_counts_every_record_once() {
             "max_batch_records": batch, "max_batch_ms": 50, "read_ahead_batches": ahead,
         })
     };
-    // The uninterrupted run: 100-record batches (each a durable write) with one batch of
-    // read-ahead overload the write path, so consumption is held back and goes on.
-    let a = serve(&dir.path().join("a"), Some(kafka("a", 100, 1)));
     let b_dir = dir.path().join("b");
     let mut bsrv = serve(&b_dir, Some(kafka("b", 300, 2)));
     // The model exists before its records are produced (records of an unknown model are
     // rejected, not held).
-    load_model(&a);
     load_model(&bsrv);
+    // The uninterrupted run gets its model before it consumes: a first start without Kafka.
+    let a_dir = dir.path().join("a");
+    load_model(&serve(&a_dir, None));
     produce_with(&b, "inferences", &golden_records("windows.jsonl", 3), true);
     // Kill b -9 mid-topic (some records applied, not all), then restart it.
     wait_for("b to apply some records", 120, || {
@@ -516,6 +515,11 @@ fn kill_9_mid_topic_counts_every_record_once() {
     // killed member's session (tansu's rebalance after that expiry sometimes assigned no
     // partition at all; see docs/KAFKA.md).
     let bsrv = serve(&b_dir, Some(kafka("b-restarted", 300, 2)));
+    // The uninterrupted run starts on the full topic: librdkafka fetches megabytes at once,
+    // and 100-record batches (each a durable write) with one batch of read-ahead per writer
+    // overload the write path whatever the broker's speed, so partitions are paused and
+    // resumed.
+    let a = serve(&a_dir, Some(kafka("a", 100, 1)));
     for (name, s) in [("uninterrupted", &a), ("restarted", &bsrv)] {
         wait_for(&format!("{name}: lag to drain"), 180, || lag_drained(s, 3));
         let mut last = 0.0;
