@@ -109,27 +109,21 @@ fn create_topics(b: &Broker, topics: &[(&str, i32)]) {
     }
 }
 
-/// Produces `(partition, key, value)` records and waits until the broker has them all.
+/// Produces `(partition, key, value)` records, one per record batch, and waits until the
+/// broker has them all.
 ///
 /// tansu 0.6.0 answers a fetch from an offset inside a stored record batch with the batches
 /// after it, skipping the rest of that batch (a Kafka broker returns the batch that holds the
-/// offset and the client skips the records before it). A consumer resuming mid-batch after a
-/// restart would lose records on that broker, so the restart test produces one record per
-/// batch (`one_per_batch`).
-fn produce_with(
-    b: &Broker,
-    topic: &str,
-    recs: &[(i32, Option<&str>, Vec<u8>)],
-    one_per_batch: bool,
-) {
-    let mut cfg = ClientConfig::new();
-    cfg.set("bootstrap.servers", &b.addr);
-    if one_per_batch {
-        cfg.set("linger.ms", "0").set("batch.num.messages", "1");
-    } else {
-        cfg.set("linger.ms", "5");
-    }
-    let p: BaseProducer = cfg.create().unwrap();
+/// offset and the client skips the records before it). A consumer resuming mid-batch — after a
+/// restart, or after a partition was paused and resumed — would lose records on that broker,
+/// so every record is its own batch.
+fn produce(b: &Broker, topic: &str, recs: &[(i32, Option<&str>, Vec<u8>)]) {
+    let p: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", &b.addr)
+        .set("linger.ms", "0")
+        .set("batch.num.messages", "1")
+        .create()
+        .unwrap();
     for (part, key, value) in recs {
         let mut r: BaseRecord<'_, str, [u8]> = BaseRecord::to(topic)
             .partition(*part)
@@ -154,10 +148,6 @@ fn produce_with(
         p.poll(Duration::ZERO);
     }
     p.flush(Duration::from_secs(60)).unwrap();
-}
-
-fn produce(b: &Broker, topic: &str, recs: &[(i32, Option<&str>, Vec<u8>)]) {
-    produce_with(b, topic, recs, false);
 }
 
 /// The golden file's lines, spread round-robin over `partitions`, keyed by the model id.
@@ -496,7 +486,7 @@ fn kill_9_mid_topic_counts_every_record_once() {
     // The uninterrupted run gets its model before it consumes: a first start without Kafka.
     let a_dir = dir.path().join("a");
     load_model(&serve(&a_dir, None));
-    produce_with(&b, "inferences", &golden_records("windows.jsonl", 3), true);
+    produce(&b, "inferences", &golden_records("windows.jsonl", 3));
     // Kill b -9 mid-topic (some records applied, not all), then restart it.
     wait_for("b to apply some records", 120, || {
         records(&bsrv, "applied") >= 1000.0
