@@ -788,3 +788,119 @@ async fn concurrent_streams_count_every_request_id_once() {
     assert_eq!(labelled(&s, 0), labelled_ids);
     s.running.take().unwrap().shutdown().await.unwrap();
 }
+
+/// A batch of producer `pp` with 50 ids of its own (`b{seq}-{i}`) in window 0.
+fn seq_batch(seq: u64) -> pb::InferenceBatch {
+    let ids: Vec<String> = (0..50).map(|i| format!("b{seq}-{i}")).collect();
+    let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let mut b = small_batch(&ids, t0().0 + 60_000, vec![2.5; ids.len()]);
+    b.producer_id = "pp".into();
+    b.sequence = seq;
+    b
+}
+
+/// One stream with every batch sent at once: the server stages the next batch while the
+/// previous one writes (`server::grpc::inference_stream`). Acknowledgements come back in
+/// stream order, and the first refusal ends the stream with nothing after it applied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pipelined_stream_acknowledges_in_order_and_stops_at_the_first_refusal() {
+    let mut s = TestServer::start().await;
+    s.create_golden_model().await;
+    let mut batches: Vec<pb::InferenceBatch> = (1..=12).map(seq_batch).collect();
+    // Batch 7 names a feature the model does not have: refused as a whole.
+    batches[6].features[0].name = "no_such_feature".into();
+    let mut acks = s
+        .client
+        .ingest
+        .ingest_inferences(tokio_stream::iter(batches))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut sequences = Vec::new();
+    let mut refusal = None;
+    while let Some(a) = acks.next().await {
+        match a {
+            Ok(a) => {
+                assert_eq!((a.accepted, a.duplicates, a.replayed), (50, 0, false));
+                sequences.push(a.sequence);
+            }
+            Err(st) => {
+                refusal = Some(st);
+                break;
+            }
+        }
+    }
+    assert_eq!(sequences, (1..=6).collect::<Vec<u64>>());
+    let st = refusal.expect("batch 7 is refused");
+    assert_eq!(st.code(), tonic::Code::InvalidArgument, "{st:?}");
+    assert!(st.message().contains("no_such_feature"), "{}", st.message());
+    assert!(acks.next().await.is_none(), "the refusal ends the stream");
+    assert_eq!(
+        count_rows(&s, 0),
+        6 * 50,
+        "nothing behind the refusal applied"
+    );
+    // Sent again from the refused batch (fixed), the rest is applied once, none as a replay.
+    let again: Vec<pb::InferenceBatch> = (7..=12).map(seq_batch).collect();
+    let mut acks = s
+        .client
+        .ingest
+        .ingest_inferences(tokio_stream::iter(again))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut applied = 0;
+    while let Some(a) = acks.next().await {
+        let a = a.unwrap();
+        assert!(!a.replayed, "batch {} taken for a replay", a.sequence);
+        applied += a.accepted;
+    }
+    assert_eq!(applied, 6 * 50);
+    assert_eq!(count_rows(&s, 0), 12 * 50);
+    s.running.take().unwrap().shutdown().await.unwrap();
+}
+
+/// The chain between the batches of one stream: when an earlier batch fails after a later
+/// one was staged behind it, the later one writes nothing (its producer sequence would
+/// otherwise make the earlier one, sent again, look like a replay).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_staged_behind_a_failed_one_writes_nothing() {
+    use driftdb_server::auth::Principal;
+    use driftdb_server::convert::{batch_from_pb, source};
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let mut s = TestServer::start().await;
+    s.create_golden_model().await;
+    let who = Principal::unrestricted();
+    let model = s.node.model(&who, "fraud").unwrap();
+    let stage = |seq: u64| {
+        let (batch, _) = batch_from_pb(seq_batch(seq), &model.def.features).unwrap();
+        s.node
+            .stage_inferences(Arc::clone(&model), batch, source("pp", seq))
+    };
+    let first = stage(1).await.unwrap();
+    let second = stage(2).await.unwrap();
+    // The first batch fails: it sets the stream's flag and gives up its turn.
+    let broken = Arc::new(AtomicBool::new(true));
+    drop(first);
+    let err = s
+        .node
+        .write_staged("fraud", second, Some(Arc::clone(&broken)))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("earlier batch"), "{err}");
+    assert_eq!(count_rows(&s, 0), 0);
+    // Both sent again, on a healthy stream: both applied, neither a replay.
+    broken.store(false, Ordering::SeqCst);
+    for seq in [1, 2] {
+        let staged = stage(seq).await.unwrap();
+        let ack = s
+            .node
+            .write_staged("fraud", staged, Some(Arc::clone(&broken)))
+            .await
+            .unwrap();
+        assert_eq!((ack.accepted, ack.replayed), (50, false), "batch {seq}");
+    }
+    assert_eq!(count_rows(&s, 0), 100);
+    s.running.take().unwrap().shutdown().await.unwrap();
+}

@@ -167,6 +167,26 @@ pub trait Baselines {
         let _ = (version, segment, id);
         None
     }
+    /// The categories the reference of categorical `feature` has seen, resolved once per
+    /// (version, segment) so the fold looks the series up once per batch rather than once per
+    /// value. The default defers every value to [`Baselines::knows_category`].
+    fn known_categories(&self, version: &str, feature: &str, segment: &Segment) -> Known<'_> {
+        let _ = (version, feature, segment);
+        Known::Ask
+    }
+}
+
+/// What a reference knows of one categorical series ([`Baselines::known_categories`]).
+#[derive(Debug, Clone, Copy)]
+pub enum Known<'a> {
+    /// No reference series: no value is counted as unseen.
+    NoReference,
+    /// The reference's counts are past their exact cap: every value counts as seen.
+    Everything,
+    /// Exactly these categories were seen.
+    Exactly(&'a BTreeMap<String, u64>),
+    /// Ask [`Baselines::knows_category`] for each value.
+    Ask,
 }
 
 /// No reference at all (states are folded without bins).
@@ -452,7 +472,15 @@ pub fn plan_batch(
         return plan;
     }
     let out = &mut plan.out;
-    let mut groups: HashMap<GroupKey, usize> = HashMap::new();
+    // Groups by (version, window, segment), the segment as an index into `segs_seen` (0 is
+    // `all`): integer keys, so a row's groups are found without hashing or cloning strings.
+    let mut groups: HashMap<(usize, i64, usize), u32> = HashMap::new();
+    let mut segs_seen: Vec<Segment> = vec![Segment::All];
+    let mut seg_ids: HashMap<Segment, usize> = HashMap::from([(Segment::All, 0)]);
+    // Per segment key: each raw value met in this batch, to its index in `segs_seen` after
+    // admission (admission is asked once per distinct value and batch, in first-seen order,
+    // which admits exactly what asking for every row would).
+    let mut seg_index: Vec<HashMap<&str, usize>> = vec![HashMap::new(); batch.segment_keys.len()];
     // Index into `tops` of each `all` group, by group id.
     let mut top_of: HashMap<usize, usize> = HashMap::new();
     for (i, row) in batch.rows.iter().enumerate() {
@@ -486,16 +514,23 @@ pub fn plan_batch(
         plan.row_groups.resize(base + plan.stride, NO_GROUP);
         for (j, (k, val)) in batch.segment_keys.iter().zip(&row.segments).enumerate() {
             if let Some(val) = val {
-                let seg = Segment::Value {
-                    key: k.clone(),
-                    value: segments.admit(k, val),
-                };
+                let s = *seg_index[j].entry(val.as_str()).or_insert_with(|| {
+                    let seg = Segment::Value {
+                        key: k.clone(),
+                        value: segments.admit(k, val),
+                    };
+                    // Raw values past the cap all become `__other__`: one segment.
+                    *seg_ids.entry(seg).or_insert_with_key(|seg| {
+                        segs_seen.push(seg.clone());
+                        segs_seen.len() - 1
+                    })
+                });
                 plan.row_groups[base + 1 + j] =
-                    group_id(&mut groups, &mut plan.groups, v, window, &seg);
-                segs.push(seg);
+                    group_id(&mut groups, &mut plan.groups, v, window, s, &segs_seen);
+                segs.push(segs_seen[s].clone());
             }
         }
-        let all = group_id(&mut groups, &mut plan.groups, v, window, &Segment::All);
+        let all = group_id(&mut groups, &mut plan.groups, v, window, 0, &segs_seen);
         plan.row_groups[base] = all;
         let next = plan.tops.len();
         let t = *top_of.entry(all as usize).or_insert(next);
@@ -524,20 +559,20 @@ pub fn plan_batch(
     plan
 }
 
+/// The id of group (version `v`, `window`, segment `segs[seg]`), added to `list` when new.
 fn group_id(
-    ids: &mut HashMap<GroupKey, usize>,
+    ids: &mut HashMap<(usize, i64, usize), u32>,
     list: &mut Vec<GroupKey>,
     v: usize,
     window: i64,
-    seg: &Segment,
+    seg: usize,
+    segs: &[Segment],
 ) -> u32 {
-    let key = (v, window, seg.clone());
-    let g = *ids.entry(key).or_insert_with_key(|key| {
-        list.push(key.clone());
-        list.len() - 1
-    });
-    // Group ids are below the row count times (1 + segment keys), far below u32::MAX.
-    u32::try_from(g).unwrap_or(NO_GROUP - 1)
+    *ids.entry((v, window, seg)).or_insert_with(|| {
+        list.push((v, window, segs[seg].clone()));
+        // Group ids are below the row count times (1 + segment keys), far below u32::MAX.
+        u32::try_from(list.len() - 1).unwrap_or(NO_GROUP - 1)
+    })
 }
 
 /// One independent piece of a fold: a feature column, `$score` or `$latency`.
@@ -757,6 +792,15 @@ impl<'a, B: Baselines + ?Sized> FoldCtx<'a, B> {
         let plan = self.plan;
         let name = &self.batch.feature_names[c];
         let mut states: Vec<Option<CategoricalState>> = vec![None; plan.groups.len()];
+        // Each group's reference series, looked up once for the batch.
+        let known: Vec<Known<'_>> = plan
+            .groups
+            .iter()
+            .map(|(v, _, seg)| {
+                self.baselines
+                    .known_categories(&plan.versions[*v], name, seg)
+            })
+            .collect();
         for (p, i) in plan.rows.iter().enumerate() {
             let value = col.get(*i);
             for &g in plan.row_groups[p * plan.stride..][..plan.stride].iter() {
@@ -766,11 +810,16 @@ impl<'a, B: Baselines + ?Sized> FoldCtx<'a, B> {
                 let st = states[g as usize].get_or_insert_with(CategoricalState::default);
                 match value {
                     FieldRef::Category(s) => {
-                        let (v, _, seg) = &plan.groups[g as usize];
-                        let unseen =
-                            self.baselines
-                                .knows_category(&plan.versions[*v], name, seg, s)
-                                == Some(false);
+                        let unseen = match known[g as usize] {
+                            Known::NoReference | Known::Everything => false,
+                            Known::Exactly(m) => !m.contains_key(s),
+                            Known::Ask => {
+                                let (v, _, seg) = &plan.groups[g as usize];
+                                self.baselines
+                                    .knows_category(&plan.versions[*v], name, seg, s)
+                                    == Some(false)
+                            }
+                        };
                         st.observe(s, unseen);
                     }
                     _ => st.observe_missing(),

@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use crate::codec::{Reader, Writer, open, seal};
 use crate::error::{Error, Result};
-use crate::ingest::{Baselines, FieldRef, InferenceBatch, Rejection, SegmentRegistry};
+use crate::ingest::{Baselines, FieldRef, InferenceBatch, Known, Rejection, SegmentRegistry};
 use crate::model::{FeatureKind, ModelDef, Task};
 use crate::series::{FeatureRef, Segment, TOP_K_ITEMS};
 use crate::sketch::performance::PerformanceState;
@@ -415,6 +415,22 @@ fn profile_knows(
     Some(c.exact_counts().is_none_or(|m| m.contains_key(value)))
 }
 
+/// [`profile_knows`] resolved once for a whole series.
+fn profile_known<'a>(
+    profile: Option<&'a ReferenceProfile>,
+    feature: &str,
+    segment: &Segment,
+) -> Known<'a> {
+    let feature = FeatureRef::Named(feature.to_string());
+    match profile
+        .and_then(|p| p.series(&feature, segment))
+        .and_then(|s| s.categorical())
+    {
+        None => Known::NoReference,
+        Some(c) => c.exact_counts().map_or(Known::Everything, Known::Exactly),
+    }
+}
+
 /// Profiles by version, as the fold's [`Baselines`].
 impl Baselines for BTreeMap<String, ReferenceProfile> {
     fn edges(&self, version: &str, feature: &FeatureRef, segment: &Segment) -> Option<&BinEdges> {
@@ -434,6 +450,10 @@ impl Baselines for BTreeMap<String, ReferenceProfile> {
 
     fn knows_item(&self, version: &str, segment: &Segment, id: &str) -> Option<bool> {
         profile_knows(self.get(version)?, &FeatureRef::Items, segment, id)
+    }
+
+    fn known_categories(&self, version: &str, feature: &str, segment: &Segment) -> Known<'_> {
+        profile_known(self.get(version), feature, segment)
     }
 }
 
@@ -457,6 +477,10 @@ impl Baselines for BTreeMap<String, Arc<ReferenceProfile>> {
 
     fn knows_item(&self, version: &str, segment: &Segment, id: &str) -> Option<bool> {
         profile_knows(self.get(version)?, &FeatureRef::Items, segment, id)
+    }
+
+    fn known_categories(&self, version: &str, feature: &str, segment: &Segment) -> Known<'_> {
+        profile_known(self.get(version).map(Arc::as_ref), feature, segment)
     }
 }
 

@@ -194,14 +194,17 @@ fn stream_slot(node: &Node) -> Result<tokio::sync::OwnedSemaphorePermit, Status>
         })
 }
 
-/// Runs `f` for a message of `bytes` encoded bytes: the bytes must fit the ingest memory
+/// What one ingest message holds while it is processed: its bytes of the memory budget and a
+/// processing slot (both given back on drop).
+struct Permits {
+    _memory: tokio::sync::OwnedSemaphorePermit,
+    _slot: tokio::sync::OwnedSemaphorePermit,
+}
+
+/// The permits for a message of `bytes` encoded bytes: the bytes must fit the ingest memory
 /// budget at once, then the batch waits at most [`OVERLOAD_WAIT`] for a processing slot.
 /// Either refusal is RESOURCE_EXHAUSTED with a retry hint; the message is dropped, never queued.
-async fn with_permit<T, F: std::future::Future<Output = Result<T, Error>>>(
-    node: &Node,
-    bytes: usize,
-    f: F,
-) -> Result<T, Status> {
+async fn permits(node: &Node, bytes: usize) -> Result<Permits, Status> {
     let kib = u32::try_from(bytes.div_ceil(1024).max(1)).unwrap_or(u32::MAX);
     let Ok(memory) = Arc::clone(&node.gates.ingest_kib).try_acquire_many_owned(kib) else {
         return Err(overloaded(
@@ -212,24 +215,151 @@ async fn with_permit<T, F: std::future::Future<Output = Result<T, Error>>>(
             ),
         ));
     };
-    let permit = match tokio::time::timeout(
+    match tokio::time::timeout(
         OVERLOAD_WAIT,
         Arc::clone(&node.ingest_permits).acquire_owned(),
     )
     .await
     {
-        Ok(Ok(p)) => p,
-        _ => {
-            return Err(overloaded(
-                node,
-                "ingest is overloaded; retry the batch after 1s".into(),
-            ));
-        }
-    };
+        Ok(Ok(slot)) => Ok(Permits {
+            _memory: memory,
+            _slot: slot,
+        }),
+        _ => Err(overloaded(
+            node,
+            "ingest is overloaded; retry the batch after 1s".into(),
+        )),
+    }
+}
+
+/// Runs `f` for a message of `bytes` encoded bytes under its [`permits`].
+async fn with_permit<T, F: std::future::Future<Output = Result<T, Error>>>(
+    node: &Node,
+    bytes: usize,
+    f: F,
+) -> Result<T, Status> {
+    let held = permits(node, bytes).await?;
     let r = f.await.map_err(|e| to_status(&e));
-    drop(permit);
-    drop(memory);
+    drop(held);
     r
+}
+
+/// Batches of one inference stream written behind the one being staged: the stream stages
+/// batch N+1 (schema check, dedup, segment admission) while batch N folds and writes, so a
+/// client with several batches unacknowledged keeps both halves busy. Each holds its permits.
+const INFERENCE_STREAM_DEPTH: usize = 2;
+
+/// One batch of a pipelined stream, in stream order: its write under way, or a result known
+/// without one (a refusal before staging).
+enum InFlight {
+    Writing(tokio::task::JoinHandle<Result<pb::BatchAck, Status>>),
+    Done(Result<pb::BatchAck, Status>),
+}
+
+/// Serves one inference stream with the batches pipelined ([`INFERENCE_STREAM_DEPTH`]):
+/// staging stays in stream order (one batch at a time, as the producer sequence demands),
+/// writes keep the staging order (the model's write tickets), acknowledgements are sent in
+/// stream order, and the first error ends the stream. A batch staged behind one whose write
+/// failed writes nothing (see [`crate::ingest::write_staged`]), so a client that resends
+/// from the failed batch loses nothing and counts nothing twice.
+fn inference_stream(
+    node: Node,
+    slot: tokio::sync::OwnedSemaphorePermit,
+    mut inbound: Streaming<pb::InferenceBatch>,
+    principal: crate::auth::Principal,
+) -> AckStream<pb::BatchAck> {
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    let (queue, mut queued) = tokio::sync::mpsc::channel::<InFlight>(INFERENCE_STREAM_DEPTH);
+    let broken = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let idle = node.limits.ingest_idle_timeout;
+    // The reader: takes messages in order and stages them.
+    let reader_broken = Arc::clone(&broken);
+    tokio::spawn(async move {
+        let _slot = slot;
+        loop {
+            let msg = match tokio::time::timeout(idle, inbound.next()).await {
+                Ok(Some(msg)) => msg,
+                Ok(None) => break,
+                Err(_) => {
+                    let _ = queue
+                        .send(InFlight::Done(Err(Status::deadline_exceeded(format!(
+                            "the ingest stream sent nothing for {}s; open a new one",
+                            idle.as_secs()
+                        )))))
+                        .await;
+                    break;
+                }
+            };
+            let item = match msg {
+                Ok(b) => stage_one(&node, &principal, b, &reader_broken).await,
+                Err(e) => InFlight::Done(Err(e)),
+            };
+            let stop = matches!(item, InFlight::Done(Err(_)));
+            if queue.send(item).await.is_err() || stop {
+                break;
+            }
+        }
+    });
+    // The forwarder: acknowledges in stream order and stops at the first error.
+    tokio::spawn(async move {
+        while let Some(item) = queued.recv().await {
+            let res = match item {
+                InFlight::Done(r) => r,
+                InFlight::Writing(h) => h
+                    .await
+                    .unwrap_or_else(|e| Err(Status::internal(format!("ingest task: {e}")))),
+            };
+            let stop = res.is_err();
+            if stop {
+                broken.store(true, std::sync::atomic::Ordering::SeqCst);
+            }
+            if tx.send(res).await.is_err() || stop {
+                break;
+            }
+        }
+    });
+    Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))
+}
+
+/// Admits, decodes and stages one batch of an inference stream, then starts its write.
+async fn stage_one(
+    node: &Node,
+    principal: &crate::auth::Principal,
+    b: pb::InferenceBatch,
+    broken: &Arc<std::sync::atomic::AtomicBool>,
+) -> InFlight {
+    let held = match permits(node, prost::Message::encoded_len(&b)).await {
+        Ok(h) => h,
+        Err(e) => return InFlight::Done(Err(e)),
+    };
+    let staged = async {
+        let model = node.model(principal, &b.model_id)?;
+        let src = source(&b.producer_id, b.sequence);
+        let m = Arc::clone(&model);
+        let batch = tokio::task::spawn_blocking(move || {
+            batch_from_pb(b, &m.def.features).map(|(batch, _labels)| batch)
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("decode task: {e}")))??;
+        let id = model.def.id.clone();
+        Ok::<_, Error>((id, node.stage_inferences(model, batch, src).await?))
+    };
+    match staged.await {
+        Err(e) => InFlight::Done(Err(to_status(&e))),
+        Ok((id, staged)) => {
+            let node = node.clone();
+            let broken = Arc::clone(broken);
+            InFlight::Writing(tokio::spawn(async move {
+                let r = node
+                    .write_staged(&id, staged, Some(broken))
+                    .await
+                    .map(|ack| batch_ack_to_pb(&ack))
+                    .map_err(|e| to_status(&e));
+                drop(held);
+                r
+            }))
+        }
+    }
 }
 
 /// Serves one ingest stream: each inbound batch is handled in order and acknowledged after its
@@ -293,25 +423,11 @@ impl pb::ingest_server::Ingest for IngestService {
     ) -> Result<Response<Self::IngestInferencesStream>, Status> {
         let p = grpc_principal(&req)?;
         let slot = stream_slot(&self.0)?;
-        Ok(Response::new(ack_stream(
+        Ok(Response::new(inference_stream(
             self.0.clone(),
             slot,
             req.into_inner(),
-            move |node, b: pb::InferenceBatch| {
-                let p = p.clone();
-                async move {
-                    let model = node.model(&p, &b.model_id)?;
-                    let src = source(&b.producer_id, b.sequence);
-                    let m = Arc::clone(&model);
-                    let batch = tokio::task::spawn_blocking(move || {
-                        batch_from_pb(b, &m.def.features).map(|(batch, _labels)| batch)
-                    })
-                    .await
-                    .map_err(|e| Error::Internal(format!("decode task: {e}")))??;
-                    let ack = node.ingest_inferences(model, batch, src).await?;
-                    Ok(batch_ack_to_pb(&ack))
-                }
-            },
+            p,
         )))
     }
 

@@ -10,7 +10,7 @@
 
 use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use driftdb_engine::ingest::{
     InferenceBatch, LabelRow, MAX_BATCH_ROWS, PendingPrediction, RowPlan, TimeBounds, fold_planned,
@@ -255,8 +255,36 @@ fn prediction_deadline(model: &ModelEntry, p: &PendingPrediction) -> i64 {
 
 fn lookup_pending(cx: &Ingest, model: &str, request_id: &str) -> Result<Option<Pending>> {
     let clock = cx.store.pending_clock(model).map_or(i64::MIN, |c| c.now_ms);
-    match records::get::<PendingEntry>(&cx.store, Family::Pending, &pending_key(model, request_id))
-    {
+    let found =
+        records::get::<PendingEntry>(&cx.store, Family::Pending, &pending_key(model, request_id));
+    pending_state(found, clock, request_id)
+}
+
+/// [`lookup_pending`] for many request ids at once (one batched store lookup), in their order.
+fn lookup_pending_many(
+    cx: &Ingest,
+    model: &str,
+    request_ids: &[&str],
+) -> Result<Vec<Option<Pending>>> {
+    let clock = cx.store.pending_clock(model).map_or(i64::MIN, |c| c.now_ms);
+    let keys: Vec<Vec<u8>> = request_ids
+        .iter()
+        .map(|id| pending_key(model, id))
+        .collect();
+    records::get_many::<PendingEntry, _>(&cx.store, Family::Pending, &keys)?
+        .into_iter()
+        .zip(request_ids)
+        .map(|(found, id)| pending_state(found, clock, id))
+        .collect()
+}
+
+/// What a pending record read under expiry clock `clock` means for `request_id`.
+fn pending_state(
+    found: Result<Option<PendingEntry>>,
+    clock: i64,
+    request_id: &str,
+) -> Result<Option<Pending>> {
+    match found {
         Ok(Some(e)) => {
             let past = e.deadline.is_some_and(|d| clock > d);
             Ok(match e.record {
@@ -374,6 +402,33 @@ pub async fn ingest_inferences(
     batch: InferenceBatch,
     source: Source,
 ) -> Result<BatchAck> {
+    let staged = stage_inference_batch(cx, model, batch, source).await?;
+    write_staged(cx, staged, None).await
+}
+
+/// An inference batch past the ordered step ([`stage_inference_batch`]), to be folded and
+/// written by [`write_staged`]. Until then it holds its place in its model's write order and
+/// its request ids count as in flight.
+pub struct StagedBatch(Staged);
+
+impl std::fmt::Debug for StagedBatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match &self.0 {
+            Staged::Replayed(_) => "StagedBatch(replayed)",
+            Staged::Ready(_) => "StagedBatch(ready)",
+        })
+    }
+}
+
+/// The first two steps of [`ingest_inferences`]: the schema check and the ordered step.
+/// Batches staged one after the other are written in that order, so a stream may stage its
+/// next batch while the previous one is still folding and writing.
+pub async fn stage_inference_batch(
+    cx: &Ingest,
+    model: Arc<ModelEntry>,
+    batch: InferenceBatch,
+    source: Source,
+) -> Result<StagedBatch> {
     let m = Arc::clone(&model);
     let decoded = tokio::task::spawn_blocking(move || -> Result<Decoded> {
         validate_batch(&m.def, &batch).map_err(Error::Invalid)?;
@@ -381,19 +436,31 @@ pub async fn ingest_inferences(
     })
     .await
     .map_err(|e| Error::Internal(format!("ingest task: {e}")))??;
-    let staged = {
-        let _guard = model.ingest_lock.lock().await;
-        let cx2 = cx.clone();
-        let m = Arc::clone(&model);
-        tokio::task::spawn_blocking(move || stage_inferences(&cx2, m, decoded))
-            .await
-            .map_err(|e| Error::Internal(format!("ingest task: {e}")))??
-    };
-    match staged {
+    let _guard = model.ingest_lock.lock().await;
+    let cx2 = cx.clone();
+    let m = Arc::clone(&model);
+    tokio::task::spawn_blocking(move || stage_inferences(&cx2, m, decoded))
+        .await
+        .map_err(|e| Error::Internal(format!("ingest task: {e}")))?
+        .map(StagedBatch)
+}
+
+/// The last step of [`ingest_inferences`]: folds a staged batch and writes it in its turn.
+///
+/// `broken` chains the batches of one stream: a batch whose write fails sets it before
+/// giving up its turn, and a later batch that finds it set when its turn comes writes
+/// nothing and fails too. Without that, a later batch of the same producer could be written
+/// after an earlier one failed, and the earlier one, sent again, would be taken for a replay.
+pub async fn write_staged(
+    cx: &Ingest,
+    staged: StagedBatch,
+    broken: Option<Arc<AtomicBool>>,
+) -> Result<BatchAck> {
+    match staged.0 {
         Staged::Replayed(ack) => Ok(ack),
         Staged::Ready(s) => {
             let cx2 = cx.clone();
-            tokio::task::spawn_blocking(move || write_inferences(&cx2, *s))
+            tokio::task::spawn_blocking(move || write_inferences(&cx2, *s, broken.as_deref()))
                 .await
                 .map_err(|e| Error::Internal(format!("ingest task: {e}")))?
         }
@@ -448,12 +515,20 @@ fn stage_inferences(cx: &Ingest, model: Arc<ModelEntry>, d: Decoded) -> Result<S
     let mut seen = HashSet::with_capacity(batch.rows.len());
     let mut skip = vec![false; batch.rows.len()];
     let mut early_labels: Vec<(usize, LabelRow)> = Vec::new();
+    let mut ask: Vec<usize> = Vec::with_capacity(batch.rows.len());
     for (i, row) in batch.rows.iter().enumerate() {
         if !seen.insert(row.request_id.as_str()) || flying[i] {
             skip[i] = true;
-            continue;
+        } else {
+            ask.push(i);
         }
-        match lookup_pending(cx, &model.def.id, &row.request_id)? {
+    }
+    let asked: Vec<&str> = ask.iter().map(|i| ids[*i]).collect();
+    for (i, found) in ask
+        .into_iter()
+        .zip(lookup_pending_many(cx, &model.def.id, &asked)?)
+    {
+        match found {
             Some(Pending::Prediction(_) | Pending::Joined | Pending::Expired) => skip[i] = true,
             Some(Pending::Label(l)) => early_labels.push((i, l)),
             None => {}
@@ -498,7 +573,8 @@ fn stage_inferences(cx: &Ingest, model: Arc<ModelEntry>, d: Decoded) -> Result<S
 }
 
 /// The unordered step (fold, encode) and the write in ticket order.
-fn write_inferences(cx: &Ingest, r: Ready) -> Result<BatchAck> {
+/// Folds, encodes and writes a staged batch in its turn (see [`write_staged`] for `broken`).
+fn write_inferences(cx: &Ingest, r: Ready, broken: Option<&AtomicBool>) -> Result<BatchAck> {
     let Ready {
         model,
         ticket,
@@ -507,101 +583,116 @@ fn write_inferences(cx: &Ingest, r: Ready) -> Result<BatchAck> {
         early_labels,
         mut ack,
     } = r;
-    let (producer, seq) = (ack.source.producer.clone(), ack.source.sequence);
-    let threads = fold_threads();
-    let out = {
-        let refs = model
-            .references
-            .read()
-            .map_err(|_| Error::Internal("reference lock poisoned".into()))?;
-        fold_planned(&model.def, &batch, plan, &*refs, threads)
-    };
-    let mut ws = WriteSet::new();
-    for (prefix, ts, value) in encode_deltas(&out.deltas, threads) {
-        ws.merge_encoded(prefix, model.resolution, ts, value);
-    }
-    let early: std::collections::HashMap<&str, &LabelRow> = early_labels
-        .iter()
-        .map(|(i, l)| (batch.rows[*i].request_id.as_str(), l))
-        .collect();
-    for (id, p) in &out.pending {
-        let record = match early.get(id.as_str()) {
-            Some(label) => match add_join(&mut ws, &model, p, label) {
-                Ok(()) => PendingRecord::Joined,
-                Err(reason) => {
-                    tracing::warn!(request_id = %id, reason, "held label could not join");
-                    PendingRecord::Joined
-                }
-            },
-            None => PendingRecord::Prediction(p.clone()),
+    // The turn is given up (the ticket dropped) only after `broken` is set on failure.
+    let run = || -> Result<BatchAck> {
+        let (producer, seq) = (ack.source.producer.clone(), ack.source.sequence);
+        let threads = fold_threads();
+        let out = {
+            let refs = model
+                .references
+                .read()
+                .map_err(|_| Error::Internal("reference lock poisoned".into()))?;
+            fold_planned(&model.def, &batch, plan, &*refs, threads)
         };
-        let entry = PendingEntry {
-            record,
-            deadline: Some(prediction_deadline(&model, p)),
-        };
-        records::put(
-            &mut ws,
-            Family::Pending,
-            pending_key(&model.def.id, id),
-            &entry,
-        )?;
-    }
-    record_producer(&mut ws, "inf", &model.def.id, &producer, seq)?;
-    ticket.wait_turn();
-    {
-        let mut segs = model
-            .segments
-            .lock()
-            .map_err(|_| Error::Internal("segment lock poisoned".into()))?;
-        Registry::save_segments(&model.def, &mut segs, &mut ws)?;
-    }
-    cx.store.write(&ws)?;
-    drop(ticket);
-    ack.accepted = out.accepted as u64;
-    ack.rejected = out.rejected.len() as u64;
-    ack.invalid_values = out.invalid_values;
-    ack.sampled_out = out.sampled_out as u64;
-    ack.rejected_rows = out.rejected.iter().map(|r| r.row as u32).collect();
-    ack.errors = out
-        .rejected
-        .iter()
-        .take(MAX_ERRORS)
-        .map(|r| row_error(r.row, &r.request_id, r.reason.clone()))
-        .collect();
-    let m = &cx.metrics;
-    m.batches.fetch_add(1, Ordering::Relaxed);
-    m.rows_accepted.fetch_add(ack.accepted, Ordering::Relaxed);
-    m.rows_rejected.fetch_add(ack.rejected, Ordering::Relaxed);
-    m.rows_duplicate
-        .fetch_add(ack.duplicates, Ordering::Relaxed);
-    m.feature_values.fetch_add(
-        ack.accepted * batch.feature_names.len() as u64,
-        Ordering::Relaxed,
-    );
-    m.invalid_values
-        .fetch_add(ack.invalid_values, Ordering::Relaxed);
-    if out.accepted > 0 {
-        // The rule scheduler closes windows on event time: tell it how far this model got.
-        // Rows dated past the future bound were rejected; the others (duplicates included,
-        // whose times are as real) may move the watermark.
-        let limit = cx.clock.now().saturating_add_ms(MAX_FUTURE_MS);
-        let newest = batch
-            .rows
-            .iter()
-            .map(|r| r.ts)
-            .filter(|ts| *ts <= limit)
-            .max();
-        let versions: std::collections::BTreeSet<String> =
-            out.pending.iter().map(|(_, p)| p.version.clone()).collect();
-        if let Some(n) = newest {
-            // Pending records expire against the newest event time (crate docs of
-            // driftdb_storage::pending).
-            cx.store
-                .advance_pending_clock(&model.def.id, n.millis(), label_delay_ms(&model));
+        let mut ws = WriteSet::new();
+        for (prefix, ts, value) in encode_deltas(&out.deltas, threads) {
+            ws.merge_encoded(prefix, model.resolution, ts, value);
         }
-        ack.observed = newest.map(|n| (n, versions));
+        let early: std::collections::HashMap<&str, &LabelRow> = early_labels
+            .iter()
+            .map(|(i, l)| (batch.rows[*i].request_id.as_str(), l))
+            .collect();
+        for (id, p) in &out.pending {
+            let record = match early.get(id.as_str()) {
+                Some(label) => match add_join(&mut ws, &model, p, label) {
+                    Ok(()) => PendingRecord::Joined,
+                    Err(reason) => {
+                        tracing::warn!(request_id = %id, reason, "held label could not join");
+                        PendingRecord::Joined
+                    }
+                },
+                None => PendingRecord::Prediction(p.clone()),
+            };
+            let entry = PendingEntry {
+                record,
+                deadline: Some(prediction_deadline(&model, p)),
+            };
+            records::put(
+                &mut ws,
+                Family::Pending,
+                pending_key(&model.def.id, id),
+                &entry,
+            )?;
+        }
+        record_producer(&mut ws, "inf", &model.def.id, &producer, seq)?;
+        ticket.wait_turn();
+        if broken.is_some_and(|b| b.load(Ordering::SeqCst)) {
+            return Err(Error::Internal(
+                "an earlier batch of this stream failed; this one was not written".into(),
+            ));
+        }
+        {
+            let mut segs = model
+                .segments
+                .lock()
+                .map_err(|_| Error::Internal("segment lock poisoned".into()))?;
+            Registry::save_segments(&model.def, &mut segs, &mut ws)?;
+        }
+        cx.store.write(&ws)?;
+        ack.accepted = out.accepted as u64;
+        ack.rejected = out.rejected.len() as u64;
+        ack.invalid_values = out.invalid_values;
+        ack.sampled_out = out.sampled_out as u64;
+        ack.rejected_rows = out.rejected.iter().map(|r| r.row as u32).collect();
+        ack.errors = out
+            .rejected
+            .iter()
+            .take(MAX_ERRORS)
+            .map(|r| row_error(r.row, &r.request_id, r.reason.clone()))
+            .collect();
+        let m = &cx.metrics;
+        m.batches.fetch_add(1, Ordering::Relaxed);
+        m.rows_accepted.fetch_add(ack.accepted, Ordering::Relaxed);
+        m.rows_rejected.fetch_add(ack.rejected, Ordering::Relaxed);
+        m.rows_duplicate
+            .fetch_add(ack.duplicates, Ordering::Relaxed);
+        m.feature_values.fetch_add(
+            ack.accepted * batch.feature_names.len() as u64,
+            Ordering::Relaxed,
+        );
+        m.invalid_values
+            .fetch_add(ack.invalid_values, Ordering::Relaxed);
+        if out.accepted > 0 {
+            // The rule scheduler closes windows on event time: tell it how far this model got.
+            // Rows dated past the future bound were rejected; the others (duplicates included,
+            // whose times are as real) may move the watermark.
+            let limit = cx.clock.now().saturating_add_ms(MAX_FUTURE_MS);
+            let newest = batch
+                .rows
+                .iter()
+                .map(|r| r.ts)
+                .filter(|ts| *ts <= limit)
+                .max();
+            let versions: std::collections::BTreeSet<String> =
+                out.pending.iter().map(|(_, p)| p.version.clone()).collect();
+            if let Some(n) = newest {
+                // Pending records expire against the newest event time (crate docs of
+                // driftdb_storage::pending).
+                cx.store
+                    .advance_pending_clock(&model.def.id, n.millis(), label_delay_ms(&model));
+            }
+            ack.observed = newest.map(|n| (n, versions));
+        }
+        Ok(ack)
+    };
+    let res = run();
+    if res.is_err()
+        && let Some(b) = broken
+    {
+        b.store(true, Ordering::SeqCst);
     }
-    Ok(ack)
+    drop(ticket);
+    res
 }
 
 /// Ingests one label batch of `model`; returns its ack after the durable write.

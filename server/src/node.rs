@@ -191,6 +191,34 @@ impl Node {
         Ok(ack)
     }
 
+    /// The ordered first half of [`Node::ingest_inferences`] (schema check, replay and dedup,
+    /// segment admission, a place in the model's write order); [`Node::write_staged`] does
+    /// the rest. A stream stages its next batch while the previous one is written.
+    pub async fn stage_inferences(
+        &self,
+        model: Arc<ModelEntry>,
+        batch: InferenceBatch,
+        source: Source,
+    ) -> Result<crate::ingest::StagedBatch> {
+        crate::ingest::stage_inference_batch(&self.ingest(), model, batch, source).await
+    }
+
+    /// Folds and durably writes a batch of `model_id` staged by [`Node::stage_inferences`]
+    /// (`broken`: see [`crate::ingest::write_staged`]).
+    pub async fn write_staged(
+        &self,
+        model_id: &str,
+        staged: crate::ingest::StagedBatch,
+        broken: Option<Arc<std::sync::atomic::AtomicBool>>,
+    ) -> Result<BatchAck> {
+        let ack = crate::ingest::write_staged(&self.ingest(), staged, broken).await?;
+        if let Some((newest, versions)) = &ack.observed {
+            self.rules
+                .observe(model_id, *newest, versions.iter().cloned());
+        }
+        Ok(ack)
+    }
+
     /// The last sequence of `producer` applied to `model`'s `stream`, if any.
     pub fn applied_sequence(
         &self,

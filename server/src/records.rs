@@ -163,6 +163,24 @@ pub fn get<R: Record>(store: &Store, family: Family, key: &[u8]) -> Result<Optio
     }
 }
 
+/// The records `R` under `keys` of `family`, in the order of `keys` (one batched lookup);
+/// each slot fails on its own (corruption), the call as a whole only when the store does.
+pub fn get_many<R: Record, K: AsRef<[u8]>>(
+    store: &Store,
+    family: Family,
+    keys: &[K],
+) -> Result<Vec<Result<Option<R>>>> {
+    Ok(store
+        .family(family)
+        .get_many(keys)?
+        .into_iter()
+        .map(|r| match r? {
+            Some(e) => decode(&e).map(Some),
+            None => Ok(None),
+        })
+        .collect())
+}
+
 /// `what` did not decode.
 pub fn corrupt(what: &'static str, detail: impl std::fmt::Display) -> Error {
     Error::Corruption {

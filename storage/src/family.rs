@@ -69,6 +69,26 @@ impl<'a> FamilyRef<'a> {
         }
     }
 
+    /// The records under `keys`, in the order of `keys`: one batched RocksDB `MultiGet`,
+    /// much cheaper than a [`FamilyRef::get`] per key when most keys are absent (memtable and
+    /// bloom filter probes are done together). A value that fails its checksum is an
+    /// [`Error::CorruptValue`] in its own slot; the others are still answered.
+    pub fn get_many<K: AsRef<[u8]>>(&self, keys: &[K]) -> Result<Vec<Result<Option<Entry>>>> {
+        let cf = self.store.family_cf(self.family)?;
+        let found = self
+            .store
+            .db
+            .batched_multi_get_cf(cf, keys.iter().map(AsRef::as_ref), false);
+        Ok(found
+            .into_iter()
+            .zip(keys)
+            .map(|(r, key)| match r.map_err(Error::rocks("multi_get"))? {
+                None => Ok(None),
+                Some(v) => unseal(self.family, key.as_ref(), &v).map(Some),
+            })
+            .collect())
+    }
+
     /// Stores `payload` sealed as `kind` under `key`; durable when it returns (WAL, fsync per
     /// [`crate::StoreConfig::sync_writes`]).
     pub fn put(&self, key: &[u8], kind: u8, payload: &[u8]) -> Result<()> {

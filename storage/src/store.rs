@@ -124,6 +124,11 @@ fn cf_options(
     } else {
         // Point lookups (dedup ids, pending joins): bloom filters pay off.
         o.set_block_based_table_factory(&table_options(config, cache, true));
+        // Most ingest lookups are for request ids never seen (the dedup and join checks of
+        // every new prediction): a whole-key bloom filter over the memtable (2 % of its size)
+        // answers those without a skiplist search.
+        o.set_memtable_prefix_bloom_ratio(0.02);
+        o.set_memtable_whole_key_filtering(true);
         o.set_compression_type(DBCompressionType::Lz4);
         zstd_bottommost(&mut o);
         if cf == CF_PENDING {
