@@ -363,7 +363,8 @@ async fn stage_one(
 }
 
 /// Serves one ingest stream: each inbound batch is handled in order and acknowledged after its
-/// durable write. One batch is in flight per stream, and the bounded channel keeps a slow
+/// durable write (label streams; inference streams are pipelined by [`inference_stream`]).
+/// One batch is in flight per stream, and the bounded channel keeps a slow
 /// reader from growing memory; the first error ends the stream. The stream holds one of the
 /// node's stream slots until it ends.
 fn ack_stream<In, Out, F, Fut>(
