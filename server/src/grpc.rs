@@ -277,19 +277,13 @@ fn inference_stream(
     tokio::spawn(async move {
         let _slot = slot;
         loop {
-            let msg = match tokio::time::timeout(idle, inbound.next()).await {
-                Ok(Some(msg)) => msg,
-                Ok(None) => break,
-                Err(_) => {
-                    let _ = queue
-                        .send(InFlight::Done(Err(Status::deadline_exceeded(format!(
-                            "the ingest stream sent nothing for {}s; open a new one",
-                            idle.as_secs()
-                        )))))
-                        .await;
-                    break;
-                }
+            // Once the forwarder has stopped (an error was sent, or the client is gone), stop
+            // waiting for messages at once and give the stream slot back.
+            let next = tokio::select! {
+                m = next_message(&mut inbound, idle) => m,
+                () = queue.closed() => None,
             };
+            let Some(msg) = next else { break };
             let item = match msg {
                 Ok(b) => stage_one(&node, &principal, b, &reader_broken).await,
                 Err(e) => InFlight::Done(Err(e)),
@@ -362,6 +356,21 @@ async fn stage_one(
     }
 }
 
+/// The next message of an ingest stream: `None` at its end, DEADLINE_EXCEEDED after `idle`
+/// without one (the caller ends the stream on any error).
+async fn next_message<In: prost::Message + Send + 'static>(
+    inbound: &mut Streaming<In>,
+    idle: std::time::Duration,
+) -> Option<Result<In, Status>> {
+    match tokio::time::timeout(idle, inbound.next()).await {
+        Ok(next) => next,
+        Err(_) => Some(Err(Status::deadline_exceeded(format!(
+            "the ingest stream sent nothing for {}s; open a new one",
+            idle.as_secs()
+        )))),
+    }
+}
+
 /// Serves one ingest stream: each inbound batch is handled in order and acknowledged after its
 /// durable write (label streams; inference streams are pipelined by [`inference_stream`]).
 /// One batch is in flight per stream, and the bounded channel keeps a slow
@@ -383,20 +392,7 @@ where
     let idle = node.limits.ingest_idle_timeout;
     tokio::spawn(async move {
         let _slot = slot;
-        loop {
-            let msg = match tokio::time::timeout(idle, inbound.next()).await {
-                Ok(Some(msg)) => msg,
-                Ok(None) => break,
-                Err(_) => {
-                    let _ = tx
-                        .send(Err(Status::deadline_exceeded(format!(
-                            "the ingest stream sent nothing for {}s; open a new one",
-                            idle.as_secs()
-                        ))))
-                        .await;
-                    break;
-                }
-            };
+        while let Some(msg) = next_message(&mut inbound, idle).await {
             let res = match msg {
                 Ok(b) => {
                     let bytes = b.encoded_len();

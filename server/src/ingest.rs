@@ -253,14 +253,7 @@ fn prediction_deadline(model: &ModelEntry, p: &PendingPrediction) -> i64 {
         .saturating_add(label_delay_ms(model))
 }
 
-fn lookup_pending(cx: &Ingest, model: &str, request_id: &str) -> Result<Option<Pending>> {
-    let clock = cx.store.pending_clock(model).map_or(i64::MIN, |c| c.now_ms);
-    let found =
-        records::get::<PendingEntry>(&cx.store, Family::Pending, &pending_key(model, request_id));
-    pending_state(found, clock, request_id)
-}
-
-/// [`lookup_pending`] for many request ids at once (one batched store lookup), in their order.
+/// The pending records of `request_ids` (one batched store lookup), in their order.
 fn lookup_pending_many(
     cx: &Ingest,
     model: &str,
@@ -741,6 +734,8 @@ fn ingest_labels_blocking(
         .store
         .pending_clock(&model.def.id)
         .map_or(i64::MIN, |c| c.now_ms);
+    // Labels that pass the checks, with their row, for the join pass below.
+    let mut candidates: Vec<(usize, LabelRow)> = Vec::with_capacity(labels.len());
     for (i, LabelIn { model_id, label }) in labels.into_iter().enumerate() {
         if let Some(other) = model_id.filter(|m| !m.is_empty() && *m != model.def.id) {
             reject_label(
@@ -797,8 +792,17 @@ fn ingest_labels_blocking(
             ack.sampled_out += 1;
             continue;
         }
+        candidates.push((i, label));
+    }
+    // Every remaining label's pending record, in one batched lookup.
+    let ids: Vec<&str> = candidates
+        .iter()
+        .map(|(_, l)| l.request_id.as_str())
+        .collect();
+    let found = lookup_pending_many(cx, &model.def.id, &ids)?;
+    for ((i, label), found) in candidates.into_iter().zip(found) {
         let key = pending_key(&model.def.id, &label.request_id);
-        match lookup_pending(cx, &model.def.id, &label.request_id)? {
+        match found {
             // Too late for its prediction (by the label's own time), or the prediction's
             // record has expired: counted, not an error (the label was not wrong, only late).
             Some(Pending::Prediction(p)) if label_expired(model, &p, &label, now) => {
