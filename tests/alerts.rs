@@ -1466,3 +1466,105 @@ async fn a_firing_is_acknowledged_with_who_and_why_and_the_history_keeps_it() {
     );
     s.stop().await;
 }
+
+/// Scores of a calibrated model in 20 levels, `per_level` rows each: level `j` scores
+/// `(j + ½)/20`, and (for the reference) that share of its rows is positive.
+fn calibrated_levels(per_level: usize) -> (Vec<f64>, Vec<f64>) {
+    let (mut scores, mut labels) = (Vec::new(), Vec::new());
+    for j in 0..20 {
+        let s = (f64::from(j) + 0.5) / 20.0;
+        let positives = (s * per_level as f64).round() as usize;
+        for i in 0..per_level {
+            scores.push(s);
+            labels.push(if i < positives { 1.0 } else { 0.0 });
+        }
+    }
+    (scores, labels)
+}
+
+/// A rule on `estimated_auc` judges a window by its scores alone: it fires when the scores
+/// lose their spread, with no label in the window (docs/STATISTICS.md §20).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn estimated_auc_rule_fires_before_any_label() {
+    let dir = tempfile::tempdir().unwrap();
+    let recv = Receiver::start().await;
+    let mut s = AlertServer::start(dir.path(), ManualClock::new(t(0)), fast_rules()).await;
+    s.create_model().await;
+    let (scores, labels) = calibrated_levels(50);
+    let n = scores.len();
+    let rows = |ids: &str, ts: i64, scores: Vec<f64>, labels: Vec<f64>| pb::InferenceBatch {
+        model_id: "m".into(),
+        request_ids: (0..scores.len()).map(|i| format!("{ids}{i}")).collect(),
+        ts_ms: vec![ts; scores.len()],
+        model_versions: vec!["v1".into()],
+        segments: vec![pb::SegmentColumn {
+            key: "region".into(),
+            values: vec!["eu".into(); scores.len()],
+        }],
+        features: vec![pb::FeatureColumn {
+            name: "x".into(),
+            numbers: vec![1.0; scores.len()],
+            ..Default::default()
+        }],
+        scores,
+        labels,
+        ..Default::default()
+    };
+    let chunks = vec![
+        pb::ReferenceChunk {
+            chunk: Some(pb::reference_chunk::Chunk::Header(pb::ReferenceHeader {
+                model_id: "m".into(),
+                model_version: "v1".into(),
+                replace: false,
+            })),
+        },
+        pb::ReferenceChunk {
+            chunk: Some(pb::reference_chunk::Chunk::Rows(rows(
+                "ref",
+                t(-10).millis(),
+                scores.clone(),
+                labels,
+            ))),
+        },
+    ];
+    s.client
+        .models
+        .upload_reference(tokio_stream::iter(chunks))
+        .await
+        .unwrap();
+    s.add_rule(json!({"id": "est", "model": "m", "selector": "$performance",
+                      "metric": "estimated_auc", "comparison": "<", "threshold": 0.7, "consecutive": 1,
+                      "severity": "high", "actions": [{"kind": "webhook", "url": recv.url("/est")}]}))
+        .await;
+    // Window 0: the reference's own scores, no labels: the estimate is the reference's AUC.
+    let mut acks = s
+        .client
+        .ingest
+        .ingest_inferences(tokio_stream::iter(vec![rows(
+            "w0-",
+            t(0).millis() + 60_000,
+            scores,
+            vec![],
+        )]))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(acks.next().await.unwrap().unwrap().accepted, n as u64);
+    s.close_by_clock(0).await;
+    // Window 1: every score 0.5 (`send_window`): nothing separates the classes any more.
+    s.send_window("w1", 1, 1.0, 1.0).await;
+    s.close_by_clock(1).await;
+    let hits = recv.wait_for(1).await;
+    assert_eq!(hits.len(), 1, "{hits:?}");
+    let b = &hits[0].body;
+    assert_eq!(b["rule_id"], "est");
+    assert_eq!(b["window_start"], t(1).to_rfc3339());
+    assert!((b["value"].as_f64().unwrap() - 0.5).abs() < 1e-9, "{b}");
+    // Window 0's estimate (the reference's own scores) held: no alert for it.
+    let h = s.history().await;
+    assert!(
+        h.iter().all(|a| a.window_start_ms == t(1).millis()),
+        "{h:?}"
+    );
+    s.stop().await;
+}

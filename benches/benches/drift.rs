@@ -14,9 +14,11 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use driftdb_engine::sketch::{CategoricalState, NumericState};
+use driftdb_engine::sketch::performance::BinaryPerf;
+use driftdb_engine::sketch::{CategoricalState, NumericState, PerformanceState};
 use driftdb_engine::stats::categorical::{categorical_drift, chi_square_homogeneity};
 use driftdb_engine::stats::divergence::bin_drift;
+use driftdb_engine::stats::estimate::{Calibration, estimate_performance, sketch_scores};
 use driftdb_engine::stats::fdr::benjamini_hochberg;
 use driftdb_engine::stats::ks::{CdfSample, ks_test, wasserstein};
 use driftdb_engine::stats::numeric::numeric_drift_with_baseline_cdf;
@@ -227,6 +229,61 @@ fn per_metric(c: &mut Criterion, f: &Fixture) {
     g.finish();
 }
 
+/// A calibrated binary model: `n` scores from a logistic-normal, each labelled by a
+/// Bernoulli(score) draw.
+fn calibrated(rng: &mut Rng, n: usize, centre: f64) -> Vec<(f64, bool)> {
+    (0..n)
+        .map(|_| {
+            let s = 1.0 / (1.0 + (-(centre + 1.5 * rng.normal())).exp());
+            (s, rng.unit() < s)
+        })
+        .collect()
+}
+
+/// The reference's labelled scores and a window's `$score` state (`WINDOW_VALUES` scores, the
+/// KLL in estimation mode), for the `estimated_*` metrics.
+fn score_fixture() -> (BinaryPerf, NumericState) {
+    let mut rng = Rng(0xCA1B);
+    let mut perf = PerformanceState::default();
+    for (s, y) in calibrated(&mut rng, REFERENCE_ROWS, -1.0) {
+        perf.observe_binary(s, y).unwrap();
+    }
+    let mut window = NumericState::default();
+    for (s, _) in calibrated(&mut rng, WINDOW_VALUES, -0.5) {
+        window.observe(s, None);
+    }
+    (perf.binary.unwrap(), window)
+}
+
+/// What an `estimated_*` value costs per `$score` series: the calibration fit on the
+/// reference's histogram, the window's CDF, the estimate.
+fn estimated_once(reference: &BinaryPerf, window: &NumericState) -> f64 {
+    let cal = Calibration::fit(reference).unwrap();
+    let e = estimate_performance(&sketch_scores(&window.cdf().unwrap()), &cal);
+    e.auc.unwrap().value
+}
+
+fn estimated(c: &mut Criterion) {
+    let (reference, window) = score_fixture();
+    let mut g = c.benchmark_group("estimated_per_series");
+    g.sample_size(10)
+        .warm_up_time(Duration::from_millis(300))
+        .measurement_time(Duration::from_secs(1));
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("calibration_fit", |b| {
+        b.iter(|| black_box(Calibration::fit(&reference).unwrap()))
+    });
+    let cal = Calibration::fit(&reference).unwrap();
+    let scores = sketch_scores(&window.cdf().unwrap());
+    g.bench_function("estimate_from_scores", |b| {
+        b.iter(|| black_box(estimate_performance(&scores, &cal)))
+    });
+    g.bench_function("estimated_all_metrics", |b| {
+        b.iter(|| black_box(estimated_once(&reference, &window)))
+    });
+    g.finish();
+}
+
 fn window(c: &mut Criterion, f: &Fixture) {
     let n = f.numeric.len() + f.categorical.len();
     let mut g = c.benchmark_group("drift_window");
@@ -264,6 +321,7 @@ fn bench(c: &mut Criterion) {
         .sum::<usize>()
         / f.numeric.len();
     per_metric(c, &f);
+    estimated(c);
     window(c, &f);
 
     let n = f.numeric.len() + f.categorical.len();
@@ -281,6 +339,28 @@ fn bench(c: &mut Criterion) {
         one / 900.0,
         two / 9.0,
         two / 900.0,
+    );
+    // Estimated performance: one `$score` series per (model, segment), so far fewer than the
+    // input series; the worst case prices every one of the 500,000 series as a score series.
+    let (reference, window) = score_fixture();
+    let reps = 2_000;
+    let per = median_secs(
+        || {
+            for _ in 0..reps {
+                black_box(estimated_once(&reference, &window));
+            }
+        },
+        5,
+    ) / reps as f64;
+    eprintln!(
+        "estimated metrics: {:.1} us per score series (fit + CDF + estimate); window close with \
+         estimated-AUC rules, 1 core: drift {one:.2} s + 10,000 score series {:.2} s = {:.2} s \
+         ({:.2}x the 9 s target); worst case, all {TARGET_SERIES} series: + {:.2} s",
+        per * 1e6,
+        per * 1e4,
+        one + per * 1e4,
+        (one + per * 1e4) / 9.0,
+        per * TARGET_SERIES as f64,
     );
 }
 

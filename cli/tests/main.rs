@@ -6,6 +6,7 @@
 
 mod common;
 mod demo_cli;
+mod estimated_cli;
 mod faults;
 mod files_cli;
 mod golden_cli;

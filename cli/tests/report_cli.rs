@@ -8,6 +8,7 @@
 //! - from a running `driftdb serve` (gRPC, and HTTP `GET /models/{id}/report`): the same
 //!   content as the offline report of the same rows, plus performance over time equal to
 //!   `driftdb query 'auc(fraud) … step 15m'` and a calibration diagram once labels joined;
+//!   the AUC estimated from the scores in both, labels or not;
 //!   HTTP refuses a request without a key.
 
 use std::path::{Path, PathBuf};
@@ -191,8 +192,30 @@ fn an_offline_report_of_the_golden_files_holds_the_golden_numbers() {
         panels += 1;
     }
     assert_eq!(panels, 5);
-    // Windows without labels: no performance, said so.
-    assert!(r["performance"].is_null());
+    // Windows without labels: no realised performance and no calibration, said so; the AUC
+    // estimated from the scores is there, equal to the row-level scikit-learn estimate
+    // (`cbpe_cases.json`, docs/STATISTICS.md §20) within the sketch's tolerance.
+    let perf = &r["performance"];
+    assert!(
+        perf["values"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(Value::is_null)
+    );
+    assert!(r["calibration"].is_null());
+    let cases: Value = serde_json::from_str(
+        &std::fs::read_to_string(root().join(GOLDEN).join("cbpe_cases.json")).unwrap(),
+    )
+    .unwrap();
+    let est = floats(&perf["estimated"]);
+    assert_eq!(est.len(), 8);
+    for (w, got) in est.iter().enumerate() {
+        let want = cases["windows"][w]["all"]["estimated"]["auc"]
+            .as_f64()
+            .unwrap();
+        assert!((got - want).abs() < 0.015, "window {w}: {got} vs {want}");
+    }
     assert!(
         r["warnings"]
             .as_array()
@@ -429,9 +452,19 @@ fn a_server_report_is_the_offline_report_plus_performance() {
         }
     }
 
-    // Performance over time is DriftQL's answer; calibration is there with its ECE.
+    // Performance over time is DriftQL's answer; calibration is there with its ECE. The
+    // estimate needs no labels, so the offline report (no labels) has the same one, up to the
+    // sketches of two different foldings of the same rows.
     let p = &a["performance"];
     assert_eq!(p["metric"], "auc");
+    let (es, eo) = (
+        floats(&p["estimated"]),
+        floats(&b["performance"]["estimated"]),
+    );
+    assert_eq!(es.len(), 8);
+    for (x, y) in es.iter().zip(&eo) {
+        assert!((x - y).abs() < 0.01, "{es:?} vs {eo:?}");
+    }
     let q = client_ok(
         &s,
         &[

@@ -88,6 +88,7 @@ pub const EVERY_TASK: &[Task] = &[
     Task::Ranking,
 ];
 const CLASSIFICATION: &[Task] = &[Task::Binary, Task::Multiclass];
+const BINARY: &[Task] = &[Task::Binary];
 const REGRESSION: &[Task] = &[Task::Regression];
 const RANKING: &[Task] = &[Task::Ranking];
 
@@ -325,6 +326,36 @@ pub const METRICS: &[MetricDef] = &[
         EVERY_TASK,
         Some(true),
         "share of predictions whose label arrived",
+    ),
+    perf(
+        "estimated_auc",
+        BINARY,
+        Some(true),
+        "ROC AUC estimated without labels: the scores through the reference's calibration",
+    ),
+    perf(
+        "estimated_accuracy",
+        BINARY,
+        Some(true),
+        "accuracy at 0.5 estimated without labels (reference calibration)",
+    ),
+    perf(
+        "estimated_precision",
+        BINARY,
+        Some(true),
+        "precision at 0.5 estimated without labels (reference calibration)",
+    ),
+    perf(
+        "estimated_recall",
+        BINARY,
+        Some(true),
+        "recall at 0.5 estimated without labels (reference calibration)",
+    ),
+    perf(
+        "estimated_f1",
+        BINARY,
+        Some(true),
+        "F1 at 0.5 estimated without labels (reference calibration)",
     ),
     perf("rmse", REGRESSION, Some(false), "root mean squared error"),
     perf("mae", REGRESSION, Some(false), "mean absolute error"),

@@ -17,10 +17,13 @@
 //! - [`fdr`]: Benjamini–Hochberg adjustment (§13);
 //! - [`performance`]: binary, regression and ranking metrics from a
 //!   [`crate::sketch::PerformanceState`] (§10–12);
-//! - [`signals`]: entropy, calibration shift and top-K diversity for `explain`.
+//! - [`signals`]: entropy, calibration shift and top-K diversity for `explain`;
+//! - [`estimate`]: binary performance estimated without labels from the score distribution and
+//!   the reference's calibration (§20).
 
 pub mod categorical;
 pub mod divergence;
+pub mod estimate;
 pub mod fdr;
 pub mod ks;
 pub mod numeric;
@@ -35,6 +38,10 @@ mod tests;
 
 pub use categorical::{CategoricalDrift, ChiSquare, categorical_drift, chi_square_homogeneity};
 pub use divergence::{BinDrift, PSI_CLIP, bin_drift, hellinger, js_distance, psi};
+pub use estimate::{
+    Calibration, Estimate, EstimatedPerformance, estimate_performance, labelled_scores,
+    sketch_scores,
+};
 pub use fdr::benjamini_hochberg;
 pub use ks::{CdfSample, KsResult, StepCdf, kolmogorov_q, ks_statistic, ks_test, wasserstein};
 pub use numeric::{NumericDrift, numeric_drift};

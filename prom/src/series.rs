@@ -161,6 +161,12 @@ pub const EXPORTS: &[Export] = &[
     ex("recall", &[Binary]),
     ex("f1", &[Binary]),
     ex("positive_rate", &[Binary]),
+    // Performance estimated without labels (the reference's calibration).
+    ex("estimated_auc", &[Binary]),
+    ex("estimated_accuracy", &[Binary]),
+    ex("estimated_precision", &[Binary]),
+    ex("estimated_recall", &[Binary]),
+    ex("estimated_f1", &[Binary]),
     ex("rmse", &[Regression]),
     ex("mae", &[Regression]),
     ex("mape", &[Regression]),

@@ -615,6 +615,11 @@ pub fn project(plan: &SelectPlan, mut rows: Vec<Row>) -> Table {
     if has_error {
         columns.push("error".into());
     }
+    // Estimates without labels carry their standard error.
+    let has_stderr = crate::metrics::is_estimated(plan.metric.def);
+    if has_stderr {
+        columns.push("stderr".into());
+    }
     let mut table = Table::new(columns);
     let label = plan.metric.label();
     for r in rows {
@@ -640,6 +645,9 @@ pub fn project(plan: &SelectPlan, mut rows: Vec<Row>) -> Table {
         }
         if has_error {
             cells.push(Cell::num(r.value.error));
+        }
+        if has_stderr {
+            cells.push(Cell::num(r.value.stderr));
         }
         table.rows.push(cells);
     }

@@ -13,8 +13,12 @@
 //! - `performance`: every segment with labels, by its performance drop against the overall
 //!   value weighted by its volume share (AUC for binary models, RMSE for regression, NDCG@10
 //!   for ranking), and its calibration (ECE) against the segment's reference.
+//!   Binary models also compare each segment's realised AUC with the AUC estimated from the
+//!   same labelled rows' scores through the reference's calibration (a realised value well
+//!   below the estimate is concept drift, docs/STATISTICS.md §20).
 //! - `signal`: the silent-failure patterns of query/DRIFTQL.md: stable inputs with falling performance,
-//!   a score-entropy spike, a calibration shift, and collapse of distinct items in the top K.
+//!   a score-entropy spike, a calibration shift, concept drift (realised below estimated AUC),
+//!   and collapse of distinct items in the top K.
 
 use std::collections::BTreeMap;
 
@@ -24,9 +28,12 @@ use driftdb_engine::sketch::{PerformanceState, SeriesState};
 use driftdb_engine::stats::categorical::categorical_drift;
 use driftdb_engine::stats::categorical::chi_square_homogeneity;
 use driftdb_engine::stats::divergence::bin_drift;
+use driftdb_engine::stats::estimate::{Calibration, estimate_performance, labelled_scores};
 use driftdb_engine::stats::fdr::benjamini_hochberg;
 use driftdb_engine::stats::ks::{CdfSample, ks_test};
-use driftdb_engine::stats::performance::{binary_metrics, ranking_metrics, regression_metrics};
+use driftdb_engine::stats::performance::{
+    binary_metrics, ranking_metrics, regression_metrics, roc_auc_from_histogram,
+};
 use driftdb_engine::stats::quantile::ReferenceEdges;
 use driftdb_engine::stats::signals::{calibration_shift, histogram_entropy, topk_diversity};
 
@@ -44,6 +51,11 @@ pub const MIN_MAGNITUDE: f64 = 0.02;
 pub const ECE_SHIFT: f64 = 0.05;
 /// A relative performance drop of at least this much against the reference is "falling".
 pub const PERF_DROP: f64 = 0.05;
+/// Realised AUC below the AUC estimated from the same rows' scores by more than this many
+/// standard errors (and by at least [`CONCEPT_GAP_MIN`]) is a concept-drift flag.
+pub const CONCEPT_GAP_Z: f64 = 3.0;
+/// Smallest AUC gap between estimate and realised value that is flagged.
+pub const CONCEPT_GAP_MIN: f64 = 0.02;
 /// Normalised score entropy moving by at least this much is a spike (or collapse).
 pub const ENTROPY_SHIFT: f64 = 0.1;
 /// Fewest labelled rows a segment needs before its performance is judged.
@@ -482,6 +494,45 @@ pub fn run(
             ));
         }
     }
+    // Realised against estimated AUC on the same labelled rows (binary models): the estimate
+    // follows the scores through the reference's calibration, so a realised value well below
+    // it means the scores now mean other outcomes: concept drift (docs/STATISTICS.md §20).
+    // (gap in standard errors, segment, realised, estimated, labelled n, gap)
+    let mut gaps: Vec<(f64, String, f64, f64, u64, f64)> = Vec::new();
+    if task == Task::Binary {
+        for s in acc
+            .get(&FeatureRef::Score)
+            .into_iter()
+            .flat_map(|m| m.keys())
+        {
+            let Some(b) = perf_of(s).and_then(|(p, _)| p.binary.as_ref()) else {
+                continue;
+            };
+            if b.n < MIN_LABELED {
+                continue;
+            }
+            let Some(cal) = ref_perf(s)
+                .and_then(|(p, _)| p.binary.as_ref())
+                .and_then(Calibration::fit)
+            else {
+                continue;
+            };
+            if let (Some(real), Some(est)) = (
+                roc_auc_from_histogram(&b.hist),
+                estimate_performance(&labelled_scores(b), &cal).auc,
+            ) {
+                let gap = est.value - real;
+                let z = if est.stderr > 0.0 {
+                    gap / est.stderr
+                } else {
+                    0.0
+                };
+                gaps.push((z, seg_name(s), real, est.value, b.n, gap));
+            }
+        }
+    }
+    gaps.sort_by(|a, b| b.0.total_cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+    let concept = |z: f64, gap: f64| z >= CONCEPT_GAP_Z && gap >= CONCEPT_GAP_MIN;
     perf_rows.sort_by(|a, b| b.0.total_cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
     for (score, seg, name, v, base, n, finding) in &perf_rows {
         out.row(
@@ -515,6 +566,28 @@ pub fn run(
             Some(*change),
             None,
             finding,
+        );
+    }
+
+    for (z, seg, real, est, n, gap) in &gaps {
+        let finding = if concept(*z, *gap) {
+            format!(
+                "concept drift: realised auc {real:.3} is {gap:.3} below its estimate from the scores ({est:.3}, {z:.1} standard errors)"
+            )
+        } else {
+            "realised auc agrees with its estimate from the scores".to_string()
+        };
+        out.row(
+            "performance",
+            "$score",
+            seg,
+            "auc vs estimated_auc",
+            Some(*real),
+            Some(*est),
+            Some(*n),
+            Some(*z),
+            None,
+            &finding,
         );
     }
 
@@ -627,6 +700,40 @@ pub fn run(
             None,
             "no labelled binary predictions to compare",
         ),
+    }
+    if task == Task::Binary {
+        match gaps.first() {
+            Some((z, seg, real, est, n, gap)) => out.row(
+                "signal",
+                "$score",
+                seg,
+                "concept_drift",
+                Some(*real),
+                Some(*est),
+                Some(*n),
+                Some(*z),
+                None,
+                &if concept(*z, *gap) {
+                    format!(
+                        "FLAG: concept drift in {seg}: realised auc {real:.3} against {est:.3} estimated from its scores"
+                    )
+                } else {
+                    "realised performance agrees with its estimate from the scores".to_string()
+                },
+            ),
+            None => out.row(
+                "signal",
+                "$score",
+                "all",
+                "concept_drift",
+                None,
+                None,
+                None,
+                None,
+                None,
+                "no labelled binary predictions with a calibrated reference to compare",
+            ),
+        }
     }
     if task == Task::Ranking {
         topk_signal(ctx, scope, &ivs, stats, &mut out)?;

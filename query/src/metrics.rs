@@ -10,12 +10,15 @@
 //!   std min max distinct quantile(q)`;
 //! - **performance** (labelled predictions on `$score`): `auc ece logloss brier accuracy
 //!   precision recall f1 positive_rate label_coverage rmse mae mape ndcg(k) ctr cvr rpm
-//!   score_entropy`.
+//!   score_entropy`, and estimated without labels from the score distribution and the
+//!   reference's calibration: `estimated_auc estimated_accuracy estimated_precision
+//!   estimated_recall estimated_f1` (each with a standard error).
 
 use driftdb_engine::reference::SeriesProfile;
 use driftdb_engine::sketch::{CategoricalState, NumericState, PerformanceState, SeriesState};
 use driftdb_engine::stats::categorical::categorical_drift;
 use driftdb_engine::stats::divergence::{BinDrift, bin_drift};
+use driftdb_engine::stats::estimate::{Calibration, estimate_performance, sketch_scores};
 use driftdb_engine::stats::ks::{CdfSample, ks_and_wasserstein, ks_test};
 use driftdb_engine::stats::performance::{binary_metrics, ranking_metrics, regression_metrics};
 use driftdb_engine::stats::quantile::ReferenceEdges;
@@ -91,6 +94,8 @@ pub struct Value {
     pub p: Option<f64>,
     /// Bound on the value's sketch error, for `wasserstein` (docs/STATISTICS.md §7, §17).
     pub error: Option<f64>,
+    /// The standard error of an estimate, for the `estimated_*` metrics (docs/STATISTICS.md §20).
+    pub stderr: Option<f64>,
 }
 
 /// What a series is compared against, resolved to states.
@@ -161,6 +166,7 @@ fn summary_value(value: Option<f64>, n: u64, base_n: Option<u64>) -> Value {
         baseline_n: base_n,
         p: None,
         error: None,
+        stderr: None,
     }
 }
 
@@ -179,6 +185,7 @@ pub fn evaluate(
     Ok(Some(match metric.def.family {
         Family::Drift => drift(metric, current, base, edges)?,
         Family::Summary => summary(metric, current, base)?,
+        Family::Performance if is_estimated(metric.def) => estimated(metric, current, base)?,
         Family::Performance => performance(metric, current, base),
     }))
 }
@@ -393,12 +400,61 @@ fn performance(metric: &Metric, current: &SeriesState, base: BaseRef<'_>) -> Val
         baseline_n: base_n,
         p: None,
         error: None,
+        stderr: None,
     }
+}
+
+/// Whether `def` is estimated from the score distribution without labels (`estimated_auc` …).
+pub fn is_estimated(def: &MetricDef) -> bool {
+    def.name.starts_with(ESTIMATED)
+}
+
+const ESTIMATED: &str = "estimated_";
+
+/// An `estimated_*` metric: the current window's scores through the calibration map fitted on
+/// the baseline's labelled scores (the reference profile's, by default). Undefined when the
+/// baseline has too few labels of either class.
+fn estimated(metric: &Metric, current: &SeriesState, base: BaseRef<'_>) -> Result<Value> {
+    let SeriesState::Score(s) = current else {
+        return Ok(Value::default());
+    };
+    let n = s.distribution.count();
+    let labelled = base.performance().and_then(|p| p.binary.as_ref());
+    let mut v = summary_value(None, n, labelled.map(|b| b.n));
+    let Some(cal) = labelled.and_then(Calibration::fit) else {
+        return Ok(v);
+    };
+    if n == 0 {
+        return Ok(v);
+    }
+    let e = estimate_performance(&sketch_scores(&s.distribution.cdf()?), &cal);
+    let est = match &metric.def.name[ESTIMATED.len()..] {
+        "auc" => e.auc,
+        "accuracy" => e.accuracy,
+        "precision" => e.precision,
+        "recall" => e.recall,
+        "f1" => e.f1,
+        _ => None,
+    };
+    v.value = est.map(|x| x.value);
+    v.stderr = est.map(|x| x.stderr);
+    Ok(v)
 }
 
 /// The value of a performance metric on a reference segment's labelled rows (for `explain`
 /// and relative comparisons); `None` when the reference has no such labels.
 pub fn reference_performance(metric: &Metric, perf: &PerformanceState, rows: u64) -> Option<f64> {
+    // An estimate's reference value is the realised metric on the reference's labels.
+    let realised;
+    let metric = if is_estimated(metric.def) {
+        realised = Metric {
+            def: driftdb_engine::catalog::lookup(&metric.def.name[ESTIMATED.len()..])?,
+            param: metric.param,
+        };
+        &realised
+    } else {
+        metric
+    };
     let state = SeriesState::Score(driftdb_engine::sketch::ScoreState {
         predictions: rows,
         distribution: NumericState::default(),

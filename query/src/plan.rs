@@ -322,6 +322,9 @@ impl Plan {
                 if p.metric.def.has_p {
                     cols.push("p".into());
                 }
+                if crate::metrics::is_estimated(p.metric.def) {
+                    cols.push("stderr".into());
+                }
                 ops.push(format!("ProjectionExec: columns=[{}]", cols.join(", ")));
                 if let Some(t) = &p.top {
                     ops.push(format!(
@@ -475,6 +478,16 @@ pub fn plan(ctx: &Context<'_>, stmt: &Statement) -> Result<Plan> {
                     format!(
                         "uplift compares labelled performance; {} is a {:?} metric (try auc, ece, logloss, rmse, ndcg, ctr)",
                         def.name, def.family
+                    ),
+                ));
+            }
+            if crate::metrics::is_estimated(def) {
+                return Err(Error::plan(
+                    metric.pos,
+                    format!(
+                        "uplift compares labelled performance; {} is estimated without labels (compare {} instead)",
+                        def.name,
+                        &def.name["estimated_".len()..]
                     ),
                 ));
             }

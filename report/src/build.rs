@@ -292,13 +292,35 @@ pub fn build(ctx: &Context<'_>, req: &Request) -> driftdb_query::Result<Report> 
         None
     };
 
-    // Performance, when any label joined.
+    // Performance, when any label joined; for binary models also the AUC estimated from the
+    // scores, which needs no label.
     let labeled = summary
         .performance
         .rows
         .iter()
         .any(|r| r.last().and_then(Cell::as_f64).is_some_and(|n| n > 0.0));
-    let performance = if labeled {
+    let estimated = if scope.def.task == Task::Binary {
+        let out = driftdb_query::run(ctx, &format!("estimated_auc({model_ref}) {time} {step}"))?;
+        let t = &out.table;
+        let by_window: BTreeMap<i64, Option<f64>> = (0..t.rows.len())
+            .filter_map(|i| {
+                let w = t.get(i, "time").and_then(time_ms)?;
+                Some((w, t.get(i, "value").and_then(Cell::as_f64)))
+            })
+            .collect();
+        let values: Vec<Option<f64>> = columns
+            .iter()
+            .map(|w| by_window.get(w).copied().flatten())
+            .collect();
+        if values.iter().any(Option::is_some) {
+            values
+        } else {
+            Vec::new()
+        }
+    } else {
+        Vec::new()
+    };
+    let performance = if labeled || !estimated.is_empty() {
         let metric = match scope.def.task {
             Task::Binary => "auc",
             Task::Multiclass | Task::Regression => "rmse",
@@ -339,12 +361,20 @@ pub fn build(ctx: &Context<'_>, req: &Request) -> driftdb_query::Result<Report> 
                 .collect(),
             windows: columns.clone(),
             reference,
+            estimated,
         })
     } else {
         warnings.push("no labels joined in the range: no performance or calibration".into());
         calibration = None;
         None
     };
+    if !labeled && performance.is_some() {
+        warnings.push(
+            "no labels joined in the range: performance is estimated from the scores only (no calibration)"
+                .into(),
+        );
+        calibration = None;
+    }
 
     let explain = driftdb_query::run(ctx, &format!("explain({model_ref}) {time}"))?;
     warnings.extend(explain.warnings);

@@ -174,7 +174,7 @@ pub struct Heatmap {
     pub values: Vec<Vec<Option<f64>>>,
 }
 
-/// Labelled performance.
+/// Labelled performance, and for binary models the AUC estimated from the scores.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Performance {
     /// Over the range: metric, value, reference, change, labelled rows.
@@ -187,6 +187,11 @@ pub struct Performance {
     pub values: Vec<Option<f64>>,
     /// The reference's value of the metric.
     pub reference: Option<f64>,
+    /// Binary models: `estimated_auc` per window, the AUC expected from the window's scores
+    /// through the reference's calibration, with or without labels (docs/STATISTICS.md §20);
+    /// empty for other tasks.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub estimated: Vec<Option<f64>>,
 }
 
 /// A reliability diagram: 10 equal-width score bins.

@@ -60,7 +60,7 @@ const SCORE: &str = "$score";
 /// The page's style sheet: a light theme, tabular numbers, and the two series colours every
 /// picture and legend shares (reference grey-blue, current orange).
 const CSS: &str = "\
-:root{--ref:#6b8cae;--cur:#f28e2b;--ink:#1f2328;--muted:#59636e;--line:#d8dee4;--soft:#f6f8fa;\
+:root{--ref:#6b8cae;--cur:#f28e2b;--est:#8e5ea2;--ink:#1f2328;--muted:#59636e;--line:#d8dee4;--soft:#f6f8fa;\
 --bad:#c62828;--bad-bg:#fdecea;--good:#2e7d32;--good-bg:#e8f5e9}
 *{box-sizing:border-box}
 body{margin:0 auto;max-width:1240px;padding:24px 32px 40px;color:var(--ink);background:#fff;\
@@ -96,6 +96,7 @@ tr.drifted td:last-child{color:var(--bad);font-weight:600}
 .key.ref::before{background:var(--ref)}
 .key.cur::before{background:var(--cur)}
 .key.dash::before{height:0;border-top:2px dashed var(--ref);border-radius:0;vertical-align:3px}
+.key.est::before{height:0;border-top:2px dotted var(--est);border-radius:0;vertical-align:3px}
 .feature{margin:18px 0;padding:12px 14px;border:1px solid var(--line);border-radius:6px}
 .feature .stats{margin:0 0 8px;color:var(--muted);font-size:13px;font-variant-numeric:tabular-nums}
 .tag{font-size:12px;font-weight:600;padding:1px 7px;border-radius:9px;vertical-align:2px;margin-left:6px}
@@ -123,6 +124,8 @@ svg a text{fill:#0b61c4}
 .line.ref{stroke:var(--ref)}
 .line.cur{stroke:var(--cur)}
 .pt.cur{fill:var(--cur);fill-opacity:.8;stroke:#fff}
+.line.est{stroke:var(--est);stroke-dasharray:2 3}
+.pt.est{fill:var(--est);fill-opacity:.8;stroke:#fff}
 .refline,.diag{stroke:var(--ref);stroke-width:1.5;stroke-dasharray:6 4}
 .diag{stroke:#8c959f}
 footer{margin-top:40px;padding-top:8px;border-top:1px solid var(--line);color:var(--muted);font-size:12px}
@@ -519,10 +522,16 @@ fn performance(out: &mut String, report: &Report) {
     w!(
         out,
         "<figure>\n<p class=\"legend\"><span class=\"key cur\">{} per window</span>\
-         <span class=\"key dash\">reference ({})</span></p>\n",
+         <span class=\"key dash\">reference ({})</span>",
         Esc(&perf.metric),
         opt(perf.reference)
     );
+    if !perf.estimated.is_empty() {
+        out.push_str(
+            "<span class=\"key est\">estimated_auc: expected from the scores, no labels needed</span>",
+        );
+    }
+    out.push_str("</p>\n");
     out.push_str("<div class=\"scroll\">\n");
     out.push_str(&charts::performance_chart(perf));
     out.push_str("</div>\n</figure>\n");

@@ -482,7 +482,8 @@ fn time_axis(svg: &mut Svg, windows: &[i64], x_of: &dyn Fn(i64) -> f64, base: f6
 }
 
 /// The performance metric over the last [`MAX_PERFORMANCE_POINTS`] windows, with the
-/// reference's value as a dashed line.
+/// reference's value as a dashed line and, for binary models, the AUC estimated from the
+/// scores as a dotted one.
 pub(super) fn performance_chart(perf: &Performance) -> String {
     let (width, height) = (760.0, 260.0);
     let (left, right, top, bottom) = (56.0, 40.0, 12.0, 46.0);
@@ -505,8 +506,16 @@ pub(super) fn performance_chart(perf: &Performance) -> String {
         "perf",
         &format!("{} per window against the reference", perf.metric),
     );
+    let estimate_at = |i: usize| {
+        perf.estimated
+            .get(first + i)
+            .copied()
+            .flatten()
+            .filter(|v| v.is_finite())
+    };
     let known = (0..windows.len())
         .filter_map(value_at)
+        .chain((0..windows.len()).filter_map(estimate_at))
         .chain(perf.reference.filter(|v| v.is_finite()));
     let (lo, hi) = known.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
         (lo.min(v), hi.max(v))
@@ -559,32 +568,40 @@ pub(super) fn performance_chart(perf: &Performance) -> String {
             .at("y2", y)
             .title(&format!("reference {} {}", perf.metric, num(reference)));
     }
-    // The line breaks where a window has no value.
-    let mut run: Vec<(f64, f64)> = Vec::new();
-    for i in 0..=windows.len() {
-        match (windows.get(i), value_at(i)) {
-            (Some(&t), Some(v)) => run.push((x_of(t), y_of(v))),
-            _ => {
-                if run.len() > 1 {
-                    svg.el("polyline")
-                        .attr("class", "line cur")
-                        .attr("points", &points(run.iter().copied()))
-                        .end();
+    // The estimate first, so the realised line is drawn over it.
+    type ValueAt<'a> = &'a dyn Fn(usize) -> Option<f64>;
+    let series: [(&str, &str, ValueAt<'_>); 2] = [
+        ("est", "estimated_auc", &estimate_at),
+        ("cur", perf.metric.as_str(), &value_at),
+    ];
+    for (class, name, at) in series {
+        // The line breaks where a window has no value.
+        let mut run: Vec<(f64, f64)> = Vec::new();
+        for i in 0..=windows.len() {
+            match (windows.get(i), at(i)) {
+                (Some(&t), Some(v)) => run.push((x_of(t), y_of(v))),
+                _ => {
+                    if run.len() > 1 {
+                        svg.el("polyline")
+                            .attr("class", &format!("line {class}"))
+                            .attr("points", &points(run.iter().copied()))
+                            .end();
+                    }
+                    run.clear();
                 }
-                run.clear();
             }
         }
-    }
-    for (i, &window) in windows.iter().enumerate() {
-        let Some(v) = value_at(i) else { continue };
-        svg.el("circle")
-            .attr("class", "pt cur")
-            .at("cx", x_of(window))
-            .at("cy", y_of(v))
-            .at("r", 3.0)
-            .raw("data-window", window)
-            .raw("data-value", v)
-            .title(&format!("{}: {} {}", utc(window), perf.metric, num(v)));
+        for (i, &window) in windows.iter().enumerate() {
+            let Some(v) = at(i) else { continue };
+            svg.el("circle")
+                .attr("class", &format!("pt {class}"))
+                .at("cx", x_of(window))
+                .at("cy", y_of(v))
+                .at("r", 3.0)
+                .raw("data-window", window)
+                .raw("data-value", v)
+                .title(&format!("{}: {name} {}", utc(window), num(v)));
+        }
     }
     svg.finish()
 }

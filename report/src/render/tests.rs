@@ -178,6 +178,7 @@ fn full() -> Report {
             windows: (0..4).map(|k| T0 + k * HOUR).collect(),
             values: vec![Some(0.84), Some(0.82), None, Some(0.79)],
             reference: Some(0.8612),
+            estimated: Vec::new(),
         }),
         calibration: Some(Calibration {
             bins: vec![
@@ -486,6 +487,34 @@ fn score_panel_shows_the_prediction_shift() {
     let panel = &panel[..panel.find("</section>").unwrap()];
     assert!(panel.contains("psi 0.0912 · ks 0.0734 · mean_shift 0.021 · mean —"));
     assert!(!panel.contains("tag drifted"));
+}
+
+#[test]
+fn estimated_auc_is_drawn_beside_the_realised_values() {
+    let mut report = full();
+    let perf = report.performance.as_mut().unwrap();
+    perf.estimated = vec![Some(0.85), Some(0.83), Some(0.8), None];
+    let page = html(&report);
+    let part =
+        &page[page.find("id=\"performance\"").unwrap()..page.find("id=\"calibration\"").unwrap()];
+    assert!(part.contains("class=\"key est\""));
+    let est = tags_with(part, &["class=\"pt est\""]);
+    assert_eq!(est.len(), 3, "{est:?}");
+    assert_eq!(tags_with(part, &["class=\"pt cur\""]).len(), 3);
+    assert_eq!(tags_with(part, &["class=\"line est\""]).len(), 1);
+    assert!(part.contains("estimated_auc 0.8"), "{part}");
+    // Without estimates nothing of them is drawn.
+    let page = html(&full());
+    assert!(!page.contains("pt est") && !page.contains("key est"));
+    // As data, the estimates travel with the report and are left out when empty.
+    let json = serde_json::to_value(&report).unwrap();
+    assert_eq!(json["performance"]["estimated"][3], serde_json::Value::Null);
+    assert_eq!(json["performance"]["estimated"][0], 0.85);
+    assert!(
+        serde_json::to_value(full()).unwrap()["performance"]
+            .get("estimated")
+            .is_none()
+    );
 }
 
 #[test]
