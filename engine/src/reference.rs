@@ -21,6 +21,7 @@ use crate::model::{FeatureKind, ModelDef, Task};
 use crate::series::{FeatureRef, Segment, TOP_K_ITEMS};
 use crate::sketch::performance::PerformanceState;
 use crate::sketch::{BinEdges, CategoricalState, NumericState, SeriesState};
+use crate::stats::estimate::Calibration;
 use crate::stats::quantile::{ReferenceEdges, sorted_finite, type7_quantile_sorted};
 use crate::time::Timestamp;
 
@@ -77,6 +78,9 @@ pub struct SegmentProfile {
     pub series: BTreeMap<FeatureRef, SeriesProfile>,
     /// Performance of the labelled reference rows.
     pub performance: PerformanceState,
+    /// The calibration map of those rows' binary scores, for performance estimated without
+    /// labels (docs/STATISTICS.md §20): fitted once, when the profile is built or read.
+    pub calibration: Option<Calibration>,
 }
 
 /// A model version's reference profile.
@@ -342,12 +346,14 @@ impl ReferenceBuilder {
             if let Some(items) = acc.items {
                 series.insert(FeatureRef::Items, SeriesProfile::Categorical(items));
             }
+            let calibration = acc.performance.binary.as_ref().and_then(Calibration::fit);
             segments.insert(
                 seg,
                 SegmentProfile {
                     rows: acc.rows,
                     series,
                     performance: acc.performance,
+                    calibration,
                 },
             );
         }
@@ -646,12 +652,14 @@ impl ReferenceProfile {
                 };
                 series.insert(f, p);
             }
+            let calibration = performance.binary.as_ref().and_then(Calibration::fit);
             segments.insert(
                 seg,
                 SegmentProfile {
                     rows,
                     series,
                     performance,
+                    calibration,
                 },
             );
         }

@@ -252,6 +252,7 @@ pub fn reference_base<'a>(
         Some(series) => BaseRef::Profile {
             series,
             performance: &seg.performance,
+            calibration: seg.calibration.as_ref(),
         },
         None => BaseRef::Missing,
     }

@@ -28,7 +28,7 @@ use driftdb_engine::sketch::{PerformanceState, SeriesState};
 use driftdb_engine::stats::categorical::categorical_drift;
 use driftdb_engine::stats::categorical::chi_square_homogeneity;
 use driftdb_engine::stats::divergence::bin_drift;
-use driftdb_engine::stats::estimate::{Calibration, estimate_performance, labelled_scores};
+use driftdb_engine::stats::estimate::{estimate_performance, labelled_scores};
 use driftdb_engine::stats::fdr::benjamini_hochberg;
 use driftdb_engine::stats::ks::{CdfSample, ks_test};
 use driftdb_engine::stats::performance::{
@@ -511,15 +511,15 @@ pub fn run(
             if b.n < MIN_LABELED {
                 continue;
             }
-            let Some(cal) = ref_perf(s)
-                .and_then(|(p, _)| p.binary.as_ref())
-                .and_then(Calibration::fit)
+            let Some(cal) = reference
+                .and_then(|r| r.segments.get(s))
+                .and_then(|sp| sp.calibration.as_ref())
             else {
                 continue;
             };
             if let (Some(real), Some(est)) = (
                 roc_auc_from_histogram(&b.hist),
-                estimate_performance(&labelled_scores(b), &cal).auc,
+                estimate_performance(&labelled_scores(b), cal).auc,
             ) {
                 let gap = est.value - real;
                 let z = if est.stderr > 0.0 {

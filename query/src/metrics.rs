@@ -109,6 +109,8 @@ pub enum BaseRef<'a> {
         series: &'a SeriesProfile,
         /// The segment's labelled reference performance.
         performance: &'a PerformanceState,
+        /// Its calibration map, fitted when the profile was loaded.
+        calibration: Option<&'a Calibration>,
     },
     /// Merged windows (previous, offset, range, other version).
     State(&'a SeriesState),
@@ -421,13 +423,22 @@ fn estimated(metric: &Metric, current: &SeriesState, base: BaseRef<'_>) -> Resul
     let n = s.distribution.count();
     let labelled = base.performance().and_then(|p| p.binary.as_ref());
     let mut v = summary_value(None, n, labelled.map(|b| b.n));
-    let Some(cal) = labelled.and_then(Calibration::fit) else {
+    // A profile's map was fitted when it was loaded; merged baseline windows fit theirs here.
+    let fitted;
+    let cal = match base {
+        BaseRef::Profile { calibration, .. } => calibration,
+        _ => {
+            fitted = labelled.and_then(Calibration::fit);
+            fitted.as_ref()
+        }
+    };
+    let Some(cal) = cal else {
         return Ok(v);
     };
     if n == 0 {
         return Ok(v);
     }
-    let e = estimate_performance(&sketch_scores(&s.distribution.cdf()?), &cal);
+    let e = estimate_performance(&sketch_scores(&s.distribution.cdf()?), cal);
     let est = match &metric.def.name[ESTIMATED.len()..] {
         "auc" => e.auc,
         "accuracy" => e.accuracy,
