@@ -13,7 +13,7 @@ use std::process::{Command, Output};
 use driftdb_engine::time::Timestamp;
 use serde_json::Value;
 
-use super::common::{GOLDEN, golden_server, http_get, load_golden_model, text};
+use super::common::{GOLDEN, golden_server, http_get, load_golden_model, ok};
 
 const T0_MS: i64 = 1_772_323_200_000; // 2026-03-01T00:00:00Z
 const WINDOW_MS: i64 = 15 * 60 * 1000;
@@ -44,14 +44,7 @@ fn run(url: &str, key: &str, args: &[&str]) -> Output {
 }
 
 fn run_ok(url: &str, key: &str, args: &[&str]) -> String {
-    let out = run(url, key, args);
-    assert!(
-        out.status.success(),
-        "driftdb {args:?} failed: {}{}",
-        text(&out.stderr),
-        text(&out.stdout)
-    );
-    text(&out.stdout)
+    ok(run(url, key, args))
 }
 
 fn query(url: &str, key: &str, q: &str) -> Vec<Value> {
