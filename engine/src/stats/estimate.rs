@@ -291,6 +291,37 @@ mod tests {
     }
 
     #[test]
+    fn degenerate_windows_give_defined_or_null_values() {
+        let mut rows = Vec::new();
+        for i in 0..100 {
+            rows.push((0.2, i < 20));
+            rows.push((0.8, i < 80));
+        }
+        let cal = Calibration::fit(&labelled(&rows)).expect("fitted");
+        // No scores: nothing estimated.
+        let e = estimate_performance(&[], &cal);
+        assert_eq!(e.n, 0);
+        assert!(e.auc.is_none() && e.accuracy.is_none());
+        // One score value for every row: AUC is ½ (all ties), precision is q, recall is 1.
+        let e = estimate_performance(&[(0.8005, 50)], &cal);
+        assert!((e.auc.expect("auc").value - 0.5).abs() < 1e-12);
+        assert!((e.precision.expect("p").value - 0.8).abs() < 1e-12);
+        assert!((e.recall.expect("r").value - 1.0).abs() < 1e-12);
+        // Every row predicted negative: precision undefined, recall 0.
+        let e = estimate_performance(&[(0.2005, 10), (0.3, 5)], &cal);
+        assert!(e.precision.is_none());
+        assert_eq!(e.recall.expect("r").value, 0.0);
+        assert_eq!(e.f1.expect("f1").value, 0.0);
+        // A reference whose scores all fall in one bin gives a constant map: AUC ½.
+        let flat: Vec<(f64, bool)> = (0..100).map(|i| (0.6, i % 2 == 0)).collect();
+        let cal = Calibration::fit(&labelled(&flat)).expect("fitted");
+        assert_eq!(cal.knots().count(), 1);
+        let e = estimate_performance(&[(0.1, 10), (0.9, 10)], &cal);
+        assert!((e.auc.expect("auc").value - 0.5).abs() < 1e-12);
+        assert!((e.accuracy.expect("acc").value - 0.5).abs() < 1e-12);
+    }
+
+    #[test]
     fn hand_computed_small_case() {
         // Calibration: 0.2 below 0.5, 0.8 above (two bins, 100 rows each).
         let mut rows = Vec::new();
