@@ -101,6 +101,22 @@ fn profile_has_exact_edges_per_segment_and_round_trips() {
     let back = ReferenceProfile::decode(&p.encode()).unwrap();
     assert_eq!(back.encode(), p.encode());
     assert_eq!(back.created_at, Timestamp(42));
+    // The calibration map (docs/STATISTICS.md §20) is fitted when the profile is built and
+    // again, identically, when it is read. Labels are 1 on odd rows: segment eu (even rows)
+    // has no positive, so no map.
+    let built = p.segments[&Segment::All].calibration.as_ref().unwrap();
+    assert_eq!(
+        back.segments[&Segment::All].calibration.as_ref(),
+        Some(built)
+    );
+    let knots: Vec<(f64, f64)> = built.knots().collect();
+    assert!(
+        knots
+            .windows(2)
+            .all(|w| w[0].0 < w[1].0 && w[0].1 <= w[1].1)
+    );
+    assert!(p.segments[&eu].calibration.is_none());
+    assert!(back.segments[&eu].calibration.is_none());
     // The profile's bins carry offset sums (W1 per bin, docs/STATISTICS.md §7), stored too.
     let back_all = back.series(&x, &Segment::All).unwrap().numeric().unwrap();
     assert!(back_all.state.bins().unwrap().sums.is_some());
