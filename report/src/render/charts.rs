@@ -492,13 +492,15 @@ pub(super) fn performance_chart(perf: &Performance) -> String {
     let base = top + plot_h;
     let first = perf.windows.len().saturating_sub(MAX_PERFORMANCE_POINTS);
     let windows = &perf.windows[first..];
-    let value_at = |i: usize| {
-        perf.values
+    // The finite value of a per-window series at the `i`-th drawn window.
+    let finite_at = |series: &[Option<f64>], i: usize| {
+        series
             .get(first + i)
             .copied()
             .flatten()
             .filter(|v| v.is_finite())
     };
+    let value_at = |i: usize| finite_at(&perf.values, i);
 
     let mut svg = Svg::new(
         width,
@@ -506,13 +508,7 @@ pub(super) fn performance_chart(perf: &Performance) -> String {
         "perf",
         &format!("{} per window against the reference", perf.metric),
     );
-    let estimate_at = |i: usize| {
-        perf.estimated
-            .get(first + i)
-            .copied()
-            .flatten()
-            .filter(|v| v.is_finite())
-    };
+    let estimate_at = |i: usize| finite_at(&perf.estimated, i);
     let known = (0..windows.len())
         .filter_map(value_at)
         .chain((0..windows.len()).filter_map(estimate_at))
