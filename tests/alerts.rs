@@ -101,6 +101,11 @@ impl Receiver {
         Receiver { addr, state, task }
     }
 
+    /// From now on, answer 200 to every request.
+    pub(crate) fn recover(&self) {
+        self.state.fail_first.store(0, Ordering::SeqCst);
+    }
+
     pub(crate) async fn start() -> Receiver {
         Receiver::start_on("127.0.0.1:0".parse().unwrap(), 0, 200).await
     }
@@ -603,12 +608,11 @@ async fn deliveries_retry_while_the_receiver_fails_and_dead_letter_after_the_dea
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_mid_delivery_loses_no_alert_and_keeps_rule_state() {
     let dir = tempfile::tempdir().unwrap();
-    // A port with nothing listening yet: deliveries fail with "connection refused".
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap()
-    };
-    let hook = format!("http://{port}/late");
+    // The receiver is "down": it answers 503 to everything until it is told to recover. It
+    // stays bound for the whole test, so no other test can take its port in between (a freed
+    // port given to a parallel test's server once turned the retries into a 404 dead letter).
+    let recv = Receiver::start_on("127.0.0.1:0".parse().unwrap(), usize::MAX, 503).await;
+    let hook = recv.url("/late");
     let clock = ManualClock::new(t(0));
     let mut s = AlertServer::start(dir.path(), clock.clone(), fast_rules()).await;
     s.create_model().await;
@@ -630,11 +634,12 @@ async fn a_restart_mid_delivery_loses_no_alert_and_keeps_rule_state() {
         !a.actions[0].delivered && a.actions[0].attempts >= 1,
         "{a:?}"
     );
+    assert!(recv.hits().is_empty());
     s.stop().await;
 
     // Restart on the same data, then bring the receiver up.
-    let recv = Receiver::start_on(port, 0, 200).await;
     let mut s = AlertServer::start(dir.path(), clock.clone(), fast_rules()).await;
+    recv.recover();
     let hits = recv.wait_for(1).await;
     assert_eq!(hits.len(), 1, "the outbox entry survived the restart");
     assert_eq!(hits[0].body["rule_id"], "r");
