@@ -16,6 +16,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+use crate::FastMap;
 use crate::model::{FeatureKind, ModelDef, Task, clip};
 use crate::series::{FeatureRef, OTHER_SEGMENT_VALUE, Segment, SeriesKey, TOP_K_ITEMS};
 use crate::sketch::numeric::bulk_order_key;
@@ -474,15 +475,17 @@ pub fn plan_batch(
     let out = &mut plan.out;
     // Groups by (version, window, segment), the segment as an index into `segs_seen` (0 is
     // `all`): integer keys, so a row's groups are found without hashing or cloning strings.
-    let mut groups: HashMap<(usize, i64, usize), u32> = HashMap::new();
+    let mut groups: FastMap<(usize, i64, usize), u32> = FastMap::default();
     let mut segs_seen: Vec<Segment> = vec![Segment::All];
-    let mut seg_ids: HashMap<Segment, usize> = HashMap::from([(Segment::All, 0)]);
+    let mut seg_ids: FastMap<Segment, usize> = FastMap::default();
+    seg_ids.insert(Segment::All, 0);
     // Per segment key: each raw value met in this batch, to its index in `segs_seen` after
     // admission (admission is asked once per distinct value and batch, in first-seen order,
     // which admits exactly what asking for every row would).
-    let mut seg_index: Vec<HashMap<&str, usize>> = vec![HashMap::new(); batch.segment_keys.len()];
+    let mut seg_index: Vec<FastMap<&str, usize>> =
+        vec![FastMap::default(); batch.segment_keys.len()];
     // Index into `tops` of each `all` group, by group id.
-    let mut top_of: HashMap<usize, usize> = HashMap::new();
+    let mut top_of: FastMap<usize, usize> = FastMap::default();
     for (i, row) in batch.rows.iter().enumerate() {
         if skip(i, row) {
             continue;
@@ -561,7 +564,7 @@ pub fn plan_batch(
 
 /// The id of group (version `v`, `window`, segment `segs[seg]`), added to `list` when new.
 fn group_id(
-    ids: &mut HashMap<(usize, i64, usize), u32>,
+    ids: &mut FastMap<(usize, i64, usize), u32>,
     list: &mut Vec<GroupKey>,
     v: usize,
     window: i64,
@@ -786,12 +789,51 @@ impl<'a, B: Baselines + ?Sized> FoldCtx<'a, B> {
         }
     }
 
-    /// Row by row: a categorical state is a count per distinct value, so there is nothing to
-    /// gain from batching it.
+    /// Counts first, states after: a categorical state is a count per distinct value, so each
+    /// row costs one lookup of its value (interned to a code for the batch) and one count per
+    /// group of (group, code); the states, and the reference's "unseen" answer, are then
+    /// touched once per distinct (group, value), in first-seen order.
     fn fold_categorical(&self, c: usize, col: &Column) -> Vec<(u32, SeriesState)> {
         let plan = self.plan;
         let name = &self.batch.feature_names[c];
-        let mut states: Vec<Option<CategoricalState>> = vec![None; plan.groups.len()];
+        let mut codes: FastMap<&str, u32> = FastMap::default();
+        let mut values: Vec<&str> = Vec::new();
+        // (group << 32 | code) to its index in `counts`, which keeps first-seen order.
+        let mut slot: FastMap<u64, usize> = FastMap::default();
+        let mut counts: Vec<(u32, u32, u64)> = Vec::new();
+        let mut missing = vec![0u64; plan.groups.len()];
+        let mut touched = vec![false; plan.groups.len()];
+        let mut order: Vec<u32> = Vec::new();
+        for (p, i) in plan.rows.iter().enumerate() {
+            let code = match col.get(*i) {
+                FieldRef::Category(s) => Some(*codes.entry(s).or_insert_with(|| {
+                    values.push(s);
+                    // Distinct values are at most the row count, far below u32::MAX.
+                    u32::try_from(values.len() - 1).unwrap_or(u32::MAX)
+                })),
+                _ => None,
+            };
+            for &g in plan.row_groups[p * plan.stride..][..plan.stride].iter() {
+                if g == NO_GROUP {
+                    continue;
+                }
+                if !touched[g as usize] {
+                    touched[g as usize] = true;
+                    order.push(g);
+                }
+                match code {
+                    Some(code) => {
+                        let k = u64::from(g) << 32 | u64::from(code);
+                        let at = *slot.entry(k).or_insert_with(|| {
+                            counts.push((g, code, 0));
+                            counts.len() - 1
+                        });
+                        counts[at].2 += 1;
+                    }
+                    None => missing[g as usize] += 1,
+                }
+            }
+        }
         // Each group's reference series, looked up once for the batch.
         let known: Vec<Known<'_>> = plan
             .groups
@@ -801,29 +843,25 @@ impl<'a, B: Baselines + ?Sized> FoldCtx<'a, B> {
                     .known_categories(&plan.versions[*v], name, seg)
             })
             .collect();
-        for (p, i) in plan.rows.iter().enumerate() {
-            let value = col.get(*i);
-            for &g in plan.row_groups[p * plan.stride..][..plan.stride].iter() {
-                if g == NO_GROUP {
-                    continue;
+        let mut states: Vec<Option<CategoricalState>> = vec![None; plan.groups.len()];
+        for &g in &order {
+            let st = states[g as usize].get_or_insert_with(CategoricalState::default);
+            st.observe_missing_many(missing[g as usize]);
+        }
+        for (g, code, n) in counts {
+            let s = values[code as usize];
+            let unseen = match known[g as usize] {
+                Known::NoReference | Known::Everything => false,
+                Known::Exactly(m) => !m.contains_key(s),
+                Known::Ask => {
+                    let (v, _, seg) = &plan.groups[g as usize];
+                    self.baselines
+                        .knows_category(&plan.versions[*v], name, seg, s)
+                        == Some(false)
                 }
-                let st = states[g as usize].get_or_insert_with(CategoricalState::default);
-                match value {
-                    FieldRef::Category(s) => {
-                        let unseen = match known[g as usize] {
-                            Known::NoReference | Known::Everything => false,
-                            Known::Exactly(m) => !m.contains_key(s),
-                            Known::Ask => {
-                                let (v, _, seg) = &plan.groups[g as usize];
-                                self.baselines
-                                    .knows_category(&plan.versions[*v], name, seg, s)
-                                    == Some(false)
-                            }
-                        };
-                        st.observe(s, unseen);
-                    }
-                    _ => st.observe_missing(),
-                }
+            };
+            if let Some(st) = states[g as usize].as_mut() {
+                st.observe_many(s, n, if unseen { n } else { 0 });
             }
         }
         states

@@ -27,3 +27,9 @@ pub mod stats;
 pub mod time;
 
 pub use error::{Error, ErrorKind, Result};
+
+/// A hash map for hot paths: foldhash with a per-process random seed (fast on short keys,
+/// still not predictable by whoever sends the strings), instead of the standard SipHash.
+pub type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+/// The [`FastMap`] set.
+pub type FastSet<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;

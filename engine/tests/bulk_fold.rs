@@ -15,7 +15,7 @@ use driftdb_engine::ingest::*;
 use driftdb_engine::model::ModelDef;
 use driftdb_engine::series::{FeatureRef, OTHER_SEGMENT_VALUE, Segment, SeriesKey};
 use driftdb_engine::sketch::kll::{kll_quantize, kll_rank_error_bound};
-use driftdb_engine::sketch::{BinEdges, NumericState, SeriesState};
+use driftdb_engine::sketch::{BinEdges, CategoricalState, NumericState, SeriesState};
 use driftdb_engine::time::{Resolution, Timestamp};
 use proptest::prelude::*;
 
@@ -371,6 +371,81 @@ fn reference_fold(
     out
 }
 
+/// The categorical reference: feature `c` observed row by row into every segment of its row
+/// (the same segment rule as [`reference_fold`]), "new" unseen per [`SomeEdges`].
+fn reference_categorical(
+    rows: &[GenRow],
+    skip: &dyn Fn(usize) -> bool,
+) -> BTreeMap<(String, String, i64), CategoricalState> {
+    let mut admitted: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    let mut out: BTreeMap<(String, String, i64), CategoricalState> = BTreeMap::new();
+    for (i, r) in rows.iter().enumerate() {
+        if skip(i) {
+            continue;
+        }
+        let window = T0 + r.window * 900_000;
+        let mut segs = vec![Segment::All.to_string()];
+        for (key, v) in [
+            ("region", r.region.map(|x| format!("r{x}"))),
+            ("device", r.device.map(|x| format!("d{x}"))),
+        ] {
+            if let Some(v) = v {
+                let list = admitted.entry(key).or_default();
+                let value = if list.contains(&v) {
+                    v
+                } else if list.len() < 3 {
+                    list.push(v.clone());
+                    v
+                } else {
+                    OTHER_SEGMENT_VALUE.to_string()
+                };
+                segs.push(
+                    Segment::Value {
+                        key: key.into(),
+                        value,
+                    }
+                    .to_string(),
+                );
+            }
+        }
+        for seg in segs {
+            let st = out
+                .entry((format!("v{}", r.version), seg, window))
+                .or_default();
+            match r.c {
+                Some(0) => st.observe("new", true),
+                Some(x) => st.observe(&format!("c{x}"), false),
+                None => st.observe_missing(),
+            }
+        }
+    }
+    out
+}
+
+fn categorical_deltas(out: &FoldOutput) -> BTreeMap<(String, String, i64), CategoricalState> {
+    out.deltas
+        .iter()
+        .filter_map(|(k, ts, s)| match s {
+            SeriesState::Categorical(c) => Some((
+                (k.version.clone(), k.segment.to_string(), ts.millis()),
+                c.clone(),
+            )),
+            _ => None,
+        })
+        .collect()
+}
+
+/// (version, segment, window) of a categorical delta.
+type CatKey = (String, String, i64);
+/// A categorical state's exact content: count, missing, unseen and the count per value.
+type CatSummary = (CatKey, u64, u64, u64, BTreeMap<String, u64>);
+
+fn categorical_summary(m: &BTreeMap<CatKey, CategoricalState>) -> Vec<CatSummary> {
+    m.iter()
+        .map(|(k, s)| (k.clone(), s.count(), s.missing(), s.unseen(), s.counts()))
+        .collect()
+}
+
 fn numeric_deltas(out: &FoldOutput) -> HashMap<(String, String, i64), NumericState> {
     out.deltas
         .iter()
@@ -438,6 +513,10 @@ proptest! {
             // Apart from KLL coins, the thread count changes nothing.
             prop_assert_eq!((p.sum(), p.m2(), p.bins()), (g.sum(), g.m2(), g.bins()));
         }
+        // Categorical `c`: counts per value, missing and unseen exactly as row by row.
+        let want_c = categorical_summary(&reference_categorical(&rows, &skip));
+        prop_assert_eq!(&categorical_summary(&categorical_deltas(&seq)), &want_c);
+        prop_assert_eq!(&categorical_summary(&categorical_deltas(&par)), &want_c);
         let invalid: u64 = rows
             .iter()
             .enumerate()

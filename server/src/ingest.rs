@@ -12,6 +12,7 @@ use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use driftdb_engine::FastSet;
 use driftdb_engine::ingest::{
     InferenceBatch, LabelRow, MAX_BATCH_ROWS, PendingPrediction, RowPlan, TimeBounds, fold_planned,
     join_delta, plan_batch, sampled_in, validate_batch,
@@ -505,7 +506,8 @@ fn stage_inferences(cx: &Ingest, model: Arc<ModelEntry>, d: Decoded) -> Result<S
     // before their prediction are joined right away.
     let ids: Vec<&str> = batch.rows.iter().map(|r| r.request_id.as_str()).collect();
     let flying = model.pipeline.in_flight(&ids);
-    let mut seen = HashSet::with_capacity(batch.rows.len());
+    let mut seen: FastSet<&str> =
+        FastSet::with_capacity_and_hasher(batch.rows.len(), Default::default());
     let mut skip = vec![false; batch.rows.len()];
     let mut early_labels: Vec<(usize, LabelRow)> = Vec::new();
     let mut ask: Vec<usize> = Vec::with_capacity(batch.rows.len());
@@ -580,7 +582,7 @@ fn write_inferences(cx: &Ingest, r: Ready, broken: Option<&AtomicBool>) -> Resul
     let run = || -> Result<BatchAck> {
         let (producer, seq) = (ack.source.producer.clone(), ack.source.sequence);
         let threads = fold_threads();
-        let out = {
+        let mut out = {
             let refs = model
                 .references
                 .read()
@@ -595,25 +597,28 @@ fn write_inferences(cx: &Ingest, r: Ready, broken: Option<&AtomicBool>) -> Resul
             .iter()
             .map(|(i, l)| (batch.rows[*i].request_id.as_str(), l))
             .collect();
-        for (id, p) in &out.pending {
+        // The versions seen, for the scheduler; the pending predictions then move into their
+        // records.
+        let versions: std::collections::BTreeSet<String> =
+            out.pending.iter().map(|(_, p)| p.version.clone()).collect();
+        let pending = std::mem::take(&mut out.pending);
+        for (id, p) in pending {
+            let deadline = Some(prediction_deadline(&model, &p));
             let record = match early.get(id.as_str()) {
-                Some(label) => match add_join(&mut ws, &model, p, label) {
+                Some(label) => match add_join(&mut ws, &model, &p, label) {
                     Ok(()) => PendingRecord::Joined,
                     Err(reason) => {
                         tracing::warn!(request_id = %id, reason, "held label could not join");
                         PendingRecord::Joined
                     }
                 },
-                None => PendingRecord::Prediction(p.clone()),
+                None => PendingRecord::Prediction(p),
             };
-            let entry = PendingEntry {
-                record,
-                deadline: Some(prediction_deadline(&model, p)),
-            };
+            let entry = PendingEntry { record, deadline };
             records::put(
                 &mut ws,
                 Family::Pending,
-                pending_key(&model.def.id, id),
+                pending_key(&model.def.id, &id),
                 &entry,
             )?;
         }
@@ -666,8 +671,6 @@ fn write_inferences(cx: &Ingest, r: Ready, broken: Option<&AtomicBool>) -> Resul
                 .map(|r| r.ts)
                 .filter(|ts| *ts <= limit)
                 .max();
-            let versions: std::collections::BTreeSet<String> =
-                out.pending.iter().map(|(_, p)| p.version.clone()).collect();
             if let Some(n) = newest {
                 // Pending records expire against the newest event time (crate docs of
                 // driftdb_storage::pending).

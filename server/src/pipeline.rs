@@ -1,8 +1,10 @@
 //! The write order of one model's inference batches: who may write next, and which request
 //! ids and producer sequences are in flight (decided but not yet durable).
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::BTreeSet;
 use std::sync::Arc;
+
+use driftdb_engine::FastSet;
 
 /// The write order of one model's inference batches.
 ///
@@ -29,8 +31,9 @@ struct PipelineState {
     writing: u64,
     /// Tickets given up (failed or cancelled) before their turn came.
     abandoned: BTreeSet<u64>,
-    /// Request ids of ticketed batches not written yet.
-    ids: HashSet<String>,
+    /// Request ids of ticketed batches not written yet, one set per ticket (a ticket's set
+    /// leaves as a whole, without hashing its ids again).
+    ids: Vec<(u64, Arc<FastSet<String>>)>,
     /// (producer, sequence) of ticketed batches not written yet.
     producers: Vec<(String, u64)>,
 }
@@ -46,8 +49,11 @@ impl Pipeline {
 
     /// Whether `id` belongs to a batch that is ticketed but not written yet.
     pub fn in_flight(&self, ids: &[&str]) -> Vec<bool> {
-        let s = self.lock();
-        ids.iter().map(|id| s.ids.contains(*id)).collect()
+        let sets: Vec<Arc<FastSet<String>>> =
+            self.lock().ids.iter().map(|(_, s)| Arc::clone(s)).collect();
+        ids.iter()
+            .map(|id| sets.iter().any(|s| s.contains(*id)))
+            .collect()
     }
 
     /// The highest sequence of `producer` in flight.
@@ -64,21 +70,22 @@ impl Pipeline {
     /// flight until the ticket is dropped.
     pub fn ticket(
         pipeline: &Arc<Pipeline>,
-        ids: Vec<String>,
+        ids: FastSet<String>,
         producer: Option<(String, u64)>,
     ) -> Ticket {
         let n = {
             let mut s = pipeline.lock();
             let n = s.issued;
             s.issued += 1;
-            s.ids.extend(ids.iter().cloned());
+            if !ids.is_empty() {
+                s.ids.push((n, Arc::new(ids)));
+            }
             s.producers.extend(producer.iter().cloned());
             n
         };
         Ticket {
             pipeline: Arc::clone(pipeline),
             n,
-            ids,
             producer,
         }
     }
@@ -101,7 +108,6 @@ impl Pipeline {
 pub struct Ticket {
     pipeline: Arc<Pipeline>,
     n: u64,
-    ids: Vec<String>,
     producer: Option<(String, u64)>,
 }
 
@@ -123,9 +129,12 @@ impl Drop for Ticket {
     fn drop(&mut self) {
         let p = &self.pipeline;
         let mut s = p.lock();
-        for id in &self.ids {
-            s.ids.remove(id);
-        }
+        // Freed after the lock is released.
+        let ids = s
+            .ids
+            .iter()
+            .position(|(n, _)| *n == self.n)
+            .map(|i| s.ids.swap_remove(i));
         if let Some(mine) = &self.producer
             && let Some(i) = s.producers.iter().position(|x| x == mine)
         {
@@ -145,5 +154,37 @@ impl Drop for Ticket {
         }
         drop(s);
         p.turn.notify_all();
+        drop(ids);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ids(v: &[&str]) -> FastSet<String> {
+        v.iter().map(|s| (*s).to_string()).collect()
+    }
+
+    #[test]
+    fn ids_are_in_flight_from_the_ticket_until_it_is_dropped() {
+        let p = Arc::new(Pipeline::default());
+        let a = Pipeline::ticket(&p, ids(&["r1", "r2"]), Some(("prod".into(), 4)));
+        let b = Pipeline::ticket(&p, ids(&["r3"]), None);
+        let empty = Pipeline::ticket(&p, ids(&[]), None);
+        assert_eq!(p.in_flight(&["r1", "r3", "r9"]), [true, true, false]);
+        assert_eq!(p.producer_seq("prod"), Some(4));
+        // Dropped out of turn: its ids leave at once, the turn waits for `a`.
+        drop(b);
+        assert_eq!(p.in_flight(&["r1", "r3"]), [true, false]);
+        a.wait_turn();
+        drop(a);
+        assert_eq!(p.in_flight(&["r1", "r2"]), [false, false]);
+        assert_eq!(p.producer_seq("prod"), None);
+        // `b` gave up before its turn, so the empty ticket's turn has come.
+        empty.wait_turn();
+        drop(empty);
+        p.wait_idle();
+        assert!(p.lock().ids.is_empty());
     }
 }

@@ -75,18 +75,27 @@ impl<'a> FamilyRef<'a> {
     /// [`Error::CorruptValue`] in its own slot; the others are still answered.
     pub fn get_many<K: AsRef<[u8]>>(&self, keys: &[K]) -> Result<Vec<Result<Option<Entry>>>> {
         let cf = self.store.family_cf(self.family)?;
-        let found = self
-            .store
-            .db
-            .batched_multi_get_cf(cf, keys.iter().map(AsRef::as_ref), false);
-        Ok(found
-            .into_iter()
-            .zip(keys)
-            .map(|(r, key)| match r.map_err(Error::rocks("multi_get"))? {
-                None => Ok(None),
-                Some(v) => unseal(self.family, key.as_ref(), &v).map(Some),
-            })
-            .collect())
+        // Sorted here rather than by RocksDB: a pattern-defeating sort finds the runs that
+        // typical keys have (request ids counting up), and RocksDB then skips its own sort,
+        // whose comparator call per comparison cost more than the lookups (families use the
+        // bytewise order).
+        let mut order: Vec<usize> = (0..keys.len()).collect();
+        order.sort_unstable_by(|a, b| keys[*a].as_ref().cmp(keys[*b].as_ref()));
+        let found =
+            self.store
+                .db
+                .batched_multi_get_cf(cf, order.iter().map(|i| keys[*i].as_ref()), true);
+        let mut out: Vec<Result<Option<Entry>>> = Vec::with_capacity(keys.len());
+        out.resize_with(keys.len(), || Ok(None));
+        for (r, i) in found.into_iter().zip(order) {
+            let key = keys[i].as_ref();
+            out[i] = match r.map_err(Error::rocks("multi_get")) {
+                Err(e) => Err(e),
+                Ok(None) => Ok(None),
+                Ok(Some(v)) => unseal(self.family, key, &v).map(Some),
+            };
+        }
+        Ok(out)
     }
 
     /// Stores `payload` sealed as `kind` under `key`; durable when it returns (WAL, fsync per

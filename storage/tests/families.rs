@@ -63,3 +63,45 @@ fn sealed_records_round_trip_and_detect_corruption() {
     assert_eq!(items.len(), 1);
     assert!(items[0].is_err());
 }
+
+#[test]
+fn get_many_answers_in_the_order_asked_whatever_the_key_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let (clock, _) = clock_at(T0);
+    let store = open(dir.path(), &clock, config());
+    let meta = store.family(Family::Meta);
+    let k = |m: &str| KeyWriter::with_prefix(META_MODEL).str(m).finish();
+    for (i, m) in ["b", "d", "a", "c"].iter().enumerate() {
+        meta.put(&k(m), i as u8 + 1, m.as_bytes()).unwrap();
+    }
+    // Unsorted, with absent keys and a key asked twice; one of them flushed to an SST so
+    // the answers come from both the memtable and a file.
+    store
+        .raw_db()
+        .flush_cf(
+            store
+                .raw_db()
+                .cf_handle(driftdb_storage::layout::CF_META)
+                .unwrap(),
+        )
+        .unwrap();
+    meta.put(&k("e"), 9, b"e").unwrap();
+    let asked = ["d", "zz", "a", "e", "d", "0", "c", "b"];
+    let keys: Vec<Vec<u8>> = asked.iter().map(|m| k(m)).collect();
+    let got: Vec<Option<(u8, Vec<u8>)>> = meta
+        .get_many(&keys)
+        .unwrap()
+        .into_iter()
+        .map(|r| r.unwrap().map(|e| (e.kind, e.payload)))
+        .collect();
+    let want: Vec<Option<(u8, Vec<u8>)>> = asked
+        .iter()
+        .map(|m| meta.get(&k(m)).unwrap().map(|e| (e.kind, e.payload)))
+        .collect();
+    assert_eq!(got, want);
+    assert_eq!(got[0], Some((2, b"d".to_vec())));
+    assert_eq!(got[1], None);
+    assert_eq!(got[3], Some((9, b"e".to_vec())));
+    assert_eq!(got[4], got[0]);
+    assert_eq!(meta.get_many::<Vec<u8>>(&[]).unwrap().len(), 0);
+}

@@ -84,6 +84,38 @@ impl CategoricalState {
         }
     }
 
+    /// Folds `n` occurrences of one category at once, `unseen` of them flagged unseen: the
+    /// same state as `n` calls of [`CategoricalState::observe`] while the state is exact (and
+    /// an equally valid sketch once it has spilled).
+    pub fn observe_many(&mut self, v: &str, n: u64, unseen: u64) {
+        if n == 0 {
+            return;
+        }
+        self.count += n;
+        self.unseen += unseen;
+        match &mut self.overflow {
+            Some(o) => {
+                o.frequent.update_with_count_ref(v, n);
+                hll_add(&mut o.hll, v);
+            }
+            None => {
+                if let Some(c) = self.exact.get_mut(v) {
+                    *c += n;
+                } else {
+                    self.exact.insert(v.to_string(), n);
+                    if self.exact.len() > CATEGORY_CAP {
+                        self.spill();
+                    }
+                }
+            }
+        }
+    }
+
+    /// Counts `n` missing values.
+    pub fn observe_missing_many(&mut self, n: u64) {
+        self.missing += n;
+    }
+
     /// Counts one missing value.
     pub fn observe_missing(&mut self) {
         self.missing += 1;
