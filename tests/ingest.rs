@@ -904,3 +904,118 @@ async fn a_batch_staged_behind_a_failed_one_writes_nothing() {
     assert_eq!(count_rows(&s, 0), 100);
     s.running.take().unwrap().shutdown().await.unwrap();
 }
+
+/// A categorical column sent dictionary-encoded (`dictionary` + `codes`) folds to the same
+/// state as the same values sent as one string per row; a code past the dictionary refuses
+/// the batch, unless its row is missing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dictionary_coded_categories_fold_like_strings() {
+    let mut s = TestServer::start().await;
+    s.create_golden_model().await;
+    let values = ["chrome", "safari", "", "chrome", "edge", "chrome", "safari"];
+    let missing_row = 2u32;
+    let send = |w: i64, col: pb::FeatureColumn| {
+        let ids: Vec<String> = (0..values.len()).map(|i| format!("d{w}-{i}")).collect();
+        let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+        let mut b = small_batch(&ids, t0().0 + w * 900_000 + 1_000, vec![1.0; values.len()]);
+        b.features.push(col);
+        b
+    };
+    let strings = pb::FeatureColumn {
+        name: "browser".into(),
+        categories: values.iter().map(|v| v.to_string()).collect(),
+        missing: vec![missing_row],
+        ..Default::default()
+    };
+    // "chrome" twice in the dictionary: both codes count as the one value.
+    let coded = pb::FeatureColumn {
+        name: "browser".into(),
+        dictionary: vec![
+            "safari".into(),
+            "chrome".into(),
+            "edge".into(),
+            "chrome".into(),
+        ],
+        codes: vec![1, 0, 99, 3, 2, 1, 0],
+        missing: vec![missing_row],
+        ..Default::default()
+    };
+    for (w, col) in [(0, strings), (1, coded)] {
+        let ack = s
+            .client
+            .ingest
+            .ingest_inferences(tokio_stream::iter(vec![send(w, col)]))
+            .await
+            .unwrap()
+            .into_inner()
+            .next()
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((ack.accepted, ack.rejected), (7, 0), "window {w}");
+    }
+    let state = |w: i64| match s.window(FeatureRef::Named("browser".into()), Segment::All, w) {
+        Some(SeriesState::Categorical(c)) => (c.count(), c.missing(), c.counts()),
+        other => panic!("window {w}: {other:?}"),
+    };
+    let want: std::collections::BTreeMap<String, u64> = [
+        ("chrome".to_string(), 3),
+        ("safari".into(), 2),
+        ("edge".into(), 1),
+    ]
+    .into();
+    assert_eq!(state(0), (6, 1, want.clone()));
+    assert_eq!(state(1), state(0));
+
+    // A code past the dictionary on a row that is not missing: the batch is refused.
+    let bad = pb::FeatureColumn {
+        name: "browser".into(),
+        dictionary: vec!["safari".into()],
+        codes: vec![0, 0, 0, 0, 0, 1, 0],
+        ..Default::default()
+    };
+    let err = s
+        .client
+        .ingest
+        .ingest_inferences(tokio_stream::iter(vec![send(2, bad)]))
+        .await
+        .unwrap()
+        .into_inner()
+        .next()
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
+    assert!(
+        err.message()
+            .contains("row 5: code 1 is past the dictionary of 1 values"),
+        "{}",
+        err.message()
+    );
+    // Strings and codes together are ambiguous: refused too.
+    let both = pb::FeatureColumn {
+        name: "browser".into(),
+        categories: values.iter().map(|v| v.to_string()).collect(),
+        dictionary: vec!["safari".into()],
+        codes: vec![0; values.len()],
+        ..Default::default()
+    };
+    let err = s
+        .client
+        .ingest
+        .ingest_inferences(tokio_stream::iter(vec![send(3, both)]))
+        .await
+        .unwrap()
+        .into_inner()
+        .next()
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert!(
+        err.message()
+            .contains("both categories and dictionary codes"),
+        "{}",
+        err.message()
+    );
+    assert_eq!(count_rows(&s, 2) + count_rows(&s, 3), 0);
+}

@@ -82,6 +82,66 @@ pub enum Column {
     },
     /// Values of any type, for row-oriented sources (JSONL, CSV); checked against the schema.
     Values(Vec<FieldValue>),
+    /// Categories, dictionary-encoded as the wire may send them: row `i` is
+    /// `dictionary[codes[i]]`, or missing when flagged. Codes are checked against the
+    /// dictionary when the column is built ([`Column::coded`]).
+    Coded(Coded),
+}
+
+/// A dictionary-encoded categorical column (see [`Column::Coded`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Coded {
+    dictionary: Vec<String>,
+    codes: Vec<u32>,
+    missing: Vec<bool>,
+}
+
+impl Coded {
+    /// The distinct values.
+    pub fn dictionary(&self) -> &[String] {
+        &self.dictionary
+    }
+
+    /// The code of `row`, `None` when the row is missing (or past the end).
+    pub fn code(&self, row: usize) -> Option<u32> {
+        if self.missing.get(row).copied().unwrap_or(false) {
+            return None;
+        }
+        self.codes.get(row).copied()
+    }
+}
+
+impl Column {
+    /// A dictionary-encoded column; `missing` is empty or one flag per row. Every code of a
+    /// row that is not missing must index `dictionary`: the first that does not is the error.
+    pub fn coded(
+        dictionary: Vec<String>,
+        codes: Vec<u32>,
+        missing: Vec<bool>,
+    ) -> std::result::Result<Column, String> {
+        if !missing.is_empty() && missing.len() != codes.len() {
+            return Err(format!(
+                "{} missing flags for {} codes",
+                missing.len(),
+                codes.len()
+            ));
+        }
+        let n = dictionary.len();
+        if let Some((row, code)) = codes
+            .iter()
+            .enumerate()
+            .find(|(i, c)| (**c as usize) >= n && !missing.get(*i).copied().unwrap_or(false))
+        {
+            return Err(format!(
+                "row {row}: code {code} is past the dictionary of {n} values"
+            ));
+        }
+        Ok(Column::Coded(Coded {
+            dictionary,
+            codes,
+            missing,
+        }))
+    }
 }
 
 impl Column {
@@ -91,6 +151,7 @@ impl Column {
             Column::Numbers(v) => v.len(),
             Column::Dense { values, .. } => values.len(),
             Column::Values(v) => v.len(),
+            Column::Coded(c) => c.codes.len(),
         }
     }
 
@@ -116,6 +177,13 @@ impl Column {
                 Some(FieldValue::Bool(true)) => FieldRef::Category("true"),
                 Some(FieldValue::Bool(false)) => FieldRef::Category("false"),
                 Some(FieldValue::Missing) | None => FieldRef::Missing,
+            },
+            Column::Coded(c) => match c.code(row) {
+                Some(code) => c
+                    .dictionary
+                    .get(code as usize)
+                    .map_or(FieldRef::Missing, |s| FieldRef::Category(s)),
+                None => FieldRef::Missing,
             },
         }
     }
@@ -804,14 +872,25 @@ impl<'a, B: Baselines + ?Sized> FoldCtx<'a, B> {
         let mut missing = vec![0u64; plan.groups.len()];
         let mut touched = vec![false; plan.groups.len()];
         let mut order: Vec<u32> = Vec::new();
+        // A dictionary-encoded column comes with its codes.
+        let coded = match col {
+            Column::Coded(c) => {
+                values = c.dictionary.iter().map(String::as_str).collect();
+                Some(c)
+            }
+            _ => None,
+        };
         for (p, i) in plan.rows.iter().enumerate() {
-            let code = match col.get(*i) {
-                FieldRef::Category(s) => Some(*codes.entry(s).or_insert_with(|| {
-                    values.push(s);
-                    // Distinct values are at most the row count, far below u32::MAX.
-                    u32::try_from(values.len() - 1).unwrap_or(u32::MAX)
-                })),
-                _ => None,
+            let code = match coded {
+                Some(c) => c.code(*i),
+                None => match col.get(*i) {
+                    FieldRef::Category(s) => Some(*codes.entry(s).or_insert_with(|| {
+                        values.push(s);
+                        // Distinct values are at most the row count, far below u32::MAX.
+                        u32::try_from(values.len() - 1).unwrap_or(u32::MAX)
+                    })),
+                    _ => None,
+                },
             };
             for &g in plan.row_groups[p * plan.stride..][..plan.stride].iter() {
                 if g == NO_GROUP {

@@ -31,6 +31,14 @@ SPEC = {
 }
 
 
+def _cats(col):
+    """A categorical FeatureColumn's values, "" where missing, whichever encoding it uses."""
+    if not col.codes and not col.dictionary:
+        return list(col.categories)
+    missing = set(col.missing)
+    return ["" if r in missing else col.dictionary[k] for r, k in enumerate(col.codes)]
+
+
 def test_sampling_is_the_servers_rule():
     ids = [f"req-{i}" for i in range(20_000)]
     for rate in (0.0001, 0.1, 0.5, 0.9):
@@ -161,14 +169,22 @@ def test_frames_agree_across_pandas_arrow_and_numpy():
         assert list(b.ts_ms[:3]) == [1772323200272, 1772323201000, 1772323202000]
         assert list(f["amount"].missing) == [1, 3]
         assert list(f["age"].missing) == [1]
-        assert list(f["browser"].categories) == ["safari", "", "chrome", ""]
+        assert _cats(f["browser"]) == ["safari", "", "chrome", ""]
+        assert not f["browser"].categories, "tables send categorical features dictionary-coded"
         assert list(f["browser"].missing) == [1, 3]
-        assert list(f["is_new"].categories) == ["true", "false", "", "true"]
+        assert _cats(f["is_new"]) == ["true", "false", "", "true"]
         assert list(f["is_new"].missing) == [2]
         assert [list(s.values) for s in b.segments] == [["web", "app", "", "web"]]
         assert list(b.score_missing) == [1]
     # A missing ts is "now".
     assert all(abs(b.ts_ms[3] - decoded[0].ts_ms[3]) < 60_000 for b in decoded)
+    # The same batch from every kind of table, up to the order of each dictionary.
+    for b in decoded:
+        for c in b.features:
+            if c.codes:
+                values = _cats(c)
+                del c.dictionary[:], c.codes[:]
+                c.categories.extend(values)
     for b in decoded[1:]:
         b.ts_ms[3] = decoded[0].ts_ms[3]
         assert b == decoded[0]
@@ -191,10 +207,22 @@ def test_frames_slices_and_bool_dtype():
     assert list(b.ts_ms) == list(range(1772323200300, 1772323200600))
     f = {c.name: c for c in b.features}
     assert list(f["amount"].missing) == [i - 300 for i in range(300, 600) if i % 7 == 0]
-    assert list(f["is_new"].categories) == [
-        "true" if i % 3 == 0 else "false" for i in range(300, 600)
-    ]
+    assert _cats(f["is_new"]) == ["true" if i % 3 == 0 else "false" for i in range(300, 600)]
     assert "age" not in f and "browser" not in f
+
+
+def test_a_large_dictionary_is_cut_to_the_values_of_each_batch():
+    n = 1000
+    browser = np.array([f"b{i % 700}" for i in range(n)], dtype=object)
+    browser[15] = None
+    data = {"request_id": [f"r{i}" for i in range(n)], "browser": browser}
+    enc = FrameEncoder(Schema(SPEC), Frame(data), version="v1")
+    b = ingest_pb2.InferenceBatch.FromString(enc.encode(10, 30, "p", 1))
+    (col,) = [c for c in b.features if c.name == "browser"]
+    assert _cats(col) == ["" if i == 15 else f"b{i % 700}" for i in range(10, 30)]
+    assert list(col.missing) == [5]
+    assert len(col.dictionary) <= 20  # not the table's 700 values
+    assert max(col.codes) < len(col.dictionary)
 
 
 def test_frame_errors_name_the_problem():

@@ -282,6 +282,7 @@ pub fn new_batch(m: &ModelInfo, rows: usize) -> pb::InferenceBatch {
                     Vec::new()
                 },
                 missing: Vec::new(),
+                ..Default::default()
             })
             .collect(),
         scores: Vec::with_capacity(rows),
@@ -411,6 +412,9 @@ fn split_off(b: &mut pb::InferenceBatch, at: usize) -> pb::InferenceBatch {
                 numbers: tail(&mut f.numbers, at),
                 categories: tail(&mut f.categories, at),
                 missing: tail_missing(&mut f.missing, at),
+                // Both parts keep the whole dictionary; the codes split with the rows.
+                dictionary: f.dictionary.clone(),
+                codes: tail(&mut f.codes, at),
             })
             .collect(),
         scores: tail(&mut b.scores, at),

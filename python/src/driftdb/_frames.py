@@ -10,8 +10,9 @@ Each column the model needs is normalised once for the whole table:
 - request ids: Python strings; event times: int64 milliseconds since the epoch.
 
 Batches are then slices of those arrays, written straight to protobuf wire format
-(``_wire``): a numeric column is one ``tobytes()``, a categorical column one ``b"".join`` of
-pre-encoded category records picked by its codes.
+(``_wire``): a numeric column is one ``tobytes()``; a categorical feature is sent
+dictionary-encoded (its categories once, then one varint code per row); a segment column is one
+``b"".join`` of pre-encoded records picked by its codes.
 """
 
 from __future__ import annotations
@@ -392,6 +393,36 @@ class _Strings:
         return data, missing
 
 
+class _Coded:
+    """A categorical feature sent dictionary-encoded (``FeatureColumn.dictionary`` + ``codes``):
+    per batch, the values it uses once each and one packed varint code per row."""
+
+    __slots__ = ("codes", "records", "none")
+
+    def __init__(self, codes: np.ndarray, labels: List[Optional[str]]) -> None:
+        # The encoded dictionary record of each label; a None label counts as missing.
+        self.records = [w.string_record(w.T_F_DICTIONARY, lab or "") for lab in labels]
+        self.none = np.array([lab is None for lab in labels] + [True], dtype=bool)
+        self.codes = codes
+
+    def encode(self, a: int, b: int) -> bytes:
+        c = np.asarray(self.codes[a:b], dtype=np.int64)
+        missing = self.none[c]  # code -1 is the trailing True
+        n_labels = len(self.records)
+        if n_labels <= max(256, b - a):
+            # Small dictionary: all of it, codes as they are.
+            dictionary = b"".join(self.records)
+            codes = np.where(missing, 0, c)
+        else:
+            # Large one: only the values this batch uses, renumbered.
+            used, codes = np.unique(np.where(missing, 0, c), return_inverse=True)
+            dictionary = b"".join(self.records[i] for i in used.tolist())
+        body = [dictionary, w.field(w.T_F_CODES, np_varints(codes))]
+        if missing.any():
+            body.append(w.field(w.T_F_MISSING, np_varints(np.flatnonzero(missing))))
+        return b"".join(body)
+
+
 def _doubles_and_missing(x: np.ndarray) -> Tuple[bytes, Optional[np.ndarray]]:
     nan = np.isnan(x)
     if nan.any():
@@ -467,7 +498,7 @@ class FrameEncoder:
         lab = col("label") if with_labels else None
         self.labels = frame.numeric(lab) if lab is not None else None
         self.numeric: List[Tuple[bytes, np.ndarray]] = []
-        self.categorical: List[Tuple[bytes, _Strings]] = []
+        self.categorical: List[Tuple[bytes, _Coded]] = []
         self.segments: List[Tuple[bytes, _Strings]] = []
         for f in schema.numeric:
             c = col(f)
@@ -477,9 +508,7 @@ class FrameEncoder:
             c = col(f)
             if c is not None:
                 codes, labels = frame.categorical(c)
-                self.categorical.append(
-                    (w.field(w.T_F_NAME, f.encode()), _Strings(codes, labels, w.T_F_CATEGORIES))
-                )
+                self.categorical.append((w.field(w.T_F_NAME, f.encode()), _Coded(codes, labels)))
         for k in schema.segments:
             c = col(k)
             if c is not None:
@@ -512,13 +541,8 @@ class FrameEncoder:
                 body += [bytes((w.T_F_MISSING,)), w.varint(len(m)), m]
             payload = b"".join(body)
             parts += [bytes((w.T_FEATURES,)), w.varint(len(payload)), payload]
-        for name_field, s in self.categorical:
-            data, missing = s.encode(a, b)
-            body = [name_field, data]
-            if missing is not None and len(missing):
-                m = np_varints(missing)
-                body += [bytes((w.T_F_MISSING,)), w.varint(len(m)), m]
-            payload = b"".join(body)
+        for name_field, coded in self.categorical:
+            payload = name_field + coded.encode(a, b)
             parts += [bytes((w.T_FEATURES,)), w.varint(len(payload)), payload]
         if self.scores is not None:
             raw, missing = _doubles_and_missing(self.scores[a:b])

@@ -31,6 +31,8 @@ T_F_NAME = 0x0A  # 1
 T_F_NUMBERS = 0x12  # 2
 T_F_CATEGORIES = 0x1A  # 3
 T_F_MISSING = 0x22  # 4
+T_F_DICTIONARY = 0x2A  # 5
+T_F_CODES = 0x32  # 6
 # SegmentColumn
 T_S_KEY = 0x0A  # 1
 T_S_VALUES = 0x12  # 2

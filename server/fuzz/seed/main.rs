@@ -68,6 +68,17 @@ fn main() {
             .collect(),
         ..Default::default()
     };
+    // The dictionary-encoded form of the categorical column, one code past the dictionary
+    // on a missing row (allowed) to start the fuzzer near the code check.
+    let mut coded = batch(4, false);
+    coded.features[1] = pb::FeatureColumn {
+        name: "country".into(),
+        dictionary: vec!["c0".into(), "c1".into()],
+        codes: vec![0, 1, 1, 7],
+        missing: vec![3],
+        ..Default::default()
+    };
+    write(&ingest, "batch-coded", 0, &coded.encode_to_vec());
     write(&ingest, "labels-0", 1, &labels.encode_to_vec());
 
     let read = format!("{root}/remote_read");

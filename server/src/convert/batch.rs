@@ -117,24 +117,41 @@ pub fn batch_from_pb(
                         clip(&f.name)
                     )));
                 }
-                check_len(&f.name, f.categories.len(), n, false)?;
-                Column::Values(
-                    f.categories
-                        .into_iter()
-                        .zip(mask)
-                        .map(|(c, m)| {
-                            if m {
-                                driftdb_engine::ingest::FieldValue::Missing
-                            } else {
-                                driftdb_engine::ingest::FieldValue::Category(c)
-                            }
-                        })
-                        .collect(),
-                )
+                if !f.codes.is_empty() || !f.dictionary.is_empty() {
+                    if !f.categories.is_empty() {
+                        return Err(Error::Invalid(format!(
+                            "feature {:?} sends both categories and dictionary codes",
+                            clip(&f.name)
+                        )));
+                    }
+                    check_len(&f.name, f.codes.len(), n, false)?;
+                    let missing = if f.missing.is_empty() {
+                        Vec::new()
+                    } else {
+                        mask
+                    };
+                    Column::coded(f.dictionary, f.codes, missing)
+                        .map_err(|e| Error::Invalid(format!("feature {:?}: {e}", clip(&f.name))))?
+                } else {
+                    check_len(&f.name, f.categories.len(), n, false)?;
+                    Column::Values(
+                        f.categories
+                            .into_iter()
+                            .zip(mask)
+                            .map(|(c, m)| {
+                                if m {
+                                    driftdb_engine::ingest::FieldValue::Missing
+                                } else {
+                                    driftdb_engine::ingest::FieldValue::Category(c)
+                                }
+                            })
+                            .collect(),
+                    )
+                }
             }
             // Numeric, or unknown (validate_batch rejects unknown names with a clear message).
             _ => {
-                if !f.categories.is_empty() {
+                if !f.categories.is_empty() || !f.dictionary.is_empty() || !f.codes.is_empty() {
                     return Err(Error::Invalid(format!(
                         "feature {:?} is numeric but the batch sends strings",
                         clip(&f.name)

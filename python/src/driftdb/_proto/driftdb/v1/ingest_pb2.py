@@ -14,7 +14,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x64riftdb/v1/ingest.proto\x12\ndriftdb.v1\"S\n\rFeatureColumn\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07numbers\x18\x02 \x03(\x01\x12\x12\n\ncategories\x18\x03 \x03(\t\x12\x0f\n\x07missing\x18\x04 \x03(\r\",\n\rSegmentColumn\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x0e\n\x06values\x18\x02 \x03(\t\"\'\n\nRankedItem\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x01\"3\n\nRankedList\x12%\n\x05items\x18\x01 \x03(\x0b\x32\x16.driftdb.v1.RankedItem\"\xe8\x02\n\x0eInferenceBatch\x12\x10\n\x08model_id\x18\x01 \x01(\t\x12\x13\n\x0bproducer_id\x18\x02 \x01(\t\x12\x10\n\x08sequence\x18\x03 \x01(\x04\x12\x13\n\x0brequest_ids\x18\x04 \x03(\t\x12\r\n\x05ts_ms\x18\x05 \x03(\x03\x12\x16\n\x0emodel_versions\x18\x06 \x03(\t\x12+\n\x08segments\x18\x07 \x03(\x0b\x32\x19.driftdb.v1.SegmentColumn\x12+\n\x08\x66\x65\x61tures\x18\x08 \x03(\x0b\x32\x19.driftdb.v1.FeatureColumn\x12\x0e\n\x06scores\x18\t \x03(\x01\x12\x15\n\rscore_missing\x18\n \x03(\r\x12\x12\n\nlatency_ms\x18\x0b \x03(\x01\x12%\n\x05items\x18\x0c \x03(\x0b\x32\x16.driftdb.v1.RankedList\x12\x0e\n\x06labels\x18\r \x03(\x01\x12\x15\n\rlabel_missing\x18\x0e \x03(\r\";\n\x08RowError\x12\x0b\n\x03row\x18\x01 \x01(\r\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"\xce\x01\n\x08\x42\x61tchAck\x12\x13\n\x0bproducer_id\x18\x01 \x01(\t\x12\x10\n\x08sequence\x18\x02 \x01(\x04\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x03 \x01(\x04\x12\x10\n\x08rejected\x18\x04 \x01(\x04\x12\x12\n\nduplicates\x18\x05 \x01(\x04\x12\x16\n\x0einvalid_values\x18\x06 \x01(\x04\x12\x13\n\x0bsampled_out\x18\x07 \x01(\x04\x12\x10\n\x08replayed\x18\x08 \x01(\x08\x12$\n\x06\x65rrors\x18\t \x03(\x0b\x32\x14.driftdb.v1.RowError\"\xb6\x01\n\x07Outcome\x12\r\n\x05\x63lick\x18\x01 \x01(\x01\x12\x10\n\x08purchase\x18\x02 \x01(\x01\x12\x0f\n\x07revenue\x18\x03 \x01(\x01\x12\x10\n\x08\x64well_ms\x18\x04 \x01(\x01\x12\x35\n\trelevance\x18\x05 \x03(\x0b\x32\".driftdb.v1.Outcome.RelevanceEntry\x1a\x30\n\x0eRelevanceEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\x80\x01\n\x05Label\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\r\n\x05ts_ms\x18\x02 \x01(\x03\x12\x12\n\x05label\x18\x03 \x01(\x01H\x00\x88\x01\x01\x12$\n\x07outcome\x18\x04 \x01(\x0b\x32\x13.driftdb.v1.Outcome\x12\x10\n\x08model_id\x18\x05 \x01(\tB\x08\n\x06_label\"h\n\nLabelBatch\x12\x10\n\x08model_id\x18\x01 \x01(\t\x12\x13\n\x0bproducer_id\x18\x02 \x01(\t\x12\x10\n\x08sequence\x18\x03 \x01(\x04\x12!\n\x06labels\x18\x04 \x03(\x0b\x32\x11.driftdb.v1.Label\"\xd6\x01\n\x08LabelAck\x12\x13\n\x0bproducer_id\x18\x01 \x01(\t\x12\x10\n\x08sequence\x18\x02 \x01(\x04\x12\x0e\n\x06joined\x18\x03 \x01(\x04\x12\x0f\n\x07pending\x18\x04 \x01(\x04\x12\x10\n\x08rejected\x18\x05 \x01(\x04\x12\x12\n\nduplicates\x18\x06 \x01(\x04\x12\x10\n\x08replayed\x18\x07 \x01(\x08\x12$\n\x06\x65rrors\x18\x08 \x03(\x0b\x32\x14.driftdb.v1.RowError\x12\x13\n\x0bsampled_out\x18\t \x01(\x04\x12\x0f\n\x07\x65xpired\x18\n \x01(\x04\x32\x94\x01\n\x06Ingest\x12H\n\x10IngestInferences\x12\x1a.driftdb.v1.InferenceBatch\x1a\x14.driftdb.v1.BatchAck(\x01\x30\x01\x12@\n\x0cIngestLabels\x12\x16.driftdb.v1.LabelBatch\x1a\x14.driftdb.v1.LabelAck(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x64riftdb/v1/ingest.proto\x12\ndriftdb.v1\"v\n\rFeatureColumn\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07numbers\x18\x02 \x03(\x01\x12\x12\n\ncategories\x18\x03 \x03(\t\x12\x0f\n\x07missing\x18\x04 \x03(\r\x12\x12\n\ndictionary\x18\x05 \x03(\t\x12\r\n\x05\x63odes\x18\x06 \x03(\r\",\n\rSegmentColumn\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x0e\n\x06values\x18\x02 \x03(\t\"\'\n\nRankedItem\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x01\"3\n\nRankedList\x12%\n\x05items\x18\x01 \x03(\x0b\x32\x16.driftdb.v1.RankedItem\"\xe8\x02\n\x0eInferenceBatch\x12\x10\n\x08model_id\x18\x01 \x01(\t\x12\x13\n\x0bproducer_id\x18\x02 \x01(\t\x12\x10\n\x08sequence\x18\x03 \x01(\x04\x12\x13\n\x0brequest_ids\x18\x04 \x03(\t\x12\r\n\x05ts_ms\x18\x05 \x03(\x03\x12\x16\n\x0emodel_versions\x18\x06 \x03(\t\x12+\n\x08segments\x18\x07 \x03(\x0b\x32\x19.driftdb.v1.SegmentColumn\x12+\n\x08\x66\x65\x61tures\x18\x08 \x03(\x0b\x32\x19.driftdb.v1.FeatureColumn\x12\x0e\n\x06scores\x18\t \x03(\x01\x12\x15\n\rscore_missing\x18\n \x03(\r\x12\x12\n\nlatency_ms\x18\x0b \x03(\x01\x12%\n\x05items\x18\x0c \x03(\x0b\x32\x16.driftdb.v1.RankedList\x12\x0e\n\x06labels\x18\r \x03(\x01\x12\x15\n\rlabel_missing\x18\x0e \x03(\r\";\n\x08RowError\x12\x0b\n\x03row\x18\x01 \x01(\r\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"\xce\x01\n\x08\x42\x61tchAck\x12\x13\n\x0bproducer_id\x18\x01 \x01(\t\x12\x10\n\x08sequence\x18\x02 \x01(\x04\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x03 \x01(\x04\x12\x10\n\x08rejected\x18\x04 \x01(\x04\x12\x12\n\nduplicates\x18\x05 \x01(\x04\x12\x16\n\x0einvalid_values\x18\x06 \x01(\x04\x12\x13\n\x0bsampled_out\x18\x07 \x01(\x04\x12\x10\n\x08replayed\x18\x08 \x01(\x08\x12$\n\x06\x65rrors\x18\t \x03(\x0b\x32\x14.driftdb.v1.RowError\"\xb6\x01\n\x07Outcome\x12\r\n\x05\x63lick\x18\x01 \x01(\x01\x12\x10\n\x08purchase\x18\x02 \x01(\x01\x12\x0f\n\x07revenue\x18\x03 \x01(\x01\x12\x10\n\x08\x64well_ms\x18\x04 \x01(\x01\x12\x35\n\trelevance\x18\x05 \x03(\x0b\x32\".driftdb.v1.Outcome.RelevanceEntry\x1a\x30\n\x0eRelevanceEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\x80\x01\n\x05Label\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\r\n\x05ts_ms\x18\x02 \x01(\x03\x12\x12\n\x05label\x18\x03 \x01(\x01H\x00\x88\x01\x01\x12$\n\x07outcome\x18\x04 \x01(\x0b\x32\x13.driftdb.v1.Outcome\x12\x10\n\x08model_id\x18\x05 \x01(\tB\x08\n\x06_label\"h\n\nLabelBatch\x12\x10\n\x08model_id\x18\x01 \x01(\t\x12\x13\n\x0bproducer_id\x18\x02 \x01(\t\x12\x10\n\x08sequence\x18\x03 \x01(\x04\x12!\n\x06labels\x18\x04 \x03(\x0b\x32\x11.driftdb.v1.Label\"\xd6\x01\n\x08LabelAck\x12\x13\n\x0bproducer_id\x18\x01 \x01(\t\x12\x10\n\x08sequence\x18\x02 \x01(\x04\x12\x0e\n\x06joined\x18\x03 \x01(\x04\x12\x0f\n\x07pending\x18\x04 \x01(\x04\x12\x10\n\x08rejected\x18\x05 \x01(\x04\x12\x12\n\nduplicates\x18\x06 \x01(\x04\x12\x10\n\x08replayed\x18\x07 \x01(\x08\x12$\n\x06\x65rrors\x18\x08 \x03(\x0b\x32\x14.driftdb.v1.RowError\x12\x13\n\x0bsampled_out\x18\t \x01(\x04\x12\x0f\n\x07\x65xpired\x18\n \x01(\x04\x32\x94\x01\n\x06Ingest\x12H\n\x10IngestInferences\x12\x1a.driftdb.v1.InferenceBatch\x1a\x14.driftdb.v1.BatchAck(\x01\x30\x01\x12@\n\x0cIngestLabels\x12\x16.driftdb.v1.LabelBatch\x1a\x14.driftdb.v1.LabelAck(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -24,29 +24,29 @@ if _descriptor._USE_C_DESCRIPTORS == False:
   _globals['_OUTCOME_RELEVANCEENTRY']._options = None
   _globals['_OUTCOME_RELEVANCEENTRY']._serialized_options = b'8\001'
   _globals['_FEATURECOLUMN']._serialized_start=39
-  _globals['_FEATURECOLUMN']._serialized_end=122
-  _globals['_SEGMENTCOLUMN']._serialized_start=124
-  _globals['_SEGMENTCOLUMN']._serialized_end=168
-  _globals['_RANKEDITEM']._serialized_start=170
-  _globals['_RANKEDITEM']._serialized_end=209
-  _globals['_RANKEDLIST']._serialized_start=211
-  _globals['_RANKEDLIST']._serialized_end=262
-  _globals['_INFERENCEBATCH']._serialized_start=265
-  _globals['_INFERENCEBATCH']._serialized_end=625
-  _globals['_ROWERROR']._serialized_start=627
-  _globals['_ROWERROR']._serialized_end=686
-  _globals['_BATCHACK']._serialized_start=689
-  _globals['_BATCHACK']._serialized_end=895
-  _globals['_OUTCOME']._serialized_start=898
-  _globals['_OUTCOME']._serialized_end=1080
-  _globals['_OUTCOME_RELEVANCEENTRY']._serialized_start=1032
-  _globals['_OUTCOME_RELEVANCEENTRY']._serialized_end=1080
-  _globals['_LABEL']._serialized_start=1083
-  _globals['_LABEL']._serialized_end=1211
-  _globals['_LABELBATCH']._serialized_start=1213
-  _globals['_LABELBATCH']._serialized_end=1317
-  _globals['_LABELACK']._serialized_start=1320
-  _globals['_LABELACK']._serialized_end=1534
-  _globals['_INGEST']._serialized_start=1537
-  _globals['_INGEST']._serialized_end=1685
+  _globals['_FEATURECOLUMN']._serialized_end=157
+  _globals['_SEGMENTCOLUMN']._serialized_start=159
+  _globals['_SEGMENTCOLUMN']._serialized_end=203
+  _globals['_RANKEDITEM']._serialized_start=205
+  _globals['_RANKEDITEM']._serialized_end=244
+  _globals['_RANKEDLIST']._serialized_start=246
+  _globals['_RANKEDLIST']._serialized_end=297
+  _globals['_INFERENCEBATCH']._serialized_start=300
+  _globals['_INFERENCEBATCH']._serialized_end=660
+  _globals['_ROWERROR']._serialized_start=662
+  _globals['_ROWERROR']._serialized_end=721
+  _globals['_BATCHACK']._serialized_start=724
+  _globals['_BATCHACK']._serialized_end=930
+  _globals['_OUTCOME']._serialized_start=933
+  _globals['_OUTCOME']._serialized_end=1115
+  _globals['_OUTCOME_RELEVANCEENTRY']._serialized_start=1067
+  _globals['_OUTCOME_RELEVANCEENTRY']._serialized_end=1115
+  _globals['_LABEL']._serialized_start=1118
+  _globals['_LABEL']._serialized_end=1246
+  _globals['_LABELBATCH']._serialized_start=1248
+  _globals['_LABELBATCH']._serialized_end=1352
+  _globals['_LABELACK']._serialized_start=1355
+  _globals['_LABELACK']._serialized_end=1569
+  _globals['_INGEST']._serialized_start=1572
+  _globals['_INGEST']._serialized_end=1720
 # @@protoc_insertion_point(module_scope)
