@@ -137,7 +137,8 @@ pub struct Ingest {
 }
 
 fn pending_key(model: &str, request_id: &str) -> Vec<u8> {
-    KeyWriter::with_prefix(layout::PENDING_BY_ID)
+    // Prefix, two strings and their terminators (escapes are rare).
+    KeyWriter::with_prefix_capacity(layout::PENDING_BY_ID, 5 + model.len() + request_id.len())
         .str(model)
         .str(request_id)
         .finish()

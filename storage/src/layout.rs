@@ -183,6 +183,16 @@ impl KeyWriter {
         w
     }
 
+    /// A key starting with one prefix byte, with room for `len` bytes in all: one allocation
+    /// for keys built once per row.
+    pub fn with_prefix_capacity(prefix: u8, len: usize) -> Self {
+        let mut w = KeyWriter {
+            buf: Vec::with_capacity(len),
+        };
+        w.u8(prefix);
+        w
+    }
+
     /// Appends one raw byte (a prefix or tag).
     pub fn u8(&mut self, b: u8) -> &mut Self {
         self.buf.push(b);
@@ -201,14 +211,15 @@ impl KeyWriter {
     }
 
     /// Appends a byte string with the same escaping as [`KeyWriter::str`].
-    pub fn bytes(&mut self, b: &[u8]) -> &mut Self {
+    pub fn bytes(&mut self, mut b: &[u8]) -> &mut Self {
         self.buf.reserve(b.len() + 2);
-        for &c in b {
-            self.buf.push(c);
-            if c == 0 {
-                self.buf.push(0xFF);
-            }
+        // Runs without a zero byte (all of a typical string) are copied whole.
+        while let Some(i) = b.iter().position(|&c| c == 0) {
+            self.buf.extend_from_slice(&b[..=i]);
+            self.buf.push(0xFF);
+            b = &b[i + 1..];
         }
+        self.buf.extend_from_slice(b);
         self.buf.extend_from_slice(&[0x00, 0x01]);
         self
     }

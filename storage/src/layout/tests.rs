@@ -136,6 +136,15 @@ fn string_escaping_examples() {
     );
     assert!(KeyWriter::new().str("a").finish() < KeyWriter::new().str("a\0").finish());
     assert!(KeyWriter::new().str("a\0").finish() < KeyWriter::new().str("a\u{1}").finish());
+    // Zeros first, last and in a row; and a string of zeros only.
+    assert_eq!(
+        KeyWriter::new().bytes(&[0, b'x', 0, 0]).finish(),
+        vec![0, 0xFF, b'x', 0, 0xFF, 0, 0xFF, 0, 1]
+    );
+    assert_eq!(
+        KeyWriter::with_prefix_capacity(7, 2).bytes(&[0]).finish(),
+        vec![7, 0, 0xFF, 0, 1]
+    );
     let bad = [b'a', 0, 7];
     assert!(KeyReader::new("t", &bad).str().is_err());
 }
