@@ -38,7 +38,7 @@ fn missing_mask(what: &str, missing: &[u32], rows: usize) -> Result<Vec<bool>> {
 /// proto → engine batch, checking every positional length. Returns the batch and the inline
 /// labels (reference uploads).
 pub fn batch_from_pb(
-    b: pb::InferenceBatch,
+    mut b: pb::InferenceBatch,
     kinds: &BTreeMap<String, FeatureKind>,
 ) -> Result<(InferenceBatch, Vec<Option<f64>>)> {
     let n = b.request_ids.len();
@@ -59,19 +59,21 @@ pub fn batch_from_pb(
     check_len("labels", b.labels.len(), n, true)?;
     let score_missing = missing_mask("scores", &b.score_missing, n)?;
     let label_missing = missing_mask("labels", &b.label_missing, n)?;
-    let mut segment_cols = Vec::with_capacity(b.segments.len());
     for s in &b.segments {
         check_len(&format!("segment {}", s.key), s.values.len(), n, false)?;
-        segment_cols.push(s);
     }
+    // Request ids, segment values and items move into the rows (no copy per row).
+    let mut request_ids = std::mem::take(&mut b.request_ids).into_iter();
+    let mut segment_cols: Vec<std::vec::IntoIter<String>> = b
+        .segments
+        .iter_mut()
+        .map(|s| std::mem::take(&mut s.values).into_iter())
+        .collect();
+    let mut items = std::mem::take(&mut b.items).into_iter();
     let mut rows = Vec::with_capacity(n);
-    #[expect(
-        clippy::needless_range_loop,
-        reason = "one index walks eight parallel columns"
-    )]
     for i in 0..n {
         rows.push(InferenceRow {
-            request_id: b.request_ids[i].clone(),
+            request_id: request_ids.next().unwrap_or_default(),
             ts: Timestamp(b.ts_ms[i]),
             version: if b.model_versions.len() == 1 {
                 b.model_versions[0].clone()
@@ -79,19 +81,18 @@ pub fn batch_from_pb(
                 b.model_versions[i].clone()
             },
             segments: segment_cols
-                .iter()
-                .map(|c| Some(c.values[i].clone()).filter(|v| !v.is_empty()))
+                .iter_mut()
+                .map(|c| c.next().filter(|v| !v.is_empty()))
                 .collect(),
             score: b.scores.get(i).copied().filter(|_| !score_missing[i]),
             prediction: None,
-            items: b
-                .items
-                .get(i)
+            items: items
+                .next()
                 .map(|l| {
                     l.items
-                        .iter()
+                        .into_iter()
                         .map(|it| RankedItem {
-                            id: it.id.clone(),
+                            id: it.id,
                             score: it.score,
                         })
                         .collect()
