@@ -71,6 +71,10 @@ pub fn batch_from_pb(
         .collect();
     let mut items = std::mem::take(&mut b.items).into_iter();
     let mut rows = Vec::with_capacity(n);
+    #[expect(
+        clippy::needless_range_loop,
+        reason = "one index walks the parallel columns that are not moved"
+    )]
     for i in 0..n {
         rows.push(InferenceRow {
             request_id: request_ids.next().unwrap_or_default(),
