@@ -59,6 +59,23 @@ pub fn drift_summary_with_states(
     DriftSummary,
     BTreeMap<FeatureRef, crate::exec::Accumulators>,
 )> {
+    let (scope, range) = summary_scope(ctx, model, version, from, to)?;
+    let mut stats = ExecStats::default();
+    let features = scope.input_and_score_series();
+    let acc = accumulate_all(ctx, &scope, &features, &Intervals(vec![range]), &mut stats)?;
+    let summary = drift_summary_of(scope, range, &acc)?;
+    Ok((summary, acc))
+}
+
+/// The model (`version`, or the default version) and the window-aligned range a drift summary
+/// over `[from, to)` covers (`None` bounds: the last hour).
+pub fn summary_scope(
+    ctx: &Context<'_>,
+    model: &str,
+    version: Option<&str>,
+    from: Option<driftdb_engine::time::Timestamp>,
+    to: Option<driftdb_engine::time::Timestamp>,
+) -> Result<(crate::plan::ModelScope, TimeRange)> {
     let scope = resolve_model(
         ctx,
         &ModelRef {
@@ -93,8 +110,34 @@ pub fn drift_summary_with_states(
             "empty range: `from` must be before `to`",
         ));
     }
-    let range = TimeRange { from, to };
-    let mut stats = ExecStats::default();
+    Ok((scope, TimeRange { from, to }))
+}
+
+/// The states of `features` (segment `all`) per interval: merged without KLL sketches when
+/// every state holds counts on its reference's bins, read again with them otherwise.
+pub fn accumulate_all(
+    ctx: &Context<'_>,
+    scope: &crate::plan::ModelScope,
+    features: &[FeatureRef],
+    intervals: &Intervals,
+    stats: &mut ExecStats,
+) -> Result<BTreeMap<FeatureRef, crate::exec::Accumulators>> {
+    let all = |_: &FeatureRef, s: &Segment| *s == Segment::All;
+    let acc = accumulate_features_for(ctx.reader, scope, features, intervals, &all, false, stats)?;
+    if crate::exec::binned_throughout(&acc, scope.reference.as_deref()) {
+        return Ok(acc);
+    }
+    accumulate_features_for(ctx.reader, scope, features, intervals, &all, true, stats)
+}
+
+/// The drift summary of `scope` over `range` from `acc`: the merged state of every input
+/// feature and `$score` over the whole range (segment `all`, one slot each), as
+/// [`drift_summary_with_states`] reads them.
+pub fn drift_summary_of(
+    scope: crate::plan::ModelScope,
+    range: TimeRange,
+    acc: &BTreeMap<FeatureRef, crate::exec::Accumulators>,
+) -> Result<DriftSummary> {
     let mut warnings = Vec::new();
     let reference = scope.reference.as_deref();
     if reference.is_none() {
@@ -102,17 +145,6 @@ pub fn drift_summary_with_states(
             "{}@{} has no reference profile",
             scope.def.id, scope.version
         ));
-    }
-    let features = scope.input_and_score_series();
-    let intervals = Intervals(vec![range]);
-    let all = |_: &FeatureRef, s: &Segment| *s == Segment::All;
-    let mut acc = accumulate_features_for(
-        ctx.reader, &scope, &features, &intervals, &all, false, &mut stats,
-    )?;
-    if !crate::exec::binned_throughout(&acc, reference) {
-        acc = accumulate_features_for(
-            ctx.reader, &scope, &features, &intervals, &all, true, &mut stats,
-        )?;
     }
 
     let mut drifted = Table::new([
@@ -125,7 +157,7 @@ pub fn drift_summary_with_states(
         "baseline_n",
         "drifted",
     ]);
-    for (f, c, adj) in overall_drift(&acc, reference)? {
+    for (f, c, adj) in overall_drift(acc, reference)? {
         let is = adj < ALPHA && c.magnitude() >= MIN_MAGNITUDE;
         drifted.rows.push(vec![
             Cell::text(f.to_string()),
@@ -212,15 +244,12 @@ pub fn drift_summary_with_states(
     } else {
         warnings.push("no predictions in range".to_string());
     }
-    Ok((
-        DriftSummary {
-            version: scope.version,
-            range: Some(range),
-            drifted_features: drifted,
-            prediction_shift: shift,
-            performance: perf,
-            warnings,
-        },
-        acc,
-    ))
+    Ok(DriftSummary {
+        version: scope.version,
+        range: Some(range),
+        drifted_features: drifted,
+        prediction_shift: shift,
+        performance: perf,
+        warnings,
+    })
 }

@@ -2,7 +2,7 @@
 //! [`Context`] — a server's store or [`crate::memory::MemoryReader`]. Every number in it is one
 //! a DriftQL query or the drift summary gives for the same range:
 //!
-//! - the verdict and the drift table are the drift summary's ([`drift_summary_with_states`]:
+//! - the verdict and the drift table are the drift summary's ([`drift_summary_of`]:
 //!   chi-square over the reference's 10 quantile bins or categories, Benjamini–Hochberg over
 //!   the model's features), sorted by PSI;
 //! - distributions are the same read's merged states: bin counts over the reference's
@@ -20,14 +20,13 @@ use driftdb_engine::reference::SeriesProfile;
 use driftdb_engine::series::{FeatureRef, Segment};
 use driftdb_engine::sketch::{CategoricalState, NumericState, SeriesState};
 use driftdb_engine::time::Timestamp;
-use driftdb_query::ast::ModelRef;
 use driftdb_query::exec::{
-    ExecStats, Intervals, accumulate_features_for, binned_throughout, edges_of, reference_base,
+    Accumulators, ExecStats, Intervals, binned_throughout, edges_of, reference_base,
 };
 use driftdb_query::explain::{ALPHA, MIN_MAGNITUDE};
 use driftdb_query::metrics::{Metric, evaluate, lookup};
-use driftdb_query::plan::{ModelScope, resolve_model};
-use driftdb_query::summary::drift_summary_with_states;
+use driftdb_query::plan::ModelScope;
+use driftdb_query::summary::{accumulate_all, drift_summary_of, summary_scope};
 use driftdb_query::{Cell, Context, TimeRange};
 
 use crate::data::{
@@ -83,27 +82,40 @@ pub fn default_step(width_ms: i64, span_ms: i64) -> i64 {
         .unwrap_or(365 * 86_400_000)
 }
 
+/// Each feature's and segment's slots merged into one (step buckets into the whole range),
+/// without KLL sketches unless `sketch`.
+fn merge_slots(
+    by_slot: &BTreeMap<FeatureRef, Accumulators>,
+    sketch: bool,
+) -> driftdb_query::Result<BTreeMap<FeatureRef, Accumulators>> {
+    let mut out = BTreeMap::new();
+    for (f, segs) in by_slot {
+        let mut merged = Accumulators::new();
+        for (seg, slots) in segs {
+            let mut one: Option<SeriesState> = None;
+            for s in slots.iter().flatten() {
+                match &mut one {
+                    None => one = Some(s.clone()),
+                    Some(a) if sketch => a.merge(s)?,
+                    Some(a) => a.merge_without_sketch(s)?,
+                }
+            }
+            merged.insert(seg.clone(), vec![one]);
+        }
+        out.insert(f.clone(), merged);
+    }
+    Ok(out)
+}
+
 /// Builds the report of `req` over `ctx`.
 pub fn build(ctx: &Context<'_>, req: &Request) -> driftdb_query::Result<Report> {
-    let (summary, acc) = drift_summary_with_states(
+    let (scope, range) = summary_scope(
         ctx,
         &req.model,
         req.version.as_deref(),
         Some(req.from),
         Some(req.to),
     )?;
-    let scope = resolve_model(
-        ctx,
-        &ModelRef {
-            id: req.model.clone(),
-            version: Some(summary.version.clone()),
-            pos: Default::default(),
-        },
-    )?;
-    let range = summary.range.unwrap_or(TimeRange {
-        from: req.from,
-        to: req.to,
-    });
     let width = scope.resolution.width_ms();
     let step_ms = match req.step_ms {
         Some(s) if s >= width && s % width == 0 => s,
@@ -129,6 +141,34 @@ pub fn build(ctx: &Context<'_>, req: &Request) -> driftdb_query::Result<Report> 
             ),
         });
     }
+    let columns = windows_of(range, step_ms);
+
+    // One read of every input feature and `$score` (segment `all`): per step bucket when the
+    // report draws a heatmap, whose buckets then merge into the range's states the drift
+    // summary and the distributions use; the whole range at once otherwise.
+    let series = scope.input_and_score_series();
+    let mut stats = ExecStats::default();
+    let (acc, by_bucket) = if columns.len() > 1 {
+        let buckets = Intervals(
+            columns
+                .iter()
+                .map(|w| TimeRange {
+                    from: Timestamp((*w).max(range.from.0)),
+                    to: Timestamp((w + step_ms).min(range.to.0)),
+                })
+                .collect(),
+        );
+        let by_bucket = accumulate_all(ctx, &scope, &series, &buckets, &mut stats)?;
+        let sketch = !binned_throughout(&by_bucket, scope.reference.as_deref());
+        (merge_slots(&by_bucket, sketch)?, Some(by_bucket))
+    } else {
+        let whole = Intervals(vec![range]);
+        (
+            accumulate_all(ctx, &scope, &series, &whole, &mut stats)?,
+            None,
+        )
+    };
+    let summary = drift_summary_of(scope.clone(), range, &acc)?;
     let mut warnings = summary.warnings.clone();
 
     // The drift table, largest PSI first (features without a PSI last, in name order).
@@ -233,33 +273,14 @@ pub fn build(ctx: &Context<'_>, req: &Request) -> driftdb_query::Result<Report> 
         range.to.to_rfc3339()
     );
     let step = format!("step {}ms", step_ms);
-    let columns = windows_of(range, step_ms);
 
     // Drift over time: one PSI per feature and step bucket, by DriftQL's own metric over the
     // buckets' merged states (what `psi(model.*) from … to … step …` answers, without building
     // and re-reading its table).
-    let heatmap = if columns.len() > 1 {
+    let heatmap = if let Some(by_bucket) = &by_bucket {
         let names: Vec<String> = features.iter().map(|f| f.feature.clone()).collect();
         let refs: Vec<FeatureRef> = names.iter().map(|n| FeatureRef::Named(n.clone())).collect();
-        let buckets = Intervals(
-            columns
-                .iter()
-                .map(|w| TimeRange {
-                    from: Timestamp((*w).max(range.from.0)),
-                    to: Timestamp((w + step_ms).min(range.to.0)),
-                })
-                .collect(),
-        );
-        let all = |_: &FeatureRef, s: &Segment| *s == Segment::All;
-        let mut stats = ExecStats::default();
         let reference = scope.reference.as_deref();
-        let mut by_bucket =
-            accumulate_features_for(ctx.reader, &scope, &refs, &buckets, &all, false, &mut stats)?;
-        if !binned_throughout(&by_bucket, reference) {
-            by_bucket = accumulate_features_for(
-                ctx.reader, &scope, &refs, &buckets, &all, true, &mut stats,
-            )?;
-        }
         let psi = Metric {
             def: lookup("psi").ok_or_else(|| driftdb_query::Error::Plan {
                 pos: None,
