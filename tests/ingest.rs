@@ -905,6 +905,20 @@ async fn a_batch_staged_behind_a_failed_one_writes_nothing() {
     s.running.take().unwrap().shutdown().await.unwrap();
 }
 
+/// The error a one-batch inference stream ends with (panics if the batch was accepted).
+async fn refusal(s: &mut TestServer, b: pb::InferenceBatch) -> tonic::Status {
+    s.client
+        .ingest
+        .ingest_inferences(tokio_stream::iter(vec![b]))
+        .await
+        .unwrap()
+        .into_inner()
+        .next()
+        .await
+        .unwrap()
+        .unwrap_err()
+}
+
 /// A categorical column sent dictionary-encoded (`dictionary` + `codes`) folds to the same
 /// state as the same values sent as one string per row; a code past the dictionary refuses
 /// the batch, unless its row is missing.
@@ -974,17 +988,7 @@ async fn dictionary_coded_categories_fold_like_strings() {
         codes: vec![0, 0, 0, 0, 0, 1, 0],
         ..Default::default()
     };
-    let err = s
-        .client
-        .ingest
-        .ingest_inferences(tokio_stream::iter(vec![send(2, bad)]))
-        .await
-        .unwrap()
-        .into_inner()
-        .next()
-        .await
-        .unwrap()
-        .unwrap_err();
+    let err = refusal(&mut s, send(2, bad)).await;
     assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
     assert!(
         err.message()
@@ -1000,17 +1004,7 @@ async fn dictionary_coded_categories_fold_like_strings() {
         codes: vec![0; values.len()],
         ..Default::default()
     };
-    let err = s
-        .client
-        .ingest
-        .ingest_inferences(tokio_stream::iter(vec![send(3, both)]))
-        .await
-        .unwrap()
-        .into_inner()
-        .next()
-        .await
-        .unwrap()
-        .unwrap_err();
+    let err = refusal(&mut s, send(3, both)).await;
     assert!(
         err.message()
             .contains("both categories and dictionary codes"),

@@ -306,6 +306,33 @@ fn bounds() -> TimeBounds {
     }
 }
 
+/// Row `r`'s segments (`all` first) with the registry's cap rule: the first 3 values of a
+/// key are admitted, later ones become `__other__`.
+fn segments_of(r: &GenRow, admitted: &mut BTreeMap<&'static str, Vec<String>>) -> Vec<Segment> {
+    let mut segs = vec![Segment::All];
+    for (key, v) in [
+        ("region", r.region.map(|x| format!("r{x}"))),
+        ("device", r.device.map(|x| format!("d{x}"))),
+    ] {
+        if let Some(v) = v {
+            let list = admitted.entry(key).or_default();
+            let value = if list.contains(&v) {
+                v
+            } else if list.len() < 3 {
+                list.push(v.clone());
+                v
+            } else {
+                OTHER_SEGMENT_VALUE.to_string()
+            };
+            segs.push(Segment::Value {
+                key: key.into(),
+                value,
+            });
+        }
+    }
+    segs
+}
+
 /// The reference: every accepted row folded into every one of its segments, one value at a
 /// time, with the same cap rule as the registry (first `cap` values admitted).
 fn reference_fold(
@@ -313,34 +340,14 @@ fn reference_fold(
     skip: &dyn Fn(usize) -> bool,
 ) -> HashMap<(String, String, i64), (Vec<f64>, NumericState)> {
     let b = baselines();
-    let mut admitted: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    let mut admitted: BTreeMap<&'static str, Vec<String>> = BTreeMap::new();
     let mut out: HashMap<(String, String, i64), (Vec<f64>, NumericState)> = HashMap::new();
     for (i, r) in rows.iter().enumerate() {
         if skip(i) {
             continue;
         }
         let window = T0 + r.window * 900_000;
-        let mut segs = vec![Segment::All];
-        for (key, v) in [
-            ("region", r.region.map(|x| format!("r{x}"))),
-            ("device", r.device.map(|x| format!("d{x}"))),
-        ] {
-            if let Some(v) = v {
-                let list = admitted.entry(key).or_default();
-                let value = if list.contains(&v) {
-                    v
-                } else if list.len() < 3 {
-                    list.push(v.clone());
-                    v
-                } else {
-                    OTHER_SEGMENT_VALUE.to_string()
-                };
-                segs.push(Segment::Value {
-                    key: key.into(),
-                    value,
-                });
-            }
-        }
+        let segs = segments_of(r, &mut admitted);
         for seg in &segs {
             for (feature, val) in [
                 ("a", Some(r.a)),
@@ -377,40 +384,17 @@ fn reference_categorical(
     rows: &[GenRow],
     skip: &dyn Fn(usize) -> bool,
 ) -> BTreeMap<(String, String, i64), CategoricalState> {
-    let mut admitted: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    let mut admitted: BTreeMap<&'static str, Vec<String>> = BTreeMap::new();
     let mut out: BTreeMap<(String, String, i64), CategoricalState> = BTreeMap::new();
     for (i, r) in rows.iter().enumerate() {
         if skip(i) {
             continue;
         }
         let window = T0 + r.window * 900_000;
-        let mut segs = vec![Segment::All.to_string()];
-        for (key, v) in [
-            ("region", r.region.map(|x| format!("r{x}"))),
-            ("device", r.device.map(|x| format!("d{x}"))),
-        ] {
-            if let Some(v) = v {
-                let list = admitted.entry(key).or_default();
-                let value = if list.contains(&v) {
-                    v
-                } else if list.len() < 3 {
-                    list.push(v.clone());
-                    v
-                } else {
-                    OTHER_SEGMENT_VALUE.to_string()
-                };
-                segs.push(
-                    Segment::Value {
-                        key: key.into(),
-                        value,
-                    }
-                    .to_string(),
-                );
-            }
-        }
+        let segs = segments_of(r, &mut admitted);
         for seg in segs {
             let st = out
-                .entry((format!("v{}", r.version), seg, window))
+                .entry((format!("v{}", r.version), seg.to_string(), window))
                 .or_default();
             match r.c {
                 Some(0) => st.observe("new", true),
