@@ -905,8 +905,8 @@ async fn a_batch_staged_behind_a_failed_one_writes_nothing() {
     s.running.take().unwrap().shutdown().await.unwrap();
 }
 
-/// The error a one-batch inference stream ends with (panics if the batch was accepted).
-async fn refusal(s: &mut TestServer, b: pb::InferenceBatch) -> tonic::Status {
+/// What a one-batch inference stream answers: its ack, or the error it ends with.
+async fn answer(s: &mut TestServer, b: pb::InferenceBatch) -> Result<pb::BatchAck, tonic::Status> {
     s.client
         .ingest
         .ingest_inferences(tokio_stream::iter(vec![b]))
@@ -916,7 +916,6 @@ async fn refusal(s: &mut TestServer, b: pb::InferenceBatch) -> tonic::Status {
         .next()
         .await
         .unwrap()
-        .unwrap_err()
 }
 
 /// A categorical column sent dictionary-encoded (`dictionary` + `codes`) folds to the same
@@ -955,17 +954,7 @@ async fn dictionary_coded_categories_fold_like_strings() {
         ..Default::default()
     };
     for (w, col) in [(0, strings), (1, coded)] {
-        let ack = s
-            .client
-            .ingest
-            .ingest_inferences(tokio_stream::iter(vec![send(w, col)]))
-            .await
-            .unwrap()
-            .into_inner()
-            .next()
-            .await
-            .unwrap()
-            .unwrap();
+        let ack = answer(&mut s, send(w, col)).await.unwrap();
         assert_eq!((ack.accepted, ack.rejected), (7, 0), "window {w}");
     }
     let state = |w: i64| match s.window(FeatureRef::Named("browser".into()), Segment::All, w) {
@@ -988,7 +977,7 @@ async fn dictionary_coded_categories_fold_like_strings() {
         codes: vec![0, 0, 0, 0, 0, 1, 0],
         ..Default::default()
     };
-    let err = refusal(&mut s, send(2, bad)).await;
+    let err = answer(&mut s, send(2, bad)).await.unwrap_err();
     assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
     assert!(
         err.message()
@@ -1004,7 +993,7 @@ async fn dictionary_coded_categories_fold_like_strings() {
         codes: vec![0; values.len()],
         ..Default::default()
     };
-    let err = refusal(&mut s, send(3, both)).await;
+    let err = answer(&mut s, send(3, both)).await.unwrap_err();
     assert!(
         err.message()
             .contains("both categories and dictionary codes"),
