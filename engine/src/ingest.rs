@@ -97,11 +97,6 @@ pub struct Coded {
 }
 
 impl Coded {
-    /// The distinct values.
-    pub fn dictionary(&self) -> &[String] {
-        &self.dictionary
-    }
-
     /// The code of `row`, `None` when the row is missing (or past the end).
     pub fn code(&self, row: usize) -> Option<u32> {
         if self.missing.get(row).copied().unwrap_or(false) {
@@ -871,7 +866,6 @@ impl<'a, B: Baselines + ?Sized> FoldCtx<'a, B> {
         let mut counts: Vec<(u32, u32, u64)> = Vec::new();
         let mut missing = vec![0u64; plan.groups.len()];
         let mut touched = vec![false; plan.groups.len()];
-        let mut order: Vec<u32> = Vec::new();
         // A dictionary-encoded column comes with its codes.
         let coded = match col {
             Column::Coded(c) => {
@@ -896,10 +890,7 @@ impl<'a, B: Baselines + ?Sized> FoldCtx<'a, B> {
                 if g == NO_GROUP {
                     continue;
                 }
-                if !touched[g as usize] {
-                    touched[g as usize] = true;
-                    order.push(g);
-                }
+                touched[g as usize] = true;
                 match code {
                     Some(code) => {
                         let k = u64::from(g) << 32 | u64::from(code);
@@ -922,11 +913,18 @@ impl<'a, B: Baselines + ?Sized> FoldCtx<'a, B> {
                     .known_categories(&plan.versions[*v], name, seg)
             })
             .collect();
-        let mut states: Vec<Option<CategoricalState>> = vec![None; plan.groups.len()];
-        for &g in &order {
-            let st = states[g as usize].get_or_insert_with(CategoricalState::default);
-            st.observe_missing_many(missing[g as usize]);
-        }
+        // A state for every group a row reached, missing values counted.
+        let mut states: Vec<Option<CategoricalState>> = touched
+            .iter()
+            .zip(&missing)
+            .map(|(t, m)| {
+                t.then(|| {
+                    let mut st = CategoricalState::default();
+                    st.observe_missing_many(*m);
+                    st
+                })
+            })
+            .collect();
         for (g, code, n) in counts {
             let s = values[code as usize];
             let unseen = match known[g as usize] {

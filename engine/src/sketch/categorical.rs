@@ -64,24 +64,7 @@ fn hll_add(hll: &mut HllSketch, s: &str) {
 impl CategoricalState {
     /// Folds one category; `unseen` says whether the reference profile lacks it.
     pub fn observe(&mut self, v: &str, unseen: bool) {
-        self.count += 1;
-        self.unseen += u64::from(unseen);
-        match &mut self.overflow {
-            Some(o) => {
-                o.frequent.update_with_count_ref(v, 1);
-                hll_add(&mut o.hll, v);
-            }
-            None => {
-                if let Some(c) = self.exact.get_mut(v) {
-                    *c += 1;
-                } else {
-                    self.exact.insert(v.to_string(), 1);
-                    if self.exact.len() > CATEGORY_CAP {
-                        self.spill();
-                    }
-                }
-            }
-        }
+        self.observe_many(v, 1, u64::from(unseen));
     }
 
     /// Folds `n` occurrences of one category at once, `unseen` of them flagged unseen: the
