@@ -1573,3 +1573,65 @@ async fn estimated_auc_rule_fires_before_any_label() {
     );
     s.stop().await;
 }
+
+/// A rule on `cost_per_1k` (selector `$cost`) fires on the window whose events got dearer,
+/// with the cost per 1,000 events as its value (docs/STATISTICS.md §21).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cost_per_1k_rule_fires_when_serving_gets_dearer() {
+    let dir = tempfile::tempdir().unwrap();
+    let recv = Receiver::start().await;
+    let mut s = AlertServer::start(dir.path(), ManualClock::new(t(0)), fast_rules()).await;
+    s.create_model().await;
+    s.add_rule(json!({"id": "cost", "model": "m", "selector": "$cost",
+                      "metric": "cost_per_1k", "comparison": ">", "threshold": 5.0, "consecutive": 1,
+                      "severity": "low", "actions": [{"kind": "webhook", "url": recv.url("/cost")}]}))
+        .await;
+    let rows = |ids: &str, ts: i64, cost: f64| pb::InferenceBatch {
+        model_id: "m".into(),
+        request_ids: (0..100).map(|i| format!("{ids}{i}")).collect(),
+        ts_ms: vec![ts; 100],
+        model_versions: vec!["v1".into()],
+        segments: vec![pb::SegmentColumn {
+            key: "region".into(),
+            values: vec!["eu".into(); 100],
+        }],
+        features: vec![pb::FeatureColumn {
+            name: "x".into(),
+            numbers: vec![1.0; 100],
+            ..Default::default()
+        }],
+        scores: vec![0.5; 100],
+        // Every other event reports a cost; the rest say NaN (none).
+        cost: (0..100)
+            .map(|i| if i % 2 == 0 { cost } else { f64::NAN })
+            .collect(),
+        ..Default::default()
+    };
+    for (w, cost) in [(0, 0.002), (1, 0.01)] {
+        let mut acks = s
+            .client
+            .ingest
+            .ingest_inferences(tokio_stream::iter(vec![rows(
+                &format!("w{w}-"),
+                t(w).millis() + 60_000,
+                cost,
+            )]))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(acks.next().await.unwrap().unwrap().accepted, 100);
+        s.close_by_clock(w).await;
+    }
+    let hits = recv.wait_for(1).await;
+    assert_eq!(hits.len(), 1, "{hits:?}");
+    let b = &hits[0].body;
+    assert_eq!(b["rule_id"], "cost");
+    assert_eq!(b["window_start"], t(1).to_rfc3339());
+    assert!((b["value"].as_f64().unwrap() - 10.0).abs() < 1e-9, "{b}");
+    let h = s.history().await;
+    assert!(
+        h.iter().all(|a| a.window_start_ms == t(1).millis()),
+        "{h:?}"
+    );
+    s.stop().await;
+}

@@ -44,6 +44,7 @@ fn batch(w: i64) -> InferenceBatch {
             prediction: None,
             items: vec![],
             latency_ms: None,
+            cost: None,
         })
         .collect();
     InferenceBatch {
@@ -52,6 +53,7 @@ fn batch(w: i64) -> InferenceBatch {
         segment_keys: vec![],
         rows,
         columns: vec![Column::Numbers((0..ROWS).map(|i| Some(i as f64)).collect())],
+        attributions: Vec::new(),
     }
 }
 

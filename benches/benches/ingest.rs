@@ -65,6 +65,7 @@ fn batch(rng: &mut Rng) -> InferenceBatch {
                 )
             })
             .collect(),
+        attributions: Vec::new(),
     }
 }
 

@@ -137,6 +137,7 @@ pub(crate) fn engine_batch(
                 )
             })
             .collect(),
+        attributions: Vec::new(),
     }
 }
 

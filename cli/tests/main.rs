@@ -11,6 +11,7 @@ mod faults;
 mod files_cli;
 mod golden_cli;
 mod hostile;
+mod importance_cli;
 mod kafka_cli;
 mod keys_cli;
 mod kill9;

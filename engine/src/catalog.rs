@@ -31,6 +31,8 @@ pub enum Applies {
     Any,
     /// `$score` only: labelled performance, for models of [`MetricDef::tasks`].
     Score,
+    /// `$cost` only: the per-event cost.
+    Cost,
 }
 
 /// The parameter a metric takes in its call.
@@ -382,6 +384,36 @@ pub const METRICS: &[MetricDef] = &[
         Numeric,
         "normalised entropy of the distribution over the 50 reference bins",
     ),
+    MetricDef {
+        higher_is_better: Some(false),
+        ..summary(
+            "cost_per_1k",
+            Applies::Cost,
+            "cost per 1,000 events, over the events that report a cost (1000 x mean $cost)",
+        )
+    },
+    MetricDef {
+        not_in_rules: Some(
+            "importance is a share across the model's features; watch importance_drift in DriftQL or cost_per_1k / drift in rules",
+        ),
+        ..summary(
+            "importance",
+            Any,
+            "share of a feature's mean |attribution| among the model's features",
+        )
+    },
+    MetricDef {
+        higher_is_better: Some(true),
+        not_in_rules: Some(
+            "importance_drift compares the whole importance vector; query it with DriftQL",
+        ),
+        ..drift(
+            "importance_drift",
+            Any,
+            false,
+            "importance_drift(model): Spearman rank correlation of the importance vector with the reference's, and the features whose share moved most",
+        )
+    },
 ];
 
 /// Looks a metric up by its name.

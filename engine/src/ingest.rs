@@ -10,9 +10,10 @@
 //! columns spread over threads). A numeric column is folded in bulk: its values are sorted once
 //! and each group's state is built from its values in order ([`NumericState::from_sorted`]).
 //!
-//! Besides the input features, every accepted row updates `$score` (and `$latency` when it
-//! carries one); rows of ranking models with a non-empty served list also update `$items`, one
-//! categorical value per item id among the first [`TOP_K_ITEMS`] served.
+//! Besides the input features, every accepted row updates `$score` (and `$latency` and
+//! `$cost` when it carries them, and `$attr:<feature>` with the absolute value of each
+//! attribution it carries); rows of ranking models with a non-empty served list also update
+//! `$items`, one categorical value per item id among the first [`TOP_K_ITEMS`] served.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -65,6 +66,8 @@ pub struct InferenceRow {
     pub items: Vec<RankedItem>,
     /// Serving latency in ms.
     pub latency_ms: Option<f64>,
+    /// Cost of serving this event, in currency units (finite, ≥ 0).
+    pub cost: Option<f64>,
 }
 
 /// One feature's values for every row of a batch (columnar layout: names once per batch).
@@ -211,6 +214,9 @@ pub struct InferenceBatch {
     pub rows: Vec<InferenceRow>,
     /// One column per feature name, each with one value per row.
     pub columns: Vec<Column>,
+    /// Per-feature attributions (e.g. SHAP values): a model feature's name and one number per
+    /// row, missing in rows that carry none (services usually explain a sample of requests).
+    pub attributions: Vec<(String, Column)>,
 }
 
 /// The reference side of folding: bin edges and known categories per series.
@@ -641,12 +647,15 @@ fn group_id(
     })
 }
 
-/// One independent piece of a fold: a feature column, `$score` or `$latency`.
+/// One independent piece of a fold: a feature column, `$score`, `$latency`, `$cost` or one
+/// feature's attributions.
 #[derive(Debug, Clone, Copy)]
 enum Unit {
     Feature(usize),
     Score,
     Latency,
+    Cost,
+    Attribution(usize),
 }
 
 /// What folding one [`Unit`] produced: one state per group that saw the unit (by group id).
@@ -747,6 +756,11 @@ impl<'a, B: Baselines + ?Sized> FoldCtx<'a, B> {
         let mut u: Vec<Unit> = (0..self.kinds.len()).map(Unit::Feature).collect();
         u.push(Unit::Score);
         u.push(Unit::Latency);
+        // Most services report no cost: skip the pass over the rows then.
+        if self.batch.rows.iter().any(|r| r.cost.is_some()) {
+            u.push(Unit::Cost);
+        }
+        u.extend((0..self.batch.attributions.len()).map(Unit::Attribution));
         u
     }
 
@@ -846,6 +860,27 @@ impl<'a, B: Baselines + ?Sized> FoldCtx<'a, B> {
                         Some(x) => Num::Value(x),
                         None => Num::Skip,
                     }
+                });
+                numeric_unit(unit, folded)
+            }
+            Unit::Cost => {
+                let edges = self.edges(&FeatureRef::Cost);
+                let folded = fold_numeric(plan, &edges, &mut self.scratch, |i| {
+                    match batch.rows[i].cost {
+                        Some(x) => Num::Value(x),
+                        None => Num::Skip,
+                    }
+                });
+                numeric_unit(unit, folded)
+            }
+            Unit::Attribution(a) => {
+                let (name, col) = &batch.attributions[a];
+                let edges = self.edges(&FeatureRef::Attribution(name.clone()));
+                // Rows without an attribution are not counted: importance is the mean over
+                // the explained rows. check_row refused non-finite ones.
+                let folded = fold_numeric(plan, &edges, &mut self.scratch, |i| match col.get(i) {
+                    FieldRef::Number(x) => Num::Value(x.abs()),
+                    _ => Num::Skip,
                 });
                 numeric_unit(unit, folded)
             }
@@ -1026,8 +1061,8 @@ fn fold_numeric(
     (states, invalid_rows)
 }
 
-/// Puts the unit results together in output order (feature columns, `$score`, `$latency`),
-/// folds `$items` row by row, and adds the row pass' own results.
+/// Puts the unit results together in output order (feature columns, `$score`, `$latency`,
+/// `$cost`, attributions), folds `$items` row by row, and adds the row pass' own results.
 fn finish<B: Baselines + ?Sized>(
     model: &ModelDef,
     batch: &InferenceBatch,
@@ -1064,6 +1099,8 @@ fn finish<B: Baselines + ?Sized>(
             Unit::Feature(c) => FeatureRef::Named(batch.feature_names[c].clone()),
             Unit::Score => FeatureRef::Score,
             Unit::Latency => FeatureRef::Latency,
+            Unit::Cost => FeatureRef::Cost,
+            Unit::Attribution(a) => FeatureRef::Attribution(batch.attributions[a].0.clone()),
         };
         for (g, s) in r.states {
             let (k, w) = key(g, feature.clone());
@@ -1137,6 +1174,29 @@ pub fn validate_batch(model: &ModelDef, batch: &InferenceBatch) -> Result<(), St
             ));
         }
     }
+    let mut seen = BTreeSet::new();
+    for (name, col) in &batch.attributions {
+        if !model.features.contains_key(name) {
+            return Err(format!(
+                "attributions for unknown feature {:?} of model {:?}",
+                clip(name),
+                model.id
+            ));
+        }
+        if !seen.insert(name) {
+            return Err(format!(
+                "attributions of feature {:?} named twice",
+                clip(name)
+            ));
+        }
+        if col.len() != batch.rows.len() {
+            return Err(format!(
+                "attributions of {name:?} have {} values for {} rows",
+                col.len(),
+                batch.rows.len()
+            ));
+        }
+    }
     for k in &batch.segment_keys {
         if !model.segments.contains(k) {
             return Err(format!(
@@ -1145,6 +1205,35 @@ pub fn validate_batch(model: &ModelDef, batch: &InferenceBatch) -> Result<(), St
                 model.id
             ));
         }
+    }
+    Ok(())
+}
+
+/// Row `i`'s cost and attributions: each attribution a finite number (or missing), the cost
+/// a finite number ≥ 0. Shared by the fold and the reference builder.
+pub(crate) fn check_cost_and_attributions(batch: &InferenceBatch, i: usize) -> Result<(), String> {
+    for (name, col) in &batch.attributions {
+        match col.get(i) {
+            FieldRef::Missing => {}
+            FieldRef::Number(x) if x.is_finite() => {}
+            FieldRef::Number(x) => {
+                return Err(format!(
+                    "attribution of feature {}: {x} is not a finite number",
+                    clip(name)
+                ));
+            }
+            FieldRef::Category(_) => {
+                return Err(format!(
+                    "attribution of feature {}: expected a number",
+                    clip(name)
+                ));
+            }
+        }
+    }
+    if let Some(c) = batch.rows[i].cost
+        && !(c.is_finite() && c >= 0.0)
+    {
+        return Err(format!("cost {c} is not a finite number >= 0"));
     }
     Ok(())
 }
@@ -1221,6 +1310,7 @@ fn check_row(
             }
         }
     }
+    check_cost_and_attributions(batch, i)?;
     match model.task {
         Task::Binary => {
             if let Some(s) = row.score

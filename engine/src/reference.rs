@@ -234,6 +234,9 @@ impl ReferenceBuilder {
                     _ => {}
                 }
             }
+            if bad.is_none() {
+                bad = crate::ingest::check_cost_and_attributions(batch, i).err();
+            }
             let label = labels.get(i).copied().flatten();
             if let Some(reason) = bad {
                 rejected.push(Rejection {
@@ -302,6 +305,22 @@ impl ReferenceBuilder {
                         .entry(FeatureRef::Latency)
                         .or_default()
                         .push(Some(l));
+                }
+                if let Some(c) = row.cost {
+                    self.values += acc
+                        .numeric
+                        .entry(FeatureRef::Cost)
+                        .or_default()
+                        .push(Some(c));
+                }
+                for (name, col) in &batch.attributions {
+                    if let FieldRef::Number(x) = col.get(i) {
+                        self.values += acc
+                            .numeric
+                            .entry(FeatureRef::Attribution(name.clone()))
+                            .or_default()
+                            .push(Some(x.abs()));
+                    }
                 }
                 if label.is_some() {
                     self.values += acc
@@ -503,6 +522,11 @@ fn encode_feature(w: &mut Writer, f: &FeatureRef) {
         FeatureRef::Label => w.u8(2),
         FeatureRef::Latency => w.u8(3),
         FeatureRef::Items => w.u8(4),
+        FeatureRef::Cost => w.u8(5),
+        FeatureRef::Attribution(n) => {
+            w.u8(6);
+            w.str(n);
+        }
     }
 }
 
@@ -513,6 +537,8 @@ fn decode_feature(r: &mut Reader<'_>) -> Result<FeatureRef> {
         2 => Ok(FeatureRef::Label),
         3 => Ok(FeatureRef::Latency),
         4 => Ok(FeatureRef::Items),
+        5 => Ok(FeatureRef::Cost),
+        6 => Ok(FeatureRef::Attribution(r.str()?.to_string())),
         t => Err(Error::Malformed {
             what: "feature",
             detail: format!("tag {t}"),

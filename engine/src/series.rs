@@ -1,5 +1,5 @@
-//! Series identity: model, version, feature (or `$score`/`$label`/`$latency`/`$items`),
-//! segment.
+//! Series identity: model, version, feature (or `$score`/`$label`/`$latency`/`$items`/`$cost`,
+//! or a feature's attributions `$attr:<feature>`), segment.
 //!
 //! A series is one sketch state per window (docs/DATA_MODEL.md). Identifiers are names, never node-local
 //! counters (docs/DATA_MODEL.md, scale-out 2), so any node can compute a series' key.
@@ -23,20 +23,33 @@ pub enum FeatureRef {
     /// Ranking models: the ids of the items each prediction served in its top
     /// [`TOP_K_ITEMS`] slots (`$items`), one categorical value per slot.
     Items,
+    /// Per-event cost reported by the service, in currency units (`$cost`).
+    Cost,
+    /// The absolute attributions (e.g. SHAP values) of a named input feature, from the events
+    /// that carry them (`$attr:<feature>`): their mean is the feature's importance.
+    Attribution(String),
 }
+
+/// The DriftQL spelling's prefix of [`FeatureRef::Attribution`].
+pub const ATTRIBUTION_PREFIX: &str = "$attr:";
 
 /// How many leading items of a ranking prediction's served list the `$items` series sketches.
 pub const TOP_K_ITEMS: usize = 10;
 
 impl FeatureRef {
-    /// Parses the DriftQL spelling: `$score`, `$label`, `$latency`, `$items` or a feature name.
+    /// Parses the spelling of [`fmt::Display`]: `$score`, `$label`, `$latency`, `$items`,
+    /// `$cost`, `$attr:<feature>` or a feature name.
     pub fn parse(s: &str) -> FeatureRef {
         match s {
             "$score" => FeatureRef::Score,
             "$label" => FeatureRef::Label,
             "$latency" => FeatureRef::Latency,
             "$items" => FeatureRef::Items,
-            other => FeatureRef::Named(other.to_string()),
+            "$cost" => FeatureRef::Cost,
+            other => match other.strip_prefix(ATTRIBUTION_PREFIX) {
+                Some(f) => FeatureRef::Attribution(f.to_string()),
+                None => FeatureRef::Named(other.to_string()),
+            },
         }
     }
 }
@@ -49,6 +62,8 @@ impl fmt::Display for FeatureRef {
             FeatureRef::Label => f.write_str("$label"),
             FeatureRef::Latency => f.write_str("$latency"),
             FeatureRef::Items => f.write_str("$items"),
+            FeatureRef::Cost => f.write_str("$cost"),
+            FeatureRef::Attribution(n) => write!(f, "{ATTRIBUTION_PREFIX}{n}"),
         }
     }
 }

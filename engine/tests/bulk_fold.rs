@@ -1,6 +1,7 @@
 //! The bulk fold against the one-value-at-a-time fold it replaced: `NumericState::from_sorted`
 //! against `observe` in turn, and `fold_batch` / `fold_planned` (any thread count) against a
-//! row-by-row reference fold written here. Counts, missing, invalid, min, max and bins must be
+//! row-by-row reference fold written here (features, `$score`, `$latency`, `$cost` and
+//! attributions). Counts, missing, invalid, min, max and bins must be
 //! equal; sum and squared deviations equal to rounding; KLL sketches hold the same n and answer
 //! quantiles within their rank error.
 
@@ -180,7 +181,10 @@ struct SomeEdges {
 
 impl Baselines for SomeEdges {
     fn edges(&self, _: &str, feature: &FeatureRef, segment: &Segment) -> Option<&BinEdges> {
-        if *feature == FeatureRef::Latency {
+        if matches!(
+            feature,
+            FeatureRef::Latency | FeatureRef::Cost | FeatureRef::Attribution(_)
+        ) {
             return None;
         }
         match segment {
@@ -215,6 +219,9 @@ struct GenRow {
     d: Option<f64>,
     score: Option<f64>,
     latency: Option<f64>,
+    cost: Option<f64>,
+    /// The attribution of feature `a`.
+    attr_a: Option<f64>,
 }
 
 fn gen_row() -> impl Strategy<Value = GenRow> {
@@ -229,20 +236,26 @@ fn gen_row() -> impl Strategy<Value = GenRow> {
         (
             prop::option::of(0.0f64..1.0),
             prop::option::weighted(0.8, 0.0f64..50.0),
+            prop::option::weighted(0.6, 0.0f64..5.0),
+            prop::option::weighted(0.5, -3.0f64..3.0),
         ),
     )
         .prop_map(
-            |((window, version, region, device), (a, b, c, d), (score, latency))| GenRow {
-                window,
-                version,
-                region,
-                device,
-                a,
-                b,
-                c,
-                d,
-                score,
-                latency,
+            |((window, version, region, device), (a, b, c, d), (score, latency, cost, attr_a))| {
+                GenRow {
+                    window,
+                    version,
+                    region,
+                    device,
+                    a,
+                    b,
+                    c,
+                    d,
+                    score,
+                    latency,
+                    cost,
+                    attr_a,
+                }
             },
         )
 }
@@ -266,6 +279,7 @@ fn batch_of(rows: &[GenRow]) -> InferenceBatch {
                 ],
                 score: r.score,
                 latency_ms: r.latency,
+                cost: r.cost,
                 ..Default::default()
             })
             .collect(),
@@ -296,6 +310,14 @@ fn batch_of(rows: &[GenRow]) -> InferenceBatch {
                 missing: rows.iter().map(|r| r.d.is_none()).collect(),
             },
         ],
+        // Attributions of `a` on some rows, as a gRPC batch sends them.
+        attributions: vec![(
+            "a".into(),
+            Column::Dense {
+                values: rows.iter().map(|r| r.attr_a.unwrap_or(0.0)).collect(),
+                missing: rows.iter().map(|r| r.attr_a.is_none()).collect(),
+            },
+        )],
     }
 }
 
@@ -355,6 +377,8 @@ fn reference_fold(
                 ("d", Some(r.d)),
                 ("$score", Some(r.score)),
                 ("$latency", r.latency.map(Some)),
+                ("$cost", r.cost.map(Some)),
+                ("$attr:a", r.attr_a.map(|x| Some(x.abs()))),
             ] {
                 let Some(val) = val else { continue };
                 let fref = FeatureRef::parse(feature);

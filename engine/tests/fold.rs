@@ -58,6 +58,7 @@ fn batch(rows: Vec<(InferenceRow, [FieldValue; 3])>) -> InferenceBatch {
         segment_keys: vec!["region".into(), "device".into()],
         rows: metas,
         columns: cols.into_iter().map(Column::Values).collect(),
+        attributions: Vec::new(),
     }
 }
 

@@ -46,6 +46,7 @@ fn batch(n: usize) -> (InferenceBatch, Vec<Option<f64>>) {
         segment_keys: vec!["region".into()],
         rows,
         columns: vec![Column::Values(x), Column::Values(c)],
+        attributions: Vec::new(),
     };
     (b, labels)
 }
@@ -199,6 +200,7 @@ fn ranking_reference_profiles_served_items_and_round_trips() {
         segment_keys: vec!["region".into()],
         rows,
         columns: vec![Column::Values(x)],
+        attributions: Vec::new(),
     };
     let mut builder = ReferenceBuilder::new(&m, "v1").unwrap();
     assert!(builder.add(&b, &[]).unwrap().is_empty());

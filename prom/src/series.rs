@@ -72,6 +72,8 @@ pub enum On {
     Score,
     /// `$latency`.
     Latency,
+    /// `$cost`.
+    Cost,
     /// Labelled performance on `$score` of a binary classifier.
     Binary,
     /// Labelled performance on `$score` of a regression model.
@@ -125,7 +127,7 @@ const fn exq(value: &'static str, x: f64) -> Export {
     }
 }
 
-use On::{AnyTask, Binary, Categorical, Latency, Numeric, Ranking, Regression, Score};
+use On::{AnyTask, Binary, Categorical, Cost, Latency, Numeric, Ranking, Regression, Score};
 
 /// The exported metrics. Drift is always against the version's reference profile (DriftQL's
 /// default baseline), per segment.
@@ -151,6 +153,7 @@ pub const EXPORTS: &[Export] = &[
     exq("0.5", 0.5),
     exq("0.95", 0.95),
     exq("0.99", 0.99),
+    ex("cost_per_1k", &[Cost]),
     // Labelled performance.
     ex("auc", &[Binary]),
     ex("ece", &[Binary]),
@@ -261,7 +264,9 @@ fn kinds_of(def: &ModelDef, feature: &FeatureRef) -> Option<Vec<On>> {
             )
         }
         FeatureRef::Latency => Some(vec![Latency]),
-        FeatureRef::Label | FeatureRef::Items => None,
+        FeatureRef::Cost => Some(vec![Cost]),
+        // Importance is a share across features, not a per-series value.
+        FeatureRef::Label | FeatureRef::Items | FeatureRef::Attribution(_) => None,
     }
 }
 
@@ -427,7 +432,7 @@ fn plan(ctx: &Context<'_>, matchers: &[Matcher], budget: &Budget) -> Result<Vec<
             .features
             .keys()
             .map(|f| FeatureRef::Named(f.clone()))
-            .chain([FeatureRef::Score, FeatureRef::Latency])
+            .chain([FeatureRef::Score, FeatureRef::Latency, FeatureRef::Cost])
             .filter(|f| passes(matchers, "feature", &f.to_string()))
             .collect();
         let mut candidates = Vec::new();

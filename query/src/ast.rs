@@ -138,6 +138,8 @@ pub enum FeatureSel {
     Latency,
     /// `$items`: the item ids a ranking model served in its top 10.
     Items,
+    /// `$cost`: the per-event cost the service reported.
+    Cost,
 }
 
 /// What the current data is compared against.

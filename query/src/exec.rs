@@ -269,6 +269,8 @@ pub struct Row {
     pub segment: Segment,
     /// The metric's result.
     pub value: Value,
+    /// A note on the value (`importance_drift`: the features whose share moved most).
+    pub note: Option<String>,
 }
 
 impl ExecStats {
@@ -541,6 +543,7 @@ fn select_features(
                         feature: feature.clone(),
                         segment: segment.clone(),
                         value,
+                        note: None,
                     }),
                     None => stats.not_applicable += 1,
                 }
@@ -621,6 +624,15 @@ pub fn project(plan: &SelectPlan, mut rows: Vec<Row>) -> Table {
     if has_stderr {
         columns.push("stderr".into());
     }
+    // Importance has a value on both sides: the reference's share beside the current one.
+    let has_baseline = plan.metric.def.name == "importance";
+    if has_baseline {
+        columns.push("baseline".into());
+    }
+    let has_note = plan.metric.def.name == "importance_drift";
+    if has_note {
+        columns.push("moved".into());
+    }
     let mut table = Table::new(columns);
     let label = plan.metric.label();
     for r in rows {
@@ -649,6 +661,12 @@ pub fn project(plan: &SelectPlan, mut rows: Vec<Row>) -> Table {
         }
         if has_stderr {
             cells.push(Cell::num(r.value.stderr));
+        }
+        if has_baseline {
+            cells.push(Cell::num(r.value.baseline));
+        }
+        if has_note {
+            cells.push(r.note.as_deref().map_or(Cell::Null, Cell::text));
         }
         table.rows.push(cells);
     }

@@ -9,7 +9,12 @@
 //!   a series has no bins; chi-square over categories for categorical series; a two-proportion
 //!   z-test for the missing share) are adjusted with
 //!   Benjamini–Hochberg across every pair; a pair is `drifted` when its adjusted p < 0.05 and
-//!   its magnitude ≥ 0.02.
+//!   its magnitude ≥ 0.02. When the model's events carry attributions, the contribution is
+//!   also weighted by the feature's importance — its share of the mean |attribution| times the
+//!   number of explained features, so equal importance weighs 1 — from the reference profile
+//!   when it has attributions, else from the range itself: the ranking is by **impact**, and a
+//!   feature that drifted but does not matter ranks below one that matters (a warning says
+//!   which importance was used; features without attributions and `$score` weigh 1).
 //! - `performance`: every segment with labels, by its performance drop against the overall
 //!   value weighted by its volume share (AUC for binary models, RMSE for regression, NDCG@10
 //!   for ranking), and its calibration (ECE) against the segment's reference.
@@ -347,6 +352,54 @@ pub fn run(
     };
     let total_rows = rows_of(&Segment::All).max(1);
 
+    // Importance weights of the input features (drift impact), when attributions exist.
+    let names: Vec<String> = scope.def.features.keys().cloned().collect();
+    let importance = match crate::importance::weights(reference, &names, &[]) {
+        Some(w) => Some(w),
+        None => {
+            let attrs: Vec<FeatureRef> = names
+                .iter()
+                .map(|n| FeatureRef::Attribution(n.clone()))
+                .collect();
+            let a = crate::exec::accumulate_features_for(
+                ctx.reader,
+                scope,
+                &attrs,
+                &ivs,
+                &|_, s| *s == Segment::All,
+                false,
+                stats,
+            )?;
+            let current: Vec<Option<f64>> = attrs
+                .iter()
+                .map(|f| {
+                    a.get(f)?
+                        .get(&Segment::All)?
+                        .first()?
+                        .as_ref()
+                        .and_then(numeric_of)?
+                        .mean()
+                })
+                .collect();
+            crate::importance::weights(None, &names, &current)
+        }
+    };
+    let weight_of = |f: &FeatureRef| -> Option<f64> {
+        let (shares, _) = importance.as_ref()?;
+        let FeatureRef::Named(n) = f else { return None };
+        let explained = shares.iter().flatten().count() as f64;
+        let share = shares
+            .get(names.binary_search(n).ok()?)
+            .copied()
+            .flatten()?;
+        Some(share * explained)
+    };
+    if let Some((_, source)) = &importance {
+        warnings.push(format!(
+            "drift is ranked by impact: (psi+|dmissing|) x volume share x importance, the feature's share of mean |attribution| (from the {source}) times the number of explained features"
+        ));
+    }
+
     // --- drift ---
     let mut cells: Vec<(FeatureRef, Segment, DriftCell)> = Vec::new();
     for (feature, segs) in &acc {
@@ -381,7 +434,8 @@ pub fn run(
             } else {
                 rows_of(s) as f64 / total_rows as f64
             };
-            (c.magnitude() * share.min(1.0), i)
+            let weight = weight_of(&cells[i].0).unwrap_or(1.0);
+            (c.magnitude() * share.min(1.0) * weight, i)
         })
         .collect();
     ranked.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
@@ -416,6 +470,9 @@ pub fn run(
             }
         } else {
             finding.push_str("stable");
+        }
+        if let Some(w) = weight_of(f) {
+            finding.push_str(&format!("; importance weight {w:.2}"));
         }
         out.row(
             "drift",

@@ -7,7 +7,7 @@
 //!
 //! Tokens:
 //! - identifier `[A-Za-z_][A-Za-z0-9_]*`;
-//! - `$score`, `$label`, `$latency`, `$items` (case-insensitive);
+//! - `$score`, `$label`, `$latency`, `$items`, `$cost` (case-insensitive);
 //! - string in double quotes, with `\"` and `\\` as the only escapes;
 //! - number: `10`, `0.99`, `1e-3`;
 //! - duration: digits immediately followed by a unit (`15m`, `250ms`), see [`DurationMs::parse`];
@@ -30,6 +30,8 @@ pub enum Special {
     Latency,
     /// `$items`: the item ids a ranking model served in its top 10.
     Items,
+    /// `$cost`: the per-event cost the service reported.
+    Cost,
 }
 
 /// What a token is.
@@ -37,7 +39,7 @@ pub enum Special {
 pub enum TokenKind {
     /// An identifier or keyword; its text is the token's `text`.
     Ident,
-    /// `$score`, `$label`, `$latency` or `$items`.
+    /// `$score`, `$label`, `$latency`, `$items` or `$cost`.
     Special(Special),
     /// A double-quoted string, with its escapes resolved.
     Str(String),
@@ -331,8 +333,10 @@ impl<'a> Lexer<'a> {
             Special::Latency
         } else if name.eq_ignore_ascii_case("items") {
             Special::Items
+        } else if name.eq_ignore_ascii_case("cost") {
+            Special::Cost
         } else {
-            return Err(self.error_at(start, "$score, $label, $latency or $items"));
+            return Err(self.error_at(start, "$score, $label, $latency, $items or $cost"));
         };
         Ok(TokenKind::Special(special))
     }

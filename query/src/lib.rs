@@ -18,6 +18,7 @@ pub mod catalog;
 pub mod error;
 pub mod exec;
 pub mod explain;
+pub mod importance;
 pub mod lexer;
 pub mod metrics;
 pub mod parser;
@@ -91,7 +92,11 @@ pub fn run_plan(ctx: &Context<'_>, plan: &Plan) -> Result<QueryOutput> {
                         "versions bin numeric features on their own reference edges: binned metrics of numeric features against version {v} are null; ks and wasserstein compare them"
                     ));
             }
-            let rows = exec::select_rows(ctx.reader, p, &mut stats)?;
+            let rows = if importance::is_importance(p.metric.def) {
+                importance::rows(ctx.reader, p, &mut stats, &mut warnings)?
+            } else {
+                exec::select_rows(ctx.reader, p, &mut stats)?
+            };
             if rows.is_empty() {
                 warnings.push(format!("no data for this selection in {}", p.range));
             }

@@ -67,6 +67,9 @@ pub fn needs_sketch_named(name: &str) -> bool {
             | "min"
             | "max"
             | "score_entropy"
+            | "cost_per_1k"
+            | "importance"
+            | "importance_drift"
     )
 }
 
@@ -96,6 +99,9 @@ pub struct Value {
     pub error: Option<f64>,
     /// The standard error of an estimate, for the `estimated_*` metrics (docs/STATISTICS.md §20).
     pub stderr: Option<f64>,
+    /// The baseline's own value, for metrics computed on both sides (`importance`: the
+    /// reference's share).
+    pub baseline: Option<f64>,
 }
 
 /// What a series is compared against, resolved to states.
@@ -158,6 +164,7 @@ pub fn applies_to(def: &MetricDef, state: &SeriesState) -> bool {
         Applies::Numeric => !matches!(state, SeriesState::Categorical(_)),
         Applies::Categorical => matches!(state, SeriesState::Categorical(_)),
         Applies::Score => matches!(state, SeriesState::Score(_)),
+        Applies::Cost => matches!(state, SeriesState::Numeric(_)),
     }
 }
 
@@ -169,6 +176,7 @@ fn summary_value(value: Option<f64>, n: u64, base_n: Option<u64>) -> Value {
         p: None,
         error: None,
         stderr: None,
+        baseline: None,
     }
 }
 
@@ -332,6 +340,7 @@ fn summary(metric: &Metric, current: &SeriesState, base: BaseRef<'_>) -> Result<
             (n.count_total() > 0).then(|| n.invalid() as f64 / n.count_total() as f64)
         }
         "mean" => n.mean(),
+        "cost_per_1k" => n.mean().map(|m| 1000.0 * m),
         "std" => n.std(),
         "min" => n.min(),
         "max" => n.max(),
@@ -403,6 +412,7 @@ fn performance(metric: &Metric, current: &SeriesState, base: BaseRef<'_>) -> Val
         p: None,
         error: None,
         stderr: None,
+        baseline: None,
     }
 }
 

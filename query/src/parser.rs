@@ -447,6 +447,7 @@ impl<'a> Parser<'a> {
                 TokenKind::Special(Special::Label) => FeatureSel::Label,
                 TokenKind::Special(Special::Latency) => FeatureSel::Latency,
                 TokenKind::Special(Special::Items) => FeatureSel::Items,
+                TokenKind::Special(Special::Cost) => FeatureSel::Cost,
                 _ => {
                     for what in [
                         "a feature name",
@@ -455,6 +456,7 @@ impl<'a> Parser<'a> {
                         "$label",
                         "$latency",
                         "$items",
+                        "$cost",
                     ] {
                         self.note(what);
                     }
@@ -647,6 +649,7 @@ fn write_target(f: &mut fmt::Formatter<'_>, t: &Target) -> fmt::Result {
             FeatureSel::Label => f.write_str("$label")?,
             FeatureSel::Latency => f.write_str("$latency")?,
             FeatureSel::Items => f.write_str("$items")?,
+            FeatureSel::Cost => f.write_str("$cost")?,
         }
     }
     Ok(())

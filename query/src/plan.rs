@@ -375,6 +375,19 @@ impl Plan {
                 ));
                 let names: Vec<String> =
                     p.features.iter().take(5).map(ToString::to_string).collect();
+                if crate::importance::is_importance(p.metric.def) {
+                    // Importance reads every feature's attributions, whatever is selected.
+                    ops.push(format!(
+                        "SeriesScanExec: model={} version={} features=$attr:* ({} features) segments={} resolution={} range={}",
+                        p.scope.def.id,
+                        p.scope.version,
+                        p.scope.def.features.len(),
+                        p.segments.describe(),
+                        fmt_ms(p.scope.resolution.width_ms()),
+                        p.range
+                    ));
+                    return indent(ops);
+                }
                 ops.push(format!(
                     "SeriesScanExec: model={} version={} features={} [{}{}] segments={} resolution={} range={}",
                     p.scope.def.id,
@@ -423,11 +436,17 @@ impl Plan {
                 }
             }
         }
-        ops.iter()
-            .enumerate()
-            .map(|(i, op)| format!("{}{op}", "  ".repeat(i.min(ops.len()))))
-            .collect()
+        indent(ops)
     }
+}
+
+/// One operator per line, each child indented under its parent.
+fn indent(ops: Vec<String>) -> Vec<String> {
+    let n = ops.len();
+    ops.iter()
+        .enumerate()
+        .map(|(i, op)| format!("{}{op}", "  ".repeat(i.min(n))))
+        .collect()
 }
 
 /// Plans a parsed statement.
@@ -596,7 +615,32 @@ fn plan_select(
     }
     let sketches = crate::metrics::needs_sketch(&Metric { def, param });
     let scope = resolve_model_for(ctx, &target.model, sketches)?;
-    let (features, pattern) = resolve_features(&scope, def, target)?;
+    let (features, pattern) = if def.name == "importance_drift" {
+        if let Some(sel) = &target.feature {
+            return Err(Error::plan(
+                sel.pos,
+                format!(
+                    "importance_drift compares the whole importance vector; write importance_drift({})",
+                    scope.def.id
+                ),
+            ));
+        }
+        (Vec::new(), false)
+    } else {
+        resolve_features(&scope, def, target)?
+    };
+    if crate::importance::is_importance(def)
+        && let Some(b) = baseline
+        && b.value != Baseline::Reference
+    {
+        return Err(Error::plan(
+            b.pos,
+            format!(
+                "{} compares with the reference profile's attributions; drop `vs`",
+                def.name
+            ),
+        ));
+    }
     let range = resolve_range(ctx, q.range.as_ref(), scope.resolution)?;
     let step = q
         .step
@@ -767,7 +811,7 @@ fn kind_applies(applies: Applies, kind: FeatureKind) -> bool {
         Applies::Any => true,
         Applies::Numeric => kind == FeatureKind::Numeric,
         Applies::Categorical => kind == FeatureKind::Categorical,
-        Applies::Score => false,
+        Applies::Score | Applies::Cost => false,
     }
 }
 
@@ -777,6 +821,31 @@ fn resolve_features(
     target: &Target,
 ) -> Result<(Vec<FeatureRef>, bool)> {
     let model = &scope.def;
+    if def.applies == Applies::Cost {
+        return match target.feature.as_ref().map(|s| (&s.value, s.pos)) {
+            None | Some((FeatureSel::Cost, _)) => Ok((vec![FeatureRef::Cost], false)),
+            Some((_, pos)) => Err(Error::plan(
+                pos,
+                format!(
+                    "{} applies to the events' $cost; write {m} or {m}.$cost",
+                    def.name,
+                    m = model.id
+                ),
+            )),
+        };
+    }
+    if def.name == "importance"
+        && let Some(sel) = &target.feature
+        && !matches!(sel.value, FeatureSel::All | FeatureSel::Name(_))
+    {
+        return Err(Error::plan(
+            sel.pos,
+            format!(
+                "importance is an input feature's share of the attributions; write {m}.* or {m}.<feature>",
+                m = model.id
+            ),
+        ));
+    }
     let Some(sel) = &target.feature else {
         return if def.family == Family::Performance {
             Ok((vec![FeatureRef::Score], false))
@@ -811,20 +880,27 @@ fn resolve_features(
     };
     match &sel.value {
         FeatureSel::Score => Ok((vec![FeatureRef::Score], false)),
-        FeatureSel::Latency | FeatureSel::Label if def.applies == Applies::Score => Err(
-            Error::plan(sel.pos, format!("{} applies to $score", def.name)),
-        ),
-        FeatureSel::Latency => {
+        FeatureSel::Latency | FeatureSel::Label | FeatureSel::Cost
+            if def.applies == Applies::Score =>
+        {
+            Err(Error::plan(
+                sel.pos,
+                format!("{} applies to $score", def.name),
+            ))
+        }
+        FeatureSel::Latency | FeatureSel::Cost => {
+            let f = if sel.value == FeatureSel::Cost {
+                FeatureRef::Cost
+            } else {
+                FeatureRef::Latency
+            };
             if def.applies == Applies::Categorical {
                 return Err(Error::plan(
                     sel.pos,
-                    format!(
-                        "{} applies to categorical series; $latency is numeric",
-                        def.name
-                    ),
+                    format!("{} applies to categorical series; {f} is numeric", def.name),
                 ));
             }
-            Ok((vec![FeatureRef::Latency], false))
+            Ok((vec![f], false))
         }
         FeatureSel::Label => Ok((vec![FeatureRef::Label], false)),
         FeatureSel::Items => {

@@ -75,6 +75,7 @@ fn batch(
             })
             .collect(),
         columns: vec![Column::Numbers(vec![Some(1.0); n])],
+        attributions: Vec::new(),
     }
 }
 

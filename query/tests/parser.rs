@@ -254,7 +254,7 @@ fn items_selects_the_served_items_series() {
     let e = err("count(recs.$item)");
     assert_eq!(
         e.to_string(),
-        "line 1, column 12: expected $score, $label, $latency or $items, found \"$item\""
+        "line 1, column 12: expected $score, $label, $latency, $items or $cost, found \"$item\""
     );
 }
 
@@ -597,7 +597,7 @@ const ERRORS: [(&str, &str); 33] = [
     // Lexical errors.
     (
         "ks(fraud.$foo)",
-        "line 1, column 10: expected $score, $label, $latency or $items, found \"$foo\"",
+        "line 1, column 10: expected $score, $label, $latency, $items or $cost, found \"$foo\"",
     ),
     (
         "ece(ctr.$score) where device = \"ios",
@@ -613,7 +613,7 @@ const ERRORS: [(&str, &str); 33] = [
     ),
     (
         "psi(m.\"\")",
-        "line 1, column 7: expected a feature name, \"*\", $score, $label, $latency or $items, found string \"\"",
+        "line 1, column 7: expected a feature name, \"*\", $score, $label, $latency, $items or $cost, found string \"\"",
     ),
 ];
 

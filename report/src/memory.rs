@@ -351,6 +351,7 @@ mod tests {
                 })
                 .collect(),
             columns: vec![Column::Numbers((0..n).map(|i| Some(i as f64)).collect())],
+            attributions: Vec::new(),
         }
     }
 

@@ -156,6 +156,10 @@ pub const FEATURE_LABEL: u8 = 3;
 pub const FEATURE_LATENCY: u8 = 4;
 /// Tag of [`FeatureRef::Items`] in keys (ranking models' served item ids).
 pub const FEATURE_ITEMS: u8 = 5;
+/// Tag of [`FeatureRef::Cost`] in keys.
+pub const FEATURE_COST: u8 = 6;
+/// Tag of [`FeatureRef::Attribution`] in keys (followed by the feature's name).
+pub const FEATURE_ATTRIBUTION: u8 = 7;
 /// Tag of [`Segment::All`] in keys.
 pub const SEGMENT_ALL: u8 = 1;
 /// Tag of [`Segment::Value`] in keys (followed by key and value).
@@ -236,7 +240,8 @@ impl KeyWriter {
         self
     }
 
-    /// Appends a feature: its tag, and the name for [`FeatureRef::Named`].
+    /// Appends a feature: its tag, and the name for [`FeatureRef::Named`] and
+    /// [`FeatureRef::Attribution`].
     pub fn feature(&mut self, f: &FeatureRef) -> &mut Self {
         match f {
             FeatureRef::Named(n) => self.u8(FEATURE_NAMED).str(n),
@@ -244,6 +249,8 @@ impl KeyWriter {
             FeatureRef::Label => self.u8(FEATURE_LABEL),
             FeatureRef::Latency => self.u8(FEATURE_LATENCY),
             FeatureRef::Items => self.u8(FEATURE_ITEMS),
+            FeatureRef::Cost => self.u8(FEATURE_COST),
+            FeatureRef::Attribution(n) => self.u8(FEATURE_ATTRIBUTION).str(n),
         }
     }
 
@@ -379,6 +386,8 @@ impl<'a> KeyReader<'a> {
             FEATURE_LABEL => FeatureRef::Label,
             FEATURE_LATENCY => FeatureRef::Latency,
             FEATURE_ITEMS => FeatureRef::Items,
+            FEATURE_COST => FeatureRef::Cost,
+            FEATURE_ATTRIBUTION => FeatureRef::Attribution(self.str()?),
             _ => return Err(self.err("unknown feature tag")),
         })
     }

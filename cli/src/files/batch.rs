@@ -291,6 +291,40 @@ pub fn new_batch(m: &ModelInfo, rows: usize) -> pb::InferenceBatch {
     }
 }
 
+/// Appends row `r`'s attributions, `(feature index, value)`: a feature's column is created at
+/// its first attribution, with the rows before it missing, and every column gets one value per
+/// row from then on (missing where the row has none). [`finish`] drops columns no row uses.
+pub fn push_attributions(
+    b: &mut pb::InferenceBatch,
+    r: u32,
+    attrs: &[(usize, f64)],
+    m: &ModelInfo,
+) {
+    if attrs.is_empty() && b.attributions.is_empty() {
+        return;
+    }
+    for (i, _) in attrs {
+        let name = &m.features[*i].0;
+        if !b.attributions.iter().any(|c| c.name == *name) {
+            b.attributions.push(pb::FeatureColumn {
+                name: name.clone(),
+                numbers: vec![0.0; r as usize],
+                missing: (0..r).collect(),
+                ..Default::default()
+            });
+        }
+    }
+    for col in &mut b.attributions {
+        match attrs.iter().find(|(i, _)| m.features[*i].0 == col.name) {
+            Some((_, x)) => col.numbers.push(*x),
+            None => {
+                col.numbers.push(0.0);
+                col.missing.push(r);
+            }
+        }
+    }
+}
+
 /// Appends row `row`'s model version. While every row so far has the same version the column
 /// holds it once (as a finished batch does), saving a string per row; the first different
 /// version expands it to one entry per row.
@@ -350,6 +384,11 @@ pub fn retain_rows(b: &mut pb::InferenceBatch, keep: &[bool]) {
     filter(&mut b.scores, keep);
     remap(&mut b.score_missing);
     filter(&mut b.latency_ms, keep);
+    filter(&mut b.cost, keep);
+    for a in &mut b.attributions {
+        filter(&mut a.numbers, keep);
+        remap(&mut a.missing);
+    }
     filter(&mut b.items, keep);
     filter(&mut b.labels, keep);
     remap(&mut b.label_missing);
@@ -366,6 +405,10 @@ pub fn finish(b: &mut pb::InferenceBatch) {
     if b.latency_ms.iter().all(|l| l.is_nan()) {
         b.latency_ms.clear();
     }
+    if b.cost.iter().all(|c| c.is_nan()) {
+        b.cost.clear();
+    }
+    b.attributions.retain(|a| a.missing.len() < a.numbers.len());
 }
 
 /// Splits off the rows from `at` on into a new batch (`b` keeps the rows before `at`).
@@ -423,6 +466,17 @@ fn split_off(b: &mut pb::InferenceBatch, at: usize) -> pb::InferenceBatch {
         items: tail(&mut b.items, at),
         labels: tail(&mut b.labels, at),
         label_missing: tail_missing(&mut b.label_missing, at),
+        cost: tail(&mut b.cost, at),
+        attributions: b
+            .attributions
+            .iter_mut()
+            .map(|a| pb::FeatureColumn {
+                name: a.name.clone(),
+                numbers: tail(&mut a.numbers, at),
+                missing: tail_missing(&mut a.missing, at),
+                ..Default::default()
+            })
+            .collect(),
     }
 }
 

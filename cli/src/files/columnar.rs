@@ -290,7 +290,7 @@ impl<'a> Columns<'a> {
 }
 
 /// Top-level fields of an inference or label file.
-const FIELDS: [&str; 16] = [
+const FIELDS: [&str; 17] = [
     "request_id",
     "ts",
     "model_id",
@@ -298,6 +298,7 @@ const FIELDS: [&str; 16] = [
     "score",
     "prediction",
     "latency_ms",
+    "cost",
     "label",
     "items",
     "outcomes",
@@ -533,6 +534,21 @@ fn convert_rows(
             Err(e) => {
                 b.latency_ms.push(f64::NAN);
                 mark(&mut reject, n, i, format!("latency_ms: {e}"));
+            }
+        }
+    }
+    // A model feature named `cost` is that feature, not the event's cost.
+    let c = if m.feature_index.contains_key("cost") {
+        Col::Absent
+    } else {
+        cols.get("cost")
+    };
+    for (i, &r) in rows.iter().enumerate() {
+        match c.num(r) {
+            Ok(x) => b.cost.push(x.unwrap_or(f64::NAN)),
+            Err(e) => {
+                b.cost.push(f64::NAN);
+                mark(&mut reject, n, i, format!("cost: {e}"));
             }
         }
     }

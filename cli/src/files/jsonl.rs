@@ -2,7 +2,8 @@
 //! matched to the model's columns (the slot of the key at the same position in the previous
 //! line is tried first, so a file whose lines share a key order costs one comparison per key),
 //! values go straight into their column, and a row is committed only when every value is valid.
-//! `segments`, `features` and `outcomes` may be nested objects or flat keys.
+//! `segments`, `features` and `outcomes` may be nested objects or flat keys; `attributions` is a
+//! nested object `{feature: number}`.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -13,8 +14,8 @@ use driftdb_proto::v1 as pb;
 use serde_json::Value;
 
 use super::batch::{
-    Converted, Ctx, Kind, ModelInfo, Outgoing, Payload, new_batch, push_version, split_batch,
-    split_labels,
+    Converted, Ctx, Kind, ModelInfo, Outgoing, Payload, new_batch, push_attributions, push_version,
+    split_batch, split_labels,
 };
 use super::json::{Parser, Val};
 use super::values::{TsUnit, clip, number_text, timestamp_text};
@@ -29,9 +30,11 @@ enum Slot {
     Score,
     Prediction,
     Latency,
+    Cost,
     Label,
     Items,
     Features,
+    Attributions,
     Segments,
     Seg(usize),
     Feat(usize),
@@ -71,6 +74,7 @@ struct ModelKeys {
     top: KeyCache,
     features: KeyCache,
     segments: KeyCache,
+    attributions: KeyCache,
 }
 
 fn top_slot(m: &ModelInfo, kind: Kind, key: &str) -> Slot {
@@ -82,6 +86,8 @@ fn top_slot(m: &ModelInfo, kind: Kind, key: &str) -> Slot {
         "score" => Slot::Score,
         "prediction" => Slot::Prediction,
         "latency_ms" => Slot::Latency,
+        "cost" if !m.feature_index.contains_key("cost") => Slot::Cost,
+        "attributions" if !m.feature_index.contains_key("attributions") => Slot::Attributions,
         "label" if kind == Kind::Reference => Slot::Label,
         "items" => Slot::Items,
         "features" if !m.feature_index.contains_key("features") => Slot::Features,
@@ -117,10 +123,13 @@ struct Row<'a> {
     score: Option<Val<'a>>,
     prediction: Option<Val<'a>>,
     latency: Option<Val<'a>>,
+    cost: Option<Val<'a>>,
     label: Option<Val<'a>>,
     items: Option<Val<'a>>,
     feats: Vec<FVal<'a>>,
     segs: Vec<Option<Cow<'a, str>>>,
+    /// (feature index, attribution) of the attributions the row carries.
+    attrs: Vec<(usize, f64)>,
 }
 
 impl<'a> Row<'a> {
@@ -132,12 +141,14 @@ impl<'a> Row<'a> {
         self.score = None;
         self.prediction = None;
         self.latency = None;
+        self.cost = None;
         self.label = None;
         self.items = None;
         self.feats.clear();
         self.feats.resize(m.features.len(), FVal::Absent);
         self.segs.clear();
         self.segs.resize(m.def.segments.len(), None);
+        self.attrs.clear();
     }
 }
 
@@ -293,6 +304,36 @@ fn parse_row<'a>(
                     }
                 }
             }
+            Slot::Attributions if p.at_object() => {
+                p.begin_object()?;
+                let mut apos = 0;
+                while let Some(ak) = p.next_key(apos == 0)? {
+                    let s = keys.attributions.get(apos, &ak, |k| {
+                        m.feature_index
+                            .get(k)
+                            .map_or(Slot::Unknown, |&i| Slot::Feat(i))
+                    });
+                    apos += 1;
+                    let v = p.value()?;
+                    match s {
+                        Slot::Feat(i) => {
+                            let what = format!("attribution of feature {}", clip(&ak));
+                            if let Some(x) = num_of(&v, &what)? {
+                                row.attrs.retain(|(j, _)| *j != i);
+                                row.attrs.push((i, x));
+                            }
+                        }
+                        _ => {
+                            return Err(format!(
+                                "attributions: {} is not a feature of model {} (its features: {})",
+                                clip(&ak),
+                                clip(&m.def.id),
+                                m.feature_list()
+                            ));
+                        }
+                    }
+                }
+            }
             _ => {
                 let v = p.value()?;
                 match slot {
@@ -303,6 +344,16 @@ fn parse_row<'a>(
                     Slot::Score => row.score = Some(v),
                     Slot::Prediction => row.prediction = Some(v),
                     Slot::Latency => row.latency = Some(v),
+                    Slot::Cost => row.cost = Some(v),
+                    Slot::Attributions => match v {
+                        Val::Null => {}
+                        other => {
+                            return Err(format!(
+                                "attributions: expected an object {{feature: number}}, got {}",
+                                other.kind()
+                            ));
+                        }
+                    },
                     Slot::Label => row.label = Some(v),
                     Slot::Items => row.items = Some(v),
                     Slot::Seg(i) => row.segs[i] = text_of(v, "segment")?,
@@ -372,6 +423,10 @@ fn commit(
         Some(v) => num_of(v, "latency_ms")?,
         None => None,
     };
+    let cost = match &row.cost {
+        Some(v) => num_of(v, "cost")?,
+        None => None,
+    };
     let label = match (&row.label, ctx.kind) {
         (Some(v), Kind::Reference) => label_of(v)?,
         _ => None,
@@ -415,6 +470,8 @@ fn commit(
         }
     }
     b.latency_ms.push(latency.unwrap_or(f64::NAN));
+    b.cost.push(cost.unwrap_or(f64::NAN));
+    push_attributions(b, r, &row.attrs, m);
     b.items.push(pb::RankedList { items });
     if ctx.kind == Kind::Reference {
         match label {

@@ -333,6 +333,8 @@ pub enum Selector {
     Label,
     /// `$latency`: serving latency.
     Latency,
+    /// `$cost`: the per-event cost (`cost_per_1k`, or numeric summaries).
+    Cost,
 }
 
 impl Selector {
@@ -345,8 +347,9 @@ impl Selector {
             "$performance" => Ok(Selector::Performance),
             "$label" => Ok(Selector::Label),
             "$latency" => Ok(Selector::Latency),
+            "$cost" => Ok(Selector::Cost),
             s if s.starts_with('$') => Err(format!(
-                "unknown special series `{s}`; expected $score, $performance, $label or $latency"
+                "unknown special series `{s}`; expected $score, $performance, $label, $latency or $cost"
             )),
             s if is_pattern(s) => {
                 if s.len() > crate::model::MAX_NAME_LEN || s.chars().any(char::is_control) {
@@ -374,6 +377,7 @@ impl Selector {
             Selector::Score | Selector::Performance => feature == "$score",
             Selector::Label => feature == "$label",
             Selector::Latency => feature == "$latency",
+            Selector::Cost => feature == "$cost",
         }
     }
 
@@ -736,12 +740,17 @@ impl MetricRule {
                     out.push("$score".to_string());
                 }
             }
+            Applies::Cost => {
+                if selector == Selector::Cost {
+                    out.push("$cost".to_string());
+                }
+            }
             applies => {
                 let wants = |kind: FeatureKind| match applies {
                     Applies::Any => true,
                     Applies::Numeric => kind == FeatureKind::Numeric,
                     Applies::Categorical => kind == FeatureKind::Categorical,
-                    Applies::Score => false,
+                    Applies::Score | Applies::Cost => false,
                 };
                 if selector.is_named() {
                     for (name, kind) in &model.features {
@@ -753,6 +762,7 @@ impl MetricRule {
                     let special = match selector {
                         Selector::Score => Some("$score"),
                         Selector::Latency => Some("$latency"),
+                        Selector::Cost => Some("$cost"),
                         // Labels are numeric except for multiclass models.
                         Selector::Label => Some("$label"),
                         _ => None,
@@ -806,7 +816,17 @@ impl MetricRule {
                     ),
                 ));
             }
-            (Selector::Score | Selector::Latency, false)
+            (sel, false) if spec.info.applies == Applies::Cost && *sel != Selector::Cost => {
+                return Err(RuleError::new(
+                    "selector",
+                    format!(
+                        "{} is computed on the events' cost and needs selector $cost, not `{}`",
+                        spec.name(),
+                        self.selector
+                    ),
+                ));
+            }
+            (Selector::Score | Selector::Latency | Selector::Cost, false)
                 if spec.info.applies == Applies::Categorical =>
             {
                 return Err(RuleError::new(

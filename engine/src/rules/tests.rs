@@ -246,7 +246,17 @@ fn invalid_rules_are_rejected_naming_the_field() {
         (
             with(base_rule(), "selector", json!("$foo")),
             "selector",
-            "unknown special series `$foo`; expected $score, $performance, $label or $latency".into(),
+            "unknown special series `$foo`; expected $score, $performance, $label, $latency or $cost".into(),
+        ),
+        (
+            with(with(base_rule(), "selector", json!("amount")), "metric", json!("cost_per_1k")),
+            "selector",
+            "cost_per_1k is computed on the events' cost and needs selector $cost, not `amount`".into(),
+        ),
+        (
+            with(with(base_rule(), "selector", json!("$cost")), "metric", json!("chi2")),
+            "metric",
+            "chi2 applies to categorical features, and `$cost` is numeric".into(),
         ),
         (
             with(with(with(base_rule(), "selector", json!("$score")), "metric", json!("chi2")), "threshold", json!(10)),
@@ -493,6 +503,16 @@ fn targets_and_model_checks() {
     let auc = rule(base_rule());
     assert_eq!(metric(&auc).targets(&model).unwrap(), ["$score"]);
     auc.validate_for_model(&model).unwrap();
+
+    // The events' cost: `cost_per_1k`, or a numeric summary of `$cost`.
+    for m in ["cost_per_1k", "mean", "quantile(0.99)"] {
+        let cost = rule(
+            json!({"id":"c","model":"fraud","selector":"$cost","metric":m,
+            "comparison":">","threshold":5,"severity":"low"}),
+        );
+        assert_eq!(metric(&cost).targets(&model).unwrap(), ["$cost"], "{m}");
+        cost.validate_for_model(&model).unwrap();
+    }
 
     let rmse = rule(
         json!({"id":"a","model":"fraud","selector":"$performance","metric":"rmse",

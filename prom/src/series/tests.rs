@@ -24,6 +24,7 @@ fn every_export_is_a_driftql_metric_that_fits_its_series() {
                     d.family != Family::Performance
                         && matches!(d.applies, Applies::Numeric | Applies::Any)
                 }
+                Cost => d.applies == Applies::Cost,
                 Binary | Regression | Ranking | AnyTask => d.family == Family::Performance,
             };
             assert!(ok, "{} on {on:?}", e.metric);

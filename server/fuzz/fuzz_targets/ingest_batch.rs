@@ -53,6 +53,9 @@ fuzz_target!(|data: &[u8]| {
         if let Ok((batch, labels)) = batch_from_pb(b, &def.features) {
             assert_eq!(labels.len(), batch.rows.len());
             assert_eq!(batch.columns.len(), batch.feature_names.len());
+            for (_, col) in &batch.attributions {
+                assert_eq!(col.len(), batch.rows.len());
+            }
             let _ = validate_batch(def, &batch);
         }
     } else {

@@ -79,6 +79,23 @@ fn main() {
         ..Default::default()
     };
     write(&ingest, "batch-coded", 0, &coded.encode_to_vec());
+    // Costs (NaN: none) and attribution columns, one with a missing row.
+    let mut explained = batch(4, false);
+    explained.cost = vec![0.5, f64::NAN, 0.25, 0.0];
+    explained.attributions = vec![
+        pb::FeatureColumn {
+            name: "amount".into(),
+            numbers: vec![0.1, -0.2, 0.0, 0.3],
+            missing: vec![2],
+            ..Default::default()
+        },
+        pb::FeatureColumn {
+            name: "country".into(),
+            numbers: vec![0.5; 4],
+            ..Default::default()
+        },
+    ];
+    write(&ingest, "batch-explained", 0, &explained.encode_to_vec());
     write(&ingest, "labels-0", 1, &labels.encode_to_vec());
 
     let read = format!("{root}/remote_read");

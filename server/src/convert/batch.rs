@@ -55,6 +55,7 @@ pub fn batch_from_pb(
     }
     check_len("scores", b.scores.len(), n, true)?;
     check_len("latency_ms", b.latency_ms.len(), n, true)?;
+    check_len("cost", b.cost.len(), n, true)?;
     check_len("items", b.items.len(), n, true)?;
     check_len("labels", b.labels.len(), n, true)?;
     let score_missing = missing_mask("scores", &b.score_missing, n)?;
@@ -104,6 +105,8 @@ pub fn batch_from_pb(
                 .unwrap_or_default(),
             // NaN latency means "not measured" (the proto has no missing list for it).
             latency_ms: b.latency_ms.get(i).copied().filter(|l| !l.is_nan()),
+            // NaN cost means "not reported", as for latency.
+            cost: b.cost.get(i).copied().filter(|c| !c.is_nan()),
         });
     }
     let labels = (0..n)
@@ -177,6 +180,29 @@ pub fn batch_from_pb(
         feature_names.push(f.name);
         columns.push(col);
     }
+    let mut attributions = Vec::with_capacity(b.attributions.len());
+    for a in b.attributions {
+        let what = format!("attributions of {}", a.name);
+        if !a.categories.is_empty() || !a.dictionary.is_empty() || !a.codes.is_empty() {
+            return Err(Error::Invalid(format!(
+                "{}: attributions are numbers, the batch sends strings",
+                clip(&what)
+            )));
+        }
+        check_len(&what, a.numbers.len(), n, false)?;
+        let mask = missing_mask(&what, &a.missing, n)?;
+        attributions.push((
+            a.name,
+            Column::Dense {
+                values: a.numbers,
+                missing: if a.missing.is_empty() {
+                    Vec::new()
+                } else {
+                    mask
+                },
+            },
+        ));
+    }
     Ok((
         InferenceBatch {
             model_id: b.model_id,
@@ -184,6 +210,7 @@ pub fn batch_from_pb(
             segment_keys: b.segments.into_iter().map(|s| s.key).collect(),
             rows,
             columns,
+            attributions,
         },
         labels,
     ))

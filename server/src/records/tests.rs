@@ -63,6 +63,7 @@ fn reference() -> ReferenceProfile {
             prediction: None,
             items: vec![],
             latency_ms: Some(10.0 + f64::from(i % 5)),
+            cost: None,
         })
         .collect();
     let batch = InferenceBatch {
@@ -84,6 +85,7 @@ fn reference() -> ReferenceProfile {
                     .collect(),
             ),
         ],
+        attributions: Vec::new(),
     };
     let labels: Vec<Option<f64>> = (0..n).map(|i| Some(f64::from(i % 2))).collect();
     let mut b = ReferenceBuilder::new(&def, "v1").unwrap();

@@ -114,6 +114,7 @@ pub(crate) fn rule_query(
         Selector::Score if perf => mref,
         Selector::Score => format!("{mref}.$score"),
         Selector::Latency => format!("{mref}.$latency"),
+        Selector::Cost => format!("{mref}.$cost"),
         Selector::Label => format!("{mref}.$label"),
         Selector::Feature(f) => format!("{mref}.{}", name(f)),
         Selector::AllFeatures | Selector::Glob(_) => format!("{mref}.*"),

@@ -26,6 +26,8 @@ fn feature() -> impl Strategy<Value = FeatureRef> {
         Just(FeatureRef::Label),
         Just(FeatureRef::Latency),
         Just(FeatureRef::Items),
+        Just(FeatureRef::Cost),
+        small_string().prop_map(FeatureRef::Attribution),
     ]
 }
 
@@ -169,5 +171,14 @@ fn feature_tags_are_stable() {
         KeyReader::new("t", &[5]).feature().unwrap(),
         FeatureRef::Items
     );
-    assert!(KeyReader::new("t", &[6]).feature().is_err());
+    assert_eq!(tag(FeatureRef::Cost), vec![6]);
+    assert_eq!(
+        tag(FeatureRef::Attribution("a".into())),
+        vec![7, b'a', 0, 1]
+    );
+    assert_eq!(
+        KeyReader::new("t", &[7, b'a', 0, 1]).feature().unwrap(),
+        FeatureRef::Attribution("a".into())
+    );
+    assert!(KeyReader::new("t", &[8]).feature().is_err());
 }

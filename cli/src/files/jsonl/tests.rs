@@ -201,3 +201,60 @@ fn chunks_split_by_batch_size() {
     assert_eq!(versions[1], ["v0", "v0", "v1"]);
     assert_eq!(versions[2], ["v1"]);
 }
+
+#[test]
+fn cost_and_attributions_become_their_columns() {
+    let mut c = ctx(Kind::Inferences, Some("m1"));
+    c.batch_rows = 3;
+    let lines = [
+        // No attributions yet: the column of `amount` starts at row 1 with row 0 missing.
+        r#"{"request_id":"a","ts":"2026-03-01T00:00:00Z","model_version":"v1","cost":0.5}"#,
+        r#"{"request_id":"b","ts":"2026-03-01T00:00:00Z","model_version":"v1","attributions":{"amount":-0.25},"cost":"0.75"}"#,
+        r#"{"request_id":"c","ts":"2026-03-01T00:00:00Z","model_version":"v1","attributions":{"country":0.5,"amount":1}}"#,
+        // The second batch: only `country` is explained, so `amount` is not sent.
+        r#"{"request_id":"d","ts":"2026-03-01T00:00:00Z","model_version":"v1","attributions":{"country":2}}"#,
+        r#"{"request_id":"e","ts":"2026-03-01T00:00:00Z","model_version":"v1","attributions":null}"#,
+        // Refused lines: an unknown feature, a string attribution, an array.
+        r#"{"request_id":"f","ts":"2026-03-01T00:00:00Z","model_version":"v1","attributions":{"colour":1}}"#,
+        r#"{"request_id":"g","ts":"2026-03-01T00:00:00Z","model_version":"v1","attributions":{"amount":"big"}}"#,
+        r#"{"request_id":"h","ts":"2026-03-01T00:00:00Z","model_version":"v1","attributions":[1]}"#,
+        r#"{"request_id":"i","ts":"2026-03-01T00:00:00Z","model_version":"v1","cost":true}"#,
+    ]
+    .join("\n");
+    let out = convert(&lines, &c);
+    let reasons: BTreeMap<u64, &str> = out.errors.iter().map(|(l, e)| (*l, e.as_str())).collect();
+    assert_eq!(out.rejected, 4, "{reasons:?}");
+    assert!(
+        reasons[&6].starts_with(r#"attributions: "colour" is not a feature of model "m1""#),
+        "{}",
+        reasons[&6]
+    );
+    assert_eq!(
+        reasons[&7],
+        r#"attribution of feature "amount": "big" is not a number"#
+    );
+    assert!(
+        reasons[&8].starts_with("attributions: expected an object"),
+        "{}",
+        reasons[&8]
+    );
+    assert_eq!(reasons[&9], "cost: a boolean is not a number");
+    let b = rows(&out);
+    assert_eq!(b.len(), 2);
+    assert_eq!(b[0].cost.len(), 3);
+    assert_eq!(&b[0].cost[..2], [0.5, 0.75]);
+    assert!(b[0].cost[2].is_nan());
+    let names: Vec<&str> = b[0].attributions.iter().map(|a| a.name.as_str()).collect();
+    assert_eq!(names, ["amount", "country"]);
+    assert_eq!(b[0].attributions[0].numbers, [0.0, -0.25, 1.0]);
+    assert_eq!(b[0].attributions[0].missing, [0]);
+    assert_eq!(b[0].attributions[1].numbers, [0.0, 0.0, 0.5]);
+    assert_eq!(b[0].attributions[1].missing, [0, 1]);
+    // No row of the second batch reports a cost; only `country` is explained.
+    assert!(b[1].cost.is_empty());
+    assert_eq!(b[1].request_ids, ["d", "e"]);
+    assert_eq!(b[1].attributions.len(), 1);
+    assert_eq!(b[1].attributions[0].name, "country");
+    assert_eq!(b[1].attributions[0].numbers, [2.0, 0.0]);
+    assert_eq!(b[1].attributions[0].missing, [1]);
+}
