@@ -111,6 +111,31 @@ def test_rows_without_scores_or_latency_omit_them():
     assert len(b.scores) == 0 and len(b.latency_ms) == 0 and len(b.items) == 0
 
 
+def test_rows_encode_cost_and_attributions(caplog):
+    enc = InferenceEncoder(Schema(SPEC), "v1")
+    rows = [
+        ("a", 1.0, {"amount": 1}, None, 0.1, None, None, 0.5, {"amount": -0.25, "zeta": 1.0}),
+        ("b", 2.0, {"amount": 2}, None, 0.2, None, None, None, None),
+        ("c", 3.0, {"amount": 3}, None, 0.3, None, None, float("nan"), {"amount": None}),
+        ("d", 4.0, {"amount": 4}, None, 0.4, None, None, 2.0, {"amount": 1.5, "browser": 0.5}),
+    ]
+    with caplog.at_level("WARNING", logger="driftdb"):
+        b = ingest_pb2.InferenceBatch.FromString(enc.encode(rows, "p", 1))
+    assert "zeta" in caplog.text
+    assert b.cost[0] == 0.5 and math.isnan(b.cost[1]) and math.isnan(b.cost[2])
+    assert b.cost[3] == 2.0
+    attrs = {c.name: c for c in b.attributions}
+    assert sorted(attrs) == ["amount", "browser"]  # zeta is not a feature: not sent
+    assert list(attrs["amount"].numbers) == [-0.25, 0.0, 0.0, 1.5]
+    assert list(attrs["amount"].missing) == [1, 2]
+    assert list(attrs["browser"].numbers) == [0.0, 0.0, 0.0, 0.5]
+    assert list(attrs["browser"].missing) == [0, 1, 2]
+    # Rows without either send neither field.
+    rows = [r[:7] + (None, {"amount": None}) for r in rows]
+    b = ingest_pb2.InferenceBatch.FromString(enc.encode(rows, "p", 2))
+    assert len(b.cost) == 0 and len(b.attributions) == 0
+
+
 def test_labels_encode():
     b = ingest_pb2.LabelBatch.FromString(
         LabelEncoder("m").encode(

@@ -355,6 +355,7 @@ class Client:
         model: str,
         version: Optional[str] = None,
         columns: Optional[Mapping[str, str]] = None,
+        attributions: Optional[Mapping[str, str]] = None,
         batch_size: int = 20_000,
         producer: Optional[str] = None,
         ts_unit: str = "ms",
@@ -366,10 +367,19 @@ class Client:
 
         Columns are matched by name: ``request_id``, ``ts`` (datetimes, RFC 3339 text, or
         numbers in ``ts_unit`` since the epoch; absent = now), ``model_version`` (unless
-        ``version`` is given), ``score`` (or ``prediction``), ``latency_ms``, and one column
-        per feature and segment key of the model. ``columns`` maps those names to other column
-        names (``{"score": "proba", "amount": "txn_amount"}``). NaN, None and pandas NA are
-        missing; booleans and pandas categoricals are categories.
+        ``version`` is given), ``score`` (or ``prediction``), ``latency_ms``, ``cost`` (the
+        cost of serving the event, a number >= 0; DriftQL ``cost_per_1k``; only when the model
+        has no feature named ``cost``), one column per feature and segment key of the model,
+        and ``attr.<feature>`` columns: that feature's attributions (e.g. SHAP values; DriftQL
+        ``importance``, ``importance_drift``). ``columns`` maps those names to other column
+        names (``{"score": "proba", "amount": "txn_amount", "cost": "usd"}``), and
+        ``attributions`` maps model features to the columns holding their attributions
+        (``{"amount": "shap_amount"}``; it takes precedence over ``attr.<feature>`` columns; a
+        name that is not a feature of the model raises ``ValueError`` before anything is
+        sent). NaN, None and pandas NA are missing (a row without a cost or an attribution
+        reports none; an attribution column is left out of a batch none of whose rows carry
+        one); booleans and pandas categoricals are categories. The server refuses a row whose
+        cost is negative or not finite, or whose attribution is not finite.
 
         Batches carry ``producer`` (default: a new uuid) and sequences 1, 2, …: running the
         same ingest again with the same ``producer`` is answered as a replay and counts
@@ -380,7 +390,14 @@ class Client:
         t0 = time.perf_counter()
         schema = self._schema(model)
         frame = Frame(data)
-        enc = FrameEncoder(schema, frame, version=version, columns=columns, ts_unit=ts_unit)
+        enc = FrameEncoder(
+            schema,
+            frame,
+            version=version,
+            columns=columns,
+            attributions=attributions,
+            ts_unit=ts_unit,
+        )
         res = IngestResult(rows=frame.n, producer_id=producer or f"py-ingest-{uuid.uuid4().hex}")
 
         def on_ack(b: Batch, ack: Any) -> None:
@@ -475,14 +492,16 @@ class Client:
         data: Any,
         *,
         columns: Optional[Mapping[str, str]] = None,
+        attributions: Optional[Mapping[str, str]] = None,
         replace: bool = False,
         batch_size: int = 20_000,
         ts_unit: str = "ms",
         timeout: Optional[float] = None,
     ) -> ReferenceResult:
         """Uploads a reference (training) profile for ``model`` ``version`` from a table with
-        the same columns as ``ingest`` plus ``label``. Bin edges are fixed by the server when
-        the upload ends; ``replace=True`` replaces an existing profile."""
+        the same columns as ``ingest`` plus ``label`` (attributions and costs too: the
+        reference's importance is ``importance``'s baseline). Bin edges are fixed by the server
+        when the upload ends; ``replace=True`` replaces an existing profile."""
         from ._frames import Frame, FrameEncoder
 
         schema = self._schema(model)
@@ -492,6 +511,7 @@ class Client:
             frame,
             version=version,
             columns=columns,
+            attributions=attributions,
             ts_unit=ts_unit,
             with_labels=True,
             request_ids_required=False,

@@ -3,8 +3,9 @@ numpy arrays (or lists), converted column by column with numpy, never row by row
 
 Each column the model needs is normalised once for the whole table:
 
-- numeric features, scores, latencies, labels: a float64 array, NaN where missing (``None``,
-  NaN, pandas NA/NaT; booleans become 1.0/0.0);
+- numeric features, scores, latencies, costs, labels, attributions (``attr.<feature>``
+  columns): a float64 array, NaN where missing (``None``, NaN, pandas NA/NaT; booleans become
+  1.0/0.0);
 - categorical features and segments: integer codes (-1 = missing) into a list of category
   strings (booleans are ``"true"``/``"false"`` as in the server's JSON files, ``""`` is missing);
 - request ids: Python strings; event times: int64 milliseconds since the epoch.
@@ -18,6 +19,7 @@ dictionary-encoded (its categories once, then one varint code per row); a segmen
 from __future__ import annotations
 
 import datetime as _dt
+import logging
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
@@ -27,7 +29,11 @@ from ._models import Schema
 from ._proto.driftdb.v1 import ingest_pb2
 from ._timeconv import now_ms, to_ms
 
+log = logging.getLogger("driftdb")
+
 _UNITS = {"s": 1000.0, "ms": 1.0, "us": 1e-3, "ns": 1e-6}
+# Columns named `attr.<feature>` hold that feature's attributions (e.g. SHAP values).
+ATTR_PREFIX = "attr."
 
 
 def np_varints(values: Any) -> bytes:
@@ -381,7 +387,7 @@ class _Strings:
 
     def __init__(self, codes: np.ndarray, labels: List[Optional[str]], tag: int) -> None:
         recs = [w.string_record(tag, lab) if lab is not None else b"" for lab in labels]
-        recs.append(bytes((tag, 0)))  # "" for a missing row (codes of -1)
+        recs.append(w.varint(tag) + b"\x00")  # "" for a missing row (codes of -1)
         self.records = np.array(recs + [b""], dtype=object)[:-1]
         self.codes = codes
         self.has_missing = bool((codes < 0).any())
@@ -440,28 +446,43 @@ class FrameEncoder:
         *,
         version: Optional[str],
         columns: Optional[Mapping[str, str]] = None,
+        attributions: Optional[Mapping[str, str]] = None,
         ts_unit: str = "ms",
         with_labels: bool = False,
         request_ids_required: bool = True,
     ) -> None:
         cols = dict(columns or {})
+        attrs = dict(attributions or {})
         names = set(frame.names)
+        features = set(schema.numeric) | set(schema.categorical)
+        # `cost` is the event's serving cost unless the model has a feature of that name.
+        send_cost = "cost" not in features
         known = (
-            set(schema.numeric)
-            | set(schema.categorical)
+            features
             | set(schema.segments)
             | {"request_id", "ts", "model_version", "score", "prediction", "latency_ms", "label"}
+            | {"cost"}
+            | {ATTR_PREFIX + f for f in features}
         )
         unknown = set(cols) - known
         if unknown:
             raise ValueError(
                 f"columns maps {sorted(unknown)}, which are neither features nor segment keys of "
                 f"model {schema.model_id!r} nor request_id/ts/model_version/score/prediction/"
-                "latency_ms/label"
+                "latency_ms/cost/label/attr.<feature>"
             )
         for k, v in cols.items():
             if v not in names:
                 raise ValueError(f"columns maps {k!r} to {v!r}, which is not a column")
+        bad = set(attrs) - features
+        if bad:
+            raise ValueError(
+                f"attributions name {sorted(bad)}, which are not features of model "
+                f"{schema.model_id!r} (its features: {sorted(features)})"
+            )
+        for k, v in attrs.items():
+            if v not in names:
+                raise ValueError(f"attributions maps {k!r} to {v!r}, which is not a column")
 
         def col(name: str) -> Optional[str]:
             c = cols.get(name, name)
@@ -495,11 +516,14 @@ class FrameEncoder:
         self.scores = frame.numeric(score) if score is not None else None
         lat = col("latency_ms")
         self.latency = frame.numeric(lat) if lat is not None else None
+        cost = col("cost") if send_cost else None
+        self.cost = frame.numeric(cost) if cost is not None else None
         lab = col("label") if with_labels else None
         self.labels = frame.numeric(lab) if lab is not None else None
         self.numeric: List[Tuple[bytes, np.ndarray]] = []
         self.categorical: List[Tuple[bytes, _Coded]] = []
         self.segments: List[Tuple[bytes, _Strings]] = []
+        self.attributions: List[Tuple[bytes, np.ndarray]] = []
         for f in schema.numeric:
             c = col(f)
             if c is not None:
@@ -516,9 +540,30 @@ class FrameEncoder:
                 self.segments.append(
                     (w.field(w.T_S_KEY, k.encode()), _Strings(codes, labels, w.T_S_VALUES))
                 )
+        for f in sorted(features):
+            c = attrs[f] if f in attrs else col(ATTR_PREFIX + f)
+            if c is not None:
+                self.attributions.append((w.field(w.T_F_NAME, f.encode()), frame.numeric(c)))
         self.features_sent = [n for n in schema.numeric if col(n) is not None] + [
             n for n in schema.categorical if col(n) is not None
         ]
+        stray = sorted(
+            n
+            for n in frame.names
+            if n.startswith(ATTR_PREFIX)
+            and n not in features
+            and n[len(ATTR_PREFIX) :] not in features
+            and n not in cols.values()
+            and n not in attrs.values()
+        )
+        if stray:
+            log.warning(
+                "driftdb: columns %s look like attributions of features model %r lacks "
+                "(its features: %s); they are not sent",
+                stray,
+                schema.model_id,
+                sorted(features),
+            )
 
     def encode(self, a: int, b: int, producer: str, seq: int) -> bytes:
         head = ingest_pb2.InferenceBatch(
@@ -553,6 +598,19 @@ class FrameEncoder:
             x = self.latency[a:b]
             if not np.isnan(x).all():
                 parts.append(w.field(w.T_LATENCY, _le_bytes(x)))
+        if self.cost is not None:
+            x = self.cost[a:b]
+            if not np.isnan(x).all():  # NaN cost: the row reports none
+                parts.append(w.field(w.T_COST, _le_bytes(x)))
+        for name_field, x in self.attributions:
+            x = x[a:b]
+            if np.isnan(x).all():
+                continue  # no row of this batch explains the feature: not sent
+            raw, missing = _doubles_and_missing(x)
+            body = [name_field, w.field(w.T_F_NUMBERS, raw)]
+            if missing is not None:
+                body.append(w.field(w.T_F_MISSING, np_varints(missing)))
+            parts.append(w.field(w.T_ATTRIBUTIONS, b"".join(body)))
         if self.labels is not None:
             raw, missing = _doubles_and_missing(self.labels[a:b])
             parts.append(w.field(w.T_LABELS, raw))

@@ -527,6 +527,8 @@ class Monitor(_Shipper):
         items: Optional[Sequence[Any]] = None,
         latency_ms: Optional[float] = None,
         ts: Any = None,
+        cost: Optional[float] = None,
+        attributions: Optional[Mapping[str, float]] = None,
     ) -> None:
         """Queues one inference; returns at once and never raises.
 
@@ -535,7 +537,10 @@ class Monitor(_Shipper):
         ``None`` or NaN being missing; ``segments`` maps segment keys to values; ``score`` is
         the model's score, or ``prediction`` for regression models (used when ``score`` is
         None); ``items`` the ranked ``(id, score)`` pairs of a ranking model; ``ts`` the event
-        time (``None``: now; a ``datetime``, POSIX seconds, or RFC 3339 text).
+        time (``None``: now; a ``datetime``, POSIX seconds, or RFC 3339 text); ``cost`` the
+        cost of serving it (a number >= 0; DriftQL ``cost_per_1k``); ``attributions`` maps
+        model features to their attribution for this inference (e.g. SHAP values; DriftQL
+        ``importance``), for the requests you explain.
 
         The mappings are kept as they are and read on the sender thread: pass a mapping you
         will not change afterwards (a new dict per call, as usual).
@@ -562,6 +567,8 @@ class Monitor(_Shipper):
                     prediction if score is None else score,
                     latency_ms,
                     items,
+                    cost,
+                    attributions,
                 )
             )
             if len(q) % self._batch_size == 0:

@@ -1,7 +1,8 @@
 """Rows queued by ``Monitor.log`` / ``LabelLogger.log`` -> encoded batches (background thread).
 
 A queued inference row is the tuple ``(request_id, ts, features, segments, score, latency_ms,
-items)``; a queued label is ``(request_id, ts, label, outcomes)``.
+items, cost, attributions)`` (the last two may be left off); a queued label is
+``(request_id, ts, label, outcomes)``.
 """
 
 from __future__ import annotations
@@ -88,6 +89,7 @@ class InferenceEncoder:
         self._cats = w.StringColumnEncoder(w.T_F_CATEGORIES)
         self._segs = w.StringColumnEncoder(w.T_S_VALUES)
         self._warned: set = set()
+        self._warned_attr: set = set()
 
     def _warn_unknown(self, feats: Any, segs: Any) -> None:
         if isinstance(feats, Mapping) and len(feats) and not feats.keys() <= self.known:
@@ -141,9 +143,41 @@ class InferenceEncoder:
             for i in missing:  # NaN latency means "not measured"
                 a[i] = _NAN
             parts.append(w.field(w.T_LATENCY, w.doubles_bytes(a)))
+        if len(first) > 7:
+            costs = [r[7] for r in rows]
+            if costs.count(None) != len(costs):
+                a, missing = w.numbers(costs)
+                for i in missing:  # NaN cost means "not reported"
+                    a[i] = _NAN
+                parts.append(w.field(w.T_COST, w.doubles_bytes(a)))
+            attrs = [r[8] for r in rows]
+            if any(m is not None for m in attrs):
+                parts.extend(self._attributions(attrs))
         if any(r[6] for r in rows):
             parts.extend(_ranked(r[6]) for r in rows)
         return b"".join(parts)
+
+    def _attributions(self, attrs: List[Any]) -> List[bytes]:
+        """One ``attributions`` column per model feature some row explains; names the model
+        lacks are dropped with a warning (the server would refuse the whole batch)."""
+        named: set = set()
+        for m in attrs:
+            if m is not None:
+                named.update(m.keys())
+        for k in named - self.known - self._warned_attr:
+            self._warned_attr.add(k)
+            log.warning(
+                "driftdb: attribution of %r, which is not a feature of model %r; it is not sent",
+                k,
+                self.schema.model_id,
+            )
+        names = sorted(named & self.known)
+        out = []
+        for name, col in zip(names, transpose(attrs, names)):
+            rec = w.attribution_column(w.field(w.T_F_NAME, name.encode("utf-8")), col)
+            if rec:
+                out.append(rec)
+        return out
 
 
 _OUTCOME_FIELDS = ("click", "purchase", "revenue", "dwell_ms")

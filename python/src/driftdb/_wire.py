@@ -17,6 +17,8 @@ from typing import Iterable, List, Sequence
 _LITTLE = sys.byteorder == "little"
 
 # Tags (field number << 3 | wire type) of the fields written here. Wire type 2: length-delimited.
+# A tag is itself a varint: fields 1-15 take one byte, fields 16-2047 two, so tags are written
+# with ``_tag`` (``field``, ``string_record``), never as one raw byte.
 # InferenceBatch
 T_SEGMENTS = 0x3A  # 7
 T_FEATURES = 0x42  # 8
@@ -26,6 +28,8 @@ T_LATENCY = 0x5A  # 11
 T_ITEMS = 0x62  # 12
 T_LABELS = 0x6A  # 13
 T_LABEL_MISSING = 0x72  # 14
+T_COST = 0x7A  # 15
+T_ATTRIBUTIONS = 0x82  # 16: 130, written as the two bytes 0x82 0x01
 # FeatureColumn
 T_F_NAME = 0x0A  # 1
 T_F_NUMBERS = 0x12  # 2
@@ -55,9 +59,14 @@ def varint(n: int) -> bytes:
     return bytes(out)
 
 
+def _tag(tag: int) -> bytes:
+    """A tag's bytes: the precomputed byte below 128, a varint above."""
+    return _SMALL[tag] if tag < 128 else varint(tag)
+
+
 def field(tag: int, payload: bytes) -> bytes:
     """A length-delimited field: tag, length, payload."""
-    return _SMALL[tag] + varint(len(payload)) + payload
+    return _tag(tag) + varint(len(payload)) + payload
 
 
 def packed_varints(values: Iterable[int]) -> bytes:
@@ -68,7 +77,7 @@ def packed_varints(values: Iterable[int]) -> bytes:
 def string_record(tag: int, s: str) -> bytes:
     """One element of a repeated string field."""
     b = s.encode("utf-8")
-    return _SMALL[tag] + varint(len(b)) + b
+    return _tag(tag) + varint(len(b)) + b
 
 
 def doubles_bytes(a: array) -> bytes:
@@ -152,7 +161,7 @@ class StringColumnEncoder:
     def __init__(self, tag: int, limit: int = 50_000) -> None:
         self._tag = tag
         self._limit = limit
-        self._empty = _SMALL[tag] + b"\x00"
+        self._empty = _tag(tag) + b"\x00"
         self._cache: dict = {}
         self._reset()
 
@@ -205,6 +214,19 @@ def categorical_feature(name_field: bytes, values: Sequence, enc: StringColumnEn
         body += [_SMALL[T_F_MISSING], varint(len(m)), m]
     payload = b"".join(body)
     return _SMALL[T_FEATURES] + varint(len(payload)) + payload
+
+
+def attribution_column(name_field: bytes, values: Sequence) -> bytes:
+    """A ``FeatureColumn`` record (``InferenceBatch.attributions`` tag included) of one
+    feature's attributions, or ``b""`` when every row is missing (``None``, NaN, not a number):
+    such a column is not sent."""
+    a, missing = numbers(values)
+    if len(missing) == len(a):
+        return b""
+    body = [name_field, field(T_F_NUMBERS, doubles_bytes(a))]
+    if missing:
+        body.append(field(T_F_MISSING, packed_varints(missing)))
+    return field(T_ATTRIBUTIONS, b"".join(body))
 
 
 def segment_column(key_field: bytes, values: Sequence, enc: StringColumnEncoder) -> bytes:
