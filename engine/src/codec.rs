@@ -155,7 +155,20 @@ impl<'a> Reader<'a> {
     }
 
     /// Reads an unsigned LEB128 varint (at most 10 bytes).
+    #[inline]
     pub fn varint(&mut self) -> Result<u64> {
+        // Most varints of a window state are one byte (a window's bin counts): no loop.
+        if let Some(&b) = self.buf.get(self.pos)
+            && b < 0x80
+        {
+            self.pos += 1;
+            return Ok(u64::from(b));
+        }
+        self.varint_long()
+    }
+
+    /// [`Reader::varint`] of two or more bytes (or a truncated one).
+    fn varint_long(&mut self) -> Result<u64> {
         let mut v: u64 = 0;
         for shift in (0..70).step_by(7) {
             let b = self.u8()?;

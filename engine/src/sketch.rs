@@ -105,6 +105,16 @@ impl SeriesState {
         }
     }
 
+    /// Drops the KLL sketch of a numeric or score distribution, keeping everything else
+    /// ([`NumericState::forget_sketch`]); categorical states are left as they are.
+    pub fn forget_sketch(&mut self) {
+        match self {
+            SeriesState::Numeric(n) => n.forget_sketch(),
+            SeriesState::Score(s) => s.distribution.forget_sketch(),
+            SeriesState::Categorical(_) => {}
+        }
+    }
+
     /// Encodes the state in the checksummed envelope.
     pub fn encode(&self) -> Vec<u8> {
         let mut w = Writer::new();
@@ -129,14 +139,26 @@ impl SeriesState {
 
     /// Decodes a value written by [`SeriesState::encode`]; any corruption is an error.
     pub fn decode(bytes: &[u8]) -> Result<Self> {
+        Self::decode_with(bytes, true)
+    }
+
+    /// [`SeriesState::decode`] for readers that merge without sketches: the value is checked
+    /// as a whole (checksum, every field, the KLL image's preamble), but numeric and score
+    /// distributions come back with their sketch dropped instead of a copy of its image
+    /// ([`NumericState::forget_sketch`]).
+    pub fn decode_without_sketch(bytes: &[u8]) -> Result<Self> {
+        Self::decode_with(bytes, false)
+    }
+
+    fn decode_with(bytes: &[u8], sketch: bool) -> Result<Self> {
         let (tag, payload) = open(bytes)?;
         let mut r = Reader::new(payload);
         let s = match tag {
-            TAG_NUMERIC => SeriesState::Numeric(NumericState::decode(&mut r)?),
+            TAG_NUMERIC => SeriesState::Numeric(NumericState::decode_with(&mut r, sketch)?),
             TAG_CATEGORICAL => SeriesState::Categorical(CategoricalState::decode(&mut r)?),
             TAG_SCORE => SeriesState::Score(ScoreState {
                 predictions: r.varint()?,
-                distribution: NumericState::decode(&mut r)?,
+                distribution: NumericState::decode_with(&mut r, sketch)?,
                 performance: PerformanceState::decode(&mut r)?,
             }),
             tag => return Err(Error::UnknownStateKind { tag }),

@@ -175,12 +175,34 @@ proptest! {
     }
 
     #[test]
+    fn decoding_without_sketch_keeps_everything_but_the_sketch(vals in prop::collection::vec(value(), 0..500), rows in prop::collection::vec((0.0f64..=1.0, any::<bool>()), 0..100)) {
+        // What a reader merging without sketches gets: the summary of a full decode, no sketch.
+        let summary = |n: &NumericState| (n.count(), n.missing(), n.invalid(), n.sum().to_bits(), n.m2().to_bits(), n.min(), n.max(), n.bins().cloned());
+        let full = numeric(&vals);
+        let bytes = SeriesState::Numeric(full.clone()).encode();
+        let SeriesState::Numeric(lean) = SeriesState::decode_without_sketch(&bytes).unwrap() else { panic!("numeric") };
+        prop_assert_eq!(summary(&lean), summary(&full));
+        // An empty state stores no sketch to drop.
+        prop_assert_eq!(lean.kll().is_err(), full.count() > 0);
+        let mut other = numeric(&vals);
+        other.merge_without_sketch(&lean);
+        prop_assert_eq!(other.count(), 2 * full.count());
+        let sc = score(&rows);
+        let bytes = SeriesState::Score(sc.clone()).encode();
+        let SeriesState::Score(lean) = SeriesState::decode_without_sketch(&bytes).unwrap() else { panic!("score") };
+        prop_assert_eq!(summary(&lean.distribution), summary(&sc.distribution));
+        prop_assert_eq!((lean.predictions, &lean.performance), (sc.predictions, &sc.performance));
+        prop_assert_eq!(lean.distribution.kll().is_err(), sc.distribution.count() > 0);
+    }
+
+    #[test]
     fn corrupted_bytes_are_detected(vals in prop::collection::vec(value(), 1..300), at in any::<prop::sample::Index>(), flip in 1u8..=255) {
         let bytes = SeriesState::Numeric(numeric(&vals)).encode();
         let mut bad = bytes.clone();
         let i = at.index(bad.len());
         bad[i] ^= flip;
         prop_assert!(SeriesState::decode(&bad).is_err(), "corruption at byte {} went unnoticed", i);
+        prop_assert!(SeriesState::decode_without_sketch(&bad).is_err(), "corruption at byte {} went unnoticed without sketch", i);
         prop_assert!(SeriesState::decode(&bytes[..at.index(bytes.len())]).is_err());
     }
 }

@@ -132,6 +132,10 @@ pub fn accumulate_for(
     crate::budget::check()?;
     for (res, from, to) in reads {
         let mut it = reader.scan(prefix, res, from, to)?;
+        if !sketch {
+            // Nothing will read a sketch: do not copy the images out of the stored values.
+            it = it.without_sketches();
+        }
         let mut cur: Option<Current> = None;
         for w in it.by_ref() {
             let w = w?;

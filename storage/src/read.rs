@@ -371,6 +371,8 @@ pub struct ScanIter<'a> {
     resolution: Resolution,
     corrupt: u64,
     done: bool,
+    /// Whether numeric and score states keep their KLL sketch ([`ScanIter::without_sketches`]).
+    sketches: bool,
 }
 
 impl std::fmt::Debug for ScanIter<'_> {
@@ -390,12 +392,21 @@ impl ScanIter<'_> {
             resolution,
             corrupt: 0,
             done: false,
+            sketches: true,
         }
     }
 
     /// Values skipped so far because they failed their checksum or did not decode.
     pub fn corrupt(&self) -> u64 {
         self.corrupt
+    }
+
+    /// The same scan for a reader that merges without KLL sketches: every value is still
+    /// checked whole, but numeric and score states come back with their sketch dropped
+    /// ([`SeriesState::decode_without_sketch`]) rather than carrying a copy of its image.
+    pub fn without_sketches(mut self) -> Self {
+        self.sketches = false;
+        self
     }
 }
 
@@ -408,7 +419,15 @@ impl Iterator for ScanIter<'_> {
         }
         let res = self.resolution;
         let (it, positioned, counters, lower, to, current) = match &mut self.source {
-            ScanSource::Owned(v) => return v.next().map(Ok),
+            ScanSource::Owned(v) => {
+                let sketches = self.sketches;
+                return v.next().map(|mut w| {
+                    if !sketches {
+                        w.window.state.forget_sketch();
+                    }
+                    Ok(w)
+                });
+            }
             ScanSource::Db {
                 it,
                 positioned,
@@ -466,7 +485,12 @@ impl Iterator for ScanIter<'_> {
             if value.is_empty() {
                 continue;
             }
-            match SeriesState::decode(value) {
+            let decoded = if self.sketches {
+                SeriesState::decode(value)
+            } else {
+                SeriesState::decode_without_sketch(value)
+            };
+            match decoded {
                 Ok(state) => {
                     return Some(Ok(SeriesWindow {
                         series,
@@ -580,6 +604,7 @@ impl SeriesReader for Store {
             resolution,
             corrupt: 0,
             done: false,
+            sketches: true,
         })
     }
 

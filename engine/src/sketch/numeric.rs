@@ -489,6 +489,12 @@ impl NumericState {
     /// marked dropped: reading or merging it is an error, never a partial answer.
     pub fn merge_without_sketch(&mut self, other: &NumericState) {
         self.merge_summary(other);
+        self.forget_sketch();
+    }
+
+    /// Marks the KLL sketch dropped, keeping counts, moments, extremes, bins and offset sums:
+    /// what a reader holds that merges without sketches ([`NumericState::merge_without_sketch`]).
+    pub fn forget_sketch(&mut self) {
         self.kll = OnceLock::new();
         self.kll_image = None;
         self.sketch_dropped = true;
@@ -766,7 +772,9 @@ impl NumericState {
         }
     }
 
-    pub(crate) fn decode(r: &mut Reader<'_>) -> Result<Self> {
+    /// Decodes a state written by `encode`. Without `sketch` the KLL image is checked (its
+    /// preamble) and skipped rather than copied, and the state's sketch is marked dropped.
+    pub(crate) fn decode_with(r: &mut Reader<'_>, sketch: bool) -> Result<Self> {
         let flags = r.u8()?;
         // Bit 0: bins; bit 1: offset sums, only with bins.
         if flags > 3 || flags == 2 {
@@ -844,7 +852,11 @@ impl NumericState {
                 detail: format!("kll n {n} != count {}", s.count),
             });
         }
-        s.kll_image = Some(image.to_vec());
+        if sketch {
+            s.kll_image = Some(image.to_vec());
+        } else {
+            s.sketch_dropped = true;
+        }
         Ok(s)
     }
 }
@@ -897,7 +909,7 @@ mod tests {
         s.encode(&mut w);
         let bytes = w.into_bytes();
         let mut r = Reader::new(&bytes);
-        let d = NumericState::decode(&mut r).unwrap();
+        let d = NumericState::decode_with(&mut r, true).unwrap();
         r.finish("numeric state").unwrap();
         d
     }
@@ -1096,6 +1108,6 @@ mod tests {
         let mut bad = w.into_bytes();
         assert_eq!(bad[0], 3);
         bad[0] = 2;
-        assert!(NumericState::decode(&mut Reader::new(&bad)).is_err());
+        assert!(NumericState::decode_with(&mut Reader::new(&bad), true).is_err());
     }
 }
