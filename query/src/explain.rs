@@ -385,14 +385,9 @@ pub fn run(
         }
     };
     let weight_of = |f: &FeatureRef| -> Option<f64> {
-        let (shares, _) = importance.as_ref()?;
+        let (weights, _) = importance.as_ref()?;
         let FeatureRef::Named(n) = f else { return None };
-        let explained = shares.iter().flatten().count() as f64;
-        let share = shares
-            .get(names.binary_search(n).ok()?)
-            .copied()
-            .flatten()?;
-        Some(share * explained)
+        weights.get(names.binary_search(n).ok()?).copied().flatten()
     };
     if let Some((_, source)) = &importance {
         warnings.push(format!(

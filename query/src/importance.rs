@@ -249,22 +249,26 @@ fn moved(names: &[String], idx: &[usize], cur: &[f64], base: &[f64]) -> String {
         .join(", ")
 }
 
-/// Per feature of the model, its reference importance share when the reference has
-/// attributions, else the current range's share in `current` (mean |attribution| per
-/// feature): what `explain` weights drift by. `None` when neither side has attributions.
+/// What `explain` weights drift by, per feature of the model: its importance share times the
+/// number of explained features (equal importance weighs 1; `None` for a feature without
+/// attributions), from the reference when it has attributions, else from `current` (the
+/// range's mean |attribution| per feature); and which of the two it is. `None` when neither
+/// side has attributions.
 pub fn weights(
     reference: Option<&ReferenceProfile>,
     names: &[String],
     current: &[Option<f64>],
 ) -> Option<(Vec<Option<f64>>, &'static str)> {
     let base = reference_side(reference, names, &Segment::All);
-    if explained(&base) {
-        return Some((shares(&means(&base)), "reference"));
-    }
-    current
-        .iter()
-        .any(Option::is_some)
-        .then(|| (shares(current), "current range"))
+    let (shares, source) = if explained(&base) {
+        (shares(&means(&base)), "reference")
+    } else if current.iter().any(Option::is_some) {
+        (shares(current), "current range")
+    } else {
+        return None;
+    };
+    let k = shares.iter().flatten().count() as f64;
+    Some((shares.iter().map(|s| s.map(|s| s * k)).collect(), source))
 }
 
 #[cfg(test)]
