@@ -365,7 +365,7 @@ async fn golden_scenario_round_trips_through_the_server() {
     s.running.take().unwrap().shutdown().await.unwrap();
 }
 
-fn small_batch(ids: &[&str], ts: i64, amount: Vec<f64>) -> pb::InferenceBatch {
+pub fn small_batch(ids: &[&str], ts: i64, amount: Vec<f64>) -> pb::InferenceBatch {
     let n = ids.len();
     pb::InferenceBatch {
         model_id: "fraud".into(),

@@ -5,6 +5,7 @@
 
 mod alert_groups;
 mod alerts;
+mod checkpoint;
 mod deps;
 mod ingest;
 mod pending;

@@ -180,6 +180,18 @@ struct ServeArgs {
     /// Kafka consumer group (default: the config's, else `driftdb`).
     #[arg(long, requires = "kafka_brokers", value_name = "GROUP")]
     kafka_group: Option<String>,
+    /// Checkpoint the store to this object store URL (file:///absolute/dir), and when the
+    /// data directory holds no store, restore the newest checkpoint there before starting.
+    /// Overrides the config's `checkpoint.url`. See docs/SCALE_OUT.md.
+    #[arg(long, value_name = "URL")]
+    checkpoint_url: Option<String>,
+    /// How often to checkpoint (e.g. 15m, the default; 0: only on POST /admin/checkpoint).
+    #[arg(long, requires = "checkpoint_url", value_name = "DURATION")]
+    checkpoint_every: Option<String>,
+    /// Checkpoints kept in the object store (default 4); older ones and the files only they
+    /// use are deleted.
+    #[arg(long, requires = "checkpoint_url", value_name = "N")]
+    checkpoint_keep: Option<usize>,
 }
 
 const SERVE_AUTH_HELP: &str = "\
@@ -426,13 +438,45 @@ async fn serve(a: ServeArgs) -> Result<()> {
     } else {
         driftdb_server::auth::AuthMode::Required
     };
+    let mut cp_cfg = cfg.checkpoint.clone().unwrap_or_default();
+    if a.checkpoint_url.is_some() {
+        cp_cfg.url.clone_from(&a.checkpoint_url);
+    }
+    if a.checkpoint_every.is_some() {
+        cp_cfg.every.clone_from(&a.checkpoint_every);
+    }
+    if a.checkpoint_keep.is_some() {
+        cp_cfg.keep = a.checkpoint_keep;
+    }
+    let checkpoints = cp_cfg.open(&a.data)?;
+    if let Some(c) = &checkpoints
+        && !a.data.join("CURRENT").exists()
+    {
+        match c.restore(&a.data).await? {
+            // stderr: stdout's first line is the `ready` line scripts wait for.
+            Some(r) => eprintln!(
+                "driftdb: restored checkpoint {} from {} ({} files, {} bytes)",
+                r.seq,
+                c.url(),
+                r.files,
+                r.bytes
+            ),
+            None => eprintln!(
+                "driftdb: no checkpoint under {} yet: starting with an empty store",
+                c.url()
+            ),
+        }
+    }
     let data = a.data.clone();
-    let node = tokio::task::spawn_blocking(move || {
+    let mut node = tokio::task::spawn_blocking(move || {
         Node::open_with(&data, store_cfg, rules_cfg, Arc::new(SystemClock), mode)
     })
     .await
     .map_err(|e| Error::Internal(e.to_string()))??
     .with_limits(cfg.limits());
+    if let Some(c) = checkpoints {
+        node = node.with_checkpoints(c);
+    }
     if mode == driftdb_server::auth::AuthMode::Required
         && let Some(path) = keys::bootstrap(&node, &a.data)?
     {

@@ -6,7 +6,8 @@
 //!   scipy); a malformed record and a record of an unknown model reach the dead-letter topic
 //!   with their headers; lag drains to zero.
 //! - `kill -9` of driftdb mid-topic and a restart count every record exactly once (the same
-//!   numbers as an uninterrupted run); that run's small batches and one batch of read-ahead
+//!   numbers as an uninterrupted run), and so does a new node on an empty data directory that
+//!   restores the checkpoint taken mid-topic (docs/SCALE_OUT.md) and replays from its offsets; that run's small batches and one batch of read-ahead
 //!   overload the write path, so consumption is held back and goes on, without loss.
 
 use std::collections::BTreeMap;
@@ -23,7 +24,7 @@ use rdkafka::message::{Headers, Message};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use serde_json::Value;
 
-use super::common::{GOLDEN, http_get, load_golden_model, ready_addrs, text};
+use super::common::{GOLDEN, http_get, http_post, load_golden_model, ready_addrs, text};
 
 const WINDOWS: usize = 16_000;
 const LABELS: usize = 11_847;
@@ -193,10 +194,18 @@ impl Drop for Served {
 }
 
 fn serve(data: &Path, kafka: Option<Value>) -> Served {
+    serve_with(data, kafka, None)
+}
+
+/// [`serve`] with a `"checkpoint"` section.
+fn serve_with(data: &Path, kafka: Option<Value>, checkpoint: Option<Value>) -> Served {
     std::fs::create_dir_all(data).unwrap();
     let mut cfg = serde_json::json!({"retention": "3650d", "downsample_after": "3600d"});
     if let Some(k) = kafka {
         cfg["kafka"] = k;
+    }
+    if let Some(c) = checkpoint {
+        cfg["checkpoint"] = c;
     }
     let cfg_path = data.with_extension("config.json");
     std::fs::write(&cfg_path, cfg.to_string()).unwrap();
@@ -479,7 +488,13 @@ fn kill_9_mid_topic_counts_every_record_once() {
         })
     };
     let b_dir = dir.path().join("b");
-    let mut bsrv = serve(&b_dir, Some(kafka("b", 300, 2)));
+    // b is checkpointed to a local object store on request only, to take one mid-topic.
+    let cp_url = format!("file://{}", dir.path().join("checkpoints").display());
+    let mut bsrv = serve_with(
+        &b_dir,
+        Some(kafka("b", 300, 2)),
+        Some(serde_json::json!({"url": cp_url, "every": "0"})),
+    );
     // The model exists before its records are produced (records of an unknown model are
     // rejected, not held).
     load_model(&bsrv);
@@ -491,6 +506,12 @@ fn kill_9_mid_topic_counts_every_record_once() {
     wait_for("b to apply some records", 120, || {
         records(&bsrv, "applied") >= 1000.0
     });
+    // A checkpoint mid-topic: it holds at least `at_checkpoint` records and their offsets.
+    let at_checkpoint = records(&bsrv, "applied");
+    let (status, body) = http_post(&bsrv.http, "/admin/checkpoint", &bsrv.key);
+    assert_eq!(status, 200, "{body}");
+    let saved: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(saved["seq"], 1, "{saved}");
     let before = records(&bsrv, "applied");
     assert!(
         before < WINDOWS as f64,
@@ -505,12 +526,32 @@ fn kill_9_mid_topic_counts_every_record_once() {
     // killed member's session (tansu's rebalance after that expiry sometimes assigned no
     // partition at all; see docs/KAFKA.md).
     let bsrv = serve(&b_dir, Some(kafka("b-restarted", 300, 2)));
+    // b's machine is lost too: c starts on an empty data directory with b's checkpoint URL,
+    // restores the checkpoint and replays the topic from the offsets it holds. b's operator
+    // key is in the restored store; its file is copied as an operator would.
+    let c_dir = dir.path().join("c");
+    std::fs::create_dir_all(&c_dir).unwrap();
+    std::fs::copy(b_dir.join("admin.key"), c_dir.join("admin.key")).unwrap();
+    let csrv = serve_with(
+        &c_dir,
+        Some(kafka("c", 300, 2)),
+        Some(serde_json::json!({"url": cp_url, "every": "0"})),
+    );
+    let log = std::fs::read_to_string(&csrv.log).unwrap();
+    assert!(
+        log.contains("driftdb: restored checkpoint 1 from file://"),
+        "{log}"
+    );
     // The uninterrupted run starts on the full topic: librdkafka fetches megabytes at once,
     // and 100-record batches (each a durable write) with one batch of read-ahead per writer
     // overload the write path whatever the broker's speed, so partitions are paused and
     // resumed.
     let a = serve(&a_dir, Some(kafka("a", 100, 1)));
-    for (name, s) in [("uninterrupted", &a), ("restarted", &bsrv)] {
+    for (name, s) in [
+        ("uninterrupted", &a),
+        ("restarted", &bsrv),
+        ("restored", &csrv),
+    ] {
         wait_for(&format!("{name}: lag to drain"), 180, || lag_drained(s, 3));
         let mut last = 0.0;
         let end = Instant::now() + Duration::from_secs(240);
@@ -528,6 +569,15 @@ fn kill_9_mid_topic_counts_every_record_once() {
     assert_eq!(total_count(&a), WINDOWS as f64);
     assert_eq!(total_count(&bsrv), WINDOWS as f64);
     assert_same("restarted vs uninterrupted", &answers(&bsrv), &answers(&a));
+    assert_same("restored vs uninterrupted", &answers(&csrv), &answers(&a));
+    // c resumed at the checkpoint's offsets, not at the topic's start: it consumed at most
+    // what the checkpoint did not hold, plus the batches in flight when it was taken.
+    let c_consumed = records(&csrv, "applied") + records(&csrv, "replayed");
+    assert!(
+        c_consumed <= WINDOWS as f64 - at_checkpoint + 600.0,
+        "c consumed {c_consumed} after a checkpoint holding at least {at_checkpoint}"
+    );
+    assert!(records(&csrv, "applied") >= WINDOWS as f64 - before - 600.0);
     let m = metrics(&a);
     assert!(m["driftdb_kafka_pauses_total"] >= 1.0, "no pause: {m:?}");
     assert_eq!(

@@ -256,7 +256,9 @@ pub fn http_need(method: &axum::http::Method, route: &str) -> Need {
         // The console's page holds no data: it asks for a key and sends it with each request.
         "/healthz" | "/ui" => Need::Open,
         // Rejected records may belong to any model: node-wide, like /metrics.
-        "/metrics" | "/ingest/rejects" => Need::OperatorScope(Scope::Read),
+        "/metrics" | "/ingest/rejects" | "/admin/checkpoints" => Need::OperatorScope(Scope::Read),
+        // A checkpoint holds every team's models: the operator's.
+        "/admin/checkpoint" => Need::OperatorScope(Scope::Admin),
         "/models/{id}/drift"
         | "/models/{id}/drift/summary"
         | "/models/{id}/performance"

@@ -42,6 +42,47 @@ pub struct ServeConfig {
     pub tls_key: Option<PathBuf>,
     /// Consume inferences (and labels) from Kafka topics; see [`KafkaConfig`].
     pub kafka: Option<KafkaConfig>,
+    /// Checkpoint the store to an object store; see [`CheckpointConfig`].
+    pub checkpoint: Option<CheckpointConfig>,
+}
+
+/// The `"checkpoint"` section (or `serve --checkpoint-url …`): where and how often the store
+/// is checkpointed, and where an empty data directory is restored from at start
+/// (`crate::checkpoint`, docs/SCALE_OUT.md).
+#[derive(Debug, Clone, Default, PartialEq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckpointConfig {
+    /// `file:///absolute/dir` (required).
+    pub url: Option<String>,
+    /// How often to save one (default `15m`, the window width); `"0"` saves only on request
+    /// (`POST /admin/checkpoint`).
+    pub every: Option<String>,
+    /// Checkpoints kept (default 4).
+    pub keep: Option<usize>,
+}
+
+impl CheckpointConfig {
+    /// The checkpoint store these settings give, with scratch space under `data`. `None`
+    /// when no URL is set.
+    pub fn open(&self, data: &Path) -> Result<Option<crate::checkpoint::Checkpoints>> {
+        let Some(url) = &self.url else {
+            return Ok(None);
+        };
+        let every = match self.every.as_deref() {
+            None => Some(std::time::Duration::from_secs(15 * 60)),
+            Some("0") => None,
+            Some(e) => Some(std::time::Duration::from_millis(
+                u64::try_from(DurationMs::parse(e)?.millis()).unwrap_or(0),
+            )),
+        };
+        crate::checkpoint::Checkpoints::open(
+            url,
+            self.keep.unwrap_or(crate::checkpoint::DEFAULT_KEEP),
+            every,
+            data.join(".checkpoint-work"),
+        )
+        .map(Some)
+    }
 }
 
 /// Where the Kafka consumer starts in a partition it has no checkpoint for.

@@ -85,8 +85,46 @@ async fn ingest_rejects(State(node): State<Node>) -> impl IntoResponse {
     axum::Json(serde_json::json!({ "rejects": node.sources.rejects() }))
 }
 
+/// Saves a checkpoint of the store now; what it did as JSON.
+async fn checkpoint_now(State(node): State<Node>) -> Response {
+    match node.save_checkpoint().await {
+        Ok(saved) => axum::Json(saved).into_response(),
+        Err(e) => ApiError(e).into_response(),
+    }
+}
+
+/// The stored checkpoints, oldest first: number, time, files and bytes of each.
+async fn checkpoint_list(State(node): State<Node>) -> Response {
+    let Some(c) = node.checkpoints.clone() else {
+        return ApiError(Error::Invalid(
+            "this node has no checkpoint store (serve --checkpoint-url)".to_string(),
+        ))
+        .into_response();
+    };
+    let listed = async {
+        let mut out = Vec::new();
+        for seq in c.seqs().await? {
+            let m = c.manifest(seq).await?;
+            out.push(serde_json::json!({
+                "seq": m.seq, "created_ms": m.created_ms, "files": m.files.len(),
+                "bytes": m.bytes(), "store_sequence": m.store_sequence,
+            }));
+        }
+        Ok::<_, Error>(out)
+    };
+    match listed.await {
+        Ok(list) => {
+            axum::Json(serde_json::json!({ "url": c.url(), "checkpoints": list })).into_response()
+        }
+        Err(e) => ApiError(e).into_response(),
+    }
+}
+
 async fn metrics(State(node): State<Node>) -> impl IntoResponse {
     let mut body = node.metrics.render(&node.store);
+    if let Some(c) = &node.checkpoints {
+        body.push_str(&c.render());
+    }
     body.push_str(&crate::prom::health::render(&node));
     body.push_str(&node.rules.render_metrics());
     body.push_str(&node.sources.render());
@@ -398,6 +436,8 @@ pub fn router(node: Node) -> Router {
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .route("/ingest/rejects", get(ingest_rejects))
+        .route("/admin/checkpoint", axum::routing::post(checkpoint_now))
+        .route("/admin/checkpoints", get(checkpoint_list))
         .route("/models/{id}/drift", get(drift))
         .route("/models/{id}/drift/summary", get(drift_summary))
         .route("/models/{id}/performance", get(performance))

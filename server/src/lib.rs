@@ -10,6 +10,7 @@
 
 // The node and what it is made of; none of these names a transport.
 pub mod auth;
+pub mod checkpoint;
 pub mod config;
 pub mod error;
 pub mod ingest;

@@ -49,6 +49,8 @@ pub struct Node {
     pub gates: Arc<Gates>,
     /// External sources' counters, lag and rejected records (the Kafka consumer).
     pub sources: Arc<crate::sources::Sources>,
+    /// Where the store is checkpointed, if anywhere (`serve --checkpoint-url`).
+    pub checkpoints: Option<Arc<crate::checkpoint::Checkpoints>>,
 }
 
 impl Node {
@@ -97,7 +99,24 @@ impl Node {
             gates: Arc::new(Gates::new(&limits)),
             limits,
             sources: Arc::new(crate::sources::Sources::default()),
+            checkpoints: None,
         })
+    }
+
+    /// The node with its store checkpointed by `checkpoints` (call before serving).
+    pub fn with_checkpoints(mut self, checkpoints: crate::checkpoint::Checkpoints) -> Node {
+        self.checkpoints = Some(Arc::new(checkpoints));
+        self
+    }
+
+    /// Saves a checkpoint now (`POST /admin/checkpoint`).
+    pub async fn save_checkpoint(&self) -> Result<crate::checkpoint::Saved> {
+        let Some(c) = &self.checkpoints else {
+            return Err(Error::Invalid(
+                "this node has no checkpoint store (serve --checkpoint-url)".to_string(),
+            ));
+        };
+        c.save(&self.store, self.clock.now().millis()).await
     }
 
     /// The node with other limits (fresh gates; call before serving).

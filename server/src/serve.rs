@@ -266,6 +266,15 @@ pub async fn start_with(node: Node, opts: ServeOptions) -> Result<Running> {
         std::sync::Arc::clone(&node.store),
         rx.clone(),
     ));
+    let mut tasks = vec![scheduler, delivery, maintenance];
+    if let Some(c) = node.checkpoints.clone() {
+        tasks.push(tokio::spawn(crate::checkpoint::run_checkpoints(
+            std::sync::Arc::clone(&node.store),
+            c,
+            std::sync::Arc::clone(&node.clock),
+            rx.clone(),
+        )));
+    }
     // Alert streams never end by themselves; end them so graceful shutdown can finish.
     let rules = std::sync::Arc::clone(&node.rules);
     let mut rx3 = rx.clone();
@@ -322,6 +331,6 @@ pub async fn start_with(node: Node, opts: ServeOptions) -> Result<Running> {
     Ok(Running {
         bound,
         shutdown: tx,
-        tasks: vec![g, h, scheduler, delivery, maintenance],
+        tasks: [g, h].into_iter().chain(tasks).collect(),
     })
 }

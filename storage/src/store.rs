@@ -345,6 +345,23 @@ impl Store {
         Ok(())
     }
 
+    /// RocksDB's last sequence number: it moves with every write, so two equal readings mean
+    /// nothing was written in between.
+    pub fn latest_sequence(&self) -> u64 {
+        self.db.latest_sequence_number()
+    }
+
+    /// Writes a consistent copy of the whole store to `dir` (which must not exist): RocksDB's
+    /// checkpoint, with every memtable flushed first so the copy needs no WAL replay. SST files
+    /// are hard links when `dir` is on the same file system (they are immutable), copies
+    /// otherwise. Writes that land while it runs are either wholly in the copy or wholly out.
+    pub fn checkpoint(&self, dir: &Path) -> Result<()> {
+        let cp =
+            rocksdb::checkpoint::Checkpoint::new(&self.db).map_err(Error::rocks("checkpoint"))?;
+        cp.create_checkpoint(dir)
+            .map_err(Error::rocks("checkpoint"))
+    }
+
     /// Flushes every memtable and waits until RocksDB's background compactions are done:
     /// the steady state benchmarks measure after a bulk load.
     pub fn settle(&self) -> Result<()> {

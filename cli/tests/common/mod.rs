@@ -105,12 +105,27 @@ pub fn golden_server() -> GoldenServer {
 
 /// A plain HTTP/1.1 GET on loopback: status and body.
 pub fn http_get(addr: &str, path: &str, key: Option<&str>) -> (u16, String, String) {
+    http_call("GET", addr, path, key)
+}
+
+/// `POST path` with an empty body and the key: the status and the body.
+pub fn http_post(addr: &str, path: &str, key: &str) -> (u16, String) {
+    let (status, _, body) = http_call("POST", addr, path, Some(key));
+    (status, body)
+}
+
+fn http_call(method: &str, addr: &str, path: &str, key: Option<&str>) -> (u16, String, String) {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(addr).unwrap();
     let auth = key.map_or(String::new(), |k| format!("authorization: Bearer {k}\r\n"));
+    let length = if method == "POST" {
+        "content-length: 0\r\n"
+    } else {
+        ""
+    };
     write!(
         s,
-        "GET {path} HTTP/1.1\r\nhost: {addr}\r\n{auth}connection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nhost: {addr}\r\n{auth}{length}connection: close\r\n\r\n"
     )
     .unwrap();
     let mut raw = Vec::new();

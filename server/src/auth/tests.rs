@@ -85,6 +85,14 @@ fn http_routes_have_their_scope() {
         Need::OperatorScope(Scope::Read)
     );
     assert_eq!(
+        http_need(&Method::GET, "/admin/checkpoints"),
+        Need::OperatorScope(Scope::Read)
+    );
+    assert_eq!(
+        http_need(&Method::POST, "/admin/checkpoint"),
+        Need::OperatorScope(Scope::Admin)
+    );
+    assert_eq!(
         http_need(&Method::POST, "/api/v1/read"),
         Need::Scope(Scope::Read)
     );
