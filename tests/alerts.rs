@@ -164,6 +164,11 @@ impl AlertServer {
             AuthMode::Disabled,
         )
         .unwrap();
+        AlertServer::serve(node, clock).await
+    }
+
+    /// Serves `node`, opened on `clock`.
+    pub(crate) async fn serve(node: Node, clock: ManualClock) -> AlertServer {
         let running = driftdb_server::serve::start(
             node.clone(),
             "127.0.0.1:0".parse().unwrap(),
@@ -1632,6 +1637,112 @@ async fn cost_per_1k_rule_fires_when_serving_gets_dearer() {
     assert!(
         h.iter().all(|a| a.window_start_ms == t(1).millis()),
         "{h:?}"
+    );
+    s.stop().await;
+}
+
+/// A node whose deliveries wait for checkpoints, saved on request only (the worker asks).
+fn gated_node(dir: &Path, url: &str, clock: &ManualClock, hold_max: Duration) -> Node {
+    driftdb_server::tls::install_crypto_provider();
+    let cps = driftdb_server::checkpoint::Checkpoints::open(url, 4, None, dir.join(".cw"))
+        .unwrap()
+        .with_delivery_gate(hold_max);
+    Node::open_with(
+        dir,
+        StoreConfig::default(),
+        fast_rules(),
+        Arc::new(clock.clone()),
+        AuthMode::Disabled,
+    )
+    .unwrap()
+    .with_checkpoints(cps)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivery_waits_for_a_checkpoint_that_holds_its_alert() {
+    let dir = tempfile::tempdir().unwrap();
+    let cp = tempfile::tempdir().unwrap();
+    let url = format!("file://{}", cp.path().display());
+    let recv = Receiver::start().await;
+    let clock = ManualClock::new(t(0));
+    let node = gated_node(dir.path(), &url, &clock, Duration::from_secs(60));
+    let mut s = AlertServer::serve(node, clock.clone()).await;
+    s.create_model().await;
+    s.add_rule(mean_rule("r", &recv.url("/r"), 1, json!("all"), "high"))
+        .await;
+    s.send_window("k", 0, 50.0, 50.0).await;
+    s.close_by_clock(0).await;
+    let hits = recv.wait_for(1).await;
+    assert_eq!(hits.len(), 1, "{hits:?}");
+    let cps = s.node.checkpoints.clone().unwrap();
+    // The worker asked for the checkpoint (none is saved on a timer here), and it holds the
+    // alert: a node restoring it knows the alert fired and does not fire it again.
+    let seqs = cps.seqs().await.unwrap();
+    assert!(!seqs.is_empty(), "no checkpoint before the delivery");
+    let first = cps.manifest(seqs[0]).await.unwrap();
+    let alert_seq = s.history().await[0].sequence;
+    s.stop().await;
+    let restored = tempfile::tempdir().unwrap();
+    let r = cps.restore(restored.path()).await.unwrap().unwrap();
+    assert!(r.seq >= first.seq);
+    let mut successor = AlertServer::start(restored.path(), clock.clone(), fast_rules()).await;
+    let hist = successor.history().await;
+    assert_eq!(hist.len(), 1, "{hist:?}");
+    assert_eq!(hist[0].sequence, alert_seq);
+    assert_eq!(hist[0].rule_id, "r");
+    // The successor evaluates later windows, not window 0 again.
+    successor.send_window("k", 1, 1.0, 1.0).await;
+    successor.close_by_clock(1).await;
+    assert_eq!(successor.history().await.len(), 1);
+    // The checkpoint was saved before the delivery finished, so its outbox still holds the
+    // delivery: the successor may send it again, with the same idempotency key (at least
+    // once), never as a new alert.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let hits: Vec<Hit> = recv
+        .hits()
+        .into_iter()
+        .filter(|h| h.body["status"] == "firing")
+        .collect();
+    assert!(!hits.is_empty() && hits.len() <= 2, "{hits:?}");
+    assert!(
+        hits.iter()
+            .all(|h| h.idempotency_key == hits[0].idempotency_key),
+        "{hits:?}"
+    );
+    successor.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivery_held_for_a_checkpoint_store_that_is_down_goes_out_after_hold_max() {
+    let dir = tempfile::tempdir().unwrap();
+    // The checkpoint "directory" is under a regular file: every save fails.
+    let blocker = tempfile::NamedTempFile::new().unwrap();
+    let url = format!("file://{}/checkpoints", blocker.path().display());
+    let recv = Receiver::start().await;
+    let clock = ManualClock::new(t(0));
+    let node = gated_node(dir.path(), &url, &clock, Duration::from_millis(1500));
+    let mut s = AlertServer::serve(node, clock.clone()).await;
+    s.create_model().await;
+    s.add_rule(mean_rule("r", &recv.url("/r"), 1, json!("all"), "high"))
+        .await;
+    s.send_window("k", 0, 50.0, 50.0).await;
+    let fired = Instant::now();
+    s.close_by_clock(0).await;
+    let hits = recv.wait_for(1).await;
+    assert_eq!(hits.len(), 1, "never delivered: {hits:?}");
+    assert!(
+        fired.elapsed() >= Duration::from_millis(1400),
+        "delivered after {:?}, before hold_max",
+        fired.elapsed()
+    );
+    let m = s.node.checkpoints.clone().unwrap().render();
+    assert!(
+        m.contains("driftdb_checkpoint_deliveries_unheld_total 1\n"),
+        "{m}"
+    );
+    assert!(
+        !m.contains("driftdb_checkpoints_total{result=\"failed\"} 0\n"),
+        "{m}"
     );
     s.stop().await;
 }

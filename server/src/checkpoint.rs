@@ -81,6 +81,8 @@ pub struct Saved {
     pub seq: u64,
     /// False when nothing was written to the store since this node's last save.
     pub saved: bool,
+    /// Every write up to this RocksDB sequence number is in the newest checkpoint.
+    pub store_sequence: u64,
     /// Files in the checkpoint and their bytes.
     pub files: usize,
     /// Bytes of the checkpoint.
@@ -113,6 +115,60 @@ struct Counters {
     uploaded_bytes: AtomicU64,
     last_seq: AtomicU64,
     last_success_ms: AtomicI64,
+    released_unsaved: AtomicU64,
+}
+
+/// Holds webhook deliveries until a checkpoint holds the alert that asked for them, so a node
+/// that takes the state over (restoring the newest checkpoint) never fires an alert the old
+/// owner already delivered: either the checkpoint holds the alert (and its rule state), or the
+/// alert was never delivered. The delivery worker asks for a save; each save (or a save that
+/// found nothing new) moves `covered`. A delivery held longer than `hold_max` (the checkpoint
+/// store is down) is sent anyway, counted and logged: late is worse than twice.
+#[derive(Debug)]
+pub struct DeliveryGate {
+    covered: tokio::sync::watch::Sender<u64>,
+    wanted: tokio::sync::Notify,
+    hold_max: Duration,
+    counters: Arc<Counters>,
+}
+
+impl DeliveryGate {
+    /// Every write up to this RocksDB sequence number is in a saved checkpoint.
+    pub fn covered(&self) -> u64 {
+        *self.covered.borrow()
+    }
+
+    /// Follows [`DeliveryGate::covered`].
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.covered.subscribe()
+    }
+
+    /// Asks for a save soon (requests while one runs make one more save, not many).
+    pub fn want(&self) {
+        self.wanted.notify_one();
+    }
+
+    /// The longest a delivery waits for a checkpoint.
+    pub fn hold_max(&self) -> Duration {
+        self.hold_max
+    }
+
+    /// Counts a delivery sent after `hold_max` without a checkpoint holding its alert.
+    pub fn released_unsaved(&self) {
+        self.counters
+            .released_unsaved
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn cover(&self, seq: u64) {
+        self.covered.send_if_modified(|c| {
+            let moved = seq > *c;
+            if moved {
+                *c = seq;
+            }
+            moved
+        });
+    }
 }
 
 /// A node's checkpoints under one URL.
@@ -127,7 +183,8 @@ pub struct Checkpoints {
     work: PathBuf,
     /// One save at a time; the store sequence of this node's last save.
     last: tokio::sync::Mutex<Option<u64>>,
-    counters: Counters,
+    counters: Arc<Counters>,
+    gate: Option<Arc<DeliveryGate>>,
 }
 
 fn os_err(what: &str) -> impl Fn(object_store::Error) -> Error + '_ {
@@ -220,8 +277,26 @@ impl Checkpoints {
             every,
             work,
             last: tokio::sync::Mutex::new(None),
-            counters: Counters::default(),
+            counters: Arc::new(Counters::default()),
+            gate: None,
         })
+    }
+
+    /// These checkpoints with a [`DeliveryGate`]: webhook deliveries wait (at most
+    /// `hold_max`) until a saved checkpoint holds their alert.
+    pub fn with_delivery_gate(mut self, hold_max: Duration) -> Checkpoints {
+        self.gate = Some(Arc::new(DeliveryGate {
+            covered: tokio::sync::watch::channel(0).0,
+            wanted: tokio::sync::Notify::new(),
+            hold_max,
+            counters: Arc::clone(&self.counters),
+        }));
+        self
+    }
+
+    /// The delivery gate, when deliveries wait for checkpoints.
+    pub fn gate(&self) -> Option<Arc<DeliveryGate>> {
+        self.gate.clone()
     }
 
     /// The URL they live under.
@@ -322,6 +397,9 @@ impl Checkpoints {
     pub async fn save(&self, store: &Arc<Store>, now_ms: i64) -> Result<Saved> {
         let res = self.save_inner(store, now_ms).await;
         let c = &self.counters;
+        if let (Ok(s), Some(g)) = (&res, &self.gate) {
+            g.cover(s.store_sequence);
+        }
         match &res {
             Ok(s) if s.saved => {
                 c.saved.fetch_add(1, Ordering::Relaxed);
@@ -350,6 +428,7 @@ impl Checkpoints {
             return Ok(Saved {
                 seq: newest,
                 saved: false,
+                store_sequence,
                 files: 0,
                 bytes: 0,
                 uploaded_bytes: 0,
@@ -398,7 +477,7 @@ impl Checkpoints {
             tracing::warn!(dir = %scratch.display(), error = %e, "checkpoint: cannot remove the scratch copy");
         }
         let mut saved = result?;
-        *last = Some(store_sequence);
+        *last = Some(copied_sequence);
         let (pruned, deleted) = self.prune().await?;
         saved.pruned = pruned;
         saved.objects_deleted = deleted;
@@ -475,6 +554,7 @@ impl Checkpoints {
         Ok(Saved {
             seq,
             saved: true,
+            store_sequence,
             files: manifest.files.len(),
             bytes: manifest.bytes(),
             uploaded_bytes,
@@ -610,6 +690,13 @@ impl Checkpoints {
             "driftdb_checkpoint_uploaded_bytes_total {}",
             c.uploaded_bytes.load(Ordering::Relaxed)
         );
+        s.push_str("# HELP driftdb_checkpoint_deliveries_unheld_total Webhook deliveries sent after waiting the longest for a checkpoint that never came.\n");
+        s.push_str("# TYPE driftdb_checkpoint_deliveries_unheld_total counter\n");
+        let _ = writeln!(
+            s,
+            "driftdb_checkpoint_deliveries_unheld_total {}",
+            c.released_unsaved.load(Ordering::Relaxed)
+        );
         s.push_str(
             "# HELP driftdb_checkpoint_last_seq Number of the last checkpoint this node saved.\n",
         );
@@ -630,24 +717,39 @@ impl Checkpoints {
     }
 }
 
-/// Saves a checkpoint every [`Checkpoints::every`] until `stop` (only waits for it when
-/// saves are on request only); a failed save is logged, counted and tried again at the next
-/// tick. Like the server's other tasks it ends only when stopped.
+/// Saves a checkpoint every [`Checkpoints::every`] and whenever a held delivery asks
+/// ([`DeliveryGate::want`]), until `stop`; a failed save is logged, counted and tried again at
+/// the next tick or request. Like the server's other tasks it ends only when stopped.
 pub async fn run_checkpoints(
     store: Arc<Store>,
     checkpoints: Arc<Checkpoints>,
     clock: Arc<dyn driftdb_engine::time::Clock>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> Result<()> {
-    let Some(every) = checkpoints.every() else {
-        let _ = stop.wait_for(|v| *v).await;
-        return Ok(());
-    };
-    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut tick = checkpoints.every().map(|every| {
+        let mut t = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        t
+    });
+    let gate = checkpoints.gate();
     loop {
+        let ticked = async {
+            match tick.as_mut() {
+                Some(t) => {
+                    t.tick().await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
+        let wanted = async {
+            match &gate {
+                Some(g) => g.wanted.notified().await,
+                None => std::future::pending::<()>().await,
+            }
+        };
         tokio::select! {
-            _ = tick.tick() => {}
+            () = ticked => {}
+            () = wanted => {}
             _ = stop.wait_for(|v| *v) => return Ok(()),
         }
         match checkpoints.save(&store, clock.now().millis()).await {
@@ -660,7 +762,12 @@ pub async fn run_checkpoints(
             ),
             Ok(_) => {}
             Err(e) => {
-                tracing::warn!(error = %e, url = checkpoints.url(), "checkpoint failed; trying again at the next tick")
+                tracing::warn!(error = %e, url = checkpoints.url(), "checkpoint failed; trying again at the next tick or request");
+                // A held delivery asks again at once: do not spin on a store that is down.
+                tokio::select! {
+                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    _ = stop.wait_for(|v| *v) => return Ok(()),
+                }
             }
         }
     }

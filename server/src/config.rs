@@ -59,6 +59,12 @@ pub struct CheckpointConfig {
     pub every: Option<String>,
     /// Checkpoints kept (default 4).
     pub keep: Option<usize>,
+    /// Hold each webhook delivery until a saved checkpoint holds its alert, so a node taking
+    /// the state over never delivers it again (default true).
+    pub hold_deliveries: Option<bool>,
+    /// The longest a delivery is held when no checkpoint can be saved (default `5m`); then it
+    /// is sent anyway and counted.
+    pub hold_max: Option<String>,
 }
 
 impl CheckpointConfig {
@@ -75,13 +81,22 @@ impl CheckpointConfig {
                 u64::try_from(DurationMs::parse(e)?.millis()).unwrap_or(0),
             )),
         };
-        crate::checkpoint::Checkpoints::open(
+        let mut c = crate::checkpoint::Checkpoints::open(
             url,
             self.keep.unwrap_or(crate::checkpoint::DEFAULT_KEEP),
             every,
             data.join(".checkpoint-work"),
-        )
-        .map(Some)
+        )?;
+        if self.hold_deliveries.unwrap_or(true) {
+            let hold_max = match &self.hold_max {
+                Some(h) => DurationMs::parse(h)?.millis(),
+                None => 5 * 60_000,
+            };
+            c = c.with_delivery_gate(std::time::Duration::from_millis(
+                u64::try_from(hold_max).unwrap_or(0),
+            ));
+        }
+        Ok(Some(c))
     }
 }
 

@@ -104,7 +104,12 @@ impl Node {
     }
 
     /// The node with its store checkpointed by `checkpoints` (call before serving).
+    /// When they carry a delivery gate, webhook deliveries wait for a checkpoint that holds
+    /// their alert.
     pub fn with_checkpoints(mut self, checkpoints: crate::checkpoint::Checkpoints) -> Node {
+        if let Some(g) = checkpoints.gate() {
+            self.rules.hold_deliveries(g);
+        }
         self.checkpoints = Some(Arc::new(checkpoints));
         self
     }

@@ -210,6 +210,9 @@ pub struct Rules {
     outbox_wake: tokio::sync::Notify,
     /// Turns true when the server shuts down: alert streams end so connections can close.
     stopping: tokio::sync::watch::Sender<bool>,
+    /// When set, a delivery waits until a checkpoint holds the alert behind it
+    /// (`crate::checkpoint::DeliveryGate`).
+    pub(crate) gate: std::sync::OnceLock<Arc<crate::checkpoint::DeliveryGate>>,
 }
 
 impl Rules {
@@ -233,7 +236,14 @@ impl Rules {
             wake: tokio::sync::Notify::new(),
             outbox_wake: tokio::sync::Notify::new(),
             stopping: tokio::sync::watch::channel(false).0,
+            gate: std::sync::OnceLock::new(),
         })
+    }
+
+    /// From now on, deliveries wait for a checkpoint that holds their alert (call before
+    /// serving; a second gate is ignored).
+    pub fn hold_deliveries(&self, gate: Arc<crate::checkpoint::DeliveryGate>) {
+        let _ = self.gate.set(gate);
     }
 
     /// Called by ingest after a durable write: the newest event time of the batch's accepted

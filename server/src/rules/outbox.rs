@@ -8,9 +8,13 @@
 //! passes. Delivery is at least once: a crash between the POST and the removal sends it again,
 //! with the same `Idempotency-Key` header (the alert's event id) so receivers can drop it.
 //!
+//! With checkpoints on (`crate::checkpoint::DeliveryGate`), a new entry waits until a saved
+//! checkpoint holds the store as it was when the entry was found, so a node restoring that
+//! checkpoint never fires an alert already delivered (docs/SCALE_OUT.md).
+//!
 //! Retry times are wall-clock time, even when the node runs on a simulated clock (`demo`).
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -293,21 +297,32 @@ pub async fn run_delivery(
     let mut groups: BTreeMap<String, i64> = BTreeMap::new();
     let (done_tx, mut done_rx) =
         tokio::sync::mpsc::channel::<(DeliveryRecord, Attempt)>(cfg.delivery_concurrency.max(1));
+    // With checkpoints holding deliveries (`crate::checkpoint::DeliveryGate`): entries found
+    // since the start wait until a checkpoint covers the store sequence read after they were
+    // found (every write up to then, their alert's included), or until `hold_max` passed.
+    let gate = rules.gate.get().cloned();
+    let mut covered = gate.as_ref().map(|g| g.subscribe());
+    let mut holds: HashMap<Vec<u8>, (u64, std::time::Instant)> = HashMap::new();
     let mut rescan = true;
     loop {
         if rescan {
             rescan = false;
             let n2 = Arc::clone(&rules);
-            let (found, found_groups) = tokio::task::spawn_blocking(move || {
-                Ok::<_, Error>((pending(&n2)?, pending_groups(&n2)?))
+            let (found, found_groups, at) = tokio::task::spawn_blocking(move || {
+                let found = pending(&n2)?;
+                let groups = pending_groups(&n2)?;
+                Ok::<_, Error>((found, groups, n2.store.latest_sequence()))
             })
             .await
             .map_err(|e| Error::Internal(e.to_string()))??;
             groups = found_groups.into_iter().collect();
             for d in found {
                 let k = d.key();
-                if !in_flight.contains(&k) {
-                    queue.entry(k).or_insert(d);
+                if !in_flight.contains(&k) && !queue.contains_key(&k) {
+                    if gate.is_some() {
+                        holds.insert(k.clone(), (at, std::time::Instant::now()));
+                    }
+                    queue.insert(k, d);
                 }
             }
         }
@@ -326,6 +341,10 @@ pub async fn run_delivery(
                 .map_err(|e| Error::Internal(e.to_string()))?;
             match flushed {
                 Ok(Some(d)) => {
+                    if gate.is_some() {
+                        let at = rules.store.latest_sequence();
+                        holds.insert(d.key(), (at, std::time::Instant::now()));
+                    }
                     queue.insert(d.key(), d);
                 }
                 Ok(None) => {}
@@ -336,13 +355,30 @@ pub async fn run_delivery(
                 }
             }
         }
+        let held = |k: &Vec<u8>| match (&gate, holds.get(k)) {
+            (Some(g), Some((need, since))) => *need > g.covered() && since.elapsed() < g.hold_max(),
+            _ => false,
+        };
         let due: Vec<Vec<u8>> = queue
             .iter()
-            .filter(|(_, d)| d.next_at_ms <= now)
+            .filter(|(k, d)| d.next_at_ms <= now && !held(k))
             .map(|(k, _)| k.clone())
             .take(cfg.delivery_concurrency.saturating_sub(in_flight.len()))
             .collect();
+        let waiting = queue.keys().any(held);
+        if waiting && let Some(g) = &gate {
+            g.want();
+        }
         for k in due {
+            if let (Some(g), Some((need, _))) = (&gate, holds.remove(&k))
+                && need > g.covered()
+            {
+                g.released_unsaved();
+                tracing::warn!(
+                    wait = ?g.hold_max(),
+                    "delivering an alert no saved checkpoint holds yet: the checkpoint store is not answering"
+                );
+            }
             if let Some(d) = queue.remove(&k) {
                 in_flight.insert(k);
                 let client = client.clone();
@@ -368,8 +404,26 @@ pub async fn run_delivery(
             }
             _ => Duration::from_secs(1),
         };
+        // Held entries are not due: wait for the next checkpoint (or the hold's end, within
+        // the one-second bound of `wait`).
+        let wait = if waiting {
+            wait.max(Duration::from_millis(100))
+        } else {
+            wait
+        };
+        let checkpointed = async {
+            match covered.as_mut() {
+                Some(rx) if waiting => {
+                    if rx.changed().await.is_err() {
+                        std::future::pending::<()>().await;
+                    }
+                }
+                _ => std::future::pending::<()>().await,
+            }
+        };
         tokio::select! {
             _ = rules.outbox_wake.notified() => rescan = true,
+            () = checkpointed => {}
             Some((d, a)) = done_rx.recv() => {
                 in_flight.remove(&d.key());
                 let n2 = Arc::clone(&rules);
