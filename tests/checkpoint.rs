@@ -305,5 +305,14 @@ async fn operators_save_and_list_checkpoints_over_http() {
         metrics.contains("driftdb_checkpoint_last_seq 1\n"),
         "{metrics}"
     );
+    // A graceful stop saves once more when something was written since.
+    let def = serde_json::from_slice(&std::fs::read(golden("model.json")).unwrap()).unwrap();
+    node.create_model(&Principal::unrestricted(), def).unwrap();
     running.shutdown().await.unwrap();
+    let cps = node.checkpoints.clone().unwrap();
+    assert_eq!(cps.seqs().await.unwrap(), vec![1, 2]);
+    let target = tempfile::tempdir().unwrap();
+    cps.restore(target.path()).await.unwrap().unwrap();
+    let restored = open_node(target.path());
+    assert!(restored.registry.get("fraud").is_ok());
 }

@@ -717,8 +717,8 @@ impl Checkpoints {
     }
 }
 
-/// Saves a checkpoint every [`Checkpoints::every`] and whenever a held delivery asks
-/// ([`DeliveryGate::want`]), until `stop`; a failed save is logged, counted and tried again at
+/// Saves a checkpoint every [`Checkpoints::every`], whenever a held delivery asks
+/// ([`DeliveryGate::want`]) and once more when `stop` turns true; a failed save is logged, counted and tried again at
 /// the next tick or request. Like the server's other tasks it ends only when stopped.
 pub async fn run_checkpoints(
     store: Arc<Store>,
@@ -747,10 +747,22 @@ pub async fn run_checkpoints(
                 None => std::future::pending::<()>().await,
             }
         };
-        tokio::select! {
-            () = ticked => {}
-            () = wanted => {}
-            _ = stop.wait_for(|v| *v) => return Ok(()),
+        let stopping = tokio::select! {
+            () = ticked => false,
+            () = wanted => false,
+            _ = stop.wait_for(|v| *v) => true,
+        };
+        if stopping {
+            // A last save on a graceful stop: a node moved on purpose hands over its whole
+            // state and its successor replays nothing.
+            match checkpoints.save(&store, clock.now().millis()).await {
+                Ok(s) if s.saved => tracing::info!(seq = s.seq, "checkpoint saved at shutdown"),
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "checkpoint at shutdown failed; the newest saved one stands")
+                }
+            }
+            return Ok(());
         }
         match checkpoints.save(&store, clock.now().millis()).await {
             Ok(s) if s.saved => tracing::info!(
