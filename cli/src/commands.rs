@@ -253,6 +253,10 @@ enum BenchCmd {
     /// The Kafka source's consumption rate of a broker's topic (protobuf records) into
     /// durable sketches, beside gRPC ingest of the same rows in the same run.
     Kafka(crate::bench_kafka::KafkaBenchArgs),
+    /// Checkpoints and handover: the first checkpoint of a fleet-shaped store to an object
+    /// store (a local directory), the next one after a window, the restore into an empty
+    /// directory and the open of a node on it.
+    Checkpoint(crate::bench_checkpoint::CheckpointBenchArgs),
 }
 
 /// Runs the CLI and returns the process exit code.
@@ -381,6 +385,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Bench(BenchCmd::Alerts(a)) => crate::bench_alerts::alerts(a).await,
         Command::Bench(BenchCmd::Report(a)) => crate::bench_report::report(a).await,
         Command::Bench(BenchCmd::Kafka(a)) => crate::bench_kafka::kafka(a).await,
+        Command::Bench(BenchCmd::Checkpoint(a)) => crate::bench_checkpoint::checkpoint(a).await,
     }
 }
 
