@@ -4,6 +4,7 @@
 
 #![expect(clippy::unwrap_used, reason = "tests fail loudly on a broken setup")]
 
+mod bench_cli;
 mod common;
 mod demo_cli;
 mod estimated_cli;
