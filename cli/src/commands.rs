@@ -153,7 +153,7 @@ struct ServeArgs {
     http: SocketAddr,
     /// JSON configuration file; see `config.example.json`: retention, downsample_after,
     /// sync_writes, block_cache_mb, ingest_concurrency, daily_rollups, rollup_after, limits,
-    /// tls_cert/tls_key, rules.
+    /// tls_cert/tls_key, rules; `kafka` (docs/KAFKA.md) and `checkpoint` (docs/SCALE_OUT.md).
     #[arg(long)]
     config: Option<PathBuf>,
     /// Serve without API keys: every caller is an operator with every scope. For local use

@@ -356,6 +356,56 @@ mod tests {
     }
 
     #[test]
+    fn the_checkpoint_section_has_defaults_and_precise_errors() {
+        use std::time::Duration;
+        let data = Path::new("/tmp/driftdb-config-test");
+        let parse = |json: &str| serde_json::from_str::<ServeConfig>(json).map(|c| c.checkpoint);
+        let none = parse(r#"{"checkpoint": {}}"#).unwrap().unwrap();
+        assert!(none.open(data).unwrap().is_none(), "no URL, no checkpoints");
+        let c = parse(r#"{"checkpoint": {"url": "file:///tmp/cp"}}"#)
+            .unwrap()
+            .unwrap()
+            .open(data)
+            .unwrap()
+            .unwrap();
+        assert_eq!(c.every(), Some(Duration::from_secs(900)));
+        assert_eq!(c.url(), "file:///tmp/cp");
+        assert_eq!(c.gate().unwrap().hold_max(), Duration::from_secs(300));
+        let c = parse(
+            r#"{"checkpoint": {"url": "file:///tmp/cp", "every": "0", "hold_deliveries": false}}"#,
+        )
+        .unwrap()
+        .unwrap()
+        .open(data)
+        .unwrap()
+        .unwrap();
+        assert_eq!(c.every(), None);
+        assert!(c.gate().is_none());
+        let c =
+            parse(r#"{"checkpoint": {"url": "file:///tmp/cp", "every": "1h", "hold_max": "30s"}}"#)
+                .unwrap()
+                .unwrap()
+                .open(data)
+                .unwrap()
+                .unwrap();
+        assert_eq!(c.every(), Some(Duration::from_secs(3600)));
+        assert_eq!(c.gate().unwrap().hold_max(), Duration::from_secs(30));
+        for (json, want) in [
+            (r#"{"url": "file:///tmp/cp", "every": "soon"}"#, "soon"),
+            (
+                r#"{"url": "file:///tmp/cp", "keep": 0}"#,
+                "keep must be at least 1",
+            ),
+            (r#"{"url": "s3://b/p"}"#, "not supported by this build"),
+        ] {
+            let c: CheckpointConfig = serde_json::from_str(json).unwrap();
+            let e = c.open(data).unwrap_err().to_string();
+            assert!(e.contains(want), "{json}: {e}");
+        }
+        assert!(parse(r#"{"checkpoint": {"url": "file:///x", "bogus": 1}}"#).is_err());
+    }
+
+    #[test]
     fn the_kafka_section_has_defaults_and_precise_errors() {
         let cfg: ServeConfig =
             serde_json::from_str(r#"{"kafka": {"brokers": "b:9092", "topic": "logs"}}"#).unwrap();
