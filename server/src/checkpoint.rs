@@ -30,49 +30,16 @@ use driftdb_storage::Store;
 use futures::StreamExt;
 use object_store::path::Path as ObjPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use tokio::io::AsyncWriteExt;
 
 use crate::error::{Error, Result};
 
-/// The manifest format this build writes and reads.
-pub const FORMAT: u32 = 1;
+mod manifest;
+pub use manifest::{FORMAT, FileEntry, Manifest};
 
 /// Manifests kept by default.
 pub const DEFAULT_KEEP: usize = 4;
-
-/// One file of a checkpoint.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FileEntry {
-    /// Its name in the store's directory (no directories: a RocksDB checkpoint is flat).
-    pub name: String,
-    /// Its length.
-    pub bytes: u64,
-    /// SHA-256 of its content, lowercase hex; also its object's name.
-    pub sha256: String,
-}
-
-/// What one checkpoint holds.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Manifest {
-    /// [`FORMAT`].
-    pub format: u32,
-    /// Its number: one more than the newest before it.
-    pub seq: u64,
-    /// When it was saved, ms since the epoch.
-    pub created_ms: i64,
-    /// RocksDB's last sequence number in the copy (every write up to it is in).
-    pub store_sequence: u64,
-    /// Its files.
-    pub files: Vec<FileEntry>,
-}
-
-impl Manifest {
-    /// Bytes of all its files.
-    pub fn bytes(&self) -> u64 {
-        self.files.iter().map(|f| f.bytes).sum()
-    }
-}
 
 /// What a save did.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -224,11 +191,6 @@ fn hash_file(path: &Path) -> Result<(String, u64)> {
     Ok((sha256_hex(ctx.finish().as_ref()), n))
 }
 
-/// A checkpoint file name is a plain name: no separators, no `..`, not empty.
-fn plain_name(name: &str) -> bool {
-    !name.is_empty() && name != "." && name != ".." && !name.contains(['/', '\\', '\0'])
-}
-
 fn manifest_name(seq: u64) -> String {
     format!("{seq:020}.json")
 }
@@ -357,31 +319,10 @@ impl Checkpoints {
             .bytes()
             .await
             .map_err(os_err("read manifest"))?;
-        let bad = |detail: String| Error::Corruption {
+        Manifest::parse(&bytes, seq).map_err(|detail| Error::Corruption {
             what: "checkpoint manifest",
             detail: format!("{path}: {detail}"),
-        };
-        let m: Manifest = serde_json::from_slice(&bytes).map_err(|e| bad(e.to_string()))?;
-        if m.format != FORMAT {
-            return Err(bad(format!(
-                "format {} (this build reads {FORMAT})",
-                m.format
-            )));
-        }
-        if m.seq != seq {
-            return Err(bad(format!("it says it is checkpoint {}", m.seq)));
-        }
-        if let Some(f) = m.files.iter().find(|f| {
-            !plain_name(&f.name)
-                || f.sha256.len() != 64
-                || !f.sha256.bytes().all(|b| b.is_ascii_hexdigit())
-        }) {
-            return Err(bad(format!("bad file entry {:?}", f.name)));
-        }
-        if !m.files.iter().any(|f| f.name == "CURRENT") {
-            return Err(bad("no CURRENT file: not a RocksDB checkpoint".to_string()));
-        }
-        Ok(m)
+        })
     }
 
     /// The newest manifest, if any.

@@ -1,7 +1,7 @@
 //! The server's request decoders, compiled from the server's own source files:
 //! `convert/batch.rs` (ingest batches), `prom/remote_read/decode.rs` and the prom crate's
 //! `matcher.rs`
-//! (remote-read requests). They use nothing of the server but two variants of its error type,
+//! (remote-read requests), `checkpoint/manifest.rs` (checkpoint manifests). They use nothing of the server but two variants of its error type,
 //! provided here with the same names, so the fuzzers run exactly the code the server runs
 //! without building RocksDB for the sanitizer target.
 #![allow(dead_code, missing_docs)]
@@ -38,5 +38,9 @@ pub mod matcher;
 
 #[path = "../../src/prom/remote_read/decode.rs"]
 pub mod remote_read_decode;
+
+/// A checkpoint's manifest, as a restore reads it from the object store.
+#[path = "../../src/checkpoint/manifest.rs"]
+pub mod checkpoint_manifest;
 
 
