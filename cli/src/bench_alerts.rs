@@ -154,7 +154,7 @@ pub async fn rules(a: RulesBenchArgs) -> Result<()> {
 }
 
 /// The rules bench's node: default store and rules, the bench's clock, auth off.
-fn open_fleet(dir: &std::path::Path, clock: &ManualClock) -> Result<Node> {
+pub(crate) fn open_fleet(dir: &std::path::Path, clock: &ManualClock) -> Result<Node> {
     Ok(Node::open_with(
         dir,
         StoreConfig::default(),

@@ -13,19 +13,17 @@
 //! Restore + open is the handover time before the replay of what came after the checkpoint,
 //! which runs at the ingest rate.
 
-use std::sync::Arc;
 use std::time::Instant;
 
 use clap::Args;
-use driftdb_engine::ingest::{NoBaselines, SegmentRegistry, TimeBounds, fold_batch};
-use driftdb_engine::time::{Clock, ManualClock, Resolution, Timestamp};
+use driftdb_engine::ingest::NoBaselines;
+use driftdb_engine::time::{Clock, ManualClock, Timestamp};
 use driftdb_server::auth::Principal;
 use driftdb_server::checkpoint::Checkpoints;
 use driftdb_server::node::Node;
-use driftdb_server::rules::RulesConfig;
-use driftdb_storage::{StoreConfig, WriteSet};
 
-use crate::bench_alerts::{engine_batch, fleet_model};
+use crate::bench_alerts::{engine_batch, fleet_model, open_fleet};
+use crate::bench_report::fold_window;
 use crate::error::{Error, Result};
 use crate::output;
 use crate::rng::{SplitMix as Rng, peak_rss_mib};
@@ -52,16 +50,6 @@ pub struct CheckpointBenchArgs {
 
 const T0: i64 = 1_772_323_200_000; // 2026-03-01T00:00:00Z
 
-fn open(dir: &std::path::Path, clock: &ManualClock) -> Result<Node> {
-    Ok(Node::open_with(
-        dir,
-        StoreConfig::default(),
-        RulesConfig::default(),
-        Arc::new(clock.clone()),
-        driftdb_server::auth::AuthMode::Disabled,
-    )?)
-}
-
 fn mb(bytes: u64) -> f64 {
     bytes as f64 / 1e6
 }
@@ -81,7 +69,7 @@ pub async fn checkpoint(a: CheckpointBenchArgs) -> Result<()> {
     );
     let windows = a.hours * 4;
     let clock = ManualClock::new(Timestamp(T0 + (windows as i64 + 2) * 900_000));
-    let node = open(&data, &clock)?;
+    let node = open_fleet(&data, &clock)?;
     let setup = Instant::now();
     let (n2, a2) = (node.clone(), a.clone());
     tokio::task::spawn_blocking(move || load(&n2, &a2, 0..windows))
@@ -115,7 +103,7 @@ pub async fn checkpoint(a: CheckpointBenchArgs) -> Result<()> {
         .ok_or_else(|| Error::Internal("no checkpoint to restore".into()))?;
     let restore_secs = t.elapsed().as_secs_f64();
     let t = Instant::now();
-    let taken = open(&restored, &clock)?;
+    let taken = open_fleet(&restored, &clock)?;
     let open_secs = t.elapsed().as_secs_f64();
     let t = Instant::now();
     let out = taken
@@ -186,23 +174,7 @@ fn load(node: &Node, a: &CheckpointBenchArgs, range: std::ops::Range<usize>) -> 
         for w in range.clone() {
             let start = T0 + w as i64 * 900_000;
             let batch = engine_batch(&def, &mut rng, a.values, Timestamp(start + 60_000), 0.0);
-            let out = fold_batch(
-                &def,
-                Resolution::M15,
-                &batch,
-                &NoBaselines,
-                &mut SegmentRegistry::new(64),
-                TimeBounds {
-                    oldest: Timestamp(i64::MIN),
-                    newest: Timestamp(i64::MAX),
-                },
-                &|_, _| false,
-            );
-            let mut ws = WriteSet::new();
-            for (key, ts, state) in &out.deltas {
-                ws.merge(key, Resolution::M15, *ts, state);
-            }
-            node.store.write(&ws)?;
+            node.store.write(&fold_window(&def, &batch, &NoBaselines))?;
         }
     }
     Ok(())

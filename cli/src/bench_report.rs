@@ -177,22 +177,7 @@ fn load(node: &Node, a: &ReportBenchArgs, t0: Timestamp) -> Result<()> {
         let start = Timestamp(t0.0 + w as i64 * 900_000);
         let shift = if w >= windows / 2 { 20.0 } else { 0.0 };
         let batch = engine_batch(&def, &mut rng, a.values, Timestamp(start.0 + 60_000), shift);
-        let out = fold_batch(
-            &def,
-            Resolution::M15,
-            &batch,
-            &refs,
-            &mut SegmentRegistry::new(64),
-            TimeBounds {
-                oldest: Timestamp(i64::MIN),
-                newest: Timestamp(i64::MAX),
-            },
-            &|_, _| false,
-        );
-        let mut ws = WriteSet::new();
-        for (key, ts, state) in &out.deltas {
-            ws.merge(key, Resolution::M15, *ts, state);
-        }
+        let mut ws = fold_window(&def, &batch, &refs);
         // Every row's label joins: what the label join would merge into the window's score.
         let mut perf = PerformanceState::default();
         for r in &batch.rows {
@@ -215,6 +200,31 @@ fn load(node: &Node, a: &ReportBenchArgs, t0: Timestamp) -> Result<()> {
         node.store.write(&ws)?;
     }
     Ok(())
+}
+
+/// The 15-minute deltas of `batch` folded by the engine, as the write ingest makes of them.
+pub(crate) fn fold_window(
+    def: &driftdb_engine::model::ModelDef,
+    batch: &driftdb_engine::ingest::InferenceBatch,
+    baselines: &dyn driftdb_engine::ingest::Baselines,
+) -> WriteSet {
+    let out = fold_batch(
+        def,
+        Resolution::M15,
+        batch,
+        baselines,
+        &mut SegmentRegistry::new(64),
+        TimeBounds {
+            oldest: Timestamp(i64::MIN),
+            newest: Timestamp(i64::MAX),
+        },
+        &|_, _| false,
+    );
+    let mut ws = WriteSet::new();
+    for (key, ts, state) in &out.deltas {
+        ws.merge(key, Resolution::M15, *ts, state);
+    }
+    ws
 }
 
 fn median(v: &[f64]) -> f64 {

@@ -20,7 +20,7 @@
 //! One node saves under a URL at a time (the owner of the state); two nodes saving under one
 //! URL would race on the manifest number, and the second is refused.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -279,6 +279,11 @@ impl Checkpoints {
 
     /// Names under `dir` (`checkpoints` or `objects`), the last path segment of each object.
     async fn names(&self, dir: &str) -> Result<Vec<String>> {
+        Ok(self.sizes(dir).await?.into_iter().map(|(n, _)| n).collect())
+    }
+
+    /// Names under `dir` with their sizes.
+    async fn sizes(&self, dir: &str) -> Result<Vec<(String, u64)>> {
         let prefix = self.child(&[dir]);
         let mut out = Vec::new();
         let mut list = self.os.list(Some(&prefix));
@@ -286,7 +291,7 @@ impl Checkpoints {
             match item {
                 Ok(meta) => {
                     if let Some(name) = meta.location.filename() {
-                        out.push(name.to_string());
+                        out.push((name.to_string(), meta.size));
                     }
                 }
                 Err(object_store::Error::NotFound { .. }) => {}
@@ -433,10 +438,12 @@ impl Checkpoints {
         store_sequence: u64,
         files: Vec<FileEntry>,
     ) -> Result<Saved> {
-        let mut stored: BTreeSet<String> = self.names("objects").await?.into_iter().collect();
+        // An object of the same content and length is reused; one whose length is off (cut
+        // short, or damaged) is uploaded again over it.
+        let mut stored: BTreeMap<String, u64> = self.sizes("objects").await?.into_iter().collect();
         let mut uploaded_bytes = 0;
         for f in &files {
-            if stored.contains(&f.sha256) {
+            if stored.get(&f.sha256) == Some(&f.bytes) {
                 continue;
             }
             let path = scratch.join(&f.name);
@@ -458,7 +465,7 @@ impl Checkpoints {
                 )));
             }
             uploaded_bytes += n;
-            stored.insert(f.sha256.clone());
+            stored.insert(f.sha256.clone(), n);
         }
         let manifest = Manifest {
             format: FORMAT,
@@ -611,8 +618,16 @@ impl Checkpoints {
         use std::fmt::Write as _;
         let c = &self.counters;
         let mut s = String::new();
-        s.push_str("# HELP driftdb_checkpoints_total Checkpoint saves by result (skipped: nothing written since the last).\n");
-        s.push_str("# TYPE driftdb_checkpoints_total counter\n");
+        let head = |s: &mut String, name: &str, kind: &str, help: &str| {
+            let _ = writeln!(s, "# HELP {name} {help}");
+            let _ = writeln!(s, "# TYPE {name} {kind}");
+        };
+        head(
+            &mut s,
+            "driftdb_checkpoints_total",
+            "counter",
+            "Checkpoint saves by result (skipped: nothing written since the last).",
+        );
         for (name, v) in [
             ("saved", &c.saved),
             ("skipped", &c.skipped),
@@ -624,36 +639,36 @@ impl Checkpoints {
                 v.load(Ordering::Relaxed)
             );
         }
-        s.push_str("# HELP driftdb_checkpoint_uploaded_bytes_total Bytes uploaded to the checkpoint store.\n");
-        s.push_str("# TYPE driftdb_checkpoint_uploaded_bytes_total counter\n");
-        let _ = writeln!(
-            s,
-            "driftdb_checkpoint_uploaded_bytes_total {}",
-            c.uploaded_bytes.load(Ordering::Relaxed)
-        );
-        s.push_str("# HELP driftdb_checkpoint_deliveries_unheld_total Webhook deliveries sent after waiting the longest for a checkpoint that never came.\n");
-        s.push_str("# TYPE driftdb_checkpoint_deliveries_unheld_total counter\n");
-        let _ = writeln!(
-            s,
-            "driftdb_checkpoint_deliveries_unheld_total {}",
-            c.released_unsaved.load(Ordering::Relaxed)
-        );
-        s.push_str(
-            "# HELP driftdb_checkpoint_last_seq Number of the last checkpoint this node saved.\n",
-        );
-        s.push_str("# TYPE driftdb_checkpoint_last_seq gauge\n");
-        let _ = writeln!(
-            s,
-            "driftdb_checkpoint_last_seq {}",
-            c.last_seq.load(Ordering::Relaxed)
-        );
-        s.push_str("# HELP driftdb_checkpoint_last_success_timestamp_seconds When the last save succeeded (or found nothing new).\n");
-        s.push_str("# TYPE driftdb_checkpoint_last_success_timestamp_seconds gauge\n");
-        let _ = writeln!(
-            s,
-            "driftdb_checkpoint_last_success_timestamp_seconds {}",
-            c.last_success_ms.load(Ordering::Relaxed) as f64 / 1000.0
-        );
+        let last_success = c.last_success_ms.load(Ordering::Relaxed) as f64 / 1000.0;
+        for (name, kind, help, value) in [
+            (
+                "driftdb_checkpoint_uploaded_bytes_total",
+                "counter",
+                "Bytes uploaded to the checkpoint store.",
+                c.uploaded_bytes.load(Ordering::Relaxed) as f64,
+            ),
+            (
+                "driftdb_checkpoint_deliveries_unheld_total",
+                "counter",
+                "Webhook deliveries sent after waiting the longest for a checkpoint that never came.",
+                c.released_unsaved.load(Ordering::Relaxed) as f64,
+            ),
+            (
+                "driftdb_checkpoint_last_seq",
+                "gauge",
+                "Number of the last checkpoint this node saved.",
+                c.last_seq.load(Ordering::Relaxed) as f64,
+            ),
+            (
+                "driftdb_checkpoint_last_success_timestamp_seconds",
+                "gauge",
+                "When the last save succeeded (or found nothing new).",
+                last_success,
+            ),
+        ] {
+            head(&mut s, name, kind, help);
+            let _ = writeln!(s, "{name} {value}");
+        }
         s
     }
 }
