@@ -192,6 +192,19 @@ struct ServeArgs {
     /// use are deleted.
     #[arg(long, requires = "checkpoint_url", value_name = "N")]
     checkpoint_keep: Option<usize>,
+    /// Run as one of several nodes in the Kafka consumer group: publish membership on a
+    /// compacted topic and route each model's HTTP requests to the node owning its partition
+    /// (the config's `"cluster"` section sets the rest; docs/SCALE_OUT.md). Needs Kafka with
+    /// an inference topic.
+    #[arg(long)]
+    cluster: bool,
+    /// This node's id in the cluster (default: its advertised URL). Implies --cluster.
+    #[arg(long, value_name = "ID")]
+    node_id: Option<String>,
+    /// The HTTP base URL other nodes reach this one at (default: the bound --http address;
+    /// needed when that is 0.0.0.0 or behind NAT). Implies --cluster.
+    #[arg(long, value_name = "URL")]
+    advertise: Option<String>,
 }
 
 const SERVE_AUTH_HELP: &str = "\
@@ -493,6 +506,15 @@ async fn serve(a: ServeArgs) -> Result<()> {
         );
     }
     let kafka_cfg = kafka_config(&a, cfg.kafka.clone())?;
+    let cluster_cfg = cluster_config(&a, cfg.cluster.clone(), kafka_cfg.as_ref())?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    if let Some((s, topic)) = &cluster_cfg {
+        node = node.with_cluster(driftdb_server::cluster::Cluster::new(
+            s.node_id.clone(),
+            topic,
+            s.member_ttl,
+        ));
+    }
     let running = driftdb_server::serve::start_with(
         node.clone(),
         driftdb_server::serve::ServeOptions {
@@ -502,6 +524,23 @@ async fn serve(a: ServeArgs) -> Result<()> {
         },
     )
     .await?;
+    let membership = match (&cluster_cfg, &kafka_cfg, &node.cluster) {
+        (Some((s, _)), Some(k), Some(c)) => {
+            let url = s
+                .advertise
+                .clone()
+                .unwrap_or_else(|| format!("{scheme}://{}", running.bound.http));
+            if s.advertise.is_none() && running.bound.http.ip().is_unspecified() {
+                return Err(Error::Invalid(format!(
+                    "cluster: the HTTP address {} is not one other nodes can reach: pass --advertise URL",
+                    running.bound.http
+                )));
+            }
+            c.set_address(&url);
+            Some(crate::cluster::start(node.clone(), k, s).await?)
+        }
+        _ => None,
+    };
     let kafka = match kafka_cfg {
         Some(k) => Some(crate::kafka::start(node, k)?),
         None => None,
@@ -517,6 +556,9 @@ async fn serve(a: ServeArgs) -> Result<()> {
         .await;
     if let Some(k) = kafka {
         k.stop().await;
+    }
+    if let Some(m) = membership {
+        m.stop().await;
     }
     res?;
     Ok(())
@@ -547,6 +589,33 @@ fn kafka_config(
     }
     k.validate()?;
     Ok(Some(k))
+}
+
+/// The cluster settings (the config's section, `--cluster`, `--node-id`, `--advertise`) and the
+/// inference topic whose partitions decide ownership; `None` when not in a cluster.
+fn cluster_config(
+    a: &ServeArgs,
+    file: Option<driftdb_server::config::ClusterConfig>,
+    kafka: Option<&driftdb_server::config::KafkaConfig>,
+) -> Result<Option<(driftdb_server::config::ClusterSettings, String)>> {
+    let on = a.cluster || a.node_id.is_some() || a.advertise.is_some();
+    let mut c = match (file, on) {
+        (None, false) => return Ok(None),
+        (f, _) => f.unwrap_or_default(),
+    };
+    if a.node_id.is_some() {
+        c.node_id.clone_from(&a.node_id);
+    }
+    if a.advertise.is_some() {
+        c.advertise.clone_from(&a.advertise);
+    }
+    let s = c.resolve()?;
+    let Some(topic) = kafka.and_then(|k| k.topic.clone()) else {
+        return Err(Error::Invalid(
+            "cluster: needs Kafka with an inference topic (--kafka-brokers and --kafka-topic, or the config's \"kafka\" section): the consumer group decides which node owns which models".into(),
+        ));
+    };
+    Ok(Some((s, topic)))
 }
 
 fn progress_bar(total: u64, what: &str) -> ProgressBar {

@@ -82,6 +82,8 @@ fn checkpoint_name(topic: &str, partition: i32) -> String {
 struct Context {
     node: Node,
     start: StartPosition,
+    /// The inference topic: its partitions are what the node owns in a cluster.
+    topic: Option<String>,
 }
 
 impl ClientContext for Context {}
@@ -123,6 +125,14 @@ impl ConsumerContext for Context {
                     }
                 }
                 tracing::info!(partitions = ?parts, "kafka: partitions assigned");
+                if let Some(c) = &self.node.cluster {
+                    c.set_owned(
+                        parts
+                            .iter()
+                            .filter(|(t, _)| Some(t) == self.topic.as_ref())
+                            .map(|(_, p)| *p),
+                    );
+                }
                 if let Err(e) = consumer.assign(tpl) {
                     tracing::error!(error = %e, "kafka: assign failed");
                 }
@@ -132,12 +142,18 @@ impl ConsumerContext for Context {
                 for e in tpl.elements() {
                     sources.clear_lag(e.topic(), e.partition());
                 }
+                if let Some(c) = &self.node.cluster {
+                    c.set_owned([]);
+                }
                 if let Err(e) = consumer.unassign() {
                     tracing::error!(error = %e, "kafka: unassign failed");
                 }
             }
             other => {
                 tracing::error!(error = ?other, "kafka: rebalance error");
+                if let Some(c) = &self.node.cluster {
+                    c.set_owned([]);
+                }
                 let _ = consumer.unassign();
             }
         }
@@ -204,6 +220,7 @@ pub fn start(node: Node, cfg: KafkaConfig) -> Result<KafkaSource> {
         .create_with_context(Context {
             node: node.clone(),
             start: cfg.start,
+            topic: cfg.topic.clone(),
         })
         .map_err(|e| kerr("consumer", e))?;
     let topics: Vec<&str> = [cfg.topic.as_deref(), cfg.label_topic.as_deref()]
@@ -255,7 +272,14 @@ pub fn start(node: Node, cfg: KafkaConfig) -> Result<KafkaSource> {
     for rx in rxs {
         tasks.push(tokio::spawn(writer.clone().run(rx)));
     }
-    tasks.push(tokio::spawn(lag_loop(consumer, node, last_ts, stop_rx)));
+    let topic_names: Vec<String> = topics.iter().map(|t| t.to_string()).collect();
+    tasks.push(tokio::spawn(lag_loop(
+        consumer,
+        node,
+        last_ts,
+        stop_rx,
+        cfg.topic.clone().map(|t| (t, topic_names)),
+    )));
     tracing::info!(brokers = %cfg.brokers, group = %cfg.group_id, topics = ?topics,
         "kafka: consuming");
     Ok(KafkaSource { stop, tasks })
@@ -449,17 +473,31 @@ async fn poll_loop(
 /// different partitions are written concurrently.
 const WRITERS: usize = 4;
 
-/// Every second: each assigned partition's lag against its high watermark.
+/// Every second: each assigned partition's lag against its high watermark; in a cluster,
+/// the orphan check ([`rejoin_if_orphaned`]). `inference` is the inference topic and every
+/// subscribed topic.
 async fn lag_loop(
     consumer: Arc<KafkaConsumer>,
     node: Node,
     last_ts: Arc<Mutex<HashMap<(String, i32), i64>>>,
     mut stop: tokio::sync::watch::Receiver<bool>,
+    inference: Option<(String, Vec<String>)>,
 ) {
+    let mut orphans = Orphans::default();
     loop {
         tokio::select! {
             _ = stop.changed() => return,
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+        if let (Some(cluster), Some((topic, topics))) = (node.cluster.clone(), &inference) {
+            let c = Arc::clone(&consumer);
+            let (topic, topics) = (topic.clone(), topics.clone());
+            let o = std::mem::take(&mut orphans);
+            orphans = tokio::task::spawn_blocking(move || {
+                rejoin_if_orphaned(&c, &cluster, &topic, &topics, o)
+            })
+            .await
+            .unwrap_or_default();
         }
         let c = Arc::clone(&consumer);
         let n = node.clone();
@@ -487,10 +525,67 @@ async fn lag_loop(
                     0.0
                 };
                 n.sources.set_lag(&t, p, Lag { records, seconds });
+                if let Some(c) = &n.cluster
+                    && c.topic() == t
+                {
+                    c.progress(p, next, high);
+                }
             }
         })
         .await;
     }
+}
+
+/// Since when partitions of the inference topic have had no live owner, and when the group
+/// was last rejoined for it.
+#[derive(Debug, Default)]
+struct Orphans {
+    since: Option<Instant>,
+    rejoined: Option<Instant>,
+}
+
+/// In a cluster: when some partitions of the inference topic have been owned by no live
+/// member (this node included) for twice the member TTL, rejoins the consumer group, so the
+/// group assigns them again. Kafka does so by itself when a member's session expires; a
+/// broker that keeps a dead member in the group's assignment (tansu 0.6 after a `kill -9`,
+/// docs/KAFKA.md) would otherwise leave those models unserved.
+fn rejoin_if_orphaned(
+    consumer: &KafkaConsumer,
+    cluster: &driftdb_server::cluster::Cluster,
+    topic: &str,
+    topics: &[String],
+    mut o: Orphans,
+) -> Orphans {
+    let Ok(md) = consumer.fetch_metadata(Some(topic), Duration::from_secs(2)) else {
+        return o;
+    };
+    let all: std::collections::BTreeSet<i32> = md
+        .topics()
+        .iter()
+        .filter(|t| t.name() == topic)
+        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+        .collect();
+    let covered = cluster.covered_partitions();
+    let orphaned: Vec<i32> = all.difference(&covered).copied().collect();
+    if orphaned.is_empty() {
+        o.since = None;
+        return o;
+    }
+    let since = *o.since.get_or_insert_with(Instant::now);
+    let wait = cluster.ttl() * 2;
+    if since.elapsed() < wait || o.rejoined.is_some_and(|r| r.elapsed() < wait) {
+        return o;
+    }
+    tracing::warn!(topic, partitions = ?orphaned, secs = since.elapsed().as_secs(),
+        "kafka: partitions owned by no live member; rejoining the consumer group");
+    let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+    consumer.unsubscribe();
+    if let Err(e) = consumer.subscribe(&names) {
+        tracing::error!(error = %e, "kafka: resubscribe failed");
+    }
+    o.rejoined = Some(Instant::now());
+    o.since = None;
+    o
 }
 
 /// A model's registry entry and the converter's lookups built from it.

@@ -14,6 +14,7 @@ pub mod bench_checkpoint;
 pub mod bench_kafka;
 pub mod bench_report;
 pub mod client;
+pub mod cluster;
 pub mod commands;
 pub mod demo;
 pub mod error;

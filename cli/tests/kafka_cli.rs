@@ -199,13 +199,22 @@ fn serve(data: &Path, kafka: Option<Value>) -> Served {
 
 /// [`serve`] with a `"checkpoint"` section.
 fn serve_with(data: &Path, kafka: Option<Value>, checkpoint: Option<Value>) -> Served {
-    std::fs::create_dir_all(data).unwrap();
-    let mut cfg = serde_json::json!({"retention": "3650d", "downsample_after": "3600d"});
+    let mut sections = serde_json::json!({});
     if let Some(k) = kafka {
-        cfg["kafka"] = k;
+        sections["kafka"] = k;
     }
     if let Some(c) = checkpoint {
-        cfg["checkpoint"] = c;
+        sections["checkpoint"] = c;
+    }
+    serve_sections(data, sections)
+}
+
+/// [`serve`] with the config's sections in `sections` (an object).
+fn serve_sections(data: &Path, sections: Value) -> Served {
+    std::fs::create_dir_all(data).unwrap();
+    let mut cfg = serde_json::json!({"retention": "3650d", "downsample_after": "3600d"});
+    for (k, v) in sections.as_object().unwrap() {
+        cfg[k] = v.clone();
     }
     let cfg_path = data.with_extension("config.json");
     std::fs::write(&cfg_path, cfg.to_string()).unwrap();
@@ -612,5 +621,235 @@ fn kill_9_mid_topic_counts_every_record_once() {
         "restart consumed {} applied + {} replayed after {before} before the kill",
         records(&bsrv, "applied"),
         records(&bsrv, "replayed")
+    );
+}
+
+/// What a cluster test asks each model: counts per window, by segment, and missing rates.
+fn cluster_queries(model: &str) -> Vec<String> {
+    let range = "from 2026-03-01T00:00:00Z to 2026-03-01T02:00:00Z";
+    vec![
+        format!("count({model}.*) {range} step 15m"),
+        format!("count({model}.amount) {range} by channel, country"),
+        format!("missing_rate({model}.*) {range}"),
+    ]
+}
+
+/// `GET /api/v1/driftql?q=…` on `s`: status, the answering node's id and the body.
+fn ask(s: &Served, q: &str) -> (u16, String, String) {
+    let enc: String = url::form_urlencoded::byte_serialize(q.as_bytes()).collect();
+    let (status, head, body) = http_get(&s.http, &format!("/api/v1/driftql?q={enc}"), Some(&s.key));
+    let node = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("x-driftdb-node: ")
+                .map(str::to_string)
+        })
+        .unwrap_or_default();
+    if status == 503 {
+        assert!(
+            head.to_ascii_lowercase().contains("retry-after: 1")
+                && body.contains("\"retryable\":true"),
+            "a 503 must be retryable: {head}\n{body}"
+        );
+    }
+    (status, node, body)
+}
+
+/// The rows of every cluster query of every model, from `s`; `None` while any answer is a
+/// retryable 503.
+fn cluster_answers(s: &Served, models: &[String]) -> Option<Vec<Value>> {
+    let mut out = Vec::new();
+    for m in models {
+        for q in cluster_queries(m) {
+            let (status, _, body) = ask(s, &q);
+            if status == 503 {
+                return None;
+            }
+            assert_eq!(status, 200, "{q}: {body}");
+            let v: Value = serde_json::from_str(&body).unwrap();
+            out.push(v["rows"].clone());
+        }
+    }
+    Some(out)
+}
+
+fn metric(s: &Served, name: &str) -> f64 {
+    metrics(s).get(name).copied().unwrap_or(0.0)
+}
+
+/// Two nodes in one consumer group (docs/SCALE_OUT.md): each model's records land once, on
+/// the node owning its partition; either node answers for every model (the other's by
+/// forwarding) exactly as a single node consuming everything does; `kill -9` of one node
+/// moves its partitions to the survivor, which replays them and then answers for every model
+/// the same, with only retryable 503s meanwhile.
+#[test]
+fn two_nodes_share_the_topic_and_survive_a_kill_9() {
+    const MODELS: usize = 6;
+    const PER_MODEL: usize = 1_500;
+    let b = broker();
+    create_topics(&b, &[("preds", 4)]);
+    let dir = tempfile::tempdir().unwrap();
+    let models: Vec<String> = (0..MODELS).map(|i| format!("m{i}")).collect();
+    // Models and the operator key are made on one store, then copied to every node's
+    // directory before the nodes start (as an operator seeds a fleet's nodes).
+    let seed = dir.path().join("seed");
+    {
+        let s = serve(&seed, None);
+        let golden = std::fs::read_to_string(root().join(GOLDEN).join("model.json")).unwrap();
+        for m in &models {
+            let mut def: Value = serde_json::from_str(&golden).unwrap();
+            def["id"] = Value::from(m.as_str());
+            let p = dir.path().join(format!("{m}.json"));
+            std::fs::write(&p, def.to_string()).unwrap();
+            run_ok(&s, &["model", "create", "--file", p.to_str().unwrap()]);
+        }
+    }
+    let dirs: Vec<PathBuf> = ["a", "b", "solo"]
+        .iter()
+        .map(|n| dir.path().join(n))
+        .collect();
+    for d in &dirs {
+        let st = Command::new("cp")
+            .arg("-a")
+            .arg(&seed)
+            .arg(d)
+            .status()
+            .unwrap();
+        assert!(st.success());
+    }
+    let kafka = |group: &str| {
+        serde_json::json!({
+            "brokers": b.addr, "group_id": group, "topic": "preds", "max_batch_ms": 50,
+            "properties": {"session.timeout.ms": "6000", "heartbeat.interval.ms": "500"},
+        })
+    };
+    let cluster = serde_json::json!({"publish_every": "300ms", "member_ttl": "3s"});
+    let solo = serve_sections(&dirs[2], serde_json::json!({"kafka": kafka("solo")}));
+    let na = serve_sections(
+        &dirs[0],
+        serde_json::json!({"kafka": kafka("fleet"), "cluster": cluster}),
+    );
+    let mut nb = serve_sections(
+        &dirs[1],
+        serde_json::json!({"kafka": kafka("fleet"), "cluster": cluster}),
+    );
+    // Each model's records keyed by its id, in partition i % 4: the golden rows with the
+    // model id replaced.
+    let lines: Vec<String> = std::fs::read_to_string(root().join(GOLDEN).join("windows.jsonl"))
+        .unwrap()
+        .lines()
+        .take(PER_MODEL)
+        .map(str::to_string)
+        .collect();
+    let mut recs = Vec::new();
+    for (i, m) in models.iter().enumerate() {
+        for l in &lines {
+            let v = l.replace("\"model_id\":\"fraud\"", &format!("\"model_id\":\"{m}\""));
+            recs.push(((i % 4) as i32, Some(m.as_str()), v.into_bytes()));
+        }
+    }
+    wait_for("both nodes to own partitions", 60, || {
+        metric(&na, "driftdb_cluster_owned_partitions") >= 1.0
+            && metric(&nb, "driftdb_cluster_owned_partitions") >= 1.0
+            && metric(&na, "driftdb_cluster_owned_partitions")
+                + metric(&nb, "driftdb_cluster_owned_partitions")
+                == 4.0
+    });
+    produce(&b, "preds", &recs);
+    let total = (MODELS * PER_MODEL) as f64;
+    wait_for("the single node to apply everything", 180, || {
+        records(&solo, "applied") == total
+    });
+    // Every record once across the two nodes.
+    wait_for("the two nodes to apply everything", 180, || {
+        records(&na, "applied") + records(&nb, "applied") == total
+    });
+    let want = cluster_answers(&solo, &models).expect("a single node never answers 503");
+    // Both nodes answer for every model as the single node does (once membership carries
+    // the models: a node that has not heard yet answers 503, retryable).
+    for (name, s) in [("a", &na), ("b", &nb)] {
+        let mut got = None;
+        wait_for(&format!("{name} to answer for every model"), 60, || {
+            got = cluster_answers(s, &models);
+            got.is_some()
+        });
+        assert_eq!(
+            got.unwrap(),
+            want,
+            "{name}'s answers differ from a single node's"
+        );
+    }
+    // Each node answered some models itself and relayed the others to their owner.
+    for (name, s, other) in [("a", &na, &nb), ("b", &nb, &na)] {
+        let mut mine = 0;
+        let mut relayed = 0;
+        for m in &models {
+            let (status, node, _) = ask(s, &cluster_queries(m)[0]);
+            assert_eq!(status, 200);
+            let me = format!("http://{}", s.http);
+            let them = format!("http://{}", other.http);
+            if node == me {
+                mine += 1;
+            } else {
+                assert_eq!(node, them, "{name}: {m} answered by {node}");
+                relayed += 1;
+            }
+        }
+        assert!(
+            mine >= 1 && relayed >= 1,
+            "{name}: {mine} answered, {relayed} relayed"
+        );
+        assert!(metric(s, "driftdb_cluster_requests_total{result=\"forwarded\"}") >= 1.0);
+    }
+    assert_eq!(records(&na, "replayed") + records(&nb, "replayed"), 0.0);
+    // kill -9 b: its partitions move to a (after b's session times out), which has never
+    // consumed them and replays them from the start.
+    let a_before = records(&na, "applied");
+    nb.child.kill().unwrap();
+    nb.child.wait().unwrap();
+    drop(nb);
+    // From the kill on, every answer of a is either the single node's or a retryable 503
+    // (b's models while their partitions have no live owner, then while a replays them),
+    // never a partial count.
+    let asked: Vec<String> = models.iter().flat_map(|m| cluster_queries(m)).collect();
+    let mut refused = 0;
+    let mut answered = 0;
+    wait_for(
+        "a to own every partition and answer for every model",
+        180,
+        || {
+            let mut all = true;
+            for (q, w) in asked.iter().zip(&want) {
+                let (status, _, body) = ask(&na, q);
+                if status == 503 {
+                    refused += 1;
+                    all = false;
+                    continue;
+                }
+                assert_eq!(status, 200, "{q}: {body}");
+                let v: Value = serde_json::from_str(&body).unwrap();
+                assert_eq!(&v["rows"], w, "during the handover, {q}");
+                answered += 1;
+            }
+            all && metric(&na, "driftdb_cluster_owned_partitions") == 4.0
+        },
+    );
+    assert!(
+        refused > 0,
+        "b's models were answered while their partitions moved"
+    );
+    assert_eq!(metric(&na, "driftdb_cluster_warming_partitions"), 0.0);
+    // a applied exactly b's share again, once.
+    assert_eq!(
+        records(&na, "applied"),
+        total,
+        "a applied {a_before} before the kill"
+    );
+    assert_eq!(records(&na, "rejected"), 0.0);
+    let log = std::fs::read_to_string(&na.log).unwrap();
+    eprintln!(
+        "during the handover: {answered} answers, {refused} refused as moving; a rejoined the group {} times",
+        log.matches("rejoining the consumer group").count()
     );
 }

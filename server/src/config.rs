@@ -44,6 +44,104 @@ pub struct ServeConfig {
     pub kafka: Option<KafkaConfig>,
     /// Checkpoint the store to an object store; see [`CheckpointConfig`].
     pub checkpoint: Option<CheckpointConfig>,
+    /// Run as one of N nodes of a Kafka consumer group, answering for any model; see
+    /// [`ClusterConfig`].
+    pub cluster: Option<ClusterConfig>,
+}
+
+/// The `"cluster"` section (or `serve --cluster`): membership on a Kafka topic and the routing
+/// of model requests to the node that owns the model's partition (`crate::cluster`,
+/// docs/SCALE_OUT.md). Needs the `"kafka"` section with an inference topic.
+#[derive(Debug, Clone, Default, PartialEq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// This node's name in the membership topic (default: its advertised URL).
+    pub node_id: Option<String>,
+    /// The HTTP base URL the other nodes reach this one at (default: `http://` or `https://`
+    /// and the bound HTTP address, which must then not be a wildcard address).
+    pub advertise: Option<String>,
+    /// The membership topic (default `driftdb-members`; created, compacted, when missing).
+    pub topic: Option<String>,
+    /// How often this node publishes its membership record (default `2s`).
+    pub publish_every: Option<String>,
+    /// How long a member's record counts without a newer one (default `10s`).
+    pub member_ttl: Option<String>,
+}
+
+/// [`ClusterConfig`] with its defaults applied.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClusterSettings {
+    /// See [`ClusterConfig::node_id`].
+    pub node_id: Option<String>,
+    /// See [`ClusterConfig::advertise`].
+    pub advertise: Option<String>,
+    /// See [`ClusterConfig::topic`].
+    pub topic: String,
+    /// See [`ClusterConfig::publish_every`].
+    pub publish_every: std::time::Duration,
+    /// See [`ClusterConfig::member_ttl`].
+    pub member_ttl: std::time::Duration,
+}
+
+impl ClusterConfig {
+    /// The settings with defaults, checked: `publish_every` at least 100 ms, `member_ttl` at
+    /// least twice `publish_every`.
+    pub fn resolve(&self) -> Result<ClusterSettings> {
+        let dur = |v: &Option<String>, default_ms: i64| -> Result<std::time::Duration> {
+            let ms = match v {
+                Some(t) => DurationMs::parse(t)?.millis(),
+                None => default_ms,
+            };
+            Ok(std::time::Duration::from_millis(
+                u64::try_from(ms).unwrap_or(0),
+            ))
+        };
+        let publish_every = dur(&self.publish_every, 2_000)?;
+        let member_ttl = dur(&self.member_ttl, 10_000)?;
+        if publish_every < std::time::Duration::from_millis(100) {
+            return Err(Error::Invalid(
+                "cluster: publish_every must be at least 100ms".into(),
+            ));
+        }
+        if member_ttl < publish_every * 2 {
+            return Err(Error::Invalid(
+                "cluster: member_ttl must be at least twice publish_every".into(),
+            ));
+        }
+        let topic = self
+            .topic
+            .clone()
+            .unwrap_or_else(|| "driftdb-members".to_string());
+        if topic.is_empty()
+            || !topic
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        {
+            return Err(Error::Invalid(format!(
+                "cluster: topic {topic:?} is not a Kafka topic name"
+            )));
+        }
+        if let Some(a) = &self.advertise
+            && !(a.starts_with("http://") || a.starts_with("https://"))
+        {
+            return Err(Error::Invalid(format!(
+                "cluster: advertise {a:?} must be an http:// or https:// URL"
+            )));
+        }
+        if self.node_id.as_deref().is_some_and(str::is_empty) {
+            return Err(Error::Invalid("cluster: node_id is empty".into()));
+        }
+        Ok(ClusterSettings {
+            node_id: self.node_id.clone(),
+            advertise: self
+                .advertise
+                .as_ref()
+                .map(|a| a.trim_end_matches('/').to_string()),
+            topic,
+            publish_every,
+            member_ttl,
+        })
+    }
 }
 
 /// The `"checkpoint"` section (or `serve --checkpoint-url …`): where and how often the store

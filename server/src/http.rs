@@ -128,6 +128,9 @@ async fn metrics(State(node): State<Node>) -> impl IntoResponse {
     body.push_str(&crate::prom::health::render(&node));
     body.push_str(&node.rules.render_metrics());
     body.push_str(&node.sources.render());
+    if let Some(c) = &node.cluster {
+        body.push_str(&c.render());
+    }
     let rules = std::sync::Arc::clone(&node.rules);
     if let Ok(gauges) =
         tokio::task::spawn_blocking(move || crate::rules::render_window_gauges(&rules)).await
@@ -449,7 +452,13 @@ pub fn router(node: Node) -> Router {
         .merge(keys::routes())
         // Prometheus remote read and query API: see `crate::prom`.
         .merge(crate::prom::routes())
-        // Layers run last-added first: the in-flight limit, then auth, then the handler.
+        // Layers run last-added first: the in-flight limit, then auth, then the cluster's
+        // routing (answer here, relay to the model's owner, or 503 while it moves), then the
+        // handler.
+        .route_layer(axum::middleware::from_fn_with_state(
+            node.clone(),
+            crate::cluster::http,
+        ))
         .route_layer(axum::middleware::from_fn_with_state(
             node.clone(),
             crate::guard::http,

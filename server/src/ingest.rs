@@ -215,6 +215,41 @@ pub fn source_checkpoint(cx: &Ingest, name: &str) -> Result<Option<u64>> {
     producer_seq(cx, "src", "", name)
 }
 
+/// The partitions of Kafka topic `topic` each model's inferences were applied from, read from
+/// the producer records (`kafka:<topic>:<partition>:<key>`) the Kafka source writes with the
+/// sketches: which partition holds a model is known to the node that consumed it, across
+/// restarts and restores.
+pub fn kafka_partitions(
+    store: &Store,
+    topic: &str,
+) -> Result<std::collections::BTreeMap<String, BTreeSet<i32>>> {
+    let mut out: std::collections::BTreeMap<String, BTreeSet<i32>> = Default::default();
+    let want = format!("kafka:{topic}:");
+    for e in store
+        .family(Family::Dedup)
+        .scan_prefix(&[layout::DEDUP_PRODUCER])?
+    {
+        let e = e?;
+        let mut r = layout::KeyReader::new("dedup", &e.key);
+        r.u8()?;
+        let model = r.str()?;
+        let kind = r.str()?;
+        let producer = r.str()?;
+        if kind != Stream::Inferences.kind() {
+            continue;
+        }
+        let Some(p) = producer
+            .strip_prefix(&want)
+            .and_then(|rest| rest.split(':').next())
+            .and_then(|p| p.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        out.entry(model).or_default().insert(p);
+    }
+    Ok(out)
+}
+
 /// Saves a source's checkpoint durably (a sequence record of the reserved stream `src`).
 pub fn save_source_checkpoint(cx: &Ingest, name: &str, value: u64) -> Result<()> {
     let mut ws = WriteSet::new();

@@ -11,6 +11,7 @@
 // The node and what it is made of; none of these names a transport.
 pub mod auth;
 pub mod checkpoint;
+pub mod cluster;
 pub mod config;
 pub mod error;
 pub mod ingest;

@@ -51,6 +51,8 @@ pub struct Node {
     pub sources: Arc<crate::sources::Sources>,
     /// Where the store is checkpointed, if anywhere (`serve --checkpoint-url`).
     pub checkpoints: Option<Arc<crate::checkpoint::Checkpoints>>,
+    /// Membership and request routing when the node is one of several (`serve --cluster`).
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
 }
 
 impl Node {
@@ -100,6 +102,7 @@ impl Node {
             limits,
             sources: Arc::new(crate::sources::Sources::default()),
             checkpoints: None,
+            cluster: None,
         })
     }
 
@@ -112,6 +115,21 @@ impl Node {
         }
         self.checkpoints = Some(Arc::new(checkpoints));
         self
+    }
+
+    /// The node as a member of a cluster (call before serving).
+    pub fn with_cluster(mut self, cluster: crate::cluster::Cluster) -> Node {
+        self.cluster = Some(Arc::new(cluster));
+        self
+    }
+
+    /// The partitions of Kafka topic `topic` each model's inferences came from (see
+    /// [`crate::ingest::kafka_partitions`]).
+    pub fn kafka_partitions(
+        &self,
+        topic: &str,
+    ) -> Result<std::collections::BTreeMap<String, std::collections::BTreeSet<i32>>> {
+        crate::ingest::kafka_partitions(&self.store, topic)
     }
 
     /// Saves a checkpoint now (`POST /admin/checkpoint`).

@@ -1,0 +1,674 @@
+//! One node of several: who owns which model, and the routing of model requests to the owner
+//! (docs/SCALE_OUT.md).
+//!
+//! N `driftdb serve` nodes join one Kafka consumer group on the inference topic (keyed by model
+//! id). The group's assignment decides which node consumes which partitions, so a model's data
+//! lands on the node that owns its partition. Each node publishes a membership record (node
+//! id, HTTP URL, owned partitions, the models it owns, an epoch) on a compacted topic and reads
+//! everyone's (`driftdb` CLI's `cluster` module does the Kafka part); this module keeps that
+//! table and decides, per request:
+//!
+//! - **local**: the node owns every partition the model's data came from;
+//! - **forward** to the live member that lists the model (the answer is relayed as it came,
+//!   status and body);
+//! - **moving**: the model's partition is being handed over (the node holds data of it but no
+//!   longer owns it, or a forwarded request reached a node that does not own the model any
+//!   more): `503` with `Retry-After`, never an answer from stale data;
+//! - a model no member's Kafka data names (defined only, ingested over gRPC or files, or
+//!   unknown) is answered locally.
+//!
+//! A forwarded request carries [`FORWARDED_HEADER`] and is never forwarded again. Every answer
+//! of a routed route names the node that produced it in [`NODE_HEADER`].
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::RwLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use crate::node::Node;
+
+/// Set on a request one node forwards to another: the sender's node id.
+pub const FORWARDED_HEADER: &str = "x-driftdb-forwarded-by";
+/// Set on the answer of a routed route: the id of the node that answered.
+pub const NODE_HEADER: &str = "x-driftdb-node";
+
+/// One node's membership record, as published on the membership topic.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Member {
+    /// The node's id.
+    pub node: String,
+    /// Its HTTP base URL.
+    pub url: String,
+    /// Bumped at every change of its assignment.
+    pub epoch: u64,
+    /// The inference topic's partitions it owns.
+    pub partitions: Vec<i32>,
+    /// The models it answers for (their data lies in those partitions only, all caught up),
+    /// each with its partitions.
+    pub models: BTreeMap<String, Vec<i32>>,
+    /// When it was published (the publisher's clock, milliseconds since the epoch).
+    pub at_ms: i64,
+}
+
+/// Where a request for a model goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    /// Answered here.
+    Local,
+    /// Relayed to the member `node` at `url`.
+    Forward {
+        /// The owner's id.
+        node: String,
+        /// Its HTTP base URL.
+        url: String,
+    },
+    /// Being handed over: retry.
+    Moving,
+}
+
+#[derive(Debug, Default)]
+struct State_ {
+    /// The inference topic's partitions this node owns now.
+    owned: BTreeSet<i32>,
+    /// Owned partitions not yet consumed up to the end they had when assigned (that end,
+    /// once known): their models are not answered from here yet.
+    warming: BTreeMap<i32, Option<i64>>,
+    epoch: u64,
+    /// Each model's partitions, from this node's store.
+    model_parts: BTreeMap<String, BTreeSet<i32>>,
+    /// Each model's partitions as members' records named them (dead members' included): a
+    /// model known to live in Kafka is never answered from a node that does not hold it.
+    learned: BTreeMap<String, BTreeSet<i32>>,
+    /// The other members, with when their last record arrived here.
+    members: HashMap<String, (Member, Instant)>,
+}
+
+/// The membership table and routing counters of a node in a cluster.
+#[derive(Debug)]
+pub struct Cluster {
+    node_id: RwLock<String>,
+    url: RwLock<String>,
+    topic: String,
+    ttl: Duration,
+    state: RwLock<State_>,
+    client: reqwest::Client,
+    changed: tokio::sync::Notify,
+    counts: [AtomicU64; 4],
+}
+
+const RESULTS: [&str; 4] = ["local", "forwarded", "moving", "forward_failed"];
+
+impl Cluster {
+    /// A node routing by the partitions of the inference topic `topic`; members silent for
+    /// `ttl` are dropped. The URL (and a node id left empty) are set once the HTTP port is
+    /// bound ([`Cluster::set_address`]).
+    pub fn new(node_id: Option<String>, topic: &str, ttl: Duration) -> Cluster {
+        crate::tls::install_crypto_provider();
+        Cluster {
+            node_id: RwLock::new(node_id.unwrap_or_default()),
+            url: RwLock::new(String::new()),
+            topic: topic.to_string(),
+            ttl,
+            state: RwLock::default(),
+            // Redirects are not followed: a member answers what it answers.
+            client: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .connect_timeout(Duration::from_secs(2))
+                .timeout(Duration::from_secs(120))
+                .build()
+                .unwrap_or_default(),
+            changed: tokio::sync::Notify::new(),
+            counts: Default::default(),
+        }
+    }
+
+    /// The inference topic whose partitions decide ownership.
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    /// Sets the URL other members reach this node at; the node id defaults to it.
+    pub fn set_address(&self, url: &str) {
+        if let Ok(mut u) = self.url.write() {
+            *u = url.trim_end_matches('/').to_string();
+        }
+        if let Ok(mut id) = self.node_id.write()
+            && id.is_empty()
+        {
+            *id = url.trim_end_matches('/').to_string();
+        }
+    }
+
+    /// This node's id.
+    pub fn node_id(&self) -> String {
+        self.node_id.read().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    /// The partitions of the inference topic the consumer group gave this node (an empty set
+    /// when they were revoked). Wakes the publisher.
+    pub fn set_owned(&self, partitions: impl IntoIterator<Item = i32>) {
+        if let Ok(mut st) = self.state.write() {
+            st.owned = partitions.into_iter().collect();
+            st.warming = st.owned.iter().map(|p| (*p, None)).collect();
+            st.epoch += 1;
+        }
+        self.changed.notify_one();
+    }
+
+    /// An owned partition's progress: the next offset to apply and the partition's end now.
+    /// A partition is warming from its assignment until `next` reaches the end it had when
+    /// first reported after the assignment; then its models are answered here (and this node
+    /// names them in its membership record, at once).
+    pub fn progress(&self, partition: i32, next: i64, end: i64) {
+        let mut ready = false;
+        if let Ok(mut st) = self.state.write()
+            && let Some(target) = st.warming.get_mut(&partition)
+        {
+            let t = *target.get_or_insert(end);
+            if next >= t {
+                st.warming.remove(&partition);
+                ready = true;
+            }
+        }
+        if ready {
+            self.changed.notify_one();
+        }
+    }
+
+    /// Owned partitions still catching up.
+    pub fn warming(&self) -> Vec<i32> {
+        self.state
+            .read()
+            .map(|st| st.warming.keys().copied().collect())
+            .unwrap_or_default()
+    }
+
+    /// Waits until the assignment changes (or `max` passes).
+    pub async fn changed_or(&self, max: Duration) {
+        let _ = tokio::time::timeout(max, self.changed.notified()).await;
+    }
+
+    /// Replaces what this node knows of each model's partitions (from its store).
+    pub fn set_model_partitions(&self, parts: BTreeMap<String, BTreeSet<i32>>) {
+        if let Ok(mut st) = self.state.write() {
+            st.model_parts = parts;
+        }
+    }
+
+    /// Takes a member's record (this node's own is ignored).
+    /// A record older than the TTL by the wall clock (read back from the topic at start, of a
+    /// member that may be gone) counts only for what is left of its TTL.
+    /// `now_ms` is this node's clock.
+    pub fn upsert(&self, m: Member, now_ms: i64) {
+        if m.node == self.node_id() {
+            return;
+        }
+        if let Ok(mut st) = self.state.write() {
+            for (model, parts) in &m.models {
+                st.learned
+                    .entry(model.clone())
+                    .or_default()
+                    .extend(parts.iter().copied());
+            }
+        }
+        let age = Duration::from_millis(u64::try_from(now_ms - m.at_ms).unwrap_or(0));
+        if age > self.ttl {
+            return;
+        }
+        let seen = Instant::now().checked_sub(age).unwrap_or_else(Instant::now);
+        if let Ok(mut st) = self.state.write() {
+            let newer = st
+                .members
+                .get(&m.node)
+                .is_none_or(|(old, _)| (m.at_ms, m.epoch) >= (old.at_ms, old.epoch));
+            if newer {
+                st.members.insert(m.node.clone(), (m, seen));
+            }
+        }
+    }
+
+    /// Forgets a member (its tombstone: it stopped).
+    pub fn remove(&self, node: &str) {
+        if let Ok(mut st) = self.state.write() {
+            st.members.remove(node);
+        }
+    }
+
+    /// This node's membership record now.
+    pub fn own_record(&self, at_ms: i64) -> Member {
+        let (partitions, models, epoch) = self.state.read().map_or_else(
+            |_| (Vec::new(), BTreeMap::new(), 0),
+            |st| {
+                let models = st
+                    .model_parts
+                    .iter()
+                    .filter(|(_, p)| st.serves(p))
+                    .map(|(m, p)| (m.clone(), p.iter().copied().collect()))
+                    .collect();
+                (st.owned.iter().copied().collect(), models, st.epoch)
+            },
+        );
+        Member {
+            node: self.node_id(),
+            url: self.url.read().map(|u| u.clone()).unwrap_or_default(),
+            epoch,
+            partitions,
+            models,
+            at_ms,
+        }
+    }
+
+    /// The members heard from within the TTL, this node excluded.
+    pub fn live_members(&self) -> Vec<Member> {
+        let Ok(st) = self.state.read() else {
+            return Vec::new();
+        };
+        let mut out: Vec<Member> = st
+            .members
+            .values()
+            .filter(|(_, seen)| seen.elapsed() <= self.ttl)
+            .map(|(m, _)| m.clone())
+            .collect();
+        out.sort_by(|a, b| a.node.cmp(&b.node));
+        out
+    }
+
+    /// The inference topic's partitions owned by this node or a live member.
+    pub fn covered_partitions(&self) -> BTreeSet<i32> {
+        let mut out = self
+            .state
+            .read()
+            .map(|st| st.owned.clone())
+            .unwrap_or_default();
+        for m in self.live_members() {
+            out.extend(m.partitions);
+        }
+        out
+    }
+
+    /// How long a silent member's record counts.
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
+    /// Where a request for `model` goes; `forwarded` when another member sent it here.
+    pub fn route(&self, model: &str, forwarded: bool) -> Route {
+        let Ok(st) = self.state.read() else {
+            return Route::Moving;
+        };
+        let local = st.model_parts.get(model);
+        if local.is_some_and(|p| st.serves(p)) {
+            return Route::Local;
+        }
+        if forwarded {
+            // The sender's table says this node owns the model; it does not (any more).
+            return Route::Moving;
+        }
+        let owner = st
+            .members
+            .values()
+            .filter(|(m, seen)| seen.elapsed() <= self.ttl && m.models.contains_key(model))
+            .max_by_key(|(m, _)| (m.at_ms, m.epoch));
+        match owner {
+            Some((m, _)) => Route::Forward {
+                node: m.node.clone(),
+                url: m.url.clone(),
+            },
+            // Its data is in Kafka partitions nobody serves now: this node's copy (if any) is
+            // stale or partial.
+            None if local.is_some() || st.learned.contains_key(model) => Route::Moving,
+            None => Route::Local,
+        }
+    }
+
+    fn count(&self, i: usize) {
+        self.counts[i].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The cluster series of `/metrics`.
+    pub fn render(&self) -> String {
+        let mut s = String::from(
+            "# HELP driftdb_cluster_requests_total Model requests by where they were answered: here, forwarded to the owner, refused as moving (503), or a forward that failed (503).\n\
+             # TYPE driftdb_cluster_requests_total counter\n",
+        );
+        for (i, r) in RESULTS.iter().enumerate() {
+            s.push_str(&format!(
+                "driftdb_cluster_requests_total{{result=\"{r}\"}} {}\n",
+                self.counts[i].load(Ordering::Relaxed)
+            ));
+        }
+        let (owned, warming, epoch) = self
+            .state
+            .read()
+            .map_or((0, 0, 0), |st| (st.owned.len(), st.warming.len(), st.epoch));
+        s.push_str(&format!(
+            "# HELP driftdb_cluster_members Other members heard from within the member TTL.\n\
+             # TYPE driftdb_cluster_members gauge\n\
+             driftdb_cluster_members {}\n\
+             # HELP driftdb_cluster_owned_partitions Partitions of the inference topic this node owns.\n\
+             # TYPE driftdb_cluster_owned_partitions gauge\n\
+             driftdb_cluster_owned_partitions {owned}\n\
+             # HELP driftdb_cluster_warming_partitions Owned partitions still catching up after their assignment (their models answer 503).\n\
+             # TYPE driftdb_cluster_warming_partitions gauge\n\
+             driftdb_cluster_warming_partitions {warming}\n\
+             # HELP driftdb_cluster_epoch Changes of this node's assignment since it started.\n\
+             # TYPE driftdb_cluster_epoch gauge\n\
+             driftdb_cluster_epoch {epoch}\n",
+            self.live_members().len()
+        ));
+        s
+    }
+}
+
+impl State_ {
+    /// Whether this node answers for a model in `parts`: it owns every one (there is at
+    /// least one) and none is catching up.
+    fn serves(&self, parts: &BTreeSet<i32>) -> bool {
+        !parts.is_empty()
+            && parts.is_subset(&self.owned)
+            && parts.iter().all(|p| !self.warming.contains_key(p))
+    }
+}
+
+/// The model a request is about: `/models/{id}/…`, or the model of a DriftQL statement
+/// (`q` of `GET /api/v1/driftql`, `query` of the POST body).
+fn model_of(path: &str, query: Option<&str>, body: Option<&[u8]>) -> Option<String> {
+    if let Some(rest) = path.strip_prefix("/models/") {
+        let id = rest.split('/').next()?;
+        if id.is_empty() || !rest.contains('/') {
+            return None;
+        }
+        return percent_encoding::percent_decode_str(id)
+            .decode_utf8()
+            .ok()
+            .map(|s| s.into_owned());
+    }
+    if path != "/api/v1/driftql" {
+        return None;
+    }
+    let text = match body {
+        Some(b) => serde_json::from_slice::<serde_json::Value>(b)
+            .ok()?
+            .get("query")?
+            .as_str()?
+            .to_string(),
+        None => url::form_urlencoded::parse(query?.as_bytes())
+            .find(|(k, _)| k == "q")
+            .map(|(_, v)| v.into_owned())?,
+    };
+    let stmt = driftdb_query::parser::parse(&text).ok()?;
+    use driftdb_query::ast::Call;
+    Some(match stmt.query.call {
+        Call::Metric { target, .. } | Call::Quantile { target, .. } | Call::Ndcg { target, .. } => {
+            target.model.id
+        }
+        Call::Explain { model } => model.id,
+        Call::Uplift { challenger, .. } => challenger.id,
+    })
+}
+
+fn moving(model: &str, why: &str) -> Response {
+    let mut r = (
+        StatusCode::SERVICE_UNAVAILABLE,
+        axum::Json(serde_json::json!({
+            "error": format!("model {model:?} is being handed over between nodes ({why}); retry"),
+            "retryable": true,
+        })),
+    )
+        .into_response();
+    r.headers_mut().insert(
+        header::RETRY_AFTER,
+        HeaderValue::from(crate::error::RETRY_AFTER_SECS),
+    );
+    r
+}
+
+/// The largest request body relayed to another node.
+const MAX_FORWARD_BODY: usize = 16 << 20;
+
+/// The HTTP layer (after auth): answers here, relays to the owner, or refuses as moving.
+pub async fn http(State(node): State<Node>, req: Request, next: Next) -> Response {
+    let Some(c) = node.cluster.clone() else {
+        return next.run(req).await;
+    };
+    let path = req.uri().path().to_string();
+    let routed = path.starts_with("/models/") || path == "/api/v1/driftql";
+    if !routed {
+        return next.run(req).await;
+    }
+    let forwarded = req.headers().contains_key(FORWARDED_HEADER);
+    let (parts, body) = req.into_parts();
+    let bytes = if parts.method == axum::http::Method::POST {
+        match axum::body::to_bytes(body, MAX_FORWARD_BODY).await {
+            Ok(b) => Some(b),
+            Err(e) => {
+                return (
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    axum::Json(serde_json::json!({"error": e.to_string()})),
+                )
+                    .into_response();
+            }
+        }
+    } else {
+        let _ = body;
+        None
+    };
+    let model = model_of(
+        &path,
+        parts.uri.query(),
+        bytes.as_deref().filter(|_| path == "/api/v1/driftql"),
+    );
+    let route = model
+        .as_deref()
+        .map_or(Route::Local, |m| c.route(m, forwarded));
+    let me = c.node_id();
+    let mut resp = match route {
+        Route::Local => {
+            c.count(0);
+            let body = bytes.map_or_else(Body::empty, Body::from);
+            next.run(Request::from_parts(parts, body)).await
+        }
+        Route::Moving => {
+            c.count(2);
+            moving(
+                model.as_deref().unwrap_or_default(),
+                "no live member owns its partition yet",
+            )
+        }
+        Route::Forward { node: owner, url } => {
+            let target = format!(
+                "{url}{}",
+                parts.uri.path_and_query().map_or("/", |p| p.as_str())
+            );
+            let mut rb = c
+                .client
+                .request(parts.method.clone(), &target)
+                .header(FORWARDED_HEADER, &me);
+            for h in [header::AUTHORIZATION, header::CONTENT_TYPE, header::ACCEPT] {
+                if let Some(v) = parts.headers.get(&h) {
+                    rb = rb.header(h, v);
+                }
+            }
+            if let Some(b) = bytes {
+                rb = rb.body(b);
+            }
+            match relay(rb).await {
+                Ok(r) => {
+                    c.count(1);
+                    return r;
+                }
+                Err(e) => {
+                    c.count(3);
+                    tracing::warn!(owner = %owner, error = %e, "cluster: forward failed");
+                    moving(
+                        model.as_deref().unwrap_or_default(),
+                        &format!("its owner {owner} did not answer"),
+                    )
+                }
+            }
+        }
+    };
+    if let Ok(v) = HeaderValue::from_str(&me) {
+        resp.headers_mut()
+            .insert(HeaderName::from_static(NODE_HEADER), v);
+    }
+    resp
+}
+
+/// Sends a forwarded request and turns the owner's answer into ours (status, content type,
+/// retry hint, the answering node, body).
+async fn relay(rb: reqwest::RequestBuilder) -> Result<Response, reqwest::Error> {
+    let r = rb.send().await?;
+    let status = StatusCode::from_u16(r.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+    let mut keep = Vec::new();
+    for h in [header::CONTENT_TYPE, header::RETRY_AFTER] {
+        if let Some(v) = r.headers().get(&h) {
+            keep.push((h, v.clone()));
+        }
+    }
+    if let Some(v) = r.headers().get(NODE_HEADER) {
+        keep.push((HeaderName::from_static(NODE_HEADER), v.clone()));
+    }
+    let body = r.bytes().await?;
+    let mut resp = Response::new(Body::from(body));
+    *resp.status_mut() = status;
+    for (k, v) in keep {
+        resp.headers_mut().insert(k, v);
+    }
+    Ok(resp)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The clock of the tests.
+    const NOW: i64 = 1_800_000_000_000;
+
+    /// A record published `at_ms` milliseconds after 40 ms before [`NOW`].
+    fn member(node: &str, parts: &[i32], models: &[&str], at_ms: i64) -> Member {
+        let at_ms = NOW - 40 + at_ms;
+        Member {
+            node: node.into(),
+            url: format!("http://{node}"),
+            epoch: 1,
+            partitions: parts.to_vec(),
+            models: models
+                .iter()
+                .map(|m| (m.to_string(), parts.to_vec()))
+                .collect(),
+            at_ms,
+        }
+    }
+
+    fn parts(m: &[(&str, &[i32])]) -> BTreeMap<String, BTreeSet<i32>> {
+        m.iter()
+            .map(|(k, p)| (k.to_string(), p.iter().copied().collect()))
+            .collect()
+    }
+
+    #[test]
+    fn routes_by_ownership_then_membership() {
+        let c = Cluster::new(Some("a".into()), "preds", Duration::from_secs(60));
+        c.set_model_partitions(parts(&[("m0", &[0]), ("m1", &[1]), ("m2", &[0, 1])]));
+        c.set_owned([0]);
+        // Catching up: not answered here until the partition's end at assignment is reached.
+        c.progress(0, 5, 10);
+        assert_eq!(c.route("m0", false), Route::Moving);
+        assert!(c.own_record(1).models.is_empty());
+        c.progress(0, 9, 12);
+        assert_eq!(c.warming(), vec![0]);
+        c.progress(0, 10, 12);
+        assert!(c.warming().is_empty());
+        c.upsert(member("b", &[1], &["m1", "m3"], 10), NOW);
+        assert_eq!(c.route("m0", false), Route::Local);
+        assert_eq!(c.route("m0", true), Route::Local);
+        // m1's data is here too, from before a rebalance: the owner answers.
+        let fwd = Route::Forward {
+            node: "b".into(),
+            url: "http://b".into(),
+        };
+        assert_eq!(c.route("m1", false), fwd);
+        assert_eq!(c.route("m3", false), fwd);
+        // Spread over partitions 0 and 1, owned by two nodes: nobody answers it whole.
+        assert_eq!(c.route("m2", false), Route::Moving);
+        // Never heard of in Kafka: answered here (a 404 or a gRPC-ingested model).
+        assert_eq!(c.route("zz", false), Route::Local);
+        // Forwarded here by a stale table: refused, never forwarded again.
+        assert_eq!(c.route("m1", true), Route::Moving);
+        assert_eq!(c.route("m3", true), Route::Moving);
+        // Own record: the partitions and the models wholly in them.
+        let me = c.own_record(5);
+        assert_eq!(
+            (me.node.as_str(), me.partitions, me.models),
+            ("a", vec![0], BTreeMap::from([("m0".to_string(), vec![0])]))
+        );
+    }
+
+    #[test]
+    fn revoked_partitions_and_silent_members_give_moving() {
+        let c = Cluster::new(Some("a".into()), "preds", Duration::from_millis(50));
+        c.set_model_partitions(parts(&[("m0", &[0])]));
+        c.set_owned([0]);
+        c.progress(0, 0, 0);
+        assert_eq!(c.route("m0", false), Route::Local);
+        c.set_owned([]);
+        assert_eq!(c.route("m0", false), Route::Moving);
+        c.upsert(member("b", &[0], &["m0", "m9"], 10), NOW);
+        assert!(matches!(c.route("m0", false), Route::Forward { .. }));
+        assert!(matches!(c.route("m9", false), Route::Forward { .. }));
+        std::thread::sleep(Duration::from_millis(80));
+        assert!(c.live_members().is_empty());
+        assert_eq!(c.route("m0", false), Route::Moving);
+        // Never held here, but known to live in Kafka: not answered from here (a 404).
+        assert_eq!(c.route("m9", false), Route::Moving);
+        assert_eq!(c.route("zz", false), Route::Local);
+        // An older record does not replace a newer one; a tombstone removes the member.
+        c.upsert(member("b", &[0], &["m0"], 20), NOW);
+        c.upsert(member("b", &[], &[], 15), NOW);
+        assert!(c.live_members()[0].models.contains_key("m0"));
+        c.remove("b");
+        assert!(c.live_members().is_empty());
+        // The node's own record from the topic is not a member.
+        c.upsert(member("a", &[0], &["m0"], 30), NOW);
+        assert!(c.live_members().is_empty());
+    }
+
+    #[test]
+    fn the_model_of_a_request() {
+        assert_eq!(
+            model_of("/models/fraud/drift", None, None).as_deref(),
+            Some("fraud")
+        );
+        assert_eq!(
+            model_of("/models/a%20b/report", Some("format=json"), None).as_deref(),
+            Some("a b")
+        );
+        assert_eq!(model_of("/models", None, None), None);
+        assert_eq!(model_of("/models/x", None, None), None);
+        assert_eq!(
+            model_of("/api/v1/driftql", Some("q=psi%28shop.%2A%29+over+1h"), None).as_deref(),
+            Some("shop")
+        );
+        assert_eq!(
+            model_of(
+                "/api/v1/driftql",
+                None,
+                Some(br#"{"query": "explain(fraud@v2) over 1h"}"#)
+            )
+            .as_deref(),
+            Some("fraud")
+        );
+        assert_eq!(
+            model_of("/api/v1/driftql", Some("q=not+a+query("), None),
+            None
+        );
+        assert_eq!(model_of("/alerts", None, None), None);
+    }
+}
