@@ -853,3 +853,46 @@ fn two_nodes_share_the_topic_and_survive_a_kill_9() {
         log.matches("rejoining the consumer group").count()
     );
 }
+
+/// `--cluster` without Kafka, or with an unusable setting, stops `serve` before it listens,
+/// with a message saying what is missing.
+#[test]
+fn cluster_flags_are_checked_before_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_driftdb"))
+            .arg("serve")
+            .arg("--data")
+            .arg(dir.path())
+            .args(["--grpc", "127.0.0.1:0", "--http", "127.0.0.1:0"])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let o = run(&["--cluster"]);
+    assert!(!o.status.success());
+    assert!(
+        text(&o.stderr).contains("cluster: needs Kafka with an inference topic"),
+        "{}",
+        text(&o.stderr)
+    );
+    let o = run(&[
+        "--kafka-brokers",
+        "127.0.0.1:1",
+        "--kafka-topic",
+        "preds",
+        "--advertise",
+        "10.0.0.5:9090",
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        text(&o.stderr).contains("must be an http:// or https:// URL"),
+        "{}",
+        text(&o.stderr)
+    );
+    assert!(
+        text(&o.stdout).is_empty(),
+        "no ready line: {}",
+        text(&o.stdout)
+    );
+}

@@ -504,6 +504,52 @@ mod tests {
     }
 
     #[test]
+    fn the_cluster_section_has_defaults_and_precise_errors() {
+        use std::time::Duration;
+        let cfg: ServeConfig = serde_json::from_str(r#"{"cluster": {}}"#).unwrap();
+        let s = cfg.cluster.unwrap().resolve().unwrap();
+        assert_eq!(
+            s,
+            ClusterSettings {
+                node_id: None,
+                advertise: None,
+                topic: "driftdb-members".into(),
+                publish_every: Duration::from_secs(2),
+                member_ttl: Duration::from_secs(10),
+            }
+        );
+        let c: ClusterConfig = serde_json::from_str(
+            r#"{"node_id": "n1", "advertise": "https://10.0.0.5:9090/", "topic": "fleet.members",
+                "publish_every": "500ms", "member_ttl": "1s"}"#,
+        )
+        .unwrap();
+        let s = c.resolve().unwrap();
+        assert_eq!(s.advertise.as_deref(), Some("https://10.0.0.5:9090"));
+        assert_eq!(s.member_ttl, Duration::from_secs(1));
+        for (json, want) in [
+            (
+                r#"{"publish_every": "50ms"}"#,
+                "publish_every must be at least 100ms",
+            ),
+            (
+                r#"{"member_ttl": "3s"}"#,
+                "member_ttl must be at least twice publish_every",
+            ),
+            (r#"{"topic": "a/b"}"#, "is not a Kafka topic name"),
+            (
+                r#"{"advertise": "10.0.0.5:9090"}"#,
+                "must be an http:// or https:// URL",
+            ),
+            (r#"{"node_id": ""}"#, "node_id is empty"),
+        ] {
+            let c: ClusterConfig = serde_json::from_str(json).unwrap();
+            let e = c.resolve().unwrap_err().to_string();
+            assert!(e.contains(want), "{json}: {e}");
+        }
+        assert!(serde_json::from_str::<ClusterConfig>(r#"{"ttl": "1s"}"#).is_err());
+    }
+
+    #[test]
     fn the_kafka_section_has_defaults_and_precise_errors() {
         let cfg: ServeConfig =
             serde_json::from_str(r#"{"kafka": {"brokers": "b:9092", "topic": "logs"}}"#).unwrap();
