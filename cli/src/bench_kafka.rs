@@ -54,7 +54,71 @@ pub struct KafkaBenchArgs {
     pub json: bool,
 }
 
-fn kerr(what: &str, e: impl std::fmt::Display) -> Error {
+/// Creates `topic` with `partitions` on `brokers` and produces each `(partition, key, batch)`
+/// as one protobuf record; returns the bytes produced.
+pub(crate) async fn create_and_produce(
+    brokers: &str,
+    topic: &str,
+    partitions: i32,
+    records: impl Iterator<Item = (i32, String, pb::InferenceBatch)>,
+) -> Result<usize> {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .map_err(|e| kerr("admin", e))?;
+    for r in admin
+        .create_topics(
+            &[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))],
+            &AdminOptions::new(),
+        )
+        .await
+        .map_err(|e| kerr("create topic", e))?
+    {
+        r.map_err(|(t, e)| kerr(&format!("create topic {t}"), e))?;
+    }
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("message.max.bytes", "100000000")
+        .set("linger.ms", "5")
+        // One record per record batch: the test broker, tansu, skips the rest of a batch
+        // when a fetch (a resume after a pause) starts inside it (docs/KAFKA.md).
+        .set("batch.num.messages", "1")
+        .create()
+        .map_err(|e| kerr("producer", e))?;
+    let mut bytes = 0usize;
+    let mut pending = Vec::new();
+    for (part, key, b) in records {
+        let value = prost::Message::encode_to_vec(&b);
+        bytes += value.len();
+        let p = producer.clone();
+        let t = topic.to_string();
+        pending.push(tokio::spawn(async move {
+            let rec: FutureRecord<'_, str, [u8]> = FutureRecord::to(&t)
+                .partition(part)
+                .key(key.as_str())
+                .payload(value.as_slice())
+                .headers(OwnedHeaders::new().insert(Header {
+                    key: "content-type",
+                    value: Some(crate::kafka::PROTOBUF),
+                }));
+            p.send(rec, Duration::from_secs(60))
+                .await
+                .map(|_| ())
+                .map_err(|(e, _)| kerr("produce", e))
+        }));
+        if pending.len() >= 16 {
+            for t in pending.drain(..) {
+                t.await.map_err(|e| Error::Internal(e.to_string()))??;
+            }
+        }
+    }
+    for t in pending {
+        t.await.map_err(|e| Error::Internal(e.to_string()))??;
+    }
+    Ok(bytes)
+}
+
+pub(crate) fn kerr(what: &str, e: impl std::fmt::Display) -> Error {
     Error::Internal(format!("kafka {what}: {e}"))
 }
 
@@ -98,64 +162,14 @@ pub async fn kafka(a: KafkaBenchArgs) -> Result<()> {
 
     // The topic and its records.
     let topic = format!("driftdb-bench-{}-{now}", std::process::id());
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", &a.brokers)
-        .create()
-        .map_err(|e| kerr("admin", e))?;
-    let parts = i32::try_from(a.partitions).map_err(|e| kerr("partitions", e))?;
-    for r in admin
-        .create_topics(
-            &[NewTopic::new(&topic, parts, TopicReplication::Fixed(1))],
-            &AdminOptions::new(),
-        )
-        .await
-        .map_err(|e| kerr("create topic", e))?
-    {
-        r.map_err(|(t, e)| kerr(&format!("create topic {t}"), e))?;
-    }
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", &a.brokers)
-        .set("message.max.bytes", "100000000")
-        .set("linger.ms", "5")
-        // One record per record batch: the test broker, tansu, skips the rest of a batch
-        // when a fetch (a resume after a pause) starts inside it (docs/KAFKA.md).
-        .set("batch.num.messages", "1")
-        .create()
-        .map_err(|e| kerr("producer", e))?;
     let records = a.rows / a.batch;
-    let mut bytes = 0usize;
-    let mut pending = Vec::new();
-    for k in 0..records {
+    let parts = i32::try_from(a.partitions).map_err(|e| kerr("partitions", e))?;
+    let values = (0..records).map(|k| {
         let mut b = pool[k % pool.len()].clone();
         b.request_ids = (0..a.batch).map(|i| format!("k{k}-{i}")).collect();
-        let value = prost::Message::encode_to_vec(&b);
-        bytes += value.len();
-        let part = (k % a.partitions) as i32;
-        let p = producer.clone();
-        let t = topic.clone();
-        pending.push(tokio::spawn(async move {
-            let rec: FutureRecord<'_, str, [u8]> = FutureRecord::to(&t)
-                .partition(part)
-                .key("bench")
-                .payload(value.as_slice())
-                .headers(OwnedHeaders::new().insert(Header {
-                    key: "content-type",
-                    value: Some(crate::kafka::PROTOBUF),
-                }));
-            p.send(rec, Duration::from_secs(60))
-                .await
-                .map(|_| ())
-                .map_err(|(e, _)| kerr("produce", e))
-        }));
-        if pending.len() >= 16 {
-            for t in pending.drain(..) {
-                t.await.map_err(|e| Error::Internal(e.to_string()))??;
-            }
-        }
-    }
-    for t in pending {
-        t.await.map_err(|e| Error::Internal(e.to_string()))??;
-    }
+        ((k % a.partitions) as i32, "bench".to_string(), b)
+    });
+    let bytes = create_and_produce(&a.brokers, &topic, parts, values).await?;
 
     // A fresh node with the model and its reference, then the consumer.
     let tmp = tempfile::tempdir().map_err(|e| Error::Internal(e.to_string()))?;

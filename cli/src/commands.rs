@@ -270,6 +270,9 @@ enum BenchCmd {
     /// store (a local directory), the next one after a window, the restore into an empty
     /// directory and the open of a node on it.
     Checkpoint(crate::bench_checkpoint::CheckpointBenchArgs),
+    /// Several nodes in one consumer group: aggregate consumption of a broker's topic with 1,
+    /// 2, 3… embedded nodes, CPU per row, and the handover time when one node leaves.
+    Cluster(crate::bench_cluster::ClusterBenchArgs),
 }
 
 /// Runs the CLI and returns the process exit code.
@@ -399,6 +402,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Bench(BenchCmd::Report(a)) => crate::bench_report::report(a).await,
         Command::Bench(BenchCmd::Kafka(a)) => crate::bench_kafka::kafka(a).await,
         Command::Bench(BenchCmd::Checkpoint(a)) => crate::bench_checkpoint::checkpoint(a).await,
+        Command::Bench(BenchCmd::Cluster(a)) => crate::bench_cluster::cluster(a).await,
     }
 }
 

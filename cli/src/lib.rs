@@ -11,6 +11,7 @@
 pub mod bench;
 pub mod bench_alerts;
 pub mod bench_checkpoint;
+pub mod bench_cluster;
 pub mod bench_kafka;
 pub mod bench_report;
 pub mod client;

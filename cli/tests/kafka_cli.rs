@@ -807,6 +807,7 @@ fn two_nodes_share_the_topic_and_survive_a_kill_9() {
     // consumed them and replays them from the start.
     let a_before = records(&na, "applied");
     nb.child.kill().unwrap();
+    let killed = Instant::now();
     nb.child.wait().unwrap();
     drop(nb);
     // From the kill on, every answer of a is either the single node's or a retryable 503
@@ -835,6 +836,7 @@ fn two_nodes_share_the_topic_and_survive_a_kill_9() {
             all && metric(&na, "driftdb_cluster_owned_partitions") == 4.0
         },
     );
+    let handover = killed.elapsed();
     assert!(
         refused > 0,
         "b's models were answered while their partitions moved"
@@ -849,7 +851,8 @@ fn two_nodes_share_the_topic_and_survive_a_kill_9() {
     assert_eq!(records(&na, "rejected"), 0.0);
     let log = std::fs::read_to_string(&na.log).unwrap();
     eprintln!(
-        "during the handover: {answered} answers, {refused} refused as moving; a rejoined the group {} times",
+        "during the handover ({:.1} s from the kill to every answer right): {answered} answers, {refused} refused as moving; a rejoined the group {} times",
+        handover.as_secs_f64(),
         log.matches("rejoining the consumer group").count()
     );
 }
@@ -894,5 +897,44 @@ fn cluster_flags_are_checked_before_serving() {
         text(&o.stdout).is_empty(),
         "no ready line: {}",
         text(&o.stdout)
+    );
+}
+
+/// `driftdb bench cluster` at a small size: every row consumed once per final owner, and the
+/// handover's figures add up.
+#[test]
+fn bench_cluster_reports_consumption_and_handover() {
+    let b = broker();
+    let o = Command::new(env!("CARGO_BIN_EXE_driftdb"))
+        .args(["bench", "cluster", "--brokers", &b.addr, "--json"])
+        .args(["--rows", "8000", "--batch", "1000", "--features", "10"])
+        .args(["--models", "4", "--partitions", "4", "--nodes", "1,2"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let v: Value = serde_json::from_str(text(&o.stdout).trim()).unwrap();
+    let runs = v["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 2, "{v}");
+    for r in runs {
+        let per_node: u64 = r["rows_per_node"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_u64().unwrap())
+            .sum();
+        assert_eq!(
+            per_node - r["rows_applied_twice"].as_u64().unwrap(),
+            8000,
+            "{r}"
+        );
+        assert!(r["cpu_us_per_row"].as_f64().unwrap() > 0.0, "{r}");
+    }
+    assert!(runs[0]["handover"].is_null());
+    let h = &runs[1]["handover"];
+    // The survivor replays the leaving node's partitions: it never held them.
+    assert!(h["rows_replayed"].as_u64().unwrap() > 0, "{h}");
+    assert!(
+        h["serving_seconds"].as_f64().unwrap() >= h["caught_up_seconds"].as_f64().unwrap(),
+        "{h}"
     );
 }

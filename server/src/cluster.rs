@@ -181,6 +181,14 @@ impl Cluster {
         }
     }
 
+    /// The inference topic's partitions this node owns.
+    pub fn owned(&self) -> Vec<i32> {
+        self.state
+            .read()
+            .map(|st| st.owned.iter().copied().collect())
+            .unwrap_or_default()
+    }
+
     /// Owned partitions still catching up.
     pub fn warming(&self) -> Vec<i32> {
         self.state
