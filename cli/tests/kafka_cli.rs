@@ -674,6 +674,74 @@ fn cluster_answers(s: &Served, models: &[String]) -> Option<Vec<Value>> {
     Some(out)
 }
 
+/// A series of a remote read: labels and samples.
+type ReadSeries = (Vec<(String, String)>, Vec<(i64, f64)>);
+
+/// A Prometheus remote read of `driftdb_rows` of the models `m…` over the golden range on
+/// `s`: each series' labels and samples, in label order; `None` on a retryable 503.
+fn remote_rows(s: &Served) -> Option<Vec<ReadSeries>> {
+    use driftdb_proto::prometheus as pb;
+    let matcher = |ty: pb::label_matcher::Type, name: &str, value: &str| pb::LabelMatcher {
+        r#type: ty as i32,
+        name: name.into(),
+        value: value.into(),
+    };
+    let req = pb::ReadRequest {
+        queries: vec![pb::Query {
+            // 2026-03-01T00:00Z to 02:00Z.
+            start_timestamp_ms: 1_772_323_200_000,
+            end_timestamp_ms: 1_772_330_400_000,
+            matchers: vec![
+                matcher(pb::label_matcher::Type::Eq, "__name__", "driftdb_rows"),
+                matcher(pb::label_matcher::Type::Re, "model", "m[0-9]+"),
+            ],
+            hints: None,
+        }],
+        accepted_response_types: vec![],
+    };
+    let body = snap::raw::Encoder::new()
+        .compress_vec(&prost::Message::encode_to_vec(&req))
+        .unwrap();
+    driftdb_server::tls::install_crypto_provider();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (status, bytes) = rt.block_on(async {
+        let r = reqwest::Client::new()
+            .post(format!("http://{}/api/v1/read", s.http))
+            .bearer_auth(&s.key)
+            .header("content-type", "application/x-protobuf")
+            .header("content-encoding", "snappy")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.bytes().await.unwrap())
+    });
+    if status == 503 {
+        return None;
+    }
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&bytes));
+    let raw = snap::raw::Decoder::new().decompress_vec(&bytes).unwrap();
+    let resp: pb::ReadResponse = prost::Message::decode(raw.as_slice()).unwrap();
+    let mut out: Vec<_> = resp.results[0]
+        .timeseries
+        .iter()
+        .map(|t| {
+            (
+                t.labels
+                    .iter()
+                    .map(|l| (l.name.clone(), l.value.clone()))
+                    .collect(),
+                t.samples.iter().map(|x| (x.timestamp, x.value)).collect(),
+            )
+        })
+        .collect();
+    out.sort_by(|a: &ReadSeries, b| a.0.cmp(&b.0));
+    Some(out)
+}
+
 fn metric(s: &Served, name: &str) -> f64 {
     metrics(s).get(name).copied().unwrap_or(0.0)
 }
@@ -780,6 +848,21 @@ fn two_nodes_share_the_topic_and_survive_a_kill_9() {
             "{name}'s answers differ from a single node's"
         );
     }
+    // A Prometheus remote read through either node sees every model's series, each from the
+    // node serving it, as the single node has them.
+    let want_read = remote_rows(&solo).expect("a single node never answers 503");
+    let models_read: std::collections::BTreeSet<String> = want_read
+        .iter()
+        .filter_map(|(l, _)| l.iter().find(|(k, _)| k == "model").map(|(_, v)| v.clone()))
+        .collect();
+    assert_eq!(models_read.len(), MODELS, "{want_read:?}");
+    for (name, s) in [("a", &na), ("b", &nb)] {
+        assert_eq!(
+            remote_rows(s).as_ref(),
+            Some(&want_read),
+            "{name}'s remote read differs from a single node's"
+        );
+    }
     // Each node answered some models itself and relayed the others to their owner.
     for (name, s, other) in [("a", &na, &nb), ("b", &nb, &na)] {
         let mut mine = 0;
@@ -833,6 +916,10 @@ fn two_nodes_share_the_topic_and_survive_a_kill_9() {
                 assert_eq!(&v["rows"], w, "during the handover, {q}");
                 answered += 1;
             }
+            match remote_rows(&na) {
+                None => all = false,
+                Some(r) => assert_eq!(r, want_read, "remote read during the handover"),
+            }
             all && metric(&na, "driftdb_cluster_owned_partitions") == 4.0
         },
     );
@@ -842,6 +929,11 @@ fn two_nodes_share_the_topic_and_survive_a_kill_9() {
         "b's models were answered while their partitions moved"
     );
     assert_eq!(metric(&na, "driftdb_cluster_warming_partitions"), 0.0);
+    assert_eq!(
+        remote_rows(&na).as_ref(),
+        Some(&want_read),
+        "after the handover"
+    );
     // a applied exactly b's share again, once.
     assert_eq!(
         records(&na, "applied"),

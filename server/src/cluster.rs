@@ -310,6 +310,27 @@ impl Cluster {
         let Ok(st) = self.state.read() else {
             return Route::Moving;
         };
+        self.route_in(&st, model, forwarded)
+    }
+
+    /// A model the cluster knows to be in Kafka that nobody serves now, if any: a fleet-wide
+    /// read would miss it.
+    pub fn moving_model(&self) -> Option<String> {
+        let st = self.state.read().ok()?;
+        st.model_parts
+            .keys()
+            .chain(st.learned.keys())
+            .find(|m| self.route_in(&st, m, false) == Route::Moving)
+            .cloned()
+    }
+
+    /// Whether this node's copy of `model` belongs in a fleet-wide answer: it serves the model,
+    /// or no node has Kafka rows of it.
+    pub fn answers_here(&self, model: &str) -> bool {
+        self.route(model, false) == Route::Local
+    }
+
+    fn route_in(&self, st: &State_, model: &str, forwarded: bool) -> Route {
         let local = st.model_parts.get(model);
         if local.is_some_and(|p| st.serves(p)) {
             return Route::Local;
@@ -421,7 +442,8 @@ fn model_of(path: &str, query: Option<&str>, body: Option<&[u8]>) -> Option<Stri
     })
 }
 
-fn moving(model: &str, why: &str) -> Response {
+/// The retryable 503 of a model being handed over.
+pub fn moving(model: &str, why: &str) -> Response {
     let mut r = (
         StatusCode::SERVICE_UNAVAILABLE,
         axum::Json(serde_json::json!({
@@ -552,6 +574,94 @@ async fn relay(rb: reqwest::RequestBuilder) -> Result<Response, reqwest::Error> 
     Ok(resp)
 }
 
+/// A Prometheus remote read across the cluster: this node's series of the models it answers
+/// for, and — unless a member sent the request — each live member's, asked with the same
+/// matchers and the caller's key (SAMPLES answers) and merged per query. `Err` is the answer
+/// to give instead: a retryable 503 when a model is moving or a member does not answer.
+pub async fn remote_read(
+    c: &Cluster,
+    headers: &axum::http::HeaderMap,
+    req: &driftdb_proto::prometheus::ReadRequest,
+    mut local: Vec<Vec<driftdb_prom::Series>>,
+) -> Result<Vec<Vec<driftdb_prom::Series>>, Response> {
+    use driftdb_proto::prometheus as pb;
+    use prost::Message as _;
+    let forwarded = headers.contains_key(FORWARDED_HEADER);
+    let model_of = |s: &driftdb_prom::Series| {
+        s.labels
+            .iter()
+            .find(|(k, _)| k == "model")
+            .map(|(_, v)| v.clone())
+    };
+    for series in &mut local {
+        series.retain(|s| match model_of(s) {
+            Some(m) => c.answers_here(&m),
+            // Not a model's series: the node asked gives its own.
+            None => !forwarded,
+        });
+    }
+    if forwarded {
+        return Ok(local);
+    }
+    let mut sub = req.clone();
+    sub.accepted_response_types = vec![pb::read_request::ResponseType::Samples as i32];
+    let body = snap::raw::Encoder::new()
+        .compress_vec(&sub.encode_to_vec())
+        .map_err(|e| moving("*", &format!("encoding a member's read: {e}")))?;
+    let me = c.node_id();
+    for m in c.live_members() {
+        let mut rb = c
+            .client
+            .post(format!("{}/api/v1/read", m.url))
+            .header(FORWARDED_HEADER, &me)
+            .header(header::CONTENT_TYPE, "application/x-protobuf")
+            .header(header::CONTENT_ENCODING, "snappy")
+            .body(body.clone());
+        if let Some(v) = headers.get(header::AUTHORIZATION) {
+            rb = rb.header(header::AUTHORIZATION, v);
+        }
+        let fail = |why: String| {
+            c.count(3);
+            tracing::warn!(member = %m.node, error = %why, "cluster: remote read of a member");
+            moving(
+                "*",
+                &format!("member {} did not answer the read: {why}", m.node),
+            )
+        };
+        let r = rb.send().await.map_err(|e| fail(e.to_string()))?;
+        let status = r.status();
+        let bytes = r.bytes().await.map_err(|e| fail(e.to_string()))?;
+        if !status.is_success() {
+            return Err(fail(format!(
+                "{status}: {}",
+                String::from_utf8_lossy(&bytes[..bytes.len().min(300)])
+            )));
+        }
+        let raw = snap::raw::Decoder::new()
+            .decompress_vec(&bytes)
+            .map_err(|e| fail(e.to_string()))?;
+        let resp = pb::ReadResponse::decode(raw.as_slice()).map_err(|e| fail(e.to_string()))?;
+        c.count(1);
+        for (i, q) in resp.results.into_iter().enumerate() {
+            let Some(out) = local.get_mut(i) else { break };
+            out.extend(q.timeseries.into_iter().map(|t| {
+                driftdb_prom::Series {
+                    labels: t.labels.into_iter().map(|l| (l.name, l.value)).collect(),
+                    samples: t
+                        .samples
+                        .into_iter()
+                        .map(|s| (s.timestamp, s.value))
+                        .collect(),
+                }
+            }));
+        }
+    }
+    for series in &mut local {
+        series.sort_by(|a, b| a.labels.cmp(&b.labels));
+    }
+    Ok(local)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -608,6 +718,8 @@ mod tests {
         assert_eq!(c.route("m2", false), Route::Moving);
         // Never heard of in Kafka: answered here (a 404 or a gRPC-ingested model).
         assert_eq!(c.route("zz", false), Route::Local);
+        assert_eq!(c.moving_model().as_deref(), Some("m2"));
+        assert!(c.answers_here("m0") && !c.answers_here("m1"));
         // Forwarded here by a stale table: refused, never forwarded again.
         assert_eq!(c.route("m1", true), Route::Moving);
         assert_eq!(c.route("m3", true), Route::Moving);
@@ -636,6 +748,10 @@ mod tests {
         assert_eq!(c.route("m0", false), Route::Moving);
         // Never held here, but known to live in Kafka: not answered from here (a 404).
         assert_eq!(c.route("m9", false), Route::Moving);
+        // A fleet-wide read is refused while any known model is moving.
+        assert!(c.moving_model().is_some());
+        assert!(!c.answers_here("m9"));
+        assert!(c.answers_here("zz"));
         assert_eq!(c.route("zz", false), Route::Local);
         // An older record does not replace a newer one; a tombstone removes the member.
         c.upsert(member("b", &[0], &["m0"], 20), NOW);

@@ -228,13 +228,28 @@ async fn run(node: &Node, caller: &Principal, req: pb::ReadRequest) -> Result<Ve
 pub async fn read(
     State(node): State<Node>,
     Extension(caller): Extension<Principal>,
+    headers: axum::http::HeaderMap,
     body: Bytes,
 ) -> Response {
     let started = std::time::Instant::now();
+    // In a cluster, every model's series come from the node serving it (docs/SCALE_OUT.md);
+    // while one is moving the read is refused, retryable, rather than answered without it.
+    if let Some(c) = &node.cluster
+        && let Some(m) = c.moving_model()
+    {
+        return crate::cluster::moving(&m, "no live member serves its partition yet");
+    }
     let result = async {
         let req = decode_request(&body)?;
         let kind = negotiate(&req.accepted_response_types)?;
-        let results = run(&node, &caller, req).await?;
+        let results = run(&node, &caller, req.clone()).await?;
+        let results = match &node.cluster {
+            Some(c) => match crate::cluster::remote_read(c, &headers, &req, results).await {
+                Ok(r) => r,
+                Err(resp) => return Ok(resp),
+            },
+            None => results,
+        };
         let n_series: usize = results.iter().map(Vec::len).sum();
         let n_samples: usize = results.iter().flatten().map(|s| s.samples.len()).sum();
         node.metrics.prom.record_read(n_series, n_samples);
