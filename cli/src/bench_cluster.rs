@@ -12,21 +12,18 @@
 //! cluster routing's own test ([`driftdb_server::cluster::Cluster::route`]). A killed node
 //! adds the group's session timeout to that.
 
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use clap::Args;
 use driftdb_engine::model::ModelDef;
 use driftdb_engine::time::{Clock, SystemClock};
-use driftdb_server::auth::{AuthMode, Principal};
 use driftdb_server::cluster::{Cluster, Route};
 use driftdb_server::config::KafkaConfig;
 use driftdb_server::node::Node;
-use driftdb_storage::StoreConfig;
 
 use crate::bench::{IngestBenchArgs, gen_batch, model};
-use crate::bench_kafka::create_and_produce;
+use crate::bench_kafka::{create_and_produce, fresh_node};
 use crate::error::{Error, Result};
 use crate::output;
 use crate::rng::SplitMix as Rng;
@@ -75,22 +72,7 @@ fn cpu_seconds() -> f64 {
 }
 
 async fn open_node(defs: &[ModelDef], id: &str, topic: &str) -> Result<(Node, tempfile::TempDir)> {
-    let tmp = tempfile::tempdir().map_err(|e| Error::Internal(e.to_string()))?;
-    let dir = tmp.path().to_path_buf();
-    let node = tokio::task::spawn_blocking(move || {
-        Node::open(
-            &dir,
-            StoreConfig::default(),
-            Arc::new(SystemClock),
-            AuthMode::Disabled,
-        )
-    })
-    .await
-    .map_err(|e| Error::Internal(e.to_string()))??;
-    let op = Principal::unrestricted();
-    for d in defs {
-        node.create_model(&op, d.clone())?;
-    }
+    let (node, tmp) = fresh_node(defs).await?;
     // No membership topic here: the TTL is long so that the orphan check never rejoins.
     let node = node.with_cluster(Cluster::new(
         Some(id.to_string()),

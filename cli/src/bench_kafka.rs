@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Args;
+use driftdb_engine::model::ModelDef;
 use driftdb_engine::time::{Clock, SystemClock};
 use driftdb_proto::v1 as pb;
 use driftdb_server::auth::{AuthMode, Principal};
@@ -118,6 +119,28 @@ pub(crate) async fn create_and_produce(
     Ok(bytes)
 }
 
+/// A node on a fresh temporary store (default settings, WAL fsync on, no API keys) holding
+/// the models `defs`; the store lives as long as the returned directory.
+pub(crate) async fn fresh_node(defs: &[ModelDef]) -> Result<(Node, tempfile::TempDir)> {
+    let tmp = tempfile::tempdir().map_err(|e| Error::Internal(e.to_string()))?;
+    let dir = tmp.path().to_path_buf();
+    let node = tokio::task::spawn_blocking(move || {
+        Node::open(
+            &dir,
+            StoreConfig::default(),
+            Arc::new(SystemClock),
+            AuthMode::Disabled,
+        )
+    })
+    .await
+    .map_err(|e| Error::Internal(e.to_string()))??;
+    let op = Principal::unrestricted();
+    for d in defs {
+        node.create_model(&op, d.clone())?;
+    }
+    Ok((node, tmp))
+}
+
 pub(crate) fn kerr(what: &str, e: impl std::fmt::Display) -> Error {
     Error::Internal(format!("kafka {what}: {e}"))
 }
@@ -172,20 +195,8 @@ pub async fn kafka(a: KafkaBenchArgs) -> Result<()> {
     let bytes = create_and_produce(&a.brokers, &topic, parts, values).await?;
 
     // A fresh node with the model and its reference, then the consumer.
-    let tmp = tempfile::tempdir().map_err(|e| Error::Internal(e.to_string()))?;
-    let dir = tmp.path().to_path_buf();
-    let node = tokio::task::spawn_blocking(move || {
-        Node::open(
-            &dir,
-            StoreConfig::default(),
-            Arc::new(SystemClock),
-            AuthMode::Disabled,
-        )
-    })
-    .await
-    .map_err(|e| Error::Internal(e.to_string()))??;
+    let (node, _tmp) = fresh_node(std::slice::from_ref(&def)).await?;
     let op = Principal::unrestricted();
-    node.create_model(&op, def.clone())?;
     let (entry, mut builder) = node.reference_builder(&op, &def.id, "v1")?;
     let (rb, labels) = batch_from_pb(reference, &def.features)?;
     builder.add(&rb, &labels)?;

@@ -742,6 +742,20 @@ fn remote_rows(s: &Served) -> Option<Vec<ReadSeries>> {
     Some(out)
 }
 
+/// `GET path?query` of the Prometheus API on `s`: its `data`, sorted when a list.
+fn prom_data(s: &Served, path: &str, query: &[(&str, &str)]) -> Value {
+    let q: String = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(query)
+        .finish();
+    let (status, _, body) = http_get(&s.http, &format!("{path}?{q}"), Some(&s.key));
+    assert_eq!(status, 200, "{path}: {body}");
+    let mut data = serde_json::from_str::<Value>(&body).unwrap()["data"].take();
+    if let Some(a) = data.as_array_mut() {
+        a.sort_by_key(|v| v.to_string());
+    }
+    data
+}
+
 fn metric(s: &Served, name: &str) -> f64 {
     metrics(s).get(name).copied().unwrap_or(0.0)
 }
@@ -861,6 +875,30 @@ fn two_nodes_share_the_topic_and_survive_a_kill_9() {
             remote_rows(s).as_ref(),
             Some(&want_read),
             "{name}'s remote read differs from a single node's"
+        );
+    }
+    // ... and so do the series listing and the label values.
+    let listing = [
+        ("match[]", "{__name__=\"driftdb_rows\",model=~\"m[0-9]+\"}"),
+        ("start", "2026-03-01T00:00:00Z"),
+        ("end", "2026-03-01T02:00:00Z"),
+    ];
+    let want_series = prom_data(&solo, "/api/v1/series", &listing);
+    assert!(
+        want_series.as_array().is_some_and(|a| a.len() >= MODELS),
+        "{want_series}"
+    );
+    let want_models = prom_data(&solo, "/api/v1/label/model/values", &listing);
+    assert_eq!(
+        want_models.as_array().map(Vec::len),
+        Some(MODELS),
+        "{want_models}"
+    );
+    for s in [&na, &nb] {
+        assert_eq!(prom_data(s, "/api/v1/series", &listing), want_series);
+        assert_eq!(
+            prom_data(s, "/api/v1/label/model/values", &listing),
+            want_models
         );
     }
     // Each node answered some models itself and relayed the others to their owner.

@@ -25,13 +25,8 @@ use std::sync::RwLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use axum::body::Body;
-use axum::extract::{Request, State};
-use axum::http::{HeaderName, HeaderValue, StatusCode, header};
-use axum::middleware::Next;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-
-use crate::node::Node;
 
 /// Set on a request one node forwards to another: the sender's node id.
 pub const FORWARDED_HEADER: &str = "x-driftdb-forwarded-by";
@@ -97,7 +92,7 @@ pub struct Cluster {
     topic: String,
     ttl: Duration,
     state: RwLock<State_>,
-    client: reqwest::Client,
+    pub(crate) client: reqwest::Client,
     changed: tokio::sync::Notify,
     counts: [AtomicU64; 4],
 }
@@ -356,7 +351,8 @@ impl Cluster {
         }
     }
 
-    fn count(&self, i: usize) {
+    /// Counts a routed request: 0 local, 1 forwarded, 2 moving, 3 forward failed.
+    pub(crate) fn count(&self, i: usize) {
         self.counts[i].fetch_add(1, Ordering::Relaxed);
     }
 
@@ -407,7 +403,7 @@ impl State_ {
 
 /// The model a request is about: `/models/{id}/…`, or the model of a DriftQL statement
 /// (`q` of `GET /api/v1/driftql`, `query` of the POST body).
-fn model_of(path: &str, query: Option<&str>, body: Option<&[u8]>) -> Option<String> {
+pub(crate) fn model_of(path: &str, query: Option<&str>, body: Option<&[u8]>) -> Option<String> {
     if let Some(rest) = path.strip_prefix("/models/") {
         let id = rest.split('/').next()?;
         if id.is_empty() || !rest.contains('/') {
@@ -457,121 +453,6 @@ pub fn moving(model: &str, why: &str) -> Response {
         HeaderValue::from(crate::error::RETRY_AFTER_SECS),
     );
     r
-}
-
-/// The largest request body relayed to another node.
-const MAX_FORWARD_BODY: usize = 16 << 20;
-
-/// The HTTP layer (after auth): answers here, relays to the owner, or refuses as moving.
-pub async fn http(State(node): State<Node>, req: Request, next: Next) -> Response {
-    let Some(c) = node.cluster.clone() else {
-        return next.run(req).await;
-    };
-    let path = req.uri().path().to_string();
-    let routed = path.starts_with("/models/") || path == "/api/v1/driftql";
-    if !routed {
-        return next.run(req).await;
-    }
-    let forwarded = req.headers().contains_key(FORWARDED_HEADER);
-    let (parts, body) = req.into_parts();
-    let bytes = if parts.method == axum::http::Method::POST {
-        match axum::body::to_bytes(body, MAX_FORWARD_BODY).await {
-            Ok(b) => Some(b),
-            Err(e) => {
-                return (
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    axum::Json(serde_json::json!({"error": e.to_string()})),
-                )
-                    .into_response();
-            }
-        }
-    } else {
-        let _ = body;
-        None
-    };
-    let model = model_of(
-        &path,
-        parts.uri.query(),
-        bytes.as_deref().filter(|_| path == "/api/v1/driftql"),
-    );
-    let route = model
-        .as_deref()
-        .map_or(Route::Local, |m| c.route(m, forwarded));
-    let me = c.node_id();
-    let mut resp = match route {
-        Route::Local => {
-            c.count(0);
-            let body = bytes.map_or_else(Body::empty, Body::from);
-            next.run(Request::from_parts(parts, body)).await
-        }
-        Route::Moving => {
-            c.count(2);
-            moving(
-                model.as_deref().unwrap_or_default(),
-                "no live member owns its partition yet",
-            )
-        }
-        Route::Forward { node: owner, url } => {
-            let target = format!(
-                "{url}{}",
-                parts.uri.path_and_query().map_or("/", |p| p.as_str())
-            );
-            let mut rb = c
-                .client
-                .request(parts.method.clone(), &target)
-                .header(FORWARDED_HEADER, &me);
-            for h in [header::AUTHORIZATION, header::CONTENT_TYPE, header::ACCEPT] {
-                if let Some(v) = parts.headers.get(&h) {
-                    rb = rb.header(h, v);
-                }
-            }
-            if let Some(b) = bytes {
-                rb = rb.body(b);
-            }
-            match relay(rb).await {
-                Ok(r) => {
-                    c.count(1);
-                    return r;
-                }
-                Err(e) => {
-                    c.count(3);
-                    tracing::warn!(owner = %owner, error = %e, "cluster: forward failed");
-                    moving(
-                        model.as_deref().unwrap_or_default(),
-                        &format!("its owner {owner} did not answer"),
-                    )
-                }
-            }
-        }
-    };
-    if let Ok(v) = HeaderValue::from_str(&me) {
-        resp.headers_mut()
-            .insert(HeaderName::from_static(NODE_HEADER), v);
-    }
-    resp
-}
-
-/// Sends a forwarded request and turns the owner's answer into ours (status, content type,
-/// retry hint, the answering node, body).
-async fn relay(rb: reqwest::RequestBuilder) -> Result<Response, reqwest::Error> {
-    let r = rb.send().await?;
-    let status = StatusCode::from_u16(r.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
-    let mut keep = Vec::new();
-    for h in [header::CONTENT_TYPE, header::RETRY_AFTER] {
-        if let Some(v) = r.headers().get(&h) {
-            keep.push((h, v.clone()));
-        }
-    }
-    if let Some(v) = r.headers().get(NODE_HEADER) {
-        keep.push((HeaderName::from_static(NODE_HEADER), v.clone()));
-    }
-    let body = r.bytes().await?;
-    let mut resp = Response::new(Body::from(body));
-    *resp.status_mut() = status;
-    for (k, v) in keep {
-        resp.headers_mut().insert(k, v);
-    }
-    Ok(resp)
 }
 
 /// A Prometheus remote read across the cluster: this node's series of the models it answers
@@ -660,6 +541,72 @@ pub async fn remote_read(
         series.sort_by(|a, b| a.labels.cmp(&b.labels));
     }
     Ok(local)
+}
+
+/// The series listing (`/api/v1/series`, and through it `labels` and `label/{name}/values`)
+/// across the cluster: this node's label sets of the models it answers for, and — unless a
+/// member sent the request — each live member's for the same `params` (`match[]`, `start`,
+/// `end`), merged without repeats. `Err` is the answer to give instead (a retryable 503).
+pub async fn series_everywhere(
+    c: &Cluster,
+    headers: &axum::http::HeaderMap,
+    params: &[(String, String)],
+    mut local: Vec<driftdb_prom::Labels>,
+) -> Result<Vec<driftdb_prom::Labels>, Response> {
+    let forwarded = headers.contains_key(FORWARDED_HEADER);
+    local.retain(|l| match l.iter().find(|(k, _)| k == "model") {
+        Some((_, m)) => c.answers_here(m),
+        None => !forwarded,
+    });
+    if forwarded {
+        return Ok(local);
+    }
+    let form = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(params)
+        .finish();
+    let me = c.node_id();
+    let mut all: BTreeSet<driftdb_prom::Labels> = local.into_iter().collect();
+    for m in c.live_members() {
+        let mut rb = c
+            .client
+            .post(format!("{}/api/v1/series", m.url))
+            .header(FORWARDED_HEADER, &me)
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(form.clone());
+        if let Some(v) = headers.get(header::AUTHORIZATION) {
+            rb = rb.header(header::AUTHORIZATION, v);
+        }
+        let fail = |why: String| {
+            c.count(3);
+            tracing::warn!(member = %m.node, error = %why, "cluster: series listing of a member");
+            moving(
+                "*",
+                &format!("member {} did not answer the listing: {why}", m.node),
+            )
+        };
+        let r = rb.send().await.map_err(|e| fail(e.to_string()))?;
+        let status = r.status();
+        let bytes = r.bytes().await.map_err(|e| fail(e.to_string()))?;
+        let body: serde_json::Value =
+            serde_json::from_slice(&bytes).map_err(|e| fail(e.to_string()))?;
+        if !status.is_success() {
+            return Err(fail(format!("{status}: {body}")));
+        }
+        let Some(data) = body.get("data").and_then(serde_json::Value::as_array) else {
+            return Err(fail(format!("no data in {body}")));
+        };
+        c.count(1);
+        for s in data {
+            let Some(obj) = s.as_object() else { continue };
+            let mut labels: driftdb_prom::Labels = obj
+                .iter()
+                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+                .collect();
+            labels.sort();
+            all.insert(labels);
+        }
+    }
+    Ok(all.into_iter().collect())
 }
 
 #[cfg(test)]

@@ -53,6 +53,7 @@ use driftdb_query::ast::ModelRef;
 use serde_json::{Value, json};
 
 mod keys;
+mod routing;
 mod rules;
 mod silences;
 mod ui;
@@ -457,7 +458,7 @@ pub fn router(node: Node) -> Router {
         // handler.
         .route_layer(axum::middleware::from_fn_with_state(
             node.clone(),
-            crate::cluster::http,
+            routing::http,
         ))
         .route_layer(axum::middleware::from_fn_with_state(
             node.clone(),

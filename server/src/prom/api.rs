@@ -439,6 +439,48 @@ fn admitted_segments(registry: &Registry, model: &str) -> SegmentValues {
     out
 }
 
+/// [`matching`], across the cluster when the node is in one (docs/SCALE_OUT.md): this node's
+/// series of the models it serves, and each live member's (unless a member asked). `Err` of
+/// the inner result is the answer to give instead (a retryable 503).
+async fn matching_everywhere(
+    node: &Node,
+    caller: &Principal,
+    p: &Params,
+    required: bool,
+    headers: &HeaderMap,
+) -> Result<std::result::Result<Vec<Labels>, Response>> {
+    if let Some(c) = &node.cluster
+        && let Some(m) = c.moving_model()
+    {
+        return Ok(Err(crate::cluster::moving(
+            &m,
+            "no live member serves its partition yet",
+        )));
+    }
+    let local = matching(node, caller, p, required).await?;
+    let Some(c) = &node.cluster else {
+        return Ok(Ok(local));
+    };
+    // What a member is asked: the same selectors (the default one spelled out) and range.
+    let mut ask: Vec<(String, String)> = p
+        .all("match[]")
+        .into_iter()
+        .map(|m| ("match[]".to_string(), m.to_string()))
+        .collect();
+    if ask.is_empty() {
+        ask.push((
+            "match[]".into(),
+            format!("{{__name__=~\"{}.+\"}}", series::NAME_PREFIX),
+        ));
+    }
+    for k in ["start", "end"] {
+        if let Some(v) = p.get(k) {
+            ask.push((k.to_string(), v.to_string()));
+        }
+    }
+    Ok(crate::cluster::series_everywhere(c, headers, &ask, local).await)
+}
+
 /// `/api/v1/series`.
 pub async fn series(
     State(node): State<Node>,
@@ -449,7 +491,10 @@ pub async fn series(
 ) -> Response {
     let p = Params::new(q.as_deref(), &headers, &body);
     answer(&node, Endpoint::Series, async {
-        let found = matching(&node, &caller, &p, true).await?;
+        let found = match matching_everywhere(&node, &caller, &p, true, &headers).await? {
+            Ok(f) => f,
+            Err(moving) => return Ok(moving),
+        };
         Ok(success(
             JsonValue::Array(found.iter().map(labels_json).collect()),
             Vec::new(),
@@ -468,7 +513,10 @@ pub async fn labels(
 ) -> Response {
     let p = Params::new(q.as_deref(), &headers, &body);
     answer(&node, Endpoint::Labels, async {
-        let found = matching(&node, &caller, &p, false).await?;
+        let found = match matching_everywhere(&node, &caller, &p, false, &headers).await? {
+            Ok(f) => f,
+            Err(moving) => return Ok(moving),
+        };
         let names: BTreeSet<&str> = found
             .iter()
             .flat_map(|l| l.iter().map(|(n, _)| n.as_str()))
@@ -489,7 +537,10 @@ pub async fn label_values(
 ) -> Response {
     let p = Params::new(q.as_deref(), &headers, &body);
     answer(&node, Endpoint::LabelValues, async {
-        let found = matching(&node, &caller, &p, false).await?;
+        let found = match matching_everywhere(&node, &caller, &p, false, &headers).await? {
+            Ok(f) => f,
+            Err(moving) => return Ok(moving),
+        };
         let values: BTreeSet<&str> = found
             .iter()
             .filter_map(|l| l.iter().find(|(n, _)| *n == name).map(|(_, v)| v.as_str()))
