@@ -1746,3 +1746,171 @@ async fn a_delivery_held_for_a_checkpoint_store_that_is_down_goes_out_after_hold
     );
     s.stop().await;
 }
+
+/// The ownership a cluster gives the scheduler (`serve --cluster`), switched by hand: whether
+/// this node serves the model, and what its previous owner published.
+#[derive(Debug, Default)]
+struct Owned {
+    serves: std::sync::atomic::AtomicBool,
+    handed: Mutex<Option<driftdb_server::rules::Handover>>,
+}
+
+impl driftdb_server::rules::Ownership for Owned {
+    fn evaluates(&self, _model: &str) -> bool {
+        self.serves.load(Ordering::SeqCst)
+    }
+
+    fn handed_over(&self, _model: &str) -> Option<driftdb_server::rules::Handover> {
+        self.handed.lock().unwrap().clone()
+    }
+}
+
+/// Waits (bounded) until the scheduler's next window of `m` on `node` is `want`.
+async fn cursor_at(node: &Node, want: Timestamp) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while next_window(&node.rules, "m").unwrap() != Some(want) {
+        assert!(
+            Instant::now() < deadline,
+            "the cursor never reached {want:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_evaluates_only_what_it_serves_and_continues_a_taken_over_model() {
+    let recv = Receiver::start().await;
+    let (d_old, d_new) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut old = AlertServer::start(d_old.path(), ManualClock::new(t(0)), fast_rules()).await;
+    old.create_model().await;
+    old.add_rule(mean_rule("r", &recv.url("/old"), 1, json!("all"), "high"))
+        .await;
+    // The node that takes the model over: it does not serve it while the data arrives.
+    let owned = Arc::new(Owned::default());
+    owned.serves.store(true, Ordering::SeqCst);
+    let clock = ManualClock::new(t(0));
+    let node = Node::open_with(
+        d_new.path(),
+        StoreConfig::default(),
+        fast_rules(),
+        Arc::new(clock.clone()),
+        AuthMode::Disabled,
+    )
+    .unwrap();
+    node.rules
+        .set_ownership(Arc::clone(&owned) as Arc<dyn driftdb_server::rules::Ownership>);
+    let mut new = AlertServer::serve(node, clock).await;
+    new.create_model().await;
+    new.add_rule(mean_rule("r", &recv.url("/new"), 1, json!("all"), "high"))
+        .await;
+    let placed = next_window(&new.node.rules, "m").unwrap();
+    owned.serves.store(false, Ordering::SeqCst);
+    // Windows 0 and 2 breach, 1 and 3 do not; the rows of each close the one before. The old
+    // owner fires on 0, resolves on 1, fires on 2.
+    for (k, v) in [(0, 40.0), (1, 0.0), (2, 40.0), (3, 0.0)] {
+        for s in [&mut old, &mut new] {
+            s.clock.set(t(k));
+            s.send_window("r", k, v, v).await;
+        }
+    }
+    old.evaluated(2).await;
+    let hits = recv.wait_for(3).await;
+    assert_eq!(hits.len(), 3, "{hits:?}");
+    assert!(hits.iter().all(|h| h.path == "/old"));
+    // The node not serving the model evaluated none of its windows.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(new.history().await.is_empty());
+    assert_eq!(next_window(&new.node.rules, "m").unwrap(), placed);
+    let (_, pending) = driftdb_server::rules::window_backlog(&new.node.rules).unwrap();
+    assert_eq!(
+        pending, 0,
+        "a model served elsewhere is not this node's backlog"
+    );
+
+    // The takeover: the old owner's published evaluation state, and the model served here.
+    let h = driftdb_server::rules::handover_of(&old.node.rules, &["m".to_string()])
+        .unwrap()
+        .remove("m")
+        .unwrap();
+    assert_eq!(h.next_ms, t(3).millis());
+    assert!(!h.states.is_empty(), "the firing series' state travels");
+    *owned.handed.lock().unwrap() = Some(h);
+    owned.serves.store(true, Ordering::SeqCst);
+    new.node.rules.wake();
+    cursor_at(&new.node, t(3)).await;
+    assert!(
+        new.history().await.is_empty(),
+        "windows the old owner evaluated are not evaluated again"
+    );
+    // Window 3 (healthy) closes on both: each resolves the episode that fired on window 2 —
+    // the new owner knows it fires from the old owner's state — with the same event id.
+    for s in [&mut old, &mut new] {
+        s.clock.set(t(4));
+        s.send_window("r", 4, 40.0, 40.0).await;
+        s.evaluated(3).await;
+    }
+    let hits = recv.wait_for(5).await;
+    let at = |p: &str| -> Vec<&Hit> { hits.iter().filter(|h| h.path == p).collect() };
+    assert_eq!(at("/old").len(), 4, "{hits:?}");
+    let new_hits = at("/new");
+    assert_eq!(new_hits.len(), 1, "{hits:?}");
+    assert_eq!(new_hits[0].body["status"], "resolved");
+    assert_eq!(new_hits[0].body["event_id"], at("/old")[3].body["event_id"]);
+    old.stop().await;
+    new.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivery_waits_for_every_gate() {
+    let dir = tempfile::tempdir().unwrap();
+    let recv = Receiver::start().await;
+    let clock = ManualClock::new(t(0));
+    let node = Node::open_with(
+        dir.path(),
+        StoreConfig::default(),
+        fast_rules(),
+        Arc::new(clock.clone()),
+        AuthMode::Disabled,
+    )
+    .unwrap();
+    let gates = [
+        Arc::new(driftdb_server::checkpoint::DeliveryGate::new(
+            Duration::from_secs(60),
+        )),
+        Arc::new(driftdb_server::checkpoint::DeliveryGate::new(
+            Duration::from_secs(60),
+        )),
+    ];
+    for g in &gates {
+        node.rules.hold_deliveries(Arc::clone(g));
+    }
+    let mut s = AlertServer::serve(node, clock).await;
+    s.create_model().await;
+    s.add_rule(mean_rule("r", &recv.url("/a"), 1, json!("all"), "high"))
+        .await;
+    s.send_window("r", 0, 40.0, 40.0).await;
+    s.clock.set(t(1));
+    s.send_window("r", 1, 40.0, 40.0).await;
+    s.evaluated(0).await;
+    assert_eq!(s.history().await.len(), 1);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(recv.hits().is_empty(), "held while no gate covers it");
+    gates[0].cover(s.node.store.latest_sequence());
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(
+        recv.hits().is_empty(),
+        "held while one gate does not cover it"
+    );
+    gates[1].cover(s.node.store.latest_sequence());
+    let hits = recv.wait_for(1).await;
+    assert_eq!(hits.len(), 1);
+    assert_eq!(hits[0].body["status"], "firing");
+    assert_eq!(
+        gates
+            .iter()
+            .map(|g| g.released_unsaved_total())
+            .sum::<u64>(),
+        0
+    );
+    s.stop().await;
+}

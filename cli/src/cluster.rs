@@ -8,6 +8,10 @@
 //! - Every `publish_every`, and at once when the consumer group changes this node's
 //!   partitions, the node re-reads from its store which partitions each model's data came
 //!   from and publishes its record.
+//! - The record also carries, for each model the node answers for, where its rule evaluation
+//!   stands (cursor and rule states): a node that takes the model over starts there. Webhook
+//!   deliveries wait until a record holding their rule state was acknowledged by the broker
+//!   (the node publishes at once when one waits).
 //! - Every node reads the whole topic from the start with a consumer of its own (no group):
 //!   members that stop publishing are dropped after `member_ttl`.
 
@@ -153,19 +157,33 @@ async fn publish_loop(
             Ok(Err(e)) => tracing::warn!(error = %e, "cluster: reading model partitions"),
             Err(e) => tracing::warn!(error = %e, "cluster: reading model partitions"),
         }
-        let rec = cluster.own_record(node.clock.now().millis());
+        // The store sequence before the rule states are read: once this record is
+        // acknowledged, every delivery found up to it may go (its window is in the record).
+        let covers = node.store.latest_sequence();
+        let mut rec = cluster.own_record(node.clock.now().millis());
+        let served: Vec<String> = rec.models.keys().cloned().collect();
+        let n = node.clone();
+        match tokio::task::spawn_blocking(move || n.rule_handover(&served)).await {
+            Ok(Ok(h)) => rec.handover = h,
+            Ok(Err(e)) => tracing::warn!(error = %e, "cluster: reading rule states"),
+            Err(e) => tracing::warn!(error = %e, "cluster: reading rule states"),
+        }
         match serde_json::to_vec(&rec) {
             Ok(value) => {
                 let r = FutureRecord::to(&topic).key(&rec.node).payload(&value);
-                if let Err((e, _)) = producer.send(r, Duration::from_secs(5)).await {
-                    tracing::warn!(error = %e, "cluster: publishing membership");
+                match producer.send(r, Duration::from_secs(5)).await {
+                    Ok(_) => cluster.gate().cover(covers),
+                    Err((e, _)) => tracing::warn!(error = %e, "cluster: publishing membership"),
                 }
             }
             Err(e) => tracing::warn!(error = %e, "cluster: encoding membership"),
         }
+        let gate = cluster.gate();
         tokio::select! {
             _ = stop.changed() => break,
             () = cluster.changed_or(every) => {}
+            // A delivery waits for a record holding its rule state: publish now.
+            () = gate.wanted() => {}
         }
     }
     let id = cluster.node_id();

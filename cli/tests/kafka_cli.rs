@@ -765,6 +765,122 @@ fn metric(s: &Served, name: &str) -> f64 {
 /// forwarding) exactly as a single node consuming everything does; `kill -9` of one node
 /// moves its partitions to the survivor, which replays them and then answers for every model
 /// the same, with only retryable 503s meanwhile.
+/// A webhook receiver on 127.0.0.1 (a thread per connection, HTTP/1.1 with keep-alive): every
+/// POST's path and JSON body.
+struct Hooks {
+    url: String,
+    hits: std::sync::Arc<std::sync::Mutex<Vec<(String, Value)>>>,
+}
+
+impl Hooks {
+    fn start() -> Hooks {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", l.local_addr().unwrap());
+        let hits = std::sync::Arc::default();
+        let h = std::sync::Arc::clone(&hits);
+        std::thread::spawn(move || {
+            for c in l.incoming().flatten() {
+                let h = std::sync::Arc::clone(&h);
+                std::thread::spawn(move || {
+                    let _ = Hooks::answer(c, &h);
+                });
+            }
+        });
+        Hooks { url, hits }
+    }
+
+    fn answer(
+        mut c: std::net::TcpStream,
+        hits: &std::sync::Mutex<Vec<(String, Value)>>,
+    ) -> std::io::Result<()> {
+        use std::io::{BufRead, Read, Write};
+        c.set_read_timeout(Some(Duration::from_secs(30)))?;
+        let mut r = std::io::BufReader::new(c.try_clone()?);
+        loop {
+            let mut line = String::new();
+            if r.read_line(&mut line)? == 0 {
+                return Ok(());
+            }
+            let path = line.split_whitespace().nth(1).unwrap_or("").to_string();
+            let mut len = 0;
+            loop {
+                let mut h = String::new();
+                r.read_line(&mut h)?;
+                let h = h.trim_end();
+                if h.is_empty() {
+                    break;
+                }
+                if let Some((k, v)) = h.split_once(':')
+                    && k.eq_ignore_ascii_case("content-length")
+                {
+                    len = v.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0; len];
+            r.read_exact(&mut body)?;
+            hits.lock()
+                .unwrap()
+                .push((path, serde_json::from_slice(&body).unwrap_or(Value::Null)));
+            c.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")?;
+        }
+    }
+
+    /// How many times each event id reached `path`.
+    fn events(&self, path: &str) -> BTreeMap<String, usize> {
+        let mut out = BTreeMap::new();
+        for (p, body) in self.hits.lock().unwrap().iter() {
+            if p == path {
+                let id = body["event_id"].as_str().unwrap_or("?").to_string();
+                *out.entry(id).or_default() += 1;
+            }
+        }
+        out
+    }
+}
+
+/// A rule on `model` that breaches while the window's mean `amount` is above 500, firing and
+/// resolving on single windows, delivered to `url`.
+fn amount_rule(model: &str, url: &str) -> Value {
+    serde_json::json!({
+        "id": format!("big-{model}"), "model": model, "selector": "amount", "metric": "mean",
+        "comparison": ">", "threshold": 500, "consecutive": 1, "segment": "all",
+        "severity": "high", "actions": [{"kind": "webhook", "url": url}],
+    })
+}
+
+/// Rows of `model` (copies of the golden row `line`) in three 15-minute windows from the one
+/// open at `now_ms` (or the next, when that one closes within 3 minutes: its rows must all
+/// arrive before the clock closes it): 30 with a large amount in the 1st, 30 small in the 2nd,
+/// 30 large in the 3rd, and one just after the start of the 4th, whose event time closes the
+/// 3rd (grace 1 s). With [`amount_rule`] each model fires, resolves and fires again: 3 alerts.
+fn alert_rows(model: &str, line: &str, now_ms: i64) -> Vec<Vec<u8>> {
+    const W: i64 = 900_000;
+    let mut first = now_ms / W * W;
+    if now_ms - first > W - 180_000 {
+        first += W;
+    }
+    let mut out = Vec::new();
+    let mut row = |ts: i64, amount: f64, i: usize| {
+        let mut v: Value = serde_json::from_str(line).unwrap();
+        v["model_id"] = Value::from(model);
+        v["request_id"] = Value::from(format!("alert-{model}-{i}"));
+        v["ts"] = Value::from(driftdb_engine::time::Timestamp(ts).to_rfc3339());
+        v["features"]["amount"] = Value::from(amount);
+        out.push(v.to_string().into_bytes());
+    };
+    for (k, amount) in [(0, 1000.0), (1, 1.0), (2, 1000.0)] {
+        for i in 0..30 {
+            row(
+                first + k * W + i * 20_000,
+                amount,
+                (k as usize) * 30 + i as usize,
+            );
+        }
+    }
+    row(first + 3 * W + 2_000, 1.0, 90);
+    out
+}
+
 #[test]
 fn two_nodes_share_the_topic_and_survive_a_kill_9() {
     const MODELS: usize = 6;
@@ -773,8 +889,10 @@ fn two_nodes_share_the_topic_and_survive_a_kill_9() {
     create_topics(&b, &[("preds", 4)]);
     let dir = tempfile::tempdir().unwrap();
     let models: Vec<String> = (0..MODELS).map(|i| format!("m{i}")).collect();
-    // Models and the operator key are made on one store, then copied to every node's
-    // directory before the nodes start (as an operator seeds a fleet's nodes).
+    let hooks = Hooks::start();
+    // Models, rules and the operator key are made on one store, then copied to every node's
+    // directory before the nodes start (as an operator seeds a fleet's nodes). Windows close
+    // a second after their end, so the alert rows' event times close them during the test.
     let seed = dir.path().join("seed");
     {
         let s = serve(&seed, None);
@@ -782,9 +900,14 @@ fn two_nodes_share_the_topic_and_survive_a_kill_9() {
         for m in &models {
             let mut def: Value = serde_json::from_str(&golden).unwrap();
             def["id"] = Value::from(m.as_str());
+            def["grace"] = Value::from("1s");
             let p = dir.path().join(format!("{m}.json"));
             std::fs::write(&p, def.to_string()).unwrap();
             run_ok(&s, &["model", "create", "--file", p.to_str().unwrap()]);
+            let r = dir.path().join(format!("{m}.rule.json"));
+            let rule = amount_rule(m, &format!("{}/fleet", hooks.url));
+            std::fs::write(&r, rule.to_string()).unwrap();
+            run_ok(&s, &["rules", "add", "--file", r.to_str().unwrap()]);
         }
     }
     let dirs: Vec<PathBuf> = ["a", "b", "solo"]
@@ -808,6 +931,13 @@ fn two_nodes_share_the_topic_and_survive_a_kill_9() {
     };
     let cluster = serde_json::json!({"publish_every": "300ms", "member_ttl": "3s"});
     let solo = serve_sections(&dirs[2], serde_json::json!({"kafka": kafka("solo")}));
+    // The single node's alerts go to their own path.
+    for m in &models {
+        let r = dir.path().join(format!("{m}.solo-rule.json"));
+        let rule = amount_rule(m, &format!("{}/solo", hooks.url));
+        std::fs::write(&r, rule.to_string()).unwrap();
+        run_ok(&solo, &["rules", "add", "--file", r.to_str().unwrap()]);
+    }
     let na = serve_sections(
         &dirs[0],
         serde_json::json!({"kafka": kafka("fleet"), "cluster": cluster}),
@@ -825,12 +955,21 @@ fn two_nodes_share_the_topic_and_survive_a_kill_9() {
         .map(str::to_string)
         .collect();
     let mut recs = Vec::new();
+    let now_ms = {
+        use driftdb_engine::time::Clock as _;
+        driftdb_engine::time::SystemClock.now().millis()
+    };
     for (i, m) in models.iter().enumerate() {
         for l in &lines {
             let v = l.replace("\"model_id\":\"fraud\"", &format!("\"model_id\":\"{m}\""));
             recs.push(((i % 4) as i32, Some(m.as_str()), v.into_bytes()));
         }
+        // Then rows of the coming hour, whose windows close and alert while the test runs.
+        for v in alert_rows(m, &lines[0], now_ms) {
+            recs.push(((i % 4) as i32, Some(m.as_str()), v));
+        }
     }
+    let per_model = PER_MODEL + alert_rows("m", &lines[0], now_ms).len();
     wait_for("both nodes to own partitions", 60, || {
         metric(&na, "driftdb_cluster_owned_partitions") >= 1.0
             && metric(&nb, "driftdb_cluster_owned_partitions") >= 1.0
@@ -839,7 +978,7 @@ fn two_nodes_share_the_topic_and_survive_a_kill_9() {
                 == 4.0
     });
     produce(&b, "preds", &recs);
-    let total = (MODELS * PER_MODEL) as f64;
+    let total = (MODELS * per_model) as f64;
     wait_for("the single node to apply everything", 180, || {
         records(&solo, "applied") == total
     });
@@ -924,6 +1063,63 @@ fn two_nodes_share_the_topic_and_survive_a_kill_9() {
         assert!(metric(s, "driftdb_cluster_requests_total{result=\"forwarded\"}") >= 1.0);
     }
     assert_eq!(records(&na, "replayed") + records(&nb, "replayed"), 0.0);
+    // Every model fired, resolved and fired again: on the single node, and once across the
+    // two nodes (each model's windows evaluated by its owner only).
+    let alerts = 3 * MODELS;
+    wait_for("every alert to reach the receiver", 60, || {
+        hooks.events("/solo").len() == alerts && hooks.events("/fleet").len() == alerts
+    });
+    let want_events = hooks.events("/solo");
+    assert!(want_events.values().all(|n| *n == 1), "{want_events:?}");
+    assert_eq!(hooks.events("/fleet"), want_events, "before the kill");
+    // The alert history and the model list through either node are the fleet's: every
+    // episode once, named by the node that fired it; every model, with the node serving it.
+    let ids = [format!("http://{}", na.http), format!("http://{}", nb.http)];
+    // The history lists episodes: each by its firing's event id (a resolution updates it).
+    let want_history: BTreeMap<String, usize> = want_events
+        .iter()
+        .filter(|(id, _)| id.contains("/firing/"))
+        .map(|(id, n)| (id.clone(), *n))
+        .collect();
+    assert_eq!(want_history.len(), 2 * MODELS);
+    let mut served = Vec::new();
+    for s in [&na, &nb] {
+        let (status, _, body) = http_get(&s.http, "/alerts?limit=1000", Some(&s.key));
+        assert_eq!(status, 200, "{body}");
+        let v: Value = serde_json::from_str(&body).unwrap();
+        let mut got: BTreeMap<String, usize> = BTreeMap::new();
+        for a in v["alerts"].as_array().unwrap() {
+            assert!(ids.iter().any(|i| a["node"] == i.as_str()), "{a}");
+            *got.entry(a["event_id"].as_str().unwrap().to_string())
+                .or_default() += 1;
+        }
+        assert_eq!(got, want_history, "GET /alerts through {}", s.http);
+        let (status, _, body) = http_get(&s.http, "/models/m0/alerts", Some(&s.key));
+        assert_eq!(status, 200, "{body}");
+        let v: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v["alerts"].as_array().map(Vec::len), Some(2), "{v}");
+        let (status, _, body) = http_get(&s.http, "/models", Some(&s.key));
+        assert_eq!(status, 200, "{body}");
+        let v: Value = serde_json::from_str(&body).unwrap();
+        let list: Vec<(String, String)> = v["models"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| {
+                (
+                    m["id"].as_str().unwrap().to_string(),
+                    m["served_by"].as_str().unwrap_or("").to_string(),
+                )
+            })
+            .collect();
+        assert_eq!(list.len(), MODELS, "{v}");
+        for (m, by) in &list {
+            let (_, answered_by, _) = ask(s, &cluster_queries(m)[0]);
+            assert_eq!(by, &answered_by, "{m}: served_by");
+        }
+        served.push(list);
+    }
+    assert_eq!(served[0], served[1], "both nodes list the same owners");
     // kill -9 b: its partitions move to a (after b's session times out), which has never
     // consumed them and replays them from the start.
     let a_before = records(&na, "applied");
@@ -979,7 +1175,22 @@ fn two_nodes_share_the_topic_and_survive_a_kill_9() {
         "a applied {a_before} before the kill"
     );
     assert_eq!(records(&na, "rejected"), 0.0);
+    // a evaluates b's models from where b's published record left them (b had evaluated
+    // every closed window and delivered its alerts): no alert fires or is delivered again.
+    wait_for("a to evaluate every closed window", 30, || {
+        metric(&na, "driftdb_rule_windows_pending") == 0.0
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        hooks.events("/fleet"),
+        want_events,
+        "after the handover: every alert once"
+    );
     let log = std::fs::read_to_string(&na.log).unwrap();
+    assert!(
+        log.contains("rule evaluation taken over"),
+        "a took over b's models' rule evaluation"
+    );
     eprintln!(
         "during the handover ({:.1} s from the kill to every answer right): {answered} answers, {refused} refused as moving; a rejoined the group {} times",
         handover.as_secs_f64(),

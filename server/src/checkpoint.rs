@@ -82,7 +82,6 @@ struct Counters {
     uploaded_bytes: AtomicU64,
     last_seq: AtomicU64,
     last_success_ms: AtomicI64,
-    released_unsaved: AtomicU64,
 }
 
 /// Holds webhook deliveries until a checkpoint holds the alert that asked for them, so a node
@@ -96,10 +95,22 @@ pub struct DeliveryGate {
     covered: tokio::sync::watch::Sender<u64>,
     wanted: tokio::sync::Notify,
     hold_max: Duration,
-    counters: Arc<Counters>,
+    released_unsaved: AtomicU64,
 }
 
 impl DeliveryGate {
+    /// A gate nothing covers yet; deliveries wait for it at most `hold_max`. Besides
+    /// checkpoints, a cluster's membership record holds deliveries the same way
+    /// (the `cluster` module).
+    pub fn new(hold_max: Duration) -> DeliveryGate {
+        DeliveryGate {
+            covered: tokio::sync::watch::channel(0).0,
+            wanted: tokio::sync::Notify::new(),
+            hold_max,
+            released_unsaved: AtomicU64::new(0),
+        }
+    }
+
     /// Every write up to this RocksDB sequence number is in a saved checkpoint.
     pub fn covered(&self) -> u64 {
         *self.covered.borrow()
@@ -122,12 +133,21 @@ impl DeliveryGate {
 
     /// Counts a delivery sent after `hold_max` without a checkpoint holding its alert.
     pub fn released_unsaved(&self) {
-        self.counters
-            .released_unsaved
-            .fetch_add(1, Ordering::Relaxed);
+        self.released_unsaved.fetch_add(1, Ordering::Relaxed);
     }
 
-    fn cover(&self, seq: u64) {
+    /// Deliveries sent after `hold_max` without this gate covering their alert.
+    pub fn released_unsaved_total(&self) -> u64 {
+        self.released_unsaved.load(Ordering::Relaxed)
+    }
+
+    /// Resolves when a held delivery asks for the gate to move ([`DeliveryGate::want`]).
+    pub async fn wanted(&self) {
+        self.wanted.notified().await;
+    }
+
+    /// Every write up to store sequence `seq` is now held where a successor finds it.
+    pub fn cover(&self, seq: u64) {
         self.covered.send_if_modified(|c| {
             let moved = seq > *c;
             if moved {
@@ -247,12 +267,7 @@ impl Checkpoints {
     /// These checkpoints with a [`DeliveryGate`]: webhook deliveries wait (at most
     /// `hold_max`) until a saved checkpoint holds their alert.
     pub fn with_delivery_gate(mut self, hold_max: Duration) -> Checkpoints {
-        self.gate = Some(Arc::new(DeliveryGate {
-            covered: tokio::sync::watch::channel(0).0,
-            wanted: tokio::sync::Notify::new(),
-            hold_max,
-            counters: Arc::clone(&self.counters),
-        }));
+        self.gate = Some(Arc::new(DeliveryGate::new(hold_max)));
         self
     }
 
@@ -651,7 +666,7 @@ impl Checkpoints {
                 "driftdb_checkpoint_deliveries_unheld_total",
                 "counter",
                 "Webhook deliveries sent after waiting the longest for a checkpoint that never came.",
-                c.released_unsaved.load(Ordering::Relaxed) as f64,
+                self.gate.as_ref().map_or(0, |g| g.released_unsaved_total()) as f64,
             ),
             (
                 "driftdb_checkpoint_last_seq",
@@ -699,7 +714,7 @@ pub async fn run_checkpoints(
         };
         let wanted = async {
             match &gate {
-                Some(g) => g.wanted.notified().await,
+                Some(g) => g.wanted().await,
                 None => std::future::pending::<()>().await,
             }
         };

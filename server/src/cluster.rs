@@ -21,12 +21,15 @@
 //! of a routed route names the node that produced it in [`NODE_HEADER`].
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::RwLock;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+
+use crate::checkpoint::DeliveryGate;
+use crate::rules::{Handover, Ownership};
 
 /// Set on a request one node forwards to another: the sender's node id.
 pub const FORWARDED_HEADER: &str = "x-driftdb-forwarded-by";
@@ -49,6 +52,10 @@ pub struct Member {
     pub models: BTreeMap<String, Vec<i32>>,
     /// When it was published (the publisher's clock, milliseconds since the epoch).
     pub at_ms: i64,
+    /// Of each model it answers for, where its rule evaluation stands (cursor and rule
+    /// states): the next owner starts there.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub handover: BTreeMap<String, Handover>,
 }
 
 /// Where a request for a model goes.
@@ -82,6 +89,9 @@ struct State_ {
     learned: BTreeMap<String, BTreeSet<i32>>,
     /// The other members, with when their last record arrived here.
     members: HashMap<String, (Member, Instant)>,
+    /// Each model's rule evaluation as the member furthest along published it (dead members'
+    /// included): where this node starts when it takes the model over.
+    handed: BTreeMap<String, Handover>,
 }
 
 /// The membership table and routing counters of a node in a cluster.
@@ -95,6 +105,7 @@ pub struct Cluster {
     pub(crate) client: reqwest::Client,
     changed: tokio::sync::Notify,
     counts: [AtomicU64; 4],
+    gate: Arc<DeliveryGate>,
 }
 
 const RESULTS: [&str; 4] = ["local", "forwarded", "moving", "forward_failed"];
@@ -120,7 +131,16 @@ impl Cluster {
                 .unwrap_or_default(),
             changed: tokio::sync::Notify::new(),
             counts: Default::default(),
+            gate: Arc::new(DeliveryGate::new(ttl)),
         }
+    }
+
+    /// Holds each webhook delivery until a published membership record holds the rule state
+    /// that produced it (so the model's next owner never evaluates its window again); the
+    /// publisher covers it after each record the broker acknowledged. A delivery waits at most
+    /// the member TTL.
+    pub fn gate(&self) -> Arc<DeliveryGate> {
+        Arc::clone(&self.gate)
     }
 
     /// The inference topic whose partitions decide ownership.
@@ -219,6 +239,15 @@ impl Cluster {
                     .or_default()
                     .extend(parts.iter().copied());
             }
+            for (model, h) in &m.handover {
+                let ahead = st
+                    .handed
+                    .get(model)
+                    .is_none_or(|old| h.next_ms > old.next_ms);
+                if ahead {
+                    st.handed.insert(model.clone(), h.clone());
+                }
+            }
         }
         let age = Duration::from_millis(u64::try_from(now_ms - m.at_ms).unwrap_or(0));
         if age > self.ttl {
@@ -264,6 +293,7 @@ impl Cluster {
             partitions,
             models,
             at_ms,
+            handover: BTreeMap::new(),
         }
     }
 
@@ -384,10 +414,24 @@ impl Cluster {
              driftdb_cluster_warming_partitions {warming}\n\
              # HELP driftdb_cluster_epoch Changes of this node's assignment since it started.\n\
              # TYPE driftdb_cluster_epoch gauge\n\
-             driftdb_cluster_epoch {epoch}\n",
-            self.live_members().len()
+             driftdb_cluster_epoch {epoch}\n\
+             # HELP driftdb_cluster_deliveries_unheld_total Webhook deliveries sent after waiting the member TTL for a published membership record holding their rule state.\n\
+             # TYPE driftdb_cluster_deliveries_unheld_total counter\n\
+             driftdb_cluster_deliveries_unheld_total {}\n",
+            self.live_members().len(),
+            self.gate.released_unsaved_total()
         ));
         s
+    }
+}
+
+impl Ownership for Cluster {
+    fn evaluates(&self, model: &str) -> bool {
+        self.answers_here(model)
+    }
+
+    fn handed_over(&self, model: &str) -> Option<Handover> {
+        self.state.read().ok()?.handed.get(model).cloned()
     }
 }
 
@@ -609,6 +653,60 @@ pub async fn series_everywhere(
     Ok(all.into_iter().collect())
 }
 
+/// Asks every live member `GET path_and_query` with the caller's `Authorization`, marked as
+/// forwarded (a member answers from what it holds itself, and asks nobody), all at once: each
+/// member's id and JSON answer. `Err` is the answer to give instead: a retryable 503 naming the
+/// member that did not answer.
+pub async fn ask_members(
+    c: &Cluster,
+    headers: &axum::http::HeaderMap,
+    path_and_query: &str,
+) -> Result<Vec<(String, serde_json::Value)>, Response> {
+    let me = c.node_id();
+    let asks = c.live_members().into_iter().map(|m| {
+        let mut rb = c
+            .client
+            .get(format!("{}{path_and_query}", m.url))
+            .header(FORWARDED_HEADER, &me);
+        if let Some(v) = headers.get(header::AUTHORIZATION) {
+            rb = rb.header(header::AUTHORIZATION, v);
+        }
+        async move {
+            let answer = async {
+                let r = rb.send().await.map_err(|e| e.to_string())?;
+                let status = r.status();
+                let bytes = r.bytes().await.map_err(|e| e.to_string())?;
+                let body: serde_json::Value =
+                    serde_json::from_slice(&bytes).map_err(|e| e.to_string())?;
+                if status.is_success() {
+                    Ok(body)
+                } else {
+                    Err(format!("{status}: {body}"))
+                }
+            };
+            (m.node, answer.await)
+        }
+    });
+    let mut out = Vec::new();
+    for (node, answer) in futures::future::join_all(asks).await {
+        match answer {
+            Ok(body) => {
+                c.count(1);
+                out.push((node, body));
+            }
+            Err(why) => {
+                c.count(3);
+                tracing::warn!(member = %node, error = %why, path = path_and_query, "cluster: a member's part of a fleet-wide read");
+                return Err(moving(
+                    "*",
+                    &format!("member {node} did not answer {path_and_query}: {why}"),
+                ));
+            }
+        }
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -629,6 +727,7 @@ mod tests {
                 .map(|m| (m.to_string(), parts.to_vec()))
                 .collect(),
             at_ms,
+            handover: BTreeMap::new(),
         }
     }
 
@@ -676,6 +775,54 @@ mod tests {
             (me.node.as_str(), me.partitions, me.models),
             ("a", vec![0], BTreeMap::from([("m0".to_string(), vec![0])]))
         );
+    }
+
+    #[test]
+    fn the_furthest_handover_of_a_model_is_kept_and_decides_evaluation() {
+        let c = Cluster::new(Some("a".into()), "preds", Duration::from_millis(50));
+        let h = |next_ms: i64| Handover {
+            next_ms,
+            versions: BTreeSet::from(["v1".to_string()]),
+            states: vec![("a2V5".into(), "c3RhdGU=".into())],
+        };
+        let with = |node: &str, next_ms: i64, at: i64| {
+            let mut m = member(node, &[0], &["m0"], at);
+            m.handover.insert("m0".into(), h(next_ms));
+            m
+        };
+        c.upsert(with("b", 900_000, 10), NOW);
+        assert_eq!(c.handed_over("m0"), Some(h(900_000)));
+        // A later record of a member behind b's (a stale node) does not move it back.
+        c.upsert(with("c", 0, 20), NOW);
+        assert_eq!(c.handed_over("m0"), Some(h(900_000)));
+        c.upsert(with("c", 1_800_000, 30), NOW);
+        assert_eq!(c.handed_over("m0"), Some(h(1_800_000)));
+        // This node's own record, read back, is not a handover to itself.
+        c.upsert(with("a", 2_700_000, 40), NOW);
+        assert_eq!(c.handed_over("m0"), Some(h(1_800_000)));
+        assert_eq!(c.handed_over("m1"), None);
+        // Served by a live member: not evaluated here; once every member is silent and the
+        // partition is this node's, caught up, it is.
+        assert!(!c.evaluates("m0"));
+        std::thread::sleep(Duration::from_millis(80));
+        assert!(!c.evaluates("m0"), "moving: nobody serves it");
+        c.set_model_partitions(parts(&[("m0", &[0])]));
+        c.set_owned([0]);
+        assert!(!c.evaluates("m0"), "warming");
+        c.progress(0, 3, 3);
+        assert!(c.evaluates("m0"));
+        // The handover outlives its member.
+        assert_eq!(c.handed_over("m0"), Some(h(1_800_000)));
+        // Never heard of in Kafka: every node evaluates it.
+        assert!(c.evaluates("zz"));
+        // The record round-trips with its handover; one without a handover reads as empty.
+        let m = with("b", 900_000, 10);
+        let text = serde_json::to_string(&m).unwrap();
+        assert_eq!(serde_json::from_str::<Member>(&text).unwrap(), m);
+        let bare = member("b", &[0], &["m0"], 10);
+        let text = serde_json::to_string(&bare).unwrap();
+        assert!(!text.contains("handover"), "{text}");
+        assert_eq!(serde_json::from_str::<Member>(&text).unwrap(), bare);
     }
 
     #[test]

@@ -118,9 +118,26 @@ impl Node {
     }
 
     /// The node as a member of a cluster (call before serving).
+    ///
+    /// Its rules are evaluated only for the models it serves, starting where a model's
+    /// previous owner left off, and webhook deliveries wait for the membership record that
+    /// holds their rule state (docs/SCALE_OUT.md, "Alerts across a handover between nodes").
     pub fn with_cluster(mut self, cluster: crate::cluster::Cluster) -> Node {
-        self.cluster = Some(Arc::new(cluster));
+        let cluster = Arc::new(cluster);
+        self.rules
+            .set_ownership(Arc::clone(&cluster) as Arc<dyn crate::rules::Ownership>);
+        self.rules.hold_deliveries(cluster.gate());
+        self.cluster = Some(cluster);
         self
+    }
+
+    /// The rule [`crate::rules::Handover`] of each of `models` (what a cluster member
+    /// publishes for the models it serves).
+    pub fn rule_handover(
+        &self,
+        models: &[String],
+    ) -> Result<std::collections::BTreeMap<String, crate::rules::Handover>> {
+        crate::rules::handover_of(&self.rules, models)
     }
 
     /// The partitions of Kafka topic `topic` each model's inferences came from (see

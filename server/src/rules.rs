@@ -49,7 +49,8 @@ pub use groups::flush_due_groups;
 pub use log::{Ack, ActionResult, AlertLog, AlertRecord};
 pub use outbox::{DeliveryRecord, dead_letters, run_delivery};
 pub use scheduler::{
-    close_time, evaluate_due, next_window, render_window_gauges, run_scheduler, window_backlog,
+    Handover, close_time, evaluate_due, handover_of, next_window, render_window_gauges,
+    run_scheduler, window_backlog,
 };
 pub use silences::{SilenceBook, StoredSilence};
 
@@ -210,9 +211,23 @@ pub struct Rules {
     outbox_wake: tokio::sync::Notify,
     /// Turns true when the server shuts down: alert streams end so connections can close.
     stopping: tokio::sync::watch::Sender<bool>,
-    /// When set, a delivery waits until a checkpoint holds the alert behind it
-    /// (`crate::checkpoint::DeliveryGate`).
-    pub(crate) gate: std::sync::OnceLock<Arc<crate::checkpoint::DeliveryGate>>,
+    /// A delivery waits until each of these holds the alert behind it where a successor
+    /// finds it (`crate::checkpoint::DeliveryGate`): a saved checkpoint, a published cluster
+    /// membership record. Set before serving.
+    gates: std::sync::RwLock<Vec<Arc<crate::checkpoint::DeliveryGate>>>,
+    /// When the node is one of several: which models it evaluates, and where the previous
+    /// owner of a model left its evaluation ([`Ownership`]).
+    ownership: std::sync::OnceLock<Arc<dyn Ownership>>,
+}
+
+/// What a node of several (`serve --cluster`, the `cluster` module) tells the rule scheduler.
+pub trait Ownership: Send + Sync + std::fmt::Debug {
+    /// Whether this node evaluates `model`'s windows now: it serves the model (or nobody has
+    /// Kafka rows of it). Windows of a model served elsewhere are its owner's to evaluate.
+    fn evaluates(&self, model: &str) -> bool;
+    /// Where another member's evaluation of `model` got to, with its rule states, as that
+    /// member last published it; the scheduler adopts it when it is ahead of its own.
+    fn handed_over(&self, model: &str) -> Option<scheduler::Handover>;
 }
 
 impl Rules {
@@ -236,14 +251,33 @@ impl Rules {
             wake: tokio::sync::Notify::new(),
             outbox_wake: tokio::sync::Notify::new(),
             stopping: tokio::sync::watch::channel(false).0,
-            gate: std::sync::OnceLock::new(),
+            gates: std::sync::RwLock::new(Vec::new()),
+            ownership: std::sync::OnceLock::new(),
         })
     }
 
-    /// From now on, deliveries wait for a checkpoint that holds their alert (call before
-    /// serving; a second gate is ignored).
+    /// From now on, deliveries also wait for `gate` to hold their alert: a checkpoint, a
+    /// published membership record (call before serving).
     pub fn hold_deliveries(&self, gate: Arc<crate::checkpoint::DeliveryGate>) {
-        let _ = self.gate.set(gate);
+        if let Ok(mut g) = self.gates.write() {
+            g.push(gate);
+        }
+    }
+
+    /// The gates deliveries wait for.
+    pub(crate) fn gates(&self) -> Vec<Arc<crate::checkpoint::DeliveryGate>> {
+        self.gates.read().map(|g| g.clone()).unwrap_or_default()
+    }
+
+    /// Evaluates only the models `o` says this node serves, and adopts the evaluation state a
+    /// model's previous owner published (call before serving; a second one is ignored).
+    pub fn set_ownership(&self, o: Arc<dyn Ownership>) {
+        let _ = self.ownership.set(o);
+    }
+
+    /// The ownership of a cluster, if any.
+    pub(crate) fn ownership(&self) -> Option<&Arc<dyn Ownership>> {
+        self.ownership.get()
     }
 
     /// Called by ingest after a durable write: the newest event time of the batch's accepted

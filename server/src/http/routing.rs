@@ -17,7 +17,12 @@ pub(super) async fn http(State(node): State<Node>, req: Request, next: Next) -> 
         return next.run(req).await;
     };
     let path = req.uri().path().to_string();
-    let routed = path.starts_with("/models/") || path == "/api/v1/driftql";
+    // A model's alert history is fanned out instead (each node holds the alerts it fired).
+    let history = req.method() == axum::http::Method::GET
+        && path.starts_with("/models/")
+        && path.ends_with("/alerts")
+        && path.matches('/').count() == 3;
+    let routed = (path.starts_with("/models/") || path == "/api/v1/driftql") && !history;
     if !routed {
         return next.run(req).await;
     }

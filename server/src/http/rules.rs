@@ -23,7 +23,7 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Extension, Path, Query, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
@@ -166,17 +166,65 @@ async fn delete_rule(
     Ok(Json(json!({ "deleted": id })))
 }
 
-async fn history(node: Node, caller: Principal, model: Option<String>, p: ListParams) -> ApiResult {
+/// The alert history newest first; in a cluster (docs/SCALE_OUT.md), every live member's too
+/// (each alert names the `node` that fired it: its `seq` is that node's), merged by when they
+/// were recorded.
+async fn history(
+    node: Node,
+    caller: Principal,
+    model: Option<String>,
+    p: ListParams,
+    headers: &HeaderMap,
+) -> Result<Response, ApiError> {
     let now = node.clock.now();
     let from = TimeArg::parse("from", p.from.as_deref().unwrap_or(""))?.map(|t| t.resolve(now));
     let to = TimeArg::parse("to", p.to.as_deref().unwrap_or(""))?.map(|t| t.resolve(now));
     let limit = p.limit.unwrap_or(100).clamp(1, 10_000);
     let n2 = node.clone();
-    let recs =
-        blocking(move || n2.alert_history(&caller, model.as_deref(), from, to, limit)).await?;
-    Ok(Json(
-        json!({ "alerts": recs.iter().map(alert_json).collect::<Vec<_>>() }),
-    ))
+    let m2 = model.clone();
+    let recs = blocking(move || n2.alert_history(&caller, m2.as_deref(), from, to, limit)).await?;
+    let mut alerts: Vec<Value> = recs.iter().map(alert_json).collect();
+    let fan_out = node
+        .cluster
+        .as_ref()
+        .filter(|_| !headers.contains_key(crate::cluster::FORWARDED_HEADER));
+    if let Some(c) = fan_out {
+        let query = {
+            let mut q = url::form_urlencoded::Serializer::new(String::new());
+            for (k, v) in [("model", model), ("from", p.from), ("to", p.to)] {
+                if let Some(v) = v {
+                    q.append_pair(k, &v);
+                }
+            }
+            q.append_pair("limit", &limit.to_string());
+            q.finish()
+        };
+        let theirs =
+            match crate::cluster::ask_members(c, headers, &format!("/alerts?{query}")).await {
+                Ok(t) => t,
+                Err(resp) => return Ok(resp),
+            };
+        let me = c.node_id();
+        for a in &mut alerts {
+            a["node"] = Value::from(me.as_str());
+        }
+        for (member, body) in theirs {
+            for mut a in body["alerts"].as_array().cloned().unwrap_or_default() {
+                a["node"] = Value::from(member.as_str());
+                alerts.push(a);
+            }
+        }
+        let key = |a: &Value| {
+            (
+                a["recorded_at_ms"].as_i64().unwrap_or(0),
+                a["node"].as_str().unwrap_or("").to_string(),
+                a["seq"].as_u64().unwrap_or(0),
+            )
+        };
+        alerts.sort_by_key(|a| std::cmp::Reverse(key(a)));
+        alerts.truncate(limit);
+    }
+    Ok(Json(json!({ "alerts": alerts })).into_response())
 }
 
 /// `GET /models/{id}/alerts`.
@@ -184,21 +232,23 @@ async fn model_history(
     State(node): State<Node>,
     Extension(caller): Extension<Principal>,
     Path(id): Path<String>,
+    headers: HeaderMap,
     params: Result<Query<ListParams>, QueryRejection>,
-) -> ApiResult {
+) -> Result<Response, ApiError> {
     let Query(p) = params?;
-    history(node, caller, Some(id), p).await
+    history(node, caller, Some(id), p, &headers).await
 }
 
 /// `GET /alerts?model=`.
 async fn all_history(
     State(node): State<Node>,
     Extension(caller): Extension<Principal>,
+    headers: HeaderMap,
     params: Result<Query<ListParams>, QueryRejection>,
-) -> ApiResult {
+) -> Result<Response, ApiError> {
     let Query(mut p) = params?;
     let model = p.model.take().filter(|m| !m.is_empty());
-    history(node, caller, model, p).await
+    history(node, caller, model, p, &headers).await
 }
 
 #[derive(Debug, serde::Deserialize)]

@@ -21,13 +21,13 @@ use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Extension, Query, State};
-use axum::http::header;
+use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use serde_json::json;
+use serde_json::{Value, json};
 use tokio_stream::StreamExt;
 
-use super::{ApiError, ApiResult};
+use super::ApiError;
 use crate::auth::Principal;
 use crate::error::Error;
 use crate::node::Node;
@@ -61,10 +61,16 @@ async fn page() -> Response {
         .into_response()
 }
 
-/// `GET /models`.
-async fn models(State(node): State<Node>, Extension(caller): Extension<Principal>) -> ApiResult {
+/// `GET /models`: the models `caller` sees; in a cluster (docs/SCALE_OUT.md), every live
+/// member's too (a model defined on one node only is listed), each with the node that answers
+/// for it now (`served_by`; `null` while it moves).
+async fn models(
+    State(node): State<Node>,
+    Extension(caller): Extension<Principal>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     let models = node.models(&caller)?;
-    let list: Vec<_> = models
+    let mut list: Vec<Value> = models
         .iter()
         .map(|m| {
             let versions: Vec<String> = m
@@ -83,7 +89,36 @@ async fn models(State(node): State<Node>, Extension(caller): Extension<Principal
             })
         })
         .collect();
-    Ok(Json(json!({ "models": list })))
+    let fan_out = node
+        .cluster
+        .as_ref()
+        .filter(|_| !headers.contains_key(crate::cluster::FORWARDED_HEADER));
+    if let Some(c) = fan_out {
+        let theirs = match crate::cluster::ask_members(c, &headers, "/models").await {
+            Ok(t) => t,
+            Err(resp) => return Ok(resp),
+        };
+        let mut by_id: std::collections::BTreeMap<String, Value> = list
+            .into_iter()
+            .map(|m| (m["id"].as_str().unwrap_or_default().to_string(), m))
+            .collect();
+        for (_, body) in theirs {
+            for m in body["models"].as_array().cloned().unwrap_or_default() {
+                let id = m["id"].as_str().unwrap_or_default().to_string();
+                by_id.entry(id).or_insert(m);
+            }
+        }
+        let me = c.node_id();
+        for (id, m) in &mut by_id {
+            m["served_by"] = match c.route(id, false) {
+                crate::cluster::Route::Local => Value::from(me.as_str()),
+                crate::cluster::Route::Forward { node, .. } => Value::from(node),
+                crate::cluster::Route::Moving => Value::Null,
+            };
+        }
+        list = by_id.into_values().collect();
+    }
+    Ok(Json(json!({ "models": list })).into_response())
 }
 
 #[derive(Debug, serde::Deserialize)]

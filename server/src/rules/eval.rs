@@ -72,7 +72,7 @@ fn material_change(a: &AlertState, b: &AlertState) -> bool {
 }
 
 /// Every stored state of `model`'s rules.
-fn load_states(rules: &Rules, model: &str) -> Result<HashMap<Vec<u8>, AlertState>> {
+pub(crate) fn load_states(rules: &Rules, model: &str) -> Result<HashMap<Vec<u8>, AlertState>> {
     let mut out = HashMap::new();
     for e in rules
         .store

@@ -297,11 +297,13 @@ pub async fn run_delivery(
     let mut groups: BTreeMap<String, i64> = BTreeMap::new();
     let (done_tx, mut done_rx) =
         tokio::sync::mpsc::channel::<(DeliveryRecord, Attempt)>(cfg.delivery_concurrency.max(1));
-    // With checkpoints holding deliveries (`crate::checkpoint::DeliveryGate`): entries found
-    // since the start wait until a checkpoint covers the store sequence read after they were
-    // found (every write up to then, their alert's included), or until `hold_max` passed.
-    let gate = rules.gate.get().cloned();
-    let mut covered = gate.as_ref().map(|g| g.subscribe());
+    // With gates holding deliveries (`crate::checkpoint::DeliveryGate`: checkpoints, a
+    // cluster's membership record): entries found since the start wait until every gate
+    // covers the store sequence read after they were found (every write up to then, their
+    // alert's included), or until the gate's `hold_max` passed.
+    let gates = rules.gates();
+    let gated = !gates.is_empty();
+    let mut covered: Vec<_> = gates.iter().map(|g| g.subscribe()).collect();
     let mut holds: HashMap<Vec<u8>, (u64, std::time::Instant)> = HashMap::new();
     let mut rescan = true;
     loop {
@@ -319,7 +321,7 @@ pub async fn run_delivery(
             for d in found {
                 let k = d.key();
                 if !in_flight.contains(&k) && !queue.contains_key(&k) {
-                    if gate.is_some() {
+                    if gated {
                         holds.insert(k.clone(), (at, std::time::Instant::now()));
                     }
                     queue.insert(k, d);
@@ -341,7 +343,7 @@ pub async fn run_delivery(
                 .map_err(|e| Error::Internal(e.to_string()))?;
             match flushed {
                 Ok(Some(d)) => {
-                    if gate.is_some() {
+                    if gated {
                         let at = rules.store.latest_sequence();
                         holds.insert(d.key(), (at, std::time::Instant::now()));
                     }
@@ -355,9 +357,16 @@ pub async fn run_delivery(
                 }
             }
         }
-        let held = |k: &Vec<u8>| match (&gate, holds.get(k)) {
-            (Some(g), Some((need, since))) => *need > g.covered() && since.elapsed() < g.hold_max(),
-            _ => false,
+        // Held by a gate that does not cover it yet and has not held it for its `hold_max`.
+        let holding = |need: u64, since: std::time::Instant| {
+            gates
+                .iter()
+                .filter(move |g| need > g.covered() && since.elapsed() < g.hold_max())
+        };
+        let held = |k: &Vec<u8>| {
+            holds
+                .get(k)
+                .is_some_and(|(need, since)| holding(*need, *since).next().is_some())
         };
         let due: Vec<Vec<u8>> = queue
             .iter()
@@ -366,18 +375,22 @@ pub async fn run_delivery(
             .take(cfg.delivery_concurrency.saturating_sub(in_flight.len()))
             .collect();
         let waiting = queue.keys().any(held);
-        if waiting && let Some(g) = &gate {
-            g.want();
+        if waiting {
+            for (k, (need, since)) in &holds {
+                if queue.contains_key(k) {
+                    holding(*need, *since).for_each(|g| g.want());
+                }
+            }
         }
         for k in due {
-            if let (Some(g), Some((need, _))) = (&gate, holds.remove(&k))
-                && need > g.covered()
-            {
-                g.released_unsaved();
-                tracing::warn!(
-                    wait = ?g.hold_max(),
-                    "delivering an alert no saved checkpoint holds yet: the checkpoint store is not answering"
-                );
+            if let Some((need, _)) = holds.remove(&k) {
+                for g in gates.iter().filter(|g| need > g.covered()) {
+                    g.released_unsaved();
+                    tracing::warn!(
+                        wait = ?g.hold_max(),
+                        "delivering an alert no saved checkpoint (or published membership record) holds yet: it is not answering"
+                    );
+                }
             }
             if let Some(d) = queue.remove(&k) {
                 in_flight.insert(k);
@@ -412,13 +425,13 @@ pub async fn run_delivery(
             wait
         };
         let checkpointed = async {
-            match covered.as_mut() {
-                Some(rx) if waiting => {
-                    if rx.changed().await.is_err() {
-                        std::future::pending::<()>().await;
-                    }
+            if waiting && !covered.is_empty() {
+                let moved = covered.iter_mut().map(|rx| Box::pin(rx.changed()));
+                if futures::future::select_all(moved).await.0.is_err() {
+                    std::future::pending::<()>().await;
                 }
-                _ => std::future::pending::<()>().await,
+            } else {
+                std::future::pending::<()>().await;
             }
         };
         tokio::select! {

@@ -11,8 +11,13 @@
 //! versions seen), written in the same batch as the window's states and alerts. A new model
 //! starts at its currently open window; after a long stop at most `max_catchup_windows` past
 //! windows are evaluated.
+//!
+//! When the node is one of several (`serve --cluster`), it evaluates only the models it serves
+//! ([`super::Ownership`]); a model it takes over starts where its previous owner's published
+//! [`Handover`] says that owner's evaluation got to, with that owner's rule states, so no
+//! window is evaluated twice across the move.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
@@ -93,15 +98,116 @@ pub fn evaluate_due(rules: &Rules) -> Result<usize> {
     Ok(done.into_inner())
 }
 
+/// Where a model's rule evaluation stands on the node that serves it, as that node publishes it
+/// in its cluster membership record: the next window to evaluate and every stored rule state of
+/// the model (their keys and sealed values, base64), read together.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Handover {
+    /// Start of the next window to evaluate (ms).
+    pub next_ms: i64,
+    /// Versions seen so far.
+    #[serde(default)]
+    pub versions: BTreeSet<String>,
+    /// `(key, state)` of each stored rule state, base64.
+    #[serde(default)]
+    pub states: Vec<(String, String)>,
+}
+
+/// The [`Handover`] of each of `models` that has a cursor: its cursor and rule states read
+/// together (read again when an evaluation moved the cursor in between).
+pub fn handover_of(rules: &Rules, models: &[String]) -> Result<BTreeMap<String, Handover>> {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let mut out = BTreeMap::new();
+    for m in models {
+        for _ in 0..8 {
+            let Some(before) = load_cursor(rules, m)? else {
+                break;
+            };
+            let states = super::eval::load_states(rules, m)?;
+            if load_cursor(rules, m)?.as_ref() != Some(&before) {
+                continue;
+            }
+            let mut states: Vec<(String, String)> = states
+                .into_iter()
+                .map(|(k, s)| (b64.encode(k), b64.encode(s.encode())))
+                .collect();
+            states.sort();
+            out.insert(
+                m.clone(),
+                Handover {
+                    next_ms: before.next_ms,
+                    versions: before.versions,
+                    states,
+                },
+            );
+            break;
+        }
+    }
+    Ok(out)
+}
+
+/// Takes over `h` for `model` in one batch: the cursor, and the rule states in place of this
+/// node's own. Returns the cursor.
+fn adopt(rules: &Rules, model: &str, h: &Handover) -> Result<Cursor> {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let mut ws = WriteSet::new();
+    for k in super::eval::load_states(rules, model)?.keys() {
+        ws.delete(Family::Alerts, k.clone());
+    }
+    let prefix = KeyWriter::with_prefix(layout::ALERT_RULE_STATE)
+        .str(model)
+        .finish();
+    for (k, v) in &h.states {
+        let (Ok(k), Ok(v)) = (b64.decode(k), b64.decode(v)) else {
+            tracing::warn!(model, "a handed-over rule state is not base64; skipped");
+            continue;
+        };
+        let Ok(state) = driftdb_engine::rules::AlertState::decode(&v) else {
+            tracing::warn!(model, "a handed-over rule state does not decode; skipped");
+            continue;
+        };
+        if !k.starts_with(&prefix) {
+            tracing::warn!(model, "a handed-over rule state of another model; skipped");
+            continue;
+        }
+        records::put(&mut ws, Family::Alerts, k, &state)?;
+    }
+    let c = Cursor {
+        next_ms: h.next_ms,
+        versions: h.versions.clone(),
+    };
+    put_cursor(&mut ws, model, &c)?;
+    rules.store.write(&ws)?;
+    tracing::info!(
+        model,
+        next_ms = h.next_ms,
+        states = h.states.len(),
+        "rule evaluation taken over from the model's previous owner"
+    );
+    Ok(c)
+}
+
 fn evaluate_model(rules: &Rules, model: &Arc<ModelEntry>) -> Result<usize> {
     let id = &model.def.id;
     let width = model.resolution.width_ms();
+    let ownership = rules.ownership();
+    if ownership.is_some_and(|o| !o.evaluates(id)) {
+        // Served by another member (or moving): its windows are the owner's to evaluate.
+        return Ok(0);
+    }
     let progress = rules.progress(id);
     let now = rules.clock.now();
     let mark = progress.watermark.map_or(now, |w| w.max(now));
-    let mut cursor = match load_cursor(rules, id)? {
-        Some(c) => c,
-        None => {
+    let own = load_cursor(rules, id)?;
+    let handed = ownership
+        .and_then(|o| o.handed_over(id))
+        .filter(|h| own.as_ref().is_none_or(|c| h.next_ms > c.next_ms));
+    let mut cursor = match (own, handed) {
+        (_, Some(h)) => adopt(rules, id, &h)?,
+        (Some(c), None) => c,
+        (None, None) => {
             // Start at the window still open at `mark`: the first one to close from now on.
             // Written at once, so the start does not move with the clock until a window closes.
             let grace = close_time(model, Timestamp(0)).millis() - width;
@@ -225,12 +331,16 @@ pub fn next_window(rules: &Rules, model: &str) -> Result<Option<Timestamp>> {
 }
 
 /// Windows that have started but not closed, and windows closed but not yet evaluated, summed
-/// over every model (the `/metrics` gauges `driftdb_open_windows` and
+/// over every model this node evaluates (the `/metrics` gauges `driftdb_open_windows` and
 /// `driftdb_rule_windows_pending`). Models the scheduler has not seen yet count neither.
 pub fn window_backlog(rules: &Rules) -> Result<(u64, u64)> {
     let (mut open, mut pending) = (0u64, 0u64);
     let now = rules.clock.now();
+    let ownership = rules.ownership();
     for model in rules.registry.list()? {
+        if ownership.is_some_and(|o| !o.evaluates(&model.def.id)) {
+            continue;
+        }
         let Some(cursor) = load_cursor(rules, &model.def.id)? else {
             continue;
         };
