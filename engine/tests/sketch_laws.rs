@@ -175,6 +175,23 @@ proptest! {
     }
 
     #[test]
+    fn a_single_value_merges_to_itself_and_a_corrupt_one_to_nothing(vals in prop::collection::vec(value(), 0..400), rows in prop::collection::vec((0.0f64..=1.0, any::<bool>()), 0..100), at in any::<prop::sample::Index>(), flip in 1u8..=255) {
+        // What RocksDB asks of the merge operator when it reads a window written once: the
+        // value back as it is (it is its own canonical encoding: the round trip above).
+        for s in [SeriesState::Numeric(numeric(&vals)), SeriesState::Score(score(&rows))] {
+            let bytes = s.encode();
+            let out = driftdb_engine::sketch::merge_encoded([bytes.as_slice()]);
+            prop_assert_eq!(out.corrupt, 0);
+            prop_assert_eq!(out.bytes.as_ref(), Some(&bytes));
+            let mut bad = bytes.clone();
+            let i = at.index(bad.len());
+            bad[i] ^= flip;
+            let out = driftdb_engine::sketch::merge_encoded([bad.as_slice()]);
+            prop_assert_eq!((out.bytes, out.corrupt), (None, 1), "corruption at byte {} kept", i);
+        }
+    }
+
+    #[test]
     fn decoding_without_sketch_keeps_everything_but_the_sketch(vals in prop::collection::vec(value(), 0..500), rows in prop::collection::vec((0.0f64..=1.0, any::<bool>()), 0..100)) {
         // What a reader merging without sketches gets: the summary of a full decode, no sketch.
         let summary = |n: &NumericState| (n.count(), n.missing(), n.invalid(), n.sum().to_bits(), n.m2().to_bits(), n.min(), n.max(), n.bins().cloned());
