@@ -148,6 +148,7 @@ async fn publish_loop(
     every: Duration,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
+    let mut was_trimmed = false;
     loop {
         // Which partitions each model's data came from, as the store says now.
         let n = node.clone();
@@ -168,8 +169,15 @@ async fn publish_loop(
             Ok(Err(e)) => tracing::warn!(error = %e, "cluster: reading rule states"),
             Err(e) => tracing::warn!(error = %e, "cluster: reading rule states"),
         }
-        match serde_json::to_vec(&rec) {
-            Ok(value) => {
+        match encode_record(&mut rec) {
+            Ok((value, trimmed)) => {
+                if trimmed && !was_trimmed {
+                    tracing::warn!(
+                        limit = MAX_RECORD_BYTES,
+                        "cluster: the membership record is too large with its rule states; publishing cursors only (a model taken over starts its rule series afresh)"
+                    );
+                }
+                was_trimmed = trimmed;
                 let r = FutureRecord::to(&topic).key(&rec.node).payload(&value);
                 match producer.send(r, Duration::from_secs(5)).await {
                     Ok(_) => cluster.gate().cover(covers),
@@ -191,6 +199,23 @@ async fn publish_loop(
     if let Err((e, _)) = producer.send(r, Duration::from_secs(5)).await {
         tracing::warn!(error = %e, "cluster: withdrawing membership");
     }
+}
+
+/// The largest membership record published with its rule states (Kafka's default
+/// `message.max.bytes` is 1 MB): past it, the record carries each model's cursor only.
+const MAX_RECORD_BYTES: usize = 768 * 1024;
+
+/// `rec` as published: its JSON, without the rule states when they would make it larger than
+/// [`MAX_RECORD_BYTES`] (then `true`).
+fn encode_record(rec: &mut Member) -> serde_json::Result<(Vec<u8>, bool)> {
+    let value = serde_json::to_vec(rec)?;
+    if value.len() <= MAX_RECORD_BYTES {
+        return Ok((value, false));
+    }
+    for h in rec.handover.values_mut() {
+        h.states.clear();
+    }
+    Ok((serde_json::to_vec(rec)?, true))
 }
 
 async fn read_loop(
@@ -225,5 +250,46 @@ async fn read_loop(
                 Err(e) => tracing::warn!(key, error = %e, "cluster: bad membership record"),
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use driftdb_server::rules::Handover;
+
+    #[test]
+    fn a_record_too_large_with_its_rule_states_carries_cursors_only() {
+        let mut rec = Member {
+            node: "a".into(),
+            url: "http://a".into(),
+            epoch: 1,
+            partitions: vec![0],
+            models: [("m".to_string(), vec![0])].into(),
+            at_ms: 1,
+            handover: [(
+                "m".to_string(),
+                Handover {
+                    next_ms: 900_000,
+                    versions: ["v1".to_string()].into(),
+                    states: vec![("a2V5".into(), "c3RhdGU=".into())],
+                },
+            )]
+            .into(),
+        };
+        let (small, trimmed) = encode_record(&mut rec.clone()).unwrap();
+        assert!(!trimmed);
+        assert_eq!(serde_json::from_slice::<Member>(&small).unwrap(), rec);
+        let big = "x".repeat(1024);
+        if let Some(h) = rec.handover.get_mut("m") {
+            h.states = (0..MAX_RECORD_BYTES / 1024 + 1)
+                .map(|i| (format!("k{i}"), big.clone()))
+                .collect();
+        }
+        let (value, trimmed) = encode_record(&mut rec).unwrap();
+        assert!(trimmed && value.len() <= MAX_RECORD_BYTES);
+        let back: Member = serde_json::from_slice(&value).unwrap();
+        assert_eq!(back.handover["m"].next_ms, 900_000);
+        assert!(back.handover["m"].states.is_empty());
     }
 }

@@ -8,7 +8,7 @@
 //! | `GET /rules?model=` | every rule (that applies to `model`) |
 //! | `POST /rules` | creates (or replaces, version + 1) a rule from the JSON body |
 //! | `GET /rules/{id}`, `DELETE /rules/{id}` | one rule, with every stored version / deletes it |
-//! | `GET /alerts?model=&from=&to=&limit=` | alert history of every model |
+//! | `GET /alerts?model=&from=&to=&limit=` | alert history of every model (in a cluster, every live member's, each alert naming its `node`) |
 //! | `GET /alerts/dead_letters` | webhook deliveries given up on, with their last error |
 //! | `POST /alerts/{seq}/ack` with `{"by": "alice", "comment": "on it"}` | acknowledges firing `seq`; the alert record |
 //!

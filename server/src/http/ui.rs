@@ -3,7 +3,7 @@
 //! | route | answers |
 //! |---|---|
 //! | `GET /ui` | the console: one page (inline CSS and script, no external URL); it holds no data |
-//! | `GET /models` | the models the key may see: id, task, window, features, segments, team, versions |
+//! | `GET /models` | the models the key may see: id, task, window, features, segments, team, versions (in a cluster, every live member's, each with `served_by`) |
 //! | `GET /alerts/watch?after=SEQ&model=` | the alerts after sequence `SEQ`, then each new one as it is recorded: one JSON object per line (`application/x-ndjson`), open until the client leaves |
 //!
 //! The console asks for an API key once and keeps it in the tab's session storage; every
