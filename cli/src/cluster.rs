@@ -123,6 +123,19 @@ pub async fn start(node: Node, kafka: &KafkaConfig, s: &ClusterSettings) -> Resu
         )));
     }
     consumer.assign(&tpl).map_err(|e| kerr("assign", e))?;
+    // The end of each partition now: once read up to it, the node knows every member.
+    let mut ends = std::collections::BTreeMap::new();
+    for e in tpl.elements() {
+        let (_, high) = consumer
+            .fetch_watermarks(e.topic(), e.partition(), Duration::from_secs(10))
+            .map_err(|e| kerr("watermarks", e))?;
+        if high > 0 {
+            ends.insert(e.partition(), high - 1);
+        }
+    }
+    if ends.is_empty() {
+        cluster.mark_loaded(Cluster::LOADED_MEMBERS);
+    }
     let (stop, stop_rx) = tokio::sync::watch::channel(false);
     let tasks = vec![
         tokio::spawn(publish_loop(
@@ -133,7 +146,7 @@ pub async fn start(node: Node, kafka: &KafkaConfig, s: &ClusterSettings) -> Resu
             s.publish_every,
             stop_rx.clone(),
         )),
-        tokio::spawn(read_loop(node.clone(), cluster, consumer, stop_rx)),
+        tokio::spawn(read_loop(node.clone(), cluster, consumer, ends, stop_rx)),
     ];
     tracing::info!(topic = %s.topic, node = %node.cluster.as_ref().map(|c| c.node_id()).unwrap_or_default(),
         "cluster: membership started");
@@ -154,7 +167,10 @@ async fn publish_loop(
         let n = node.clone();
         let t = cluster.topic().to_string();
         match tokio::task::spawn_blocking(move || n.kafka_partitions(&t)).await {
-            Ok(Ok(parts)) => cluster.set_model_partitions(parts),
+            Ok(Ok(parts)) => {
+                cluster.set_model_partitions(parts);
+                cluster.mark_loaded(Cluster::LOADED_MODELS);
+            }
             Ok(Err(e)) => tracing::warn!(error = %e, "cluster: reading model partitions"),
             Err(e) => tracing::warn!(error = %e, "cluster: reading model partitions"),
         }
@@ -218,10 +234,13 @@ fn encode_record(rec: &mut Member) -> serde_json::Result<(Vec<u8>, bool)> {
     Ok((serde_json::to_vec(rec)?, true))
 }
 
+/// Reads every member's record into the table; `ends` holds the last offset of each partition
+/// at start, and once each is read the table is marked loaded.
 async fn read_loop(
     node: Node,
     cluster: Arc<Cluster>,
     consumer: StreamConsumer,
+    mut ends: std::collections::BTreeMap<i32, i64>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     loop {
@@ -237,18 +256,28 @@ async fn read_loop(
                 continue;
             }
         };
-        let Some(key) = m.key().and_then(|k| std::str::from_utf8(k).ok()) else {
-            continue;
-        };
-        match m.payload() {
-            None | Some([]) => cluster.remove(key),
-            Some(v) => match serde_json::from_slice::<Member>(v) {
-                Ok(member) if member.node == key => {
-                    cluster.upsert(member, node.clock.now().millis());
-                }
-                Ok(_) => tracing::warn!(key, "cluster: a membership record names another node"),
-                Err(e) => tracing::warn!(key, error = %e, "cluster: bad membership record"),
-            },
+        if let Some(key) = m.key().and_then(|k| std::str::from_utf8(k).ok()) {
+            match m.payload() {
+                None | Some([]) => cluster.remove(key),
+                Some(v) => match serde_json::from_slice::<Member>(v) {
+                    Ok(member) if member.node == key => {
+                        cluster.upsert(member, node.clock.now().millis());
+                    }
+                    Ok(_) => {
+                        tracing::warn!(key, "cluster: a membership record names another node")
+                    }
+                    Err(e) => tracing::warn!(key, error = %e, "cluster: bad membership record"),
+                },
+            }
+        }
+        if ends
+            .get(&m.partition())
+            .is_some_and(|last| m.offset() >= *last)
+        {
+            ends.remove(&m.partition());
+            if ends.is_empty() {
+                cluster.mark_loaded(Cluster::LOADED_MEMBERS);
+            }
         }
     }
 }

@@ -106,6 +106,11 @@ pub struct Cluster {
     changed: tokio::sync::Notify,
     counts: [AtomicU64; 4],
     gate: Arc<DeliveryGate>,
+    /// What routing needs that is known: bit 1 the store's model partitions, bit 2 the
+    /// membership topic read to its end at start ([`Cluster::loaded`]).
+    loaded: std::sync::atomic::AtomicU8,
+    started: Instant,
+    waited_warned: std::sync::atomic::AtomicBool,
 }
 
 const RESULTS: [&str; 4] = ["local", "forwarded", "moving", "forward_failed"];
@@ -132,7 +137,38 @@ impl Cluster {
             changed: tokio::sync::Notify::new(),
             counts: Default::default(),
             gate: Arc::new(DeliveryGate::new(ttl)),
+            loaded: std::sync::atomic::AtomicU8::new(0),
+            started: Instant::now(),
+            waited_warned: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    /// The store's model partitions have been read.
+    pub const LOADED_MODELS: u8 = 1;
+    /// The membership topic has been read up to the end it had at start.
+    pub const LOADED_MEMBERS: u8 = 2;
+
+    /// Marks `part` ([`Cluster::LOADED_MODELS`], [`Cluster::LOADED_MEMBERS`]) as known.
+    pub fn mark_loaded(&self, part: u8) {
+        self.loaded.fetch_or(part, Ordering::Relaxed);
+    }
+
+    /// Whether the node knows which models it serves: its store's model partitions and every
+    /// member's record are read. Until then it judges no model's windows (a node restarted on
+    /// a store holding rows of models another member now serves would judge them on stale
+    /// rows). After twice the member TTL it goes on with what it has, and says so once.
+    pub fn loaded(&self) -> bool {
+        let all = Self::LOADED_MODELS | Self::LOADED_MEMBERS;
+        if self.loaded.load(Ordering::Relaxed) & all == all {
+            return true;
+        }
+        let waited = self.started.elapsed() > self.ttl.saturating_mul(2);
+        if waited && !self.waited_warned.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                "cluster: the membership topic or the store's model partitions are still unread; evaluating rules with what is known"
+            );
+        }
+        waited
     }
 
     /// Holds each webhook delivery until a published membership record holds the rule state
@@ -427,7 +463,7 @@ impl Cluster {
 
 impl Ownership for Cluster {
     fn evaluates(&self, model: &str) -> bool {
-        self.answers_here(model)
+        self.loaded() && self.answers_here(model)
     }
 
     fn handed_over(&self, model: &str) -> Option<Handover> {
@@ -801,6 +837,12 @@ mod tests {
         c.upsert(with("a", 2_700_000, 40), NOW);
         assert_eq!(c.handed_over("m0"), Some(h(1_800_000)));
         assert_eq!(c.handed_over("m1"), None);
+        // Nothing is evaluated before the store and the membership topic are read.
+        assert!(!c.evaluates("zz"));
+        c.mark_loaded(Cluster::LOADED_MODELS);
+        assert!(!c.evaluates("zz"));
+        c.mark_loaded(Cluster::LOADED_MEMBERS);
+        assert!(c.evaluates("zz"));
         // Served by a live member: not evaluated here; once every member is silent and the
         // partition is this node's, caught up, it is.
         assert!(!c.evaluates("m0"));
