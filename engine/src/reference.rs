@@ -198,6 +198,11 @@ impl ReferenceBuilder {
     }
 
     /// Adds a batch; `labels[i]` is row i's inline label. Returns rejected rows.
+    ///
+    /// Column by column: a row pass checks the rows and finds each accepted row's segments
+    /// (admitting their values in row order); then every series of every segment the batch
+    /// reaches is looked up once and given its rows' values in row order, exactly what adding
+    /// the rows one at a time would give it.
     pub fn add(
         &mut self,
         batch: &InferenceBatch,
@@ -211,6 +216,14 @@ impl ReferenceBuilder {
             .iter()
             .filter_map(|f| self.model.features.get(f).copied())
             .collect();
+        // The batch's segments (`all` first) and, per segment, its accepted rows in order.
+        let mut segs: Vec<Segment> = vec![Segment::All];
+        let mut members: Vec<Vec<usize>> = vec![Vec::new()];
+        // Per segment key: each raw value met, to its index in `segs` after admission.
+        let mut seg_index: Vec<BTreeMap<&str, usize>> =
+            vec![BTreeMap::new(); batch.segment_keys.len()];
+        let mut seg_ids: BTreeMap<Segment, usize> = BTreeMap::new();
+        seg_ids.insert(Segment::All, 0);
         for (i, row) in batch.rows.iter().enumerate() {
             if row.segments.len() != batch.segment_keys.len() {
                 rejected.push(Rejection {
@@ -237,7 +250,6 @@ impl ReferenceBuilder {
             if bad.is_none() {
                 bad = crate::ingest::check_cost_and_attributions(batch, i).err();
             }
-            let label = labels.get(i).copied().flatten();
             if let Some(reason) = bad {
                 rejected.push(Rejection {
                     row: i,
@@ -246,118 +258,151 @@ impl ReferenceBuilder {
                 });
                 continue;
             }
-            let mut segs = vec![Segment::All];
-            for (k, v) in batch.segment_keys.iter().zip(&row.segments) {
-                if let Some(v) = v {
-                    segs.push(Segment::Value {
-                        key: k.clone(),
-                        value: self.registry.admit(k, v),
+            members[0].push(i);
+            for (j, (k, v)) in batch.segment_keys.iter().zip(&row.segments).enumerate() {
+                let Some(v) = v else { continue };
+                let s = match seg_index[j].get(v.as_str()) {
+                    Some(s) => *s,
+                    None => {
+                        let seg = Segment::Value {
+                            key: k.clone(),
+                            value: self.registry.admit(k, v),
+                        };
+                        // Raw values past the cap all become `__other__`: one segment.
+                        let s = *seg_ids.entry(seg).or_insert_with_key(|seg| {
+                            segs.push(seg.clone());
+                            members.push(Vec::new());
+                            segs.len() - 1
+                        });
+                        seg_index[j].insert(v.as_str(), s);
+                        s
+                    }
+                };
+                members[s].push(i);
+            }
+        }
+        let score = |i: usize| {
+            let row = &batch.rows[i];
+            row.score.or(row.prediction)
+        };
+        let label = |i: usize| labels.get(i).copied().flatten();
+        // Whether row i's (score, label) pair counts in performance.
+        let task = self.model.task;
+        let perf_ok = |i: usize| match (score(i), label(i)) {
+            (Some(s), Some(y)) => match task {
+                Task::Binary => (y == 0.0 || y == 1.0) && (0.0..=1.0).contains(&s),
+                Task::Regression | Task::Multiclass => s.is_finite() && y.is_finite(),
+                Task::Ranking => false,
+            },
+            _ => false,
+        };
+        let mut values = 0usize;
+        for (seg, rows) in segs.into_iter().zip(&members) {
+            if rows.is_empty() {
+                continue;
+            }
+            let acc = self.segments.entry(seg).or_default();
+            acc.rows += rows.len() as u64;
+            let mut numeric = |f: FeatureRef, get: &dyn Fn(usize) -> Option<Option<f64>>| {
+                // `get(i)` is `None` when row i has nothing to count (no latency, cost or
+                // label); a series no row counts in is not created.
+                if !rows.iter().any(|&i| get(i).is_some()) {
+                    return;
+                }
+                let na = acc.numeric.entry(f).or_default();
+                for &i in rows {
+                    if let Some(v) = get(i) {
+                        values += na.push(v);
+                    }
+                }
+            };
+            for ((name, kind), col) in batch.feature_names.iter().zip(&kinds).zip(&batch.columns) {
+                if *kind == FeatureKind::Numeric {
+                    numeric(FeatureRef::Named(name.clone()), &|i| match col.get(i) {
+                        FieldRef::Number(x) => Some(Some(x)),
+                        _ => Some(None),
                     });
                 }
             }
-            let score = row.score.or(row.prediction);
-            let mut perf = PerformanceState::default();
-            let mut perf_ok = false;
-            if let (Some(s), Some(y)) = (score, label) {
-                perf_ok = match self.model.task {
-                    Task::Binary => {
-                        (y == 0.0 || y == 1.0) && perf.observe_binary(s, y == 1.0).is_ok()
+            numeric(FeatureRef::Score, &|i| Some(score(i)));
+            numeric(FeatureRef::Latency, &|i| batch.rows[i].latency_ms.map(Some));
+            numeric(FeatureRef::Cost, &|i| batch.rows[i].cost.map(Some));
+            for (name, col) in &batch.attributions {
+                numeric(
+                    FeatureRef::Attribution(name.clone()),
+                    &|i| match col.get(i) {
+                        FieldRef::Number(x) => Some(Some(x.abs())),
+                        _ => None,
+                    },
+                );
+            }
+            numeric(FeatureRef::Label, &|i| label(i).map(Some));
+            for ((name, kind), col) in batch.feature_names.iter().zip(&kinds).zip(&batch.columns) {
+                if *kind == FeatureKind::Categorical {
+                    let st = acc.categorical.entry(name.clone()).or_default();
+                    for &i in rows {
+                        match col.get(i) {
+                            FieldRef::Category(c) => st.observe(c, false),
+                            _ => st.observe_missing(),
+                        }
                     }
-                    Task::Regression | Task::Multiclass => perf.observe_regression(s, y).is_ok(),
-                    Task::Ranking => false,
+                }
+            }
+            for &i in rows {
+                if !perf_ok(i) {
+                    continue;
+                }
+                let (Some(s), Some(y)) = (score(i), label(i)) else {
+                    continue;
+                };
+                // perf_ok checked what these check, so neither fails.
+                let _ = match task {
+                    Task::Binary => acc.performance.observe_binary(s, y == 1.0),
+                    _ => acc.performance.observe_regression(s, y),
                 };
             }
-            for seg in segs {
-                let acc = self.segments.entry(seg).or_default();
-                acc.rows += 1;
-                for ((name, kind), col) in
-                    batch.feature_names.iter().zip(&kinds).zip(&batch.columns)
-                {
-                    match kind {
-                        FeatureKind::Numeric => {
-                            let v = match col.get(i) {
-                                FieldRef::Number(x) => Some(x),
-                                _ => None,
-                            };
-                            self.values += acc
-                                .numeric
-                                .entry(FeatureRef::Named(name.clone()))
-                                .or_default()
-                                .push(v);
-                        }
-                        FeatureKind::Categorical => {
-                            let st = acc.categorical.entry(name.clone()).or_default();
-                            match col.get(i) {
-                                FieldRef::Category(c) => st.observe(c, false),
-                                _ => st.observe_missing(),
-                            }
-                        }
+            if task == Task::Ranking {
+                for &i in rows {
+                    let items = &batch.rows[i].items;
+                    if items.is_empty() {
+                        continue;
                     }
-                }
-                self.values += acc
-                    .numeric
-                    .entry(FeatureRef::Score)
-                    .or_default()
-                    .push(score);
-                if let Some(l) = row.latency_ms {
-                    self.values += acc
-                        .numeric
-                        .entry(FeatureRef::Latency)
-                        .or_default()
-                        .push(Some(l));
-                }
-                if let Some(c) = row.cost {
-                    self.values += acc
-                        .numeric
-                        .entry(FeatureRef::Cost)
-                        .or_default()
-                        .push(Some(c));
-                }
-                for (name, col) in &batch.attributions {
-                    if let FieldRef::Number(x) = col.get(i) {
-                        self.values += acc
-                            .numeric
-                            .entry(FeatureRef::Attribution(name.clone()))
-                            .or_default()
-                            .push(Some(x.abs()));
-                    }
-                }
-                if label.is_some() {
-                    self.values += acc
-                        .numeric
-                        .entry(FeatureRef::Label)
-                        .or_default()
-                        .push(label);
-                }
-                if perf_ok {
-                    acc.performance.merge(&perf);
-                }
-                if self.model.task == Task::Ranking && !row.items.is_empty() {
                     let st = acc.items.get_or_insert_with(CategoricalState::default);
-                    for item in row.items.iter().take(TOP_K_ITEMS) {
+                    for item in items.iter().take(TOP_K_ITEMS) {
                         st.observe(&item.id, false);
                     }
                 }
             }
-            if self.values > MAX_REFERENCE_VALUES {
-                return Err(Error::invalid(
-                    "reference",
-                    format!(
-                        "more than {MAX_REFERENCE_VALUES} numeric values; upload a sample of the training data"
-                    ),
-                ));
-            }
+        }
+        self.values += values;
+        if self.values > MAX_REFERENCE_VALUES {
+            return Err(Error::invalid(
+                "reference",
+                format!(
+                    "more than {MAX_REFERENCE_VALUES} numeric values; upload a sample of the training data"
+                ),
+            ));
         }
         Ok(rejected)
     }
 
     /// Builds the profile: exact edges and quantiles, then states binned on those edges.
     pub fn finish(self, created_at: Timestamp) -> Result<ReferenceProfile> {
+        // The numeric series (a sort and a bulk state each) are profiled on every core.
+        let mut accs = Vec::new();
+        let mut rest = Vec::new();
+        for (seg, mut acc) in self.segments {
+            for (f, num) in std::mem::take(&mut acc.numeric) {
+                accs.push((rest.len(), f, num));
+            }
+            rest.push((seg, acc));
+        }
+        let mut profiles = profile_all(accs).into_iter().peekable();
         let mut segments = BTreeMap::new();
-        for (seg, acc) in self.segments {
+        for (i, (seg, acc)) in rest.into_iter().enumerate() {
             let mut series = BTreeMap::new();
-            for (f, num) in acc.numeric {
-                series.insert(f, SeriesProfile::Numeric(numeric_profile(num)?));
+            while let Some((_, f, p)) = profiles.next_if(|(s, _, _)| *s == i) {
+                series.insert(f, SeriesProfile::Numeric(p?));
             }
             for (f, c) in acc.categorical {
                 series.insert(FeatureRef::Named(f), SeriesProfile::Categorical(c));
@@ -385,6 +430,46 @@ impl ReferenceBuilder {
     }
 }
 
+/// [`numeric_profile`] of every (segment index, series, values), on up to every core; the
+/// results come back in the order given.
+fn profile_all(
+    accs: Vec<(usize, FeatureRef, NumAcc)>,
+) -> Vec<(usize, FeatureRef, Result<NumericProfile>)> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, accs.len().max(1));
+    let jobs: Vec<std::sync::Mutex<Option<(usize, FeatureRef, NumAcc)>>> = accs
+        .into_iter()
+        .map(|a| std::sync::Mutex::new(Some(a)))
+        .collect();
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let work = || {
+        let mut done = Vec::new();
+        loop {
+            let j = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let Some(job) = jobs.get(j) else { break done };
+            let taken = job.lock().map_or(None, |mut g| g.take());
+            if let Some((s, f, acc)) = taken {
+                done.push((j, s, f, numeric_profile(acc)));
+            }
+        }
+    };
+    let mut all = std::thread::scope(|sc| {
+        let handles: Vec<_> = (1..threads).map(|_| sc.spawn(work)).collect();
+        let mut all = work();
+        for h in handles {
+            match h.join() {
+                Ok(part) => all.extend(part),
+                // A panic in a profile thread is a bug; surface it on the caller's thread.
+                Err(e) => std::panic::resume_unwind(e),
+            }
+        }
+        all
+    });
+    all.sort_unstable_by_key(|(j, ..)| *j);
+    all.into_iter().map(|(_, s, f, p)| (s, f, p)).collect()
+}
+
 fn numeric_profile(acc: NumAcc) -> Result<NumericProfile> {
     let sorted = sorted_finite(&acc.values);
     let edges = if sorted.is_empty() {
@@ -393,16 +478,8 @@ fn numeric_profile(acc: NumAcc) -> Result<NumericProfile> {
         Some(ReferenceEdges::from_sorted(&sorted)?)
     };
     let fine = edges.as_ref().map(|e| &e.q50);
-    let mut state = NumericState::new(fine);
-    for v in &acc.values {
-        state.observe(*v, fine);
-    }
-    for _ in 0..acc.missing {
-        state.observe_missing();
-    }
-    for _ in 0..acc.invalid {
-        state.observe_invalid();
-    }
+    // The values are finite (NumAcc keeps no other), so `sorted` holds all of them.
+    let state = NumericState::from_sorted(&sorted, acc.missing, acc.invalid, fine);
     let mut quantiles = [f64::NAN; 7];
     for (q, out) in PROFILE_QUANTILES.iter().zip(quantiles.iter_mut()) {
         *out = type7_quantile_sorted(&sorted, *q).unwrap_or(f64::NAN);

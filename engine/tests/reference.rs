@@ -160,6 +160,115 @@ fn wrong_types_are_rejected_per_row() {
     assert_eq!(builder.finish(Timestamp(0)).unwrap().rows(), 9);
 }
 
+/// Rows `range` of [`batch`]'s rows as a batch of their own.
+fn slice(
+    b: &InferenceBatch,
+    labels: &[Option<f64>],
+    range: std::ops::Range<usize>,
+) -> (InferenceBatch, Vec<Option<f64>>) {
+    let column = |c: &Column| match c {
+        Column::Values(v) => Column::Values(v[range.clone()].to_vec()),
+        _ => unreachable!("batch() builds value columns"),
+    };
+    (
+        InferenceBatch {
+            rows: b.rows[range.clone()].to_vec(),
+            columns: b.columns.iter().map(column).collect(),
+            ..b.clone()
+        },
+        labels[range].to_vec(),
+    )
+}
+
+#[test]
+fn a_profile_does_not_depend_on_how_its_rows_are_batched_and_counts_every_row() {
+    let (b, labels) = batch(1000);
+    let whole = {
+        let mut builder = ReferenceBuilder::new(&model(), "v1").unwrap();
+        assert!(builder.add(&b, &labels).unwrap().is_empty());
+        builder.finish(Timestamp(7)).unwrap()
+    };
+    let split = {
+        let mut builder = ReferenceBuilder::new(&model(), "v1").unwrap();
+        for r in [0..1, 1..333, 333..334, 334..1000] {
+            let (part, l) = slice(&b, &labels, r);
+            assert!(builder.add(&part, &l).unwrap().is_empty());
+        }
+        builder.finish(Timestamp(7)).unwrap()
+    };
+    // Same bytes: every series got the same values in the same order, sketches included.
+    assert_eq!(split.encode(), whole.encode());
+    // Each segment holds exactly its rows, checked against values counted here.
+    let x = FeatureRef::Named("x".into());
+    for (seg, parity) in [
+        (Segment::All, None),
+        (region("eu"), Some(0)),
+        (region("us"), Some(1)),
+    ] {
+        let mine: Vec<usize> = (0..1000)
+            .filter(|i| parity.is_none_or(|p| i % 2 == p))
+            .collect();
+        let prof = &whole.segments[&seg];
+        assert_eq!(prof.rows, mine.len() as u64, "{seg}");
+        let xs: Vec<f64> = mine
+            .iter()
+            .filter(|i| *i % 25 != 0)
+            .map(|i| *i as f64)
+            .collect();
+        let st = &whole.series(&x, &seg).unwrap().numeric().unwrap().state;
+        assert_eq!(st.count(), xs.len() as u64, "{seg}");
+        assert_eq!(st.missing(), (mine.len() - xs.len()) as u64, "{seg}");
+        assert_eq!(st.min(), xs.iter().copied().reduce(f64::min), "{seg}");
+        assert_eq!(st.max(), xs.iter().copied().reduce(f64::max), "{seg}");
+        let mean = xs.iter().sum::<f64>() / xs.len() as f64;
+        assert!((st.mean().unwrap() - mean).abs() < 1e-9, "{seg}");
+        let score = whole
+            .series(&FeatureRef::Score, &seg)
+            .unwrap()
+            .numeric()
+            .unwrap();
+        assert_eq!(score.state.count(), mine.len() as u64, "{seg}");
+        let latency = whole
+            .series(&FeatureRef::Latency, &seg)
+            .unwrap()
+            .numeric()
+            .unwrap();
+        assert_eq!(latency.state.count(), mine.len() as u64, "{seg}");
+        let label = whole
+            .series(&FeatureRef::Label, &seg)
+            .unwrap()
+            .numeric()
+            .unwrap();
+        assert_eq!(
+            label.state.sum(),
+            mine.iter().filter(|i| *i % 2 == 1).count() as f64
+        );
+        let c = whole
+            .series(&FeatureRef::Named("c".into()), &seg)
+            .unwrap()
+            .categorical()
+            .unwrap();
+        let counts = c.exact_counts().unwrap();
+        for k in 0..3 {
+            let want = mine.iter().filter(|i| *i % 3 == k).count() as u64;
+            assert_eq!(
+                counts.get(&format!("k{k}")).copied(),
+                Some(want),
+                "{seg} k{k}"
+            );
+        }
+        let perf = prof.performance.binary.as_ref().unwrap();
+        assert_eq!(perf.n, mine.len() as u64, "{seg}");
+    }
+}
+
+fn region(v: &str) -> Segment {
+    Segment::Value {
+        key: "region".into(),
+        value: v.into(),
+    }
+}
+
 #[test]
 fn ranking_reference_profiles_served_items_and_round_trips() {
     use driftdb_engine::ingest::RankedItem;
