@@ -16,6 +16,7 @@
 //! `$items`, one categorical value per item id among the first [`TOP_K_ITEMS`] served.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 
 use crate::FastMap;
 use crate::model::{FeatureKind, ModelDef, Task, clip};
@@ -357,8 +358,9 @@ pub struct PendingPrediction {
     pub version: String,
     /// Window the prediction belongs to.
     pub window: Timestamp,
-    /// Segments it counted in (always including `all`).
-    pub segments: Vec<Segment>,
+    /// Segments it counted in (always including `all`), shared by the rows of a batch that
+    /// counted in the same ones.
+    pub segments: Arc<[Segment]>,
     /// Score or predicted value.
     pub score: Option<f64>,
     /// Ranking: served item ids in display order.
@@ -484,17 +486,19 @@ fn fold_units_parallel<B: Baselines + Sync + ?Sized>(
         // Threads take small runs of units from a shared counter rather than fixed halves, so
         // a thread whose core is busy with something else (the previous batch's write, the
         // gRPC decode of the next) simply takes fewer. The calling thread is one of them.
-        const RUN: usize = 8;
+        // Runs of up to 8 units, fewer when there are few: a model of a dozen features would
+        // otherwise leave one thread with two thirds of the work.
+        let run = (units.len() / (threads * 4)).clamp(1, 8);
         let next = std::sync::atomic::AtomicUsize::new(0);
         let work = || {
             let mut local = ctx.fresh();
             let mut done: Vec<(usize, UnitOut)> = Vec::new();
             loop {
-                let start = next.fetch_add(RUN, std::sync::atomic::Ordering::Relaxed);
+                let start = next.fetch_add(run, std::sync::atomic::Ordering::Relaxed);
                 if start >= units.len() {
                     break done;
                 }
-                let end = (start + RUN).min(units.len());
+                let end = (start + run).min(units.len());
                 for (i, u) in units[start..end].iter().enumerate() {
                     done.push((start + i, local.fold_unit(*u)));
                 }
@@ -555,6 +559,10 @@ pub fn plan_batch(
         vec![FastMap::default(); batch.segment_keys.len()];
     // Index into `tops` of each `all` group, by group id.
     let mut top_of: FastMap<usize, usize> = FastMap::default();
+    // The pending records' segment lists, one per combination of segments met (by the
+    // indices into `segs_seen`, `usize::MAX` for a key without a value).
+    let mut combos: FastMap<Box<[usize]>, Arc<[Segment]>> = FastMap::default();
+    let mut combo: Vec<usize> = Vec::with_capacity(batch.segment_keys.len());
     for (i, row) in batch.rows.iter().enumerate() {
         if skip(i, row) {
             continue;
@@ -579,8 +587,7 @@ pub fn plan_batch(
             }
         };
         let window = resolution.window_start(row.ts).millis();
-        let mut segs = Vec::with_capacity(plan.stride);
-        segs.push(Segment::All);
+        combo.clear();
         let p = plan.rows.len() as u32;
         let base = plan.row_groups.len();
         plan.row_groups.resize(base + plan.stride, NO_GROUP);
@@ -599,7 +606,9 @@ pub fn plan_batch(
                 });
                 plan.row_groups[base + 1 + j] =
                     group_id(&mut groups, &mut plan.groups, v, window, s, &segs_seen);
-                segs.push(segs_seen[s].clone());
+                combo.push(s);
+            } else {
+                combo.push(usize::MAX);
             }
         }
         let all = group_id(&mut groups, &mut plan.groups, v, window, 0, &segs_seen);
@@ -614,12 +623,27 @@ pub fn plan_batch(
             model.task,
             Task::Binary | Task::Multiclass | Task::Regression | Task::Ranking
         ) {
+            let segments = match combos.get(combo.as_slice()) {
+                Some(segs) => Arc::clone(segs),
+                None => {
+                    let segs: Arc<[Segment]> = std::iter::once(Segment::All)
+                        .chain(
+                            combo
+                                .iter()
+                                .filter(|s| **s != usize::MAX)
+                                .map(|s| segs_seen[*s].clone()),
+                        )
+                        .collect();
+                    combos.insert(combo.clone().into_boxed_slice(), Arc::clone(&segs));
+                    segs
+                }
+            };
             out.pending.push((
                 row.request_id.clone(),
                 PendingPrediction {
                     version: row.version.clone(),
                     window: Timestamp(window),
-                    segments: segs,
+                    segments,
                     score: row.score.or(row.prediction),
                     items: row.items.iter().map(|it| it.id.clone()).collect(),
                 },

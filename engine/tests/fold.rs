@@ -253,7 +253,7 @@ fn ranking_join_matches_the_worked_case() {
         let p = PendingPrediction {
             version: "v1".into(),
             window: Timestamp(0),
-            segments: vec![Segment::All],
+            segments: vec![Segment::All].into(),
             score: None,
             items: inf["items"]
                 .as_array()
@@ -306,7 +306,7 @@ fn binary_join_rejects_bad_labels() {
     let p = PendingPrediction {
         version: "v1".into(),
         window: Timestamp(0),
-        segments: vec![Segment::All],
+        segments: vec![Segment::All].into(),
         score: Some(0.7),
         items: vec![],
     };

@@ -358,7 +358,7 @@ fn add_join(
             n.observe(y, None);
             SeriesState::Numeric(n)
         });
-    for seg in &p.segments {
+    for seg in p.segments.iter() {
         let key = |feature| SeriesKey {
             model: m.def.id.clone(),
             version: p.version.clone(),

@@ -278,7 +278,7 @@ pub fn shop_fixture_with(windows: usize, rows_per_window: usize, config: StoreCo
                 let mut l = NumericState::default();
                 l.observe(label.label.unwrap(), None);
                 let l = SeriesState::Numeric(l);
-                for seg in &p.segments {
+                for seg in p.segments.iter() {
                     let key = |feature| SeriesKey {
                         model: model.id.clone(),
                         version: p.version.clone(),

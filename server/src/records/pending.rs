@@ -68,7 +68,7 @@ impl Record for PendingEntry {
                 w.str(&p.version);
                 w.f64(p.window.0 as f64);
                 w.varint(p.segments.len() as u64);
-                for s in &p.segments {
+                for s in p.segments.iter() {
                     s.encode(&mut w);
                 }
                 opt_f64(&mut w, p.score);
@@ -133,7 +133,7 @@ fn decode_pending(b: &[u8]) -> driftdb_engine::Result<PendingEntry> {
                 PendingRecord::Prediction(PendingPrediction {
                     version,
                     window,
-                    segments,
+                    segments: segments.into(),
                     score,
                     items,
                 })

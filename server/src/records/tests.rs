@@ -217,7 +217,8 @@ fn samples() -> Vec<(&'static str, RecordKind, Vec<u8>)> {
                         key: "region".into(),
                         value: "eu".into(),
                     },
-                ],
+                ]
+                .into(),
                 score: Some(0.875),
                 items: vec!["i1".into(), "i2".into()],
             }))),
@@ -241,7 +242,7 @@ fn samples() -> Vec<(&'static str, RecordKind, Vec<u8>)> {
                 record: PendingRecord::Prediction(PendingPrediction {
                     version: "v1".into(),
                     window: Timestamp(1_772_323_200_000),
-                    segments: vec![Segment::All],
+                    segments: vec![Segment::All].into(),
                     score: None,
                     items: vec![],
                 }),
