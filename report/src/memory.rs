@@ -10,12 +10,12 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use driftdb_engine::ingest::{
-    InferenceBatch, LabelRow, TimeBounds, fold_planned, join_delta, plan_batch,
+    InferenceBatch, LabelRow, PendingPrediction, TimeBounds, fold_planned, join_delta, plan_batch,
 };
 use driftdb_engine::model::{ModelDef, Task};
 use driftdb_engine::reference::ReferenceProfile;
 use driftdb_engine::series::{FeatureRef, SeriesKey};
-use driftdb_engine::sketch::{NumericState, ScoreState, SeriesState};
+use driftdb_engine::sketch::{NumericState, PerformanceState, ScoreState, SeriesState};
 use driftdb_engine::time::{Resolution, Timestamp};
 use driftdb_storage::read::{
     ScanIter, SeriesPrefix, SeriesReader, SeriesWindow, Window, WindowIter,
@@ -92,6 +92,8 @@ impl MemoryFold {
             bounds,
             &|_, _| false,
         );
+        // The pending records follow the accepted rows, one each.
+        let accepted = plan.accepted_rows().to_vec();
         let out = fold_planned(&self.def, batch, plan, &self.references, self.threads);
         for (key, start, state) in out.deltas {
             merge_into(&mut self.windows, key, start.0, &state)?;
@@ -103,62 +105,86 @@ impl MemoryFold {
             .into_iter()
             .map(|r| (r.row, r.reason))
             .collect();
-        if !labels.is_empty() {
-            let by_id: std::collections::HashMap<&str, Option<f64>> = batch
-                .rows
-                .iter()
-                .zip(labels)
-                .map(|(r, l)| (r.request_id.as_str(), *l))
-                .collect();
-            for (id, p) in &out.pending {
-                let Some(Some(y)) = by_id.get(id.as_str()) else {
-                    continue;
+        if !labels.is_empty() && out.pending.len() == accepted.len() {
+            self.join_inline(&out.pending, &accepted, labels)?;
+        }
+        Ok(rejected)
+    }
+
+    /// Joins each accepted row's inline label to its pending record, as the server joins a
+    /// label that arrives for it. The batch's joins are gathered per (version, window, segment
+    /// list) and merged into the windows once per group: `$score`'s performance and `$label`'s
+    /// values for every segment of the list.
+    fn join_inline(
+        &mut self,
+        pending: &[(String, PendingPrediction)],
+        accepted: &[usize],
+        labels: &[Option<f64>],
+    ) -> driftdb_engine::Result<()> {
+        struct Joined<'a> {
+            pending: &'a PendingPrediction,
+            performance: PerformanceState,
+            labels: Vec<f64>,
+        }
+        // Keyed by the segment list's address: a batch's rows with the same segments share it.
+        let mut groups: Vec<Joined<'_>> = Vec::new();
+        let mut index: std::collections::HashMap<(usize, i64, &str), usize> =
+            std::collections::HashMap::new();
+        for ((_, p), row) in pending.iter().zip(accepted) {
+            let Some(Some(y)) = labels.get(*row) else {
+                continue;
+            };
+            let label = LabelRow {
+                label: Some(*y),
+                ..Default::default()
+            };
+            let Ok(perf) = join_delta(self.def.task, p, &label) else {
+                self.counts.labels_rejected += 1;
+                continue;
+            };
+            let key = (p.segments.as_ptr() as usize, p.window.0, p.version.as_str());
+            let at = *index.entry(key).or_insert_with(|| {
+                groups.push(Joined {
+                    pending: p,
+                    performance: PerformanceState::default(),
+                    labels: Vec::new(),
+                });
+                groups.len() - 1
+            });
+            let g = &mut groups[at];
+            g.performance.merge(&perf);
+            g.labels.push(*y);
+            self.counts.labels_joined += 1;
+        }
+        for mut g in groups {
+            let p = g.pending;
+            let score = SeriesState::Score(ScoreState {
+                performance: g.performance,
+                ..Default::default()
+            });
+            let label_state = (self.def.task != Task::Ranking).then(|| {
+                g.labels.sort_unstable_by(f64::total_cmp);
+                SeriesState::Numeric(NumericState::from_sorted(&g.labels, 0, 0, None))
+            });
+            for seg in p.segments.iter() {
+                let key = |feature| SeriesKey {
+                    model: self.def.id.clone(),
+                    version: p.version.clone(),
+                    feature,
+                    segment: seg.clone(),
                 };
-                let label = LabelRow {
-                    request_id: id.clone(),
-                    label: Some(*y),
-                    ..Default::default()
-                };
-                match join_delta(self.def.task, p, &label) {
-                    Ok(perf) => {
-                        let score = SeriesState::Score(ScoreState {
-                            performance: perf,
-                            ..Default::default()
-                        });
-                        let label_state = (self.def.task != Task::Ranking).then(|| {
-                            let mut n = NumericState::default();
-                            n.observe(*y, None);
-                            SeriesState::Numeric(n)
-                        });
-                        for seg in &p.segments {
-                            let key = |feature| SeriesKey {
-                                model: self.def.id.clone(),
-                                version: p.version.clone(),
-                                feature,
-                                segment: seg.clone(),
-                            };
-                            merge_into(
-                                &mut self.windows,
-                                key(FeatureRef::Score),
-                                p.window.0,
-                                &score,
-                            )?;
-                            if let Some(l) = &label_state {
-                                merge_into(
-                                    &mut self.windows,
-                                    key(FeatureRef::Label),
-                                    p.window.0,
-                                    l,
-                                )?;
-                            }
-                        }
-                        self.counts.labels_joined += 1;
-                    }
-                    Err(_) => self.counts.labels_rejected += 1,
+                merge_into(
+                    &mut self.windows,
+                    key(FeatureRef::Score),
+                    p.window.0,
+                    &score,
+                )?;
+                if let Some(l) = &label_state {
+                    merge_into(&mut self.windows, key(FeatureRef::Label), p.window.0, l)?;
                 }
             }
         }
-        Ok(rejected)
+        Ok(())
     }
 
     /// What was folded so far.
@@ -369,6 +395,15 @@ mod tests {
         );
         assert_eq!(fold.counts().accepted, 30);
         assert_eq!(fold.counts().labels_joined, 10);
+        // A binary label that is neither 0 nor 1 does not join; a row without one is not
+        // joined either.
+        let mut other = MemoryFold::new(def(), None).unwrap();
+        let odd: Vec<Option<f64>> = vec![Some(0.5), None, Some(1.0)];
+        assert!(other.add(&batch(0..3, 0), &odd).unwrap().is_empty());
+        assert_eq!(
+            (other.counts().labels_joined, other.counts().labels_rejected),
+            (1, 1)
+        );
         assert_eq!(fold.span(), Some((Timestamp(0), Timestamp(2_700_000))));
         let r = fold.into_reader();
         let key = |feature, segment| SeriesKey {
@@ -422,6 +457,34 @@ mod tests {
                 assert_eq!(s.performance.n_labeled(), 10);
             }
             other => panic!("{other:?}"),
+        }
+        // And into each row's segment: the even rows (eu) carry label 1, the odd ones (us) 0.
+        for (region, sum) in [("eu", 5.0), ("us", 0.0)] {
+            let seg = driftdb_engine::series::Segment::Value {
+                key: "region".into(),
+                value: region.into(),
+            };
+            let one = |feature| {
+                let w: Vec<Window> = r
+                    .windows(
+                        &key(feature, seg.clone()),
+                        Resolution::M15,
+                        Timestamp(1_800_000),
+                        Timestamp(i64::MAX),
+                    )
+                    .unwrap()
+                    .map(Result::unwrap)
+                    .collect();
+                assert_eq!(w.len(), 1, "{region}");
+                w.into_iter().next().unwrap().state
+            };
+            match (one(FeatureRef::Score), one(FeatureRef::Label)) {
+                (SeriesState::Score(s), SeriesState::Numeric(l)) => {
+                    assert_eq!(s.performance.n_labeled(), 5, "{region}");
+                    assert_eq!((l.count(), l.sum()), (5, sum), "{region}");
+                }
+                other => panic!("{other:?}"),
+            }
         }
         // A scan yields only the prefix's series, grouped by series, ascending by start.
         let scanned: Vec<SeriesWindow> = r
