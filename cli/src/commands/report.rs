@@ -246,16 +246,14 @@ type BatchSink<'a> = dyn FnMut(
     ) -> Result<Vec<(usize, String)>>
     + 'a;
 
-/// Reads `file` with the ingest readers and hands every engine batch (with its inline labels
-/// and the file line of each row) to `each`.
-fn read_file(
-    file: &Path,
-    def: &ModelDef,
-    version: &str,
-    opts: &FileOpts,
-    counts: &mut FileCounts,
-    each: &mut BatchSink<'_>,
-) -> Result<()> {
+/// A file being read by the ingest readers (their threads start converting at once).
+struct Reading {
+    ctx: Arc<Ctx>,
+    pipeline: pipeline::Pipeline,
+}
+
+/// Starts reading `file` as rows of `def`.
+fn start_reading(file: &Path, def: &ModelDef, opts: &FileOpts) -> Result<Reading> {
     crate::files::format_of(file)?;
     let mut ctx = Ctx::new(Kind::Reference, Arc::new(FixedCatalog::of([def.clone()])));
     ctx.ts_unit = opts.ts_unit;
@@ -263,8 +261,22 @@ fn read_file(
     ctx.default_model = Some(def.id.clone());
     ctx.only_model = Some(def.id.clone());
     let ctx = Arc::new(ctx);
-    let mut p = pipeline::start(file, Arc::clone(&ctx), Arc::new(AtomicU64::new(0)))?;
-    while let Some(item) = p.rx.blocking_recv() {
+    let pipeline = pipeline::start(file, Arc::clone(&ctx), Arc::new(AtomicU64::new(0)))?;
+    Ok(Reading { ctx, pipeline })
+}
+
+/// Hands every engine batch of `file` (with its inline labels and the file line of each row)
+/// to `each`.
+fn read_file(
+    file: &Path,
+    reading: Reading,
+    def: &ModelDef,
+    version: &str,
+    counts: &mut FileCounts,
+    each: &mut BatchSink<'_>,
+) -> Result<()> {
+    let Reading { ctx, mut pipeline } = reading;
+    while let Some(item) = pipeline.rx.blocking_recv() {
         let c = item?;
         counts.read += c.rows;
         counts.rejected += c.rejected;
@@ -313,14 +325,18 @@ fn offline(a: &ReportArgs, reference: &Path, current: &Path) -> Result<driftdb_r
     let def = read_def(Path::new(&a.model))?;
     let version = a.version.clone().unwrap_or_else(|| "v1".to_string());
     let now = now_ms();
+    let started = std::time::Instant::now();
 
+    // The current file is read after the reference: reading both at once was slower (the
+    // current rows' fold needs the profile, and the readers' threads take the cores from it).
+    let ref_reading = start_reading(reference, &def, &a.opts)?;
     let mut builder = ReferenceBuilder::new(&def, &version)?;
     let mut ref_counts = FileCounts::default();
     read_file(
         reference,
+        ref_reading,
         &def,
         &version,
-        &a.opts,
         &mut ref_counts,
         &mut |batch, labels, _| {
             Ok(builder
@@ -332,18 +348,26 @@ fn offline(a: &ReportArgs, reference: &Path, current: &Path) -> Result<driftdb_r
     )?;
     ref_counts.verdict(reference, a.opts.max_rejected)?;
     let profile: ReferenceProfile = builder.finish(Timestamp(now))?;
+    let reference_secs = started.elapsed().as_secs_f64();
 
     let mut fold = MemoryFold::new(def.clone(), Some(profile.clone()))?;
     let mut cur_counts = FileCounts::default();
     read_file(
         current,
+        start_reading(current, &def, &a.opts)?,
         &def,
         &version,
-        &a.opts,
         &mut cur_counts,
         &mut |batch, labels, _| Ok(fold.add(batch, labels)?),
     )?;
     cur_counts.verdict(current, a.opts.max_rejected)?;
+    eprintln!(
+        "read: reference {} rows in {:.2} s, current {} rows in {:.2} s",
+        ref_counts.read,
+        reference_secs,
+        cur_counts.read,
+        started.elapsed().as_secs_f64() - reference_secs
+    );
     let Some((first, end)) = fold.span() else {
         return Err(Error::Invalid(format!(
             "{}: no rows were folded, nothing to report",
