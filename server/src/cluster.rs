@@ -569,39 +569,20 @@ pub async fn remote_read(
     let body = snap::raw::Encoder::new()
         .compress_vec(&sub.encode_to_vec())
         .map_err(|e| moving("*", &format!("encoding a member's read: {e}")))?;
-    let me = c.node_id();
-    for m in c.live_members() {
-        let mut rb = c
-            .client
-            .post(format!("{}/api/v1/read", m.url))
-            .header(FORWARDED_HEADER, &me)
+    let answers = ask_all(c, headers, "the read", |url| {
+        c.client
+            .post(format!("{url}/api/v1/read"))
             .header(header::CONTENT_TYPE, "application/x-protobuf")
             .header(header::CONTENT_ENCODING, "snappy")
-            .body(body.clone());
-        if let Some(v) = headers.get(header::AUTHORIZATION) {
-            rb = rb.header(header::AUTHORIZATION, v);
-        }
-        let fail = |why: String| {
-            c.count(3);
-            tracing::warn!(member = %m.node, error = %why, "cluster: remote read of a member");
-            moving(
-                "*",
-                &format!("member {} did not answer the read: {why}", m.node),
-            )
-        };
-        let r = rb.send().await.map_err(|e| fail(e.to_string()))?;
-        let status = r.status();
-        let bytes = r.bytes().await.map_err(|e| fail(e.to_string()))?;
-        if !status.is_success() {
-            return Err(fail(format!(
-                "{status}: {}",
-                String::from_utf8_lossy(&bytes[..bytes.len().min(300)])
-            )));
-        }
-        let raw = snap::raw::Decoder::new()
+            .body(body.clone())
+    })
+    .await?;
+    for (node, bytes) in answers {
+        let resp = snap::raw::Decoder::new()
             .decompress_vec(&bytes)
-            .map_err(|e| fail(e.to_string()))?;
-        let resp = pb::ReadResponse::decode(raw.as_slice()).map_err(|e| fail(e.to_string()))?;
+            .map_err(|e| e.to_string())
+            .and_then(|raw| pb::ReadResponse::decode(raw.as_slice()).map_err(|e| e.to_string()))
+            .map_err(|why| member_failed(c, &node, "the read", &why))?;
         c.count(1);
         for (i, q) in resp.results.into_iter().enumerate() {
             let Some(out) = local.get_mut(i) else { break };
@@ -644,37 +625,22 @@ pub async fn series_everywhere(
     let form = url::form_urlencoded::Serializer::new(String::new())
         .extend_pairs(params)
         .finish();
-    let me = c.node_id();
-    let mut all: BTreeSet<driftdb_prom::Labels> = local.into_iter().collect();
-    for m in c.live_members() {
-        let mut rb = c
-            .client
-            .post(format!("{}/api/v1/series", m.url))
-            .header(FORWARDED_HEADER, &me)
+    let answers = ask_all(c, headers, "the listing", |url| {
+        c.client
+            .post(format!("{url}/api/v1/series"))
             .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-            .body(form.clone());
-        if let Some(v) = headers.get(header::AUTHORIZATION) {
-            rb = rb.header(header::AUTHORIZATION, v);
-        }
-        let fail = |why: String| {
-            c.count(3);
-            tracing::warn!(member = %m.node, error = %why, "cluster: series listing of a member");
-            moving(
-                "*",
-                &format!("member {} did not answer the listing: {why}", m.node),
-            )
-        };
-        let r = rb.send().await.map_err(|e| fail(e.to_string()))?;
-        let status = r.status();
-        let bytes = r.bytes().await.map_err(|e| fail(e.to_string()))?;
-        let body: serde_json::Value =
-            serde_json::from_slice(&bytes).map_err(|e| fail(e.to_string()))?;
-        if !status.is_success() {
-            return Err(fail(format!("{status}: {body}")));
-        }
-        let Some(data) = body.get("data").and_then(serde_json::Value::as_array) else {
-            return Err(fail(format!("no data in {body}")));
-        };
+            .body(form.clone())
+    })
+    .await?;
+    let mut all: BTreeSet<driftdb_prom::Labels> = local.into_iter().collect();
+    for (node, bytes) in answers {
+        let data = serde_json::from_slice::<serde_json::Value>(&bytes)
+            .map_err(|e| e.to_string())
+            .and_then(|body| match body.get("data") {
+                Some(serde_json::Value::Array(data)) => Ok(data.clone()),
+                _ => Err(format!("no data in {body}")),
+            })
+            .map_err(|why| member_failed(c, &node, "the listing", &why))?;
         c.count(1);
         for s in data {
             let Some(obj) = s.as_object() else { continue };
@@ -698,12 +664,35 @@ pub async fn ask_members(
     headers: &axum::http::HeaderMap,
     path_and_query: &str,
 ) -> Result<Vec<(String, serde_json::Value)>, Response> {
+    let what = path_and_query;
+    let answers = ask_all(c, headers, what, |url| {
+        c.client.get(format!("{url}{path_and_query}"))
+    })
+    .await?;
+    let mut out = Vec::with_capacity(answers.len());
+    for (node, bytes) in answers {
+        let body = serde_json::from_slice(&bytes)
+            .map_err(|e| member_failed(c, &node, what, &e.to_string()))?;
+        c.count(1);
+        out.push((node, body));
+    }
+    Ok(out)
+}
+
+/// Sends `request(member url)` to every live member at once, with the caller's
+/// `Authorization` and marked as forwarded: each member's id and the body of its successful
+/// answer (the caller counts it as forwarded once it decodes). `Err` is the answer to give instead: the retryable 503 of the
+/// first member (in member order) that could not be reached or did not answer with a success;
+/// `what` names the request in it and in the log.
+async fn ask_all(
+    c: &Cluster,
+    headers: &axum::http::HeaderMap,
+    what: &str,
+    request: impl Fn(&str) -> reqwest::RequestBuilder,
+) -> Result<Vec<(String, bytes::Bytes)>, Response> {
     let me = c.node_id();
     let asks = c.live_members().into_iter().map(|m| {
-        let mut rb = c
-            .client
-            .get(format!("{}{path_and_query}", m.url))
-            .header(FORWARDED_HEADER, &me);
+        let mut rb = request(&m.url).header(FORWARDED_HEADER, &me);
         if let Some(v) = headers.get(header::AUTHORIZATION) {
             rb = rb.header(header::AUTHORIZATION, v);
         }
@@ -712,12 +701,13 @@ pub async fn ask_members(
                 let r = rb.send().await.map_err(|e| e.to_string())?;
                 let status = r.status();
                 let bytes = r.bytes().await.map_err(|e| e.to_string())?;
-                let body: serde_json::Value =
-                    serde_json::from_slice(&bytes).map_err(|e| e.to_string())?;
                 if status.is_success() {
-                    Ok(body)
+                    Ok(bytes)
                 } else {
-                    Err(format!("{status}: {body}"))
+                    Err(format!(
+                        "{status}: {}",
+                        String::from_utf8_lossy(&bytes[..bytes.len().min(300)])
+                    ))
                 }
             };
             (m.node, answer.await)
@@ -726,21 +716,18 @@ pub async fn ask_members(
     let mut out = Vec::new();
     for (node, answer) in futures::future::join_all(asks).await {
         match answer {
-            Ok(body) => {
-                c.count(1);
-                out.push((node, body));
-            }
-            Err(why) => {
-                c.count(3);
-                tracing::warn!(member = %node, error = %why, path = path_and_query, "cluster: a member's part of a fleet-wide read");
-                return Err(moving(
-                    "*",
-                    &format!("member {node} did not answer {path_and_query}: {why}"),
-                ));
-            }
+            Ok(bytes) => out.push((node, bytes)),
+            Err(why) => return Err(member_failed(c, &node, what, &why)),
         }
     }
     Ok(out)
+}
+
+/// Counts and logs a member's failed part of a fleet-wide request; the retryable 503 to answer.
+fn member_failed(c: &Cluster, node: &str, what: &str, why: &str) -> Response {
+    c.count(3);
+    tracing::warn!(member = %node, error = %why, request = what, "cluster: a member's part of a fleet-wide request");
+    moving("*", &format!("member {node} did not answer {what}: {why}"))
 }
 
 #[cfg(test)]
