@@ -190,6 +190,37 @@ impl BinEdges {
             None
         }
     }
+
+    /// The sum of [`BinEdges::grid_offset`] over `xs`, all values of bin `j`; `None` when one
+    /// offset or the sum does not fit in 64 bits. The unit is a power of two, so multiplying by
+    /// its inverse gives the same correctly rounded quotient as dividing, without a division.
+    fn grid_offset_sum(&self, j: usize, xs: &[f64]) -> Option<u64> {
+        let (Some(a), Some(&e)) = (self.anchor(j), self.units.get(j)) else {
+            return None;
+        };
+        if !(-1023..=1023).contains(&e) {
+            // The inverse of a subnormal unit is not a double: one division per value.
+            return xs
+                .iter()
+                .try_fold(0u64, |s, x| s.checked_add(self.grid_offset(j, *x)?));
+        }
+        let inv = pow2(-e);
+        let (mut sum, mut top) = (0u128, 0.0f64);
+        for x in xs {
+            let o = if j == 0 { a - x } else { x - a };
+            let q = (o * inv).ceil();
+            // 0 exactly at the anchor, at least 1 elsewhere (a quotient too small to round up).
+            let q = if o == 0.0 { 0.0 } else { q.max(1.0) };
+            top = top.max(q);
+            sum += u128::from(q as u64);
+        }
+        // 2^64 as f64: the first value that does not fit (`as` saturates below it).
+        if top < 18_446_744_073_709_551_616.0 {
+            u64::try_from(sum).ok()
+        } else {
+            None
+        }
+    }
 }
 
 /// Counts over a [`BinEdges`] set, with the sums of the values' offsets per bin.
@@ -229,6 +260,20 @@ impl BinCounts {
         self.counts[j] += 1;
         if let Some(s) = self.sums.as_mut() {
             match edges.grid_offset(j, x).and_then(|o| s[j].checked_add(o)) {
+                Some(v) => s[j] = v,
+                None => self.sums = None,
+            }
+        }
+    }
+
+    /// Counts `xs`, all values of bin `j` of `edges`.
+    fn add_run(&mut self, edges: &BinEdges, j: usize, xs: &[f64]) {
+        self.counts[j] += xs.len() as u64;
+        if let Some(s) = self.sums.as_mut() {
+            match edges
+                .grid_offset_sum(j, xs)
+                .and_then(|o| s[j].checked_add(o))
+            {
                 Some(v) => s[j] = v,
                 None => self.sums = None,
             }
@@ -400,9 +445,11 @@ impl NumericState {
             (Some(b), Some(e)) => {
                 // Edges whose key is below a value's are below the value; equal keys (values
                 // within 2^-20 relative of an edge) are decided by comparing the values.
+                // The values of a bin are a run of `ordered`: counted and summed per run.
                 let (edges, keys) = (e.edges(), &e.keys);
                 let mut below = 0;
-                for v in ordered {
+                let (mut run_start, mut run_bin) = (0, usize::MAX);
+                for (i, v) in ordered.iter().enumerate() {
                     m2 += (v - mean) * (v - mean);
                     let key = bulk_order_key(*v);
                     while below < keys.len() && keys[below] < key {
@@ -412,7 +459,15 @@ impl NumericState {
                     while bin < keys.len() && keys[bin] == key && edges[bin] <= *v {
                         bin += 1;
                     }
-                    b.add(e, bin, *v);
+                    if bin != run_bin {
+                        if run_bin != usize::MAX {
+                            b.add_run(e, run_bin, &ordered[run_start..i]);
+                        }
+                        (run_start, run_bin) = (i, bin);
+                    }
+                }
+                if run_bin != usize::MAX {
+                    b.add_run(e, run_bin, &ordered[run_start..]);
                 }
             }
             _ => {
@@ -1011,6 +1066,50 @@ mod tests {
             );
         }
         assert_eq!(e.offset_unit(1), Some(grid_unit(3.1)));
+    }
+
+    /// `grid_offset_sum` of a bin's run against `grid_offset` added up one value at a time,
+    /// over edge sets from subnormal widths (no inverse unit) to 1e300 (offsets past 2^64).
+    #[test]
+    fn a_run_of_offsets_sums_as_its_values_one_at_a_time() {
+        let one_by_one = |e: &BinEdges, j: usize, xs: &[f64]| {
+            xs.iter()
+                .try_fold(0u64, |s, x| s.checked_add(e.grid_offset(j, *x)?))
+        };
+        let sets = [
+            vec![-3.0, 0.1, 7.5, 1e300],
+            vec![0.0, 5e-324, 1e-323, 1e-300],
+            vec![-1e-310, 0.0, 1e-310],
+            vec![1.0],
+            vec![-2.0, -1.0, 0.0, 1.0, 2.0],
+        ];
+        let mut rng = crate::rng::SplitMix(7);
+        for edges in sets {
+            let e = BinEdges::new(edges.clone()).unwrap();
+            let mut values: Vec<f64> = edges.clone();
+            for _ in 0..2000 {
+                let u = (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
+                let scale =
+                    [1e-320, 1e-308, 1e-3, 1.0, 1e3, 1e30, 1e300][(rng.next_u64() % 7) as usize];
+                values.push((u - 0.5) * scale);
+            }
+            values.sort_by(f64::total_cmp);
+            for j in 0..e.num_bins() {
+                let run: Vec<f64> = values.iter().copied().filter(|x| e.bin(*x) == j).collect();
+                assert_eq!(
+                    e.grid_offset_sum(j, &run),
+                    one_by_one(&e, j, &run),
+                    "{edges:?} bin {j}"
+                );
+                for w in run.chunks(7) {
+                    assert_eq!(
+                        e.grid_offset_sum(j, w),
+                        one_by_one(&e, j, w),
+                        "{edges:?} bin {j}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]
