@@ -504,22 +504,28 @@ fn fold_units_parallel<B: Baselines + Sync + ?Sized>(
                 }
             }
         };
-        let mut all: Vec<(usize, UnitOut)> = std::thread::scope(|s| {
-            let handles: Vec<_> = (1..threads).map(|_| s.spawn(work)).collect();
-            let mut all = work();
-            for h in handles {
-                match h.join() {
-                    Ok(part) => all.extend(part),
-                    // A panic in a fold thread is a bug; surface it on the caller's thread.
-                    Err(e) => std::panic::resume_unwind(e),
-                }
-            }
-            all
-        });
+        let mut all: Vec<(usize, UnitOut)> = on_threads(threads, work);
         // Back in unit order, so the output does not depend on who folded what.
         all.sort_unstable_by_key(|(i, _)| *i);
         all.into_iter().map(|(_, u)| u).collect()
     }
+}
+
+/// Runs `work` on `threads` threads at once (scoped, the calling thread one of them) and puts
+/// their outputs together, in no particular order. A panic in a worker is a bug: it is raised
+/// again on the calling thread.
+pub(crate) fn on_threads<T: Send>(threads: usize, work: impl Fn() -> Vec<T> + Sync) -> Vec<T> {
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (1..threads.max(1)).map(|_| s.spawn(&work)).collect();
+        let mut all = work();
+        for h in handles {
+            match h.join() {
+                Ok(part) => all.extend(part),
+                Err(e) => std::panic::resume_unwind(e),
+            }
+        }
+        all
+    })
 }
 
 /// The row pass of [`fold_batch`]: rejects bad rows, drops skipped and sampled-out ones,

@@ -454,18 +454,7 @@ fn profile_all(
             }
         }
     };
-    let mut all = std::thread::scope(|sc| {
-        let handles: Vec<_> = (1..threads).map(|_| sc.spawn(work)).collect();
-        let mut all = work();
-        for h in handles {
-            match h.join() {
-                Ok(part) => all.extend(part),
-                // A panic in a profile thread is a bug; surface it on the caller's thread.
-                Err(e) => std::panic::resume_unwind(e),
-            }
-        }
-        all
-    });
+    let mut all = crate::ingest::on_threads(threads, work);
     all.sort_unstable_by_key(|(j, ..)| *j);
     all.into_iter().map(|(_, s, f, p)| (s, f, p)).collect()
 }
