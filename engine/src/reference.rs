@@ -286,16 +286,7 @@ impl ReferenceBuilder {
             row.score.or(row.prediction)
         };
         let label = |i: usize| labels.get(i).copied().flatten();
-        // Whether row i's (score, label) pair counts in performance.
         let task = self.model.task;
-        let perf_ok = |i: usize| match (score(i), label(i)) {
-            (Some(s), Some(y)) => match task {
-                Task::Binary => (y == 0.0 || y == 1.0) && (0.0..=1.0).contains(&s),
-                Task::Regression | Task::Multiclass => s.is_finite() && y.is_finite(),
-                Task::Ranking => false,
-            },
-            _ => false,
-        };
         let mut values = 0usize;
         for (seg, rows) in segs.into_iter().zip(&members) {
             if rows.is_empty() {
@@ -349,16 +340,17 @@ impl ReferenceBuilder {
                 }
             }
             for &i in rows {
-                if !perf_ok(i) {
-                    continue;
-                }
                 let (Some(s), Some(y)) = (score(i), label(i)) else {
                     continue;
                 };
-                // perf_ok checked what these check, so neither fails.
+                // A pair the state refuses (a score outside [0, 1], a value not finite) does
+                // not count; a refused observation changes nothing.
                 let _ = match task {
-                    Task::Binary => acc.performance.observe_binary(s, y == 1.0),
-                    _ => acc.performance.observe_regression(s, y),
+                    Task::Binary if y == 0.0 || y == 1.0 => {
+                        acc.performance.observe_binary(s, y == 1.0)
+                    }
+                    Task::Regression | Task::Multiclass => acc.performance.observe_regression(s, y),
+                    Task::Binary | Task::Ranking => Ok(()),
                 };
             }
             if task == Task::Ranking {
@@ -397,11 +389,15 @@ impl ReferenceBuilder {
             }
             rest.push((seg, acc));
         }
-        let mut profiles = profile_all(accs).into_iter().peekable();
+        let mut profiles = accs
+            .iter()
+            .map(|(s, f, _)| (*s, f.clone()))
+            .zip(profile_all(&accs))
+            .peekable();
         let mut segments = BTreeMap::new();
         for (i, (seg, acc)) in rest.into_iter().enumerate() {
             let mut series = BTreeMap::new();
-            while let Some((_, f, p)) = profiles.next_if(|(s, _, _)| *s == i) {
+            while let Some(((_, f), p)) = profiles.next_if(|((s, _), _)| *s == i) {
                 series.insert(f, SeriesProfile::Numeric(p?));
             }
             for (f, c) in acc.categorical {
@@ -432,34 +428,27 @@ impl ReferenceBuilder {
 
 /// [`numeric_profile`] of every (segment index, series, values), on up to every core; the
 /// results come back in the order given.
-fn profile_all(
-    accs: Vec<(usize, FeatureRef, NumAcc)>,
-) -> Vec<(usize, FeatureRef, Result<NumericProfile>)> {
+fn profile_all(accs: &[(usize, FeatureRef, NumAcc)]) -> Vec<Result<NumericProfile>> {
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .clamp(1, accs.len().max(1));
-    let jobs: Vec<std::sync::Mutex<Option<(usize, FeatureRef, NumAcc)>>> = accs
-        .into_iter()
-        .map(|a| std::sync::Mutex::new(Some(a)))
-        .collect();
     let next = std::sync::atomic::AtomicUsize::new(0);
     let work = || {
         let mut done = Vec::new();
         loop {
             let j = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let Some(job) = jobs.get(j) else { break done };
-            let taken = job.lock().map_or(None, |mut g| g.take());
-            if let Some((s, f, acc)) = taken {
-                done.push((j, s, f, numeric_profile(acc)));
-            }
+            let Some((_, _, acc)) = accs.get(j) else {
+                break done;
+            };
+            done.push((j, numeric_profile(acc)));
         }
     };
     let mut all = crate::ingest::on_threads(threads, work);
-    all.sort_unstable_by_key(|(j, ..)| *j);
-    all.into_iter().map(|(_, s, f, p)| (s, f, p)).collect()
+    all.sort_unstable_by_key(|(j, _)| *j);
+    all.into_iter().map(|(_, p)| p).collect()
 }
 
-fn numeric_profile(acc: NumAcc) -> Result<NumericProfile> {
+fn numeric_profile(acc: &NumAcc) -> Result<NumericProfile> {
     let sorted = sorted_finite(&acc.values);
     let edges = if sorted.is_empty() {
         None

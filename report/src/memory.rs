@@ -128,8 +128,8 @@ impl MemoryFold {
         }
         // Keyed by the segment list's address: a batch's rows with the same segments share it.
         let mut groups: Vec<Joined<'_>> = Vec::new();
-        let mut index: std::collections::HashMap<(usize, i64, &str), usize> =
-            std::collections::HashMap::new();
+        let mut index: driftdb_engine::FastMap<(usize, i64, &str), usize> =
+            driftdb_engine::FastMap::default();
         for ((_, p), row) in pending.iter().zip(accepted) {
             let Some(Some(y)) = labels.get(*row) else {
                 continue;
