@@ -21,7 +21,7 @@ use std::sync::Arc;
 use crate::FastMap;
 use crate::model::{FeatureKind, ModelDef, Task, clip};
 use crate::series::{FeatureRef, OTHER_SEGMENT_VALUE, Segment, SeriesKey, TOP_K_ITEMS};
-use crate::sketch::numeric::bulk_order_key;
+use crate::sketch::numeric::{bulk_order_key, sort_order_keys};
 use crate::sketch::performance::PerformanceState;
 use crate::sketch::{BinEdges, CategoricalState, NumericState, ScoreState, SeriesState};
 use crate::time::{Resolution, Timestamp};
@@ -417,6 +417,12 @@ pub struct RowPlan {
     /// Per `all` group: the positions (into `rows`) of its rows, ascending. Every group is a
     /// subset of exactly one of these.
     tops: Vec<Vec<u32>>,
+    /// Per accepted row, for tasks whose predictions wait for labels: the segments it counted
+    /// in (shared by the rows with the same ones). The pending records are built from these
+    /// when the fold finishes.
+    pending_segments: Vec<Arc<[Segment]>>,
+    /// Whether the caller has no use for pending records ([`RowPlan::without_pending`]).
+    no_pending: bool,
     /// Everything about the batch that does not depend on the columns.
     out: FoldOutput,
 }
@@ -435,6 +441,13 @@ impl RowPlan {
     /// Number of (version, window, segment) groups the accepted rows update.
     pub fn group_count(&self) -> usize {
         self.groups.len()
+    }
+
+    /// The fold of this plan will leave [`FoldOutput::pending`] empty: for a caller that has
+    /// no labels to join (a file with none), which then skips a request id and version copy
+    /// per row.
+    pub fn without_pending(&mut self) {
+        self.no_pending = true;
     }
 }
 
@@ -551,6 +564,13 @@ pub fn plan_batch(
     if kinds.len() != batch.feature_names.len() || batch.columns.len() != kinds.len() {
         return plan;
     }
+    // Columns whose every value passes the row check by construction are not looked at per
+    // row (a numeric column of numbers; a categorical dictionary of short enough values).
+    let trusted: Vec<bool> = kinds
+        .iter()
+        .zip(&batch.columns)
+        .map(|(k, c)| column_trusted(*k, c))
+        .collect();
     let out = &mut plan.out;
     // Groups by (version, window, segment), the segment as an index into `segs_seen` (0 is
     // `all`): integer keys, so a row's groups are found without hashing or cloning strings.
@@ -573,7 +593,14 @@ pub fn plan_batch(
         if skip(i, row) {
             continue;
         }
-        if let Err(reason) = check_row(model, batch, i, bounds, &kinds) {
+        // `versions` holds the versions of accepted rows, already found valid.
+        let known_version = plan.versions.iter().position(|v| *v == row.version);
+        let checks = RowChecks {
+            kinds: &kinds,
+            trusted: &trusted,
+            version_valid: known_version.is_some(),
+        };
+        if let Err(reason) = check_row(model, batch, i, bounds, &checks) {
             out.rejected.push(Rejection {
                 row: i,
                 request_id: row.request_id.clone(),
@@ -585,7 +612,7 @@ pub fn plan_batch(
             out.sampled_out += 1;
             continue;
         }
-        let v = match plan.versions.iter().position(|v| *v == row.version) {
+        let v = match known_version {
             Some(v) => v,
             None => {
                 plan.versions.push(row.version.clone());
@@ -644,16 +671,7 @@ pub fn plan_batch(
                     segs
                 }
             };
-            out.pending.push((
-                row.request_id.clone(),
-                PendingPrediction {
-                    version: row.version.clone(),
-                    window: Timestamp(window),
-                    segments,
-                    score: row.score.or(row.prediction),
-                    items: row.items.iter().map(|it| it.id.clone()).collect(),
-                },
-            ));
+            plan.pending_segments.push(segments);
         }
         plan.rows.push(i);
         out.accepted += 1;
@@ -723,6 +741,8 @@ enum Num {
 struct Scratch {
     /// One `all` group's finite values as `bulk_order_key << 32 | index into values`.
     order: Vec<u64>,
+    /// Scratch for sorting `order`.
+    order_tmp: Vec<u64>,
     /// The same values, by index.
     values: Vec<f64>,
     /// Per group: its row positions' finite values, in key order.
@@ -785,8 +805,11 @@ impl<'a, B: Baselines + ?Sized> FoldCtx<'a, B> {
         }
         let mut u: Vec<Unit> = (0..self.kinds.len()).map(Unit::Feature).collect();
         u.push(Unit::Score);
-        u.push(Unit::Latency);
-        // Most services report no cost: skip the pass over the rows then.
+        // A row without a latency or a cost is not counted in those series at all, so a
+        // batch where no row has one skips the pass (files and services often carry neither).
+        if self.batch.rows.iter().any(|r| r.latency_ms.is_some()) {
+            u.push(Unit::Latency);
+        }
         if self.batch.rows.iter().any(|r| r.cost.is_some()) {
             u.push(Unit::Cost);
         }
@@ -1065,7 +1088,7 @@ fn fold_numeric(
                 Num::Skip => {}
             }
         }
-        sc.order.sort_unstable();
+        sort_order_keys(&mut sc.order, &mut sc.order_tmp);
         for &o in &sc.order {
             // The low half is an index below the batch's row count.
             let at = (o & u64::from(u32::MAX)) as usize;
@@ -1106,9 +1129,33 @@ fn finish<B: Baselines + ?Sized>(
         rows,
         row_groups,
         stride,
+        pending_segments,
+        no_pending,
         out: mut fold,
         ..
     } = plan;
+    if !no_pending {
+        // One per accepted row, in row order; the window is the row's `all` group's.
+        fold.pending = rows
+            .iter()
+            .zip(&pending_segments)
+            .enumerate()
+            .map(|(p, (i, segments))| {
+                let row = &batch.rows[*i];
+                let (_, window, _) = &groups[row_groups[p * stride] as usize];
+                (
+                    row.request_id.clone(),
+                    PendingPrediction {
+                        version: row.version.clone(),
+                        window: Timestamp(*window),
+                        segments: Arc::clone(segments),
+                        score: row.score.or(row.prediction),
+                        items: row.items.iter().map(|it| it.id.clone()).collect(),
+                    },
+                )
+            })
+            .collect();
+    }
     let key = |g: u32, feature: FeatureRef| -> (SeriesKey, Timestamp) {
         let (v, w, s) = &groups[g as usize];
         (
@@ -1268,12 +1315,36 @@ pub(crate) fn check_cost_and_attributions(batch: &InferenceBatch, i: usize) -> R
     Ok(())
 }
 
+/// Whether every value of a feature column passes [`check_row`]'s type check by construction,
+/// so the row pass need not look at it: numbers in a numeric column, or a categorical column
+/// whose dictionary has no value longer than a category may be.
+fn column_trusted(kind: FeatureKind, col: &Column) -> bool {
+    match (kind, col) {
+        (FeatureKind::Numeric, Column::Numbers(_) | Column::Dense { .. }) => true,
+        (FeatureKind::Categorical, Column::Coded(c)) => c
+            .dictionary
+            .iter()
+            .all(|d| d.len() <= crate::model::MAX_CATEGORY_LEN),
+        _ => false,
+    }
+}
+
+/// What [`check_row`] knows about a batch before looking at a row.
+struct RowChecks<'a> {
+    /// The model's kind of each feature column.
+    kinds: &'a [FeatureKind],
+    /// Per column: its values need no check ([`column_trusted`]).
+    trusted: &'a [bool],
+    /// The row's version is one already found valid in this batch.
+    version_valid: bool,
+}
+
 fn check_row(
     model: &ModelDef,
     batch: &InferenceBatch,
     i: usize,
     bounds: TimeBounds,
-    kinds: &[FeatureKind],
+    checks: &RowChecks<'_>,
 ) -> Result<(), String> {
     let row = &batch.rows[i];
     if row.request_id.is_empty() {
@@ -1282,7 +1353,9 @@ fn check_row(
     if row.request_id.len() > 512 {
         return Err("request_id longer than 512 bytes".into());
     }
-    crate::model::validate_name("model_version", &row.version).map_err(|e| e.to_string())?;
+    if !checks.version_valid {
+        crate::model::validate_name("model_version", &row.version).map_err(|e| e.to_string())?;
+    }
     if row.ts < bounds.oldest {
         return Err(format!(
             "timestamp {} is older than the retention window",
@@ -1314,7 +1387,14 @@ fn check_row(
             }
         }
     }
-    for ((name, kind), col) in batch.feature_names.iter().zip(kinds).zip(&batch.columns) {
+    for (((name, kind), col), _) in batch
+        .feature_names
+        .iter()
+        .zip(checks.kinds)
+        .zip(&batch.columns)
+        .zip(checks.trusted)
+        .filter(|(_, trusted)| !**trusted)
+    {
         match (kind, col.get(i)) {
             (FeatureKind::Categorical, FieldRef::Category(c))
                 if c.len() > crate::model::MAX_CATEGORY_LEN =>

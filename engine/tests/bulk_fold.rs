@@ -508,6 +508,14 @@ proptest! {
         prop_assert_eq!(seq.accepted, par.accepted);
         prop_assert_eq!(seq.invalid_values, par.invalid_values);
         prop_assert_eq!(&seq.pending, &par.pending);
+        // A plan told there are no labels folds the same deltas and leaves no pending records.
+        let mut reg = SegmentRegistry::new(3);
+        let mut plan = plan_batch(&m, Resolution::M15, &batch, &mut reg, bounds(), &|i, _| skip(i));
+        plan.without_pending();
+        let bare = fold_planned(&m, &batch, plan, &b, threads);
+        prop_assert!(bare.pending.is_empty());
+        prop_assert_eq!(keys(&bare), keys(&par));
+        prop_assert_eq!(bare.accepted, par.accepted);
         let want = reference_fold(&rows, &skip);
         let got_seq = numeric_deltas(&seq);
         let got_par = numeric_deltas(&par);

@@ -469,3 +469,119 @@ fn items_feature_spelling_round_trips() {
     assert_eq!(FeatureRef::Items.to_string(), "$items");
     assert!(FeatureRef::Latency < FeatureRef::Items);
 }
+
+/// The row pass looks at a column only when one of its values could fail: a dense numeric
+/// column and a dictionary of short categories pass untouched, while an over-long dictionary
+/// value rejects exactly the rows that use it. A version is checked once, and a bad one
+/// rejects its rows even after a good one was seen.
+#[test]
+fn row_checks_reject_exactly_the_bad_rows_whatever_the_column_layout() {
+    let m = model();
+    let long = "x".repeat(driftdb_engine::model::MAX_CATEGORY_LEN + 1);
+    let versions = ["v1", "v1", "$bad", "v1", "v2", "v2"];
+    // Row 1 uses the over-long category; row 2 has a bad version; the rest are fine.
+    let codes = vec![0u32, 1, 0, 2, 0, 2];
+    let rows: Vec<InferenceRow> = versions
+        .iter()
+        .enumerate()
+        .map(|(i, v)| InferenceRow {
+            request_id: format!("r{i}"),
+            ts: t("2026-01-01T00:00:00Z"),
+            version: (*v).into(),
+            segments: vec![Some("eu".into()), None],
+            score: Some(0.5),
+            ..Default::default()
+        })
+        .collect();
+    let dense = Column::Dense {
+        values: vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0],
+        missing: vec![false, false, false, true, false, false],
+    };
+    let country =
+        Column::coded(vec!["de".into(), long.clone(), "fr".into()], codes, vec![]).unwrap();
+    let is_new = Column::coded(vec!["true".into()], vec![0; 6], vec![]).unwrap();
+    let b = InferenceBatch {
+        model_id: "m1".into(),
+        feature_names: vec!["amount".into(), "country".into(), "is_new".into()],
+        segment_keys: vec!["region".into(), "device".into()],
+        rows,
+        columns: vec![dense, country, is_new],
+        attributions: Vec::new(),
+    };
+    let bounds = TimeBounds {
+        oldest: Timestamp(i64::MIN),
+        newest: Timestamp(i64::MAX),
+    };
+    let mut segs = SegmentRegistry::new(10);
+    let out = fold_batch(
+        &m,
+        Resolution::M15,
+        &b,
+        &NoBaselines,
+        &mut segs,
+        bounds,
+        &|_, _| false,
+    );
+    let rejected: Vec<(usize, bool)> = out
+        .rejected
+        .iter()
+        .map(|r| (r.row, r.reason.contains("category value")))
+        .collect();
+    assert_eq!(rejected, vec![(1, true), (2, false)], "{:?}", out.rejected);
+    assert!(out.rejected[1].reason.contains("model_version"));
+    assert_eq!(out.accepted, 4);
+    let ids: Vec<&str> = out.pending.iter().map(|(id, _)| id.as_str()).collect();
+    assert_eq!(ids, ["r0", "r3", "r4", "r5"]);
+    // The long value is in the dictionary but no row uses it: nothing is rejected.
+    let mut b2 = b.clone();
+    b2.columns[1] = Column::coded(
+        vec!["de".into(), long, "fr".into()],
+        vec![0, 2, 0, 2, 0, 2],
+        vec![],
+    )
+    .unwrap();
+    for r in &mut b2.rows {
+        r.version = "v1".into();
+    }
+    let mut segs = SegmentRegistry::new(10);
+    let out = fold_batch(
+        &m,
+        Resolution::M15,
+        &b2,
+        &NoBaselines,
+        &mut segs,
+        bounds,
+        &|_, _| false,
+    );
+    assert!(out.rejected.is_empty(), "{:?}", out.rejected);
+    assert_eq!(out.accepted, 6);
+
+    // Without pending records, the same deltas and counts, and no pending.
+    let mut segs = SegmentRegistry::new(10);
+    let mut plan = plan_batch(&m, Resolution::M15, &b, &mut segs, bounds, &|_, _| false);
+    plan.without_pending();
+    let bare = fold_planned(&m, &b, plan, &NoBaselines, 2);
+    let mut segs = SegmentRegistry::new(10);
+    let full = fold_batch(
+        &m,
+        Resolution::M15,
+        &b,
+        &NoBaselines,
+        &mut segs,
+        bounds,
+        &|_, _| false,
+    );
+    assert!(bare.pending.is_empty());
+    assert_eq!(full.pending.len(), 4);
+    assert_eq!(
+        bare.deltas
+            .iter()
+            .map(|(k, w, _)| (k, w))
+            .collect::<Vec<_>>(),
+        full.deltas
+            .iter()
+            .map(|(k, w, _)| (k, w))
+            .collect::<Vec<_>>()
+    );
+    assert_eq!((bare.accepted, bare.rejected.len()), (4, 2));
+}

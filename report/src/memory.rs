@@ -84,7 +84,7 @@ impl MemoryFold {
             oldest: Timestamp(i64::MIN),
             newest: Timestamp(i64::MAX),
         };
-        let plan = plan_batch(
+        let mut plan = plan_batch(
             &self.def,
             self.resolution,
             batch,
@@ -92,6 +92,10 @@ impl MemoryFold {
             bounds,
             &|_, _| false,
         );
+        if labels.iter().all(Option::is_none) {
+            // Nothing will join: no pending record is worth building.
+            plan.without_pending();
+        }
         // The pending records follow the accepted rows, one each.
         let accepted = plan.accepted_rows().to_vec();
         let out = fold_planned(&self.def, batch, plan, &self.references, self.threads);
