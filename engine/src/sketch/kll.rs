@@ -292,6 +292,22 @@ fn merge_runs(mut runs: Vec<Vec<f64>>) -> Vec<f64> {
 /// places the smallest half, the back the largest), two independent chains of loads and
 /// compares that the CPU overlaps.
 fn merge_into(a: &[f64], b: &[f64], out: &mut Vec<f64>) {
+    // Runs that do not overlap (what a build from sorted values compacts: each promoted run
+    // lies above the level it joins) are a concatenation. Strictly apart only, so ties keep
+    // the general merge's order.
+    match (a.first(), a.last(), b.first(), b.last()) {
+        (Some(_), Some(a_hi), Some(b_lo), _) if a_hi < b_lo => {
+            out.extend_from_slice(a);
+            out.extend_from_slice(b);
+            return;
+        }
+        (Some(a_lo), _, Some(_), Some(b_hi)) if b_hi < a_lo => {
+            out.extend_from_slice(b);
+            out.extend_from_slice(a);
+            return;
+        }
+        _ => {}
+    }
     let start = out.len();
     let n = a.len() + b.len();
     out.resize(start + n, 0.0);
