@@ -379,6 +379,7 @@ pub fn retain_rows(b: &mut pb::InferenceBatch, keep: &[bool]) {
     for f in &mut b.features {
         filter(&mut f.numbers, keep);
         filter(&mut f.categories, keep);
+        filter(&mut f.codes, keep);
         remap(&mut f.missing);
     }
     filter(&mut b.scores, keep);

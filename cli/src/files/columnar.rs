@@ -18,6 +18,7 @@ use arrow_array::types::{
 };
 use arrow_array::{Array, ArrayRef, PrimitiveArray, RecordBatch};
 use arrow_schema::{DataType, TimeUnit};
+use driftdb_engine::FastMap;
 use driftdb_engine::model::FeatureKind;
 use driftdb_proto::v1 as pb;
 
@@ -367,6 +368,50 @@ fn rows_by_model(
     groups
 }
 
+/// Appends column `c`'s numbers at `rows` to `numbers`, with 0 for a missing row and its
+/// position (in `rows`) in `missing`. A Float64 array, what pandas writes, is copied without
+/// a check per value; other types are read value by value, and a value that is not a number
+/// is missing and reported to `bad` (its position and why).
+fn push_numbers(
+    c: &Col<'_>,
+    rows: &[usize],
+    numbers: &mut Vec<f64>,
+    missing: &mut Vec<u32>,
+    mut bad: impl FnMut(usize, String),
+) {
+    if let Col::F64(a) = c {
+        let values = a.values();
+        match a.nulls().filter(|n| n.null_count() > 0) {
+            None => numbers.extend(rows.iter().map(|&r| values[r])),
+            Some(nulls) => {
+                for (i, &r) in rows.iter().enumerate() {
+                    if nulls.is_null(r) {
+                        numbers.push(0.0);
+                        missing.push(i as u32);
+                    } else {
+                        numbers.push(values[r]);
+                    }
+                }
+            }
+        }
+        return;
+    }
+    for (i, &r) in rows.iter().enumerate() {
+        match c.num(r) {
+            Ok(Some(x)) => numbers.push(x),
+            Ok(None) => {
+                numbers.push(0.0);
+                missing.push(i as u32);
+            }
+            Err(e) => {
+                numbers.push(0.0);
+                missing.push(i as u32);
+                bad(i, e);
+            }
+        }
+    }
+}
+
 /// Marks row `i` (of the group) rejected with its first reason.
 fn mark(reject: &mut Vec<Option<String>>, n: usize, i: usize, reason: String) {
     if reject.is_empty() {
@@ -466,23 +511,17 @@ fn convert_rows(
         let col = &mut b.features[k];
         match kind {
             FeatureKind::Numeric => {
-                for (i, &r) in rows.iter().enumerate() {
-                    match c.num(r) {
-                        Ok(Some(x)) => col.numbers.push(x),
-                        Ok(None) => {
-                            col.numbers.push(0.0);
-                            col.missing.push(i as u32);
-                        }
-                        Err(e) => {
-                            col.numbers.push(0.0);
-                            col.missing.push(i as u32);
-                            mark(&mut reject, n, i, format!("feature {}: {e}", clip(name)));
-                        }
-                    }
-                }
+                push_numbers(&c, rows, &mut col.numbers, &mut col.missing, |i, e| {
+                    mark(&mut reject, n, i, format!("feature {}: {e}", clip(name)));
+                });
             }
             FeatureKind::Categorical => {
+                // Dictionary-encoded: each distinct value once per batch and a code per row,
+                // rather than a string per row (a missing row's code is 0, never read).
                 let float = c.is_float();
+                let mut dict: FastMap<Cow<'_, str>, u32> = FastMap::default();
+                col.categories = Vec::new();
+                col.codes = Vec::with_capacity(n);
                 for (i, &r) in rows.iter().enumerate() {
                     let v = if float && !c.is_null(r) {
                         Err(
@@ -493,18 +532,29 @@ fn convert_rows(
                         c.text(r)
                     };
                     match v {
-                        Ok(Some(t)) if !t.is_empty() => col.categories.push(t.into_owned()),
+                        Ok(Some(t)) if !t.is_empty() => {
+                            // Distinct values are at most the rows of a batch.
+                            let next = u32::try_from(dict.len()).unwrap_or(u32::MAX);
+                            col.codes.push(*dict.entry(t).or_insert(next));
+                        }
                         Ok(_) => {
-                            col.categories.push(String::new());
+                            col.codes.push(0);
                             col.missing.push(i as u32);
                         }
                         Err(e) => {
-                            col.categories.push(String::new());
+                            col.codes.push(0);
                             col.missing.push(i as u32);
                             mark(&mut reject, n, i, format!("feature {}: {e}", clip(name)));
                         }
                     }
                 }
+                let mut dictionary = vec![String::new(); dict.len()];
+                for (value, code) in dict {
+                    if let Some(slot) = dictionary.get_mut(code as usize) {
+                        *slot = value.into_owned();
+                    }
+                }
+                col.dictionary = dictionary;
             }
         }
     }
@@ -513,20 +563,9 @@ fn convert_rows(
     } else {
         cols.get("prediction")
     };
-    for (i, &r) in rows.iter().enumerate() {
-        match c.num(r) {
-            Ok(Some(x)) => b.scores.push(x),
-            Ok(None) => {
-                b.scores.push(0.0);
-                b.score_missing.push(i as u32);
-            }
-            Err(e) => {
-                b.scores.push(0.0);
-                b.score_missing.push(i as u32);
-                mark(&mut reject, n, i, format!("score: {e}"));
-            }
-        }
-    }
+    push_numbers(&c, rows, &mut b.scores, &mut b.score_missing, |i, e| {
+        mark(&mut reject, n, i, format!("score: {e}"));
+    });
     let c = cols.get("latency_ms");
     for (i, &r) in rows.iter().enumerate() {
         match c.num(r) {
