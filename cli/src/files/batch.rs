@@ -620,6 +620,35 @@ mod tests {
         (b, (1..=n as u64).collect())
     }
 
+    /// The same batch with its categorical column dictionary-encoded (as columnar files send
+    /// it): every third value repeats, so codes are shared.
+    fn coded(n: usize) -> (pb::InferenceBatch, Vec<u64>) {
+        let (mut b, lines) = batch(n);
+        let f = &mut b.features[1];
+        let values = std::mem::take(&mut f.categories);
+        for (i, v) in values.iter().enumerate() {
+            let v = if i % 3 == 0 { "same" } else { v.as_str() };
+            let code = match f.dictionary.iter().position(|d| d == v) {
+                Some(c) => c,
+                None => {
+                    f.dictionary.push(v.to_string());
+                    f.dictionary.len() - 1
+                }
+            };
+            f.codes.push(code as u32);
+        }
+        (b, lines)
+    }
+
+    /// Row `i`'s category, from either encoding.
+    fn category(f: &pb::FeatureColumn, i: usize) -> String {
+        if f.categories.is_empty() {
+            f.dictionary[f.codes[i] as usize].clone()
+        } else {
+            f.categories[i].clone()
+        }
+    }
+
     /// Each row's values as one tuple, so parts can be compared with the whole.
     fn rows(b: &pb::InferenceBatch) -> Vec<(String, f64, bool, String, bool, bool)> {
         (0..b.request_ids.len())
@@ -629,7 +658,7 @@ mod tests {
                     b.request_ids[i].clone(),
                     b.features[0].numbers[i],
                     b.features[0].missing.contains(&r),
-                    b.features[1].categories[i].clone(),
+                    category(&b.features[1], i),
                     b.features[1].missing.contains(&r),
                     b.score_missing.contains(&r),
                 )
@@ -677,16 +706,33 @@ mod tests {
 
     #[test]
     fn retain_remaps_missing_rows() {
-        let (mut b, _) = batch(10);
+        for (mut b, _) in [batch(10), coded(10)] {
+            let whole = rows(&b);
+            let keep: Vec<bool> = (0..10).map(|i| i % 3 != 1).collect();
+            retain_rows(&mut b, &keep);
+            let want: Vec<_> = whole
+                .into_iter()
+                .enumerate()
+                .filter(|(i, _)| i % 3 != 1)
+                .map(|(_, r)| r)
+                .collect();
+            assert_eq!(rows(&b), want);
+            assert_eq!(
+                b.features[1]
+                    .codes
+                    .len()
+                    .max(b.features[1].categories.len()),
+                7
+            );
+        }
+    }
+
+    #[test]
+    fn split_keeps_dictionary_codes_with_their_rows() {
+        let (b, lines) = coded(103);
         let whole = rows(&b);
-        let keep: Vec<bool> = (0..10).map(|i| i % 3 != 1).collect();
-        retain_rows(&mut b, &keep);
-        let want: Vec<_> = whole
-            .into_iter()
-            .enumerate()
-            .filter(|(i, _)| i % 3 != 1)
-            .map(|(_, r)| r)
-            .collect();
-        assert_eq!(rows(&b), want);
+        let parts = split_batch(b, lines, 10, usize::MAX);
+        let got: Vec<_> = parts.iter().flat_map(|(p, _)| rows(p)).collect();
+        assert_eq!(got, whole);
     }
 }
