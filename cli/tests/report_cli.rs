@@ -302,6 +302,10 @@ fn offline_mistakes_are_refused_with_a_reason() {
     let bad = dir.path().join("bad.jsonl");
     let mut rows = std::fs::read_to_string(root().join(GOLDEN).join("windows.jsonl")).unwrap();
     rows.push_str("{\"request_id\":\"x\",\"ts\":\"not a time\",\"features\":{}}\n");
+    // Read fine, rejected by the fold's row pass (it runs on its own thread).
+    rows.push_str(
+        "{\"request_id\":\"y\",\"ts\":\"2026-03-01T00:01:00Z\",\"model_version\":\"v2\",\"score\":7}\n",
+    );
     std::fs::write(&bad, rows).unwrap();
     let args = |cur: &str, extra: &[&'static str]| {
         let mut v: Vec<String> = [
@@ -330,10 +334,14 @@ fn offline_mistakes_are_refused_with_a_reason() {
     let out = run(args(bad.to_str().unwrap(), &[]));
     assert_eq!(out.status.code(), Some(1));
     let err = text(&out.stderr);
-    assert!(err.contains("1 of 16001 rows rejected"), "{err}");
+    assert!(err.contains("2 of 16002 rows rejected"), "{err}");
     assert!(err.contains("line 16001"), "{err}");
+    assert!(
+        err.contains("line 16002: score 7 is not a probability"),
+        "{err}"
+    );
     assert!(!o.exists(), "no report is written past --max-rejected");
-    let out = run(args(bad.to_str().unwrap(), &["--max-rejected", "1"]));
+    let out = run(args(bad.to_str().unwrap(), &["--max-rejected", "2"]));
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(o.exists());
     // --current without --reference, an unknown extension, a missing file.

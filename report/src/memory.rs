@@ -10,7 +10,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use driftdb_engine::ingest::{
-    InferenceBatch, LabelRow, PendingPrediction, TimeBounds, fold_planned, join_delta, plan_batch,
+    InferenceBatch, LabelRow, PendingPrediction, RowPlan, SegmentRegistry, TimeBounds,
+    fold_planned, join_delta, plan_batch,
 };
 use driftdb_engine::model::{ModelDef, Task};
 use driftdb_engine::reference::ReferenceProfile;
@@ -37,49 +38,20 @@ pub struct FoldCounts {
     pub labels_rejected: u64,
 }
 
-/// Inference rows of one model folded into windows in memory.
+/// The row pass of a [`MemoryFold`] ([`plan_batch`]: which rows are accepted and which
+/// windows and segments each one updates), apart from the fold so that it can run on another
+/// thread, a batch ahead of the column folds ([`MemoryFold::add_planned`]).
 #[derive(Debug)]
-pub struct MemoryFold {
+pub struct MemoryPlanner {
     def: ModelDef,
     resolution: Resolution,
-    references: BTreeMap<String, Arc<ReferenceProfile>>,
-    segments: driftdb_engine::ingest::SegmentRegistry,
-    windows: WindowMap,
-    counts: FoldCounts,
-    threads: usize,
+    segments: SegmentRegistry,
 }
 
-impl MemoryFold {
-    /// A fold for `def`, binning against `reference` (its version's profile) when given.
-    pub fn new(
-        def: ModelDef,
-        reference: Option<ReferenceProfile>,
-    ) -> driftdb_engine::Result<MemoryFold> {
-        let resolution = def.validate()?;
-        let references = reference
-            .map(|r| (r.version.clone(), Arc::new(r)))
-            .into_iter()
-            .collect();
-        let segments = driftdb_engine::ingest::SegmentRegistry::new(def.segment_cap as usize);
-        Ok(MemoryFold {
-            def,
-            resolution,
-            references,
-            segments,
-            windows: BTreeMap::new(),
-            counts: FoldCounts::default(),
-            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
-        })
-    }
-
-    /// Folds one batch; `labels[i]` is row i's inline label (empty when the file has none).
-    /// Every event time is accepted (a file is history, not live traffic). Returns the batch's
-    /// rejected rows: (row index in the batch, reason).
-    pub fn add(
-        &mut self,
-        batch: &InferenceBatch,
-        labels: &[Option<f64>],
-    ) -> driftdb_engine::Result<Vec<(usize, String)>> {
+impl MemoryPlanner {
+    /// The row pass of `batch`; `labels` as for [`MemoryFold::add`]. Every event time is
+    /// accepted (a file is history, not live traffic).
+    pub fn plan(&mut self, batch: &InferenceBatch, labels: &[Option<f64>]) -> RowPlan {
         let bounds = TimeBounds {
             oldest: Timestamp(i64::MIN),
             newest: Timestamp(i64::MAX),
@@ -96,6 +68,81 @@ impl MemoryFold {
             // Nothing will join: no pending record is worth building.
             plan.without_pending();
         }
+        plan
+    }
+}
+
+/// Inference rows of one model folded into windows in memory.
+#[derive(Debug)]
+pub struct MemoryFold {
+    def: ModelDef,
+    resolution: Resolution,
+    references: BTreeMap<String, Arc<ReferenceProfile>>,
+    planner: MemoryPlanner,
+    windows: WindowMap,
+    counts: FoldCounts,
+    threads: usize,
+}
+
+impl MemoryFold {
+    /// A fold for `def`, binning against `reference` (its version's profile) when given.
+    pub fn new(
+        def: ModelDef,
+        reference: Option<ReferenceProfile>,
+    ) -> driftdb_engine::Result<MemoryFold> {
+        let resolution = def.validate()?;
+        let references = reference
+            .map(|r| (r.version.clone(), Arc::new(r)))
+            .into_iter()
+            .collect();
+        let planner = MemoryPlanner {
+            def: def.clone(),
+            resolution,
+            segments: SegmentRegistry::new(def.segment_cap as usize),
+        };
+        Ok(MemoryFold {
+            def,
+            resolution,
+            references,
+            planner,
+            windows: BTreeMap::new(),
+            counts: FoldCounts::default(),
+            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        })
+    }
+
+    /// Folds one batch; `labels[i]` is row i's inline label (empty when the file has none).
+    /// Every event time is accepted (a file is history, not live traffic). Returns the batch's
+    /// rejected rows: (row index in the batch, reason).
+    pub fn add(
+        &mut self,
+        batch: &InferenceBatch,
+        labels: &[Option<f64>],
+    ) -> driftdb_engine::Result<Vec<(usize, String)>> {
+        let plan = self.planner.plan(batch, labels);
+        self.add_planned(batch, labels, plan)
+    }
+
+    /// A planner for this fold's model, to run the row pass on another thread and hand its
+    /// plans to [`MemoryFold::add_planned`]. It keeps its own segment registry (which segment
+    /// values are admitted under the model's cap), so a fold is fed either through
+    /// [`MemoryFold::add`] or through one planner, not both.
+    pub fn planner(&self) -> MemoryPlanner {
+        MemoryPlanner {
+            def: self.def.clone(),
+            resolution: self.resolution,
+            segments: SegmentRegistry::new(self.def.segment_cap as usize),
+        }
+    }
+
+    /// [`MemoryFold::add`] of a batch whose row pass was made by [`MemoryPlanner::plan`] (of
+    /// this batch and these labels).
+    pub fn add_planned(
+        &mut self,
+        batch: &InferenceBatch,
+        labels: &[Option<f64>],
+        plan: RowPlan,
+    ) -> driftdb_engine::Result<Vec<(usize, String)>> {
         // The pending records follow the accepted rows, one each.
         let accepted = plan.accepted_rows().to_vec();
         let out = fold_planned(&self.def, batch, plan, &self.references, self.threads);

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
 use clap::{Args, ValueEnum};
+use driftdb_engine::ingest::{InferenceBatch, RowPlan};
 use driftdb_engine::model::ModelDef;
 use driftdb_engine::reference::{ReferenceBuilder, ReferenceProfile};
 use driftdb_engine::time::{DurationMs, Timestamp};
@@ -238,13 +239,12 @@ impl FileCounts {
 }
 
 /// Takes one engine batch, its inline labels and the file line of each row; returns the rows
-/// it rejected (index in the batch, reason).
-type BatchSink<'a> = dyn FnMut(
-        &driftdb_engine::ingest::InferenceBatch,
-        &[Option<f64>],
-        &[u64],
-    ) -> Result<Vec<(usize, String)>>
-    + 'a;
+/// it rejected (file line, reason).
+type BatchSink<'a> =
+    dyn FnMut(InferenceBatch, Vec<Option<f64>>, Vec<u64>) -> Result<Vec<(u64, String)>> + 'a;
+
+/// One batch of the current file, its row pass made, on its way to the fold.
+type Planned = (InferenceBatch, Vec<Option<f64>>, RowPlan, Vec<u64>);
 
 /// A file being read by the ingest readers (their threads start converting at once).
 struct Reading {
@@ -298,8 +298,7 @@ fn read_file(
                 }
             }
             let (batch, labels) = batch_from_pb(b, &def.features)?;
-            for (row, reason) in each(&batch, &labels, &out.lines)? {
-                let line = out.lines.get(row).copied().unwrap_or(0);
+            for (line, reason) in each(batch, labels, out.lines)? {
                 counts.note(line, reason);
             }
         }
@@ -320,6 +319,70 @@ fn read_file(
     Ok(())
 }
 
+/// The file line of row `row` of a batch whose rows came from `lines`.
+fn line_of(lines: &[u64], row: usize) -> u64 {
+    lines.get(row).copied().unwrap_or(0)
+}
+
+/// Folds every row of `file` into `fold`. The row pass runs on a thread of its own, a batch
+/// ahead of the column folds (which take the cores for themselves while it plans the next),
+/// so the reading, the row pass and the folds overlap.
+fn fold_file(
+    file: &Path,
+    reading: Reading,
+    def: &ModelDef,
+    version: &str,
+    counts: &mut FileCounts,
+    fold: &mut MemoryFold,
+) -> Result<()> {
+    let mut planner = fold.planner();
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Planned>(1);
+    let mut rejected: Vec<(u64, String)> = Vec::new();
+    let read = std::thread::scope(|s| -> Result<()> {
+        let stage = s.spawn(move || {
+            let mut read = FileCounts::default();
+            let r = read_file(
+                file,
+                reading,
+                def,
+                version,
+                &mut read,
+                &mut |batch, labels, lines| {
+                    let plan = planner.plan(&batch, &labels);
+                    // The fold's end hung up only when it failed: its error is the one reported.
+                    let _ = tx.send((batch, labels, plan, lines));
+                    Ok(Vec::new())
+                },
+            );
+            (r, read)
+        });
+        let mut folded = Ok(());
+        for (batch, labels, plan, lines) in rx.iter() {
+            match fold.add_planned(&batch, &labels, plan) {
+                Ok(r) => {
+                    rejected.extend(r.into_iter().map(|(row, why)| (line_of(&lines, row), why)))
+                }
+                Err(e) => {
+                    folded = Err(e.into());
+                    break;
+                }
+            }
+        }
+        drop(rx);
+        let (read, c) = stage
+            .join()
+            .map_err(|_| Error::Internal("the file reader panicked".into()))?;
+        counts.read += c.read;
+        counts.rejected += c.rejected;
+        counts.errors.extend(c.errors);
+        folded.and(read)
+    });
+    for (line, reason) in rejected {
+        counts.note(line, reason);
+    }
+    read
+}
+
 /// The offline report: reference profile and current windows built in this process.
 fn offline(a: &ReportArgs, reference: &Path, current: &Path) -> Result<driftdb_report::Report> {
     let def = read_def(Path::new(&a.model))?;
@@ -338,11 +401,11 @@ fn offline(a: &ReportArgs, reference: &Path, current: &Path) -> Result<driftdb_r
         &def,
         &version,
         &mut ref_counts,
-        &mut |batch, labels, _| {
+        &mut |batch, labels, lines| {
             Ok(builder
-                .add(batch, labels)?
+                .add(&batch, &labels)?
                 .into_iter()
-                .map(|r| (r.row, r.reason))
+                .map(|r| (line_of(&lines, r.row), r.reason))
                 .collect())
         },
     )?;
@@ -352,13 +415,13 @@ fn offline(a: &ReportArgs, reference: &Path, current: &Path) -> Result<driftdb_r
 
     let mut fold = MemoryFold::new(def.clone(), Some(profile.clone()))?;
     let mut cur_counts = FileCounts::default();
-    read_file(
+    fold_file(
         current,
         start_reading(current, &def, &a.opts)?,
         &def,
         &version,
         &mut cur_counts,
-        &mut |batch, labels, _| Ok(fold.add(batch, labels)?),
+        &mut fold,
     )?;
     cur_counts.verdict(current, a.opts.max_rejected)?;
     eprintln!(
