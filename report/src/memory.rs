@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use driftdb_engine::ingest::{
-    InferenceBatch, LabelRow, PendingPrediction, RowPlan, SegmentRegistry, TimeBounds,
+    FoldOutput, InferenceBatch, LabelRow, PendingPrediction, RowPlan, SegmentRegistry, TimeBounds,
     fold_planned, join_delta, plan_batch,
 };
 use driftdb_engine::model::{ModelDef, Task};
@@ -72,16 +72,42 @@ impl MemoryPlanner {
     }
 }
 
+/// The column folds of a [`MemoryFold`] ([`fold_planned`] against the reference profile's
+/// bins), apart from its windows so that a batch can be folded while the previous one's deltas
+/// are merged ([`MemoryFold::absorb`]).
+#[derive(Debug, Clone)]
+pub struct MemoryFolder {
+    def: ModelDef,
+    references: BTreeMap<String, Arc<ReferenceProfile>>,
+    threads: usize,
+}
+
+/// A batch folded by [`MemoryFolder::fold`], for [`MemoryFold::absorb`].
+#[derive(Debug)]
+pub struct Folded {
+    out: FoldOutput,
+    /// The accepted rows (the pending records follow them, one each).
+    accepted: Vec<usize>,
+}
+
+impl MemoryFolder {
+    /// Folds the columns of `batch` as `plan` (its row pass) says, on the fold's threads.
+    pub fn fold(&self, batch: &InferenceBatch, plan: RowPlan) -> Folded {
+        let accepted = plan.accepted_rows().to_vec();
+        let out = fold_planned(&self.def, batch, plan, &self.references, self.threads);
+        Folded { out, accepted }
+    }
+}
+
 /// Inference rows of one model folded into windows in memory.
 #[derive(Debug)]
 pub struct MemoryFold {
     def: ModelDef,
     resolution: Resolution,
-    references: BTreeMap<String, Arc<ReferenceProfile>>,
+    folder: MemoryFolder,
     planner: MemoryPlanner,
     windows: WindowMap,
     counts: FoldCounts,
-    threads: usize,
 }
 
 impl MemoryFold {
@@ -100,14 +126,18 @@ impl MemoryFold {
             resolution,
             segments: SegmentRegistry::new(def.segment_cap as usize),
         };
+        let folder = MemoryFolder {
+            def: def.clone(),
+            references,
+            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        };
         Ok(MemoryFold {
             def,
             resolution,
-            references,
+            folder,
             planner,
             windows: BTreeMap::new(),
             counts: FoldCounts::default(),
-            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
         })
     }
 
@@ -143,9 +173,25 @@ impl MemoryFold {
         labels: &[Option<f64>],
         plan: RowPlan,
     ) -> driftdb_engine::Result<Vec<(usize, String)>> {
-        // The pending records follow the accepted rows, one each.
-        let accepted = plan.accepted_rows().to_vec();
-        let out = fold_planned(&self.def, batch, plan, &self.references, self.threads);
+        let folded = self.folder.fold(batch, plan);
+        self.absorb(folded, labels)
+    }
+
+    /// The column folds of this fold, to run on another thread and hand their output to
+    /// [`MemoryFold::absorb`].
+    pub fn folder(&self) -> MemoryFolder {
+        self.folder.clone()
+    }
+
+    /// Merges a folded batch into the windows and joins its inline labels (`labels` as for
+    /// [`MemoryFold::add`], of the batch that was folded); returns the batch's rejected rows as
+    /// [`MemoryFold::add`] does.
+    pub fn absorb(
+        &mut self,
+        folded: Folded,
+        labels: &[Option<f64>],
+    ) -> driftdb_engine::Result<Vec<(usize, String)>> {
+        let Folded { out, accepted } = folded;
         for (key, start, state) in out.deltas {
             merge_into(&mut self.windows, key, start.0, &state)?;
         }

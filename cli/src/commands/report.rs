@@ -246,6 +246,14 @@ type BatchSink<'a> =
 /// One batch of the current file, its row pass made, on its way to the fold.
 type Planned = (InferenceBatch, Vec<Option<f64>>, RowPlan, Vec<u64>);
 
+/// One batch of the current file folded, on its way into the windows.
+type Folded = (
+    driftdb_report::memory::Folded,
+    InferenceBatch,
+    Vec<Option<f64>>,
+    Vec<u64>,
+);
+
 /// A file being read by the ingest readers (their threads start converting at once).
 struct Reading {
     ctx: Arc<Ctx>,
@@ -324,9 +332,9 @@ fn line_of(lines: &[u64], row: usize) -> u64 {
     lines.get(row).copied().unwrap_or(0)
 }
 
-/// Folds every row of `file` into `fold`. The row pass runs on a thread of its own, a batch
-/// ahead of the column folds (which take the cores for themselves while it plans the next),
-/// so the reading, the row pass and the folds overlap.
+/// Folds every row of `file` into `fold`, in three stages on threads of their own so that they
+/// overlap: the reading and the row pass of a batch, the column folds of the one before (which
+/// take the cores while the others wait), and the merge of the one before that into the windows.
 fn fold_file(
     file: &Path,
     reading: Reading,
@@ -336,9 +344,10 @@ fn fold_file(
     fold: &mut MemoryFold,
 ) -> Result<()> {
     let mut planner = fold.planner();
-    let (tx, rx) = std::sync::mpsc::sync_channel::<Planned>(1);
-    let mut rejected: Vec<(u64, String)> = Vec::new();
-    let read = std::thread::scope(|s| -> Result<()> {
+    let folder = fold.folder();
+    let (planned_tx, planned_rx) = std::sync::mpsc::sync_channel::<Planned>(1);
+    let (folded_tx, folded_rx) = std::sync::mpsc::sync_channel::<Folded>(1);
+    let (read, merged) = std::thread::scope(|s| {
         let stage = s.spawn(move || {
             let mut read = FileCounts::default();
             let r = read_file(
@@ -349,35 +358,47 @@ fn fold_file(
                 &mut read,
                 &mut |batch, labels, lines| {
                     let plan = planner.plan(&batch, &labels);
-                    // The fold's end hung up only when it failed: its error is the one reported.
-                    let _ = tx.send((batch, labels, plan, lines));
+                    // The next stage hangs up only when it failed: its error is the one reported,
+                    // and reading stops.
+                    planned_tx
+                        .send((batch, labels, plan, lines))
+                        .map_err(|_| Error::Internal("the fold stopped".into()))?;
                     Ok(Vec::new())
                 },
             );
             (r, read)
         });
-        let mut folded = Ok(());
-        for (batch, labels, plan, lines) in rx.iter() {
-            match fold.add_planned(&batch, &labels, plan) {
-                Ok(r) => {
-                    rejected.extend(r.into_iter().map(|(row, why)| (line_of(&lines, row), why)))
-                }
-                Err(e) => {
-                    folded = Err(e.into());
-                    break;
-                }
+        let merge = s.spawn(move || -> Result<Vec<(u64, String)>> {
+            let mut rejected = Vec::new();
+            for (folded, batch, labels, lines) in folded_rx.iter() {
+                let r = fold.absorb(folded, &labels)?;
+                rejected.extend(r.into_iter().map(|(row, why)| (line_of(&lines, row), why)));
+                // The batch's strings are freed here, off the folding thread.
+                drop(batch);
+            }
+            Ok(rejected)
+        });
+        for (batch, labels, plan, lines) in planned_rx.iter() {
+            let folded = folder.fold(&batch, plan);
+            if folded_tx.send((folded, batch, labels, lines)).is_err() {
+                break;
             }
         }
-        drop(rx);
-        let (read, c) = stage
+        drop(folded_tx);
+        drop(planned_rx);
+        let merged = merge
             .join()
-            .map_err(|_| Error::Internal("the file reader panicked".into()))?;
-        counts.read += c.read;
-        counts.rejected += c.rejected;
-        counts.errors.extend(c.errors);
-        folded.and(read)
+            .map_err(|_| Error::Internal("the merge of folded batches panicked".into()));
+        let read = stage
+            .join()
+            .map_err(|_| Error::Internal("the file reader panicked".into()));
+        (read, merged)
     });
-    for (line, reason) in rejected {
+    let (read, c) = read?;
+    counts.read += c.read;
+    counts.rejected += c.rejected;
+    counts.errors.extend(c.errors);
+    for (line, reason) in merged?? {
         counts.note(line, reason);
     }
     read
