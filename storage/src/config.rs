@@ -28,6 +28,14 @@ pub struct StoreConfig {
     pub block_size_bytes: usize,
     /// zstd level for the zstd-compressed levels (default 6).
     pub zstd_level: i32,
+    /// Most merge operands a window key may stack up in the memtable before a write folds
+    /// them (default 16; 0 never folds). Every ingest batch adds an operand to each window it
+    /// touches, and until a flush every read of an open window merged all of them again:
+    /// hundreds per window at production rates. Past this many, RocksDB reads the key on the
+    /// write path (memtable and cached blocks only, no disk I/O) and stores the merged value,
+    /// so a read merges at most this many operands on top of it. See `FORMAT.md`, "Merge
+    /// operands".
+    pub max_successive_merges: usize,
     /// Background flush + compaction threads (default 4).
     pub background_jobs: i32,
     /// Every SST file is recompacted at least this often, in seconds (default 1 day), so the
@@ -59,6 +67,7 @@ impl Default for StoreConfig {
             write_buffer_bytes: 64 << 20,
             block_size_bytes: 32 << 10,
             zstd_level: 6,
+            max_successive_merges: 16,
             background_jobs: 4,
             periodic_compaction_secs: 86_400,
             create_if_missing: true,

@@ -97,6 +97,8 @@ fn cf_options(
             MERGE_OPERATOR_NAME,
             window_merge_operator(Arc::clone(counters)),
         );
+        // A bounded stack of operands per key in the memtable (StoreConfig docs).
+        o.set_max_successive_merges(config.max_successive_merges);
         o.set_compaction_filter_factory(RetentionFilterFactory {
             clock: Arc::clone(clock),
             retention_ms: config.retention_ms,

@@ -7,6 +7,7 @@ mod corruption;
 mod crash;
 mod downsample;
 mod families;
+mod merges;
 mod model;
 mod reads;
 mod retention;
