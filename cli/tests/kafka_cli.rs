@@ -1000,6 +1000,14 @@ fn two_nodes_share_the_topic_and_survive_a_kill_9() {
             want,
             "{name}'s answers differ from a single node's"
         );
+        // Over gRPC too (`driftdb query`): a model the other node serves is answered by it.
+        for (m, want_rows) in models.iter().zip(want.chunks(3)) {
+            for (q, want_q) in cluster_queries(m).iter().zip(want_rows) {
+                let out = run_ok(s, &["query", "--json", q]);
+                let got: Value = serde_json::from_str(&out).unwrap();
+                assert_eq!(&got, want_q, "{name}: gRPC {q}");
+            }
+        }
     }
     // A Prometheus remote read through either node sees every model's series, each from the
     // node serving it, as the single node has them.

@@ -507,7 +507,13 @@ pub(crate) fn model_of(path: &str, query: Option<&str>, body: Option<&[u8]>) -> 
             .find(|(k, _)| k == "q")
             .map(|(_, v)| v.into_owned())?,
     };
-    let stmt = driftdb_query::parser::parse(&text).ok()?;
+    driftql_model(&text)
+}
+
+/// The model a DriftQL statement is about (the challenger of an `uplift`); `None` when the
+/// text does not parse (the node asked then answers the parse error itself).
+pub(crate) fn driftql_model(text: &str) -> Option<String> {
+    let stmt = driftdb_query::parser::parse(text).ok()?;
     use driftdb_query::ast::Call;
     Some(match stmt.query.call {
         Call::Metric { target, .. } | Call::Quantile { target, .. } | Call::Ndcg { target, .. } => {
@@ -516,6 +522,112 @@ pub(crate) fn model_of(path: &str, query: Option<&str>, body: Option<&[u8]>) -> 
         Call::Explain { model } => model.id,
         Call::Uplift { challenger, .. } => challenger.id,
     })
+}
+
+/// Why a relayed gRPC query has no answer, as the gRPC status to give the caller.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RelayError {
+    /// The gRPC code: the owner's refusal (not found, permission denied, …) as it came, or
+    /// UNAVAILABLE (retryable) when the owner did not answer or is itself handing over.
+    pub code: tonic::Code,
+    /// The message.
+    pub message: String,
+}
+
+/// A DriftQL `query` for a model `owner` serves, asked of the owner over its HTTP API
+/// (`POST {url}/api/v1/driftql`) with the caller's `authorization` and marked as forwarded:
+/// the result table and warnings, for a gRPC caller of this node. The HTTP answer is JSON, so
+/// a cell that is not a finite number (the JSON answer writes it `null`) comes back as null.
+pub async fn relay_driftql(
+    c: &Cluster,
+    owner: &str,
+    url: &str,
+    authorization: Option<&str>,
+    query: &str,
+) -> Result<(driftdb_query::Table, Vec<String>), RelayError> {
+    let mut rb = c
+        .client
+        .post(format!("{url}/api/v1/driftql"))
+        .header(FORWARDED_HEADER, c.node_id())
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(serde_json::json!({ "query": query }).to_string());
+    if let Some(a) = authorization {
+        rb = rb.header(header::AUTHORIZATION, a);
+    }
+    let unavailable = |why: String| {
+        c.count(3);
+        tracing::warn!(owner, error = %why, "cluster: gRPC query relay failed");
+        RelayError {
+            code: tonic::Code::Unavailable,
+            message: format!("the model's owner {owner} did not answer ({why}); retry"),
+        }
+    };
+    let r = rb.send().await.map_err(|e| unavailable(e.to_string()))?;
+    let status = r.status();
+    let bytes = r.bytes().await.map_err(|e| unavailable(e.to_string()))?;
+    let body: serde_json::Value = serde_json::from_slice(&bytes)
+        .map_err(|e| unavailable(format!("{status}, not JSON: {e}")))?;
+    if !status.is_success() {
+        let message = body["error"]
+            .as_str()
+            .map_or_else(|| status.to_string(), str::to_string);
+        let code = match status.as_u16() {
+            400 | 413 => tonic::Code::InvalidArgument,
+            401 => tonic::Code::Unauthenticated,
+            403 => tonic::Code::PermissionDenied,
+            404 => tonic::Code::NotFound,
+            429 => tonic::Code::ResourceExhausted,
+            // 503 (the owner is handing the model over too) and anything else: retry.
+            _ => return Err(unavailable(format!("{status}: {message}"))),
+        };
+        c.count(1);
+        return Err(RelayError { code, message });
+    }
+    let table = table_from_json(&body).map_err(|e| unavailable(format!("its answer: {e}")))?;
+    let warnings = body["warnings"]
+        .as_array()
+        .map(|w| {
+            w.iter()
+                .filter_map(|x| x.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    c.count(1);
+    Ok((table, warnings))
+}
+
+/// The table of a `/api/v1/driftql` answer (`columns`, and `rows` as objects keyed by column).
+fn table_from_json(body: &serde_json::Value) -> Result<driftdb_query::Table, String> {
+    use driftdb_query::Cell;
+    let columns: Vec<String> = body["columns"]
+        .as_array()
+        .ok_or("no columns")?
+        .iter()
+        .map(|c| {
+            c.as_str()
+                .map(str::to_string)
+                .ok_or("a column name is not a string")
+        })
+        .collect::<Result<_, _>>()?;
+    let rows = body["rows"]
+        .as_array()
+        .ok_or("no rows")?
+        .iter()
+        .map(|row| {
+            columns
+                .iter()
+                .map(|c| match &row[c.as_str()] {
+                    serde_json::Value::Null => Ok(Cell::Null),
+                    serde_json::Value::Number(n) => {
+                        n.as_f64().map(Cell::Number).ok_or("a number out of range")
+                    }
+                    serde_json::Value::String(s) => Ok(Cell::Text(s.clone())),
+                    _ => Err("a cell that is neither a number, a string nor null"),
+                })
+                .collect::<Result<Vec<Cell>, _>>()
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(driftdb_query::Table { columns, rows })
 }
 
 /// The retryable 503 of a model being handed over.
@@ -733,6 +845,40 @@ fn member_failed(c: &Cluster, node: &str, what: &str, why: &str) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_relayed_answer_is_the_table_the_owner_had() {
+        use driftdb_query::{Cell, Table};
+        let t = Table {
+            columns: vec!["feature".into(), "value".into(), "n".into(), "p".into()],
+            rows: vec![
+                vec![
+                    Cell::Text("amount".into()),
+                    Cell::Number(0.125_000_000_000_1),
+                    Cell::Number(1_000_000.0),
+                    Cell::Null,
+                ],
+                vec![
+                    Cell::Text("".into()),
+                    Cell::Number(-3.0e-300),
+                    Cell::Number(0.0),
+                    Cell::Number(1.0),
+                ],
+            ],
+        };
+        // What `/api/v1/driftql` answers.
+        let body = serde_json::json!({ "columns": t.columns, "rows": t.to_json() });
+        assert_eq!(table_from_json(&body), Ok(t));
+        // A column a row lacks is null; a cell of another JSON type is refused.
+        let short = serde_json::json!({ "columns": ["a", "b"], "rows": [{ "a": 1 }] });
+        assert_eq!(
+            table_from_json(&short).map(|t| t.rows),
+            Ok(vec![vec![Cell::Number(1.0), Cell::Null]])
+        );
+        let odd = serde_json::json!({ "columns": ["a"], "rows": [{ "a": true }] });
+        assert!(table_from_json(&odd).is_err());
+        assert!(table_from_json(&serde_json::json!({ "rows": [] })).is_err());
+    }
 
     /// The clock of the tests.
     const NOW: i64 = 1_800_000_000_000;

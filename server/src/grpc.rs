@@ -466,7 +466,49 @@ impl pb::query_server::Query for QueryService {
         req: Request<pb::QueryRequest>,
     ) -> Result<Response<pb::QueryResponse>, Status> {
         let p = grpc_principal(&req)?;
+        let authorization = req
+            .metadata()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
         let text = req.into_inner().query;
+        // In a cluster (docs/SCALE_OUT.md, "Routing"), a query of a model another member
+        // serves is answered by that member, as over HTTP; one of a model being handed over is
+        // refused, retryable. Never this node's partial copy.
+        if let Some(c) = &self.0.cluster
+            && let Some(model) = crate::cluster::driftql_model(&text)
+        {
+            use crate::cluster::Route;
+            match c.route(&model, false) {
+                Route::Local => c.count(0),
+                Route::Moving => {
+                    c.count(2);
+                    return Err(Status::unavailable(format!(
+                        "model {model:?} is being handed over between nodes (no live member \
+                         owns its partition yet); retry"
+                    )));
+                }
+                Route::Forward { node, url } => {
+                    let (table, warnings) = crate::cluster::relay_driftql(
+                        c,
+                        &node,
+                        &url,
+                        authorization.as_deref(),
+                        &text,
+                    )
+                    .await
+                    .map_err(|e| Status::new(e.code, e.message))?;
+                    let mut resp = Response::new(pb::QueryResponse {
+                        table: Some(table_to_pb(&table)),
+                        warnings,
+                    });
+                    if let Ok(v) = node.parse() {
+                        resp.metadata_mut().insert(crate::cluster::NODE_HEADER, v);
+                    }
+                    return Ok(resp);
+                }
+            }
+        }
         let out = self.0.query(&p, text).await.map_err(|e| to_status(&e))?;
         Ok(Response::new(pb::QueryResponse {
             table: Some(table_to_pb(&out.table)),
