@@ -674,6 +674,88 @@ fn cluster_answers(s: &Served, models: &[String]) -> Option<Vec<Value>> {
     Some(out)
 }
 
+/// `driftdb report --format json` of `model` over the golden range through `s`, without what
+/// differs between runs (when and through which server it was made).
+fn report_of(s: &Served, model: &str) -> Value {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("r.json");
+    let path = path.to_str().unwrap();
+    let range = [
+        "--from",
+        "2026-03-01T00:00:00Z",
+        "--to",
+        "2026-03-01T02:00:00Z",
+    ];
+    let args = [
+        &["report", "--model", model, "--format", "json", "-o", path][..],
+        &range,
+    ]
+    .concat();
+    run_ok(s, &args);
+    let mut v: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let o = v.as_object_mut().unwrap();
+    assert!(o.remove("generated_at_ms").is_some() && o.remove("source").is_some());
+    assert!(o.len() > 3, "{v}");
+    v
+}
+
+/// The gRPC `DriftSummary` of `model` over the golden range through `s`, as JSON.
+fn summary_of(s: &Served, model: &str) -> Value {
+    use driftdb_cli::client::{Client, ClientConfig};
+    use driftdb_proto::v1 as pb;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let r = rt.block_on(async {
+        let cfg = ClientConfig::url(&s.grpc).with_key(&s.key);
+        let mut c = Client::connect_with(&cfg).await.unwrap();
+        c.query
+            .drift_summary(pb::DriftSummaryRequest {
+                model_id: model.into(),
+                from: "2026-03-01T00:00:00Z".into(),
+                to: "2026-03-01T02:00:00Z".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+    });
+    let table = |t: Option<pb::Table>| {
+        let t = driftdb_server::convert::table_from_pb(t.unwrap_or_default());
+        serde_json::json!({ "columns": t.columns, "rows": t.to_json() })
+    };
+    serde_json::json!({
+        "drifted_features": table(r.drifted_features),
+        "prediction_shift": table(r.prediction_shift),
+        "performance": table(r.performance),
+        "version": r.model_version,
+        "from": r.from,
+        "to": r.to,
+        "warnings": r.warnings,
+    })
+}
+
+/// Equal JSON, numbers within a relative 1e-12: the nodes' sums add the same rows in other
+/// batches than the single node's, so a mean may differ in its last bit.
+fn same_up_to_rounding(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => {
+            let (x, y) = (x.as_f64().unwrap(), y.as_f64().unwrap());
+            (x - y).abs() <= 1e-12 * x.abs().max(y.abs())
+        }
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(x, y)| same_up_to_rounding(x, y))
+        }
+        (Value::Object(x), Value::Object(y)) => {
+            x.len() == y.len()
+                && x.iter()
+                    .all(|(k, v)| y.get(k).is_some_and(|w| same_up_to_rounding(v, w)))
+        }
+        _ => a == b,
+    }
+}
+
 /// A series of a remote read: labels and samples.
 type ReadSeries = (Vec<(String, String)>, Vec<(i64, f64)>);
 
@@ -1000,13 +1082,24 @@ fn two_nodes_share_the_topic_and_survive_a_kill_9() {
             want,
             "{name}'s answers differ from a single node's"
         );
-        // Over gRPC too (`driftdb query`): a model the other node serves is answered by it.
+        // Over gRPC too (`driftdb query`, `driftdb report`): a model the other node serves is
+        // answered by it.
         for (m, want_rows) in models.iter().zip(want.chunks(3)) {
             for (q, want_q) in cluster_queries(m).iter().zip(want_rows) {
                 let out = run_ok(s, &["query", "--json", q]);
                 let got: Value = serde_json::from_str(&out).unwrap();
                 assert_eq!(&got, want_q, "{name}: gRPC {q}");
             }
+            let (got, want) = (summary_of(s, m), summary_of(&solo, m));
+            assert!(
+                same_up_to_rounding(&got, &want),
+                "{name}: the drift summary of {m}: {got}\nwant {want}"
+            );
+            let (got, want) = (report_of(s, m), report_of(&solo, m));
+            assert!(
+                same_up_to_rounding(&got, &want),
+                "{name}: the report of {m}: {got}\nwant {want}"
+            );
         }
     }
     // A Prometheus remote read through either node sees every model's series, each from the

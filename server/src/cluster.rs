@@ -535,9 +535,9 @@ pub struct RelayError {
 }
 
 /// A DriftQL `query` for a model `owner` serves, asked of the owner over its HTTP API
-/// (`POST {url}/api/v1/driftql`) with the caller's `authorization` and marked as forwarded:
-/// the result table and warnings, for a gRPC caller of this node. The HTTP answer is JSON, so
-/// a cell that is not a finite number (the JSON answer writes it `null`) comes back as null.
+/// (`POST {url}/api/v1/driftql`): the result table and warnings, for a gRPC caller of this
+/// node (see [`relay_json`]). The HTTP answer is JSON, so a cell that is not a finite number
+/// (the JSON answer writes it `null`) comes back as null.
 pub async fn relay_driftql(
     c: &Cluster,
     owner: &str,
@@ -545,28 +545,53 @@ pub async fn relay_driftql(
     authorization: Option<&str>,
     query: &str,
 ) -> Result<(driftdb_query::Table, Vec<String>), RelayError> {
-    let mut rb = c
+    let rb = c
         .client
         .post(format!("{url}/api/v1/driftql"))
-        .header(FORWARDED_HEADER, c.node_id())
         .header(header::CONTENT_TYPE, "application/json")
         .body(serde_json::json!({ "query": query }).to_string());
+    let body = relay_json(c, owner, rb, authorization).await?;
+    let table =
+        table_from_json(&body).map_err(|e| relay_failed(c, owner, &format!("its answer: {e}")))?;
+    Ok((table, json_strings(&body["warnings"])))
+}
+
+/// The strings of a JSON array (nothing for anything else).
+pub fn json_strings(v: &serde_json::Value) -> Vec<String> {
+    v.as_array()
+        .map(|w| {
+            w.iter()
+                .filter_map(|x| x.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Sends `rb` (a request to the member `owner` that serves the model of a gRPC call) with the
+/// gRPC caller's `authorization`, marked as forwarded, and gives its JSON answer. The owner's
+/// refusals come back as their gRPC codes; no answer, an answer that is not JSON, or the
+/// owner's own 503 (it no longer serves the model) is UNAVAILABLE, retryable.
+pub async fn relay_json(
+    c: &Cluster,
+    owner: &str,
+    rb: reqwest::RequestBuilder,
+    authorization: Option<&str>,
+) -> Result<serde_json::Value, RelayError> {
+    let mut rb = rb.header(FORWARDED_HEADER, c.node_id());
     if let Some(a) = authorization {
         rb = rb.header(header::AUTHORIZATION, a);
     }
-    let unavailable = |why: String| {
-        c.count(3);
-        tracing::warn!(owner, error = %why, "cluster: gRPC query relay failed");
-        RelayError {
-            code: tonic::Code::Unavailable,
-            message: format!("the model's owner {owner} did not answer ({why}); retry"),
-        }
-    };
-    let r = rb.send().await.map_err(|e| unavailable(e.to_string()))?;
+    let r = rb
+        .send()
+        .await
+        .map_err(|e| relay_failed(c, owner, &e.to_string()))?;
     let status = r.status();
-    let bytes = r.bytes().await.map_err(|e| unavailable(e.to_string()))?;
+    let bytes = r
+        .bytes()
+        .await
+        .map_err(|e| relay_failed(c, owner, &e.to_string()))?;
     let body: serde_json::Value = serde_json::from_slice(&bytes)
-        .map_err(|e| unavailable(format!("{status}, not JSON: {e}")))?;
+        .map_err(|e| relay_failed(c, owner, &format!("{status}, not JSON: {e}")))?;
     if !status.is_success() {
         let message = body["error"]
             .as_str()
@@ -577,27 +602,27 @@ pub async fn relay_driftql(
             403 => tonic::Code::PermissionDenied,
             404 => tonic::Code::NotFound,
             429 => tonic::Code::ResourceExhausted,
-            // 503 (the owner is handing the model over too) and anything else: retry.
-            _ => return Err(unavailable(format!("{status}: {message}"))),
+            _ => return Err(relay_failed(c, owner, &format!("{status}: {message}"))),
         };
         c.count(1);
         return Err(RelayError { code, message });
     }
-    let table = table_from_json(&body).map_err(|e| unavailable(format!("its answer: {e}")))?;
-    let warnings = body["warnings"]
-        .as_array()
-        .map(|w| {
-            w.iter()
-                .filter_map(|x| x.as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default();
     c.count(1);
-    Ok((table, warnings))
+    Ok(body)
+}
+
+/// A relay that got no usable answer: counted, logged, and retryable.
+fn relay_failed(c: &Cluster, owner: &str, why: &str) -> RelayError {
+    c.count(3);
+    tracing::warn!(owner, error = %why, "cluster: gRPC relay failed");
+    RelayError {
+        code: tonic::Code::Unavailable,
+        message: format!("the model's owner {owner} did not answer ({why}); retry"),
+    }
 }
 
 /// The table of a `/api/v1/driftql` answer (`columns`, and `rows` as objects keyed by column).
-fn table_from_json(body: &serde_json::Value) -> Result<driftdb_query::Table, String> {
+pub(crate) fn table_from_json(body: &serde_json::Value) -> Result<driftdb_query::Table, String> {
     use driftdb_query::Cell;
     let columns: Vec<String> = body["columns"]
         .as_array()

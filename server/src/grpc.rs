@@ -33,6 +33,72 @@ pub const MAX_MESSAGE_BYTES: usize = 64 << 20;
 
 type AckStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
+/// The caller's `authorization` metadata, to relay with a call.
+fn authorization<T>(req: &Request<T>) -> Option<String> {
+    req.metadata()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}
+
+/// The member that answers a relayed call.
+struct Owner {
+    /// This node's cluster (its HTTP client and counters).
+    c: Arc<crate::cluster::Cluster>,
+    /// The owner's id.
+    owner: String,
+    /// The owner's HTTP base URL.
+    url: String,
+}
+
+/// In a cluster (docs/SCALE_OUT.md, "Routing"), the member a call about `model` goes to:
+/// `None` when it is answered here, the cluster with the owner's id and HTTP URL when another
+/// member serves the model, UNAVAILABLE (retryable) while the model moves. Never an answer
+/// from this node's partial copy.
+fn owner_of(node: &Node, model: &str) -> Result<Option<Owner>, Status> {
+    use crate::cluster::Route;
+    let Some(c) = &node.cluster else {
+        return Ok(None);
+    };
+    match c.route(model, false) {
+        Route::Local => {
+            c.count(0);
+            Ok(None)
+        }
+        Route::Moving => {
+            c.count(2);
+            Err(Status::unavailable(format!(
+                "model {model:?} is being handed over between nodes (no live member owns its \
+                 partition yet); retry"
+            )))
+        }
+        Route::Forward { node, url } => Ok(Some(Owner {
+            c: Arc::clone(c),
+            owner: node,
+            url,
+        })),
+    }
+}
+
+/// `{url}/models/{model}/{rest}?k=v…` with the non-empty parameters.
+fn model_url(url: &str, model: &str, rest: &str, params: &[(&str, &String)]) -> String {
+    let id = percent_encoding::utf8_percent_encode(model, percent_encoding::NON_ALPHANUMERIC);
+    let mut q = url::form_urlencoded::Serializer::new(String::new());
+    for (k, v) in params.iter().filter(|(_, v)| !v.is_empty()) {
+        q.append_pair(k, v);
+    }
+    format!("{url}/models/{id}/{rest}?{}", q.finish())
+}
+
+/// A relayed answer, its metadata naming the member that gave it.
+fn answered_by<T>(message: T, owner: &str) -> Response<T> {
+    let mut resp = Response::new(message);
+    if let Ok(v) = owner.parse() {
+        resp.metadata_mut().insert(crate::cluster::NODE_HEADER, v);
+    }
+    resp
+}
+
 /// Implements `driftdb.v1.Models`.
 #[derive(Debug, Clone)]
 pub struct ModelsService(pub Node);
@@ -466,48 +532,23 @@ impl pb::query_server::Query for QueryService {
         req: Request<pb::QueryRequest>,
     ) -> Result<Response<pb::QueryResponse>, Status> {
         let p = grpc_principal(&req)?;
-        let authorization = req
-            .metadata()
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
+        let authorization = authorization(&req);
         let text = req.into_inner().query;
-        // In a cluster (docs/SCALE_OUT.md, "Routing"), a query of a model another member
-        // serves is answered by that member, as over HTTP; one of a model being handed over is
-        // refused, retryable. Never this node's partial copy.
-        if let Some(c) = &self.0.cluster
+        if self.0.cluster.is_some()
             && let Some(model) = crate::cluster::driftql_model(&text)
+            && let Some(Owner { c, owner, url }) = owner_of(&self.0, &model)?
         {
-            use crate::cluster::Route;
-            match c.route(&model, false) {
-                Route::Local => c.count(0),
-                Route::Moving => {
-                    c.count(2);
-                    return Err(Status::unavailable(format!(
-                        "model {model:?} is being handed over between nodes (no live member \
-                         owns its partition yet); retry"
-                    )));
-                }
-                Route::Forward { node, url } => {
-                    let (table, warnings) = crate::cluster::relay_driftql(
-                        c,
-                        &node,
-                        &url,
-                        authorization.as_deref(),
-                        &text,
-                    )
+            let (table, warnings) =
+                crate::cluster::relay_driftql(&c, &owner, &url, authorization.as_deref(), &text)
                     .await
                     .map_err(|e| Status::new(e.code, e.message))?;
-                    let mut resp = Response::new(pb::QueryResponse {
-                        table: Some(table_to_pb(&table)),
-                        warnings,
-                    });
-                    if let Ok(v) = node.parse() {
-                        resp.metadata_mut().insert(crate::cluster::NODE_HEADER, v);
-                    }
-                    return Ok(resp);
-                }
-            }
+            return Ok(answered_by(
+                pb::QueryResponse {
+                    table: Some(table_to_pb(&table)),
+                    warnings,
+                },
+                &owner,
+            ));
         }
         let out = self.0.query(&p, text).await.map_err(|e| to_status(&e))?;
         Ok(Response::new(pb::QueryResponse {
@@ -521,9 +562,39 @@ impl pb::query_server::Query for QueryService {
         req: Request<pb::DriftSummaryRequest>,
     ) -> Result<Response<pb::DriftSummaryResponse>, Status> {
         let p = grpc_principal(&req)?;
+        let authorization = authorization(&req);
         let r = req.into_inner();
         if r.model_id.is_empty() {
             return Err(Status::invalid_argument("model_id missing"));
+        }
+        if let Some(Owner { c, owner, url }) = owner_of(&self.0, &r.model_id)? {
+            let params = [
+                ("from", &r.from),
+                ("to", &r.to),
+                ("version", &r.model_version),
+            ];
+            let rb = c
+                .client
+                .get(model_url(&url, &r.model_id, "drift/summary", &params));
+            let body = crate::cluster::relay_json(&c, &owner, rb, authorization.as_deref())
+                .await
+                .map_err(|e| Status::new(e.code, e.message))?;
+            let table = |k: &str| {
+                crate::cluster::table_from_json(&body[k])
+                    .map(|t| Some(table_to_pb(&t)))
+                    .map_err(|e| Status::unavailable(format!("{owner}'s answer: {e}; retry")))
+            };
+            let text = |k: &str| body[k].as_str().unwrap_or_default().to_string();
+            let resp = pb::DriftSummaryResponse {
+                drifted_features: table("drifted_features")?,
+                prediction_shift: table("prediction_shift")?,
+                performance: table("performance")?,
+                model_version: text("version"),
+                from: text("from"),
+                to: text("to"),
+                warnings: crate::cluster::json_strings(&body["warnings"]),
+            };
+            return Ok(answered_by(resp, &owner));
         }
         let from = TimeArg::parse("from", &r.from).map_err(|e| to_status(&e))?;
         let to = TimeArg::parse("to", &r.to).map_err(|e| to_status(&e))?;
@@ -549,9 +620,31 @@ impl pb::query_server::Query for QueryService {
         req: Request<pb::ReportRequest>,
     ) -> Result<Response<pb::ReportResponse>, Status> {
         let p = grpc_principal(&req)?;
+        let authorization = authorization(&req);
         let r = req.into_inner();
         if r.model_id.is_empty() {
             return Err(Status::invalid_argument("model_id missing"));
+        }
+        if let Some(Owner { c, owner, url }) = owner_of(&self.0, &r.model_id)? {
+            let json = String::from("json");
+            let params = [
+                ("from", &r.from),
+                ("to", &r.to),
+                ("step", &r.step),
+                ("version", &r.model_version),
+                ("by", &r.by),
+                ("format", &json),
+            ];
+            let rb = c
+                .client
+                .get(model_url(&url, &r.model_id, "report", &params));
+            let body = crate::cluster::relay_json(&c, &owner, rb, authorization.as_deref())
+                .await
+                .map_err(|e| Status::new(e.code, e.message))?;
+            let resp = pb::ReportResponse {
+                json: body.to_string(),
+            };
+            return Ok(answered_by(resp, &owner));
         }
         let args = crate::node::ReportArgs {
             model: r.model_id,
