@@ -699,6 +699,29 @@ fn report_of(s: &Served, model: &str) -> Value {
     v
 }
 
+/// `driftdb alerts list --json` through `s`: each alert's node and what identifies its
+/// episode and state (rule, series, window, state).
+fn grpc_alerts(s: &Served) -> Vec<(String, String)> {
+    run_ok(s, &["alerts", "list", "--json", "--limit", "1000"])
+        .lines()
+        .map(|l| {
+            let a: Value = serde_json::from_str(l).unwrap();
+            let key = [
+                "rule_id",
+                "model",
+                "version",
+                "feature",
+                "segment",
+                "window_start",
+                "state",
+            ]
+            .map(|k| a[k].to_string())
+            .join("|");
+            (a["node"].as_str().unwrap_or_default().to_string(), key)
+        })
+        .collect()
+}
+
 /// The gRPC `DriftSummary` of `model` over the golden range through `s`, as JSON.
 fn summary_of(s: &Served, model: &str) -> Value {
     use driftdb_cli::client::{Client, ClientConfig};
@@ -1183,6 +1206,9 @@ fn two_nodes_share_the_topic_and_survive_a_kill_9() {
         .map(|(id, n)| (id.clone(), *n))
         .collect();
     assert_eq!(want_history.len(), 2 * MODELS);
+    let mut want_grpc: Vec<String> = grpc_alerts(&solo).into_iter().map(|(_, k)| k).collect();
+    want_grpc.sort();
+    assert_eq!(want_grpc.len(), 2 * MODELS, "{want_grpc:?}");
     let mut served = Vec::new();
     for s in [&na, &nb] {
         let (status, _, body) = http_get(&s.http, "/alerts?limit=1000", Some(&s.key));
@@ -1195,6 +1221,13 @@ fn two_nodes_share_the_topic_and_survive_a_kill_9() {
                 .or_default() += 1;
         }
         assert_eq!(got, want_history, "GET /alerts through {}", s.http);
+        // `driftdb alerts list` (gRPC) lists the fleet's episodes too, each named by the node
+        // that fired it, as the single node lists its own.
+        let listed = grpc_alerts(s);
+        assert!(listed.iter().all(|(n, _)| ids.contains(n)), "{listed:?}");
+        let mut got: Vec<String> = listed.into_iter().map(|(_, k)| k).collect();
+        got.sort();
+        assert_eq!(got, want_grpc, "driftdb alerts list through {}", s.http);
         let (status, _, body) = http_get(&s.http, "/models/m0/alerts", Some(&s.key));
         assert_eq!(status, 200, "{body}");
         let v: Value = serde_json::from_str(&body).unwrap();

@@ -292,6 +292,7 @@ pub fn alert_to_pb(r: &AlertRecord) -> pb::Alert {
             .as_ref()
             .map(|a| a.comment.clone())
             .unwrap_or_default(),
+        node: String::new(),
     }
 }
 

@@ -833,23 +833,85 @@ impl pb::alerts_server::Alerts for AlertsService {
     ) -> Result<Response<pb::ListAlertsResponse>, Status> {
         use driftdb_engine::time::Timestamp;
         let p = grpc_principal(&req)?;
+        let authorization = authorization(&req);
         let r = req.into_inner();
         let node = self.0.clone();
         let limit = match r.limit {
             0 => 100,
             n => (n as usize).min(MAX_ALERTS_LISTED),
         };
+        let from = (r.from_ms != 0).then_some(Timestamp(r.from_ms));
+        let to = (r.to_ms != 0).then_some(Timestamp(r.to_ms));
+        let model = Some(r.model.clone()).filter(|m| !m.is_empty());
+        let m2 = model.clone();
         let recs = tokio::task::spawn_blocking(move || {
-            let model = Some(r.model.as_str()).filter(|m| !m.is_empty());
-            let from = (r.from_ms != 0).then_some(Timestamp(r.from_ms));
-            let to = (r.to_ms != 0).then_some(Timestamp(r.to_ms));
-            node.alert_history(&p, model, from, to, limit)
+            node.alert_history(&p, m2.as_deref(), from, to, limit)
         })
         .await
         .map_err(|e| Status::internal(e.to_string()))?
         .map_err(|e| to_status(&e))?;
+        let Some(c) = &self.0.cluster else {
+            return Ok(Response::new(pb::ListAlertsResponse {
+                alerts: recs.iter().map(alert_to_pb).collect(),
+            }));
+        };
+        // In a cluster each node holds the alerts it fired: every live member's, as
+        // `GET /alerts` gives them (docs/SCALE_OUT.md), merged newest first.
+        let query = {
+            let mut q = url::form_urlencoded::Serializer::new(String::new());
+            if let Some(m) = &model {
+                q.append_pair("model", m);
+            }
+            for (k, t) in [("from", from), ("to", to)] {
+                if let Some(t) = t {
+                    q.append_pair(k, &t.to_rfc3339());
+                }
+            }
+            q.append_pair("limit", &limit.to_string());
+            q.finish()
+        };
+        let mut headers = axum::http::HeaderMap::new();
+        if let Some(v) = authorization.as_deref().and_then(|a| a.parse().ok()) {
+            headers.insert(axum::http::header::AUTHORIZATION, v);
+        }
+        let theirs = crate::cluster::ask_members(c, &headers, &format!("/alerts?{query}"))
+            .await
+            .map_err(|_| {
+                Status::unavailable("a member did not answer for its alert history; retry")
+            })?;
+        let me = c.node_id();
+        let mut alerts: Vec<(i64, pb::Alert)> = recs
+            .iter()
+            .map(|a| {
+                (
+                    a.recorded_at_ms,
+                    pb::Alert {
+                        node: me.clone(),
+                        ..alert_to_pb(a)
+                    },
+                )
+            })
+            .collect();
+        for (member, body) in theirs {
+            for a in body["alerts"].as_array().into_iter().flatten() {
+                let rec: crate::records::alerts::AlertRecord = serde_json::from_value(a.clone())
+                    .map_err(|e| {
+                        Status::unavailable(format!(
+                            "member {member} answered an alert this node cannot read ({e}); retry"
+                        ))
+                    })?;
+                let alert = pb::Alert {
+                    node: member.clone(),
+                    ..alert_to_pb(&rec)
+                };
+                alerts.push((rec.recorded_at_ms, alert));
+            }
+        }
+        alerts
+            .sort_by(|(ta, a), (tb, b)| (tb, &b.node, b.sequence).cmp(&(ta, &a.node, a.sequence)));
+        alerts.truncate(limit);
         Ok(Response::new(pb::ListAlertsResponse {
-            alerts: recs.iter().map(alert_to_pb).collect(),
+            alerts: alerts.into_iter().map(|(_, a)| a).collect(),
         }))
     }
 

@@ -162,7 +162,7 @@ fn num(v: f64) -> String {
 /// An alert as one JSON object.
 pub(crate) fn alert_json(a: &pb::Alert) -> serde_json::Value {
     let f = |v: f64| v.is_finite().then_some(v);
-    serde_json::json!({
+    let mut v = serde_json::json!({
         "sequence": a.sequence,
         "state": a.state,
         "severity": severity_name(a.severity),
@@ -189,7 +189,14 @@ pub(crate) fn alert_json(a: &pb::Alert) -> serde_json::Value {
             "kind": r.kind, "url": r.url, "delivered": r.delivered, "attempts": r.attempts,
             "last_error": r.last_error, "dead_lettered": r.dead_lettered,
         })).collect::<Vec<_>>(),
-    })
+    });
+    // In a cluster only: the node that fired it (its `sequence` is that node's).
+    if !a.node.is_empty()
+        && let Some(o) = v.as_object_mut()
+    {
+        o.insert("node".into(), a.node.clone().into());
+    }
+    v
 }
 
 /// An alert as one line for people: `#7 FIRING critical  <summary>`.
