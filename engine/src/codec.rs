@@ -69,6 +69,28 @@ impl Writer {
         self.buf
     }
 
+    /// A writer of a whole stored value of `kind`, written in place: the envelope's head
+    /// first, then the payload the caller writes, then [`Writer::finish_sealed`] appends the
+    /// checksum. The bytes equal [`seal`] of the same payload, without a second buffer.
+    pub fn sealed(kind: u8, payload_capacity: usize) -> Self {
+        let mut buf = Vec::with_capacity(payload_capacity + ENVELOPE_OVERHEAD);
+        buf.push(FORMAT_VERSION);
+        buf.push(kind);
+        Writer { buf }
+    }
+
+    /// Ends a value begun with [`Writer::sealed`]: appends the crc32 of everything before.
+    pub fn finish_sealed(mut self) -> Vec<u8> {
+        let crc = crc32fast::hash(&self.buf);
+        self.buf.extend_from_slice(&crc.to_le_bytes());
+        self.buf
+    }
+
+    /// Appends bytes as they are (no length).
+    pub fn raw(&mut self, v: &[u8]) {
+        self.buf.extend_from_slice(v);
+    }
+
     /// Appends one byte.
     pub fn u8(&mut self, v: u8) {
         self.buf.push(v);

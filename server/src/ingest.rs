@@ -638,25 +638,22 @@ fn write_inferences(cx: &Ingest, r: Ready, broken: Option<&AtomicBool>) -> Resul
         let versions: std::collections::BTreeSet<String> =
             out.pending.iter().map(|(_, p)| p.version.clone()).collect();
         let pending = std::mem::take(&mut out.pending);
+        let mut sealer = records::pending::PredictionSealer::default();
         for (id, p) in pending {
-            let deadline = Some(prediction_deadline(&model, &p));
-            let record = match early.get(id.as_str()) {
-                Some(label) => match add_join(&mut ws, &model, &p, label) {
-                    Ok(()) => PendingRecord::Joined,
-                    Err(reason) => {
-                        tracing::warn!(request_id = %id, reason, "held label could not join");
-                        PendingRecord::Joined
-                    }
-                },
-                None => PendingRecord::Prediction(p),
+            let deadline = prediction_deadline(&model, &p);
+            let key = pending_key(&model.def.id, &id);
+            let Some(label) = early.get(id.as_str()) else {
+                ws.put_sealed(Family::Pending, key, sealer.seal(&p, deadline));
+                continue;
             };
-            let entry = PendingEntry { record, deadline };
-            records::put(
-                &mut ws,
-                Family::Pending,
-                pending_key(&model.def.id, &id),
-                &entry,
-            )?;
+            if let Err(reason) = add_join(&mut ws, &model, &p, label) {
+                tracing::warn!(request_id = %id, reason, "held label could not join");
+            }
+            let entry = PendingEntry {
+                record: PendingRecord::Joined,
+                deadline: Some(deadline),
+            };
+            records::put(&mut ws, Family::Pending, key, &entry)?;
         }
         record_producer(&mut ws, "inf", &model.def.id, &producer, seq)?;
         ticket.wait_turn();

@@ -140,6 +140,21 @@ impl WriteSet {
         });
     }
 
+    /// Puts `value`, already a whole sealed envelope (`driftdb_engine::codec::seal`, or
+    /// `Writer::sealed` … `finish_sealed`), under `key` in `family`: for callers that build
+    /// many values of one shape and seal them in place.
+    pub fn put_sealed(&mut self, family: Family, key: impl Into<Vec<u8>>, value: Vec<u8>) {
+        debug_assert!(
+            driftdb_engine::codec::open(&value).is_ok(),
+            "put_sealed takes a sealed envelope"
+        );
+        self.ops.push(FamilyOp::Put {
+            family,
+            key: key.into(),
+            value,
+        });
+    }
+
     /// Deletes `key` from `family`.
     pub fn delete(&mut self, family: Family, key: impl Into<Vec<u8>>) {
         self.ops.push(FamilyOp::Delete {

@@ -175,6 +175,77 @@ fn decode_pending(b: &[u8]) -> driftdb_engine::Result<PendingEntry> {
     }
 }
 
+/// Seals the pending records of a batch's predictions, each byte for byte what
+/// [`PendingEntry::encode`] and the envelope give. The head of a record (tag, deadline,
+/// version, window, segments) is the same for every row of a batch with the same segment
+/// list, window and version (a batch has a few of those, its rows interleaved), so each head
+/// is encoded once and copied.
+#[derive(Debug, Default)]
+pub struct PredictionSealer {
+    /// Heads by what they were built for: the segment list (held, so that its address stays
+    /// its own), window, deadline and version.
+    heads: Vec<Head>,
+}
+
+#[derive(Debug)]
+struct Head {
+    segments: std::sync::Arc<[Segment]>,
+    window: i64,
+    deadline: i64,
+    version: String,
+    bytes: Vec<u8>,
+}
+
+/// Heads kept at most; past it the cache starts again (a batch rarely has this many).
+const MAX_HEADS: usize = 256;
+
+impl PredictionSealer {
+    /// The sealed value of `p`'s pending record with `deadline`.
+    pub fn seal(&mut self, p: &PendingPrediction, deadline: i64) -> Vec<u8> {
+        let found = self.heads.iter().position(|h| {
+            std::sync::Arc::ptr_eq(&h.segments, &p.segments)
+                && h.window == p.window.0
+                && h.deadline == deadline
+                && h.version == p.version
+        });
+        let at = match found {
+            Some(i) => i,
+            None => {
+                if self.heads.len() == MAX_HEADS {
+                    self.heads.clear();
+                }
+                let mut w = Writer::new();
+                w.u8(1 | 0x10);
+                w.i64(deadline);
+                w.str(&p.version);
+                w.f64(p.window.0 as f64);
+                w.varint(p.segments.len() as u64);
+                for s in p.segments.iter() {
+                    s.encode(&mut w);
+                }
+                self.heads.push(Head {
+                    segments: std::sync::Arc::clone(&p.segments),
+                    window: p.window.0,
+                    deadline,
+                    version: p.version.clone(),
+                    bytes: w.into_bytes(),
+                });
+                self.heads.len() - 1
+            }
+        };
+        let head = &self.heads[at].bytes;
+        let items: usize = p.items.iter().map(|i| i.len() + 2).sum();
+        let mut w = Writer::sealed(RecordKind::Pending.byte(), head.len() + 10 + items);
+        w.raw(head);
+        opt_f64(&mut w, p.score);
+        w.varint(p.items.len() as u64);
+        for i in &p.items {
+            w.str(i);
+        }
+        w.finish_sealed()
+    }
+}
+
 /// The last applied batch sequence of one producer (exactly-once replays).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ProducerSeq(pub u64);

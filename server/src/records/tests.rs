@@ -532,3 +532,46 @@ fn damaged_records_are_corruption() {
         Error::Corruption { .. }
     ));
 }
+
+proptest::proptest! {
+    /// The batch sealer writes what the record codec writes, for runs of rows that share
+    /// their head and for rows that do not (another segment list, window, deadline, version).
+    #[test]
+    fn the_prediction_sealer_writes_the_codec_s_bytes(
+        rows in proptest::collection::vec(
+            (0u8..3, 0u8..2, 0i64..3, 0u8..2, proptest::option::of(-1e9f64..1e9), 0usize..3),
+            1..40,
+        )
+    ) {
+        use std::sync::Arc;
+        let lists: [Arc<[Segment]>; 3] = [
+            Arc::from(vec![Segment::All]),
+            Arc::from(vec![
+                Segment::All,
+                Segment::Value { key: "region".into(), value: "eu".into() },
+            ]),
+            Arc::from(vec![
+                Segment::All,
+                Segment::Value { key: "region".into(), value: "eu".into() },
+                Segment::Value { key: "device".into(), value: "android".into() },
+            ]),
+        ];
+        let mut sealer = super::pending::PredictionSealer::default();
+        for (list, version, window, deadline, score, items) in rows {
+            let p = PendingPrediction {
+                version: ["v1", "v22"][version as usize].into(),
+                window: Timestamp(1_772_323_200_000 + window * 900_000),
+                segments: Arc::clone(&lists[list as usize]),
+                score,
+                items: (0..items).map(|i| format!("item-{i}")).collect(),
+            };
+            let deadline = 1_800_000_000_000 + i64::from(deadline);
+            let entry = PendingEntry {
+                record: PendingRecord::Prediction(p.clone()),
+                deadline: Some(deadline),
+            };
+            let want = seal(RecordKind::Pending.byte(), &entry.encode().unwrap());
+            proptest::prop_assert_eq!(sealer.seal(&p, deadline), want);
+        }
+    }
+}
