@@ -90,6 +90,23 @@ fn model_url(url: &str, model: &str, rest: &str, params: &[(&str, &String)]) -> 
     format!("{url}/models/{id}/{rest}?{}", q.finish())
 }
 
+/// `GET {url}/models/{model}/{rest}?params` of the owner, for a gRPC caller
+/// ([`crate::cluster::relay_json`]).
+async fn get_json(
+    c: &crate::cluster::Cluster,
+    owner: &str,
+    url: &str,
+    model: &str,
+    rest: &str,
+    params: &[(&str, &String)],
+    authorization: Option<&str>,
+) -> Result<serde_json::Value, Status> {
+    let rb = c.client.get(model_url(url, model, rest, params));
+    crate::cluster::relay_json(c, owner, rb, authorization)
+        .await
+        .map_err(|e| Status::new(e.code, e.message))
+}
+
 /// A relayed answer, its metadata naming the member that gave it.
 fn answered_by<T>(message: T, owner: &str) -> Response<T> {
     let mut resp = Response::new(message);
@@ -568,17 +585,22 @@ impl pb::query_server::Query for QueryService {
             return Err(Status::invalid_argument("model_id missing"));
         }
         if let Some(Owner { c, owner, url }) = owner_of(&self.0, &r.model_id)? {
+            let auth = authorization.as_deref();
             let params = [
                 ("from", &r.from),
                 ("to", &r.to),
                 ("version", &r.model_version),
             ];
-            let rb = c
-                .client
-                .get(model_url(&url, &r.model_id, "drift/summary", &params));
-            let body = crate::cluster::relay_json(&c, &owner, rb, authorization.as_deref())
-                .await
-                .map_err(|e| Status::new(e.code, e.message))?;
+            let body = get_json(
+                &c,
+                &owner,
+                &url,
+                &r.model_id,
+                "drift/summary",
+                &params,
+                auth,
+            )
+            .await?;
             let table = |k: &str| {
                 crate::cluster::table_from_json(&body[k])
                     .map(|t| Some(table_to_pb(&t)))
@@ -626,6 +648,7 @@ impl pb::query_server::Query for QueryService {
             return Err(Status::invalid_argument("model_id missing"));
         }
         if let Some(Owner { c, owner, url }) = owner_of(&self.0, &r.model_id)? {
+            let auth = authorization.as_deref();
             let json = String::from("json");
             let params = [
                 ("from", &r.from),
@@ -635,12 +658,7 @@ impl pb::query_server::Query for QueryService {
                 ("by", &r.by),
                 ("format", &json),
             ];
-            let rb = c
-                .client
-                .get(model_url(&url, &r.model_id, "report", &params));
-            let body = crate::cluster::relay_json(&c, &owner, rb, authorization.as_deref())
-                .await
-                .map_err(|e| Status::new(e.code, e.message))?;
+            let body = get_json(&c, &owner, &url, &r.model_id, "report", &params, auth).await?;
             let resp = pb::ReportResponse {
                 json: body.to_string(),
             };
