@@ -564,7 +564,10 @@ async fn deliveries_retry_while_the_receiver_fails_and_dead_letter_after_the_dea
     let broken = Receiver::start_on("127.0.0.1:0".parse().unwrap(), usize::MAX, 500).await;
     let gone = Receiver::start_on("127.0.0.1:0".parse().unwrap(), usize::MAX, 404).await;
     let mut cfg = fast_rules();
-    cfg.retry.dead_letter_after = Duration::from_millis(600);
+    // The flaky receiver's 4th attempt comes ≈ 350 ms after the first (backoff 50, 100,
+    // 200 ms): the deadline leaves it a wide margin on a loaded machine (at 600 ms, a CI run
+    // on two busy cores once dead-lettered it first).
+    cfg.retry.dead_letter_after = Duration::from_millis(2_000);
     let mut s = AlertServer::start(dir.path(), ManualClock::new(t(0)), cfg).await;
     s.create_model().await;
     s.add_rule(json!({
