@@ -14,7 +14,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x64riftdb/v1/alerts.proto\x12\ndriftdb.v1\"\xac\x01\n\x04Rule\x12\n\n\x02id\x18\x01 \x01(\t\x12\x17\n\x0f\x64\x65\x66inition_json\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\x04\x12\x15\n\rupdated_at_ms\x18\x04 \x01(\x03\x12\r\n\x05model\x18\x05 \x01(\t\x12\x0c\n\x04kind\x18\x06 \x01(\t\x12&\n\x08severity\x18\x07 \x01(\x0e\x32\x14.driftdb.v1.Severity\x12\x12\n\nlast_error\x18\x08 \x01(\t\",\n\x11\x43reateRuleRequest\x12\x17\n\x0f\x64\x65\x66inition_json\x18\x01 \x01(\t\"4\n\x12\x43reateRuleResponse\x12\x1e\n\x04rule\x18\x01 \x01(\x0b\x32\x10.driftdb.v1.Rule\"!\n\x10ListRulesRequest\x12\r\n\x05model\x18\x01 \x01(\t\"4\n\x11ListRulesResponse\x12\x1f\n\x05rules\x18\x01 \x03(\x0b\x32\x10.driftdb.v1.Rule\"\x1f\n\x11\x44\x65leteRuleRequest\x12\n\n\x02id\x18\x01 \x01(\t\"\x14\n\x12\x44\x65leteRuleResponse\"E\n\x14\x41nnounceEventRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\r\n\x05\x65vent\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\t\":\n\x15\x41nnounceEventResponse\x12!\n\x06\x61lerts\x18\x01 \x03(\x0b\x32\x11.driftdb.v1.Alert\"y\n\x0c\x41\x63tionResult\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x0b\n\x03url\x18\x02 \x01(\t\x12\x11\n\tdelivered\x18\x03 \x01(\x08\x12\x10\n\x08\x61ttempts\x18\x04 \x01(\r\x12\x12\n\nlast_error\x18\x05 \x01(\t\x12\x15\n\rdead_lettered\x18\x06 \x01(\x08\"\xcd\x04\n\x05\x41lert\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12\x0f\n\x07rule_id\x18\x02 \x01(\t\x12\r\n\x05model\x18\x03 \x01(\t\x12\x0f\n\x07version\x18\x04 \x01(\t\x12\x0f\n\x07\x66\x65\x61ture\x18\x05 \x01(\t\x12/\n\x07segment\x18\x06 \x03(\x0b\x32\x1e.driftdb.v1.Alert.SegmentEntry\x12\x0e\n\x06metric\x18\x07 \x01(\t\x12\r\n\x05value\x18\x08 \x01(\x01\x12\x11\n\tthreshold\x18\t \x01(\x01\x12&\n\x08severity\x18\n \x01(\x0e\x32\x14.driftdb.v1.Severity\x12\r\n\x05state\x18\x0b \x01(\t\x12\x17\n\x0fwindow_start_ms\x18\x0c \x01(\x03\x12\x13\n\x0b\x66ired_at_ms\x18\r \x01(\x03\x12\x16\n\x0eresolved_at_ms\x18\x0e \x01(\x03\x12)\n\x07\x61\x63tions\x18\x0f \x03(\x0b\x32\x18.driftdb.v1.ActionResult\x12\x0f\n\x07summary\x18\x10 \x01(\t\x12\x11\n\treference\x18\x11 \x01(\x01\x12\x11\n\trule_kind\x18\x12 \x01(\t\x12\r\n\x05\x65vent\x18\x13 \x01(\t\x12\x11\n\tdedup_key\x18\x14 \x01(\t\x12\x12\n\nsuppressed\x18\x15 \x01(\t\x12\x17\n\x0f\x61\x63knowledged_by\x18\x16 \x01(\t\x12\x1a\n\x12\x61\x63knowledged_at_ms\x18\x17 \x01(\x03\x12\x13\n\x0b\x61\x63k_comment\x18\x18 \x01(\t\x1a.\n\x0cSegmentEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"H\n\x17\x41\x63knowledgeAlertRequest\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12\n\n\x02\x62y\x18\x02 \x01(\t\x12\x0f\n\x07\x63omment\x18\x03 \x01(\t\"g\n\x12WatchAlertsRequest\x12\x16\n\x0e\x61\x66ter_sequence\x18\x01 \x01(\x04\x12\r\n\x05model\x18\x02 \x01(\t\x12*\n\x0cmin_severity\x18\x03 \x01(\x0e\x32\x14.driftdb.v1.Severity\"Q\n\x11ListAlertsRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07\x66rom_ms\x18\x02 \x01(\x03\x12\r\n\x05to_ms\x18\x03 \x01(\x03\x12\r\n\x05limit\x18\x04 \x01(\r\"7\n\x12ListAlertsResponse\x12!\n\x06\x61lerts\x18\x01 \x03(\x0b\x32\x11.driftdb.v1.Alert\"\x81\x02\n\x07Silence\x12\n\n\x02id\x18\x01 \x01(\t\x12\x33\n\x08matchers\x18\x02 \x03(\x0b\x32!.driftdb.v1.Silence.MatchersEntry\x12\x14\n\x0cstarts_at_ms\x18\x03 \x01(\x03\x12\x12\n\nends_at_ms\x18\x04 \x01(\x03\x12\x12\n\ncreated_by\x18\x05 \x01(\t\x12\x0f\n\x07\x63omment\x18\x06 \x01(\t\x12\x0f\n\x07version\x18\x07 \x01(\x04\x12\x15\n\rupdated_at_ms\x18\x08 \x01(\x03\x12\r\n\x05state\x18\t \x01(\t\x1a/\n\rMatchersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"/\n\x14\x43reateSilenceRequest\x12\x17\n\x0f\x64\x65\x66inition_json\x18\x01 \x01(\t\"=\n\x15\x43reateSilenceResponse\x12$\n\x07silence\x18\x01 \x01(\x0b\x32\x13.driftdb.v1.Silence\".\n\x13ListSilencesRequest\x12\x17\n\x0finclude_expired\x18\x01 \x01(\x08\"=\n\x14ListSilencesResponse\x12%\n\x08silences\x18\x01 \x03(\x0b\x32\x13.driftdb.v1.Silence\"\"\n\x14\x45xpireSilenceRequest\x12\n\n\x02id\x18\x01 \x01(\t\"=\n\x15\x45xpireSilenceResponse\x12$\n\x07silence\x18\x01 \x01(\x0b\x32\x13.driftdb.v1.Silence*u\n\x08Severity\x12\x18\n\x14SEVERITY_UNSPECIFIED\x10\x00\x12\x15\n\x11SEVERITY_CRITICAL\x10\x01\x12\x11\n\rSEVERITY_HIGH\x10\x02\x12\x13\n\x0fSEVERITY_MEDIUM\x10\x03\x12\x10\n\x0cSEVERITY_LOW\x10\x04\x32\xc0\x04\n\x05Rules\x12K\n\nCreateRule\x12\x1d.driftdb.v1.CreateRuleRequest\x1a\x1e.driftdb.v1.CreateRuleResponse\x12H\n\tListRules\x12\x1c.driftdb.v1.ListRulesRequest\x1a\x1d.driftdb.v1.ListRulesResponse\x12K\n\nDeleteRule\x12\x1d.driftdb.v1.DeleteRuleRequest\x1a\x1e.driftdb.v1.DeleteRuleResponse\x12T\n\rAnnounceEvent\x12 .driftdb.v1.AnnounceEventRequest\x1a!.driftdb.v1.AnnounceEventResponse\x12T\n\rCreateSilence\x12 .driftdb.v1.CreateSilenceRequest\x1a!.driftdb.v1.CreateSilenceResponse\x12Q\n\x0cListSilences\x12\x1f.driftdb.v1.ListSilencesRequest\x1a .driftdb.v1.ListSilencesResponse\x12T\n\rExpireSilence\x12 .driftdb.v1.ExpireSilenceRequest\x1a!.driftdb.v1.ExpireSilenceResponse2\xe5\x01\n\x06\x41lerts\x12\x42\n\x0bWatchAlerts\x12\x1e.driftdb.v1.WatchAlertsRequest\x1a\x11.driftdb.v1.Alert0\x01\x12K\n\nListAlerts\x12\x1d.driftdb.v1.ListAlertsRequest\x1a\x1e.driftdb.v1.ListAlertsResponse\x12J\n\x10\x41\x63knowledgeAlert\x12#.driftdb.v1.AcknowledgeAlertRequest\x1a\x11.driftdb.v1.Alertb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x64riftdb/v1/alerts.proto\x12\ndriftdb.v1\"\xac\x01\n\x04Rule\x12\n\n\x02id\x18\x01 \x01(\t\x12\x17\n\x0f\x64\x65\x66inition_json\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\x04\x12\x15\n\rupdated_at_ms\x18\x04 \x01(\x03\x12\r\n\x05model\x18\x05 \x01(\t\x12\x0c\n\x04kind\x18\x06 \x01(\t\x12&\n\x08severity\x18\x07 \x01(\x0e\x32\x14.driftdb.v1.Severity\x12\x12\n\nlast_error\x18\x08 \x01(\t\",\n\x11\x43reateRuleRequest\x12\x17\n\x0f\x64\x65\x66inition_json\x18\x01 \x01(\t\"4\n\x12\x43reateRuleResponse\x12\x1e\n\x04rule\x18\x01 \x01(\x0b\x32\x10.driftdb.v1.Rule\"!\n\x10ListRulesRequest\x12\r\n\x05model\x18\x01 \x01(\t\"4\n\x11ListRulesResponse\x12\x1f\n\x05rules\x18\x01 \x03(\x0b\x32\x10.driftdb.v1.Rule\"\x1f\n\x11\x44\x65leteRuleRequest\x12\n\n\x02id\x18\x01 \x01(\t\"\x14\n\x12\x44\x65leteRuleResponse\"E\n\x14\x41nnounceEventRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\r\n\x05\x65vent\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\t\":\n\x15\x41nnounceEventResponse\x12!\n\x06\x61lerts\x18\x01 \x03(\x0b\x32\x11.driftdb.v1.Alert\"y\n\x0c\x41\x63tionResult\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x0b\n\x03url\x18\x02 \x01(\t\x12\x11\n\tdelivered\x18\x03 \x01(\x08\x12\x10\n\x08\x61ttempts\x18\x04 \x01(\r\x12\x12\n\nlast_error\x18\x05 \x01(\t\x12\x15\n\rdead_lettered\x18\x06 \x01(\x08\"\xdb\x04\n\x05\x41lert\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12\x0f\n\x07rule_id\x18\x02 \x01(\t\x12\r\n\x05model\x18\x03 \x01(\t\x12\x0f\n\x07version\x18\x04 \x01(\t\x12\x0f\n\x07\x66\x65\x61ture\x18\x05 \x01(\t\x12/\n\x07segment\x18\x06 \x03(\x0b\x32\x1e.driftdb.v1.Alert.SegmentEntry\x12\x0e\n\x06metric\x18\x07 \x01(\t\x12\r\n\x05value\x18\x08 \x01(\x01\x12\x11\n\tthreshold\x18\t \x01(\x01\x12&\n\x08severity\x18\n \x01(\x0e\x32\x14.driftdb.v1.Severity\x12\r\n\x05state\x18\x0b \x01(\t\x12\x17\n\x0fwindow_start_ms\x18\x0c \x01(\x03\x12\x13\n\x0b\x66ired_at_ms\x18\r \x01(\x03\x12\x16\n\x0eresolved_at_ms\x18\x0e \x01(\x03\x12)\n\x07\x61\x63tions\x18\x0f \x03(\x0b\x32\x18.driftdb.v1.ActionResult\x12\x0f\n\x07summary\x18\x10 \x01(\t\x12\x11\n\treference\x18\x11 \x01(\x01\x12\x11\n\trule_kind\x18\x12 \x01(\t\x12\r\n\x05\x65vent\x18\x13 \x01(\t\x12\x11\n\tdedup_key\x18\x14 \x01(\t\x12\x12\n\nsuppressed\x18\x15 \x01(\t\x12\x17\n\x0f\x61\x63knowledged_by\x18\x16 \x01(\t\x12\x1a\n\x12\x61\x63knowledged_at_ms\x18\x17 \x01(\x03\x12\x13\n\x0b\x61\x63k_comment\x18\x18 \x01(\t\x12\x0c\n\x04node\x18\x19 \x01(\t\x1a.\n\x0cSegmentEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"H\n\x17\x41\x63knowledgeAlertRequest\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12\n\n\x02\x62y\x18\x02 \x01(\t\x12\x0f\n\x07\x63omment\x18\x03 \x01(\t\"g\n\x12WatchAlertsRequest\x12\x16\n\x0e\x61\x66ter_sequence\x18\x01 \x01(\x04\x12\r\n\x05model\x18\x02 \x01(\t\x12*\n\x0cmin_severity\x18\x03 \x01(\x0e\x32\x14.driftdb.v1.Severity\"Q\n\x11ListAlertsRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07\x66rom_ms\x18\x02 \x01(\x03\x12\r\n\x05to_ms\x18\x03 \x01(\x03\x12\r\n\x05limit\x18\x04 \x01(\r\"7\n\x12ListAlertsResponse\x12!\n\x06\x61lerts\x18\x01 \x03(\x0b\x32\x11.driftdb.v1.Alert\"\x81\x02\n\x07Silence\x12\n\n\x02id\x18\x01 \x01(\t\x12\x33\n\x08matchers\x18\x02 \x03(\x0b\x32!.driftdb.v1.Silence.MatchersEntry\x12\x14\n\x0cstarts_at_ms\x18\x03 \x01(\x03\x12\x12\n\nends_at_ms\x18\x04 \x01(\x03\x12\x12\n\ncreated_by\x18\x05 \x01(\t\x12\x0f\n\x07\x63omment\x18\x06 \x01(\t\x12\x0f\n\x07version\x18\x07 \x01(\x04\x12\x15\n\rupdated_at_ms\x18\x08 \x01(\x03\x12\r\n\x05state\x18\t \x01(\t\x1a/\n\rMatchersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"/\n\x14\x43reateSilenceRequest\x12\x17\n\x0f\x64\x65\x66inition_json\x18\x01 \x01(\t\"=\n\x15\x43reateSilenceResponse\x12$\n\x07silence\x18\x01 \x01(\x0b\x32\x13.driftdb.v1.Silence\".\n\x13ListSilencesRequest\x12\x17\n\x0finclude_expired\x18\x01 \x01(\x08\"=\n\x14ListSilencesResponse\x12%\n\x08silences\x18\x01 \x03(\x0b\x32\x13.driftdb.v1.Silence\"\"\n\x14\x45xpireSilenceRequest\x12\n\n\x02id\x18\x01 \x01(\t\"=\n\x15\x45xpireSilenceResponse\x12$\n\x07silence\x18\x01 \x01(\x0b\x32\x13.driftdb.v1.Silence*u\n\x08Severity\x12\x18\n\x14SEVERITY_UNSPECIFIED\x10\x00\x12\x15\n\x11SEVERITY_CRITICAL\x10\x01\x12\x11\n\rSEVERITY_HIGH\x10\x02\x12\x13\n\x0fSEVERITY_MEDIUM\x10\x03\x12\x10\n\x0cSEVERITY_LOW\x10\x04\x32\xc0\x04\n\x05Rules\x12K\n\nCreateRule\x12\x1d.driftdb.v1.CreateRuleRequest\x1a\x1e.driftdb.v1.CreateRuleResponse\x12H\n\tListRules\x12\x1c.driftdb.v1.ListRulesRequest\x1a\x1d.driftdb.v1.ListRulesResponse\x12K\n\nDeleteRule\x12\x1d.driftdb.v1.DeleteRuleRequest\x1a\x1e.driftdb.v1.DeleteRuleResponse\x12T\n\rAnnounceEvent\x12 .driftdb.v1.AnnounceEventRequest\x1a!.driftdb.v1.AnnounceEventResponse\x12T\n\rCreateSilence\x12 .driftdb.v1.CreateSilenceRequest\x1a!.driftdb.v1.CreateSilenceResponse\x12Q\n\x0cListSilences\x12\x1f.driftdb.v1.ListSilencesRequest\x1a .driftdb.v1.ListSilencesResponse\x12T\n\rExpireSilence\x12 .driftdb.v1.ExpireSilenceRequest\x1a!.driftdb.v1.ExpireSilenceResponse2\xe5\x01\n\x06\x41lerts\x12\x42\n\x0bWatchAlerts\x12\x1e.driftdb.v1.WatchAlertsRequest\x1a\x11.driftdb.v1.Alert0\x01\x12K\n\nListAlerts\x12\x1d.driftdb.v1.ListAlertsRequest\x1a\x1e.driftdb.v1.ListAlertsResponse\x12J\n\x10\x41\x63knowledgeAlert\x12#.driftdb.v1.AcknowledgeAlertRequest\x1a\x11.driftdb.v1.Alertb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -25,8 +25,8 @@ if _descriptor._USE_C_DESCRIPTORS == False:
   _globals['_ALERT_SEGMENTENTRY']._serialized_options = b'8\001'
   _globals['_SILENCE_MATCHERSENTRY']._options = None
   _globals['_SILENCE_MATCHERSENTRY']._serialized_options = b'8\001'
-  _globals['_SEVERITY']._serialized_start=2205
-  _globals['_SEVERITY']._serialized_end=2322
+  _globals['_SEVERITY']._serialized_start=2219
+  _globals['_SEVERITY']._serialized_end=2336
   _globals['_RULE']._serialized_start=40
   _globals['_RULE']._serialized_end=212
   _globals['_CREATERULEREQUEST']._serialized_start=214
@@ -48,35 +48,35 @@ if _descriptor._USE_C_DESCRIPTORS == False:
   _globals['_ACTIONRESULT']._serialized_start=589
   _globals['_ACTIONRESULT']._serialized_end=710
   _globals['_ALERT']._serialized_start=713
-  _globals['_ALERT']._serialized_end=1302
-  _globals['_ALERT_SEGMENTENTRY']._serialized_start=1256
-  _globals['_ALERT_SEGMENTENTRY']._serialized_end=1302
-  _globals['_ACKNOWLEDGEALERTREQUEST']._serialized_start=1304
-  _globals['_ACKNOWLEDGEALERTREQUEST']._serialized_end=1376
-  _globals['_WATCHALERTSREQUEST']._serialized_start=1378
-  _globals['_WATCHALERTSREQUEST']._serialized_end=1481
-  _globals['_LISTALERTSREQUEST']._serialized_start=1483
-  _globals['_LISTALERTSREQUEST']._serialized_end=1564
-  _globals['_LISTALERTSRESPONSE']._serialized_start=1566
-  _globals['_LISTALERTSRESPONSE']._serialized_end=1621
-  _globals['_SILENCE']._serialized_start=1624
-  _globals['_SILENCE']._serialized_end=1881
-  _globals['_SILENCE_MATCHERSENTRY']._serialized_start=1834
-  _globals['_SILENCE_MATCHERSENTRY']._serialized_end=1881
-  _globals['_CREATESILENCEREQUEST']._serialized_start=1883
-  _globals['_CREATESILENCEREQUEST']._serialized_end=1930
-  _globals['_CREATESILENCERESPONSE']._serialized_start=1932
-  _globals['_CREATESILENCERESPONSE']._serialized_end=1993
-  _globals['_LISTSILENCESREQUEST']._serialized_start=1995
-  _globals['_LISTSILENCESREQUEST']._serialized_end=2041
-  _globals['_LISTSILENCESRESPONSE']._serialized_start=2043
-  _globals['_LISTSILENCESRESPONSE']._serialized_end=2104
-  _globals['_EXPIRESILENCEREQUEST']._serialized_start=2106
-  _globals['_EXPIRESILENCEREQUEST']._serialized_end=2140
-  _globals['_EXPIRESILENCERESPONSE']._serialized_start=2142
-  _globals['_EXPIRESILENCERESPONSE']._serialized_end=2203
-  _globals['_RULES']._serialized_start=2325
-  _globals['_RULES']._serialized_end=2901
-  _globals['_ALERTS']._serialized_start=2904
-  _globals['_ALERTS']._serialized_end=3133
+  _globals['_ALERT']._serialized_end=1316
+  _globals['_ALERT_SEGMENTENTRY']._serialized_start=1270
+  _globals['_ALERT_SEGMENTENTRY']._serialized_end=1316
+  _globals['_ACKNOWLEDGEALERTREQUEST']._serialized_start=1318
+  _globals['_ACKNOWLEDGEALERTREQUEST']._serialized_end=1390
+  _globals['_WATCHALERTSREQUEST']._serialized_start=1392
+  _globals['_WATCHALERTSREQUEST']._serialized_end=1495
+  _globals['_LISTALERTSREQUEST']._serialized_start=1497
+  _globals['_LISTALERTSREQUEST']._serialized_end=1578
+  _globals['_LISTALERTSRESPONSE']._serialized_start=1580
+  _globals['_LISTALERTSRESPONSE']._serialized_end=1635
+  _globals['_SILENCE']._serialized_start=1638
+  _globals['_SILENCE']._serialized_end=1895
+  _globals['_SILENCE_MATCHERSENTRY']._serialized_start=1848
+  _globals['_SILENCE_MATCHERSENTRY']._serialized_end=1895
+  _globals['_CREATESILENCEREQUEST']._serialized_start=1897
+  _globals['_CREATESILENCEREQUEST']._serialized_end=1944
+  _globals['_CREATESILENCERESPONSE']._serialized_start=1946
+  _globals['_CREATESILENCERESPONSE']._serialized_end=2007
+  _globals['_LISTSILENCESREQUEST']._serialized_start=2009
+  _globals['_LISTSILENCESREQUEST']._serialized_end=2055
+  _globals['_LISTSILENCESRESPONSE']._serialized_start=2057
+  _globals['_LISTSILENCESRESPONSE']._serialized_end=2118
+  _globals['_EXPIRESILENCEREQUEST']._serialized_start=2120
+  _globals['_EXPIRESILENCEREQUEST']._serialized_end=2154
+  _globals['_EXPIRESILENCERESPONSE']._serialized_start=2156
+  _globals['_EXPIRESILENCERESPONSE']._serialized_end=2217
+  _globals['_RULES']._serialized_start=2339
+  _globals['_RULES']._serialized_end=2915
+  _globals['_ALERTS']._serialized_start=2918
+  _globals['_ALERTS']._serialized_end=3147
 # @@protoc_insertion_point(module_scope)
